@@ -1,0 +1,56 @@
+"""The ``ternq`` command line: a thin layer over the Python API.
+
+Every failure a user can cause ends in one line on stderr and a non-zero exit
+(2 for bad input), never a traceback. Subcommands live in sibling modules and
+register themselves on :data:`cli`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..model import ModelFileError
+from ..train import DivergedError
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: one line, exit code 2."""
+
+    exit_code = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ternq")
+def cli() -> None:
+    """Train ternary-weight CfC recurrent networks and run the factorial experiment."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI, turning every expected failure into one line."""
+    try:
+        rv = cli.main(args=argv, prog_name="ternq", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:  # includes BadParameter, NoSuchOption
+        hint = f" (see 'ternq {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx and " " in exc.ctx.command_path else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except ModelFileError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except DivergedError as exc:
+        click.echo(f"Error: {exc}; try a smaller --lr", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+from . import core  # noqa: E402,F401  (registers the subcommands)

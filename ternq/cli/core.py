@@ -1,0 +1,90 @@
+"""``ternq gradcheck`` and ``ternq teacher``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from .. import report
+from ..gradcheck import TOLERANCE, check_all
+from ..tasks import get_task
+from ..train import SCHEDULES, TeacherConfig, evaluate, train_teacher
+from . import InputError, cli
+from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, quiet_option, task_option
+
+
+def load_task(name: str, **kwargs):
+    try:
+        return get_task(name, **kwargs)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--hidden", "widths", type=POSITIVE_INT, multiple=True, default=(16, 32), show_default=True,
+              help="Width(s) to check; repeat the option for several.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def gradcheck(widths, seed, as_json):
+    """Check every analytical gradient against finite differences (float64).
+
+    Exits 1 when any relative error exceeds 1e-3, the seeds' bar.
+    """
+    results = check_all(widths, seed)
+    worst = max(r.max_rel_err for r in results)
+    if as_json:
+        report.print_json({"tolerance": TOLERANCE, "max_rel_err": worst,
+                           "blocks": [dict(vars(r), ok=r.ok) for r in results]})
+    else:
+        report.out.print(report.gradcheck_table(results, TOLERANCE))
+        status = "[green]PASS[/]" if worst < TOLERANCE else "[red]FAIL[/]"
+        report.out.print(f"{status}: max relative error {worst:.2e} over {sum(r.checked for r in results)} "
+                         f"checks (bar {TOLERANCE:g})")
+    return 0 if worst < TOLERANCE else 1
+
+
+@cli.command()
+@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Hidden units.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=POSITIVE_INT, default=TeacherConfig.epochs, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=TeacherConfig.lr, show_default=True, help="Peak learning rate.")
+@click.option("--lr-min", type=float, default=TeacherConfig.lr_min, show_default=True,
+              help="Final learning rate of the cosine schedule.")
+@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=TeacherConfig.schedule, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to save the model [default: teacher-h{H}-s{SEED}.npz].")
+@task_option
+@quiet_option
+@json_option
+def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, quiet, as_json):
+    """Train a float CfC teacher with Adam, clipping and a learning-rate schedule."""
+    task = load_task(task_name)
+    out = check_writable(out or f"teacher-h{hidden}-s{seed}.npz", "model")
+    cfg = TeacherConfig(hidden=hidden, epochs=epochs, lr=lr, lr_min=min(lr_min, lr), schedule=schedule)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    t0 = time.perf_counter()
+    with report.progress(not quiet) as p:
+        model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", epochs))
+    seconds = time.perf_counter() - t0
+    figures = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1]), **evaluate(model, task),
+               "seconds": seconds}
+    model.meta["figures"] = figures
+    try:
+        model.save(out)
+    except OSError as exc:
+        raise InputError(f"cannot write model {out}: {exc.strerror or exc}") from None
+    if as_json:
+        report.print_json({"model": str(out), "config": model.meta["config"], "seed": seed,
+                           "task": task.describe(), **figures})
+    else:
+        rows = {"train loss (last epoch)": figures["train_loss"], "train MSE (last epoch)": figures["train_mse"],
+                "eval MSE (held-out phases)": figures["eval_mse"]}
+        if "ref_mse" in figures:
+            rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
+        rows["time (s)"] = f"{seconds:.2f}"
+        rows["saved to"] = str(out)
+        report.out.print(report.kv_table(f"Teacher H={hidden}, seed {seed}, {epochs} epochs", rows))

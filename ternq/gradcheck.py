@@ -1,0 +1,196 @@
+"""Finite-difference check of every analytical gradient, in float64.
+
+Central differences with one Richardson step, ``(4 D(h/2) - D(h)) / 3``, so the
+truncation error is O(h^4) and the check can resolve errors far below the
+seeds' 1e-3 bar. Relative error is the seeds' ``|g_a - g_n| / max(|g_a|, |g_n|, 1e-7)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels.cell import forward, loss_grad, unpack
+from .kernels.ternary import MASK_NONE, MASK_SEED, mask, quantize, ste_backward
+from .model import init_teacher, student_from
+from .rng import stream
+from .train import DT
+
+TOLERANCE = 1e-3  # the seeds' bar
+FLOOR = 1e-7
+
+
+@dataclass
+class BlockResult:
+    """One row of the report: a parameter block of one model."""
+
+    model: str
+    block: str
+    checked: int
+    max_rel_err: float
+    worst_index: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_err < TOLERANCE
+
+
+def rel_err(ga: np.ndarray, gn: np.ndarray) -> np.ndarray:
+    """The seeds' relative error, element-wise."""
+    return np.abs(ga - gn) / np.maximum(np.maximum(np.abs(ga), np.abs(gn)), FLOOR)
+
+
+def numerical_grad(f, x: np.ndarray, idx: np.ndarray, h: float = 4e-3) -> np.ndarray:
+    """Richardson-extrapolated central differences of scalar ``f(x)`` at the indices ``idx``."""
+    out = np.empty(len(idx))
+    for n, k in enumerate(idx):
+        x0 = x[k]
+
+        def d(step):
+            x[k] = x0 + step
+            fp = f(x)
+            x[k] = x0 - step
+            fm = f(x)
+            x[k] = x0
+            return (fp - fm) / (2 * step)
+
+        out[n] = (4 * d(h / 2) - d(h)) / 3
+    return out
+
+
+def _blocks(I, H, O):
+    """Index ranges of the named blocks in the flat cell layout."""
+    Z = I + H
+    names = [("W_gate", H * Z), ("W_cand", H * Z), ("b_gate", H), ("b_cand", H),
+             ("tau", H), ("W_out", O * H), ("b_out", O)]
+    out, o = {}, 0
+    for name, n in names:
+        out[name] = np.arange(o, o + n)
+        o += n
+    return out
+
+
+class _Problem:
+    """A loss over effective parameters ``p`` on fixed random data, in float64."""
+
+    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p):
+        self.dims = (I, H, O)
+        self.X = rng.normal(size=(B, T, I))
+        self.Y = rng.normal(size=(B, T, O))
+        self.alpha = alpha
+        self.ht = np.zeros((T + 1, B, H))
+        self.ws = (np.empty((T + 1, B, H)), np.empty((T, B, H)), np.empty((T, B, H)),
+                   np.empty((T, B, O)), np.empty((I + H, 2 * H)))
+        if alpha:
+            forward(teacher_p, self.X, I, H, O, DT, self.ht, *self.ws[1:])
+
+    def loss_grad(self, p):
+        g = np.zeros_like(p)
+        loss, _ = loss_grad(p, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha, self.alpha,
+                            self.ht, g, *self.ws)
+        return loss, g
+
+    def loss(self, p):
+        return self.loss_grad(p)[0]
+
+
+def _random_teacher(seed, H, I, O):
+    t = init_teacher(H, stream(seed, "gradcheck", H), I, O)
+    rng = stream(seed, "gradcheck-perturb", H)
+    _, b, tau, _, bout = unpack(t.theta, I, H, O)
+    # nonzero biases so that every block has a gradient of some size
+    b[:] = rng.normal(0, 0.3, size=b.shape)
+    bout[:] = rng.normal(0, 0.3, size=bout.shape)
+    tau[:] *= rng.choice([-1.0, 1.0], size=tau.shape)  # |tau| is in the cell: check both signs
+    return t
+
+
+def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
+          batch: int = 3, steps: int = 12) -> list[BlockResult]:
+    """Check every gradient of the teacher and the student losses at width ``hidden``.
+
+    Parameters
+    ----------
+    hidden : int
+        Width of the random models checked.
+    seed : int
+        Seeds the random models and data.
+    n_in, n_out : int
+        Input and output sizes.
+    batch, steps : int
+        Size of the random batch the losses are taken on.
+
+    Returns
+    -------
+    list of BlockResult
+        Teacher blocks; student blocks (scales with trits frozen, biases, tau,
+        effective ternary weights) without and with the trajectory term; and the
+        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla and smoothstep masks.
+    """
+    I, H, O = n_in, hidden, n_out
+    teacher = _random_teacher(seed, H, I, O)
+    other = _random_teacher(seed + 1, H, I, O)  # the trajectory target
+    blocks = _blocks(I, H, O)
+    results = []
+    rng = stream(seed, "gradcheck-data", H)
+
+    p = teacher.theta.astype(np.float64)
+    prob = _Problem(rng, I, H, O, batch, steps, 0.0, None)
+    ga = prob.loss_grad(p)[1]
+    for name, idx in blocks.items():
+        results.append(_compare(f"teacher H={H}", name, ga[idx], numerical_grad(prob.loss, p, idx)))
+
+    student = student_from(teacher)
+    theta = student.theta.astype(np.float64)
+    # move the shadow weights off the teacher's so that the trits are a real mix
+    theta[: student.n_cell] += rng.normal(0, 0.05, size=student.n_cell)
+    p = np.empty(student.n_cell)
+    quantize(theta, I, H, O, p)
+    scales = theta[student.n_cell:]
+    h2 = 2 * H
+    W, _, _, Wout, _ = unpack(p, I, H, O)
+    trits = np.concatenate([(W / scales[:h2, None]).ravel(), (Wout / scales[h2:, None]).ravel()])
+    w_idx = np.concatenate([blocks["W_gate"], blocks["W_cand"], blocks["W_out"]])
+    rows = np.concatenate([np.repeat(np.arange(h2), I + H), h2 + np.repeat(np.arange(O), H)])
+
+    for alpha in (0.0, 0.5):
+        tag = f"student H={H}" + (" traj" if alpha else "")
+        prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64))
+        g_eff = prob.loss_grad(p)[1]
+
+        def loss_of_scales(s):
+            q = p.copy()
+            q[w_idx] = s[rows] * trits  # trits frozen, scales free
+            return prob.loss(q)
+
+        g_theta = np.zeros_like(theta)
+        ste_backward(theta, I, H, O, g_eff, 1.0, MASK_NONE, g_theta)
+        sidx = np.arange(len(scales))
+        results.append(_compare(tag, "scales", g_theta[student.n_cell:],
+                                numerical_grad(loss_of_scales, scales.copy(), sidx)))
+        for name in ("b_gate", "b_cand", "tau", "b_out"):
+            idx = blocks[name]
+            results.append(_compare(tag, name, g_eff[idx], numerical_grad(prob.loss, p, idx)))
+        results.append(_compare(tag, "W_eff (trits frozen)", g_eff[w_idx], numerical_grad(prob.loss, p, w_idx)))
+
+    # STE: the shadow-weight gradient is the effective-weight gradient times the mask
+    w_theta = theta[w_idx]
+    s_row = scales[rows]
+    for kind, label, beta in ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_SEED, "STE = g_eff * mask", 7.0)):
+        g_theta = np.zeros_like(theta)
+        ste_backward(theta, I, H, O, g_eff, beta, kind, g_theta)
+        want = g_eff[w_idx] * np.array([mask(w, s, beta, kind) for w, s in zip(w_theta, s_row)])
+        results.append(_compare(f"student H={H}", label, g_theta[w_idx], want))
+    return results
+
+
+def _compare(model, block, ga, gn) -> BlockResult:
+    err = rel_err(np.asarray(ga, np.float64), np.asarray(gn, np.float64))
+    k = int(np.argmax(err))
+    return BlockResult(model, block, len(err), float(err[k]), k)
+
+
+def check_all(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1) -> list[BlockResult]:
+    """:func:`check` at every width in ``widths``."""
+    return [r for h in widths for r in check(h, seed, n_in, n_out)]

@@ -1,0 +1,92 @@
+"""The training loop over epochs, compiled: teacher and student share it.
+
+Each epoch: quantize once (student), run the teacher alongside (distillation),
+BPTT on the epoch's batch, STE mapping and mask (student), clip, Adam.
+"""
+
+import numpy as np
+from numba import njit
+
+from .cell import forward, loss_grad, n_params
+from .optim import adam, clip_norm
+from .ternary import SCALE_MIN, quantize, ste_backward
+
+LR_CONSTANT = 0
+LR_COSINE = 1
+
+
+@njit(cache=True)
+def lr_at(lr, lr_min, kind, prog):
+    """Learning rate at training progress ``prog`` in [0, 1)."""
+    if kind == LR_COSINE:
+        return lr_min + (lr - lr_min) * 0.5 * (1.0 + np.cos(np.pi * prog))
+    return lr
+
+
+@njit(cache=True)
+def train_epochs(
+    theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
+    lr, lr_min, lr_kind, clip,
+    student, mask_kind, beta0, beta1,
+    teacher, alpha0, alpha1,
+    losses, mses,
+):
+    """Train ``theta`` in place for epochs ``e0 .. e1-1`` of ``n_epochs``.
+
+    X, Y (E, B, T, I/O): the batch of every epoch. ``student``: theta holds
+    shadow weights and scales, run hard-ternary. ``teacher``: effective
+    parameters of the float teacher for trajectory distillation, or an empty
+    array for none. Schedules run linearly over progress e / n_epochs.
+    Writes each epoch's loss and output MSE (before its update) into
+    ``losses``/``mses``. Returns -1, or the first epoch whose loss was not
+    finite (training stops there, theta as it was before that epoch).
+    """
+    B, T = X.shape[1], X.shape[2]
+    dtype = theta.dtype
+    m_eff = n_params(n_in, hidden, n_out)
+    p = np.empty(m_eff, dtype)
+    g_eff = np.empty(m_eff, dtype)
+    g = np.zeros(theta.shape[0], dtype)
+    hs = np.empty((T + 1, B, hidden), dtype)
+    gs = np.empty((T, B, hidden), dtype)
+    cs = np.empty((T, B, hidden), dtype)
+    ys = np.empty((T, B, n_out), dtype)
+    WT = np.empty((n_in + hidden, 2 * hidden), dtype)
+    distill = teacher.shape[0] > 0
+    ht = np.empty((T + 1, B, hidden), dtype)
+    tgs = np.empty((T, B, hidden), dtype)
+    tcs = np.empty((T, B, hidden), dtype)
+    tys = np.empty((T, B, n_out), dtype)
+    for e in range(e0, e1):
+        prog = e / n_epochs
+        if student:
+            quantize(theta, n_in, hidden, n_out, p)
+        else:
+            p[:] = theta
+        alpha = 0.0
+        w_y = 1.0
+        if distill:
+            alpha = alpha0 + (alpha1 - alpha0) * prog
+            w_y = 1.0 - alpha
+            forward(teacher, X[e], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT)
+        loss, mse_ = loss_grad(p, X[e], Y[e], n_in, hidden, n_out, dt, w_y, alpha,
+                               ht, g_eff, hs, gs, cs, ys, WT)
+        if not np.isfinite(loss):
+            return e
+        losses[e] = loss
+        mses[e] = mse_
+        if student:
+            beta = beta0 + (beta1 - beta0) * prog
+            ste_backward(theta, n_in, hidden, n_out, g_eff, beta, mask_kind, g)
+            clip_norm(g[:m_eff], clip)
+            clip_norm(g[m_eff:], clip)
+        else:
+            g[:] = g_eff
+            clip_norm(g, clip)
+        adam(theta, g, m, v, lr_at(lr, lr_min, lr_kind, prog), e + 1)
+        if student:
+            smin = dtype.type(SCALE_MIN)
+            for k in range(m_eff, theta.shape[0]):
+                if theta[k] < smin:
+                    theta[k] = smin
+    return -1

@@ -1,0 +1,169 @@
+"""Models: a flat parameter vector plus its shape, with init, views, save and load."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .kernels.cell import n_params, unpack
+from .kernels.ternary import absmean_scales, n_scales, quantize
+
+FORMAT_VERSION = 1
+KINDS = ("teacher", "student")
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, unreadable, foreign or of another format version."""
+
+
+@dataclass
+class Model:
+    """A CfC model. ``theta`` is flat float32: the cell layout, then (students) the row scales.
+
+    Parameters
+    ----------
+    kind : {"teacher", "student"}
+        A teacher runs its float weights; a student runs hard-ternary weights.
+    n_in, hidden, n_out : int
+        Input, hidden and output sizes.
+    theta : np.ndarray
+        The trained parameters (for a student: float shadow weights and scales).
+    meta : dict
+        Free-form provenance: config, seed, task, figures. Saved with the model.
+    """
+
+    kind: str
+    n_in: int
+    hidden: int
+    n_out: int
+    theta: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_cell(self) -> int:
+        return n_params(self.n_in, self.hidden, self.n_out)
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        return self.n_in, self.hidden, self.n_out
+
+    def params(self, dtype=np.float32) -> np.ndarray:
+        """The effective parameters the forward pass runs (hard-ternary for a student)."""
+        theta = np.ascontiguousarray(self.theta, dtype=dtype)
+        if self.kind == "teacher":
+            return theta
+        p = np.empty(self.n_cell, dtype)
+        quantize(theta, *self.dims, p)
+        return p
+
+    def weights(self, effective: bool = False) -> dict[str, np.ndarray]:
+        """Named views: W_gate, W_cand, b_gate, b_cand, tau, W_out, b_out (and scales)."""
+        src = self.params() if effective else self.theta
+        W, b, tau, Wout, bout = unpack(src, *self.dims)
+        h = self.hidden
+        out = {"W_gate": W[:h], "W_cand": W[h:], "b_gate": b[:h], "b_cand": b[h:],
+               "tau": tau, "W_out": Wout, "b_out": bout}
+        if self.kind == "student":
+            out["scales"] = self.theta[self.n_cell:]
+        return out
+
+    def trits(self) -> np.ndarray:
+        """The student's trits of W (2H rows) then W_out, as int8 (a flat array per layout)."""
+        if self.kind != "student":
+            raise ValueError("only a student has trits")
+        p = self.params(np.float64)
+        scales = self.theta[self.n_cell:].astype(np.float64)
+        W, _, _, Wout, _ = unpack(p, *self.dims)
+        h2 = 2 * self.hidden
+        tW = np.rint(W / scales[:h2, None]).astype(np.int8)
+        tO = np.rint(Wout / scales[h2:, None]).astype(np.int8)
+        return np.concatenate([tW.ravel(), tO.ravel()])
+
+    def zero_share(self) -> float:
+        """Share of the student's trits that are zero."""
+        return float(np.mean(self.trits() == 0))
+
+    def copy(self) -> Model:
+        return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an ``.npz`` atomically (temporary file in the same folder, then rename)."""
+        path = Path(path)
+        header = {"format": "ternq-model", "version": FORMAT_VERSION, "kind": self.kind,
+                  "n_in": self.n_in, "hidden": self.hidden, "n_out": self.n_out, "meta": self.meta}
+        buf = io.BytesIO()
+        np.savez(buf, theta=self.theta, header=np.array(json.dumps(header)))
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Model:
+        """Read a model written by :meth:`save`; raise :class:`ModelFileError` on anything else."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                theta = np.array(z["theta"])
+        except FileNotFoundError:
+            raise ModelFileError(f"model file not found: {path}") from None
+        except (OSError, EOFError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"not a ternq model file: {path} ({exc.__class__.__name__})") from None
+        if not isinstance(header, dict) or header.get("format") != "ternq-model":
+            raise ModelFileError(f"not a ternq model file: {path}")
+        if header.get("version") != FORMAT_VERSION:
+            raise ModelFileError(
+                f"model file {path} has format version {header.get('version')}, this ternq reads {FORMAT_VERSION}")
+        try:
+            model = cls(header["kind"], int(header["n_in"]), int(header["hidden"]), int(header["n_out"]),
+                        theta.astype(np.float32), header.get("meta", {}))
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"model file {path} has a damaged header") from None
+        want = model.n_cell + (n_scales(model.hidden, model.n_out) if model.kind == "student" else 0)
+        if model.kind not in KINDS or theta.ndim != 1 or theta.shape[0] != want:
+            raise ModelFileError(f"model file {path} is inconsistent (kind or parameter count)")
+        return model
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: int = 1) -> Model:
+    """A fresh float teacher, initialised as the C program does.
+
+    W_gate, W_cand uniform in +-1/sqrt(I+H); W_out uniform in +-1/sqrt(H);
+    biases 0; tau uniform in [0.5, 2.0].
+    """
+    if hidden <= 0 or n_in <= 0 or n_out <= 0:
+        raise ValueError("hidden, n_in and n_out must be positive")
+    theta = np.zeros(n_params(n_in, hidden, n_out), np.float32)
+    W, _, tau, Wout, _ = unpack(theta, n_in, hidden, n_out)
+    k = 1.0 / np.sqrt(n_in + hidden)
+    W[:] = rng.uniform(-k, k, size=W.shape)
+    Wout[:] = rng.uniform(-1.0 / np.sqrt(hidden), 1.0 / np.sqrt(hidden), size=Wout.shape)
+    tau[:] = rng.uniform(0.5, 2.0, size=hidden)
+    return Model("teacher", n_in, hidden, n_out, theta)
+
+
+def student_from(teacher: Model) -> Model:
+    """A student that starts as a copy of ``teacher``, with absmean row scales."""
+    theta = np.concatenate([teacher.theta.astype(np.float32),
+                            np.zeros(n_scales(teacher.hidden, teacher.n_out), np.float32)])
+    absmean_scales(theta, *teacher.dims)
+    return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta)

@@ -1,0 +1,256 @@
+"""Training and evaluation: the orchestration over the compiled loop in :mod:`ternq.kernels.loop`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .kernels.cell import loss_grad, mse
+from .kernels.loop import LR_CONSTANT, LR_COSINE, train_epochs
+from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, ste_backward
+from .model import Model, init_teacher, student_from
+from .rng import stream
+from .tasks import Task
+
+DT = 0.1
+SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
+MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE}
+
+Progress = Callable[[int, int, float], None]  # (epochs done, total, last loss)
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"training diverged: non-finite loss at epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass
+class TeacherConfig:
+    """Settings of a float teacher's training (the C program's protocol, plus a schedule)."""
+
+    hidden: int = 16
+    epochs: int = 2000
+    lr: float = 1e-2
+    lr_min: float = 1e-4
+    schedule: str = "cosine"
+    batch: int = 10
+    clip: float = 5.0
+
+    def validate(self) -> None:
+        _check_common(self.hidden, self.epochs, self.lr, self.lr_min, self.schedule, self.batch, self.clip)
+
+
+@dataclass
+class StudentConfig:
+    """Settings of a ternary student's training."""
+
+    hidden: int = 16
+    shaped: bool = False
+    distill: bool = False
+    mask: str = "seed"
+    epochs: int = 1500
+    lr: float = 1e-3
+    lr_min: float = 1e-4
+    schedule: str = "cosine"
+    batch: int = 10
+    clip: float = 5.0
+    beta: tuple[float, float] = (1.0, 20.0)
+    alpha: tuple[float, float] = (0.3, 0.8)
+
+    def validate(self) -> None:
+        _check_common(self.hidden, self.epochs, self.lr, self.lr_min, self.schedule, self.batch, self.clip)
+        if self.mask not in MASKS:
+            raise ValueError(f"mask must be one of {', '.join(MASKS)}, not {self.mask!r}")
+        for name in ("beta", "alpha"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
+                raise ValueError(f"{name} must be two finite numbers (start, end)")
+        if not all(0.0 <= a < 1.0 for a in self.alpha):
+            raise ValueError("alpha must lie in [0, 1)")
+        if not all(b > 0 for b in self.beta):
+            raise ValueError("beta must be positive")
+
+
+def _check_common(hidden, epochs, lr, lr_min, schedule, batch, clip) -> None:
+    if int(hidden) != hidden or hidden <= 0:
+        raise ValueError(f"hidden must be a positive integer, not {hidden}")
+    if int(epochs) != epochs or epochs <= 0:
+        raise ValueError(f"epochs must be a positive integer, not {epochs}")
+    if int(batch) != batch or batch <= 0:
+        raise ValueError(f"batch must be a positive integer, not {batch}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite positive number, not {lr}")
+    if not (math.isfinite(lr_min) and 0 <= lr_min <= lr):
+        raise ValueError(f"lr_min must lie in [0, lr], not {lr_min}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+    if not (math.isfinite(clip) and clip > 0):
+        raise ValueError(f"clip must be a finite positive number, not {clip}")
+
+
+@dataclass
+class History:
+    """Per-epoch training loss and output MSE (measured before each epoch's update)."""
+
+    loss: np.ndarray
+    mse: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+def _run(theta, X, Y, dims, cfg, student, mask_kind, teacher_p, progress, chunks=100):
+    """Drive the compiled loop in a few chunks so a progress bar can follow."""
+    E = cfg.epochs
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    losses = np.full(E, np.nan)
+    mses = np.full(E, np.nan)
+    beta = getattr(cfg, "beta", (1.0, 1.0))
+    alpha = getattr(cfg, "alpha", (0.0, 0.0))
+    step = max(1, -(-E // chunks))
+    for e0 in range(0, E, step):
+        e1 = min(E, e0 + step)
+        bad = train_epochs(theta, m, v, X, Y, e0, e1, E, *dims, DT,
+                           cfg.lr, cfg.lr_min, SCHEDULES[cfg.schedule], cfg.clip,
+                           student, mask_kind, beta[0], beta[1],
+                           teacher_p, alpha[0], alpha[1], losses, mses)
+        if bad >= 0:
+            raise DivergedError(bad)
+        if progress is not None:
+            progress(e1, E, float(losses[e1 - 1]))
+    return History(losses, mses)
+
+
+def train_teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress | None = None
+                  ) -> tuple[Model, History]:
+    """Train a float teacher with Adam, clipping and a learning-rate schedule.
+
+    Parameters
+    ----------
+    task : Task
+        Where the sequences come from.
+    cfg : TeacherConfig
+        Width, epochs, learning rate and schedule, batch, clipping.
+    seed : int
+        Seeds the teacher's own streams (init and data), independent per width.
+    progress : callable, optional
+        Called as ``progress(done, total, loss)`` between chunks of epochs.
+
+    Returns
+    -------
+    (Model, History)
+    """
+    cfg.validate()
+    model = init_teacher(cfg.hidden, stream(seed, "teacher-init", cfg.hidden), task.n_in, task.n_out)
+    X, Y = task.batches(stream(seed, "teacher-data", cfg.hidden), cfg.epochs, cfg.batch)
+    hist = _run(model.theta, X, Y, model.dims, cfg, False, MASK_NONE, np.empty(0, np.float32), progress)
+    model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
+    return model, hist
+
+
+def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
+                  progress: Progress | None = None) -> tuple[Model, History]:
+    """Train a hard-ternary student that starts as a copy of ``teacher``.
+
+    Parameters
+    ----------
+    teacher : Model
+        A float teacher of the same width; also the distillation target.
+    task : Task
+        Where the sequences come from.
+    cfg : StudentConfig
+        The factorial's switches (``shaped``, ``distill``, ``hidden``), the mask,
+        the beta and alpha schedules and the optimiser settings.
+    seed : int
+        Seeds the data stream; every configuration of one seed sees the same
+        sequences (common random numbers), so their differences are the techniques'.
+    progress : callable, optional
+        Called as ``progress(done, total, loss)`` between chunks of epochs.
+    """
+    cfg.validate()
+    if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
+        raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
+    model = student_from(teacher)
+    X, Y = task.batches(stream(seed, "student-data"), cfg.epochs, cfg.batch)
+    teacher_p = teacher.params() if cfg.distill else np.empty(0, np.float32)
+    kind = MASKS[cfg.mask] if cfg.shaped else MASK_NONE
+    hist = _run(model.theta, X, Y, model.dims, cfg, True, kind, teacher_p, progress)
+    model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
+    return model, hist
+
+
+def evaluate(model: Model, task: Task) -> dict[str, float]:
+    """Held-out MSE over the task's fixed evaluation set, and the C program's figure if any.
+
+    Returns
+    -------
+    dict
+        ``eval_mse`` and, for sine, ``ref_mse`` (phase 0, 100 steps).
+    """
+    out = {"eval_mse": predict_mse(model, *task.eval_set())}
+    ref = task.reference_set()
+    if ref is not None:
+        out["ref_mse"] = predict_mse(model, *ref)
+    return out
+
+
+def predict_mse(model: Model, X: np.ndarray, Y: np.ndarray) -> float:
+    """MSE of ``model`` on sequences X (N, T, n_in) against Y (N, T, n_out), from h_0 = 0."""
+    return float(mse(model.params(), np.ascontiguousarray(X, np.float32),
+                     np.ascontiguousarray(Y, np.float32), *model.dims, DT))
+
+
+def loss_and_grad(model: Model, X: np.ndarray, Y: np.ndarray, *, alpha: float = 0.0,
+                  teacher: Model | None = None, beta: float = 1.0, mask: str | None = None,
+                  dtype=np.float64) -> tuple[float, np.ndarray]:
+    """Loss and analytical gradient of ``model`` with respect to its ``theta``.
+
+    Parameters
+    ----------
+    model : Model
+        Teacher (float) or student (hard-ternary forward, STE backward).
+    X, Y : np.ndarray
+        Sequences (B, T, n_in) and targets (B, T, n_out).
+    alpha : float
+        Weight of the trajectory term; the output term then has weight 1 - alpha.
+    teacher : Model, optional
+        Teacher whose hidden states the trajectory term pulls toward (needed if alpha > 0).
+    beta, mask : float, str
+        Student only: smoothstep sharpness and mask (None for vanilla STE).
+    dtype : numpy dtype
+        float64 (gradient checks) or float32 (as training runs).
+    """
+    I, H, O = model.dims
+    theta = np.ascontiguousarray(model.theta, dtype)
+    X = np.ascontiguousarray(X, dtype)
+    Y = np.ascontiguousarray(Y, dtype)
+    B, T = X.shape[:2]
+    ws = _workspace(B, T, I, H, O, dtype)
+    ht = ws["ht"]
+    if alpha:
+        if teacher is None:
+            raise ValueError("alpha > 0 needs a teacher")
+        from .kernels.cell import forward
+        forward(teacher.params(dtype), X, I, H, O, DT, ht, np.empty_like(ws["gs"]),
+                np.empty_like(ws["cs"]), np.empty_like(ws["ys"]), ws["WT"])
+    p = model.params(dtype) if model.kind == "student" else theta
+    g_eff = np.zeros_like(p)
+    loss, _ = loss_grad(p, X, Y, I, H, O, DT, 1.0 - alpha, alpha, ht, g_eff,
+                        ws["hs"], ws["gs"], ws["cs"], ws["ys"], ws["WT"])
+    if model.kind == "teacher":
+        return float(loss), g_eff
+    g = np.zeros_like(theta)
+    kind = MASK_NONE if mask is None else MASKS[mask]
+    ste_backward(theta, I, H, O, g_eff, beta, kind, g)
+    return float(loss), g
+
+
+def _workspace(B, T, I, H, O, dtype):
+    return {"hs": np.empty((T + 1, B, H), dtype), "gs": np.empty((T, B, H), dtype),
+            "cs": np.empty((T, B, H), dtype), "ys": np.empty((T, B, O), dtype),
+            "WT": np.empty((I + H, 2 * H), dtype), "ht": np.zeros((T + 1, B, H), dtype)}

@@ -1,0 +1,69 @@
+"""Plain NumPy versions of the cell, the loss and the ternary transform: the kernels' oracle.
+
+Written for clarity, one step at a time, with no shared code from ``ternq.kernels``.
+"""
+
+import numpy as np
+
+DT = 0.1
+
+
+def split(p, I, H, O):
+    Z = I + H
+    sizes = [2 * H * Z, 2 * H, H, O * H, O]
+    parts = np.split(p, np.cumsum(sizes)[:-1])
+    W = parts[0].reshape(2 * H, Z)
+    return W[:H], W[H:], parts[1][:H], parts[1][H:], parts[2], parts[3].reshape(O, H), parts[4]
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def run(p, X, I, H, O):
+    """Hidden states (B, T+1, H) and predictions (B, T, O) from h_0 = 0."""
+    Wg, Wc, bg, bc, tau, Wo, bo = split(p, I, H, O)
+    B, T, _ = X.shape
+    decay = np.exp(-DT / (np.abs(tau) + 1e-6))
+    h = np.zeros((B, H), p.dtype)
+    hs, ys = [h], []
+    for t in range(T):
+        z = np.concatenate([X[:, t, :], h], axis=1)
+        gate = sigmoid(z @ Wg.T + bg)
+        cand = np.tanh(z @ Wc.T + bc)
+        h = (1 - gate) * h * decay + gate * cand
+        hs.append(h)
+        ys.append(h @ Wo.T + bo)
+    return np.stack(hs, 1), np.stack(ys, 1)
+
+
+def loss(p, X, Y, I, H, O, alpha=0.0, teacher_p=None):
+    """The training loss: output term weighted 1 - alpha, trajectory term alpha."""
+    hs, ys = run(p, X, I, H, O)
+    out = 0.5 * np.mean((ys - Y) ** 2)
+    if not alpha:
+        return out
+    ht, _ = run(teacher_p, X, I, H, O)
+    traj = 0.5 * np.mean((hs[:, 1:] - ht[:, 1:]) ** 2)
+    return (1 - alpha) * out + alpha * traj
+
+
+def quantize(theta, I, H, O):
+    """Effective parameters of a student: s_r * clamp(round_half_away(w / s_r), -1, 1)."""
+    n = theta.size - (2 * H + O)
+    p, scales = theta[:n].copy(), theta[n:]
+    Z = I + H
+    W = p[: 2 * H * Z].reshape(2 * H, Z)
+    o = 2 * H * Z + 3 * H
+    Wo = p[o : o + O * H].reshape(O, H)
+    for M, s in ((W, scales[: 2 * H]), (Wo, scales[2 * H :])):
+        r = M / s[:, None]
+        q = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), -1, 1)
+        M[:] = q * s[:, None]
+    return p
+
+
+def seed_mask(w, s, beta):
+    """The seeds' smoothstep bump (reflections.md)."""
+    t = np.clip((np.abs(w / s) - 0.5) * beta + 0.5, 0.0, 1.0)
+    return 6.0 * t * (1.0 - t) * beta

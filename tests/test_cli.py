@@ -1,0 +1,123 @@
+"""The command line: results, one-line errors with exit code 2, nothing half-written."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ternq.cli import main
+from ternq.model import FORMAT_VERSION, Model
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    cap = capsys.readouterr()
+    return exc.value.code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "t.npz"
+    with pytest.raises(SystemExit) as exc:
+        main(["teacher", "--hidden", "8", "--epochs", "50", "--quiet", "--out", str(path)])
+    assert exc.value.code == 0
+    return path
+
+
+def test_teacher_json_and_saved_model(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    code, stdout, _ = run(["teacher", "--hidden", "8", "--epochs", "40", "--quiet", "--json", "--out", str(out)],
+                          capsys)
+    assert code == 0
+    res = json.loads(stdout)
+    model = Model.load(out)
+    assert model.hidden == 8 and model.meta["seed"] == 0 and model.meta["config"]["epochs"] == 40
+    assert res["eval_mse"] == model.meta["figures"]["eval_mse"] > 0
+    assert "ref_mse" in res
+
+
+def test_gradcheck_exit_zero_and_table(capsys):
+    code, stdout, _ = run(["gradcheck", "--hidden", "4"], capsys)
+    assert code == 0
+    assert "W_gate" in stdout and "PASS" in stdout
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["teacher", "--hidden", "0"], "--hidden"),
+    (["teacher", "--hidden", "-3"], "--hidden"),
+    (["teacher", "--epochs", "0"], "--epochs"),
+    (["teacher", "--lr", "nan"], "--lr"),
+    (["teacher", "--lr", "inf"], "--lr"),
+    (["teacher", "--lr", "-1e-3"], "--lr"),
+    (["teacher", "--lr", "0"], "--lr"),
+    (["teacher", "--task", "nope"], "unknown task"),
+    (["teacher", "--out", "/nonexistent-dir/x.npz"], "does not exist"),
+    (["teacher", "--bogus"], "bogus"),
+])
+def test_bad_input_one_line_exit_2(argv, needle, capsys):
+    code, stdout, err = run(argv, capsys)
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    import os
+    if os.access(ro, os.W_OK):  # root ignores permissions
+        pytest.skip("running as root: permissions are not enforced")
+    code, _, err = run(["teacher", "--out", str(ro / "x.npz")], capsys)
+    assert code == 2 and "not writable" in err
+
+
+def test_divergence_is_a_clear_message(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    code, _, err = run(["teacher", "--hidden", "4", "--epochs", "30", "--lr", "1e30", "--quiet", "--out", str(out)],
+                       capsys)
+    assert code == 1 and "epoch" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", None, "version", "kind"])
+def test_bad_model_files_are_refused(tmp_path, content, teacher_file):
+    from ternq.model import ModelFileError
+
+    path = tmp_path / "m.npz"
+    if content is None:
+        path = tmp_path / "missing.npz"
+    elif content == "version":
+        m = Model.load(teacher_file)
+        m.save(path)
+        with np.load(path) as z:
+            header = json.loads(str(z["header"]))
+        header["version"] = FORMAT_VERSION + 1
+        np.savez(path, theta=m.theta, header=np.array(json.dumps(header)))
+    elif content == "kind":
+        m = Model.load(teacher_file)
+        np.savez(path, theta=m.theta[:-3], header=np.array(json.dumps(
+            {"format": "ternq-model", "version": FORMAT_VERSION, "kind": "teacher", "n_in": 1, "hidden": 8,
+             "n_out": 1})))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ModelFileError):
+        Model.load(path)
+
+
+def test_save_is_atomic(tmp_path, teacher_file, monkeypatch):
+    """A failure while writing leaves the old file intact and no temporary behind."""
+    m = Model.load(teacher_file)
+    path = tmp_path / "m.npz"
+    m.save(path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        m.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
