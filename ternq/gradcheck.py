@@ -43,20 +43,16 @@ def rel_err(ga: np.ndarray, gn: np.ndarray) -> np.ndarray:
 
 def numerical_grad(f, x: np.ndarray, idx: np.ndarray, h: float = 4e-3) -> np.ndarray:
     """Richardson-extrapolated central differences of scalar ``f(x)`` at the indices ``idx``."""
-    out = np.empty(len(idx))
-    for n, k in enumerate(idx):
+    def d(k, step):
         x0 = x[k]
+        x[k] = x0 + step
+        fp = f(x)
+        x[k] = x0 - step
+        fm = f(x)
+        x[k] = x0
+        return (fp - fm) / (2 * step)
 
-        def d(step):
-            x[k] = x0 + step
-            fp = f(x)
-            x[k] = x0 - step
-            fm = f(x)
-            x[k] = x0
-            return (fp - fm) / (2 * step)
-
-        out[n] = (4 * d(h / 2) - d(h)) / 3
-    return out
+    return np.array([(4 * d(k, h / 2) - d(k, h)) / 3 for k in idx])
 
 
 def _blocks(I, H, O):
@@ -159,7 +155,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
         prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64))
         g_eff = prob.loss_grad(p)[1]
 
-        def loss_of_scales(s):
+        def loss_of_scales(s, prob=prob):
             q = p.copy()
             q[w_idx] = s[rows] * trits  # trits frozen, scales free
             return prob.loss(q)
@@ -180,7 +176,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     for kind, label, beta in ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_SEED, "STE = g_eff * mask", 7.0)):
         g_theta = np.zeros_like(theta)
         ste_backward(theta, I, H, O, g_eff, beta, kind, g_theta)
-        want = g_eff[w_idx] * np.array([mask(w, s, beta, kind) for w, s in zip(w_theta, s_row)])
+        want = g_eff[w_idx] * np.array([mask(w, s, beta, kind) for w, s in zip(w_theta, s_row, strict=True)])
         results.append(_compare(f"student H={H}", label, g_theta[w_idx], want))
     return results
 

@@ -1,6 +1,6 @@
 import numpy as np
-import pytest
 import oracle
+import pytest
 
 from ternq.gradcheck import TOLERANCE, check, numerical_grad, rel_err
 from ternq.kernels.ternary import MASK_SEED, mask

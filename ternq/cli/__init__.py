@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.UsageError as exc:  # includes BadParameter, NoSuchOption
-        hint = f" (see 'ternq {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx and " " in exc.ctx.command_path else ""
+        path = exc.ctx.command_path if exc.ctx else ""
+        hint = f" (see '{path} --help')" if " " in path else ""
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
         sys.exit(2)
     except click.ClickException as exc:

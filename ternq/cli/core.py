@@ -8,17 +8,9 @@ import click
 
 from .. import report
 from ..gradcheck import TOLERANCE, check_all
-from ..tasks import get_task
 from ..train import SCHEDULES, TeacherConfig, evaluate, train_teacher
 from . import InputError, cli
-from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, quiet_option, task_option
-
-
-def load_task(name: str, **kwargs):
-    try:
-        return get_task(name, **kwargs)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
 
 
 @cli.command()

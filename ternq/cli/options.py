@@ -44,8 +44,20 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 
 
 def task_option(f):
+    """``--task NAME`` (passed as ``task_name``); tasks are built with :func:`load_task`."""
     return click.option("--task", "task_name", default="sine", show_default=True,
-                        help="Task: sine (more in 'ternq tasks').")(f)
+                        help="Task: sine.")(f)
+
+
+def load_task(task_name: str, **kwargs):
+    """Build the task a command was asked for; bad names or data end as an InputError."""
+    from ..tasks import get_task
+    from . import InputError
+
+    try:
+        return get_task(task_name, **kwargs)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def quiet_option(f):

@@ -31,13 +31,13 @@ from numba import njit
 TAU_EPS = 1e-6
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def n_params(n_in: int, hidden: int, n_out: int) -> int:
     """Length of the flat effective-parameter vector."""
     return 2 * hidden * (n_in + hidden) + 3 * hidden + n_out * hidden + n_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unpack(p, n_in, hidden, n_out):
     """Views (W, b, tau, Wout, bout) into a flat parameter vector."""
     z = n_in + hidden
@@ -55,14 +55,14 @@ def unpack(p, n_in, hidden, n_out):
     return W, b, tau, Wout, bout
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decay(tau, dt, out):
     eps = tau.dtype.type(TAU_EPS)
     for i in range(tau.shape[0]):
         out[i] = np.exp(-dt / (abs(tau[i]) + eps))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT):
     """Run the cell over a batch from h_0 = 0, storing what backward needs.
 
@@ -107,7 +107,7 @@ def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT):
                 ys[t, bb, o] = y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mse(p, X, Y, n_in, hidden, n_out, dt):
     """Mean squared error of the predictions over every step, sequence and output."""
     B, T = X.shape[0], X.shape[1]
@@ -126,7 +126,7 @@ def mse(p, X, Y, n_in, hidden, n_out, dt):
     return sse / (B * T * n_out)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT):
     """Loss, output MSE and gradient of the loss with respect to ``p`` (BPTT).
 

@@ -15,7 +15,7 @@ LR_CONSTANT = 0
 LR_COSINE = 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lr_at(lr, lr_min, kind, prog):
     """Learning rate at training progress ``prog`` in [0, 1)."""
     if kind == LR_COSINE:
@@ -23,7 +23,7 @@ def lr_at(lr, lr_min, kind, prog):
     return lr
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def train_epochs(
     theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
     lr, lr_min, lr_kind, clip,
