@@ -1,0 +1,300 @@
+"""The 2x2x2 factorial: units of work, their execution, and the summary.
+
+Every training is a :class:`Unit` (a teacher, one of the 8 student
+configurations, or a coordinate search) that depends only on its seed, the
+settings and the models of the units it needs (a student needs its teacher).
+Units draw their randomness from named streams (:mod:`ternq.rng`), so the
+results do not depend on the order they run in: serially, on two threads
+(the kernels release the GIL), or on a Dask cluster (:mod:`ternq.sweep`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import stats
+from .config import ExperimentSettings
+from .model import Model
+from .rng import stream
+from .search import coordinate_search, quantize_teacher
+from .tasks import Task, get_task
+from .train import StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+
+# the seeds' numbering: config = 1 + shaped + 2 distill + 4 wide
+CONFIGS = [(k + 1, bool(k & 1), bool(k & 2), bool(k & 4)) for k in range(8)]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One independent piece of work.
+
+    kind is "teacher", "student" or "cs"; for "cs", ``source`` is "teacher"
+    (post-training quantization of the teacher, then search) or "config1"
+    (search starting from the trained config-1 student).
+    """
+
+    kind: str
+    seed: int
+    hidden: int
+    shaped: bool = False
+    distill: bool = False
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        if self.kind == "teacher":
+            return f"s{self.seed}/teacher-h{self.hidden}"
+        if self.kind == "student":
+            return f"s{self.seed}/student-{'S' if self.shaped else 's'}{'D' if self.distill else 'd'}-h{self.hidden}"
+        return f"s{self.seed}/cs-{self.source}-h{self.hidden}"
+
+    def deps(self) -> list[Unit]:
+        if self.kind == "teacher":
+            return []
+        if self.kind == "cs" and self.source == "config1":
+            return [Unit("student", self.seed, self.hidden)]
+        return [Unit("teacher", self.seed, self.hidden)]
+
+
+def plan(settings: ExperimentSettings) -> list[Unit]:
+    """Every unit of the experiment, dependencies before dependants."""
+    lo, hi = settings.widths
+    units = []
+    for seed in settings.seeds:
+        units += [Unit("teacher", seed, w) for w in (lo, hi)]
+        units += [Unit("student", seed, hi if wide else lo, shaped, distill) for _, shaped, distill, wide in CONFIGS]
+        units += [Unit("cs", seed, lo, source="teacher"), Unit("cs", seed, lo, source="config1")]
+    return units
+
+
+def make_task(settings: ExperimentSettings) -> Task:
+    return get_task(settings.task)
+
+
+def teacher_config(settings: ExperimentSettings, hidden: int) -> TeacherConfig:
+    return TeacherConfig(hidden=hidden, **asdict(settings.teacher))
+
+
+def student_config(settings: ExperimentSettings, hidden: int, shaped: bool, distill: bool) -> StudentConfig:
+    return StudentConfig(hidden=hidden, shaped=shaped, distill=distill, **asdict(settings.student))
+
+
+def search_set(task: Task, settings: ExperimentSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinate search's objective: fixed training-distribution sequences (not the held-out set)."""
+    n, steps = settings.cs.sequences, settings.cs.steps
+    saved = task.steps
+    try:
+        task.steps = steps
+        X, Y = task.batches(stream(seed, "cs-data"), 1, n)
+    finally:
+        task.steps = saved
+    return X[0], Y[0]
+
+
+def run_unit(unit: Unit, settings: ExperimentSettings, deps: dict[str, Model],
+             progress: Callable[[int, int, float], None] | None = None) -> tuple[dict, Model]:
+    """Run one unit; return its figures (JSON-able) and its model."""
+    task = make_task(settings)
+    t0 = time.perf_counter()
+    fig: dict = {"key": unit.key, "kind": unit.kind, "seed": unit.seed, "hidden": unit.hidden}
+    if unit.kind == "teacher":
+        model, hist = train_teacher(task, teacher_config(settings, unit.hidden), unit.seed, progress)
+        fig["train_mse"] = float(hist.mse[-1])
+    elif unit.kind == "student":
+        teacher = deps[Unit("teacher", unit.seed, unit.hidden).key]
+        cfg = student_config(settings, unit.hidden, unit.shaped, unit.distill)
+        model, hist = train_student(teacher, task, cfg, unit.seed, progress)
+        fig.update(train_mse=float(hist.mse[-1]), shaped=unit.shaped, distill=unit.distill,
+                   config=1 + unit.shaped + 2 * unit.distill + 4 * (unit.hidden == settings.widths[1]),
+                   zero_share=model.zero_share())
+    else:
+        start = (quantize_teacher(deps[unit.deps()[0].key]) if unit.source == "teacher"
+                 else deps[unit.deps()[0].key])
+        X, Y = search_set(task, settings, unit.seed)
+        fig["start_eval_mse"] = evaluate(start, task)["eval_mse"]
+        model, res = coordinate_search(start, X, Y, settings.cs.sweeps)
+        fig.update(source=unit.source, train_mse=res.mse_history[-1], search_mse=res.mse_history,
+                   flips=res.flips, sweeps=res.sweeps, zero_share=model.zero_share())
+        if progress is not None:
+            progress(1, 1, res.mse_history[-1])
+    fig.update(evaluate(model, task))
+    fig["seconds"] = time.perf_counter() - t0
+    model.meta.update(unit=unit.key, figures=dict(fig))
+    return fig, model
+
+
+def execute(units: Iterable[Unit], settings: ExperimentSettings, workers: int = 1,
+            done: dict[str, tuple[dict, Model]] | None = None,
+            on_start: Callable[[Unit], Callable | None] | None = None,
+            on_done: Callable[[Unit, dict, Model], None] | None = None) -> dict[str, tuple[dict, Model]]:
+    """Run ``units`` on ``workers`` threads, each as soon as its dependencies are done.
+
+    ``done`` holds results already available (they are not rerun). ``on_start``
+    may return a progress callback for the unit; ``on_done`` sees each result.
+    Results are the same whatever ``workers`` is: units share no state.
+    """
+    results: dict[str, tuple[dict, Model]] = dict(done or {})
+    pending = [u for u in units if u.key not in results]
+    if workers <= 1:
+        for u in pending:
+            _finish(u, _call(u, settings, results, on_start), results, on_done)
+        return results
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = {}
+        while pending or running:
+            ready = [u for u in pending if all(d.key in results for d in u.deps())]
+            for u in ready[: max(0, workers - len(running))]:
+                pending.remove(u)
+                running[pool.submit(_call, u, settings, results, on_start)] = u
+            if not running:
+                raise RuntimeError("unsatisfiable dependencies: " + ", ".join(u.key for u in pending))
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                _finish(running.pop(fut), fut.result(), results, on_done)
+    return results
+
+
+def _call(unit, settings, results, on_start):
+    deps = {d.key: results[d.key][1] for d in unit.deps()}
+    return run_unit(unit, settings, deps, on_start(unit) if on_start else None)
+
+
+def _finish(unit, out, results, on_done):
+    results[unit.key] = out
+    if on_done is not None:
+        on_done(unit, *out)
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+def summarize(figures: dict[str, dict], settings: ExperimentSettings, gradcheck_err: float | None = None,
+              reproducible: bool | None = None) -> dict:
+    """The results document: per-seed matrix, summaries with intervals, effects, checklist."""
+    lo, hi = settings.widths
+    seeds = list(settings.seeds)
+    per_seed = []
+    for seed in seeds:
+        teachers = {w: figures[Unit("teacher", seed, w).key] for w in (lo, hi)}
+        rows = []
+        for config, shaped, distill, wide in CONFIGS:
+            w = hi if wide else lo
+            f = figures[Unit("student", seed, w, shaped, distill).key]
+            rows.append({**f, "config": config, "width": w})
+        base = rows[0]["eval_mse"]
+        for r in rows:
+            r["vs_float"] = r["eval_mse"] / teachers[r["width"]]["eval_mse"]
+            r["vs_baseline"] = r["eval_mse"] / base
+        cs = []
+        for source in ("teacher", "config1"):
+            f = dict(figures[Unit("cs", seed, lo, source=source).key])
+            f.update(vs_float=f["eval_mse"] / teachers[lo]["eval_mse"], vs_baseline=f["eval_mse"] / base)
+            cs.append(f)
+        eff = stats.effects(np.log10([r["eval_mse"] for r in rows]))
+        per_seed.append({"seed": seed, "teachers": {str(w): t for w, t in teachers.items()}, "configs": rows,
+                         "cs": cs, "effects": eff})
+
+    def geo(values):
+        ci = stats.mean_ci(np.log10(values))
+        return {"geo_mean": 10 ** ci["mean"], "lo": 10 ** ci["lo"], "hi": 10 ** ci["hi"],
+                "sd_log10": ci["sd"], "n": ci["n"]}
+
+    matrix = []
+    for i, (config, shaped, distill, wide) in enumerate(CONFIGS):
+        rs = [s["configs"][i] for s in per_seed]
+        matrix.append({"config": config, "shaped": shaped, "distill": distill, "width": hi if wide else lo,
+                       **{k: geo([r[k] for r in rs]) for k in ("train_mse", "eval_mse", "vs_float", "vs_baseline")}})
+    cs_rows = []
+    for j, source in enumerate(("teacher", "config1")):
+        rs = [s["cs"][j] for s in per_seed]
+        cs_rows.append({"source": source, "width": lo,
+                        **{k: geo([r[k] for r in rs]) for k in ("train_mse", "eval_mse", "vs_float", "vs_baseline")}})
+    teachers = {str(w): geo([s["teachers"][str(w)]["eval_mse"] for s in per_seed]) for w in (lo, hi)}
+    effects = {name: {**stats.mean_ci([s["effects"][name] for s in per_seed]), "label": stats.EFFECT_NAMES[name]}
+               for name in stats.EFFECTS}
+
+    best = min(matrix, key=lambda r: r["eval_mse"]["geo_mean"])
+    worst_teacher = max(t["eval_mse"] for s in per_seed for t in s["teachers"].values())
+    n_ran = sum(len(s["configs"]) for s in per_seed)
+    checklist = [
+        {"item": "gradient check passes (max rel. error < 1e-3)", "value": gradcheck_err,
+         "ok": None if gradcheck_err is None else gradcheck_err < 1e-3},
+        {"item": "float teacher eval MSE < 0.005 (worst teacher)", "value": worst_teacher,
+         "ok": worst_teacher < 0.005},
+        {"item": "all 8 configurations ran", "value": f"{n_ran}/{8 * len(seeds)}", "ok": n_ran == 8 * len(seeds)},
+        {"item": "best ternary eval MSE < 0.05", "value": best["eval_mse"]["geo_mean"],
+         "config": best["config"], "ok": best["eval_mse"]["geo_mean"] < 0.05},
+        {"item": "main effects and interactions reported", "value": len(effects), "ok": True},
+        {"item": "reproducible (config 1 rerun bit-identical)", "value": reproducible,
+         "ok": reproducible},
+        {"item": "coordinate search baseline reported", "value": cs_rows[0]["eval_mse"]["geo_mean"], "ok": True},
+    ]
+    return {"seeds": seeds, "widths": [lo, hi], "teachers": teachers, "matrix": matrix, "cs": cs_rows,
+            "effects": effects, "checklist": checklist, "per_seed": per_seed}
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+def versions() -> dict[str, str]:
+    """Versions of ternq and the packages its numbers depend on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("ternq", "numpy", "numba", "llvmlite", "click", "rich"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def run_factorial(settings: ExperimentSettings, workers: int = 2, check_gradients: bool = True,
+                  check_reproducible: bool = True,
+                  on_start: Callable[[Unit], Callable | None] | None = None,
+                  on_done: Callable[[Unit, dict, Model], None] | None = None,
+                  done: dict[str, tuple[dict, Model]] | None = None,
+                  runner: Callable | None = None) -> tuple[dict, dict[str, tuple[dict, Model]]]:
+    """Run the whole experiment; return the results document and every unit's (figures, model).
+
+    Parameters
+    ----------
+    settings : ExperimentSettings
+        Seeds, widths, task and the training settings (see :mod:`ternq.config`).
+    workers : int
+        Trainings run at once (threads; results do not depend on it).
+    check_gradients : bool
+        Run the finite-difference check at both widths first, as the seeds require.
+    check_reproducible : bool
+        Rerun config 1 of the first seed and compare its weights bit for bit.
+    on_start, on_done, done
+        Passed to :func:`execute` (progress display, saving, resuming).
+    runner : callable, optional
+        Replaces :func:`execute` (same signature), e.g. to run units on a Dask cluster.
+    """
+    from .gradcheck import check_all
+
+    t0 = time.perf_counter()
+    grad_err = None
+    if check_gradients:
+        grad_err = max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))
+    t_grad = time.perf_counter() - t0
+    units = plan(settings)
+    results = (runner or execute)(units, settings, workers=workers, done=done, on_start=on_start, on_done=on_done)
+    t_train = time.perf_counter() - t0 - t_grad
+    reproducible = None
+    if check_reproducible:
+        unit = Unit("student", settings.seeds[0], settings.widths[0])
+        deps = {d.key: results[d.key][1] for d in unit.deps()}
+        again = run_unit(unit, settings, deps)[1]
+        reproducible = again.theta.tobytes() == results[unit.key][1].theta.tobytes()
+    doc = summarize({k: f for k, (f, _) in results.items()}, settings, grad_err, reproducible)
+    doc = {"ternq": "factorial", "task": make_task(settings).describe(), "settings": settings.to_dict(),
+           "versions": versions(), **doc,
+           "timing": {"gradcheck_s": t_grad, "training_s": t_train, "total_s": time.perf_counter() - t0,
+                      "workers": workers}}
+    return doc, results
