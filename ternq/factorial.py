@@ -25,6 +25,11 @@ from .search import coordinate_search, quantize_teacher
 from .tasks import Task, get_task
 from .train import StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
 
+
+class GradientCheckError(RuntimeError):
+    """The analytical gradients disagree with finite differences: no result can be trusted."""
+
+
 # the seeds' numbering: config = 1 + shaped + 2 distill + 4 wide
 CONFIGS = [(k + 1, bool(k & 1), bool(k & 2), bool(k & 4)) for k in range(8)]
 
@@ -282,6 +287,9 @@ def run_factorial(settings: ExperimentSettings, workers: int = 2, check_gradient
     grad_err = None
     if check_gradients:
         grad_err = max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))
+        if not grad_err < 1e-3:  # the seeds: abort before any training result
+            raise GradientCheckError(f"gradient check failed: max relative error {grad_err:.2e} > 1e-3; "
+                                     "see 'ternq gradcheck'")
     t_grad = time.perf_counter() - t0
     units = plan(settings)
     results = (runner or execute)(units, settings, workers=workers, done=done, on_start=on_start, on_done=on_done)
@@ -298,3 +306,72 @@ def run_factorial(settings: ExperimentSettings, workers: int = 2, check_gradient
            "timing": {"gradcheck_s": t_grad, "training_s": t_train, "total_s": time.perf_counter() - t0,
                       "workers": workers}}
     return doc, results
+
+
+CSV_COLUMNS = ["seed", "row", "config", "shaped", "distill", "width", "train_mse", "eval_mse", "ref_mse",
+               "vs_float", "vs_baseline", "zero_share"]
+
+
+def csv_rows(doc: dict) -> list[dict]:
+    """One row per configuration (and teacher, and CS row) and seed."""
+    rows = []
+    for s in doc["per_seed"]:
+        for w, t in s["teachers"].items():
+            rows.append({**t, "row": "teacher", "width": int(w), "vs_float": 1.0})
+        for r in s["configs"]:
+            rows.append({**r, "row": f"config{r['config']}"})
+        for r in s["cs"]:
+            rows.append({**r, "row": f"cs-{r['source']}", "width": r["hidden"]})
+    return [{k: r.get(k, "") for k in CSV_COLUMNS} | {"seed": r["seed"]} for r in rows]
+
+
+def save_results(doc: dict, results: dict[str, tuple[dict, Model]], out_dir) -> None:
+    """Write results.json, results.csv and every model under ``out_dir``, each file atomically."""
+    import csv
+    import io
+    import json
+    from pathlib import Path
+
+    from .model import atomic_write_bytes
+
+    out = Path(out_dir)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    for key, (_, model) in sorted(results.items()):
+        model.save(out / "models" / (key.replace("/", "-") + ".npz"))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(doc))
+    atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
+    figures, timing = split_timing(doc)
+    atomic_write_bytes(out / "results.json", (json.dumps(clean(figures), indent=2) + "\n").encode())
+    atomic_write_bytes(out / "timing.json", (json.dumps(clean(timing), indent=2) + "\n").encode())
+
+
+def split_timing(doc: dict) -> tuple[dict, dict]:
+    """The deterministic figures (same seed, same bytes) apart from wall times."""
+    timing = {"run": doc.get("timing", {}), "units": {}}
+
+    def strip(x):
+        if isinstance(x, dict):
+            if "key" in x and "seconds" in x:
+                timing["units"][x["key"]] = x["seconds"]
+            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "timing")}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return strip(doc), timing
+
+
+def clean(x):
+    """JSON-safe copy: numpy scalars to Python, NaN and inf to None."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-out = Console()
+# a pipe or a file gets a fixed width wide enough for the factorial matrix
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
@@ -76,3 +77,66 @@ def tracker(p: Progress | None, description: str, total: int):
         p.update(task, completed=done, total=total, loss=f"{loss:.3e}")
 
     return update
+
+
+def _ci(d: dict, digits: int = 3) -> str:
+    """'geo-mean' or 'geo-mean [lo, hi]' of a summary cell."""
+    if d["n"] < 2 or np.isnan(d["lo"]):
+        return fmt(d["geo_mean"], digits)
+    return f"{fmt(d['geo_mean'], 2)} [{fmt(d['lo'], 2)}, {fmt(d['hi'], 2)}]"
+
+
+def _ratio(d: dict) -> str:
+    if d["n"] < 2 or np.isnan(d["lo"]):
+        return f"{d['geo_mean']:.2f}x"
+    return f"{d['geo_mean']:.2f}x [{d['lo']:.2f}, {d['hi']:.2f}]"
+
+
+def factorial_tables(doc: dict) -> list[Table]:
+    """The seeds' matrix, the CS rows, the effects and the success checklist."""
+    n = len(doc["seeds"])
+    many = n > 1
+    note = f"geometric mean over {n} seeds [95% CI]" if many else f"seed {doc['seeds'][0]}"
+    m = Table(title=f"Factorial on {doc['task']['name']} ({note}); eval MSE on held-out sequences")
+    for col in ("Config", "Shaped", "Distill", "Width", "Train MSE", "Eval MSE", "vs Float", "vs Baseline"):
+        m.add_column(col, justify="right" if col not in ("Shaped", "Distill") else "center", no_wrap=True)
+    for r in doc["matrix"]:
+        m.add_row(str(r["config"]), "Yes" if r["shaped"] else "No", "Yes" if r["distill"] else "No",
+                  str(r["width"]), _ci(r["train_mse"]), _ci(r["eval_mse"]), _ratio(r["vs_float"]),
+                  _ratio(r["vs_baseline"]))
+    m.add_section()
+    labels = {"teacher": "PTQ+CS", "config1": "1+CS"}
+    m.caption = (f"PTQ+CS: the H={doc['widths'][0]} teacher quantized with absmean scales, then coordinate search "
+                 "(the C program's baseline); 1+CS: coordinate search refining config 1. CS train MSE is its search "
+                 "objective.")
+    for r in doc["cs"]:
+        m.add_row("CS", labels[r["source"]], "", str(r["width"]), _ci(r["train_mse"]), _ci(r["eval_mse"]),
+                  _ratio(r["vs_float"]), _ratio(r["vs_baseline"]))
+    for w, t in doc["teachers"].items():
+        m.add_row("float", "teacher", "", w, "", _ci(t), "1.00x", "")
+
+    e = Table(title="Effects on log10(eval MSE) (negative = lower error)"
+              + (f"; mean over {n} seeds [95% CI]" if many else "; one seed: no interval"))
+    for col in ("Effect", "Factor(s)", "Estimate", "95% CI", "x MSE", "Verdict"):
+        e.add_column(col, justify="left" if col in ("Effect", "Factor(s)", "Verdict") else "right")
+    for name, d in doc["effects"].items():
+        has_ci = d["n"] > 1 and not np.isnan(d["lo"])
+        if has_ci:
+            verdict = "helps" if d["hi"] < 0 else "hurts" if d["lo"] > 0 else "not distinguishable from 0"
+        else:
+            verdict = "(needs several seeds)"
+        e.add_row(name, d["label"], f"{d['mean']:+.3f}", f"[{d['lo']:+.3f}, {d['hi']:+.3f}]" if has_ci else "-",
+                  f"{10 ** d['mean']:.2f}x", verdict)
+
+    c = Table(title="Success criteria (the seeds')")
+    c.add_column("")
+    c.add_column("Criterion")
+    c.add_column("Measured", justify="right")
+    for item in doc["checklist"]:
+        v = item["value"]
+        shown = fmt(v) if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v))
+        if "config" in item:
+            shown += f" (config {item['config']})"
+        mark = "[green]✓[/]" if item["ok"] else ("[yellow]?[/]" if item["ok"] is None else "[red]✗[/]")
+        c.add_row(mark, item["item"], shown)
+    return [m, e, c]

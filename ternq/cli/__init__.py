@@ -54,4 +54,4 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
-from . import core  # noqa: E402,F401  (registers the subcommands)
+from . import core, experiment  # noqa: E402,F401  (registers the subcommands)

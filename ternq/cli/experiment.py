@@ -1,0 +1,259 @@
+"""``ternq student``, ``ternq cs`` and ``ternq factorial``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from .. import cache, config, report
+from ..factorial import (
+    GradientCheckError,
+    Unit,
+    run_factorial,
+    save_results,
+    search_set,
+    split_timing,
+    student_config,
+    teacher_config,
+)
+from ..model import Model
+from ..search import coordinate_search, quantize_teacher
+from ..train import MASKS, SCHEDULES, evaluate, train_student
+from . import InputError, cli
+from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
+
+
+def _settings(config_path, **overrides) -> config.ExperimentSettings:
+    """Settings file, then flags; a lower --lr also lowers the schedule's floor to match."""
+    try:
+        base = config.load(config_path)
+        for sec in ("teacher", "student"):
+            lr = overrides.get(f"{sec}__lr")
+            if lr is not None and overrides.get(f"{sec}__lr_min") is None:
+                overrides[f"{sec}__lr_min"] = min(lr, getattr(base, sec).lr_min)
+        return config.override(base, **overrides)
+    except config.ConfigError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _teacher(path, task, settings, hidden, seed, quiet):
+    """A teacher from --teacher PATH, or trained on the fly (and cached) from the same seed."""
+    if path is not None:
+        model = Model.load(path)
+        if model.kind != "teacher":
+            raise InputError(f"{path} holds a {model.kind}, not a teacher")
+        if model.dims != (task.n_in, hidden, task.n_out):
+            raise InputError(f"teacher {path} has dims {model.dims}, need {(task.n_in, hidden, task.n_out)}")
+        return model
+    with report.progress(not quiet) as p:
+        model, hit = cache.teacher(task, teacher_config(settings, hidden), seed,
+                                   report.tracker(p, f"teacher H={hidden} (cached for next time)",
+                                                  settings.teacher.epochs))
+    if not quiet:
+        report.err.print(f"teacher H={hidden} seed {seed}: {'from cache' if hit else 'trained'} ({cache.cache_dir()})")
+    return model
+
+
+def _save(model, out):
+    try:
+        model.save(out)
+    except OSError as exc:
+        raise InputError(f"cannot write model {out}: {exc.strerror or exc}") from None
+
+
+common = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                 help="Settings file (TOML, see configs/); flags override it."),
+    click.option("--seed", type=int, default=0, show_default=True),
+]
+
+
+def _apply(opts):
+    def deco(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+@cli.command()
+@click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
+              help="Float teacher of the same width [default: train one from the same seed, cached].")
+@click.option("--shaped/--no-shaped", default=False, show_default=True, help="Smoothstep-shaped gradient (A).")
+@click.option("--distill/--no-distill", default=False, show_default=True, help="Trajectory distillation (B).")
+@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Width (C).")
+@click.option("--mask", type=click.Choice(list(MASKS)), default=None,
+              help="seed: the seeds' bump at |w/s| = 0.5 [default]; reference: the C program's.")
+@click.option("--beta", type=(float, float), default=None, help="Smoothstep sharpness, start end [1 20].")
+@click.option("--alpha", type=(float, float), default=None, help="Trajectory weight, start end [0.3 0.8].")
+@click.option("--epochs", type=POSITIVE_INT, default=None, help="[1500]")
+@click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate [1e-2].")
+@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None, help="[cosine]")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
+@_apply(common)
+@task_option
+@quiet_option
+@json_option
+def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, schedule, out, config_path, seed,
+            task_name, quiet, as_json):
+    """Train a hard-ternary student from a float teacher of the same width."""
+    settings = _settings(config_path, experiment__task=task_name, student__mask=mask, student__beta=beta,
+                         student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__schedule=schedule)
+    task = load_task(settings.task)
+    tag = f"{'S' if shaped else 's'}{'D' if distill else 'd'}"
+    out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
+    teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
+    cfg = student_config(settings, hidden, shaped, distill)
+    t0 = time.perf_counter()
+    with report.progress(not quiet) as p:
+        model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
+                                                                              cfg.epochs))
+    seconds = time.perf_counter() - t0
+    t_eval = evaluate(teacher, task)
+    figures = {"train_mse": float(hist.mse[-1]), **evaluate(model, task), "teacher_eval_mse": t_eval["eval_mse"],
+               "zero_share": model.zero_share(), "seconds": seconds}
+    figures["vs_float"] = figures["eval_mse"] / t_eval["eval_mse"]
+    model.meta["figures"] = figures
+    _save(model, out)
+    if as_json:
+        report.print_json({"model": str(out), "config": asdict(cfg), "seed": seed, "task": task.describe(),
+                           **figures})
+        return
+    rows = {"train MSE (last epoch)": figures["train_mse"], "eval MSE (held-out)": figures["eval_mse"]}
+    if "ref_mse" in figures:
+        rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
+    rows.update({"teacher eval MSE": figures["teacher_eval_mse"], "vs float (ratio)": f"{figures['vs_float']:.2f}x",
+                 "zero trits": f"{100 * figures['zero_share']:.1f}%", "time (s)": f"{seconds:.2f}",
+                 "saved to": str(out)})
+    title = (f"Student H={hidden}, shaped {'on' if shaped else 'off'} ({cfg.mask} mask), "
+             f"distill {'on' if distill else 'off'}, seed {seed}")
+    report.out.print(report.kv_table(title, rows))
+
+
+@cli.command()
+@click.option("--from", "source", default="teacher", show_default=True,
+              help="'teacher' (quantize the teacher with absmean scales, then search) or a student .npz to refine.")
+@click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
+              help="With --from teacher: the teacher [default: train one from the seed, cached].")
+@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True)
+@click.option("--sweeps", type=POSITIVE_INT, default=None, help="Most sweeps; stops early when nothing improves [5].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to save the result [default: cs-h{H}-s{SEED}.npz].")
+@_apply(common)
+@task_option
+@quiet_option
+@json_option
+def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, quiet, as_json):
+    """Coordinate search over trits (the C program's baseline)."""
+    settings = _settings(config_path, experiment__task=task_name, cs__sweeps=sweeps)
+    task = load_task(settings.task)
+    if source == "teacher":
+        start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
+    else:
+        start = Model.load(source)
+        if start.kind != "student":
+            raise InputError(f"{source} holds a {start.kind}; --from takes 'teacher' or a student file")
+        if (start.n_in, start.n_out) != (task.n_in, task.n_out):
+            raise InputError(f"{source} has {start.n_in} inputs / {start.n_out} outputs; the task has "
+                             f"{task.n_in} / {task.n_out}")
+        hidden = start.hidden
+    out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
+    X, Y = search_set(task, settings, seed)
+    before = evaluate(start, task)
+    t0 = time.perf_counter()
+    model, res = coordinate_search(start, X, Y, settings.cs.sweeps)
+    seconds = time.perf_counter() - t0
+    after = evaluate(model, task)
+    figures = {"source": source, "hidden": hidden, "search_mse": res.mse_history, "flips": res.flips,
+               "sweeps": res.sweeps, "eval_mse_before": before["eval_mse"], "eval_mse": after["eval_mse"],
+               "ref_mse": after.get("ref_mse"), "zero_share": model.zero_share(), "seconds": seconds}
+    model.meta.update(figures=figures, seed=seed, task=task.describe())
+    _save(model, out)
+    if as_json:
+        report.print_json({"model": str(out), **figures})
+        return
+    rows = {"search MSE per sweep": " -> ".join(report.fmt(x) for x in res.mse_history),
+            "flips kept": res.flips, "sweeps run": res.sweeps,
+            "eval MSE before": before["eval_mse"], "eval MSE after": after["eval_mse"]}
+    if after.get("ref_mse") is not None:
+        rows["eval MSE after (phase 0; C protocol)"] = after["ref_mse"]
+    rows.update({"zero trits": f"{100 * model.zero_share():.1f}%", "time (s)": f"{seconds:.2f}", "saved to": str(out)})
+    report.out.print(report.kv_table(f"Coordinate search from {source}, H={hidden}, seed {seed}", rows))
+
+
+@cli.command()
+@click.option("--seed", type=int, default=None, help="Run one seed [0].")
+@click.option("--seeds", default=None, help="Several seeds: a count N (0..N-1) or a range A:B.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Settings file (TOML; configs/default.toml is the reference size, configs/quick.toml a smoke run).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write results.json, results.csv, timing.json and the models here.")
+@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
+              help="Trainings at once (threads); results are identical for any value.")
+@click.option("--mask", type=click.Choice(list(MASKS)), default=None, help="Shaped-gradient mask [seed].")
+@click.option("--teacher-epochs", type=POSITIVE_INT, default=None)
+@click.option("--student-epochs", type=POSITIVE_INT, default=None)
+@click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
+@task_option
+@quiet_option
+@json_option
+def factorial(seed, seeds, config_path, out_dir, workers, mask, teacher_epochs, student_epochs, no_gradcheck,
+              task_name, quiet, as_json):
+    """Run the 2x2x2 factorial (shaped x distill x width) plus coordinate search, and report effects."""
+    if seed is not None and seeds is not None:
+        raise InputError("give --seed or --seeds, not both")
+    chosen = [seed] if seed is not None else seeds
+    settings = _settings(config_path, experiment__seeds=chosen, experiment__task=task_name if task_name != "sine"
+                         else None, student__mask=mask, teacher__epochs=teacher_epochs,
+                         student__epochs=student_epochs)
+    load_task(settings.task)  # fail early on a bad task
+    if out_dir is not None:
+        out_path = Path(out_dir)
+        try:
+            out_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+        check_writable(out_path / "results.json", "results")
+    n_units = 12 * len(settings.seeds)
+    with report.progress(not quiet) as p:
+        overall = p.add_task("factorial", total=n_units, loss="-") if p else None
+        bars = {}
+
+        def on_start(unit: Unit):
+            if p is None:
+                return None
+            total = settings.teacher.epochs if unit.kind == "teacher" else settings.student.epochs
+            bars[unit.key] = p.add_task(unit.key, total=total if unit.kind != "cs" else 1, loss="-")
+            tid = bars[unit.key]
+            return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
+
+        def on_done(unit, fig, model):
+            if p is not None:
+                p.remove_task(bars.pop(unit.key))
+                p.advance(overall)
+
+        try:
+            doc, results = run_factorial(settings, workers=workers, check_gradients=not no_gradcheck,
+                                         on_start=on_start, on_done=on_done)
+        except GradientCheckError as exc:
+            raise click.ClickException(str(exc)) from None
+    if out_dir is not None:
+        try:
+            save_results(doc, results, out_dir)
+        except OSError as exc:
+            raise InputError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+    if as_json:
+        from ..factorial import clean
+
+        report.print_json(clean(split_timing(doc)[0]))
+    else:
+        for table in report.factorial_tables(doc):
+            report.out.print(table)
+        t = doc["timing"]
+        report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
+                         f"{t['training_s']:.2f} s on {t['workers']} workers)"
+                         + (f"; results in {out_dir}" if out_dir else ""))
