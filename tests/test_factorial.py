@@ -1,0 +1,104 @@
+"""The factorial end to end on the quick settings."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ternq.cli import main
+from ternq.config import load
+from ternq.factorial import plan, run_factorial
+
+QUICK = str(Path(__file__).parent.parent / "configs" / "quick.toml")
+
+
+def cli(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    cap = capsys.readouterr()
+    return exc.value.code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("f") / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["factorial", "--config", QUICK, "--seeds", "0:2", "--out", str(out), "--quiet"])
+    assert exc.value.code == 0
+    return out
+
+
+def test_outputs_written(quick_run):
+    doc = json.loads((quick_run / "results.json").read_text())
+    assert [r["config"] for r in doc["matrix"]] == list(range(1, 9))
+    assert len(doc["per_seed"]) == 2 and doc["seeds"] == [0, 1]
+    assert set(doc["effects"]) == {"A", "B", "C", "AB", "AC", "BC", "ABC"}
+    assert doc["settings"]["teacher"]["epochs"] == 60 and doc["versions"]["numba"]
+    rows = (quick_run / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * (2 + 8 + 2)  # header + per seed: 2 teachers, 8 configs, 2 CS
+    assert len(list((quick_run / "models").glob("*.npz"))) == 2 * 12
+    assert "units" in json.loads((quick_run / "timing.json").read_text())
+
+
+def test_same_seed_identical_results_json(quick_run, tmp_path, capsys):
+    code, _, _ = cli(["factorial", "--config", QUICK, "--seeds", "0:2", "--out", str(tmp_path), "--quiet",
+                      "--workers", "1"], capsys)
+    assert code == 0
+    assert (tmp_path / "results.json").read_bytes() == (quick_run / "results.json").read_bytes()
+    assert (tmp_path / "results.csv").read_bytes() == (quick_run / "results.csv").read_bytes()
+
+
+def test_serial_and_parallel_bit_identical():
+    settings = load(QUICK)
+    _, serial = run_factorial(settings, workers=1, check_gradients=False, check_reproducible=False)
+    _, parallel = run_factorial(settings, workers=2, check_gradients=False, check_reproducible=False)
+    assert serial.keys() == parallel.keys() == {u.key for u in plan(settings)}
+    for key in serial:
+        assert serial[key][1].theta.tobytes() == parallel[key][1].theta.tobytes(), key
+        assert serial[key][0]["eval_mse"] == parallel[key][0]["eval_mse"]
+
+
+def test_table_and_json_agree(capsys):
+    code, js, _ = cli(["factorial", "--config", QUICK, "--json", "--quiet"], capsys)
+    assert code == 0
+    doc = json.loads(js)
+    code, table, _ = cli(["factorial", "--config", QUICK, "--quiet"], capsys)
+    assert code == 0
+    for r in doc["matrix"]:
+        line = next(ln for ln in table.splitlines() if re.match(rf"^\W*{r['config']}\W", ln))
+        assert f"{r['eval_mse']['geo_mean']:.2e}" in line and f"{r['train_mse']['geo_mean']:.2e}" in line
+        assert f"{r['vs_float']['geo_mean']:.2f}x" in line
+    for name, e in doc["effects"].items():
+        assert re.search(rf"{name}\s.*{re.escape(format(e['mean'], '+.3f'))}", table)
+    assert "gradient check passes" in table and "Success criteria" in table
+    assert doc["checklist"][0]["ok"] and doc["checklist"][5]["value"] is True
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--seed", "0", "--seeds", "3"], "not both"),
+    (["--seeds", "5:2"], "seeds"),
+    (["--config", "/nonexistent.toml"], "not found"),
+    (["--teacher-epochs", "0"], "--teacher-epochs"),
+])
+def test_factorial_bad_input(argv, needle, capsys):
+    code, _, err = cli(["factorial", *argv], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_student_and_cs_commands(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TERNQ_CACHE", str(tmp_path / "cache"))
+    s = tmp_path / "s.npz"
+    code, js, _ = cli(["student", "--config", QUICK, "--hidden", "4", "--shaped", "--distill", "--quiet", "--json",
+                       "--out", str(s)], capsys)
+    assert code == 0
+    res = json.loads(js)
+    assert res["config"]["shaped"] and res["config"]["distill"] and 0 <= res["zero_share"] <= 1
+    assert list((tmp_path / "cache" / "teachers").glob("*.npz"))  # the teacher was cached
+    code, js, _ = cli(["cs", "--config", QUICK, "--from", str(s), "--quiet", "--json", "--out",
+                       str(tmp_path / "c.npz")], capsys)
+    assert code == 0
+    res = json.loads(js)
+    assert res["search_mse"][-1] <= res["search_mse"][0]
+    code, _, err = cli(["cs", "--from", str(tmp_path / "missing.npz")], capsys)
+    assert code == 2 and "not found" in err
