@@ -127,6 +127,9 @@ def run_unit(unit: Unit, settings: ExperimentSettings, deps: dict[str, Model],
                    flips=res.flips, sweeps=res.sweeps, zero_share=model.zero_share())
         if progress is not None:
             progress(1, 1, res.mse_history[-1])
+    if unit.kind != "cs":  # the learning curve, thinned to at most ~200 points, kept with the model
+        step = max(1, len(hist.loss) // 200)
+        model.meta["curve"] = {"epoch": list(range(0, len(hist.loss), step)), "loss": hist.loss[::step].tolist()}
     fig.update(evaluate(model, task))
     fig["seconds"] = time.perf_counter() - t0
     model.meta.update(unit=unit.key, figures=dict(fig))
@@ -323,6 +326,31 @@ def csv_rows(doc: dict) -> list[dict]:
         for r in s["cs"]:
             rows.append({**r, "row": f"cs-{r['source']}", "width": r["hidden"]})
     return [{k: r.get(k, "") for k in CSV_COLUMNS} | {"seed": r["seed"]} for r in rows]
+
+
+def save_plots(doc: dict, results: dict[str, tuple[dict, Model]], settings: ExperimentSettings, plot_dir) -> list:
+    """PNGs: predictions of the teacher and every student, learning curves, effects (first seed's models)."""
+    from pathlib import Path
+
+    from . import plots
+
+    out = Path(plot_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task = make_task(settings)
+    seed = settings.seeds[0]
+    written = []
+    for w in settings.widths:
+        models = {f"teacher H={w}": results[Unit("teacher", seed, w).key][1]}
+        for config, shaped, distill, wide in CONFIGS:
+            if (settings.widths[1] if wide else settings.widths[0]) == w:
+                models[f"config {config}"] = results[Unit("student", seed, w, shaped, distill).key][1]
+        if w == settings.widths[0]:
+            models["PTQ+CS"] = results[Unit("cs", seed, w, source="teacher").key][1]
+        written.append(plots.predictions(models, task, out / f"predictions-h{w}.png"))
+        written.append(plots.curves({k: (m.meta["curve"]["epoch"], m.meta["curve"]["loss"])
+                                     for k, m in models.items() if "curve" in m.meta}, out / f"curves-h{w}.png"))
+    written.append(plots.effects(doc, out / "effects.png"))
+    return written
 
 
 def save_results(doc: dict, results: dict[str, tuple[dict, Model]], out_dir) -> None:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .kernels.cell import loss_grad, mse
+from .kernels.cell import forward, loss_grad, mse
 from .kernels.loop import LR_CONSTANT, LR_COSINE, train_epochs
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, ste_backward
 from .model import Model, init_teacher, student_from
@@ -199,6 +199,22 @@ def evaluate(model: Model, task: Task) -> dict[str, float]:
     return out
 
 
+def predict(model: Model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model`` on sequences X (N, T, n_in) from h_0 = 0.
+
+    Returns
+    -------
+    (ys, hs)
+        Predictions (N, T, n_out) and hidden states (N, T+1, H), float32.
+    """
+    I, H, O = model.dims
+    X = np.ascontiguousarray(X, np.float32)
+    N, T = X.shape[:2]
+    ws = _workspace(N, T, I, H, O, np.float32)
+    forward(model.params(), X, I, H, O, DT, ws["hs"], ws["gs"], ws["cs"], ws["ys"], ws["WT"])
+    return ws["ys"].transpose(1, 0, 2).copy(), ws["hs"].transpose(1, 0, 2).copy()
+
+
 def predict_mse(model: Model, X: np.ndarray, Y: np.ndarray) -> float:
     """MSE of ``model`` on sequences X (N, T, n_in) against Y (N, T, n_out), from h_0 = 0."""
     return float(mse(model.params(), np.ascontiguousarray(X, np.float32),
@@ -235,7 +251,6 @@ def loss_and_grad(model: Model, X: np.ndarray, Y: np.ndarray, *, alpha: float = 
     if alpha:
         if teacher is None:
             raise ValueError("alpha > 0 needs a teacher")
-        from .kernels.cell import forward
         forward(teacher.params(dtype), X, I, H, O, DT, ht, np.empty_like(ws["gs"]),
                 np.empty_like(ws["cs"]), np.empty_like(ws["ys"]), ws["WT"])
     p = model.params(dtype) if model.kind == "student" else theta

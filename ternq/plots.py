@@ -1,0 +1,88 @@
+"""PNG plots (matplotlib, an optional extra: ``pip install 'ternq[plot]'``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .model import Model
+from .tasks import Task
+from .train import predict
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'ternq[plot]'") from None
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    from .model import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def predictions(models: dict[str, Model], task: Task, path: str | Path, sequence: int = 0) -> Path:
+    """Target against each model's prediction on one held-out sequence, one panel per output channel."""
+    plt = _plt()
+    X, Y = task.eval_set()
+    X, Y = X[sequence : sequence + 1], Y[sequence : sequence + 1]
+    n_out = Y.shape[2]
+    fig, axes = plt.subplots(n_out, 1, figsize=(10, 2.8 * n_out), squeeze=False)
+    for c in range(n_out):
+        ax = axes[c, 0]
+        ax.plot(Y[0, :, c], color="black", lw=2.5, label="target")
+        for label, model in models.items():
+            ys, _ = predict(model, X)
+            mse = float(np.mean((ys[0, :, c] - Y[0, :, c]) ** 2))
+            ax.plot(ys[0, :, c], lw=1, label=f"{label} (MSE {mse:.1e})")
+        ax.set_ylabel(f"channel {c}" if n_out > 1 else "y")
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].legend(fontsize=7, ncol=2, loc="upper right")
+    axes[0, 0].set_title(f"{task.name}: held-out sequence {sequence}, prediction against target")
+    return _save(fig, Path(path))
+
+
+def curves(histories: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
+    """Training loss against epoch for each run (log scale); values are (epochs, losses)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for label, (epochs, loss) in histories.items():
+        ax.semilogy(epochs, loss, lw=1, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Learning curves")
+    return _save(fig, Path(path))
+
+
+def effects(doc: dict, path: str | Path) -> Path:
+    """The factorial effects on log10(eval MSE), with their 95% intervals where there are several seeds."""
+    plt = _plt()
+    names = list(doc["effects"])
+    means = np.array([doc["effects"][n]["mean"] for n in names])
+    lo = np.array([doc["effects"][n]["lo"] for n in names], float)
+    hi = np.array([doc["effects"][n]["hi"] for n in names], float)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    has = ~np.isnan(lo)
+    err = np.where(has, [means - lo, hi - means], 0.0)
+    colors = ["tab:green" if h < 0 else "tab:red" if l > 0 else "tab:gray" for l, h in zip(lo, hi, strict=True)]
+    ax.barh(names[::-1], means[::-1], xerr=err[:, ::-1], color=colors[::-1], capsize=4)
+    ax.axvline(0, color="black", lw=0.8)
+    labels = [f"{n}: {doc['effects'][n]['label']}" for n in names]
+    ax.set_yticks(range(len(names)), labels[::-1], fontsize=8)
+    ax.set_xlabel("effect on log10(eval MSE)  (negative = lower error)")
+    n = len(doc["seeds"])
+    ax.set_title(f"Factorial effects, {n} seed{'s' if n > 1 else ''}" + (" (95% CI)" if n > 1 else ""))
+    return _save(fig, Path(path))
