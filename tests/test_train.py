@@ -92,3 +92,19 @@ def test_student_needs_same_width_teacher(short_teacher):
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         TeacherConfig(**{field: value}).validate()
+
+
+def test_same_bits_whatever_the_thread_count(tmp_path):
+    """Separate processes with 1 and 2 threads for numba, BLAS and OpenMP train the same bits."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for n in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=n, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
+        out = tmp_path / f"t{n}.npz"
+        subprocess.run([sys.executable, "-m", "ternq", "teacher", "--hidden", "6", "--epochs", "50", "-q",
+                        "--out", str(out)], env=env, check=True, capture_output=True)
+        outs.append(Model.load(out).theta.tobytes())
+    assert outs[0] == outs[1]
