@@ -2,11 +2,46 @@
 
 A task hands out float32 arrays, batch-major: inputs X (..., T, n_in) and
 targets Y (..., T, n_out). ``batches`` draws the sequences of every epoch at
-once from a Generator, so the compiled training loop never calls back into
-Python; ``eval_set`` is fixed (no randomness) and disjoint from training draws.
+once from the Generator it is given (never the global random state), so the
+compiled training loop never calls back into Python; ``eval_set`` is fixed (no
+randomness) and disjoint from training draws.
+
+Tasks (``get_task(name)``; :func:`from_file` for ``--data FILE``):
+
+``sine``
+    Predict sin(phi + (t+1) dt) from sin(phi + t dt), the C program's task.
+``multisine``
+    x(t) = (sin t + sin(sqrt2 t) + sin(pi t)) / sqrt(3/2) (unit mean square),
+    sampled every dt = 0.1; predict the next value. Training windows start at a
+    uniform random time in [0, 1000); held-out windows start on a fixed grid in
+    [2000, 3000), so no held-out sample is ever a training sample.
+``lorenz``
+    The Lorenz system (sigma 10, rho 28, beta 8/3), RK4 at h = 0.01 from
+    (1, 1, 1), sampled every 10 steps (0.1 time units, the cell's dt); the
+    first 200 samples are discarded as transient. Predict the next (x, y, z).
+    One trajectory, split in time (see :class:`Series`).
+``sunspots``, ``co2``
+    Recorded series shipped with statsmodels (optional extra: ``pip install
+    ternq[data]``): yearly sunspot numbers 1700-2008, weekly Mauna Loa CO2
+    1958-2001 (its 59 missing weeks linearly interpolated).
+``--data FILE``
+    A CSV or ``.npy`` file, one column per channel (a CSV may have one header
+    row); predict the next row of all channels from the current row.
+
+Every series task (all but the two sine tasks) is split in time: the first
+``train_frac`` of the rows is the training part, the rest is held out. Each
+channel is normalised by the training part's mean and standard deviation.
+Training windows lie wholly inside the training part, evaluation windows wholly
+inside the held-out part.
 """
 
 from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import math
+from pathlib import Path
 
 import numpy as np
 
@@ -67,13 +102,278 @@ class Sine(Task):
         return {**super().describe(), "dt": self.dt, "n_eval": self.n_eval, "eval_steps": self.eval_steps}
 
 
-TASKS: dict[str, type[Task]] = {"sine": Sine}
+class MultiSine(Task):
+    """Predict the next value of (sin t + sin(sqrt2 t) + sin(pi t)) / sqrt(3/2), sampled every ``dt``.
+
+    The three frequencies are incommensurate, so the signal never repeats. The
+    division makes its long-run mean square 1. Training windows start at a time
+    uniform in ``[0, train_span)``; the ``n_eval`` held-out windows start on a
+    fixed grid (offset by half a cell) in ``[eval_from, eval_from + train_span)``,
+    beyond the end of any training window.
+    """
+
+    name = "multisine"
+    FREQS = (1.0, math.sqrt(2.0), math.pi)
+    NORM = math.sqrt(1.5)
+
+    def __init__(self, steps: int = 50, dt: float = 0.1, n_eval: int = 64, eval_steps: int = 100,
+                 train_span: float = 1000.0, eval_from: float = 2000.0):
+        if eval_from < train_span + (steps + 1) * dt:
+            raise ValueError("multisine: eval_from must lie beyond the last training sample")
+        self.steps, self.dt, self.n_eval, self.eval_steps = steps, dt, n_eval, eval_steps
+        self.train_span, self.eval_from = float(train_span), float(eval_from)
+
+    def _seqs(self, starts: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        t = starts[..., None] + np.arange(steps + 1) * self.dt
+        s = sum(np.sin(f * t) for f in self.FREQS) / self.NORM
+        s = s.astype(np.float32)
+        return np.ascontiguousarray(s[..., :-1, None]), np.ascontiguousarray(s[..., 1:, None])
+
+    def batches(self, rng, epochs, batch):
+        return self._seqs(rng.uniform(0.0, self.train_span, size=(epochs, batch)), self.steps)
+
+    def eval_starts(self) -> np.ndarray:
+        return self.eval_from + self.train_span * (np.arange(self.n_eval) + 0.5) / self.n_eval
+
+    def eval_set(self):
+        return self._seqs(self.eval_starts(), self.eval_steps)
+
+    def describe(self):
+        return {**super().describe(), "dt": self.dt, "n_eval": self.n_eval, "eval_steps": self.eval_steps,
+                "train_starts": [0.0, self.train_span],
+                "eval_starts": [self.eval_from, self.eval_from + self.train_span],
+                "normalisation": "sum / sqrt(1.5)"}
+
+
+class Series(Task):
+    """Windows of one multichannel series (L rows, C channels): predict the next row from the current row.
+
+    The first ``floor(train_frac * L)`` rows are the training part, the rest is
+    held out; each channel is normalised by the training part's mean and
+    standard deviation (a constant channel by 1). Training windows of ``steps``
+    steps (``steps + 1`` rows) start at a uniform random row such that the whole
+    window lies in the training part. Held-out windows of ``min(eval_steps,
+    rows held out - 1)`` steps start on a fixed, evenly spaced grid of at most
+    ``n_eval`` distinct rows of the held-out part (they may overlap).
+    """
+
+    def __init__(self, series: np.ndarray, name: str, steps: int = 50, train_frac: float = 0.75,
+                 n_eval: int = 32, eval_steps: int = 100, info: dict | None = None, what: str | None = None):
+        series = np.asarray(series, np.float64)
+        if series.ndim == 1:
+            series = series[:, None]
+        what = what or f"the {name} series"
+        if series.ndim != 2 or series.shape[1] == 0:
+            raise ValueError(f"{what} must be a table of rows and channels, got shape {series.shape}")
+        if not 0.0 < train_frac < 1.0:
+            raise ValueError(f"train_frac must lie in (0, 1), not {train_frac}")
+        if int(steps) != steps or steps <= 0 or int(eval_steps) != eval_steps or eval_steps <= 0 or n_eval <= 0:
+            raise ValueError("steps, eval_steps and n_eval must be positive integers")
+        bad = np.argwhere(~np.isfinite(series))
+        if bad.size:
+            r, c = bad[0]
+            raise ValueError(f"{what} has a non-finite value ({series[r, c]}) at row {r + 1}, column {c + 1} "
+                             f"({len(bad)} in all)")
+        L, C = series.shape
+        need = min_length(steps, train_frac)
+        if L < need:
+            raise ValueError(f"{what} has {L} rows; sequences of {steps} steps need at least {need} "
+                             f"({steps + 1} in the first {train_frac:.0%} for training, 2 held out)")
+        self.name, self.steps, self.train_frac = name, int(steps), float(train_frac)
+        self.n_in = self.n_out = C
+        self.length = L
+        self.n_train = int(math.floor(train_frac * L))
+        part = series[: self.n_train]
+        self.mean = part.mean(axis=0)
+        std = part.std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        self.data = np.ascontiguousarray(((series - self.mean) / self.std).astype(np.float32))
+        held = L - self.n_train
+        self.eval_steps = int(min(eval_steps, held - 1))
+        last = held - 1 - self.eval_steps
+        self.eval_starts = self.n_train + np.unique(np.round(np.linspace(0, last, int(n_eval))).astype(np.int64))
+        self.n_eval = len(self.eval_starts)
+        self.info = dict(info or {})
+
+    def _windows(self, starts: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        w = self.data[starts[..., None] + np.arange(steps + 1)]
+        return np.ascontiguousarray(w[..., :-1, :]), np.ascontiguousarray(w[..., 1:, :])
+
+    def batches(self, rng, epochs, batch):
+        room = self.n_train - self.steps  # number of distinct windows in the training part
+        if room < 1:
+            raise ValueError(f"{self.name}: the training part has {self.n_train} rows, too few for windows of "
+                             f"{self.steps} steps")
+        return self._windows(rng.integers(0, room, size=(epochs, batch)), self.steps)
+
+    def eval_set(self):
+        return self._windows(self.eval_starts, self.eval_steps)
+
+    def describe(self):
+        return {**super().describe(), **self.info, "rows": self.length, "train_rows": self.n_train,
+                "train_frac": self.train_frac, "n_eval": self.n_eval, "eval_steps": self.eval_steps,
+                "mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
+
+
+def min_length(steps: int, train_frac: float) -> int:
+    """Fewest rows a series needs: ``steps + 1`` rows in the training part and 2 held out."""
+    L = steps + 3
+    while math.floor(train_frac * L) < steps + 1 or L - math.floor(train_frac * L) < 2:
+        L += 1
+    return L
+
+
+@functools.lru_cache(maxsize=4)
+def lorenz_trajectory(samples: int, transient: int = 200, every: int = 10, h: float = 0.01,
+                      start: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                      sigma: float = 10.0, rho: float = 28.0, beta: float = 8.0 / 3.0) -> np.ndarray:
+    """(samples, 3) states of the Lorenz system: RK4 at step ``h``, one sample every ``every`` steps.
+
+    Plain Python floats (IEEE double, no fused multiply-add): the same numbers on every machine.
+    """
+
+    def f(x, y, z):
+        return sigma * (y - x), x * (rho - z) - y, x * y - beta * z
+
+    x, y, z = start
+    out = np.empty((samples, 3))
+    n = 0
+    for k in range(1, (samples + transient) * every + 1):
+        a = f(x, y, z)
+        b = f(x + 0.5 * h * a[0], y + 0.5 * h * a[1], z + 0.5 * h * a[2])
+        c = f(x + 0.5 * h * b[0], y + 0.5 * h * b[1], z + 0.5 * h * b[2])
+        d = f(x + h * c[0], y + h * c[1], z + h * c[2])
+        x += h / 6.0 * (a[0] + 2.0 * b[0] + 2.0 * c[0] + d[0])
+        y += h / 6.0 * (a[1] + 2.0 * b[1] + 2.0 * c[1] + d[1])
+        z += h / 6.0 * (a[2] + 2.0 * b[2] + 2.0 * c[2] + d[2])
+        if k % every == 0 and k > transient * every:
+            out[n] = (x, y, z)
+            n += 1
+    out.setflags(write=False)
+    return out
+
+
+class Lorenz(Series):
+    """Predict the next normalised (x, y, z) of one long Lorenz trajectory, split in time."""
+
+    def __init__(self, steps: int = 50, samples: int = 5000, train_frac: float = 0.8, n_eval: int = 32,
+                 eval_steps: int = 100):
+        info = {"system": "lorenz sigma=10 rho=28 beta=8/3", "integrator": "rk4 h=0.01, every 10 steps",
+                "start": [1.0, 1.0, 1.0], "transient_samples": 200, "samples": samples}
+        super().__init__(lorenz_trajectory(int(samples)), "lorenz", steps, train_frac, n_eval, eval_steps, info)
+
+
+@functools.lru_cache(maxsize=4)
+def statsmodels_series(name: str) -> np.ndarray:
+    """A recorded series from ``statsmodels.datasets`` (sunspots or co2) as float64 (L,)."""
+    try:
+        from statsmodels import datasets
+    except ImportError:
+        raise ValueError(f"the {name} task needs statsmodels, an optional extra: pip install ternq[data]") from None
+    if name == "sunspots":
+        df = datasets.sunspots.load_pandas().data
+        values = df["SUNACTIVITY"].to_numpy(np.float64)
+    elif name == "co2":
+        df = datasets.co2.load_pandas().data
+        values = df["co2"].interpolate(method="linear", limit_direction="both").to_numpy(np.float64)
+    else:
+        raise ValueError(f"no recorded series {name!r}")
+    values.setflags(write=False)
+    return values
+
+
+class Sunspots(Series):
+    """Yearly mean sunspot numbers 1700-2008 (309 rows); trains on 1700-1930, held out 1931-2008."""
+
+    def __init__(self, steps: int = 50, train_frac: float = 0.75, n_eval: int = 32, eval_steps: int = 50):
+        info = {"source": "statsmodels.datasets.sunspots (yearly, 1700-2008)"}
+        super().__init__(statsmodels_series("sunspots"), "sunspots", steps, train_frac, n_eval, eval_steps, info)
+
+
+class CO2(Series):
+    """Weekly Mauna Loa CO2 1958-2001 (2284 rows, 59 missing weeks interpolated linearly)."""
+
+    def __init__(self, steps: int = 50, train_frac: float = 0.75, n_eval: int = 32, eval_steps: int = 100):
+        info = {"source": "statsmodels.datasets.co2 (weekly, 1958-2001, gaps interpolated)"}
+        super().__init__(statsmodels_series("co2"), "co2", steps, train_frac, n_eval, eval_steps, info)
+
+
+def read_table(path: str | Path) -> np.ndarray:
+    """Read a CSV or ``.npy`` file into a float64 (rows, channels) array, with one-line errors.
+
+    A CSV may start with one header row (a row with no number in it); every other cell must
+    be a number. NaN and inf are refused by the task, which knows the row and column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"data file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"data path {path} is a directory, not a file")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"cannot read {path} as a .npy array ({exc.__class__.__name__})") from None
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{path} holds {arr.dtype} values, not numbers")
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"{path} holds an array of shape {arr.shape}; need (rows,) or (rows, channels)")
+        return arr.astype(np.float64)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(i + 1, r) for i, r in enumerate(csv.reader(fh)) if any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text CSV file (use .npy for binary arrays)") from None
+    except (OSError, csv.Error) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if rows and not any(_is_number(c) for c in rows[0][1]):
+        rows = rows[1:]  # a header row
+    if not rows:
+        raise ValueError(f"{path} holds no data rows")
+    width = len(rows[0][1])
+    out = np.empty((len(rows), width))
+    for k, (line, cells) in enumerate(rows):
+        if len(cells) != width:
+            raise ValueError(f"{path} line {line} has {len(cells)} columns, the first data row has {width}")
+        for c, cell in enumerate(cells):
+            try:
+                out[k, c] = float(cell)
+            except ValueError:
+                raise ValueError(f"{path} line {line}, column {c + 1}: {cell.strip()!r} is not a number") from None
+    return out
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def from_file(path: str | Path, **kwargs) -> Series:
+    """The ``--data FILE`` task: a recorded series from a CSV or ``.npy`` file (see :func:`read_table`)."""
+    path = Path(path)
+    table = read_table(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    info = {"path": str(path), "sha256": digest}
+    return Series(table, "data", what=f"data file {path}", info=info, **kwargs)
+
+
+TASKS: dict[str, type[Task]] = {"sine": Sine, "multisine": MultiSine, "lorenz": Lorenz, "sunspots": Sunspots,
+                                "co2": CO2}
+TASK_HELP = ("sine, multisine, lorenz, sunspots, co2 (sunspots and co2 need statsmodels: pip install ternq[data])")
 
 
 def get_task(name: str, **kwargs) -> Task:
-    """Build the task called ``name`` (one of ``TASKS``)."""
+    """Build the task called ``name`` (one of ``TASKS``); raise ValueError with a one-line message."""
     try:
         cls = TASKS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown task {name!r}; choose from {', '.join(sorted(TASKS))}") from None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"task {name}: {exc}") from None

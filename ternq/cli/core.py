@@ -49,9 +49,9 @@ def gradcheck(widths, seed, as_json):
 @task_option
 @quiet_option
 @json_option
-def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, quiet, as_json):
+def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_path, quiet, as_json):
     """Train a float CfC teacher with Adam, clipping and a learning-rate schedule."""
-    task = load_task(task_name)
+    task = load_task(task_name, data_path)
     out = check_writable(out or f"teacher-h{hidden}-s{seed}.npz", "model")
     cfg = TeacherConfig(hidden=hidden, epochs=epochs, lr=lr, lr_min=min(lr_min, lr), schedule=schedule)
     try:

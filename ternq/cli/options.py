@@ -44,18 +44,53 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 
 
 def task_option(f):
-    """``--task NAME`` (passed as ``task_name``); tasks are built with :func:`load_task`."""
+    """``--task NAME`` and ``--data FILE`` (passed as ``task_name`` and ``data_path``).
+
+    Build the task with :func:`load_task`. A command whose function takes no
+    ``data_path`` still gets both options; there ``--data`` is refused with a
+    one-line error instead of being silently ignored.
+    """
+    import functools
+    import inspect
+
+    from ..tasks import TASK_HELP
+
+    takes_data = "data_path" in inspect.signature(f).parameters
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from . import InputError
+
+        data_path = kwargs.get("data_path")
+        ctx = click.get_current_context(silent=True)
+        if data_path is not None and ctx is not None:
+            src = ctx.get_parameter_source("task_name")
+            if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
+                raise InputError("give --task or --data, not both")
+        if not takes_data:
+            kwargs.pop("data_path", None)
+            if data_path is not None:
+                raise InputError(f"--data is not supported by '{ctx.command_path if ctx else f.__name__}' yet; "
+                                 "use --task")
+        return f(*args, **kwargs)
+
+    wrapper = click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+                           help="Train and evaluate on a series from a CSV or .npy file (one column per "
+                                "channel; predicts the next row). Replaces --task.")(wrapper)
     return click.option("--task", "task_name", default="sine", show_default=True,
-                        help="Task: sine.")(f)
+                        help=f"Task: {TASK_HELP}.")(wrapper)
 
 
-def load_task(task_name: str, **kwargs):
-    """Build the task a command was asked for; bad names or data end as an InputError."""
-    from ..tasks import get_task
+def load_task(task_name: str | None = "sine", data_path: str | os.PathLike | None = None, **kwargs):
+    """Build the task a command was asked for (the file, with ``data_path``); bad names or data end as an
+    :class:`InputError` (one line, exit code 2)."""
+    from ..tasks import from_file, get_task
     from . import InputError
 
     try:
-        return get_task(task_name, **kwargs)
+        if data_path is not None:
+            return from_file(data_path, **kwargs)
+        return get_task(task_name or "sine", **kwargs)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 

@@ -1,0 +1,202 @@
+"""Tasks: shapes, determinism, held-out sets disjoint from training, file input and its errors."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from ternq.cli import main
+from ternq.tasks import TASKS, MultiSine, Series, Sine, from_file, get_task, min_length, statsmodels_series
+from ternq.train import TeacherConfig, evaluate, train_teacher
+
+try:
+    import statsmodels  # noqa: F401
+    HAVE_SM = True
+except ImportError:  # pragma: no cover
+    HAVE_SM = False
+
+NAMES = [n for n in TASKS if HAVE_SM or n not in ("sunspots", "co2")]
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    cap = capsys.readouterr()
+    return exc.value.code, cap.out, cap.err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shapes_dtypes_determinism(name):
+    task = get_task(name)
+    X, Y = task.batches(np.random.default_rng(7), 3, 4)
+    assert X.shape == (3, 4, task.steps, task.n_in) and Y.shape == (3, 4, task.steps, task.n_out)
+    assert X.dtype == Y.dtype == np.float32 and X.flags.c_contiguous and Y.flags.c_contiguous
+    X2, Y2 = task.batches(np.random.default_rng(7), 3, 4)
+    assert X.tobytes() == X2.tobytes() and Y.tobytes() == Y2.tobytes()
+    X3, _ = task.batches(np.random.default_rng(8), 3, 4)
+    assert X3.tobytes() != X.tobytes()
+    Xe, Ye = task.eval_set()
+    assert Xe.ndim == 3 and Xe.shape[2] == task.n_in and Ye.shape[2] == task.n_out and Xe.shape[:2] == Ye.shape[:2]
+    assert Xe.dtype == np.float32 and Xe.flags.c_contiguous and Ye.flags.c_contiguous
+    Xe2, Ye2 = get_task(name).eval_set()
+    assert Xe.tobytes() == Xe2.tobytes() and Ye.tobytes() == Ye2.tobytes()
+    assert np.all(np.isfinite(X)) and np.all(np.isfinite(Xe))
+    # next-step prediction: the target of step t is the input of step t + 1
+    assert np.array_equal(X[:, :, 1:], Y[:, :, :-1]) and np.array_equal(Xe[:, 1:], Ye[:, :-1])
+    json.dumps(task.describe())
+
+
+def test_no_global_random_state():
+    np.random.seed(0)
+    a = get_task("lorenz").batches(np.random.default_rng(1), 2, 2)[0]
+    np.random.seed(1)
+    b = get_task("lorenz").batches(np.random.default_rng(1), 2, 2)[0]
+    assert a.tobytes() == b.tobytes()
+
+
+def test_sine_unchanged():
+    X, Y = Sine().batches(np.random.default_rng(0), 1, 1)
+    phi = np.random.default_rng(0).uniform(0.0, 2 * np.pi, size=(1, 1))[0, 0]
+    assert X[0, 0, 3, 0] == np.float32(np.sin(phi + 3 * 0.1)) and Y[0, 0, 0, 0] == X[0, 0, 1, 0]
+    Xe, _ = Sine().eval_set()
+    assert Xe.shape == (64, 100, 1) and Xe[0, 0, 0] == np.float32(np.sin(2 * np.pi * 0.5 / 64))
+
+
+def test_multisine_eval_starts_beyond_training():
+    task = MultiSine()
+    starts = task.eval_starts()
+    assert starts.min() > task.train_span + (task.steps + 1) * task.dt
+    X, _ = task.batches(np.random.default_rng(0), 2, 3)
+    t = 1000.0 + 7 * 0.1
+    val = (np.sin(t) + np.sin(np.sqrt(2) * t) + np.sin(np.pi * t)) / np.sqrt(1.5)
+    assert abs(task._seqs(np.array([1000.0]), 10)[0][0, 7, 0] - val) < 1e-6
+
+
+def _rows_of(task: Series, X):
+    """Row indices of the series each window came from (matching the normalised values)."""
+    idx = []
+    for w in X.reshape(-1, X.shape[-2], X.shape[-1]):
+        hits = np.flatnonzero(np.all(task.data[: len(task.data) - len(w) + 1] == w[0], axis=1))
+        for h in hits:
+            if np.array_equal(task.data[h : h + len(w)], w):
+                idx.append(h)
+                break
+        else:
+            raise AssertionError("window not found")
+    return np.array(idx)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("sine", "multisine")])
+def test_series_split_in_time(name):
+    task = get_task(name)
+    X, _ = task.batches(np.random.default_rng(0), 20, 10)
+    starts = _rows_of(task, X)
+    assert starts.max() + task.steps <= task.n_train - 1  # last target row is a training row
+    Xe, _ = task.eval_set()
+    assert np.all(task.eval_starts >= task.n_train)
+    assert task.eval_starts[-1] + task.eval_steps == task.length - 1
+    assert Xe.shape == (len(task.eval_starts), task.eval_steps, task.n_in)
+    train = task.data[: task.n_train]
+    assert np.allclose(train.mean(axis=0), 0, atol=1e-4) and np.allclose(train.std(axis=0), 1, atol=1e-3)
+
+
+def test_lorenz_trajectory_is_lorenz():
+    task = get_task("lorenz")
+    assert task.n_in == task.n_out == 3 and task.length == 5000 and task.n_train == 4000
+    raw = task.data * task.std + task.mean
+    assert raw[:, 2].min() > 0 and raw[:, 0].min() < -10 and raw[:, 0].max() > 10  # both wings visited
+
+
+def test_statsmodels_missing_says_how_to_install(monkeypatch):
+    statsmodels_series.cache_clear()
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
+    with pytest.raises(ValueError, match=r"pip install ternq\[data\]"):
+        get_task("sunspots")
+    statsmodels_series.cache_clear()
+
+
+def test_unknown_task_and_bad_kwargs():
+    with pytest.raises(ValueError, match="unknown task 'nope'; choose from"):
+        get_task("nope")
+    with pytest.raises(ValueError, match="task sine"):
+        get_task("sine", bogus=1)
+
+
+@pytest.mark.parametrize("name", ["lorenz", "multisine"])
+def test_short_teacher_trains(name):
+    task = get_task(name)
+    model, hist = train_teacher(task, TeacherConfig(hidden=4, epochs=40), seed=0)
+    assert model.dims == (task.n_in, 4, task.n_out)
+    assert np.all(np.isfinite(hist.loss)) and hist.loss[-5:].mean() < hist.loss[:5].mean()
+    assert np.isfinite(evaluate(model, task)["eval_mse"])
+
+
+# ---- --data FILE
+
+
+def _csv(tmp_path, text, name="s.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_from_file_csv_with_header_and_npy(tmp_path):
+    t = np.arange(200) * 0.1
+    rows = "\n".join(f"{np.sin(x):.6f},{np.cos(x):.6f}" for x in t)
+    a = from_file(_csv(tmp_path, "a,b\n" + rows + "\n"))
+    assert a.n_in == a.n_out == 2 and a.length == 200 and a.describe()["sha256"]
+    np.save(tmp_path / "s.npy", np.stack([np.sin(t), np.cos(t)], 1))
+    b = from_file(tmp_path / "s.npy")
+    assert np.allclose(a.data, b.data, atol=1e-5)
+    one = from_file(_csv(tmp_path, "\n".join(f"{np.sin(x)}" for x in t), "one.csv"))
+    assert one.n_in == 1
+    assert min_length(50, 0.75) == 68
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("missing", "not found"),
+    ("text", "line 3, column 2: 'abc' is not a number"),
+    ("nan", "non-finite value (nan) at row 2, column 1"),
+    ("inf", "non-finite value (inf) at row 5, column 2"),
+    ("short", "has 20 rows; sequences of 50 steps need at least 68"),
+    ("ragged", "line 2 has 1 columns"),
+    ("empty", "no data rows"),
+    ("npy-text", "not numbers"),
+    ("both", "not both"),
+])
+def test_data_errors_one_line_exit_2(tmp_path, case, needle, capsys):
+    good = "\n".join(f"{i},{i * 2}" for i in range(100))
+    texts = {
+        "text": "1,2\n3,4\n5,abc\n" + good,
+        "nan": "1,2\nnan,4\n" + good,
+        "inf": "x,y\n1,2\n3,4\n5,6\n7,8\n9,inf\n" + good,
+        "short": "\n".join(str(i) for i in range(20)),
+        "ragged": "1,2\n3\n",
+        "empty": "a,b\n",
+        "both": good,
+    }
+    path = _csv(tmp_path, texts[case]) if case in texts else tmp_path / "nope.csv"
+    if case == "npy-text":
+        path = tmp_path / "s.npy"
+        np.save(path, np.array(["a", "b"]))
+    argv = ["teacher", "--hidden", "2", "--epochs", "2", "--quiet", "--out", str(tmp_path / "t.npz"),
+            "--data", str(path)]
+    if case == "both":
+        argv += ["--task", "lorenz"]
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_teacher_on_a_data_file(tmp_path, capsys):
+    t = np.arange(400) * 0.1
+    np.save(tmp_path / "s.npy", np.stack([np.sin(t), np.sin(2 * t)], 1).astype(np.float32))
+    out = tmp_path / "t.npz"
+    code, stdout, err = run(["teacher", "--hidden", "4", "--epochs", "20", "--quiet", "--json", "--out", str(out),
+                             "--data", str(tmp_path / "s.npy")], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["task"]["name"] == "data" and res["task"]["n_in"] == 2 and np.isfinite(res["eval_mse"])
