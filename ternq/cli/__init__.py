@@ -54,4 +54,5 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+from . import deploy  # noqa: E402,F401,I001  (ternq export, ternq predict)
 from . import core, experiment  # noqa: E402,F401  (registers the subcommands)

@@ -1,0 +1,142 @@
+"""Inference of a deployed ternary CfC model: trits as int8, one float32 scale per row.
+
+The matrix part never multiplies by a weight. For row r with scale s_r and
+trits t_rj in {-1, 0, +1}::
+
+    pre[r] = b[r]
+    for j over z = [x ; h_prev] in order:
+        t_rj == +1:  pre[r] += z_j * s_r
+        t_rj == -1:  pre[r] -= z_j * s_r
+        t_rj ==  0:  nothing
+
+Why this form and not ``s_r * (sum of +z_j - sum of -z_j)`` (one multiply per
+row, see ``factored=True``): the training forward
+(:func:`ternq.kernels.cell.forward`) runs on the effective weights
+``s_r * t_rj`` and accumulates ``pre[r] += z_j * (s_r * t_rj)`` in float32, in
+the order j = 0 .. I+H-1 starting from b[r]. ``z * (+s) == z * s`` and
+``z * (-s) == -(z * s)`` exactly (rounding is symmetric), and ``a + (-c) == a -
+c``, so the form above performs *the same roundings in the same order* and is
+bit-identical to the training forward. Factoring the scale out rounds
+differently (about 1e-7 relative), so it is offered only as an option.
+
+Skipping a zero trit drops an addition of a signed zero, ``pre + (+-0.0)``,
+which leaves ``pre`` unchanged unless ``pre`` is itself -0.0 (then ``-0.0 +
++0.0`` is +0.0). That needs b[r] == -0.0, which training never produces
+(biases start at +0.0 and ``x - y`` is never -0.0 for x = +0.0); even then only
+the sign of a zero could differ, never a value.
+
+COUPLING: this kernel mirrors the accumulation order of
+``ternq.kernels.cell.forward`` (inputs, then hidden units, ascending; output
+``y = bout[o]`` then ``+= Wout[o, i] * h_i`` ascending) and its exact
+expressions for the gate, candidate, decay and state update. If cell.forward
+changes its summation order, change this kernel to match;
+``tests/test_deploy.py`` checks bit-identity and will fail until you do.
+"""
+
+import numpy as np
+from numba import njit
+
+TAU_EPS = 1e-6  # as ternq.kernels.cell.TAU_EPS
+
+
+@njit(cache=True, nogil=True)
+def run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, ys, hs):
+    """Run the deployed cell over sequences X (N, T, I) from h_0 = 0.
+
+    Parameters
+    ----------
+    tW : int8 (2H, I+H)
+        Trits of the gate (rows 0..H-1) and candidate (rows H..2H-1) weights; columns [x ; h].
+    sW : float32 (2H,)
+        Row scales of tW.
+    b, tau : float32 (2H,), (H,)
+    tO : int8 (O, H), sO : float32 (O,), bout : float32 (O,)
+        Output trits, their row scales and the output bias.
+    X : float32 (N, T, I)
+    dt : float
+        The cell's time step (0.1 in ternq).
+    factored : bool
+        False (bit-identical to the training forward): ``pre +-= z_j * s_r``.
+        True: sum the selected inputs with adds and subtracts only, multiply by ``s_r`` once.
+    ys : float32 (N, T, O), hs : float32 (N, T+1, H)
+        Outputs: predictions and hidden states (hs[:, 0] = 0).
+    """
+    N, T, I = X.shape[0], X.shape[1], X.shape[2]
+    H = tau.shape[0]
+    O = bout.shape[0]
+    h2 = 2 * H
+    ty = X.dtype.type
+    one = ty(1.0)
+    zero = ty(0.0)
+    dt_ = ty(dt)
+    eps = ty(TAU_EPS)
+    decay = np.empty(H, X.dtype)
+    for i in range(H):
+        decay[i] = np.exp(-dt_ / (abs(tau[i]) + eps))
+    z = np.empty(I + H, X.dtype)
+    pre = np.empty(h2, X.dtype)
+    hs[:, 0, :] = 0
+    for n in range(N):
+        for t in range(T):
+            for j in range(I):
+                z[j] = X[n, t, j]
+            for j in range(H):
+                z[I + j] = hs[n, t, j]
+            for r in range(h2):
+                s = sW[r]
+                if factored:
+                    acc = zero
+                    for j in range(I + H):
+                        tr = tW[r, j]
+                        if tr > 0:
+                            acc += z[j]
+                        elif tr < 0:
+                            acc -= z[j]
+                    pre[r] = b[r] + acc * s
+                else:
+                    acc = b[r]
+                    for j in range(I + H):
+                        tr = tW[r, j]
+                        if tr > 0:
+                            acc += z[j] * s
+                        elif tr < 0:
+                            acc -= z[j] * s
+                    pre[r] = acc
+            for i in range(H):
+                gate = one / (one + np.exp(-pre[i]))
+                cand = np.tanh(pre[H + i])
+                hs[n, t + 1, i] = (one - gate) * hs[n, t, i] * decay[i] + gate * cand
+            for o in range(O):
+                s = sO[o]
+                if factored:
+                    acc = zero
+                    for i in range(H):
+                        tr = tO[o, i]
+                        if tr > 0:
+                            acc += hs[n, t + 1, i]
+                        elif tr < 0:
+                            acc -= hs[n, t + 1, i]
+                    ys[n, t, o] = bout[o] + acc * s
+                else:
+                    y = bout[o]
+                    for i in range(H):
+                        tr = tO[o, i]
+                        if tr > 0:
+                            y += s * hs[n, t + 1, i]
+                        elif tr < 0:
+                            y -= s * hs[n, t + 1, i]
+                    ys[n, t, o] = y
+
+
+@njit(cache=True, nogil=True)
+def mse(ys, Y):
+    """Mean squared error of ys (N, T, O) against Y, summed in float64 in the order of
+    ``ternq.kernels.cell.mse`` (step, then sequence, then output) so the figure is identical."""
+    N, T, O = ys.shape[0], ys.shape[1], ys.shape[2]
+    sse = 0.0
+    for t in range(T):
+        for n in range(N):
+            for o in range(O):
+                e = np.float64(ys[n, t, o]) - np.float64(Y[n, t, o])
+                sse += e * e
+    return sse / (N * T * O)

@@ -1,0 +1,217 @@
+"""Deployable files: trit packing, bit-identity with the training forward, the file and the CLI."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ternq.cli import main
+from ternq.deploy import MAGIC, Deployable, DeployFileError, pack_trits, unpack_trits
+from ternq.kernels.cell import forward, mse
+from ternq.model import Model, init_teacher, student_from
+from ternq.tasks import get_task
+from ternq.train import DT, StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    cap = capsys.readouterr()
+    return exc.value.code, cap.out, cap.err
+
+
+@given(st.lists(st.sampled_from([-1, 0, 1]), max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_pack_unpack_round_trip(trits):
+    t = np.array(trits, np.int8)
+    data = pack_trits(t)
+    assert len(data) == -(-len(t) // 5)
+    assert np.array_equal(unpack_trits(data, len(t)), t)
+
+
+def test_pack_is_base3_five_per_byte():
+    assert pack_trits(np.array([-1, 0, 1, -1, 1], np.int8)) == bytes([0 + 3 * 1 + 9 * 2 + 27 * 0 + 81 * 2])
+    assert pack_trits(np.ones(5, np.int8)) == bytes([242])
+    with pytest.raises(ValueError):
+        unpack_trits(bytes([243]), 5)
+    with pytest.raises(ValueError):
+        unpack_trits(bytes([0]), 2)  # padding digits must be trit 0
+    with pytest.raises(ValueError):
+        pack_trits(np.array([2]))
+
+
+def _forward(model, X):
+    """The training forward on the student's effective parameters: (ys (N,T,O), hs (N,T+1,H))."""
+    I, H, O = model.dims
+    X = np.ascontiguousarray(X, np.float32)
+    N, T = X.shape[:2]
+    hs = np.empty((T + 1, N, H), np.float32)
+    gs, cs = np.empty((T, N, H), np.float32), np.empty((T, N, H), np.float32)
+    ys = np.empty((T, N, O), np.float32)
+    forward(model.params(), X, I, H, O, DT, hs, gs, cs, ys, np.empty((I + H, 2 * H), np.float32))
+    return ys.transpose(1, 0, 2), hs.transpose(1, 0, 2)
+
+
+def _assert_bit_identical(model, X, Y):
+    dep = Deployable.from_bytes(Deployable.from_model(model).to_bytes())
+    ys, hs = dep.predict(X)
+    ys0, hs0 = _forward(model, X)
+    assert ys.tobytes() == np.ascontiguousarray(ys0).tobytes()
+    assert hs.tobytes() == np.ascontiguousarray(hs0).tobytes()
+    got, _ = dep.mse(X, Y)
+    assert got == mse(model.params(), np.ascontiguousarray(X, np.float32), np.ascontiguousarray(Y, np.float32),
+                      *model.dims, DT)
+    # the factored variant (one multiply per row) is close but not required to be identical
+    yf, _ = dep.predict(X, factored=True)
+    assert np.allclose(yf, ys0, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sine_student():
+    task = get_task("sine")
+    teacher, _ = train_teacher(task, TeacherConfig(hidden=8, epochs=60), seed=0)
+    student, _ = train_student(teacher, task, StudentConfig(hidden=8, epochs=60), seed=0)
+    student.meta["figures"] = evaluate(student, task)
+    return student
+
+
+def test_bit_identical_on_sine(sine_student):
+    task = get_task("sine")
+    _assert_bit_identical(sine_student, *task.eval_set())
+    _assert_bit_identical(sine_student, *task.reference_set())  # x_0 = 0 exactly, h_0 = 0
+
+
+def test_bit_identical_on_lorenz_three_channels():
+    task = get_task("lorenz")
+    rng = np.random.default_rng(3)
+    student = student_from(init_teacher(6, rng, 3, 3))
+    # give the biases non-trivial values, as training would
+    student.theta[2 * 6 * 9 : 2 * 6 * 9 + 12] = rng.normal(0, 0.3, 12).astype(np.float32)
+    _assert_bit_identical(student, *task.eval_set())
+
+
+def test_bit_identical_with_zero_biases_signed_zero_weights_and_zero_inputs():
+    """Zero biases, many zero trits whose effective weight is -0.0 (negative shadow), inputs exactly 0."""
+    rng = np.random.default_rng(5)
+    s = student_from(init_teacher(5, rng, 2, 2))
+    n = s.n_cell
+    s.theta[:n] *= rng.choice([0.05, 1.0], size=n).astype(np.float32)  # many weights well below half a scale
+    s.theta[n:] = np.abs(s.theta[n:]) + np.float32(0.01)
+    p = s.params()
+    assert np.any((p == 0) & np.signbit(p))  # some effective weights are -0.0
+    X = rng.normal(size=(4, 12, 2)).astype(np.float32)
+    X[:, :3] = 0.0
+    X[1] = -0.0
+    Y = rng.normal(size=(4, 12, 2)).astype(np.float32)
+    _assert_bit_identical(s, X, Y)
+
+
+def test_file_round_trip_and_manifest(sine_student, tmp_path):
+    dep = Deployable.from_model(sine_student)
+    path = tmp_path / "m.tqd"
+    size = dep.save(path)
+    raw = path.read_bytes()
+    assert size == len(raw) and raw[:8] == MAGIC
+    (m,) = struct.unpack("<I", raw[8:12])
+    man = json.loads(raw[12 : 12 + m])
+    assert man["format"] == "ternq-deploy" and man["version"] == 1
+    assert man["dims"] == {"n_in": 1, "hidden": 8, "n_out": 1}
+    assert man["counts"]["trits"] == 2 * 8 * 9 + 8 == sum(man["counts"][k] for k in ("plus", "minus", "zero"))
+    assert man["task"]["name"] == "sine" and man["packing"]["trits_per_byte"] == 5
+    back = Deployable.load(path)
+    assert back.params().tobytes() == dep.params().tobytes()
+    # equal values; only the sign of zero weights is not kept (it never changes a prediction, see infer.py)
+    assert np.array_equal(back.params(), sine_student.params())
+    assert np.array_equal(np.concatenate([back.trits_W.ravel(), back.trits_out.ravel()]), sine_student.trits())
+
+
+def test_teacher_cannot_be_exported():
+    with pytest.raises(ValueError, match="only a ternary student"):
+        Deployable.from_model(init_teacher(4, np.random.default_rng(0)))
+
+
+# ---- CLI
+
+
+@pytest.fixture(scope="module")
+def student_file(sine_student, tmp_path_factory):
+    path = tmp_path_factory.mktemp("d") / "student.npz"
+    sine_student.save(path)
+    return path
+
+
+def test_cli_export_predict_round_trip(student_file, sine_student, tmp_path, capsys):
+    out = tmp_path / "m.tqd"
+    code, stdout, err = run(["export", str(student_file), "--out", str(out), "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["file_bytes"] == out.stat().st_size and res["payload_bytes"] < res["float32_bytes"]
+    assert res["float32_bytes"] == 4 * sine_student.n_cell
+    preds = tmp_path / "p.npy"
+    code, stdout, err = run(["predict", str(out), "--json", "--out", str(preds)], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    task = get_task("sine")
+    assert res["eval_mse"] == evaluate(sine_student, task)["eval_mse"] == res["eval_mse_at_training"]
+    ys0, _ = _forward(sine_student, task.eval_set()[0])
+    assert np.load(preds).tobytes() == np.ascontiguousarray(ys0).tobytes()
+    code, stdout, _ = run(["predict", str(out), "--task", "multisine"], capsys)
+    assert code == 0 and "eval MSE" in stdout
+    code, stdout, _ = run(["export", str(student_file), "--out", str(out)], capsys)
+    assert code == 0 and "float32" in stdout
+
+
+def _bad_file(kind, tmp_path, student_file):
+    path = tmp_path / "bad.tqd"
+    good = Deployable.from_model(Model.load(student_file)).to_bytes()
+    (m,) = struct.unpack("<I", good[8:12])
+    if kind == "missing":
+        return tmp_path / "nope.tqd"
+    if kind == "foreign":
+        path.write_bytes(b"hello, world; not a model at all")
+    elif kind == "npz":
+        return student_file
+    elif kind == "corrupt":
+        raw = bytearray(good)
+        raw[-3] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    elif kind == "truncated":
+        path.write_bytes(good[:-10])
+    elif kind == "manifest":
+        path.write_bytes(good[:12] + b"{" * m + good[12 + m:])
+    elif kind == "version":
+        man = json.loads(good[12 : 12 + m])
+        man["version"] = 99
+        head = json.dumps(man).encode()
+        path.write_bytes(MAGIC + struct.pack("<I", len(head)) + head + good[12 + m:])
+    return path
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("missing", "not found"), ("foreign", "not a ternq deployable"), ("npz", "run 'ternq export'"),
+    ("corrupt", "checksum"), ("truncated", "checksum"), ("manifest", "corrupt"), ("version", "version 99"),
+])
+def test_cli_predict_bad_files_one_line_exit_2(kind, needle, tmp_path, student_file, capsys):
+    path = _bad_file(kind, tmp_path, student_file)
+    if kind != "npz":
+        with pytest.raises(DeployFileError):
+            Deployable.load(path)
+    code, _, err = run(["predict", str(path)], capsys)
+    assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_export_and_predict_refusals(tmp_path, student_file, capsys):
+    t = init_teacher(4, np.random.default_rng(0))
+    t.save(tmp_path / "t.npz")
+    code, _, err = run(["export", str(tmp_path / "t.npz")], capsys)
+    assert code == 2 and "only a ternary student" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["export", str(tmp_path / "missing.npz")], capsys)
+    assert code == 2 and "not found" in err
+    out = tmp_path / "m.tqd"
+    assert run(["export", str(student_file), "--out", str(out)], capsys)[0] == 0
+    code, _, err = run(["predict", str(out), "--task", "lorenz"], capsys)
+    assert code == 2 and "inputs" in err and len(err.strip().splitlines()) == 1
