@@ -215,3 +215,26 @@ def test_cli_export_and_predict_refusals(tmp_path, student_file, capsys):
     assert run(["export", str(student_file), "--out", str(out)], capsys)[0] == 0
     code, _, err = run(["predict", str(out), "--task", "lorenz"], capsys)
     assert code == 2 and "inputs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_predict_finds_the_data_file_it_was_trained_on(tmp_path, capsys):
+    from ternq.tasks import from_file
+
+    t = np.arange(300) * 0.1
+    data = tmp_path / "two.npy"
+    np.save(data, np.stack([np.sin(t), np.cos(1.3 * t)], 1))
+    task = from_file(data)
+    s = student_from(init_teacher(4, np.random.default_rng(0), 2, 2))
+    s.meta["task"] = task.describe()
+    s.save(tmp_path / "s.npz")
+    out = tmp_path / "s.tqd"
+    assert run(["export", str(tmp_path / "s.npz"), "--out", str(out)], capsys)[0] == 0
+    code, stdout, err = run(["predict", str(out), "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["task"]["name"] == "data" and res["eval_mse"] == evaluate(s, task)["eval_mse"]
+    data.rename(tmp_path / "moved.npy")
+    code, _, err = run(["predict", str(out)], capsys)
+    assert code == 2 and "pass --data FILE" in err
+    code, stdout, _ = run(["predict", str(out), "--data", str(tmp_path / "moved.npy"), "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["eval_mse"] == res["eval_mse"]

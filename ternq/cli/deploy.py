@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -82,8 +83,14 @@ def predict(model_path, task_name, data_path, out, factored, as_json):
     if data_path is None and not explicit and dep.task.get("name"):
         name = dep.task["name"]
         if name == "data":
-            raise InputError(f"{model_path} was trained on data file {dep.task.get('path')}; pass --data FILE")
-        task_name = name
+            path = dep.task.get("path")
+            if not (path and Path(path).is_file()
+                    and hashlib.sha256(Path(path).read_bytes()).hexdigest() == dep.task.get("sha256")):
+                raise InputError(f"{model_path} was trained on data file {path}, which is gone or has changed; "
+                                 "pass --data FILE")
+            data_path = path
+        else:
+            task_name = name
     task = load_task(task_name, data_path)
     if (task.n_in, task.n_out) != (dep.n_in, dep.n_out):
         raise InputError(f"{model_path} has {dep.n_in} inputs / {dep.n_out} outputs; task {task.name} has "
