@@ -58,6 +58,7 @@ class ExperimentSettings:
     seeds: tuple[int, ...] = (0,)
     widths: tuple[int, int] = (16, 32)
     task: str = "sine"
+    data: str = ""  # a CSV or .npy series (replaces task when set)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     student: StudentSettings = field(default_factory=StudentSettings)
     cs: SearchSettings = field(default_factory=SearchSettings)
@@ -73,7 +74,7 @@ class ExperimentSettings:
 
 
 SECTIONS = {"teacher": TeacherSettings, "student": StudentSettings, "cs": SearchSettings}
-EXPERIMENT_KEYS = {"seeds", "widths", "task"}
+EXPERIMENT_KEYS = {"seeds", "widths", "task", "data"}
 
 
 def parse_seeds(value) -> tuple[int, ...]:
@@ -182,7 +183,7 @@ def from_dict(data: dict, base: ExperimentSettings | None = None) -> ExperimentS
                         raise ConfigError(f"experiment.widths: expected a list of two integers, got {value!r}")
                     s = replace(s, widths=tuple(value))
                 else:
-                    s = replace(s, task=_coerce("experiment", key, value, s.task))
+                    s = replace(s, **{key: _coerce("experiment", key, value, getattr(s, key))})
         elif sec in SECTIONS:
             if not isinstance(body, dict):
                 raise ConfigError(f"{sec}: expected a table")
