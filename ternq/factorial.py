@@ -284,19 +284,36 @@ def run_factorial(settings: ExperimentSettings, workers: int = 2, check_gradient
     runner : callable, optional
         Replaces :func:`execute` (same signature), e.g. to run units on a Dask cluster.
     """
-    from .gradcheck import check_all
-
     t0 = time.perf_counter()
-    grad_err = None
-    if check_gradients:
-        grad_err = max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))
-        if not grad_err < 1e-3:  # the seeds: abort before any training result
-            raise GradientCheckError(f"gradient check failed: max relative error {grad_err:.2e} > 1e-3; "
-                                     "see 'ternq gradcheck'")
+    grad_err = gradient_error(settings) if check_gradients else None
     t_grad = time.perf_counter() - t0
     units = plan(settings)
     results = (runner or execute)(units, settings, workers=workers, done=done, on_start=on_start, on_done=on_done)
     t_train = time.perf_counter() - t0 - t_grad
+    doc = assemble(settings, results, grad_err, check_reproducible)
+    doc["timing"] = {"gradcheck_s": t_grad, "training_s": t_train, "total_s": time.perf_counter() - t0,
+                     "workers": workers}
+    return doc, results
+
+
+def gradient_error(settings: ExperimentSettings) -> float:
+    """The finite-difference check at both widths; raise :class:`GradientCheckError` if it fails."""
+    from .gradcheck import check_all
+
+    err = max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))
+    if not err < 1e-3:  # the seeds: abort before any training result
+        raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > 1e-3; "
+                                 "see 'ternq gradcheck'")
+    return err
+
+
+def assemble(settings: ExperimentSettings, results: dict[str, tuple[dict, Model]], grad_err: float | None = None,
+             check_reproducible: bool = True) -> dict:
+    """The results document (without timing) from every unit's (figures, model).
+
+    With ``check_reproducible``, config 1 of the first seed is rerun here and
+    compared bit for bit with the result it was given (wherever that ran).
+    """
     reproducible = None
     if check_reproducible:
         unit = Unit("student", settings.seeds[0], settings.widths[0])
@@ -304,11 +321,8 @@ def run_factorial(settings: ExperimentSettings, workers: int = 2, check_gradient
         again = run_unit(unit, settings, deps)[1]
         reproducible = again.theta.tobytes() == results[unit.key][1].theta.tobytes()
     doc = summarize({k: f for k, (f, _) in results.items()}, settings, grad_err, reproducible)
-    doc = {"ternq": "factorial", "task": make_task(settings).describe(), "settings": settings.to_dict(),
-           "versions": versions(), **doc,
-           "timing": {"gradcheck_s": t_grad, "training_s": t_train, "total_s": time.perf_counter() - t0,
-                      "workers": workers}}
-    return doc, results
+    return {"ternq": "factorial", "task": make_task(settings).describe(), "settings": settings.to_dict(),
+            "versions": versions(), **doc}
 
 
 CSV_COLUMNS = ["seed", "row", "config", "shaped", "distill", "width", "train_mse", "eval_mse", "ref_mse",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
-from pathlib import Path
 
 import click
 
@@ -12,6 +12,7 @@ from .. import cache, config, report
 from ..factorial import (
     GradientCheckError,
     Unit,
+    plan,
     run_factorial,
     save_results,
     search_set,
@@ -21,9 +22,12 @@ from ..factorial import (
 )
 from ..model import Model
 from ..search import coordinate_search, quantize_teacher
+from ..store import UnitStore, unit_digest
+from ..sweep import dask_runner
 from ..train import MASKS, SCHEDULES, evaluate, train_student
 from . import InputError, cli
 from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
+from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
 
 
 def _settings(config_path, **overrides) -> config.ExperimentSettings:
@@ -191,9 +195,11 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Settings file (TOML; configs/default.toml is the reference size, configs/quick.toml a smoke run).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Write results.json, results.csv, timing.json and the models here.")
+              help="Write results.json, results.csv, timing.json and the models here; each finished training is "
+                   "kept in OUT/units at once, and rerunning the same command resumes from them.")
 @click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
               help="Trainings at once (threads); results are identical for any value.")
+@scheduler_option
 @click.option("--mask", type=click.Choice(list(MASKS)), default=None, help="Shaped-gradient mask [seed].")
 @click.option("--teacher-epochs", type=POSITIVE_INT, default=None)
 @click.option("--student-epochs", type=POSITIVE_INT, default=None)
@@ -201,8 +207,8 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @task_option
 @quiet_option
 @json_option
-def factorial(seed, seeds, config_path, out_dir, workers, mask, teacher_epochs, student_epochs, no_gradcheck,
-              task_name, quiet, as_json):
+def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teacher_epochs, student_epochs,
+              no_gradcheck, task_name, quiet, as_json):
     """Run the 2x2x2 factorial (shaped x distill x width) plus coordinate search, and report effects."""
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
@@ -211,16 +217,17 @@ def factorial(seed, seeds, config_path, out_dir, workers, mask, teacher_epochs, 
                          else None, student__mask=mask, teacher__epochs=teacher_epochs,
                          student__epochs=student_epochs)
     load_task(settings.task)  # fail early on a bad task
+    units = plan(settings)
+    store = None
     if out_dir is not None:
-        out_path = Path(out_dir)
-        try:
-            out_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-        check_writable(out_path / "results.json", "results")
-    n_units = 12 * len(settings.seeds)
-    with report.progress(not quiet) as p:
-        overall = p.add_task("factorial", total=n_units, loss="-") if p else None
+        out_path = make_out_dir(out_dir, "results.json")
+        store = UnitStore(out_path / "units", warn)
+    with (locked(out_path) if store else nullcontext()), cluster(scheduler) as client, \
+            report.progress(not quiet) as p:
+        done = store.scan(units, settings) if store else {}
+        if not quiet:
+            resume_note(len(done), len(units), store.root if store else "")
+        overall = p.add_task("factorial", total=len(units), completed=len(done), loss="-") if p else None
         bars = {}
 
         def on_start(unit: Unit):
@@ -232,15 +239,21 @@ def factorial(seed, seeds, config_path, out_dir, workers, mask, teacher_epochs, 
             return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
 
         def on_done(unit, fig, model):
+            if store is not None:
+                store.save(unit, unit_digest(unit, settings), fig, model)
             if p is not None:
-                p.remove_task(bars.pop(unit.key))
+                if unit.key in bars:
+                    p.remove_task(bars.pop(unit.key))
                 p.advance(overall)
 
         try:
             doc, results = run_factorial(settings, workers=workers, check_gradients=not no_gradcheck,
-                                         on_start=on_start, on_done=on_done)
+                                         on_start=on_start, on_done=on_done, done=done,
+                                         runner=dask_runner(client) if client is not None else None)
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
+        if client is not None:
+            doc["timing"]["workers"] = f"{len(client.scheduler_info(n_workers=-1)['workers'])} Dask"
     if out_dir is not None:
         try:
             save_results(doc, results, out_dir)

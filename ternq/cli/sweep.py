@@ -1,0 +1,153 @@
+"""``ternq sweep``, and the Dask and resume plumbing it shares with ``ternq factorial``."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from .. import config, report
+from ..factorial import GradientCheckError
+from ..store import FolderLock, StoreLockedError
+from . import InputError, cli
+from .options import POSITIVE_INT, check_writable, json_option, quiet_option
+
+scheduler_option = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Run the trainings on the Dask cluster at ADDRESS (e.g. tcp://host:8786) [default: local threads].")
+
+
+def warn(message: str) -> None:
+    """One line on stderr (a unit file that cannot be used, and such)."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+@contextmanager
+def cluster(address: str | None):
+    """A Dask client on ``address`` (None: no cluster), closed on the way out; failures end as one line."""
+    if address is None:
+        yield None
+        return
+    from ..sweep import ClusterError, connect
+
+    try:
+        client = connect(address)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield client
+    except Exception as exc:
+        if type(exc).__name__ == "KilledWorker":  # distributed.KilledWorker: the unit kills its workers
+            raise click.ClickException(f"Dask workers died repeatedly running {exc}; finished units are "
+                                       "saved: rerun the same command to resume") from None
+        if type(exc).__name__ in ("CommClosedError", "FutureCancelledError") or isinstance(exc, OSError):
+            raise click.ClickException(f"lost the Dask cluster ({exc.__class__.__name__}: {exc}); finished units "
+                                       "are saved: rerun the same command to resume") from None
+        raise
+    finally:
+        client.close()
+
+
+@contextmanager
+def locked(folder: Path):
+    """Hold the output folder for the whole run (two runs must not write the same unit files)."""
+    try:
+        with FolderLock(folder):
+            yield
+    except StoreLockedError as exc:
+        raise InputError(str(exc)) from None
+
+
+def make_out_dir(out_dir: str, what: str) -> Path:
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    check_writable(path / what, "results")
+    return path
+
+
+def resume_note(done: int, total: int, where) -> None:
+    if done:
+        report.err.print(f"resuming: {done} of {total} units already done in {where}")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True,
+              help="Sweep file: a settings file plus a [sweep] section (see configs/sweep-quick.toml).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Results folder; rerunning into it resumes [default: the sweep file's name, in the current folder].")
+@click.option("--seeds", default=None, help="Replace the file's seeds: a count N (0..N-1) or a range A:B.")
+@scheduler_option
+@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
+              help="Local trainings at once (threads), without --scheduler; results are identical for any value.")
+@click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
+@quiet_option
+@json_option
+def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, as_json):
+    """Run a grid of factorials (seeds x tasks x widths x configurations), resumable, locally or on Dask."""
+    from ..sweep import load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(config_path)
+        if seeds is not None:
+            spec = spec.with_seeds(config.parse_seeds(seeds))
+        cells = spec.cells()
+    except config.ConfigError as exc:
+        raise InputError(str(exc)) from None
+    out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
+    total = sum(12 * len(c.settings.seeds) for c in cells)
+    with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
+        bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
+
+        def on_resume(done, total):
+            if not quiet:
+                resume_note(done, total, out)
+            if p is not None:
+                p.advance(bar, done)
+
+        def on_done(cell, unit):
+            if p is not None:
+                p.advance(bar)
+
+        try:
+            doc = run_sweep(spec, out, client=client, workers=workers, check_gradients=not no_gradcheck,
+                            warn=warn, on_done=on_done, on_resume=on_resume)
+        except GradientCheckError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if client is not None:
+                raise
+            raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    if as_json:
+        from ..factorial import clean, split_timing
+
+        report.print_json(clean(split_timing(doc)[0]))
+        return
+    report.out.print(sweep_table(doc))
+    t = doc["timing"]
+    where = "on the Dask cluster" if client is not None else f"on {workers} local workers"
+    report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
+                     f"{t['training_s']:.2f} s {where}); results in {out}")
+
+
+def sweep_table(doc: dict):
+    from rich.table import Table
+
+    n = len(doc["seeds"])
+    t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; eval MSE (geometric mean over seeds) and "
+                    "effects on log10(eval MSE)")
+    for col in ("Cell", "Config 1", "Best config", "Best eval MSE", "PTQ+CS", "A shaped", "B distill", "C width",
+                "Checks"):
+        t.add_column(col, justify="left" if col == "Cell" else "right", no_wrap=True)
+    for c in doc["cells"]:
+        best = min(c["eval_mse"], key=lambda k: c["eval_mse"][k]["geo_mean"])
+        eff = c["effects"]
+        t.add_row(c["name"], report.fmt(c["eval_mse"]["1"]["geo_mean"]), best,
+                  report.fmt(c["eval_mse"][best]["geo_mean"]), report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"]),
+                  *(f"{eff[k]['mean']:+.3f}" for k in ("A", "B", "C")),
+                  "[green]ok[/]" if c["checklist_ok"] else "[red]see results.json[/]")
+    t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
+    return t
