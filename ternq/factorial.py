@@ -22,7 +22,7 @@ from .config import ExperimentSettings
 from .model import Model
 from .rng import stream
 from .search import coordinate_search, quantize_teacher
-from .tasks import Task, get_task
+from .tasks import Task, from_file, get_task
 from .train import StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
 
 
@@ -78,6 +78,9 @@ def plan(settings: ExperimentSettings) -> list[Unit]:
 
 
 def make_task(settings: ExperimentSettings) -> Task:
+    """The task of the settings: the series file ``data`` if set, else the named ``task``."""
+    if settings.data:
+        return from_file(settings.data)
     return get_task(settings.task)
 
 
@@ -300,7 +303,8 @@ def gradient_error(settings: ExperimentSettings) -> float:
     """The finite-difference check at both widths; raise :class:`GradientCheckError` if it fails."""
     from .gradcheck import check_all
 
-    err = max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))
+    task = make_task(settings)  # check at the task's input and output sizes
+    err = max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0], task.n_in, task.n_out))
     if not err < 1e-3:  # the seeds: abort before any training result
         raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > 1e-3; "
                                  "see 'ternq gradcheck'")

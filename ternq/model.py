@@ -6,6 +6,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +112,7 @@ class Model:
                 theta = np.array(z["theta"])
         except FileNotFoundError:
             raise ModelFileError(f"model file not found: {path}") from None
-        except (OSError, EOFError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
             raise ModelFileError(f"not a ternq model file: {path} ({exc.__class__.__name__})") from None
         if not isinstance(header, dict) or header.get("format") != "ternq-model":
             raise ModelFileError(f"not a ternq model file: {path}")

@@ -7,6 +7,7 @@ register themselves on :data:`cli`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("TERNQ_DEBUG"):
+            raise
+        click.echo(f"Internal error: {exc.__class__.__name__}: {exc} (set TERNQ_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

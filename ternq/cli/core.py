@@ -17,13 +17,15 @@ from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, 
 @click.option("--hidden", "widths", type=POSITIVE_INT, multiple=True, default=(16, 32), show_default=True,
               help="Width(s) to check; repeat the option for several.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@task_option
 @json_option
-def gradcheck(widths, seed, as_json):
+def gradcheck(widths, seed, task_name, data_path, as_json):
     """Check every analytical gradient against finite differences (float64).
 
     Exits 1 when any relative error exceeds 1e-3, the seeds' bar.
     """
-    results = check_all(widths, seed)
+    task = load_task(task_name, data_path)  # only its input and output sizes matter here
+    results = check_all(widths, seed, task.n_in, task.n_out)
     worst = max(r.max_rel_err for r in results)
     if as_json:
         report.print_json({"tolerance": TOLERANCE, "max_rel_err": worst,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -28,6 +29,16 @@ from ..train import MASKS, SCHEDULES, evaluate, train_student
 from . import InputError, cli
 from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
 from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
+
+
+def _task_flags(task_name, data_path) -> dict:
+    """Task overrides from --task/--data, only when given (else the config file's task stands)."""
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("task_name") not in (None, click.core.ParameterSource.DEFAULT)
+    out = {"experiment__task": task_name if given else None}
+    if data_path is not None:
+        out["experiment__data"] = str(Path(data_path).resolve())
+    return out
 
 
 def _settings(config_path, **overrides) -> config.ExperimentSettings:
@@ -103,11 +114,11 @@ def _apply(opts):
 @quiet_option
 @json_option
 def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, schedule, out, config_path, seed,
-            task_name, quiet, as_json):
+            task_name, data_path, quiet, as_json):
     """Train a hard-ternary student from a float teacher of the same width."""
-    settings = _settings(config_path, experiment__task=task_name, student__mask=mask, student__beta=beta,
+    settings = _settings(config_path, **_task_flags(task_name, data_path), student__mask=mask, student__beta=beta,
                          student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__schedule=schedule)
-    task = load_task(settings.task)
+    task = load_task(settings.task, settings.data or None)
     tag = f"{'S' if shaped else 's'}{'D' if distill else 'd'}"
     out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
@@ -151,10 +162,10 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
 @task_option
 @quiet_option
 @json_option
-def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, quiet, as_json):
+def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, data_path, quiet, as_json):
     """Coordinate search over trits (the C program's baseline)."""
-    settings = _settings(config_path, experiment__task=task_name, cs__sweeps=sweeps)
-    task = load_task(settings.task)
+    settings = _settings(config_path, **_task_flags(task_name, data_path), cs__sweeps=sweeps)
+    task = load_task(settings.task, settings.data or None)
     if source == "teacher":
         start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
     else:
@@ -208,15 +219,14 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teacher_epochs, student_epochs,
-              no_gradcheck, task_name, quiet, as_json):
+              no_gradcheck, task_name, data_path, quiet, as_json):
     """Run the 2x2x2 factorial (shaped x distill x width) plus coordinate search, and report effects."""
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
     chosen = [seed] if seed is not None else seeds
-    settings = _settings(config_path, experiment__seeds=chosen, experiment__task=task_name if task_name != "sine"
-                         else None, student__mask=mask, teacher__epochs=teacher_epochs,
-                         student__epochs=student_epochs)
-    load_task(settings.task)  # fail early on a bad task
+    settings = _settings(config_path, experiment__seeds=chosen, **_task_flags(task_name, data_path),
+                         student__mask=mask, teacher__epochs=teacher_epochs, student__epochs=student_epochs)
+    load_task(settings.task, settings.data or None)  # fail early on a bad task or file
     units = plan(settings)
     store = None
     if out_dir is not None:
