@@ -102,3 +102,11 @@ def test_student_and_cs_commands(tmp_path, capsys, monkeypatch):
     assert res["search_mse"][-1] <= res["search_mse"][0]
     code, _, err = cli(["cs", "--from", str(tmp_path / "missing.npz")], capsys)
     assert code == 2 and "not found" in err
+
+
+def test_factorial_plot_option(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code, _, _ = cli(["factorial", "--config", QUICK, "--task", "lorenz", "--quiet", "--plot", str(tmp_path)], capsys)
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves-h4.png", "curves-h8.png", "effects.png",
+                                                          "predictions-h4.png", "predictions-h8.png"]

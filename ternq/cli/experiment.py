@@ -15,6 +15,7 @@ from ..factorial import (
     Unit,
     plan,
     run_factorial,
+    save_plots,
     save_results,
     search_set,
     split_timing,
@@ -215,11 +216,13 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @click.option("--teacher-epochs", type=POSITIVE_INT, default=None)
 @click.option("--student-epochs", type=POSITIVE_INT, default=None)
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PNGs here: predictions, learning curves, effects (needs matplotlib: ternq[plot]).")
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teacher_epochs, student_epochs,
-              no_gradcheck, task_name, data_path, quiet, as_json):
+              no_gradcheck, plot_dir, task_name, data_path, quiet, as_json):
     """Run the 2x2x2 factorial (shaped x distill x width) plus coordinate search, and report effects."""
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
@@ -227,6 +230,12 @@ def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teach
     settings = _settings(config_path, experiment__seeds=chosen, **_task_flags(task_name, data_path),
                          student__mask=mask, teacher__epochs=teacher_epochs, student__epochs=student_epochs)
     load_task(settings.task, settings.data or None)  # fail early on a bad task or file
+    if plot_dir is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError("--plot needs matplotlib: pip install 'ternq[plot]'") from None
+        make_out_dir(plot_dir, "effects.png")
     units = plan(settings)
     store = None
     if out_dir is not None:
@@ -269,6 +278,13 @@ def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teach
             save_results(doc, results, out_dir)
         except OSError as exc:
             raise InputError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+    if plot_dir is not None:
+        try:
+            written = save_plots(doc, results, settings, plot_dir)
+        except OSError as exc:
+            raise InputError(f"cannot write plots to {plot_dir}: {exc.strerror or exc}") from None
+        if not quiet:
+            report.err.print(f"plots: {', '.join(str(w) for w in written)}")
     if as_json:
         from ..factorial import clean
 
