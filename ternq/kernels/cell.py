@@ -23,21 +23,42 @@ The cell, for one step::
 Per-step loss, averaged over the B*T steps of a batch::
 
     w_y * 0.5 * mean_o(err_o^2) + alpha * 0.5 * mean_i((h_i - h_teacher_i)^2)
+
+How it is made fast (all single-threaded and deterministic, no fastmath):
+
+- Time-major work arrays with the batch inside, so every elementwise pass of a
+  step is one contiguous loop over B*H or B*2H values that LLVM vectorizes.
+- Gate and candidate of a whole step go through one vectorizable pass
+  (:func:`_squash`). In float32 it evaluates ``exp(-s|x|)`` (s = 1 for the
+  gate, 2 for the candidate) with a Cephes-style polynomial and an exponent
+  built from integer bits, then sigmoid and tanh from it: no libm calls, so
+  the loop vectorizes; accuracy is about one float32 ulp. In float64 (gradient
+  checks) it calls the exact libm ``exp`` and ``tanh``.
+- Matrix-vector products accumulate four rows (or four steps) per pass, so
+  each load/store of the accumulator row carries four multiply-adds.
+- Weight gradients are not accumulated per step: BPTT stores dL/dpre of every
+  step, and the gradients of W, b and Wout are batched outer products over all
+  B*T steps after the time loop.
+- Workspace is allocated once by the caller (:func:`work` / the training loop);
+  :func:`forward`, :func:`loss_grad` and :func:`mse` keep their signatures and
+  allocate their own when called directly.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir as llvm_ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 TAU_EPS = 1e-6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def n_params(n_in: int, hidden: int, n_out: int) -> int:
     """Length of the flat effective-parameter vector."""
     return 2 * hidden * (n_in + hidden) + 3 * hidden + n_out * hidden + n_out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def unpack(p, n_in, hidden, n_out):
     """Views (W, b, tau, Wout, bout) into a flat parameter vector."""
     z = n_in + hidden
@@ -55,59 +76,202 @@ def unpack(p, n_in, hidden, n_out):
     return W, b, tau, Wout, bout
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _decay(tau, dt, out):
     eps = tau.dtype.type(TAU_EPS)
     for i in range(tau.shape[0]):
         out[i] = np.exp(-dt / (abs(tau[i]) + eps))
 
 
-@njit(cache=True, nogil=True)
-def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT):
-    """Run the cell over a batch from h_0 = 0, storing what backward needs.
 
-    X (B, T, I) inputs. Outputs written in place, time-major: hs (T+1, B, H)
-    hidden states (hs[0] = 0), gs and cs (T, B, H) gate and candidate,
-    ys (T, B, O) predictions. WT (I+H, 2H) is workspace for W transposed, so
-    the inner loop runs over the 2H contiguous outputs (it vectorizes).
+
+# ---------------------------------------------------------------- workspace
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def work(B, T, n_in, hidden, n_out, dtype_like):
+    """Scratch arrays of the cell for a batch (B, T): (decay, ddecay, A, R, s2, dh, DP, DY, gWT).
+
+    ``dtype_like`` is any array of the working dtype. Allocate once, reuse every epoch.
     """
+    dt = dtype_like.dtype
+    h2 = 2 * hidden
+    decay = np.empty(hidden, dt)
+    ddecay = np.empty(hidden, dt)
+    A = np.empty((B, h2), dt)  # pre-activations of one step
+    R = np.empty((B, h2), dt)  # squashed: gates then candidates
+    s2 = np.empty(B * h2, dt)  # 1 for gate entries, 2 for candidate entries
+    for bb in range(B):
+        for r in range(h2):
+            s2[bb * h2 + r] = 1 if r < hidden else 2
+    dh = np.empty((B, hidden), dt)
+    DP = np.empty((T, B, h2), dt)  # dL/dpre of every step
+    DY = np.empty((T, B, n_out), dt)  # dL/dy of every step
+    gWT = np.empty((n_in + hidden, h2), dt)  # dL/dW, transposed
+    return decay, ddecay, A, R, s2, dh, DP, DY, gWT
+
+
+# ---------------------------------------------------------------- gate and candidate
+
+@intrinsic
+def _bits_as_float32(typingctx, bits):
+    """Reinterpret an int32 as a float32 (an LLVM bitcast; vectorizes)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+# Cephes expf on |r| <= ln2/2: exp(r) - 1 = r + r^2 P(r)
+_LOG2E = 1.44269504088896341
+_C1 = 0.693359375
+_C2 = -2.12194440e-4
+_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+def _act(x, s):  # pragma: no cover - replaced by the overload below
+    """sigmoid(x) for s == 1, tanh(x) for s == 2 (scalar, in the dtype of x)."""
+    raise NotImplementedError
+
+
+@overload(_act, jit_options={"nogil": True, "error_model": "numpy"}, inline="always")
+def _act_impl(x, s):
+    if x == types.float32:
+        f = np.float32
+        log2e, c1, c2 = f(_LOG2E), f(_C1), f(_C2)
+        p0, p1, p2, p3, p4, p5 = (f(c) for c in _P)
+        one, half, zero, big, kmin = f(1.0), f(0.5), f(0.0), f(80.0), f(-126.0)
+
+        def impl(x, s):
+            # e = exp(-s|x|) = 2^k (1 + m), |s x| capped at 80: e in [1.8e-35, 1], never
+            # overflows, exponent always normal; a NaN x gives NaN
+            sf = f(s)
+            ax = abs(x) * sf
+            if ax > big:
+                ax = big
+            y = -ax
+            fk = np.floor(y * log2e + half)
+            r = y - fk * c1 - fk * c2
+            m = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r
+            kc = fk if fk >= kmin else kmin
+            sc = _bits_as_float32((np.int32(kc) + np.int32(127)) << np.int32(23))
+            e = sc * m + sc
+            q = one / (one + e)
+            gate = q if x >= zero else e * q  # sigmoid(x)
+            t = -(sc * m + (sc - one)) * q  # (1 - e) / (1 + e), accurate near 0
+            cand = t if x >= zero else -t  # tanh(x)
+            return gate if sf == one else cand
+        return impl
+
+    def impl(x, s):
+        if s == 1:
+            return 1.0 / (1.0 + np.exp(-x))
+        return np.tanh(x)
+    return impl
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sigmoid(x):
+    """The cell's gate nonlinearity, exactly as the training kernels compute it.
+
+    float32: a vectorizable exp (Cephes polynomial, about 2 ulp); float64: libm.
+    """
+    return _act(x, 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tanh(x):
+    """The cell's candidate nonlinearity, exactly as the training kernels compute it."""
+    return _act(x, 2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _squash(a, s2, out):
+    """out = sigmoid(a) where s2 == 1, tanh(a) where s2 == 2 (flat arrays; vectorizes)."""
+    for k in range(a.shape[0]):
+        out[k] = _act(a[k], s2[k])
+
+
+# ---------------------------------------------------------------- forward
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _matvec_rows(acc, M, v, j0, n):
+    """acc += sum_{j < n} v[j] * M[j0 + j, :], four rows per pass over acc.
+
+    The additions run in ascending j (as a plain loop would), four per load/store of acc.
+    """
+    m = acc.shape[0]
+    j = 0
+    while j + 4 <= n:
+        v0, v1, v2, v3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+        r0, r1, r2, r3 = M[j0 + j], M[j0 + j + 1], M[j0 + j + 2], M[j0 + j + 3]
+        for r in range(m):
+            acc[r] = acc[r] + v0 * r0[r] + v1 * r1[r] + v2 * r2[r] + v3 * r3[r]  # ascending j
+        j += 4
+    while j < n:
+        vj = v[j]
+        rj = M[j0 + j]
+        for r in range(m):
+            acc[r] += vj * rj[r]
+        j += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk):
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
+    decay, _, A, R, s2, _, _, _, _ = wk
     B, T = X.shape[0], X.shape[1]
     z, h2 = n_in + hidden, 2 * hidden
     one = p.dtype.type(1.0)
     for r in range(h2):
         for j in range(z):
             WT[j, r] = W[r, j]
-    decay = np.empty(hidden, p.dtype)
     _decay(tau, p.dtype.type(dt), decay)
-    pre = np.empty(h2, p.dtype)
     hs[0, :, :] = 0
+    Af = A.reshape(B * h2)
+    Rf = R.reshape(B * h2)
     for t in range(T):
         for bb in range(B):
+            a = A[bb]
             for r in range(h2):
-                pre[r] = b[r]
-            for j in range(n_in):
-                xj = X[bb, t, j]
-                for r in range(h2):
-                    pre[r] += xj * WT[j, r]
-            for j in range(hidden):
-                hj = hs[t, bb, j]
-                for r in range(h2):
-                    pre[r] += hj * WT[n_in + j, r]
+                a[r] = b[r]
+            _matvec_rows(a, WT, X[bb, t], 0, n_in)
+            _matvec_rows(a, WT, hs[t, bb], n_in, hidden)
+        _squash(Af, s2, Rf)
+        for bb in range(B):
+            g = gs[t, bb]
+            c = cs[t, bb]
+            hp = hs[t, bb]
+            hn = hs[t + 1, bb]
+            rr = R[bb]
             for i in range(hidden):
-                gate = one / (one + np.exp(-pre[i]))
-                cand = np.tanh(pre[hidden + i])
-                gs[t, bb, i] = gate
-                cs[t, bb, i] = cand
-                hs[t + 1, bb, i] = (one - gate) * hs[t, bb, i] * decay[i] + gate * cand
+                gate = rr[i]
+                cand = rr[hidden + i]
+                g[i] = gate
+                c[i] = cand
+                hn[i] = (one - gate) * hp[i] * decay[i] + gate * cand
             for o in range(n_out):
+                wo = Wout[o]
                 y = bout[o]
                 for i in range(hidden):
-                    y += Wout[o, i] * hs[t + 1, bb, i]
+                    y += wo[i] * hn[i]
                 ys[t, bb, o] = y
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT):
+    """Run the cell over a batch from h_0 = 0, storing what backward needs.
+
+    X (B, T, I) inputs. Outputs written in place, time-major: hs (T+1, B, H)
+    hidden states (hs[0] = 0), gs and cs (T, B, H) gate and candidate,
+    ys (T, B, O) predictions. WT (I+H, 2H) is workspace for W transposed.
+    """
+    wk = work(X.shape[0], 0, n_in, hidden, n_out, p)
+    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def mse(p, X, Y, n_in, hidden, n_out, dt):
     """Mean squared error of the predictions over every step, sequence and output."""
     B, T = X.shape[0], X.shape[1]
@@ -126,7 +290,148 @@ def mse(p, X, Y, n_in, hidden, n_out, dt):
     return sse / (B * T * n_out)
 
 
-@njit(cache=True, nogil=True)
+# ---------------------------------------------------------------- backward
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _outer_acc(G, U, V, n):
+    """G[j, :] += sum_{k < n} U[k, j] * V[k, :], four k per pass over each row of G."""
+    nj = G.shape[0]
+    m = G.shape[1]
+    k = 0
+    while k + 4 <= n:
+        v0, v1, v2, v3 = V[k], V[k + 1], V[k + 2], V[k + 3]
+        for j in range(nj):
+            u0, u1, u2, u3 = U[k, j], U[k + 1, j], U[k + 2, j], U[k + 3, j]
+            gj = G[j]
+            for r in range(m):
+                gj[r] = gj[r] + u0 * v0[r] + u1 * v1[r] + u2 * v2[r] + u3 * v3[r]
+        k += 4
+    while k < n:
+        vk = V[k]
+        for j in range(nj):
+            uj = U[k, j]
+            gj = G[j]
+            for r in range(m):
+                gj[r] += uj * vk[r]
+        k += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk):
+    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+    W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
+    gW, gb, gtau, gWout, gbout = unpack(g, n_in, hidden, n_out)
+    decay, ddecay, _, _, _, dh, DP, DY, gWT = wk
+    B, T = X.shape[0], X.shape[1]
+    h2 = 2 * hidden
+    ty = p.dtype.type
+    one = ty(1.0)
+    dt_ = ty(dt)
+    g[:] = 0
+    # d decay / d tau, constant over the batch (decay itself was set by the forward)
+    for i in range(hidden):
+        a = abs(tau[i]) + ty(TAU_EPS)
+        ddecay[i] = decay[i] * dt_ / (a * a) * np.sign(tau[i])
+    n = B * T
+    cy = ty(w_y) / ty(n * n_out)
+    ch = ty(alpha) / ty(n * hidden)
+    distill = alpha != 0.0
+    sse = 0.0
+    for t in range(T):
+        for bb in range(B):
+            for o in range(n_out):
+                err = ys[t, bb, o] - Y[bb, t, o]
+                sse += np.float64(err) * np.float64(err)
+                DY[t, bb, o] = cy * err
+    straj = 0.0
+    if distill:
+        for t in range(1, T + 1):
+            for bb in range(B):
+                for i in range(hidden):
+                    d = np.float64(hs[t, bb, i] - ht[t, bb, i])
+                    straj += d * d
+    dh[:, :] = 0  # dL/dh_{t+1}, carried back in time
+    for t in range(T - 1, -1, -1):
+        for bb in range(B):
+            dhb = dh[bb]
+            for o in range(n_out):
+                dy = DY[t, bb, o]
+                wo = Wout[o]
+                for i in range(hidden):
+                    dhb[i] += dy * wo[i]
+            if distill:
+                hn = hs[t + 1, bb]
+                htn = ht[t + 1, bb]
+                for i in range(hidden):
+                    dhb[i] += ch * (hn[i] - htn[i])
+            gg, cc, hp, dp = gs[t, bb], cs[t, bb], hs[t, bb], DP[t, bb]
+            for i in range(hidden):
+                gate, cand, hpi, d = gg[i], cc[i], hp[i], dhb[i]
+                omg = one - gate
+                dp[i] = d * (cand - hpi * decay[i]) * gate * omg
+                dp[hidden + i] = d * gate * (one - cand * cand)
+                gtau[i] += d * omg * hpi * ddecay[i]
+                dhb[i] = d * omg * decay[i]  # now dL/dh_t, direct path
+            # dL/dh_t += W_h^T dpre, four rows of W per pass
+            r = 0
+            while r + 4 <= h2:
+                d0, d1, d2, d3 = dp[r], dp[r + 1], dp[r + 2], dp[r + 3]
+                w0, w1 = W[r, n_in:], W[r + 1, n_in:]
+                w2, w3 = W[r + 2, n_in:], W[r + 3, n_in:]
+                for j in range(hidden):
+                    dhb[j] = dhb[j] + d0 * w0[j] + d1 * w1[j] + d2 * w2[j] + d3 * w3[j]
+                r += 4
+            while r < h2:
+                d0 = dp[r]
+                w0 = W[r, n_in:]
+                for j in range(hidden):
+                    dhb[j] += d0 * w0[j]
+                r += 1
+    # weight gradients: batched over all B*T steps
+    DPf = DP.reshape((n, h2))
+    for k in range(n):
+        dk = DPf[k]
+        for r in range(h2):
+            gb[r] += dk[r]
+    gWT[:, :] = 0
+    _outer_acc(gWT[n_in:], hs[:T].reshape((n, hidden)), DPf, n)
+    for bb in range(B):
+        for t in range(T):
+            dp = DP[t, bb]
+            for j in range(n_in):
+                xj = X[bb, t, j]
+                gj = gWT[j]
+                for r in range(h2):
+                    gj[r] += xj * dp[r]
+    for r in range(h2):
+        for j in range(n_in + hidden):
+            gW[r, j] = gWT[j, r]
+    DYf = DY.reshape((n, n_out))
+    for k in range(n):
+        for o in range(n_out):
+            gbout[o] += DYf[k, o]
+    H1 = hs[1:].reshape((n, hidden))
+    for o in range(n_out):
+        go = gWout[o]
+        k = 0
+        while k + 4 <= n:
+            y0, y1, y2, y3 = DYf[k, o], DYf[k + 1, o], DYf[k + 2, o], DYf[k + 3, o]
+            h0, h1, h2_, h3 = H1[k], H1[k + 1], H1[k + 2], H1[k + 3]
+            for i in range(hidden):
+                go[i] = go[i] + y0 * h0[i] + y1 * h1[i] + y2 * h2_[i] + y3 * h3[i]
+            k += 4
+        while k < n:
+            yk = DYf[k, o]
+            hk = H1[k]
+            for i in range(hidden):
+                go[i] += yk * hk[i]
+            k += 1
+    mse_ = sse / (n * n_out)
+    loss = w_y * 0.5 * mse_ + alpha * 0.5 * straj / (n * hidden)
+    return loss, mse_
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT):
     """Loss, output MSE and gradient of the loss with respect to ``p`` (BPTT).
 
@@ -135,62 +440,5 @@ def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, y
     hidden states ``ht`` (T+1, B, H; ignored when alpha == 0). The gradient is
     written into ``g`` (same layout as ``p``). Returns (loss, mse) as float64.
     """
-    forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT)
-    W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
-    gW, gb, gtau, gWout, gbout = unpack(g, n_in, hidden, n_out)
-    B, T = X.shape[0], X.shape[1]
-    h2 = 2 * hidden
-    ty = p.dtype.type
-    one = ty(1.0)
-    dt_ = ty(dt)
-    g[:] = 0
-    decay = np.empty(hidden, p.dtype)
-    _decay(tau, dt_, decay)
-    # d decay / d tau, constant over the batch
-    ddecay = np.empty(hidden, p.dtype)
-    for i in range(hidden):
-        a = abs(tau[i]) + ty(TAU_EPS)
-        ddecay[i] = decay[i] * dt_ / (a * a) * np.sign(tau[i])
-    n = B * T
-    cy = ty(w_y) / ty(n * n_out)
-    ch = ty(alpha) / ty(n * hidden)
-    distill = alpha != 0.0
-    dh = np.zeros((B, hidden), p.dtype)  # dL/dh_{t+1}, carried back in time
-    dpre = np.empty(h2, p.dtype)
-    sse = 0.0
-    straj = 0.0
-    for t in range(T - 1, -1, -1):
-        for bb in range(B):
-            dhb = dh[bb]
-            for o in range(n_out):
-                err = ys[t, bb, o] - Y[bb, t, o]
-                sse += np.float64(err) * np.float64(err)
-                dy = cy * err
-                gbout[o] += dy
-                for i in range(hidden):
-                    gWout[o, i] += dy * hs[t + 1, bb, i]
-                    dhb[i] += dy * Wout[o, i]
-            if distill:
-                for i in range(hidden):
-                    d = hs[t + 1, bb, i] - ht[t + 1, bb, i]
-                    straj += np.float64(d) * np.float64(d)
-                    dhb[i] += ch * d
-            for i in range(hidden):
-                gate, cand, hp = gs[t, bb, i], cs[t, bb, i], hs[t, bb, i]
-                dgate = dhb[i] * (cand - hp * decay[i])
-                dcand = dhb[i] * gate
-                gtau[i] += dhb[i] * (one - gate) * hp * ddecay[i]
-                dpre[i] = dgate * gate * (one - gate)
-                dpre[hidden + i] = dcand * (one - cand * cand)
-                dhb[i] = dhb[i] * (one - gate) * decay[i]  # now dL/dh_t, direct path
-            for r in range(h2):
-                d = dpre[r]
-                gb[r] += d
-                for j in range(n_in):
-                    gW[r, j] += d * X[bb, t, j]
-                for j in range(hidden):
-                    gW[r, n_in + j] += d * hs[t, bb, j]
-                    dhb[j] += d * W[r, n_in + j]
-    mse_ = sse / (n * n_out)
-    loss = w_y * 0.5 * mse_ + alpha * 0.5 * straj / (n * hidden)
-    return loss, mse_
+    wk = work(X.shape[0], X.shape[1], n_in, hidden, n_out, p)
+    return _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk)

@@ -7,7 +7,7 @@ BPTT on the epoch's batch, STE mapping and mask (student), clip, Adam.
 import numpy as np
 from numba import njit
 
-from .cell import forward, loss_grad, n_params
+from .cell import _forward, _loss_grad, n_params, work
 from .optim import adam, clip_norm
 from .ternary import SCALE_MIN, quantize, ste_backward
 
@@ -15,7 +15,7 @@ LR_CONSTANT = 0
 LR_COSINE = 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lr_at(lr, lr_min, kind, prog):
     """Learning rate at training progress ``prog`` in [0, 1)."""
     if kind == LR_COSINE:
@@ -23,7 +23,7 @@ def lr_at(lr, lr_min, kind, prog):
     return lr
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def train_epochs(
     theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
     lr, lr_min, lr_kind, clip,
@@ -57,6 +57,7 @@ def train_epochs(
     tgs = np.empty((T, B, hidden), dtype)
     tcs = np.empty((T, B, hidden), dtype)
     tys = np.empty((T, B, n_out), dtype)
+    wk = work(B, T, n_in, hidden, n_out, theta)  # scratch of the cell, allocated once
     for e in range(e0, e1):
         prog = e / n_epochs
         if student:
@@ -68,9 +69,9 @@ def train_epochs(
         if distill:
             alpha = alpha0 + (alpha1 - alpha0) * prog
             w_y = 1.0 - alpha
-            forward(teacher, X[e], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT)
-        loss, mse_ = loss_grad(p, X[e], Y[e], n_in, hidden, n_out, dt, w_y, alpha,
-                               ht, g_eff, hs, gs, cs, ys, WT)
+            _forward(teacher, X[e], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, wk)
+        loss, mse_ = _loss_grad(p, X[e], Y[e], n_in, hidden, n_out, dt, w_y, alpha,
+                                ht, g_eff, hs, gs, cs, ys, WT, wk)
         if not np.isfinite(loss):
             return e
         losses[e] = loss

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def clip_norm(g, max_norm):
     """Scale ``g`` in place so that its L2 norm is at most ``max_norm``; return the norm."""
     ss = 0.0
@@ -18,7 +18,7 @@ def clip_norm(g, max_norm):
     return norm
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def adam(theta, g, m, v, lr, step, beta1=0.9, beta2=0.999, eps=1e-8):
     """One Adam update of ``theta`` in place; ``step`` counts from 1."""
     ty = theta.dtype.type

@@ -27,7 +27,7 @@ MASK_REFERENCE = 2
 SCALE_MIN = 1e-6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def trit(w, s):
     """clamp(round(w / s), -1, 1), rounding halves away from zero (as C's roundf)."""
     a = abs(w / s)
@@ -36,7 +36,7 @@ def trit(w, s):
     return np.sign(w) + w * 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mask(w, s, beta, kind):
     """Gradient multiplier of one shadow weight (see the module docstring), in float64."""
     if kind == MASK_NONE:
@@ -49,12 +49,12 @@ def mask(w, s, beta, kind):
     return 1.0 - x * x * (3.0 - 2.0 * x)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def n_scales(hidden: int, n_out: int) -> int:
     return 2 * hidden + n_out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rows(theta, n_in, hidden, n_out):
     """Shadow weight rows and their scales, W rows first, then Wout rows."""
     W, _, _, Wout, _ = unpack(theta, n_in, hidden, n_out)
@@ -62,7 +62,7 @@ def _rows(theta, n_in, hidden, n_out):
     return W, Wout, scales
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def quantize(theta, n_in, hidden, n_out, p):
     """Write the effective (hard-ternary) parameters of ``theta`` into ``p``."""
     m = n_params(n_in, hidden, n_out)
@@ -80,7 +80,7 @@ def quantize(theta, n_in, hidden, n_out, p):
             pWout[o, j] = s * trit(Wout[o, j], s)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
     """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``."""
     m = n_params(n_in, hidden, n_out)
@@ -103,7 +103,7 @@ def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
         gs[r] = ds
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def absmean_scales(theta, n_in, hidden, n_out):
     """Set each row's scale to the mean absolute value of its shadow weights."""
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
