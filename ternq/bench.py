@@ -222,7 +222,14 @@ def compile_times() -> dict[str, float]:
 # ---------------------------------------------------------------- factorial hook
 
 def bench_factorial(seed: int = 0) -> dict:
-    """Wall time of ``ternq.factorial.run_factorial(seed=...)`` if that function exists."""
+    """Wall time of one reference factorial through ``ternq.factorial.run_factorial``, if it exists.
+
+    Calls ``run_factorial(ExperimentSettings(seeds=(seed,)))`` (the defaults of
+    ``ternq factorial --seed SEED``) when the function takes a settings object,
+    else ``run_factorial(seed=seed)``. Reports ``available: False`` and why otherwise.
+    """
+    import inspect
+
     try:
         from . import factorial
     except Exception as exc:  # pragma: no cover - depends on the other module's state
@@ -230,9 +237,19 @@ def bench_factorial(seed: int = 0) -> dict:
     fn = getattr(factorial, "run_factorial", None)
     if fn is None:
         return {"available": False, "reason": "ternq.factorial has no run_factorial"}
-    t0 = time.perf_counter()
-    fn(seed=seed)
-    return {"available": True, "seconds": time.perf_counter() - t0}
+    try:
+        params = list(inspect.signature(fn).parameters)
+        if params and params[0] == "settings":
+            from .config import ExperimentSettings
+
+            args, kwargs = (ExperimentSettings(seeds=(seed,)),), {}
+        else:
+            args, kwargs = (), {"seed": seed}
+        t0 = time.perf_counter()
+        fn(*args, **kwargs)
+        return {"available": True, "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # the hook must never break the benchmark
+        return {"available": False, "reason": f"{exc.__class__.__name__}: {exc}"}
 
 
 # ---------------------------------------------------------------- all together
