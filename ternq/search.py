@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels.cell import _decay, n_params, unpack
+from .kernels.cell import _decay, n_params, sigmoid, tanh, unpack
 from .model import Model, student_from
 from .train import DT
 
@@ -47,8 +47,8 @@ def _sse(p, X, Y, n_in, hidden, n_out, dt, bound, hs):
                     acc += hs[t, bb, j] * W[r, n_in + j]
                 pre[r] = acc
             for i in range(hidden):
-                gate = one / (one + np.exp(-pre[i]))
-                cand = np.tanh(pre[hidden + i])
+                gate = sigmoid(pre[i])
+                cand = tanh(pre[hidden + i])
                 hs[t + 1, bb, i] = (one - gate) * hs[t, bb, i] * decay[i] + gate * cand
             for o in range(n_out):
                 y = bout[o]

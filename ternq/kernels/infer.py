@@ -36,6 +36,8 @@ changes its summation order, change this kernel to match;
 import numpy as np
 from numba import njit
 
+from .cell import sigmoid, tanh
+
 TAU_EPS = 1e-6  # as ternq.kernels.cell.TAU_EPS
 
 
@@ -103,8 +105,8 @@ def run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, ys, hs):
                             acc -= z[j] * s
                     pre[r] = acc
             for i in range(H):
-                gate = one / (one + np.exp(-pre[i]))
-                cand = np.tanh(pre[H + i])
+                gate = sigmoid(pre[i])
+                cand = tanh(pre[H + i])
                 hs[n, t + 1, i] = (one - gate) * hs[n, t, i] * decay[i] + gate * cand
             for o in range(O):
                 s = sO[o]
