@@ -15,7 +15,7 @@ orchestration (``train``, ``search``, ``factorial``, ``gradcheck``), presentatio
 from .config import ExperimentSettings
 from .config import load as load_settings
 from .factorial import run_factorial
-from .gradcheck import check_all as gradcheck
+from .gradcheck import check_all as check_gradients
 from .model import Model, ModelFileError, init_teacher, student_from
 from .search import coordinate_search, quantize_teacher
 from .tasks import Sine, Task, get_task
@@ -33,7 +33,7 @@ from .train import (
 
 __all__ = [
     "DivergedError", "ExperimentSettings", "Model", "ModelFileError", "Sine", "StudentConfig", "Task",
-    "TeacherConfig", "coordinate_search", "evaluate", "get_task", "gradcheck", "init_teacher", "load_settings",
+    "TeacherConfig", "check_gradients", "coordinate_search", "evaluate", "get_task", "init_teacher", "load_settings",
     "loss_and_grad", "predict", "predict_mse", "quantize_teacher", "run_factorial", "student_from",
     "train_student", "train_teacher",
 ]

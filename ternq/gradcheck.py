@@ -147,7 +147,7 @@ def _random_teacher(seed, H, I, O):
 
 
 def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
-          batch: int = 2, steps: int = 10) -> list[BlockResult]:
+          batch: int = 1, steps: int = 8) -> list[BlockResult]:
     """Check every gradient of the teacher and the student losses at width ``hidden``.
 
     Parameters

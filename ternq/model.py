@@ -78,8 +78,8 @@ class Model:
         """The student's trits of W (2H rows) then W_out, as int8 (a flat array per layout)."""
         if self.kind != "student":
             raise ValueError("only a student has trits")
-        p = self.params(np.float64)
-        scales = self.theta[self.n_cell:].astype(np.float64)
+        p = self.params()  # s * trit is exact in float32, and so is dividing it by s
+        scales = self.theta[self.n_cell:]
         W, _, _, Wout, _ = unpack(p, *self.dims)
         h2 = 2 * self.hidden
         tW = np.rint(W / scales[:h2, None]).astype(np.int8)

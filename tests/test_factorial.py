@@ -110,3 +110,17 @@ def test_factorial_plot_option(tmp_path, capsys):
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves-h4.png", "curves-h8.png", "effects.png",
                                                           "predictions-h4.png", "predictions-h8.png"]
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_gradient_check_in_process_and_in_a_child(cached, monkeypatch):
+    """Both paths (in-process when compiled, a child `ternq gradcheck` on a cold cache) give the same error."""
+    from ternq import factorial
+
+    monkeypatch.setattr(factorial, "_is_cached", lambda kernel: cached)
+    settings = load(QUICK)
+    err = factorial.gradient_error(settings)
+    assert 0 < err < 1e-6
+    from ternq.gradcheck import check_all
+
+    assert err == max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))
