@@ -221,35 +221,50 @@ def compile_times() -> dict[str, float]:
 
 # ---------------------------------------------------------------- factorial hook
 
-def bench_factorial(seed: int = 0) -> dict:
-    """Wall time of one reference factorial through ``ternq.factorial.run_factorial``, if it exists.
+C_PROGRAM_S = 60.0  # the C program, gcc -O3 -march=native, same machine (REFERENCE.md)
 
-    Calls ``run_factorial(ExperimentSettings(seeds=(seed,)))`` (the defaults of
-    ``ternq factorial --seed SEED``) when the function takes a settings object,
-    else ``run_factorial(seed=seed)``. Reports ``available: False`` and why otherwise.
+
+def bench_factorial(seed: int = 0, cold: bool = True) -> dict:
+    """Wall times of the reference factorial (``ternq factorial --seed SEED`` defaults).
+
+    - ``serial_s`` / ``parallel_s``: :func:`ternq.factorial.run_factorial` in this
+      process with 1 and 2 workers (kernels already compiled; the gradient check
+      and the reproducibility rerun included), and whether both runs produced the
+      same bits for every model (``identical``).
+    - ``process_s``: the whole command ``ternq factorial --seed SEED -q`` in a
+      child process, start-up and printing included, cache warm.
+    - ``cold_process_s`` (with ``cold``): the same command with a fresh, empty
+      ``NUMBA_CACHE_DIR``: a first run, compilation included.
     """
-    import inspect
+    import os
+    import subprocess
+    import sys
+    import tempfile
 
-    try:
-        from . import factorial
-    except Exception as exc:  # pragma: no cover - depends on the other module's state
-        return {"available": False, "reason": f"import failed: {exc.__class__.__name__}"}
-    fn = getattr(factorial, "run_factorial", None)
-    if fn is None:
-        return {"available": False, "reason": "ternq.factorial has no run_factorial"}
-    try:
-        params = list(inspect.signature(fn).parameters)
-        if params and params[0] == "settings":
-            from .config import ExperimentSettings
+    from .config import ExperimentSettings
+    from .factorial import run_factorial
 
-            args, kwargs = (ExperimentSettings(seeds=(seed,)),), {}
-        else:
-            args, kwargs = (), {"seed": seed}
+    settings = ExperimentSettings(seeds=(seed,))
+    out: dict = {"available": True, "c_program_s": C_PROGRAM_S}
+    runs = {}
+    for workers in (1, 2, 2):  # the first parallel run also warms the numba cache for the serial one
         t0 = time.perf_counter()
-        fn(*args, **kwargs)
-        return {"available": True, "seconds": time.perf_counter() - t0}
-    except Exception as exc:  # the hook must never break the benchmark
-        return {"available": False, "reason": f"{exc.__class__.__name__}: {exc}"}
+        _, results = run_factorial(settings, workers=workers)
+        runs[workers] = (time.perf_counter() - t0, results)
+    out["serial_s"], serial = runs[1]
+    out["parallel_s"], parallel = runs[2]
+    out["identical"] = all(serial[k][1].theta.tobytes() == parallel[k][1].theta.tobytes() for k in serial)
+    out["speedup_vs_c"] = C_PROGRAM_S / out["parallel_s"]
+    cmd = [sys.executable, "-m", "ternq", "factorial", "--seed", str(seed), "-q"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    out["process_s"] = time.perf_counter() - t0
+    if cold:
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, NUMBA_CACHE_DIR=d))
+            out["cold_process_s"] = time.perf_counter() - t0
+    return out
 
 
 # ---------------------------------------------------------------- all together
@@ -284,7 +299,7 @@ def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, 
     if factorial:
         if progress:
             progress("factorial")
-        out["factorial"] = bench_factorial()
+        out["factorial"] = bench_factorial(cold=compile)
     return out
 
 

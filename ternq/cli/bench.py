@@ -18,8 +18,8 @@ from .options import json_option, quiet_option
               help="Rough seconds of training per timed run (best of 3 runs).")
 @click.option("--no-compile", "skip_compile", is_flag=True,
               help="Skip the compile-time measurement (two subprocesses, the cold one takes a while).")
-@click.option("--factorial", "with_factorial", is_flag=True,
-              help="Also time a whole reference factorial (ternq.factorial.run_factorial), if available.")
+@click.option("--factorial/--no-factorial", "with_factorial", default=True, show_default=True,
+              help="Also time the reference factorial: serial, parallel, the command warm and cold.")
 @quiet_option
 @json_option
 def bench(widths, budget, skip_compile, with_factorial, quiet, as_json):
@@ -64,6 +64,12 @@ def bench(widths, budget, skip_compile, with_factorial, quiet, as_json):
         rows["compile + first run, from cache (s)"] = f"{doc['compile_s']['cached']:.2f}"
     if "factorial" in doc:
         f = doc["factorial"]
-        rows["factorial wall time (s)"] = f"{f['seconds']:.2f}" if f["available"] else f"not available ({f['reason']})"
+        rows["reference factorial, 1 worker (s)"] = f"{f['serial_s']:.2f}"
+        rows["reference factorial, 2 workers (s)"] = f"{f['parallel_s']:.2f}"
+        rows["  serial and parallel bit-identical"] = "yes" if f["identical"] else "NO"
+        rows["  speed-up over the C program's 60 s"] = f"{f['speedup_vs_c']:.1f}x"
+        rows["'ternq factorial --seed 0' command, warm (s)"] = f"{f['process_s']:.2f}"
+        if "cold_process_s" in f:
+            rows["'ternq factorial --seed 0' first run, cold cache (s)"] = f"{f['cold_process_s']:.2f}"
     report.out.print(report.kv_table("Machine and totals", rows))
     return 0
