@@ -19,31 +19,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+from .train import StudentSettings, TeacherSettings
+
+
 class ConfigError(ValueError):
     """A settings file or value that cannot be used."""
-
-
-@dataclass(frozen=True)
-class TeacherSettings:
-    epochs: int = 2000
-    lr: float = 1e-2
-    lr_min: float = 1e-4
-    schedule: str = "cosine"
-    batch: int = 10
-    clip: float = 5.0
-
-
-@dataclass(frozen=True)
-class StudentSettings:
-    epochs: int = 1500
-    lr: float = 1e-2
-    lr_min: float = 1e-4
-    schedule: str = "cosine"
-    batch: int = 10
-    clip: float = 5.0
-    mask: str = "seed"
-    beta: tuple[float, float] = (1.0, 20.0)
-    alpha: tuple[float, float] = (0.3, 0.8)
 
 
 @dataclass(frozen=True)

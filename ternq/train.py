@@ -30,11 +30,10 @@ class DivergedError(RuntimeError):
         self.epoch = epoch
 
 
-@dataclass
-class TeacherConfig:
-    """Settings of a float teacher's training (the C program's protocol, plus a schedule)."""
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How a float teacher trains (the C program's protocol, plus a learning-rate schedule)."""
 
-    hidden: int = 16
     epochs: int = 2000
     lr: float = 1e-2
     lr_min: float = 1e-4
@@ -42,26 +41,39 @@ class TeacherConfig:
     batch: int = 10
     clip: float = 5.0
 
+
+@dataclass(frozen=True)
+class TeacherConfig(TeacherSettings):
+    """A teacher's width and training settings."""
+
+    hidden: int = 16
+
     def validate(self) -> None:
         _check_common(self.hidden, self.epochs, self.lr, self.lr_min, self.schedule, self.batch, self.clip)
 
 
-@dataclass
-class StudentConfig:
-    """Settings of a ternary student's training."""
+@dataclass(frozen=True)
+class StudentSettings:
+    """How a ternary student trains: optimiser, mask and the beta and alpha schedules."""
 
-    hidden: int = 16
-    shaped: bool = False
-    distill: bool = False
-    mask: str = "seed"
     epochs: int = 1500
-    lr: float = 1e-3
+    lr: float = 1e-2
     lr_min: float = 1e-4
     schedule: str = "cosine"
     batch: int = 10
     clip: float = 5.0
+    mask: str = "seed"
     beta: tuple[float, float] = (1.0, 20.0)
     alpha: tuple[float, float] = (0.3, 0.8)
+
+
+@dataclass(frozen=True)
+class StudentConfig(StudentSettings):
+    """One student: the factorial's switches (shaped A, distill B, width C) and its training settings."""
+
+    hidden: int = 16
+    shaped: bool = False
+    distill: bool = False
 
     def validate(self) -> None:
         _check_common(self.hidden, self.epochs, self.lr, self.lr_min, self.schedule, self.batch, self.clip)
