@@ -19,6 +19,7 @@ import numpy as np
 
 from . import stats
 from .config import ExperimentSettings
+from .jsonsafe import clean  # noqa: F401  (re-exported: callers use factorial.clean)
 from .model import Model
 from .rng import stream
 from .search import coordinate_search, quantize_teacher
@@ -477,16 +478,3 @@ def split_timing(doc: dict) -> tuple[dict, dict]:
         return x
 
     return strip(doc), timing
-
-
-def clean(x):
-    """JSON-safe copy: numpy scalars to Python, NaN and inf to None."""
-    if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from .jsonsafe import dumps
 
 # a pipe or a file gets a fixed width wide enough for the factorial matrix
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -44,15 +45,7 @@ def kv_table(title: str, rows: dict) -> Table:
 
 
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
+    sys.stdout.write(dumps(obj, indent=2) + "\n")
 
 
 @contextmanager

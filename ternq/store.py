@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import ExperimentSettings
 from .factorial import Unit, make_task
+from .jsonsafe import dumps
 from .model import FORMAT_VERSION, Model, ModelFileError, atomic_write_bytes
 
 UNIT_FORMAT = "ternq-unit"
@@ -70,14 +71,6 @@ def unit_digest(unit: Unit, settings: ExperimentSettings) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
-
-
 def encode(unit: Unit, digest: str, fig: dict, model: Model) -> bytes:
     """The bytes of a unit file."""
     header = {"format": "ternq-model", "version": FORMAT_VERSION, "kind": model.kind, "n_in": model.n_in,
@@ -85,8 +78,8 @@ def encode(unit: Unit, digest: str, fig: dict, model: Model) -> bytes:
     record = {"format": UNIT_FORMAT, "version": UNIT_VERSION, "key": unit.key, "digest": digest, "figures": fig}
     buf = io.BytesIO()
     np.savez(buf, theta=np.ascontiguousarray(model.theta, np.float32),
-             header=np.array(json.dumps(header, default=_jsonable)),
-             unit=np.array(json.dumps(record, default=_jsonable)))
+             header=np.array(dumps(header)),
+             unit=np.array(dumps(record)))
     return buf.getvalue()
 
 

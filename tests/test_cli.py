@@ -4,16 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke as run
 
 from ternq.cli import main
 from ternq.model import FORMAT_VERSION, Model
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,15 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import invoke as run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ternq.cli import main
 from ternq.deploy import MAGIC, Deployable, DeployFileError, pack_trits, unpack_trits
 from ternq.kernels.cell import forward, mse
 from ternq.model import Model, init_teacher, student_from
 from ternq.tasks import get_task
 from ternq.train import DT, StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 @given(st.lists(st.sampled_from([-1, 0, 1]), max_size=300))

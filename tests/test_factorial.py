@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import invoke as cli
 
 from ternq.cli import main
 from ternq.config import load
@@ -13,11 +14,6 @@ from ternq.factorial import plan, run_factorial
 QUICK = str(Path(__file__).parent.parent / "configs" / "quick.toml")
 
 
-def cli(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import invoke as cli
 
-from ternq.cli import main
 from ternq.config import ConfigError
 from ternq.sweep import load_sweep, parse_sweep, run_sweep
 
@@ -45,11 +45,6 @@ def sweep_file(tmp_path, teacher=60, student=40, seeds="0:2", configs=TWO_MASKS,
     return path
 
 
-def cli(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

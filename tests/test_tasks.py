@@ -5,8 +5,8 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import invoke as run
 
-from ternq.cli import main
 from ternq.tasks import TASKS, MultiSine, Series, Sine, from_file, get_task, min_length, statsmodels_series
 from ternq.train import TeacherConfig, evaluate, train_teacher
 
@@ -19,11 +19,6 @@ except ImportError:  # pragma: no cover
 NAMES = [n for n in TASKS if HAVE_SM or n not in ("sunspots", "co2")]
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 @pytest.mark.parametrize("name", NAMES)
