@@ -1,6 +1,6 @@
 """A cache of trained teachers, so ``ternq student`` and ``ternq cs`` need not retrain one each time.
 
-Keyed by the task, the teacher settings and the seed; stored under
+Keyed by the task, the teacher settings, the seed and the code that trains; stored under
 ``$TERNQ_CACHE`` (default ``~/.cache/ternq``). A damaged entry is retrained.
 """
 
@@ -23,7 +23,10 @@ def cache_dir() -> Path:
 
 def teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress | None = None) -> tuple[Model, bool]:
     """The teacher for (task, cfg, seed): from the cache, else trained and cached. Returns (model, was_cached)."""
-    key = json.dumps({"task": task.describe(), "config": asdict(cfg), "seed": seed}, sort_keys=True)
+    from .factorial import code_fingerprint  # retrain when the code that made the teacher changed
+
+    key = json.dumps({"task": task.describe(), "config": asdict(cfg), "seed": seed, "code": code_fingerprint()},
+                     sort_keys=True)
     path = cache_dir() / "teachers" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
     if path.exists():
         try:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -261,12 +262,29 @@ def summarize(figures: dict[str, dict], settings: ExperimentSettings, gradcheck_
 
 # --- the whole run -----------------------------------------------------------------------------
 
+COMPUTE = ("kernels/*.py", "config.py", "factorial.py", "model.py", "rng.py", "search.py", "stats.py",
+           "tasks.py", "train.py")  # the modules a unit's numbers come from
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the sources of :data:`COMPUTE` as they were when first asked (once per process)."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for f in sorted({f for pattern in COMPUTE for f in root.glob(pattern)}):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def versions() -> dict[str, str]:
     """Versions of ternq and the packages its numbers depend on."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "ternq code": code_fingerprint()}
     for pkg in ("ternq", "numpy", "numba", "llvmlite", "click", "rich"):
         try:
             out[pkg] = version(pkg)

@@ -46,7 +46,7 @@ def stderr_warn(message: str) -> None:
 def _code_versions() -> dict[str, str]:
     from .factorial import versions
 
-    return {k: v for k, v in versions().items() if k in ("ternq", "numpy", "numba", "llvmlite")}
+    return {k: v for k, v in versions().items() if k in ("ternq", "ternq code", "numpy", "numba", "llvmlite")}
 
 
 @lru_cache(maxsize=65536)

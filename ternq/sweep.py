@@ -41,6 +41,7 @@ from .factorial import (
     Unit,
     assemble,
     clean,
+    code_fingerprint,
     execute,
     gradient_error,
     plan,
@@ -87,27 +88,12 @@ def remote_unit(unit: Unit, settings: ExperimentSettings, *dep_models: Model | R
     return run_unit(unit, settings, deps)
 
 
-COMPUTE = ("kernels/*.py", "config.py", "factorial.py", "model.py", "rng.py", "search.py", "stats.py",
-           "tasks.py", "train.py")  # the modules a unit's numbers come from
-
-
-def _fingerprint() -> str:
-    """Hash of the sources of :data:`COMPUTE` as they were when this module was imported."""
-    import hashlib
-
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for f in sorted({f for pattern in COMPUTE for f in root.glob(pattern)}):
-        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-CODE = _fingerprint()  # a long-lived worker keeps the code it imported: compare this, not the files
+CODE = code_fingerprint()  # a long-lived worker keeps the code it imported: compare this, not the files
 
 
 def worker_environment() -> dict:
     """Package versions and ternq's code on a worker (the numbers are bit-identical only with the same ones)."""
-    return {**versions(), "ternq code": CODE}
+    return versions()  # includes "ternq code", fixed when first computed in this process
 
 
 def connect(address: str, workers_timeout: float = 60.0):
