@@ -94,12 +94,19 @@ class Model:
         return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` atomically (temporary file in the same folder, then rename)."""
+        """Write an ``.npz`` atomically (temporary file in the same folder, then rename).
+
+        It holds ``theta`` (float shadow weights, then scales for a student), a
+        JSON ``header`` (format version, kind, sizes, meta: config, seed, figures)
+        and, for a student, its ``trits`` (int8, W rows then W_out rows).
+        """
         path = Path(path)
         header = {"format": "ternq-model", "version": FORMAT_VERSION, "kind": self.kind,
                   "n_in": self.n_in, "hidden": self.hidden, "n_out": self.n_out, "meta": self.meta}
+        # a student also carries its trits (what it runs), for readers other than ternq
+        extra = {"trits": self.trits()} if self.kind == "student" else {}
         buf = io.BytesIO()
-        np.savez(buf, theta=self.theta, header=np.array(json.dumps(header)))
+        np.savez(buf, theta=self.theta, header=np.array(json.dumps(header)), **extra)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod

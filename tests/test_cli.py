@@ -115,3 +115,16 @@ def test_save_is_atomic(tmp_path, teacher_file, monkeypatch):
         m.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_student_file_carries_its_trits(tmp_path, teacher_file):
+    from ternq.model import student_from
+
+    s = student_from(Model.load(teacher_file))
+    path = tmp_path / "s.npz"
+    s.save(path)
+    with np.load(path) as z:
+        trits = z["trits"]
+    assert trits.dtype == np.int8 and set(np.unique(trits)) <= {-1, 0, 1}
+    np.testing.assert_array_equal(trits, s.trits())
+    assert Model.load(path).theta.tobytes() == s.theta.tobytes()
