@@ -63,7 +63,7 @@ def curves(histories: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Learning curves")
+    ax.set_title("Learning curves (a distilled student's loss includes its trajectory term)")
     return _save(fig, Path(path))
 
 

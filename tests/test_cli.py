@@ -128,3 +128,13 @@ def test_student_file_carries_its_trits(tmp_path, teacher_file):
     assert trits.dtype == np.int8 and set(np.unique(trits)) <= {-1, 0, 1}
     np.testing.assert_array_equal(trits, s.trits())
     assert Model.load(path).theta.tobytes() == s.theta.tobytes()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, teacher_file):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = tmp_path / "m.npz"
+    Model.load(teacher_file).save(path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
