@@ -31,6 +31,8 @@ from . import InputError, cli
 from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
 from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
 
+_D = config.StudentSettings()  # the defaults shown in --help
+
 
 def _task_flags(task_name, data_path) -> dict:
     """Task overrides from --task/--data, only when given (else the config file's task stands)."""
@@ -103,11 +105,13 @@ def _apply(opts):
 @click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Width (C).")
 @click.option("--mask", type=click.Choice(list(MASKS)), default=None,
               help="seed: the seeds' bump at |w/s| = 0.5 [default]; reference: the C program's.")
-@click.option("--beta", type=(float, float), default=None, help="Smoothstep sharpness, start end [1 20].")
-@click.option("--alpha", type=(float, float), default=None, help="Trajectory weight, start end [0.3 0.8].")
-@click.option("--epochs", type=POSITIVE_INT, default=None, help="[1500]")
-@click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate [1e-2].")
-@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None, help="[cosine]")
+@click.option("--beta", type=(float, float), default=None,
+              help=f"Smoothstep sharpness, start end [{_D.beta[0]:g} {_D.beta[1]:g}].")
+@click.option("--alpha", type=(float, float), default=None,
+              help=f"Trajectory weight, start end [{_D.alpha[0]:g} {_D.alpha[1]:g}].")
+@click.option("--epochs", type=POSITIVE_INT, default=None, help=f"[{_D.epochs}]")
+@click.option("--lr", type=POSITIVE_FLOAT, default=None, help=f"Peak learning rate [{_D.lr:g}].")
+@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None, help=f"[{_D.schedule}]")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @_apply(common)
@@ -156,7 +160,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
 @click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
               help="With --from teacher: the teacher [default: train one from the seed, cached].")
 @click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True)
-@click.option("--sweeps", type=POSITIVE_INT, default=None, help="Most sweeps; stops early when nothing improves [5].")
+@click.option("--sweeps", type=POSITIVE_INT, default=None,
+              help=f"Most sweeps; stops early when nothing improves [{config.SearchSettings.sweeps}].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the result [default: cs-h{H}-s{SEED}.npz].")
 @_apply(common)
