@@ -55,6 +55,7 @@ class Task:
     n_in = 1
     n_out = 1
     steps = 50  # training sequence length
+    period: int | None = None  # seasonal period in samples, where the task has one (seasonal naive baseline)
 
     def batches(self, rng: np.random.Generator, epochs: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets of every epoch: arrays (epochs, batch, steps, n_in / n_out)."""
@@ -87,6 +88,11 @@ class Sine(Task):
         t = np.arange(steps + 1) * self.dt
         s = np.sin(phases[..., None] + t).astype(np.float32)
         return np.ascontiguousarray(s[..., :-1, None]), np.ascontiguousarray(s[..., 1:, None])
+
+    @property
+    def period(self) -> int:
+        """2 pi / dt samples, rounded: the lag of the seasonal naive baseline (63 at dt = 0.1)."""
+        return max(1, round(TWO_PI / self.dt))
 
     def batches(self, rng, epochs, batch):
         return self._seqs(rng.uniform(0.0, TWO_PI, size=(epochs, batch)), self.steps)
@@ -285,6 +291,8 @@ def statsmodels_series(name: str) -> np.ndarray:
 class Sunspots(Series):
     """Yearly mean sunspot numbers 1700-2008 (309 rows); trains on 1700-1930, held out 1931-2008."""
 
+    period = 11  # the solar cycle, in yearly rows
+
     def __init__(self, steps: int = 50, train_frac: float = 0.75, n_eval: int = 32, eval_steps: int = 50):
         info = {"source": "statsmodels.datasets.sunspots (yearly, 1700-2008)"}
         super().__init__(statsmodels_series("sunspots"), "sunspots", steps, train_frac, n_eval, eval_steps, info)
@@ -292,6 +300,8 @@ class Sunspots(Series):
 
 class CO2(Series):
     """Weekly Mauna Loa CO2 1958-2001 (2284 rows, 59 missing weeks interpolated linearly)."""
+
+    period = 52  # a year, in weekly rows
 
     def __init__(self, steps: int = 50, train_frac: float = 0.75, n_eval: int = 32, eval_steps: int = 100):
         info = {"source": "statsmodels.datasets.co2 (weekly, 1958-2001, gaps interpolated)"}

@@ -67,3 +67,35 @@ def seed_mask(w, s, beta):
     """The seeds' smoothstep bump (reflections.md)."""
     t = np.clip((np.abs(w / s) - 0.5) * beta + 0.5, 0.0, 1.0)
     return 6.0 * t * (1.0 - t) * beta
+
+
+def rollout(p, X, I, H, O, warmup, horizon):
+    """Free-running predictions (B, warmup + horizon - 1, O): X[:, t] read for t < warmup, then each
+    prediction is the next input. The horizon-k forecast is column warmup - 2 + k."""
+    Wg, Wc, bg, bc, tau, Wo, bo = split(p, I, H, O)
+    decay = np.exp(-DT / (np.abs(tau) + 1e-6))
+    h = np.zeros((X.shape[0], H), p.dtype)
+    ys = []
+    for t in range(warmup + horizon - 1):
+        x = X[:, t, :] if t < warmup else ys[-1]
+        z = np.concatenate([x, h], axis=1)
+        gate = sigmoid(z @ Wg.T + bg)
+        cand = np.tanh(z @ Wc.T + bc)
+        h = (1 - gate) * h * decay + gate * cand
+        ys.append(h @ Wo.T + bo)
+    return np.stack(ys, 1)
+
+
+def naive_forecasts(series, origin, horizon, period=None):
+    """Persistence (or, with a period m, seasonal naive) forecasts of series[origin + k], k = 1 .. horizon,
+    from the values up to series[origin], written out one at a time."""
+    out = []
+    for k in range(1, horizon + 1):
+        if period is None:
+            out.append(series[origin])
+        else:
+            back = period
+            while origin + k - back > origin:  # the same season, in the observed past
+                back += period
+            out.append(series[origin + k - back])
+    return np.array(out)

@@ -1,0 +1,549 @@
+"""Evaluation as forecasters measure it: naive baselines, MASE, free-running rollouts, horizon curves.
+
+One-step skill (:func:`baselines`, :func:`skill`)
+    On exactly the held-out steps :func:`ternq.train.evaluate` scores (``task.eval_set()``: the
+    model reads the true row x_t and predicts x_{t+1}), the naive forecasts are
+
+    - *persistence*: x_{t+1} is predicted by x_t (the input row itself);
+    - *seasonal naive*, with a period of m rows: x_{t+1} by x_{t+1-m}, reaching back before the
+      window where needed (the task's own past: earlier rows of the series, or the generated signal).
+
+    MASE (Hyndman and Koehler 2006) divides each channel's mean absolute error by the in-sample
+    one-step naive MAE of that channel on the training part (:func:`naive_scale`), then averages
+    over channels; below 1 beats the naive forecast's in-sample error.
+
+Multi-step rollouts (:func:`rollout`, :func:`rollout_errors`, :func:`horizon_curves`)
+    On every held-out window the model reads the first W true rows x_0 .. x_{W-1} (the warm-up),
+    whose last output is the horizon-1 forecast of x_W; it then runs free, each output fed back as
+    the next input (n_in == n_out needed), and its output after k - 1 fed-back steps is the
+    horizon-k forecast of x_{W-1+k}. The baselines forecast from the same origin x_{W-1}:
+    persistence repeats it, seasonal naive takes x_{W-1+k-m*ceil(k/m)}. A window of T steps
+    allows horizons up to T + 1 - W. The rollout is compiled (:mod:`ternq.kernels.rollout`;
+    :func:`ternq.kernels.infer.rollout` for deployable files, bit-identical for students).
+
+Horizon summaries (:class:`Horizons`)
+    MSE per horizon (mean over windows and channels), the first horizon at which a model's MSE
+    passes the persistence MSE or a threshold on its root (channels are normalised to unit
+    training variance, so sqrt(MSE) is the normalised RMSE), and for lorenz the valid prediction
+    time in Lyapunov times: per window, the lead time before the normalised RMSE first exceeds
+    the threshold (0.5, as in Vlachas et al. 2020), times the largest Lyapunov exponent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels import infer
+from .kernels.rollout import rollout as _rollout_kernel
+from .model import Model
+from .rng import stream
+from .tasks import TWO_PI, Lorenz, MultiSine, Series, Sine, Task
+from .train import DT, predict, predict_mse
+
+LORENZ_LYAPUNOV = 0.9056  # largest Lyapunov exponent of Lorenz (10, 28, 8/3), per time unit
+LORENZ_SAMPLE_TIME = 0.01 * 10  # time units per row: tasks.lorenz_trajectory's RK4 h = 0.01, every 10 steps
+VPT_THRESHOLD = 0.5  # normalised-RMSE bar of the valid prediction time (Vlachas et al. 2020)
+
+
+# ---------------------------------------------------------------- arguments and limits
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def window_steps(task: Task) -> int:
+    """Steps T of each held-out window (``task.eval_set()`` has shape (N, T, C))."""
+    return int(task.eval_set()[0].shape[1])
+
+
+def default_warmup(task: Task) -> int:
+    """Half a held-out window: W = T // 2 true steps (50 on sine, lorenz and co2; 25 on sunspots)."""
+    return max(1, window_steps(task) // 2)
+
+
+def check_horizon(task: Task, horizon, warmup=None) -> tuple[int, int]:
+    """Validate a horizon K and warm-up W against the held-out windows; return (K, W).
+
+    Raises
+    ------
+    ValueError
+        K or W not a positive integer, W longer than a window, or K longer than the window
+        allows after the warm-up (K <= T + 1 - W); the message names the limit.
+    """
+    T = window_steps(task)
+    warmup = default_warmup(task) if warmup is None else _positive_int(warmup, "warm-up")
+    horizon = _positive_int(horizon, "horizon")
+    if warmup > T:
+        raise ValueError(f"warm-up {warmup} is longer than the held-out windows of {task.name} allow: at most {T}")
+    if horizon > T + 1 - warmup:
+        raise ValueError(f"horizon {horizon} is longer than the held-out windows of {task.name} allow: at most "
+                         f"{T + 1 - warmup} (windows of {T} steps, after a warm-up of {warmup})")
+    return horizon, warmup
+
+
+def period_limit(task: Task) -> int:
+    """Longest period a seasonal naive forecast can use on this task's held-out part.
+
+    A series: the rows held out, and no more than the rows before the first held-out window
+    plus one (the first target's value one period earlier must exist). A generated signal
+    (sine, multisine): the rows of one held-out window, T + 1.
+    """
+    if isinstance(task, Series):
+        return int(min(task.length - task.n_train, int(task.eval_starts.min()) + 1))
+    return window_steps(task) + 1
+
+
+def check_period(task: Task, period) -> int:
+    """Validate a seasonal period (rows); ValueError naming the limit if it is not usable."""
+    period = _positive_int(period, "period")
+    limit = period_limit(task)
+    if period > limit:
+        raise ValueError(f"period {period} is longer than the held-out part of {task.name} allows: at most {limit}")
+    return period
+
+
+def detect_period(values: np.ndarray, max_lag: int | None = None) -> int | None:
+    """Seasonal period of a series from its autocorrelation, or None if it shows none.
+
+    Each channel's linear trend is removed; the autocorrelation (mean over channels) is read
+    at lags 1 .. ``max_lag`` (default a third of the length). Candidates are its local maxima
+    after it first turns negative that stand above the white-noise band 1.96 / sqrt(L); the
+    answer is the shortest candidate within 80% of the highest (so a multiple of the period
+    does not win on a smooth series).
+    """
+    x = np.asarray(values, np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    L = x.shape[0]
+    max_lag = L // 3 if max_lag is None else min(int(max_lag), L - 1)
+    if max_lag < 3:
+        return None
+    s = np.arange(L, dtype=np.float64)
+    A = np.stack([s - s.mean(), np.ones(L)], axis=1)
+    v = x - A @ np.linalg.lstsq(A, x, rcond=None)[0]
+    den = np.sum(v * v, axis=0)
+    live = den > 1e-12 * np.sum((x - x.mean(axis=0)) ** 2, axis=0)  # a channel that is all trend has no season
+    if not live.any():
+        return None
+    v, den = v[:, live], den[live]
+    acf = np.array([np.mean(np.sum(v[k:] * v[: L - k], axis=0) / den) for k in range(max_lag + 1)])
+    negative = np.flatnonzero(acf < 0)
+    if negative.size == 0:
+        return None
+    band = 1.96 / math.sqrt(L)
+    peaks = [k for k in range(max(int(negative[0]), 2), max_lag)
+             if acf[k] > acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] > band]
+    if not peaks:
+        return None
+    top = max(acf[k] for k in peaks)
+    return next(k for k in peaks if acf[k] >= 0.8 * top)
+
+
+def training_part(task: Task) -> np.ndarray | None:
+    """The training part of a series task as float64 (rows, channels); None for generated tasks."""
+    if isinstance(task, Series):
+        return task.data[: task.n_train].astype(np.float64)
+    return None
+
+
+def resolve_period(task: Task, period=None, detect: bool = False) -> int | None:
+    """The seasonal period to use: ``period`` if given, else the task's own, else (``detect``) one
+    detected on the training part (:func:`detect_period`), else None. Always validated."""
+    if period is None:
+        period = getattr(task, "period", None)
+    if period is None and detect:
+        part = training_part(task)
+        period = None if part is None else detect_period(part)
+        if period is not None and period > period_limit(task):
+            period = None
+    return None if period is None else check_period(task, period)
+
+
+# ---------------------------------------------------------------- the task's past and its naive scale
+
+def held_out_rows(task: Task, before: int = 0) -> np.ndarray:
+    """The held-out windows as rows, reaching ``before`` rows back: (N, before + T + 1, C) float32.
+
+    Row ``before + t`` of window n is X[n, t] for t < T, and the last row is Y[n, T - 1]; rows
+    before that are the task's own past (earlier rows of the series; the generated signal earlier).
+    """
+    X, Y = task.eval_set()
+    rows = np.concatenate([X, Y[:, -1:]], axis=1)
+    if before <= 0:
+        return rows
+    if isinstance(task, Series):
+        starts = task.eval_starts - before
+        if starts.min() < 0:
+            raise ValueError(f"{task.name}: {before} rows before the first held-out window are needed, "
+                             f"{int(task.eval_starts.min())} exist")
+        prefix = task.data[starts[:, None] + np.arange(before)]
+    elif isinstance(task, Sine):
+        phases = TWO_PI * (np.arange(task.n_eval) + 0.5) / task.n_eval  # as Sine.eval_set
+        prefix = task._seqs(phases - before * task.dt, before)[0]
+        _check_joins(task, task._seqs(phases, 1)[0], X)
+    elif isinstance(task, MultiSine):
+        starts = task.eval_starts()
+        prefix = task._seqs(starts - before * task.dt, before)[0]
+        _check_joins(task, task._seqs(starts, 1)[0], X)
+    else:
+        raise ValueError(f"task {task.name} does not expose its past before the held-out windows; "
+                         "a seasonal naive forecast needs it")
+    return np.ascontiguousarray(np.concatenate([prefix.astype(np.float32), rows], axis=1))
+
+
+def _check_joins(task: Task, first: np.ndarray, X: np.ndarray) -> None:
+    # the past is rebuilt from the task's formula: make sure it still is the one eval_set uses
+    if not np.array_equal(first[:, 0], X[:, 0]):
+        raise RuntimeError(f"{task.name}: held_out_rows no longer matches eval_set; update ternq.forecast")
+
+
+def naive_scale(task: Task) -> np.ndarray:
+    """In-sample one-step naive MAE per channel, the denominator of MASE: (C,) float64.
+
+    A series: mean |x_t - x_{t-1}| over its training part. Sine: the exact expectation over
+    the uniform training phase, 4 sin(dt / 2) / pi. Multisine: the signal sampled over its
+    training span. Any other task: mean |y - x| over 64 training sequences from the named
+    stream ("forecast", "naive-scale") of seed 0.
+    """
+    if isinstance(task, Series):
+        part = training_part(task)
+        return np.mean(np.abs(np.diff(part, axis=0)), axis=0)
+    if isinstance(task, Sine):
+        return np.array([4.0 * math.sin(task.dt / 2.0) / math.pi])
+    if isinstance(task, MultiSine):
+        t = np.arange(int(task.train_span / task.dt) + task.steps + 1) * task.dt
+        x = sum(np.sin(f * t) for f in task.FREQS) / task.NORM
+        return np.array([np.mean(np.abs(np.diff(x)))])
+    X, Y = task.batches(stream(0, "forecast", "naive-scale"), 1, 64)
+    return np.mean(np.abs(Y.astype(np.float64) - X), axis=(0, 1, 2))
+
+
+# ---------------------------------------------------------------- one-step baselines and skill
+
+def persistence(task: Task) -> np.ndarray:
+    """Persistence forecasts of the held-out targets Y: x_{t+1} predicted by x_t, (N, T, C)."""
+    X, Y = task.eval_set()
+    _need_same_channels(X.shape[2], Y.shape[2], "persistence")
+    return X.copy()
+
+
+def seasonal_naive(task: Task, period: int) -> np.ndarray:
+    """Seasonal naive forecasts of the held-out targets: x_{t+1} by x_{t+1-m}, (N, T, C)."""
+    m = check_period(task, period)
+    X, Y = task.eval_set()
+    _need_same_channels(X.shape[2], Y.shape[2], "seasonal naive")
+    T = X.shape[1]
+    rows = held_out_rows(task, m - 1)  # row (m - 1) + j is x_j
+    return np.ascontiguousarray(rows[:, :T])  # x_{t+1-m} sits at row (m - 1) + t + 1 - m = t
+
+
+def _need_same_channels(n_in: int, n_out: int, what: str) -> None:
+    if n_in != n_out:
+        raise ValueError(f"{what} needs the inputs to be the previous targets: this task has {n_in} input and "
+                         f"{n_out} output channels")
+
+
+def scores(F: np.ndarray, Y: np.ndarray, scale: np.ndarray) -> dict[str, float]:
+    """MSE, MAE and MASE of forecasts F against targets Y (..., C), in float64."""
+    e = np.asarray(F, np.float64) - np.asarray(Y, np.float64)
+    mae = np.mean(np.abs(e).reshape(-1, e.shape[-1]), axis=0)
+    return {"mse": float(np.mean(e * e)), "mae": float(np.mean(mae)), "mase": float(np.mean(mae / scale))}
+
+
+def baselines(task: Task, period=None, detect: bool = False) -> dict:
+    """The naive baselines on the held-out steps the models are scored on.
+
+    Parameters
+    ----------
+    task : Task
+    period : int, optional
+        Seasonal period in rows; default the task's own (:func:`resolve_period`).
+    detect : bool
+        Detect a period on the training part when neither is given (``--data``).
+
+    Returns
+    -------
+    dict
+        ``period`` (int or None), ``scale`` (in-sample naive MAE per channel),
+        ``persistence`` and, with a period, ``seasonal``: each ``{"mse", "mae", "mase"}``.
+    """
+    m = resolve_period(task, period, detect)
+    _, Y = task.eval_set()
+    scale = naive_scale(task)
+    out = {"period": m, "scale": [float(s) for s in scale], "persistence": scores(persistence(task), Y, scale)}
+    if m is not None:
+        out["seasonal"] = scores(seasonal_naive(task, m), Y, scale)
+    return out
+
+
+def skill(model: Model, task: Task, period=None, base: dict | None = None, detect: bool = False) -> dict:
+    """A model's one-step figures next to the naive baselines.
+
+    Parameters
+    ----------
+    model : Model
+        Teacher or student.
+    task : Task
+    period, detect
+        As in :func:`baselines` (ignored when ``base`` is given).
+    base : dict, optional
+        :func:`baselines` of this task, to compute them once for many models.
+
+    Returns
+    -------
+    dict
+        ``mse`` (equal to ``evaluate(model, task)["eval_mse"]``), ``mae``, ``mase``,
+        ``persistence_mse``, ``persistence_mase``, ``vs_persistence`` (MSE ratio, < 1 is better),
+        with a period also ``seasonal_mse``, ``seasonal_mase``, ``vs_seasonal``; ``vs_naive``
+        (ratio to the better baseline), ``period``, and the flags ``beats_persistence`` and
+        ``beats_naive`` (lower MSE than persistence / than every baseline).
+    """
+    base = baselines(task, period, detect) if base is None else base
+    X, Y = task.eval_set()
+    ys, _ = predict(model, X)
+    own = scores(ys, Y, np.asarray(base["scale"]))
+    own["mse"] = predict_mse(model, X, Y)  # the figure evaluate() reports, bit for bit
+    out = {**own, "period": base["period"], "persistence_mse": base["persistence"]["mse"],
+           "persistence_mase": base["persistence"]["mase"],
+           "vs_persistence": _ratio(own["mse"], base["persistence"]["mse"])}
+    best = base["persistence"]["mse"]
+    if "seasonal" in base:
+        out.update(seasonal_mse=base["seasonal"]["mse"], seasonal_mase=base["seasonal"]["mase"],
+                   vs_seasonal=_ratio(own["mse"], base["seasonal"]["mse"]))
+        best = min(best, base["seasonal"]["mse"])
+    out["vs_naive"] = _ratio(own["mse"], best)
+    out["beats_persistence"] = bool(own["mse"] < base["persistence"]["mse"])
+    out["beats_naive"] = bool(own["mse"] < best)
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else (math.inf if a > 0 else 1.0)
+
+
+# ---------------------------------------------------------------- rollouts
+
+def rollout(model, X: np.ndarray, warmup: int, horizon: int, dtype=np.float32) -> np.ndarray:
+    """Warm up on X[:, :warmup], then run free: predictions (N, warmup + horizon - 1, C).
+
+    Step t < W reads the true row X[:, t]; step t >= W reads the prediction of step t - 1. The
+    horizon-k forecast (of x_{W-1+k}) is ``out[:, W - 2 + k]``; ``out[:, :W]`` are the
+    teacher-forced predictions, equal to :func:`ternq.train.predict` bit for bit.
+
+    Parameters
+    ----------
+    model : Model or Deployable
+        A teacher or student (effective parameters, compiled cell rollout), or a deployable
+        student (:func:`ternq.kernels.infer.rollout`, float32 only, bit-identical to the student).
+    X : np.ndarray (N, T, C)
+        Sequences whose first ``warmup`` rows are the warm-up; T >= warmup.
+    warmup, horizon : int
+        W >= 1 true steps; K >= 1 forecasts (K - 1 free steps).
+    dtype : float32 or float64
+        The cell's working precision (float64 for checks against an oracle).
+    """
+    warmup = _positive_int(warmup, "warm-up")
+    horizon = _positive_int(horizon, "horizon")
+    I, H, O = model.dims
+    X = np.asarray(X)
+    if X.ndim != 3 or X.shape[2] != I:
+        raise ValueError(f"inputs must have shape (N, T, {I}), not {X.shape}")
+    if warmup > X.shape[1]:
+        raise ValueError(f"warm-up {warmup} is longer than the sequences: at most {X.shape[1]}")
+    if horizon > 1 and I != O:
+        raise ValueError(f"a rollout feeds the predictions back as inputs: this model has {I} inputs and {O} "
+                         "outputs, so it cannot run free")
+    free = horizon - 1
+    N, steps = X.shape[0], warmup + free
+    if isinstance(model, Model):
+        p = model.params(dtype)
+        Xw = np.ascontiguousarray(X[:, :warmup], p.dtype)
+        hs = np.empty((steps + 1, N, H), p.dtype)
+        ys = np.empty((steps, N, O), p.dtype)
+        _rollout_kernel(p, Xw, I, H, O, DT, free, hs, ys)
+        return ys.transpose(1, 0, 2).copy()
+    if np.dtype(dtype) != np.float32:
+        raise ValueError("a deployable model runs in float32 only")
+    Xw = np.ascontiguousarray(X[:, :warmup], np.float32)
+    ys = np.empty((N, steps, O), np.float32)
+    hs = np.empty((N, steps + 1, H), np.float32)
+    h2 = 2 * H
+    infer.rollout(model.trits_W, model.scales[:h2], model.b, model.tau, model.trits_out, model.scales[h2:],
+                  model.b_out, Xw, DT, free, ys, hs)
+    return ys
+
+
+def _targets(task: Task, horizon: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = task.eval_set()
+    return X, Y[:, warmup - 1 : warmup - 1 + horizon]
+
+
+def rollout_errors(model, task: Task, horizon, warmup=None, dtype=np.float32) -> np.ndarray:
+    """Squared error per held-out window and horizon, mean over channels: (N, K) float64.
+
+    ``rollout_errors(...).mean(axis=0)`` is the MSE curve over horizons 1 .. K.
+    """
+    horizon, warmup = check_horizon(task, horizon, warmup)
+    X, target = _targets(task, horizon, warmup)
+    F = rollout(model, X, warmup, horizon, dtype)[:, warmup - 1 :]
+    return _sq_errors(F, target)
+
+
+def rollout_mse(model, task: Task, horizon, warmup=None) -> np.ndarray:
+    """Held-out MSE at horizons 1 .. K after a warm-up (default :func:`default_warmup`): (K,).
+
+    ``rollout_mse(model, task, K)[-1]`` is the ``rollout:K`` response of the factorial.
+    """
+    return rollout_errors(model, task, horizon, warmup).mean(axis=0)
+
+
+def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detect: bool = False
+                            ) -> dict[str, np.ndarray]:
+    """Squared errors (N, K) of the naive forecasts from the same origins as :func:`rollout_errors`.
+
+    ``persistence`` repeats x_{W-1}; ``seasonal`` (with a period m) forecasts x_{W-1+k} by
+    x_{W-1+k-m*ceil(k/m)}, the last observed value in the same phase of the season.
+    """
+    horizon, warmup = check_horizon(task, horizon, warmup)
+    X, target = _targets(task, horizon, warmup)
+    _need_same_channels(X.shape[2], target.shape[2], "a naive rollout")
+    out = {"persistence": _sq_errors(np.repeat(X[:, warmup - 1 : warmup], horizon, axis=1), target)}
+    m = resolve_period(task, period, detect)
+    if m is not None:
+        rows = held_out_rows(task, m - 1)  # row (m - 1) + j is x_j
+        k = np.arange(1, horizon + 1)
+        j = warmup - 1 + k - m * ((k + m - 1) // m)
+        out["seasonal"] = _sq_errors(rows[:, m - 1 + j], target)
+    return out
+
+
+def _sq_errors(F: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    e = np.asarray(F, np.float64) - np.asarray(Y, np.float64)
+    return np.mean(e * e, axis=2)
+
+
+def trace(model, task: Task, horizon, warmup=None, window: int = 0) -> dict[str, np.ndarray]:
+    """One held-out window's free-running trace, for a plot.
+
+    Returns
+    -------
+    dict
+        ``step`` (W + K - 1,) step indices, ``target`` and ``prediction`` (W + K - 1, C); steps
+        before ``warmup`` are teacher-forced, the rest free-running.
+    """
+    horizon, warmup = check_horizon(task, horizon, warmup)
+    X, Y = task.eval_set()
+    if not 0 <= window < X.shape[0]:
+        raise ValueError(f"window must lie in 0 .. {X.shape[0] - 1}, not {window}")
+    ys = rollout(model, X[window : window + 1], warmup, horizon)[0]
+    n = warmup + horizon - 1
+    return {"step": np.arange(n), "target": Y[window, :n].copy(), "prediction": ys, "warmup": warmup}
+
+
+# ---------------------------------------------------------------- horizon summaries
+
+def lyapunov_per_step(task: Task) -> float | None:
+    """Lyapunov times per row, where the task has a known largest exponent (lorenz), else None."""
+    if isinstance(task, Lorenz):
+        return LORENZ_LYAPUNOV * LORENZ_SAMPLE_TIME
+    return None
+
+
+def first_pass(curve: np.ndarray, bar) -> int | None:
+    """First horizon k (1-based) at which ``curve[k - 1]`` exceeds ``bar`` (a number or a curve), or None."""
+    above = np.flatnonzero(np.asarray(curve) > np.asarray(bar))
+    return int(above[0]) + 1 if above.size else None
+
+
+def valid_steps(errors: np.ndarray, threshold: float = VPT_THRESHOLD) -> np.ndarray:
+    """Per window, how many leading horizons keep sqrt(squared error) <= threshold: (N,) int.
+
+    ``errors`` (N, K) as :func:`rollout_errors`; a window that never passes counts K (censored).
+    """
+    errors = np.asarray(errors)
+    bad = np.sqrt(errors) > threshold
+    return np.where(bad.any(axis=1), bad.argmax(axis=1), errors.shape[1])
+
+
+@dataclass
+class Horizons:
+    """Per-window squared errors of several forecasters on the same held-out windows and origins.
+
+    ``errors[name]`` is (N, K) float64 (:func:`rollout_errors`), for every model and baseline.
+    """
+
+    task: str
+    horizon: int
+    warmup: int
+    period: int | None
+    errors: dict[str, np.ndarray]
+    threshold: float = VPT_THRESHOLD
+    lyapunov_per_step: float | None = None
+    baselines: tuple[str, ...] = ("persistence", "seasonal")
+
+    def mse(self, name: str) -> np.ndarray:
+        """MSE at horizons 1 .. K: (K,)."""
+        return self.errors[name].mean(axis=0)
+
+    def mse_at(self, name: str, k: int) -> float:
+        """MSE at horizon k (1-based): the ``rollout:k`` response."""
+        if not 1 <= k <= self.horizon:
+            raise ValueError(f"horizon must lie in 1 .. {self.horizon}, not {k}")
+        return float(self.mse(name)[k - 1])
+
+    def summary(self, name: str) -> dict:
+        """``passes_persistence`` (first horizon whose MSE exceeds persistence's, None if none up to K),
+        ``passes_threshold`` (first horizon with sqrt(MSE) > threshold), and with a Lyapunov exponent
+        ``vpt_lyapunov`` (mean valid prediction time over windows, in Lyapunov times) with
+        ``vpt_censored`` (windows still valid at K: their time is a lower bound)."""
+        curve = self.mse(name)
+        out = {"passes_persistence": None if name == "persistence" else first_pass(curve, self.mse("persistence")),
+               "passes_threshold": first_pass(np.sqrt(curve), self.threshold)}
+        if self.lyapunov_per_step is not None:
+            steps = valid_steps(self.errors[name], self.threshold)
+            out["vpt_lyapunov"] = float(np.mean(steps) * self.lyapunov_per_step)
+            out["vpt_censored"] = int(np.sum(steps == self.horizon))
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-safe: settings, the MSE curve of every forecaster and its summary."""
+        return {"task": self.task, "horizon": self.horizon, "warmup": self.warmup, "period": self.period,
+                "windows": int(next(iter(self.errors.values())).shape[0]), "threshold": self.threshold,
+                "lyapunov_per_step": self.lyapunov_per_step,
+                "mse": {n: [float(v) for v in self.mse(n)] for n in self.errors},
+                "summary": {n: self.summary(n) for n in self.errors}}
+
+
+def horizon_curves(models: Mapping[str, object], task: Task, horizon, warmup=None, period=None,
+                   threshold: float = VPT_THRESHOLD, detect: bool = False) -> Horizons:
+    """Rollout errors of every model and of the naive baselines on the same windows and origins.
+
+    Parameters
+    ----------
+    models : mapping of name to Model or Deployable
+        E.g. ``{"teacher": teacher, "config 6": student}``; names must not be a baseline's.
+    task : Task
+    horizon, warmup : int
+        K forecasts after W true steps (:func:`check_horizon`; default W = T // 2).
+    period : int, optional
+        Seasonal period (default the task's; :func:`resolve_period`).
+    threshold : float
+        The normalised-RMSE bar of ``passes_threshold`` and the valid prediction time.
+    """
+    horizon, warmup = check_horizon(task, horizon, warmup)
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a positive number, not {threshold}")
+    base = baseline_rollout_errors(task, horizon, warmup, period, detect)
+    clash = set(models) & set(base)
+    if clash:
+        raise ValueError(f"model names clash with the baselines: {', '.join(sorted(clash))}")
+    errors = {name: rollout_errors(m, task, horizon, warmup) for name, m in models.items()}
+    errors.update(base)
+    return Horizons(task.name, horizon, warmup, resolve_period(task, period, detect), errors, float(threshold),
+                    lyapunov_per_step(task), tuple(base))
