@@ -210,9 +210,10 @@ def test_horizon_and_period_must_be_positive_integers(bad):
 def test_limits_are_named():
     lorenz = get_task("lorenz")
     T = lorenz.eval_set()[0].shape[1]
-    assert fc.check_horizon(lorenz, T // 2 + 1) == (T // 2 + 1, T // 2)
-    with pytest.raises(ValueError, match=f"at most {T // 2 + 1} "):
-        fc.check_horizon(lorenz, T // 2 + 2)
+    W = fc.default_warmup(lorenz)
+    assert 1 <= W <= T // 2 and fc.check_horizon(lorenz, T + 1 - W) == (T + 1 - W, W)
+    with pytest.raises(ValueError, match=f"horizon {T + 2 - W} .* at most {T + 1 - W} "):
+        fc.check_horizon(lorenz, T + 2 - W)
     with pytest.raises(ValueError, match=f"at most {T - 9} "):
         fc.rollout_errors(init_teacher(4, stream(0, "t"), 3, 3), lorenz, T, warmup=10)
     with pytest.raises(ValueError, match=f"warm-up {T + 1} is longer .* at most {T}"):
@@ -290,6 +291,10 @@ def test_horizon_curves_put_models_and_baselines_on_the_same_windows():
         np.mean((predict(teacher, task.eval_set()[0])[0][:, 29] - task.eval_set()[1][:, 29]) ** 2), rel=1e-6)
     summ = hz.summary("student")
     assert summ["passes_persistence"] == fc.first_pass(hz.mse("student"), hz.mse("persistence"))
+    assert "passes_seasonal" not in summ and "vpt_lyapunov" not in fc.horizon_curves({}, get_task("sine"), 5).summary(
+        "persistence")
+    sine = fc.horizon_curves({"teacher": _models(1, 8, 1)[0]}, get_task("sine"), 30)
+    assert sine.summary("teacher")["passes_seasonal"] == fc.first_pass(sine.mse("teacher"), sine.mse("seasonal"))
     steps = fc.valid_steps(hz.errors["student"], 0.5)
     assert summ["vpt_lyapunov"] == pytest.approx(steps.mean() * fc.LORENZ_LYAPUNOV * 0.1)
     d = json.loads(json.dumps(hz.to_dict()))
