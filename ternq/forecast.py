@@ -436,14 +436,14 @@ def _sq_errors(F: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.mean(e * e, axis=2)
 
 
-def trace(model, task: Task, horizon, warmup=None, window: int = 0) -> dict[str, np.ndarray]:
+def trace(model, task: Task, horizon, warmup=None, window: int = 0) -> dict:
     """One held-out window's free-running trace, for a plot.
 
     Returns
     -------
     dict
         ``step`` (W + K - 1,) step indices, ``target`` and ``prediction`` (W + K - 1, C); steps
-        before ``warmup`` are teacher-forced, the rest free-running.
+        before ``warmup`` (also returned) are teacher-forced, the rest free-running.
     """
     horizon, warmup = check_horizon(task, horizon, warmup)
     X, Y = task.eval_set()
