@@ -1,4 +1,4 @@
-"""Factorial effects and confidence intervals, on log10 of the eval MSE.
+"""Means over seeds with Student t intervals, and the seeds' 2^3 effects (a :class:`ternq.experiment.effects.Design`).
 
 The 2^3 design has factors A = shaped gradient, B = trajectory distillation,
 C = width, each at a low (-1) and high (+1) level. Configurations are numbered
@@ -13,6 +13,9 @@ import math
 
 import numpy as np
 
+from .experiment.effects import Design
+
+SEEDS_DESIGN = Design(3)
 FACTORS = ("A", "B", "C")
 EFFECTS = ("A", "B", "C", "AB", "AC", "BC", "ABC")
 EFFECT_NAMES = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
@@ -37,8 +40,7 @@ def t975(df: int) -> float:
 
 def signs() -> np.ndarray:
     """Sign table (8 configurations x 3 factors), row k is config k+1."""
-    k = np.arange(8)
-    return np.stack([(k >> i) & 1 for i in range(3)], axis=1) * 2 - 1
+    return SEEDS_DESIGN.matrix()
 
 
 def effects(y: np.ndarray) -> dict[str, float]:
@@ -46,12 +48,7 @@ def effects(y: np.ndarray) -> dict[str, float]:
     y = np.asarray(y, float)
     if y.shape != (8,):
         raise ValueError("need the 8 responses of a 2^3 design")
-    s = signs()
-    out = {}
-    for name in EFFECTS:
-        col = np.prod([s[:, FACTORS.index(f)] for f in name], axis=0)
-        out[name] = float(col @ y / 4)
-    return out
+    return SEEDS_DESIGN.effects(y, max_order=3)
 
 
 def mean_ci(values) -> dict[str, float]:
