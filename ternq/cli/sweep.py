@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from .. import config, report
-from ..factorial import GradientCheckError
-from ..store import FolderLock, StoreLockedError
+from ..experiment.run import GradientCheckError
+from ..experiment.store import FolderLock, StoreLockedError
 from . import InputError, cli
 from .options import POSITIVE_INT, check_writable, json_option, quiet_option
 
@@ -29,7 +29,7 @@ def cluster(address: str | None):
     if address is None:
         yield None
         return
-    from ..sweep import ClusterError, connect
+    from ..experiment.execute import ClusterError, connect
 
     try:
         client = connect(address)
@@ -122,9 +122,9 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
                 raise
             raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
     if as_json:
-        from ..factorial import clean, split_timing
+        from ..report.files import split_timing
 
-        report.print_json(clean(split_timing(doc)[0]))
+        report.print_json(split_timing(doc)[0])
         return
     report.out.print(sweep_table(doc))
     t = doc["timing"]
