@@ -79,15 +79,21 @@ class Dask:
         self.workers = len(info)
         self.capacity = max(1, sum(w.get("nthreads", 1) for w in info.values()))
         self._token = uuid.uuid4().hex[:8]
+        self._finished = None  # a distributed.as_completed over every submitted task
 
     def submit(self, fn, units, deps, progress=None):
+        from distributed import as_completed
+
         key = f"ternq-{units[0].key.replace('/', '-')}-{units[0].digest[:10]}-{self._token}"
-        return self.client.submit(fn, units, deps, None, pure=False, key=key)
+        fut = self.client.submit(fn, units, deps, None, pure=False, key=key)
+        if self._finished is None:
+            self._finished = as_completed([fut], loop=self.client.loop)
+        else:
+            self._finished.add(fut)
+        return fut
 
     def wait(self, futures) -> set:
-        from distributed import wait as dask_wait
-
-        return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
+        return {next(self._finished)}
 
     def result(self, fut) -> list[Result]:
         out = [(fig, _own(model)) for fig, model in fut.result()]
