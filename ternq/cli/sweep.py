@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .. import config, report
+from ..experiment.plans import plan
 from ..experiment.run import GradientCheckError
 from ..experiment.store import FolderLock, StoreLockedError
 from . import InputError, cli
@@ -98,7 +99,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
-    total = sum(12 * len(c.settings.seeds) for c in cells)
+    total = len({u.digest for c in cells for u in plan(c.settings).units})
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
@@ -108,7 +109,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
             if p is not None:
                 p.advance(bar, done)
 
-        def on_done(cell, unit):
+        def on_done(unit):
             if p is not None:
                 p.advance(bar)
 
