@@ -80,10 +80,11 @@ common = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="Settings file (TOML, see configs/); flags override it."),
     click.option("--seed", type=int, default=0, show_default=True),
+    task_option, quiet_option, json_option,
 ]
 
 
-def _apply(opts):
+def _apply(opts):  # the options the student and cs commands share
     def deco(f):
         for o in reversed(opts):
             f = o(f)
@@ -109,9 +110,6 @@ def _apply(opts):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @_apply(common)
-@task_option
-@quiet_option
-@json_option
 def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, schedule, out, config_path, seed,
             task_name, data_path, quiet, as_json):
     """Train a hard-ternary student from a float teacher of the same width."""
@@ -159,9 +157,6 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the result [default: cs-h{H}-s{SEED}.npz].")
 @_apply(common)
-@task_option
-@quiet_option
-@json_option
 def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, data_path, quiet, as_json):
     """Coordinate search over trits (the C program's baseline)."""
     settings = _settings(config_path, **_task_flags(task_name, data_path), cs__sweeps=sweeps)

@@ -225,7 +225,7 @@ def predictions(per_seed: list[dict], matrix: list[dict]) -> list[dict]:
     b, m1, m2 = mean_ci(eff["B"]), mean_ci(above), mean_ci(below)
     both = {"n": b["n"], "lo": min(-b["hi"], m1["lo"], m2["lo"]), "hi": min(-b["lo"], m1["hi"], m2["hi"])}
     out.append({"prediction": "trajectory distillation (B) is the second largest effect", "effect": b,
-                "measured": f"B {b['mean']:+.3f} on log10 ({'helps' if b['mean'] < 0 else 'hurts'}); "
+                "measured": f"B {b['mean']:+.3f} on log10 ({'lowers' if b['mean'] < 0 else 'raises'} the error); "
                             f"|A| {np.abs(eff['A'].mean()):.3f}, |B| {np.abs(b['mean']):.3f}, "
                             f"|C| {np.abs(eff['C'].mean()):.3f}",
                 "verdict": _judge(both, lambda x: x["lo"] > 0, lambda x: x["hi"] < 0)})
