@@ -12,7 +12,7 @@ wrong type, is a :class:`ConfigError` naming it.
 from __future__ import annotations
 
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .experiment.plans import DesignSettings
+from .experiment.plans import SECTIONS, DesignSettings, ExperimentSettings
 from .search import SearchSettings
 from .train import SettingsError, StudentSettings, TeacherSettings
 
@@ -32,49 +32,6 @@ class ConfigError(ValueError):
     """A settings file or value that cannot be used."""
 
 
-@dataclass(frozen=True)
-class ExperimentSettings:
-    """Everything an experiment reads: seeds, widths, task and one block per section."""
-
-    seeds: tuple[int, ...] = (0,)
-    widths: tuple[int, int] = (16, 32)
-    task: str = "sine"
-    data: str = ""  # a CSV or .npy series (replaces task when set)
-    teacher: TeacherSettings = field(default_factory=TeacherSettings)
-    student: StudentSettings = field(default_factory=StudentSettings)
-    cs: SearchSettings = field(default_factory=SearchSettings)
-    design: DesignSettings = field(default_factory=DesignSettings)
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first setting that cannot be used."""
-        if len(self.widths) != 2 or self.widths[0] == self.widths[1] or min(self.widths) <= 0:
-            raise ConfigError(f"experiment.widths: two different positive widths, not {list(self.widths)}")
-        for sec in SECTIONS:
-            try:
-                block = getattr(self, sec)
-                block.validate(self) if sec == "design" else block.validate()
-            except SettingsError as exc:
-                raise ConfigError(f"{sec}.{exc}") from None
-
-    def to_dict(self) -> dict:
-        """JSON-ready (tuples as lists), as written in results.json."""
-        d = asdict(self)
-        if not self.design.factors:
-            del d["design"]  # the seeds' design: results.json as before
-        else:
-            d["design"] = self.design.to_dict()
-        return _lists(d)
-
-
-def _lists(x):
-    if isinstance(x, dict):
-        return {k: _lists(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_lists(v) for v in x]
-    return x
-
-
-SECTIONS = [f.name for f in fields(ExperimentSettings) if f.default_factory is not MISSING]  # the blocks
 EXPERIMENT_KEYS = [f.name for f in fields(ExperimentSettings) if f.name not in SECTIONS]
 
 
@@ -183,8 +140,15 @@ def from_dict(data: dict, base: ExperimentSettings | None = None) -> ExperimentS
             s = _section(s, sec, body)
         else:
             raise ConfigError(f"{sec}: unknown section (known: experiment, {', '.join(SECTIONS)})")
-    s.validate()
+    _validate(s)
     return s
+
+
+def _validate(s: ExperimentSettings) -> None:
+    try:
+        s.validate()
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
@@ -204,7 +168,7 @@ def load(path: str | Path | None) -> ExperimentSettings:
     """Settings from a TOML file (defaults when ``path`` is None)."""
     if path is None:
         s = ExperimentSettings()
-        s.validate()
+        _validate(s)
         return s
     return from_dict(read_toml(path))
 

@@ -16,16 +16,12 @@ share one digest and run once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from ..search import SearchSettings
-from ..train import SettingsError, StudentConfig, TeacherConfig
+from ..train import SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
 from .effects import LETTERS, Design, DesignError, choose
 from .units import TaskSpec, Unit
-
-if TYPE_CHECKING:
-    from ..config import ExperimentSettings
 
 WIDTH = "hidden"
 TRUE = {"true", "yes", "on", "1"}
@@ -180,6 +176,54 @@ class DesignSettings:
         return {"factors": [{"letter": LETTERS[i], "key": f.key, "label": f.name, "levels": [f.low, f.high]}
                             for i, f in enumerate(self.factors)],
                 "runs": self.runs, "generators": list(self.generators)}
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """Everything an experiment reads: seeds, widths, task and one block per section."""
+
+    seeds: tuple[int, ...] = (0,)
+    widths: tuple[int, int] = (16, 32)
+    task: str = "sine"
+    data: str = ""  # a CSV or .npy series (replaces task when set)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    student: StudentSettings = field(default_factory=StudentSettings)
+    cs: SearchSettings = field(default_factory=SearchSettings)
+    design: DesignSettings = field(default_factory=DesignSettings)
+
+    def validate(self) -> None:
+        """Raise :class:`ternq.train.SettingsError` naming the first setting (``section.key``) that cannot be used."""
+        if len(self.widths) != 2 or self.widths[0] == self.widths[1] or min(self.widths) <= 0:
+            raise SettingsError("experiment.widths", f"two different positive widths, not {list(self.widths)}")
+        for sec in SECTIONS:
+            try:
+                block = getattr(self, sec)
+                block.validate(self) if sec == "design" else block.validate()
+            except SettingsError as exc:
+                raise SettingsError(f"{sec}.{exc.key}", str(exc).split(": ", 1)[1]) from None
+
+    def to_dict(self) -> dict:
+        """JSON-ready (tuples as lists), as written in results.json."""
+        d = asdict(self)
+        if not self.design.factors:
+            del d["design"]  # the seeds' design: results.json as before
+        else:
+            d["design"] = self.design.to_dict()
+        return _lists(d)
+
+
+def _lists(x):
+    if isinstance(x, dict):
+        return {k: _lists(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_lists(v) for v in x]
+    return x
+
+
+SECTIONS = [f.name for f in fields(ExperimentSettings) if f.default_factory is not MISSING]  # the blocks
+SEEDS_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
+                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
+                "ABC": "shaped x distill x width"}
 
 
 def seeds_design(settings: ExperimentSettings) -> DesignSettings:

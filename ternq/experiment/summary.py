@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..stats import EFFECT_NAMES, mean_ci
+from ..stats import mean_ci
 from .effects import LETTERS, name
-from .plans import Plan
+from .plans import SEEDS_LABELS, Plan
 from .units import Result
 
 CHECK_TOLERANCE = 1e-3  # the seeds' bar for the gradient check
@@ -73,7 +73,7 @@ def _levels(plan: Plan, run) -> dict:
 
 def _effect_label(plan: Plan, effect: str) -> str:
     if plan.seeds_design:
-        return EFFECT_NAMES[effect]
+        return SEEDS_LABELS[effect]
     return " x ".join(plan.factors[LETTERS.index(ch)].name for ch in effect)
 
 
