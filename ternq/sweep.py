@@ -1,4 +1,4 @@
-"""Sweeps (seeds x tasks x widths x configurations) and running units on a Dask cluster.
+"""Sweeps: a grid of experiments (seeds x tasks x widths x configurations) as one plan over the engine.
 
 A sweep file is a settings file (``[experiment]``, ``[teacher]``, ``[student]``,
 ``[cs]``: the base) plus a ``[sweep]`` section naming the grid::

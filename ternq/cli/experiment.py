@@ -15,7 +15,7 @@ from ..experiment.plans import DesignSettings, parse_factor
 from ..experiment.run import GradientCheckError, run_experiment
 from ..experiment.store import Store, cache_dir
 from ..experiment.summary import vs_float
-from ..experiment.units import TaskSpec, Unit
+from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..model import Model
 from ..report.files import models_of, save_plots, save_results, split_timing
 from ..search import quantize_teacher, search_from
@@ -126,8 +126,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
                                                                               cfg.epochs))
     seconds = time.perf_counter() - t0
     t_eval = evaluate(teacher, task)
-    figures = {"train_mse": float(hist.mse[-1]), **evaluate(model, task), "teacher_eval_mse": t_eval["eval_mse"],
-               "zero_share": model.zero_share(), "seconds": seconds}
+    figures = {**trained_figures(model, hist, task), "teacher_eval_mse": t_eval["eval_mse"], "seconds": seconds}
     figures["vs_float"] = vs_float(figures["eval_mse"], t_eval["eval_mse"])
     model.meta["figures"] = figures
     _save(model, out)
@@ -172,14 +171,10 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
                              f"{task.n_in} / {task.n_out}")
         hidden = start.hidden
     out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
-    before = evaluate(start, task)
     t0 = time.perf_counter()
     model, res = search_from(start, task, settings.cs, seed)
     seconds = time.perf_counter() - t0
-    after = evaluate(model, task)
-    figures = {"source": source, "hidden": hidden, "search_mse": res.mse_history, "flips": res.flips,
-               "sweeps": res.sweeps, "eval_mse_before": before["eval_mse"], "eval_mse": after["eval_mse"],
-               "ref_mse": after.get("ref_mse"), "zero_share": model.zero_share(), "seconds": seconds}
+    figures = {"source": source, "hidden": hidden, **search_figures(start, model, res, task), "seconds": seconds}
     model.meta.update(figures=figures, seed=seed, task=task.describe())
     _save(model, out)
     if as_json:
@@ -187,10 +182,11 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
         return
     rows = {"search MSE per sweep": " -> ".join(report.fmt(x) for x in res.mse_history),
             "flips kept": res.flips, "sweeps run": res.sweeps,
-            "eval MSE before": before["eval_mse"], "eval MSE after": after["eval_mse"]}
-    if after.get("ref_mse") is not None:
-        rows["eval MSE after (phase 0; C protocol)"] = after["ref_mse"]
-    rows.update({"zero trits": f"{100 * model.zero_share():.1f}%", "time (s)": f"{seconds:.2f}", "saved to": str(out)})
+            "eval MSE before": figures["start_eval_mse"], "eval MSE after": figures["eval_mse"]}
+    if figures.get("ref_mse") is not None:
+        rows["eval MSE after (phase 0; C protocol)"] = figures["ref_mse"]
+    rows.update({"zero trits": f"{100 * figures['zero_share']:.1f}%", "time (s)": f"{seconds:.2f}",
+                 "saved to": str(out)})
     report.out.print(report.kv_table(f"Coordinate search from {source}, H={hidden}, seed {seed}", rows))
 
 

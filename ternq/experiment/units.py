@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from ..model import Model
-from ..search import SearchSettings, quantize_teacher, search_from
+from ..search import SearchResult, SearchSettings, quantize_teacher, search_from
 from ..tasks import Task, from_file, get_task
-from ..train import Progress, StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+from ..train import History, Progress, StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
 
 UNIT_FORMAT = "ternq-unit"
 UNIT_VERSION = 2
@@ -145,6 +145,23 @@ def evaluate_unit(model: Model, task: Task) -> dict[str, float]:
     return evaluate(model, task)
 
 
+def trained_figures(model: Model, hist: History, task: Task) -> dict:
+    """A trained model's figures: last epoch's loss and MSE, a student's zero share, the held-out figures."""
+    fig = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1])}
+    if model.kind == "student":
+        fig["zero_share"] = model.zero_share()
+    fig.update(evaluate_unit(model, task))
+    return fig
+
+
+def search_figures(start: Model, model: Model, res: SearchResult, task: Task) -> dict:
+    """A coordinate search's figures: held-out MSE before, the objective per sweep, flips, the held-out figures."""
+    fig = {"start_eval_mse": evaluate_unit(start, task)["eval_mse"], "train_mse": res.mse_history[-1],
+           "search_mse": res.mse_history, "flips": res.flips, "sweeps": res.sweeps, "zero_share": model.zero_share()}
+    fig.update(evaluate_unit(model, task))
+    return fig
+
+
 def _own(model: Model) -> Model:
     """A private, writable, contiguous float32 copy: models that came over the wire may be read-only,
     and a read-only array is another type to Numba (a fresh compile, not the cached kernel)."""
@@ -158,29 +175,24 @@ def run_unit(unit: Unit, deps: dict[str, Model], progress: Progress | None = Non
     """Run one unit given its dependencies' models (by digest); return its figures and its model."""
     task = unit.task.make()
     t0 = time.perf_counter()
-    fig: dict = {}
-    if unit.kind == "teacher":
-        model, hist = train_teacher(task, unit.config, unit.seed, progress)
-    elif unit.kind == "student":
-        model, hist = train_student(deps[unit.deps[0].digest], task, unit.config, unit.seed, progress)
-        fig["zero_share"] = model.zero_share()
-    elif unit.kind == "cs":
+    if unit.kind == "cs":
         start = deps[unit.deps[0].digest]
         if unit.source == "teacher":
             start = quantize_teacher(start)
-        fig["start_eval_mse"] = evaluate_unit(start, task)["eval_mse"]
         model, res = search_from(start, task, unit.config, unit.seed)
-        fig.update(train_mse=res.mse_history[-1], search_mse=res.mse_history, flips=res.flips, sweeps=res.sweeps,
-                   zero_share=model.zero_share())
+        fig = search_figures(start, model, res, task)
         if progress is not None:
             progress(1, 1, res.mse_history[-1])
     else:
-        raise ValueError(f"unknown unit kind {unit.kind!r}")
-    if unit.kind != "cs":  # the learning curve, thinned to at most ~200 points, kept with the model
-        fig["train_mse"] = float(hist.mse[-1])
-        step = max(1, len(hist.loss) // 200)
+        if unit.kind == "teacher":
+            model, hist = train_teacher(task, unit.config, unit.seed, progress)
+        elif unit.kind == "student":
+            model, hist = train_student(deps[unit.deps[0].digest], task, unit.config, unit.seed, progress)
+        else:
+            raise ValueError(f"unknown unit kind {unit.kind!r}")
+        fig = trained_figures(model, hist, task)
+        step = max(1, len(hist.loss) // 200)  # the learning curve, thinned to at most ~200 points, kept with the model
         model.meta["curve"] = {"epoch": list(range(0, len(hist.loss), step)), "loss": hist.loss[::step].tolist()}
-    fig.update(evaluate_unit(model, task))
     fig["seconds"] = time.perf_counter() - t0
     model.meta.update(unit=unit.key, figures=dict(fig))
     return fig, model
