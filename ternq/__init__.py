@@ -9,12 +9,13 @@ The Python API, arrays in and arrays out::
     evaluate(student, task)            # {'eval_mse': ..., 'ref_mse': ...}
 
 Layout: ``ternq.kernels`` (compiled cell, ternary transform, optimiser, training loop),
-orchestration (``train``, ``search``, ``factorial``, ``gradcheck``), presentation (``cli``, ``report``).
+training (``train``, ``search``, ``gradcheck``), the experiment engine (``experiment``: units, plans, designs,
+executor, store, summary), presentation (``report``, ``cli``).
 """
 
 from .config import ExperimentSettings
 from .config import load as load_settings
-from .factorial import run_factorial
+from .experiment.run import run_experiment
 from .gradcheck import check_all as check_gradients
 from .model import Model, ModelFileError, init_teacher, student_from
 from .search import coordinate_search, quantize_teacher
@@ -34,6 +35,6 @@ from .train import (
 __all__ = [
     "DivergedError", "ExperimentSettings", "Model", "ModelFileError", "Sine", "StudentConfig", "Task",
     "TeacherConfig", "check_gradients", "coordinate_search", "evaluate", "get_task", "init_teacher", "load_settings",
-    "loss_and_grad", "predict", "predict_mse", "quantize_teacher", "run_factorial", "student_from",
+    "loss_and_grad", "predict", "predict_mse", "quantize_teacher", "run_experiment", "student_from",
     "train_student", "train_teacher",
 ]

@@ -19,8 +19,7 @@ What is measured
   tiny student training (every kernel the factorial needs, float32), once with a
   fresh empty ``NUMBA_CACHE_DIR`` (cold: compiles everything) and once more with
   the same directory (warm: loads from the cache).
-- **Factorial wall time**: :func:`bench_factorial`, if ``ternq.factorial`` provides
-  ``run_factorial``.
+- **Factorial wall time**: :func:`bench_factorial`, through :func:`ternq.experiment.run.run_experiment`.
 
 Flop count of one epoch
 -----------------------
@@ -136,17 +135,18 @@ def _setup(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
 
 
 def _run_epochs(theta, X, Y, student, tp, H, epochs):
-    from .kernels.loop import LR_COSINE, train_epochs
+    from .kernels.loop import LR_COSINE, LoopSettings, run_epochs
     from .kernels.ternary import MASK_SEED
+    from .train import DT
 
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     losses = np.full(epochs, np.nan)
     mses = np.full(epochs, np.nan)
-    lr = 1e-3 if student else 1e-2
+    s = LoopSettings(n_epochs=epochs, dt=DT, lr=1e-3 if student else 1e-2, lr_min=1e-4, lr_kind=LR_COSINE, clip=5.0,
+                     student=student, mask_kind=MASK_SEED if student else 0, beta=(1.0, 20.0), alpha=(0.3, 0.8))
     t0 = time.perf_counter()
-    bad = train_epochs(theta, m, v, X, Y, 0, epochs, epochs, 1, H, 1, 0.1, lr, 1e-4, LR_COSINE, 5.0,
-                       student, MASK_SEED if student else 0, 1.0, 20.0, tp, 0.3, 0.8, losses, mses)
+    bad = run_epochs(theta, m, v, X, Y, 0, epochs, (1, H, 1), s, tp, losses, mses)
     dt = time.perf_counter() - t0
     return dt, bad, losses
 
@@ -227,7 +227,7 @@ C_PROGRAM_S = 60.0  # the C program, gcc -O3 -march=native, same machine (REFERE
 def bench_factorial(seed: int = 0, cold: bool = True) -> dict:
     """Wall times of the reference factorial (``ternq factorial --seed SEED`` defaults).
 
-    - ``serial_s`` / ``parallel_s``: :func:`ternq.factorial.run_factorial` in this
+    - ``serial_s`` / ``parallel_s``: :func:`ternq.experiment.run.run_experiment` in this
       process with 1 and 2 workers (kernels already compiled; the gradient check
       and the reproducibility rerun included), and whether both runs produced the
       same bits for every model (``identical``).
@@ -242,14 +242,14 @@ def bench_factorial(seed: int = 0, cold: bool = True) -> dict:
     import tempfile
 
     from .config import ExperimentSettings
-    from .factorial import run_factorial
+    from .experiment.run import run_experiment
 
     settings = ExperimentSettings(seeds=(seed,))
     out: dict = {"available": True, "c_program_s": C_PROGRAM_S}
     runs = {}
     for workers in (1, 2, 2):  # the first parallel run also warms the numba cache for the serial one
         t0 = time.perf_counter()
-        _, results = run_factorial(settings, workers=workers)
+        _, _, results = run_experiment(settings, workers=workers)
         runs[workers] = (time.perf_counter() - t0, results)
     out["serial_s"], serial = runs[1]
     out["parallel_s"], parallel = runs[2]

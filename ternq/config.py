@@ -1,16 +1,18 @@
 """Experiment settings: defaults, TOML files in ``configs/``, and command-line overrides.
 
-A settings file has the sections ``[experiment]``, ``[teacher]``, ``[student]``
-and ``[cs]``; every key is optional and defaults to the reference-sized
-experiment. An unknown section or key, or a value of the wrong type, is a
-:class:`ConfigError` naming it.
+A settings file has the sections ``[experiment]``, ``[teacher]``, ``[student]``,
+``[cs]`` and ``[design]``; every key is optional and defaults to the
+reference-sized experiment. Each section is a dataclass defined, with its
+``validate`` method, in the module it configures (:mod:`ternq.train`,
+:mod:`ternq.search`, :mod:`ternq.experiment.plans`); this module only reads
+TOML into them, by their fields. An unknown section or key, or a value of the
+wrong type, is a :class:`ConfigError` naming it.
 """
 
 from __future__ import annotations
 
-import math
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -18,43 +20,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from .experiment.plans import SECTIONS, DesignSettings, ExperimentSettings
+from .search import SearchSettings
+from .train import SettingsError, StudentSettings, TeacherSettings
 
-from .train import StudentSettings, TeacherSettings
+__all__ = ["ConfigError", "DesignSettings", "ExperimentSettings", "SearchSettings", "StudentSettings",
+           "TeacherSettings", "from_dict", "load", "override", "parse_seeds"]
 
 
 class ConfigError(ValueError):
     """A settings file or value that cannot be used."""
 
 
-@dataclass(frozen=True)
-class SearchSettings:
-    sweeps: int = 5
-    sequences: int = 4  # search set: fixed training-distribution sequences
-    steps: int = 50
-
-
-@dataclass(frozen=True)
-class ExperimentSettings:
-    seeds: tuple[int, ...] = (0,)
-    widths: tuple[int, int] = (16, 32)
-    task: str = "sine"
-    data: str = ""  # a CSV or .npy series (replaces task when set)
-    teacher: TeacherSettings = field(default_factory=TeacherSettings)
-    student: StudentSettings = field(default_factory=StudentSettings)
-    cs: SearchSettings = field(default_factory=SearchSettings)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for sec in ("student",):
-            for k in ("beta", "alpha"):
-                d[sec][k] = list(d[sec][k])
-        d["seeds"] = list(self.seeds)
-        d["widths"] = list(self.widths)
-        return d
-
-
-SECTIONS = {"teacher": TeacherSettings, "student": StudentSettings, "cs": SearchSettings}
-EXPERIMENT_KEYS = {"seeds", "widths", "task", "data"}
+EXPERIMENT_KEYS = [f.name for f in fields(ExperimentSettings) if f.name not in SECTIONS]
 
 
 def parse_seeds(value) -> tuple[int, ...]:
@@ -92,9 +70,9 @@ def parse_seeds(value) -> tuple[int, ...]:
     raise ConfigError("seeds: expected a count, a list of integers or a range 'A:B'")
 
 
-def _coerce(section: str, key: str, value, default):
-    """Check ``value`` against the type of ``default``; return it in that type."""
-    name = f"{section}.{key}"
+def coerce(name: str, value, default):
+    """``value`` in the type of ``default`` (bool, int, float, str, or a tuple of numbers); a
+    :class:`ConfigError` naming ``name`` otherwise."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -116,33 +94,40 @@ def _coerce(section: str, key: str, value, default):
     return value
 
 
-def _check(s: ExperimentSettings) -> ExperimentSettings:
-    for sec in ("teacher", "student"):
-        c = getattr(s, sec)
-        for k in ("epochs", "batch"):
-            if getattr(c, k) <= 0:
-                raise ConfigError(f"{sec}.{k}: must be positive, not {getattr(c, k)}")
-        if not (math.isfinite(c.lr) and c.lr > 0):
-            raise ConfigError(f"{sec}.lr: must be a finite positive number, not {c.lr}")
-        if not (math.isfinite(c.lr_min) and 0 <= c.lr_min <= c.lr):
-            raise ConfigError(f"{sec}.lr_min: must lie in [0, lr], not {c.lr_min}")
-        if c.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"{sec}.schedule: 'constant' or 'cosine', not {c.schedule!r}")
-        if not (math.isfinite(c.clip) and c.clip > 0):
-            raise ConfigError(f"{sec}.clip: must be a finite positive number, not {c.clip}")
-    st = s.student
-    if st.mask not in ("seed", "reference"):
-        raise ConfigError(f"student.mask: 'seed' or 'reference', not {st.mask!r}")
-    if not all(0.0 <= a < 1.0 for a in st.alpha):
-        raise ConfigError(f"student.alpha: values must lie in [0, 1), not {list(st.alpha)}")
-    if not all(math.isfinite(b) and b > 0 for b in st.beta):
-        raise ConfigError(f"student.beta: values must be finite and positive, not {list(st.beta)}")
-    for k in ("sweeps", "sequences", "steps"):
-        if getattr(s.cs, k) <= 0:
-            raise ConfigError(f"cs.{k}: must be positive, not {getattr(s.cs, k)}")
-    if len(s.widths) != 2 or s.widths[0] == s.widths[1] or min(s.widths) <= 0:
-        raise ConfigError(f"experiment.widths: two different positive widths, not {list(s.widths)}")
+def _experiment(s: ExperimentSettings, body) -> ExperimentSettings:
+    if not isinstance(body, dict):
+        raise ConfigError("experiment: expected a table")
+    for key, value in body.items():
+        if key not in EXPERIMENT_KEYS:
+            raise ConfigError(f"experiment.{key}: unknown key (known: {', '.join(sorted(EXPERIMENT_KEYS))})")
+        if key == "seeds":
+            s = replace(s, seeds=parse_seeds(value))
+        elif key == "widths":
+            if not (isinstance(value, (list, tuple)) and all(isinstance(w, int) and not isinstance(w, bool)
+                                                             for w in value)):
+                raise ConfigError(f"experiment.widths: expected a list of two integers, got {value!r}")
+            s = replace(s, widths=tuple(value))
+        else:
+            s = replace(s, **{key: coerce(f"experiment.{key}", value, getattr(s, key))})
     return s
+
+
+def _section(s: ExperimentSettings, sec: str, body) -> ExperimentSettings:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{sec}: expected a table")
+    sub = getattr(s, sec)
+    if sec == "design":
+        try:
+            return replace(s, design=DesignSettings.from_dict(body))
+        except SettingsError as exc:
+            raise ConfigError(f"design.{exc}") from None
+    known = {f.name for f in fields(sub)}
+    updates = {}
+    for key, value in body.items():
+        if key not in known:
+            raise ConfigError(f"{sec}.{key}: unknown key (known: {', '.join(sorted(known))})")
+        updates[key] = coerce(f"{sec}.{key}", value, getattr(sub, key))
+    return replace(s, **{sec: replace(sub, **updates)})
 
 
 def from_dict(data: dict, base: ExperimentSettings | None = None) -> ExperimentSettings:
@@ -150,50 +135,42 @@ def from_dict(data: dict, base: ExperimentSettings | None = None) -> ExperimentS
     s = base or ExperimentSettings()
     for sec, body in data.items():
         if sec == "experiment":
-            if not isinstance(body, dict):
-                raise ConfigError("experiment: expected a table")
-            for key, value in body.items():
-                if key not in EXPERIMENT_KEYS:
-                    raise ConfigError(f"experiment.{key}: unknown key (known: {', '.join(sorted(EXPERIMENT_KEYS))})")
-                if key == "seeds":
-                    s = replace(s, seeds=parse_seeds(value))
-                elif key == "widths":
-                    if not (isinstance(value, list) and all(isinstance(w, int) and not isinstance(w, bool)
-                                                            for w in value)):
-                        raise ConfigError(f"experiment.widths: expected a list of two integers, got {value!r}")
-                    s = replace(s, widths=tuple(value))
-                else:
-                    s = replace(s, **{key: _coerce("experiment", key, value, getattr(s, key))})
+            s = _experiment(s, body)
         elif sec in SECTIONS:
-            if not isinstance(body, dict):
-                raise ConfigError(f"{sec}: expected a table")
-            sub = getattr(s, sec)
-            known = {f.name for f in fields(sub)}
-            updates = {}
-            for key, value in body.items():
-                if key not in known:
-                    raise ConfigError(f"{sec}.{key}: unknown key (known: {', '.join(sorted(known))})")
-                updates[key] = _coerce(sec, key, value, getattr(sub, key))
-            s = replace(s, **{sec: replace(sub, **updates)})
+            s = _section(s, sec, body)
         else:
             raise ConfigError(f"{sec}: unknown section (known: experiment, {', '.join(SECTIONS)})")
-    return _check(s)
+    _validate(s)
+    return s
+
+
+def _validate(s: ExperimentSettings) -> None:
+    try:
+        s.validate()
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """A TOML file as a dict; :class:`ConfigError` (one line) when it is missing, unreadable or not TOML."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
 def load(path: str | Path | None) -> ExperimentSettings:
     """Settings from a TOML file (defaults when ``path`` is None)."""
     if path is None:
-        return _check(ExperimentSettings())
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return from_dict(data)
+        s = ExperimentSettings()
+        _validate(s)
+        return s
+    return from_dict(read_toml(path))
 
 
 def override(s: ExperimentSettings, **changes) -> ExperimentSettings:

@@ -17,7 +17,9 @@ import numpy as np
 
 from .kernels.cell import forward, n_params, unpack
 from .model import Model, student_from
-from .train import DT
+from .rng import stream
+from .tasks import Task
+from .train import DT, SettingsError
 
 
 def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
@@ -115,3 +117,51 @@ def coordinate_search(model: Model, X: np.ndarray, Y: np.ndarray, max_sweeps: in
 def quantize_teacher(teacher: Model) -> Model:
     """Post-training quantization: the teacher's weights as trits with absmean row scales."""
     return student_from(teacher)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The coordinate search: at most ``sweeps`` sweeps, scored on ``sequences`` fixed training-distribution
+    sequences of ``steps`` steps (never the held-out set)."""
+
+    sweeps: int = 5
+    sequences: int = 4
+    steps: int = 50
+
+    def validate(self) -> None:
+        """Raise :class:`ternq.train.SettingsError` naming the first setting that cannot be used."""
+        for key in ("sweeps", "sequences", "steps"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or int(value) != value or value <= 0:
+                raise SettingsError(key, f"must be positive, not {value}")
+
+
+def search_set(task: Task, settings: SearchSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The search objective's sequences: fixed, from the training distribution, drawn from the seed's own stream."""
+    saved = task.steps
+    try:
+        task.steps = settings.steps
+        X, Y = task.batches(stream(seed, "cs-data"), 1, settings.sequences)
+    finally:
+        task.steps = saved
+    return X[0], Y[0]
+
+
+def search_from(start: Model, task: Task, settings: SearchSettings, seed: int) -> tuple[Model, SearchResult]:
+    """Coordinate search from ``start`` (a student) on the seed's search set: what ``ternq cs`` and the
+    experiment's CS rows both run.
+
+    Parameters
+    ----------
+    start : Model
+        A student (trained, or :func:`quantize_teacher` of a teacher). Not modified.
+    task : Task
+        Where the search set comes from.
+    settings : SearchSettings
+        Sweeps and the size of the search set.
+    seed : int
+        Seeds the search set's stream.
+    """
+    settings.validate()
+    X, Y = search_set(task, settings, seed)
+    return coordinate_search(start, X, Y, settings.sweeps)

@@ -1,23 +1,10 @@
-"""Factorial effects and confidence intervals, on log10 of the eval MSE.
-
-The 2^3 design has factors A = shaped gradient, B = trajectory distillation,
-C = width, each at a low (-1) and high (+1) level. Configurations are numbered
-as in the seeds: config 1 + a + 2 b + 4 c for levels a, b, c in {0, 1}.
-Each effect is the textbook contrast over the 8 cells divided by 4
-(the mean response at +1 minus the mean at -1, for main effects).
-"""
+"""Means over seeds with Student t intervals (the effects themselves: :mod:`ternq.experiment.effects`)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
-FACTORS = ("A", "B", "C")
-EFFECTS = ("A", "B", "C", "AB", "AC", "BC", "ABC")
-EFFECT_NAMES = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
-                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
-                "ABC": "shaped x distill x width"}
 
 # two-sided 95% Student t quantiles, df = 1..30
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -33,25 +20,6 @@ def t975(df: int) -> float:
         return _T975[df - 1]
     z = 1.959964
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def signs() -> np.ndarray:
-    """Sign table (8 configurations x 3 factors), row k is config k+1."""
-    k = np.arange(8)
-    return np.stack([(k >> i) & 1 for i in range(3)], axis=1) * 2 - 1
-
-
-def effects(y: np.ndarray) -> dict[str, float]:
-    """Main effects and interactions of the 8 responses ``y`` (config order 1..8)."""
-    y = np.asarray(y, float)
-    if y.shape != (8,):
-        raise ValueError("need the 8 responses of a 2^3 design")
-    s = signs()
-    out = {}
-    for name in EFFECTS:
-        col = np.prod([s[:, FACTORS.index(f)] for f in name], axis=0)
-        out[name] = float(col @ y / 4)
-    return out
 
 
 def mean_ci(values) -> dict[str, float]:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .kernels.cell import forward, loss_grad, mse
-from .kernels.loop import LR_CONSTANT, LR_COSINE, train_epochs
+from .kernels.loop import LR_CONSTANT, LR_COSINE, LoopSettings, run_epochs
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, ste_backward
 from .model import Model, init_teacher, student_from
 from .rng import stream
@@ -30,9 +30,22 @@ class DivergedError(RuntimeError):
         self.epoch = epoch
 
 
+class SettingsError(ValueError):
+    """A setting that cannot be used; ``key`` names it (the message starts with it)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def _positive_int(key: str, value) -> None:
+    if isinstance(value, bool) or int(value) != value or value <= 0:
+        raise SettingsError(key, f"must be a positive integer, not {value}")
+
+
 @dataclass(frozen=True)
-class TeacherSettings:
-    """How a float teacher trains (the C program's protocol, plus a learning-rate schedule)."""
+class OptimiserSettings:
+    """What teacher and student training share: epochs, Adam's learning rate and schedule, batch, clipping."""
 
     epochs: int = 2000
     lr: float = 1e-2
@@ -40,6 +53,24 @@ class TeacherSettings:
     schedule: str = "cosine"
     batch: int = 10
     clip: float = 5.0
+
+    def validate(self) -> None:
+        """Raise :class:`SettingsError` naming the first setting that cannot be used."""
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch", self.batch)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SettingsError("lr", f"must be a finite positive number, not {self.lr}")
+        if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
+            raise SettingsError("lr_min", f"must lie in [0, lr], not {self.lr_min}")
+        if self.schedule not in SCHEDULES:
+            raise SettingsError("schedule", f"one of {', '.join(map(repr, SCHEDULES))}, not {self.schedule!r}")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise SettingsError("clip", f"must be a finite positive number, not {self.clip}")
+
+
+@dataclass(frozen=True)
+class TeacherSettings(OptimiserSettings):
+    """How a float teacher trains (the C program's protocol, plus a learning-rate schedule)."""
 
 
 @dataclass(frozen=True)
@@ -49,22 +80,31 @@ class TeacherConfig(TeacherSettings):
     hidden: int = 16
 
     def validate(self) -> None:
-        _check_common(self.hidden, self.epochs, self.lr, self.lr_min, self.schedule, self.batch, self.clip)
+        _positive_int("hidden", self.hidden)
+        super().validate()
 
 
 @dataclass(frozen=True)
-class StudentSettings:
+class StudentSettings(OptimiserSettings):
     """How a ternary student trains: optimiser, mask and the beta and alpha schedules."""
 
     epochs: int = 1500
-    lr: float = 1e-2
-    lr_min: float = 1e-4
-    schedule: str = "cosine"
-    batch: int = 10
-    clip: float = 5.0
     mask: str = "seed"
     beta: tuple[float, float] = (1.0, 20.0)
     alpha: tuple[float, float] = (0.3, 0.8)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mask not in MASKS:
+            raise SettingsError("mask", f"one of {', '.join(map(repr, MASKS))}, not {self.mask!r}")
+        for name in ("beta", "alpha"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
+                raise SettingsError(name, f"must be two finite numbers (start, end), not {list(pair)}")
+        if not all(0.0 <= a < 1.0 for a in self.alpha):
+            raise SettingsError("alpha", f"values must lie in [0, 1), not {list(self.alpha)}")
+        if not all(b > 0 for b in self.beta):
+            raise SettingsError("beta", f"values must be positive, not {list(self.beta)}")
 
 
 @dataclass(frozen=True)
@@ -76,34 +116,8 @@ class StudentConfig(StudentSettings):
     distill: bool = False
 
     def validate(self) -> None:
-        _check_common(self.hidden, self.epochs, self.lr, self.lr_min, self.schedule, self.batch, self.clip)
-        if self.mask not in MASKS:
-            raise ValueError(f"mask must be one of {', '.join(MASKS)}, not {self.mask!r}")
-        for name in ("beta", "alpha"):
-            pair = getattr(self, name)
-            if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
-                raise ValueError(f"{name} must be two finite numbers (start, end)")
-        if not all(0.0 <= a < 1.0 for a in self.alpha):
-            raise ValueError("alpha must lie in [0, 1)")
-        if not all(b > 0 for b in self.beta):
-            raise ValueError("beta must be positive")
-
-
-def _check_common(hidden, epochs, lr, lr_min, schedule, batch, clip) -> None:
-    if int(hidden) != hidden or hidden <= 0:
-        raise ValueError(f"hidden must be a positive integer, not {hidden}")
-    if int(epochs) != epochs or epochs <= 0:
-        raise ValueError(f"epochs must be a positive integer, not {epochs}")
-    if int(batch) != batch or batch <= 0:
-        raise ValueError(f"batch must be a positive integer, not {batch}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite positive number, not {lr}")
-    if not (math.isfinite(lr_min) and 0 <= lr_min <= lr):
-        raise ValueError(f"lr_min must lie in [0, lr], not {lr_min}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-    if not (math.isfinite(clip) and clip > 0):
-        raise ValueError(f"clip must be a finite positive number, not {clip}")
+        _positive_int("hidden", self.hidden)
+        super().validate()
 
 
 @dataclass
@@ -122,15 +136,13 @@ def _run(theta, X, Y, dims, cfg, student, mask_kind, teacher_p, progress, chunks
     v = np.zeros_like(theta)
     losses = np.full(E, np.nan)
     mses = np.full(E, np.nan)
-    beta = getattr(cfg, "beta", (1.0, 1.0))
-    alpha = getattr(cfg, "alpha", (0.0, 0.0))
+    loop = LoopSettings(n_epochs=E, dt=DT, lr=cfg.lr, lr_min=cfg.lr_min, lr_kind=SCHEDULES[cfg.schedule],
+                        clip=cfg.clip, student=student, mask_kind=mask_kind,
+                        beta=getattr(cfg, "beta", (1.0, 1.0)), alpha=getattr(cfg, "alpha", (0.0, 0.0)))
     step = max(1, -(-E // chunks))
     for e0 in range(0, E, step):
         e1 = min(E, e0 + step)
-        bad = train_epochs(theta, m, v, X, Y, e0, e1, E, *dims, DT,
-                           cfg.lr, cfg.lr_min, SCHEDULES[cfg.schedule], cfg.clip,
-                           student, mask_kind, beta[0], beta[1],
-                           teacher_p, alpha[0], alpha[1], losses, mses)
+        bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses)
         if bad >= 0:
             raise DivergedError(bad)
         if progress is not None:

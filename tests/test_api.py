@@ -51,13 +51,14 @@ def test_predict_matches_evaluate(models):
 def test_plots_written(tmp_path):
     pytest.importorskip("matplotlib")
     from ternq.config import load
-    from ternq.factorial import run_factorial, save_plots
+    from ternq.experiment.run import run_experiment
+    from ternq.report.files import save_plots
 
     settings = load(None).__class__(seeds=(0, 1), widths=(3, 4), teacher=load(None).teacher.__class__(epochs=10),
                                     student=load(None).student.__class__(epochs=10))
-    doc, res = run_factorial(settings, check_gradients=False, check_reproducible=False)
-    files = save_plots(doc, res, settings, tmp_path)
+    doc, plan, res = run_experiment(settings, check_gradients=False, check_reproducible=False)
+    files = save_plots(doc, plan, res, tmp_path)
     assert {f.name for f in files} == {"predictions-h3.png", "predictions-h4.png", "curves-h3.png", "curves-h4.png",
-                                       "effects.png"}
+                                       "effects.png", "effects-half-normal.png"}
     for f in files:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000

@@ -9,7 +9,8 @@ from conftest import invoke as cli
 
 from ternq.cli import main
 from ternq.config import load
-from ternq.factorial import plan, run_factorial
+from ternq.experiment.plans import plan
+from ternq.experiment.run import run_experiment
 
 QUICK = str(Path(__file__).parent.parent / "configs" / "quick.toml")
 
@@ -47,9 +48,9 @@ def test_same_seed_identical_results_json(quick_run, tmp_path, capsys):
 
 def test_serial_and_parallel_bit_identical():
     settings = load(QUICK)
-    _, serial = run_factorial(settings, workers=1, check_gradients=False, check_reproducible=False)
-    _, parallel = run_factorial(settings, workers=2, check_gradients=False, check_reproducible=False)
-    assert serial.keys() == parallel.keys() == {u.key for u in plan(settings)}
+    _, _, serial = run_experiment(settings, workers=1, check_gradients=False, check_reproducible=False)
+    _, _, parallel = run_experiment(settings, workers=2, check_gradients=False, check_reproducible=False)
+    assert serial.keys() == parallel.keys() == {u.digest for u in plan(settings).units}
     for key in serial:
         assert serial[key][1].theta.tobytes() == parallel[key][1].theta.tobytes(), key
         assert serial[key][0]["eval_mse"] == parallel[key][0]["eval_mse"]
@@ -90,7 +91,7 @@ def test_student_and_cs_commands(tmp_path, capsys, monkeypatch):
     assert code == 0
     res = json.loads(js)
     assert res["config"]["shaped"] and res["config"]["distill"] and 0 <= res["zero_share"] <= 1
-    assert list((tmp_path / "cache" / "teachers").glob("*.npz"))  # the teacher was cached
+    assert list((tmp_path / "cache" / "units").glob("s0-teacher-h4.*.npz"))  # the teacher was cached
     code, js, _ = cli(["cs", "--config", QUICK, "--from", str(s), "--quiet", "--json", "--out",
                        str(tmp_path / "c.npz")], capsys)
     assert code == 0
@@ -104,19 +105,16 @@ def test_factorial_plot_option(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     code, _, _ = cli(["factorial", "--config", QUICK, "--task", "lorenz", "--quiet", "--plot", str(tmp_path)], capsys)
     assert code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves-h4.png", "curves-h8.png", "effects.png",
-                                                          "predictions-h4.png", "predictions-h8.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves-h4.png", "curves-h8.png", "effects-half-normal.png",
+                                                          "effects.png", "predictions-h4.png", "predictions-h8.png"]
 
 
-@pytest.mark.parametrize("cached", [True, False])
-def test_gradient_check_in_process_and_in_a_child(cached, monkeypatch):
-    """Both paths (in-process when compiled, a child `ternq gradcheck` on a cold cache) give the same error."""
-    from ternq import factorial
-
-    monkeypatch.setattr(factorial, "_is_cached", lambda kernel: cached)
-    settings = load(QUICK)
-    err = factorial.gradient_error(settings)
-    assert 0 < err < 1e-6
+def test_gradient_check_through_the_python_api():
+    """The experiment's check is gradcheck.check_all's worst error at the experiment's widths."""
+    from ternq.experiment.run import gradient_error
     from ternq.gradcheck import check_all
 
+    settings = load(QUICK)
+    err = gradient_error(settings)
+    assert 0 < err < 1e-6
     assert err == max(r.max_rel_err for r in check_all(settings.widths, settings.seeds[0]))

@@ -5,7 +5,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ternq.stats import EFFECTS, effects, mean_ci, signs, t975
+from ternq.experiment.effects import Design
+from ternq.stats import mean_ci, t975
+
+SEEDS = Design(3)  # the seeds' 2^3, config k+1 in row k
+EFFECTS = ("A", "B", "C", "AB", "AC", "BC", "ABC")
+
+
+def effects(y):
+    return SEEDS.effects(y, max_order=3)
+
+
+def signs():
+    return SEEDS.matrix()
 
 
 def textbook(y):

@@ -7,8 +7,9 @@ import time
 import click
 
 from .. import report
+from ..experiment.units import trained_figures
 from ..gradcheck import TOLERANCE, check_all
-from ..train import SCHEDULES, TeacherConfig, evaluate, train_teacher
+from ..train import SCHEDULES, TeacherConfig, train_teacher
 from . import InputError, cli
 from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
 
@@ -64,8 +65,7 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
     with report.progress(not quiet) as p:
         model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", epochs))
     seconds = time.perf_counter() - t0
-    figures = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1]), **evaluate(model, task),
-               "seconds": seconds}
+    figures = {**trained_figures(model, hist, task), "seconds": seconds}
     model.meta["figures"] = figures
     try:
         model.save(out)

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
 
-from .. import cache, config, report
-from ..factorial import (
-    GradientCheckError,
-    Unit,
-    plan,
-    run_factorial,
-    save_plots,
-    save_results,
-    search_set,
-    split_timing,
-    student_config,
-    teacher_config,
-)
+from .. import config, report
+from ..experiment.execute import obtain
+from ..experiment.plans import DesignSettings, parse_factor
+from ..experiment.run import GradientCheckError, run_experiment
+from ..experiment.store import Store, cache_dir
+from ..experiment.summary import vs_float
+from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..model import Model
-from ..search import coordinate_search, quantize_teacher
-from ..store import UnitStore, unit_digest
-from ..sweep import dask_runner
-from ..train import MASKS, SCHEDULES, evaluate, train_student
+from ..report.files import models_of, save_plots, save_results, split_timing
+from ..search import quantize_teacher, search_from
+from ..train import MASKS, SCHEDULES, SettingsError, StudentConfig, TeacherConfig, evaluate, train_student
 from . import InputError, cli
 from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
 from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
@@ -66,12 +59,13 @@ def _teacher(path, task, settings, hidden, seed, quiet):
         if model.dims != (task.n_in, hidden, task.n_out):
             raise InputError(f"teacher {path} has dims {model.dims}, need {(task.n_in, hidden, task.n_out)}")
         return model
+    unit = Unit("teacher", f"s{seed}/teacher-h{hidden}", seed, TaskSpec(settings.task, settings.data),
+                TeacherConfig(hidden=hidden, **vars(settings.teacher)))
     with report.progress(not quiet) as p:
-        model, hit = cache.teacher(task, teacher_config(settings, hidden), seed,
-                                   report.tracker(p, f"teacher H={hidden} (cached for next time)",
-                                                  settings.teacher.epochs))
+        bar = report.tracker(p, f"teacher H={hidden} (cached for next time)", settings.teacher.epochs)
+        (_, model), hit = obtain(unit, Store(cache_dir() / "units", warn), bar)
     if not quiet:
-        report.err.print(f"teacher H={hidden} seed {seed}: {'from cache' if hit else 'trained'} ({cache.cache_dir()})")
+        report.err.print(f"teacher H={hidden} seed {seed}: {'from cache' if hit else 'trained'} ({cache_dir()})")
     return model
 
 
@@ -86,10 +80,11 @@ common = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="Settings file (TOML, see configs/); flags override it."),
     click.option("--seed", type=int, default=0, show_default=True),
+    task_option, quiet_option, json_option,
 ]
 
 
-def _apply(opts):
+def _apply(opts):  # the options the student and cs commands share
     def deco(f):
         for o in reversed(opts):
             f = o(f)
@@ -115,9 +110,6 @@ def _apply(opts):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @_apply(common)
-@task_option
-@quiet_option
-@json_option
 def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, schedule, out, config_path, seed,
             task_name, data_path, quiet, as_json):
     """Train a hard-ternary student from a float teacher of the same width."""
@@ -127,16 +119,15 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     tag = f"{'S' if shaped else 's'}{'D' if distill else 'd'}"
     out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
-    cfg = student_config(settings, hidden, shaped, distill)
+    cfg = StudentConfig(hidden=hidden, shaped=shaped, distill=distill, **vars(settings.student))
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
         model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
                                                                               cfg.epochs))
     seconds = time.perf_counter() - t0
     t_eval = evaluate(teacher, task)
-    figures = {"train_mse": float(hist.mse[-1]), **evaluate(model, task), "teacher_eval_mse": t_eval["eval_mse"],
-               "zero_share": model.zero_share(), "seconds": seconds}
-    figures["vs_float"] = figures["eval_mse"] / t_eval["eval_mse"]
+    figures = {**trained_figures(model, hist, task), "teacher_eval_mse": t_eval["eval_mse"], "seconds": seconds}
+    figures["vs_float"] = vs_float(figures["eval_mse"], t_eval["eval_mse"])
     model.meta["figures"] = figures
     _save(model, out)
     if as_json:
@@ -165,9 +156,6 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the result [default: cs-h{H}-s{SEED}.npz].")
 @_apply(common)
-@task_option
-@quiet_option
-@json_option
 def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, data_path, quiet, as_json):
     """Coordinate search over trits (the C program's baseline)."""
     settings = _settings(config_path, **_task_flags(task_name, data_path), cs__sweeps=sweeps)
@@ -183,15 +171,10 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
                              f"{task.n_in} / {task.n_out}")
         hidden = start.hidden
     out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
-    X, Y = search_set(task, settings, seed)
-    before = evaluate(start, task)
     t0 = time.perf_counter()
-    model, res = coordinate_search(start, X, Y, settings.cs.sweeps)
+    model, res = search_from(start, task, settings.cs, seed)
     seconds = time.perf_counter() - t0
-    after = evaluate(model, task)
-    figures = {"source": source, "hidden": hidden, "search_mse": res.mse_history, "flips": res.flips,
-               "sweeps": res.sweeps, "eval_mse_before": before["eval_mse"], "eval_mse": after["eval_mse"],
-               "ref_mse": after.get("ref_mse"), "zero_share": model.zero_share(), "seconds": seconds}
+    figures = {"source": source, "hidden": hidden, **search_figures(start, model, res, task), "seconds": seconds}
     model.meta.update(figures=figures, seed=seed, task=task.describe())
     _save(model, out)
     if as_json:
@@ -199,10 +182,11 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
         return
     rows = {"search MSE per sweep": " -> ".join(report.fmt(x) for x in res.mse_history),
             "flips kept": res.flips, "sweeps run": res.sweeps,
-            "eval MSE before": before["eval_mse"], "eval MSE after": after["eval_mse"]}
-    if after.get("ref_mse") is not None:
-        rows["eval MSE after (phase 0; C protocol)"] = after["ref_mse"]
-    rows.update({"zero trits": f"{100 * model.zero_share():.1f}%", "time (s)": f"{seconds:.2f}", "saved to": str(out)})
+            "eval MSE before": figures["start_eval_mse"], "eval MSE after": figures["eval_mse"]}
+    if figures.get("ref_mse") is not None:
+        rows["eval MSE after (phase 0; C protocol)"] = figures["ref_mse"]
+    rows.update({"zero trits": f"{100 * figures['zero_share']:.1f}%", "time (s)": f"{seconds:.2f}",
+                 "saved to": str(out)})
     report.out.print(report.kv_table(f"Coordinate search from {source}, H={hidden}, seed {seed}", rows))
 
 
@@ -211,6 +195,12 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @click.option("--seeds", default=None, help="Several seeds: a count N (0..N-1) or a range A:B.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Settings file (TOML; configs/default.toml is the reference size, configs/quick.toml a smoke run).")
+@click.option("--factor", "factors", multiple=True, metavar="KEY=LOW,HIGH",
+              help="A two-level factor (repeatable): any settings key, e.g. student.lr=0.003,0.01, hidden=16,32, "
+                   "student.mask=reference,seed. Without any: the seeds' shaped x distill x width.")
+@click.option("--runs", type=POSITIVE_INT, default=None,
+              help="Runs of the design (a power of two) [full 2^k up to 5 factors, else the smallest resolution-IV "
+                   "fraction].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write results.json, results.csv, timing.json and the models here; each finished training is "
                    "kept in OUT/units at once, and rerunning the same command resumes from them.")
@@ -222,18 +212,30 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @click.option("--student-epochs", type=POSITIVE_INT, default=None)
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-              help="Write PNGs here: predictions, learning curves, effects (needs matplotlib: ternq[plot]).")
+              help="Write PNGs here: effects (bars and half-normal); for the seeds' design also predictions and "
+                   "learning curves (needs matplotlib: ternq[plot]).")
 @task_option
 @quiet_option
 @json_option
-def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teacher_epochs, student_epochs,
-              no_gradcheck, plot_dir, task_name, data_path, quiet, as_json):
-    """Run the 2x2x2 factorial (shaped x distill x width) plus coordinate search, and report effects."""
+def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
+              student_epochs, no_gradcheck, plot_dir, task_name, data_path, quiet, as_json):
+    """Run a two-level design of training recipes and report its effects.
+
+    Without --factor: the seeds' 2x2x2 (shaped x distill x width) plus coordinate search.
+    """
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
     chosen = [seed] if seed is not None else seeds
     settings = _settings(config_path, experiment__seeds=chosen, **_task_flags(task_name, data_path),
                          student__mask=mask, teacher__epochs=teacher_epochs, student__epochs=student_epochs)
+    if factors or runs is not None:
+        try:
+            given = tuple(parse_factor(f) for f in factors) if factors else settings.design.factors
+            design = DesignSettings(given, runs, () if factors else settings.design.generators)
+            settings = replace(settings, design=design)
+            design.validate(settings)
+        except SettingsError as exc:
+            raise InputError(f"design: {exc}") from None
     load_task(settings.task, settings.data or None)  # fail early on a bad task or file
     if plot_dir is not None:
         try:
@@ -241,14 +243,16 @@ def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teach
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'ternq[plot]'") from None
         make_out_dir(plot_dir, "effects.png")
-    units = plan(settings)
+    from ..experiment.plans import plan as make_plan
+
+    units = make_plan(settings).units
     store = None
     if out_dir is not None:
         out_path = make_out_dir(out_dir, "results.json")
-        store = UnitStore(out_path / "units", warn)
+        store = Store(out_path / "units", warn)
     with (locked(out_path) if store else nullcontext()), cluster(scheduler) as client, \
             report.progress(not quiet) as p:
-        done = store.scan(units, settings) if store else {}
+        done = store.scan(units) if store else {}
         if not quiet:
             resume_note(len(done), len(units), store.root if store else "")
         overall = p.add_task("factorial", total=len(units), completed=len(done), loss="-") if p else None
@@ -257,46 +261,44 @@ def factorial(seed, seeds, config_path, out_dir, workers, scheduler, mask, teach
         def on_start(unit: Unit):
             if p is None:
                 return None
-            total = settings.teacher.epochs if unit.kind == "teacher" else settings.student.epochs
-            bars[unit.key] = p.add_task(unit.key, total=total if unit.kind != "cs" else 1, loss="-")
+            total = unit.config.epochs if unit.kind != "cs" else 1
+            bars[unit.key] = p.add_task(unit.key, total=total, loss="-")
             tid = bars[unit.key]
             return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
 
         def on_done(unit, fig, model):
             if store is not None:
-                store.save(unit, unit_digest(unit, settings), fig, model)
+                store.save(unit, fig, model)
             if p is not None:
                 if unit.key in bars:
                     p.remove_task(bars.pop(unit.key))
                 p.advance(overall)
 
         try:
-            doc, results = run_factorial(settings, workers=workers, check_gradients=not no_gradcheck,
-                                         on_start=on_start, on_done=on_done, done=done,
-                                         runner=dask_runner(client) if client is not None else None)
+            doc, plan, results = run_experiment(settings, workers=workers, client=client,
+                                                check_gradients=not no_gradcheck, on_start=on_start,
+                                                on_done=on_done, done=done)
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
-        if client is not None:
-            doc["timing"]["workers"] = f"{len(client.scheduler_info(n_workers=-1)['workers'])} Dask"
     if out_dir is not None:
         try:
-            save_results(doc, results, out_dir)
+            save_results(doc, models_of(plan, results), out_dir)
         except OSError as exc:
             raise InputError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
     if plot_dir is not None:
         try:
-            written = save_plots(doc, results, settings, plot_dir)
+            written = save_plots(doc, plan, results, plot_dir)
         except OSError as exc:
             raise InputError(f"cannot write plots to {plot_dir}: {exc.strerror or exc}") from None
         if not quiet:
             report.err.print(f"plots: {', '.join(str(w) for w in written)}")
     if as_json:
-        from ..factorial import clean
-
-        report.print_json(clean(split_timing(doc)[0]))
+        report.print_json(split_timing(doc)[0])
     else:
-        for table in report.factorial_tables(doc):
-            report.out.print(table)
+        tables = report.factorial_tables(doc) if plan.seeds_design else report.design_tables(doc)
+        for table in tables:
+            if table is not None:
+                report.out.print(table)
         t = doc["timing"]
         report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
                          f"{t['training_s']:.2f} s on {t['workers']} workers)"

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from .. import config, report
-from ..factorial import GradientCheckError
-from ..store import FolderLock, StoreLockedError
+from ..experiment.plans import plan
+from ..experiment.run import GradientCheckError
+from ..experiment.store import FolderLock, StoreLockedError
 from . import InputError, cli
 from .options import POSITIVE_INT, check_writable, json_option, quiet_option
 
@@ -29,7 +30,7 @@ def cluster(address: str | None):
     if address is None:
         yield None
         return
-    from ..sweep import ClusterError, connect
+    from ..experiment.execute import ClusterError, connect
 
     try:
         client = connect(address)
@@ -98,7 +99,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
-    total = sum(12 * len(c.settings.seeds) for c in cells)
+    total = len({u.digest for c in cells for u in plan(c.settings).units})
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
@@ -108,7 +109,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
             if p is not None:
                 p.advance(bar, done)
 
-        def on_done(cell, unit):
+        def on_done(unit):
             if p is not None:
                 p.advance(bar)
 
@@ -122,9 +123,9 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
                 raise
             raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
     if as_json:
-        from ..factorial import clean, split_timing
+        from ..report.files import split_timing
 
-        report.print_json(clean(split_timing(doc)[0]))
+        report.print_json(split_timing(doc)[0])
         return
     report.out.print(sweep_table(doc))
     t = doc["timing"]

@@ -4,6 +4,8 @@ Each epoch: quantize once (student), run the teacher alongside (distillation),
 BPTT on the epoch's batch, STE mapping and mask (student), clip, Adam.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
@@ -91,3 +93,60 @@ def train_epochs(
                 if theta[k] < smin:
                     theta[k] = smin
     return -1
+
+
+# --- the typed entry point: callers name the schedule instead of passing 25 positional arguments ----
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What :func:`train_epochs` needs besides the arrays: schedule, optimiser and the student's switches.
+
+    ``beta`` and ``alpha`` are (start, end) of the smoothstep sharpness and the
+    trajectory weight, run linearly over the epochs; ``lr_kind`` is
+    :data:`LR_CONSTANT` or :data:`LR_COSINE`; ``mask_kind`` a mask of
+    :mod:`ternq.kernels.ternary`.
+    """
+
+    n_epochs: int
+    dt: float
+    lr: float
+    lr_min: float
+    lr_kind: int = LR_COSINE
+    clip: float = 5.0
+    student: bool = False
+    mask_kind: int = 0
+    beta: tuple[float, float] = (1.0, 1.0)
+    alpha: tuple[float, float] = (0.0, 0.0)
+
+
+def run_epochs(theta: np.ndarray, m: np.ndarray, v: np.ndarray, X: np.ndarray, Y: np.ndarray, e0: int, e1: int,
+               dims: tuple[int, int, int], s: LoopSettings, teacher: np.ndarray | None,
+               losses: np.ndarray, mses: np.ndarray) -> int:
+    """Train ``theta`` (with Adam moments ``m``, ``v``) in place for epochs ``e0 .. e1-1``.
+
+    Parameters
+    ----------
+    theta, m, v : np.ndarray
+        Parameters and Adam moments, one dtype, updated in place.
+    X, Y : np.ndarray
+        Every epoch's batch, (E, B, T, n_in) and (E, B, T, n_out).
+    e0, e1 : int
+        The epochs to run, of ``s.n_epochs``.
+    dims : (n_in, hidden, n_out)
+    s : LoopSettings
+        Schedule, optimiser and the student's switches.
+    teacher : np.ndarray or None
+        The float teacher's effective parameters for trajectory distillation (None: none).
+    losses, mses : np.ndarray
+        Per-epoch loss and output MSE, written for the epochs run.
+
+    Returns
+    -------
+    int
+        -1, or the first epoch whose loss was not finite.
+    """
+    n_in, hidden, n_out = dims
+    tp = np.empty(0, theta.dtype) if teacher is None else teacher
+    return int(train_epochs(theta, m, v, X, Y, e0, e1, s.n_epochs, n_in, hidden, n_out, s.dt,
+                            s.lr, s.lr_min, s.lr_kind, s.clip, s.student, s.mask_kind, s.beta[0], s.beta[1],
+                            tp, s.alpha[0], s.alpha[1], losses, mses))

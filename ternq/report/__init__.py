@@ -1,4 +1,7 @@
-"""Presentation: rich tables and progress displays. No computation lives here."""
+"""Presentation: rich tables and progress displays (here), plots (:mod:`.plots`), files (:mod:`.files`).
+
+No figure is computed here: the engine's summary (:mod:`ternq.experiment.summary`) makes them all.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .jsonsafe import dumps
+from ..jsonsafe import dumps
 
 # a pipe or a file gets a fixed width wide enough for the factorial matrix
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -108,19 +111,32 @@ def factorial_tables(doc: dict) -> list[Table]:
     for w, t in doc["teachers"].items():
         m.add_row("float", "teacher", "", w, "", _ci(t), "1.00x", "")
 
-    e = Table(title="Effects on log10(eval MSE) (negative = lower error)"
+    e = effects_table(doc)
+
+    return [m, e, checklist_table(doc), predictions_table(doc)]
+
+
+def effects_table(doc: dict) -> Table:
+    """Every effect with its interval, x MSE, verdict (and aliases, for a fractional design)."""
+    n = len(doc["seeds"])
+    many = n > 1
+    fractional = bool(doc["design"]["generators"])
+    e = Table(title=f"Effects on {doc.get('response', 'log10(eval MSE)')} (negative = lower error)"
               + (f"; mean over {n} seeds [95% CI]" if many else "; one seed: no interval"))
-    for col in ("Effect", "Factor(s)", "Estimate", "95% CI", "x MSE", "Verdict"):
-        e.add_column(col, justify="left" if col in ("Effect", "Factor(s)", "Verdict") else "right")
+    cols = ["Effect", "Factor(s)", "Estimate", "95% CI", "x MSE", "Verdict"] + (["Aliases"] if fractional else [])
+    for col in cols:
+        e.add_column(col, justify="left" if col in ("Effect", "Factor(s)", "Verdict", "Aliases") else "right")
     for name, d in doc["effects"].items():
         has_ci = d["n"] > 1 and not np.isnan(d["lo"])
-        if has_ci:
-            verdict = "helps" if d["hi"] < 0 else "hurts" if d["lo"] > 0 else "not distinguishable from 0"
-        else:
-            verdict = "(needs several seeds)"
-        e.add_row(name, d["label"], f"{d['mean']:+.3f}", f"[{d['lo']:+.3f}, {d['hi']:+.3f}]" if has_ci else "-",
-                  f"{10 ** d['mean']:.2f}x", verdict)
+        row = [name, d["label"], f"{d['mean']:+.3f}", f"[{d['lo']:+.3f}, {d['hi']:+.3f}]" if has_ci else "-",
+               f"{10 ** d['mean']:.2f}x", d["verdict"]]
+        if fractional:
+            row.append(" = ".join(d["aliases"]) or "-")
+        e.add_row(*row)
+    return e
 
+
+def checklist_table(doc: dict) -> Table:
     c = Table(title="Success criteria (the seeds')")
     c.add_column("")
     c.add_column("Criterion")
@@ -130,6 +146,49 @@ def factorial_tables(doc: dict) -> list[Table]:
         shown = fmt(v) if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v))
         if "config" in item:
             shown += f" (config {item['config']})"
+        if "run" in item:
+            shown += f" (run {item['run']})"
         mark = "[green]✓[/]" if item["ok"] else ("[yellow]?[/]" if item["ok"] is None else "[red]✗[/]")
         c.add_row(mark, item["item"], shown)
-    return [m, e, c]
+    return c
+
+
+def predictions_table(doc: dict) -> Table | None:
+    """The seeds' five predictions with the measured figure and the verdict (seeds' design only)."""
+    if not doc.get("predictions"):
+        return None
+    t = Table(title=f"The seeds' predictions ({len(doc['seeds'])} seed{'s' if len(doc['seeds']) > 1 else ''})")
+    for col in ("Prediction", "Measured", "Verdict"):
+        t.add_column(col)
+    colour = {"held": "green", "not held": "red"}
+    for p in doc["predictions"]:
+        v = p["verdict"]
+        t.add_row(p["prediction"], p["measured"], f"[{colour[v]}]{v}[/]" if v in colour else v)
+    return t
+
+
+def design_tables(doc: dict) -> list[Table]:
+    """A general design: its runs (levels and eval MSE), the effects, the checklist."""
+    d = doc["design"]
+    n = len(doc["seeds"])
+    res = d["resolution"]
+    kind = f"2^({d['k']}-{len(d['generators'])}) resolution {res}" if d["generators"] else f"full 2^{d['k']}"
+    title = (f"Design: {kind}, {d['runs']} runs x {n} seed{'s' if n > 1 else ''} on {doc['task']['name']}"
+             + (f"; generators {', '.join(d['generators'])}" if d["generators"] else ""))
+    f = Table(title=title)
+    for col in ("Letter", "Key", "Low (-)", "High (+)"):
+        f.add_column(col)
+    for fac in d["factors"]:
+        f.add_row(fac["letter"], fac["key"], str(fac["levels"][0]), str(fac["levels"][1]))
+    if d["generators"]:
+        f.caption = "Defining relation: " + " = ".join(d["defining_relation"])
+    r = Table(title="Runs: eval MSE on held-out sequences" + (" (geometric mean over seeds [95% CI])" if n > 1 else ""))
+    r.add_column("Run", justify="right")
+    for fac in d["factors"]:
+        r.add_column(fac["letter"], justify="center")
+    for col in ("Width", "Train MSE", "Eval MSE", "vs Float", "vs Run 1"):
+        r.add_column(col, justify="right", no_wrap=True)
+    for i, row in enumerate(doc["runs"]):
+        r.add_row(str(row["run"]), *("+" if x > 0 else "-" for x in d["matrix"][i]), str(row["width"]),
+                  _ci(row["train_mse"]), _ci(row["eval_mse"]), _ratio(row["vs_float"]), _ratio(row["vs_baseline"]))
+    return [f, r, effects_table(doc), checklist_table(doc)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Model
-from .tasks import Task
-from .train import predict
+from ..model import Model
+from ..tasks import Task
+from ..train import predict
 
 
 def _plt():
@@ -25,7 +25,7 @@ def _plt():
 def _save(fig, path: Path) -> Path:
     import io
 
-    from .model import atomic_write_bytes
+    from ..model import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -85,4 +85,34 @@ def effects(doc: dict, path: str | Path) -> Path:
     ax.set_xlabel("effect on log10(eval MSE)  (negative = lower error)")
     n = len(doc["seeds"])
     ax.set_title(f"Factorial effects, {n} seed{'s' if n > 1 else ''}" + (" (95% CI)" if n > 1 else ""))
+    return _save(fig, Path(path))
+
+
+def half_normal(doc: dict, path: str | Path) -> Path:
+    """Half-normal plot of every effect: |estimate| against half-normal quantiles, with 95% intervals.
+
+    Effects that stand off the line through the small ones are the real ones; the
+    bars are each effect's interval over seeds (none with one seed).
+    """
+    from statistics import NormalDist
+
+    plt = _plt()
+    names = sorted(doc["effects"], key=lambda n: abs(doc["effects"][n]["mean"]))
+    m = len(names)
+    q = [NormalDist().inv_cdf(0.5 + 0.5 * (i + 0.5) / m) for i in range(m)]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for qi, n in zip(q, names, strict=True):
+        d = doc["effects"][n]
+        mean, lo, hi = d["mean"], d["lo"], d["hi"]
+        colour = "tab:green" if d["verdict"] == "helps" else "tab:red" if d["verdict"] == "hurts" else "tab:gray"
+        if lo is not None and not np.isnan(lo):  # the interval of |effect|
+            a, b = sorted((abs(lo), abs(hi)))
+            low = 0.0 if lo < 0 < hi else a
+            ax.plot([low, b], [qi, qi], color=colour, lw=1.5)
+        ax.plot(abs(mean), qi, "o", color=colour)
+        ax.annotate(f"{n} ({d['label']})", (abs(mean), qi), textcoords="offset points", xytext=(6, 3), fontsize=7)
+    ax.set_xlabel(f"|effect| on {doc.get('response', 'log10(eval MSE)')}   (green helps, red hurts, grey unclear)")
+    ax.set_ylabel("half-normal quantile")
+    n = len(doc["seeds"])
+    ax.set_title(f"Half-normal plot of the effects, {n} seed{'s' if n > 1 else ''}" + (" (95% CI)" if n > 1 else ""))
     return _save(fig, Path(path))

@@ -1,0 +1,266 @@
+"""One executor: units run in-process, on local threads or on a Dask cluster, through one scheduling loop.
+
+The loop submits every unit whose dependencies are done (longest first: a
+shorter tail), as groups through :func:`ternq.experiment.units.run_group`, up to
+the backend's capacity, and collects results as they finish. Units are
+identified by digest, so a unit planned twice (a teacher shared by two runs or
+two sweep cells) runs once. Only the backend differs: :class:`Serial` runs a
+group at once, :class:`Threads` on a thread pool (the kernels release the GIL),
+:class:`Dask` as one Dask task that receives the units and their dependencies'
+models (a few kB), never more. Results are the same bits on every backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from ..model import Model
+from .units import Result, Unit, _own, run_group, versions
+
+OnStart = Callable[[Unit], Callable | None]
+OnDone = Callable[[Unit, dict, Model], None]
+
+
+class ClusterError(RuntimeError):
+    """The Dask cluster cannot be used (unreachable, no workers, other package versions)."""
+
+
+class Serial:
+    """Run each group at once, in this thread."""
+
+    capacity = 1
+    local = True
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which re-raises it
+            fut.set_exception(exc)
+        return fut
+
+    def wait(self, futures) -> set:
+        return set(futures)
+
+    def result(self, fut) -> list[Result]:
+        return fut.result()
+
+    def close(self) -> None:
+        pass
+
+
+class Threads(Serial):
+    """Run groups on ``workers`` local threads."""
+
+    def __init__(self, workers: int):
+        self.capacity = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+
+    def submit(self, fn, *args) -> Future:
+        return self._pool.submit(fn, *args)
+
+    def wait(self, futures) -> set:
+        return wait(futures, return_when=FIRST_COMPLETED)[0]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Dask:
+    """Run groups as tasks on a ``distributed.Client``; capacity is the cluster's thread count."""
+
+    local = False
+
+    def __init__(self, client):
+        self.client = client
+        info = client.scheduler_info(n_workers=-1)["workers"]
+        self.workers = len(info)
+        self.capacity = max(1, sum(w.get("nthreads", 1) for w in info.values()))
+        self._token = uuid.uuid4().hex[:8]
+        self._finished = None  # a distributed.as_completed over every submitted task
+
+    def submit(self, fn, units, deps, progress=None):
+        from distributed import as_completed
+
+        key = f"ternq-{units[0].key.replace('/', '-')}-{units[0].digest[:10]}-{self._token}"
+        fut = self.client.submit(fn, units, deps, None, pure=False, key=key)
+        if self._finished is None:
+            self._finished = as_completed([fut], loop=self.client.loop)
+        else:
+            self._finished.add(fut)
+        return fut
+
+    def wait(self, futures) -> set:
+        return {next(self._finished)}
+
+    def result(self, fut) -> list[Result]:
+        out = [(fig, _own(model)) for fig, model in fut.result()]
+        fut.release()
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def backend_for(workers: int = 1, client=None):
+    """The backend: Dask with a client, else threads for ``workers`` > 1, else serial."""
+    if client is not None:
+        return Dask(client)
+    return Threads(workers) if workers > 1 else Serial()
+
+
+def singletons(ready: list[Unit]) -> list[list[Unit]]:
+    """Today's grouping: one unit per group (batched kernels will group same-shaped trainings)."""
+    return [[u] for u in ready]
+
+
+def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None = None,
+            on_start: OnStart | None = None, on_done: OnDone | None = None,
+            group: Callable[[list[Unit]], list[list[Unit]]] = singletons) -> dict[str, Result]:
+    """Run ``units`` (each digest once) on ``backend``, each as soon as its dependencies are done.
+
+    Parameters
+    ----------
+    units : iterable of Unit
+        What to run; dependencies not listed are run too.
+    backend : Serial, Threads or Dask, optional
+        Where to run [default: serial].
+    done : dict, optional
+        Results already available, by digest (they are not rerun).
+    on_start : callable, optional
+        ``on_start(unit)`` may return a progress callback for the unit (local backends).
+    on_done : callable, optional
+        ``on_done(unit, figures, model)`` for every unit of ``units`` as its result arrives
+        (also for a unit whose digest another unit of the list already ran).
+    group : callable
+        Splits the ready units into the groups given to one :func:`run_group` call.
+
+    Returns
+    -------
+    dict
+        Every result by digest (those of ``done`` included).
+    """
+    backend = backend or Serial()
+    results: dict[str, Result] = dict(done or {})
+    wanted: dict[str, list[Unit]] = {}
+
+    def want(u: Unit) -> None:
+        for d in u.deps:
+            if d.digest not in wanted:
+                want(d)
+        wanted.setdefault(u.digest, [])
+
+    for u in units:
+        want(u)
+        wanted[u.digest].append(u)
+    pending = {d: None for d in wanted if d not in results}
+    by_digest = {}
+    for u in units:
+        by_digest.setdefault(u.digest, u)
+
+    def unit_of(digest: str) -> Unit:
+        if digest in by_digest:
+            return by_digest[digest]
+        stack = list(by_digest.values())
+        while stack:  # a dependency that was not listed itself
+            u = stack.pop()
+            for d in u.deps:
+                by_digest.setdefault(d.digest, d)
+                stack.append(d)
+        return by_digest[digest]
+
+    def finish(unit: Unit, out: Result) -> None:
+        results[unit.digest] = out
+        if on_done is not None:
+            for u in wanted.get(unit.digest, []):
+                on_done(u, dict(out[0]), out[1])
+
+    running: dict = {}
+    try:
+        while pending or running:
+            ready = sorted((unit_of(d) for d in pending if all(x.digest in results for x in unit_of(d).deps)),
+                           key=lambda u: -u.cost())
+            for g in group(ready)[: max(0, backend.capacity - len(running))]:
+                for u in g:
+                    del pending[u.digest]
+                deps = {x.digest: results[x.digest][1] for u in g for x in u.deps}
+                progress = {u.digest: on_start(u) for u in g} if (on_start and backend.local) else None
+                running[backend.submit(run_group, g, deps, progress)] = g
+            if not running:
+                raise RuntimeError("unsatisfiable dependencies: " + ", ".join(unit_of(d).key for d in pending))
+            for fut in backend.wait(running):
+                g = running.pop(fut)
+                for u, out in zip(g, backend.result(fut), strict=True):
+                    finish(u, out)
+    finally:
+        if running and not backend.local:
+            backend.client.cancel(list(running))
+    return results
+
+
+# --- Dask clusters -------------------------------------------------------------------------------
+
+def worker_environment() -> dict:
+    """Package versions and ternq's code on a worker (the numbers are bit-identical only with the same ones)."""
+    return versions()  # includes "ternq code", fixed when first computed in this process
+
+
+def connect(address: str, workers_timeout: float = 60.0):
+    """A ``distributed.Client`` on the scheduler at ``address``, checked for workers and versions.
+
+    The connection timeout is Dask's ``distributed.comm.timeouts.connect``
+    (30 s; environment ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ClusterError("--scheduler needs Dask: pip install 'ternq[dask]'") from None
+    try:
+        client = Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    try:
+        check_cluster(client, workers_timeout)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def check_cluster(client, workers_timeout: float = 60.0) -> None:
+    """Wait for a worker; refuse workers whose packages differ from ours (results would differ)."""
+    try:
+        client.wait_for_workers(1, timeout=workers_timeout)
+    except TimeoutError:
+        raise ClusterError(f"no Dask worker joined the scheduler within {workers_timeout:.0f} s") from None
+    here = worker_environment()
+    try:
+        there = client.run(worker_environment)
+    except ImportError as exc:
+        raise ClusterError(f"a Dask worker cannot import ternq ({exc}); install it on every worker") from None
+    for worker, env in sorted(there.items()):
+        diff = [f"{k} {env.get(k)} (here {v})" for k, v in here.items() if env.get(k) != v]
+        if diff:
+            raise ClusterError(f"Dask worker {worker} runs {', '.join(diff)}: results would not be bit-identical"
+                               " (install the same versions there, or restart workers that predate a code change)")
+
+
+def obtain(unit: Unit, store, progress: Callable | None = None) -> tuple[Result, bool]:
+    """One unit from ``store`` if it holds it, else run (with its dependencies) and stored.
+
+    Returns ((figures, model), whether it came from the store).
+    """
+    done = store.scan([unit])
+    if unit.digest in done:
+        return done[unit.digest], True
+
+    def save(u: Unit, fig: dict, model: Model) -> None:
+        try:
+            store.save(u, fig, model)
+        except OSError:
+            pass  # a read-only cache only costs a rerun next time
+
+    results = execute([unit], Serial(), on_start=lambda u: progress if u is unit else None, on_done=save)
+    return results[unit.digest], False

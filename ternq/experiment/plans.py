@@ -1,0 +1,345 @@
+"""Settings -> a design -> the units of work.
+
+A *run* of a design is one recipe: a width, the teacher's and the student's
+settings. The seeds' design (no factor given) is the 2^3 of shaped gradient (A),
+trajectory distillation (B) and width (C), plus two coordinate-search rows.
+Any other design names its factors by settings keys (``student.mask``,
+``student.lr``, ``teacher.epochs``, ``hidden``, ...) with two levels each; its
+base recipe is the seeds' config 1 (no shaping, no distillation, the narrow
+width) with the settings file's values.
+
+For every seed each run gets a teacher (one per width and teacher settings:
+shared by the runs that agree on them) and a student; units equal in content
+share one digest and run once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+
+from ..search import SearchSettings
+from ..train import SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
+from .effects import LETTERS, Design, DesignError, choose
+from .units import TaskSpec, Unit
+
+WIDTH = "hidden"
+TRUE = {"true", "yes", "on", "1"}
+FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class Factor:
+    """A two-level factor: a settings key and its low and high levels."""
+
+    key: str
+    low: object
+    high: object
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key
+
+
+def _default_of(key: str):
+    """The default value of a factor key (which tells its type); :class:`SettingsError` if no such key."""
+    if key == WIDTH:
+        return 16
+    sec, _, attr = key.partition(".")
+    blocks = {"teacher": TeacherConfig, "student": StudentConfig}
+    if sec not in blocks or not attr:
+        raise SettingsError(key, "unknown factor key (a factor is 'hidden', 'teacher.KEY' or 'student.KEY')")
+    known = {f.name: f.default for f in fields(blocks[sec]) if f.name != "hidden"}
+    if attr == "hidden":
+        raise SettingsError(key, "the width is the factor 'hidden' (teacher and student share it)")
+    if attr not in known:
+        raise SettingsError(key, f"unknown key (known: {', '.join(sorted(known))})")
+    return known[attr]
+
+
+def parse_level(key: str, value, default):
+    """A level (from TOML, or text from the command line) in the type of the setting's default."""
+    kind = type(default)
+    if isinstance(default, tuple):
+        raise SettingsError(key, "a pair setting cannot be a two-level factor")
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            if kind is bool:
+                if text not in TRUE | FALSE:
+                    raise ValueError
+                return text in TRUE
+            return kind(value)
+        except ValueError:
+            raise SettingsError(key, f"level {value!r} is not a {kind.__name__}") from None
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    raise SettingsError(key, f"level {value!r} is not a {kind.__name__}")
+
+
+def make_factor(key: str, low, high, label: str = "") -> Factor:
+    """A checked factor: the key exists, the levels have its type and differ."""
+    default = _default_of(key)
+    lo, hi = parse_level(key, low, default), parse_level(key, high, default)
+    if lo == hi:
+        raise SettingsError(key, f"the two levels are equal ({lo!r})")
+    if key == WIDTH and min(lo, hi) <= 0:
+        raise SettingsError(key, "widths must be positive")
+    return Factor(key, lo, hi, label)
+
+
+def parse_factor(text: str) -> Factor:
+    """``KEY=LOW,HIGH`` (the command line's ``--factor``) as a :class:`Factor`."""
+    m = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*=\s*([^,]+?)\s*,\s*([^,]+?)\s*", text)
+    if not m:
+        raise SettingsError("factor", f"{text!r} is not KEY=LOW,HIGH (e.g. student.lr=0.003,0.01)")
+    return make_factor(*m.groups())
+
+
+@dataclass(frozen=True)
+class DesignSettings:
+    """The ``[design]`` section: factors (none: the seeds' design), an optional run count and generators.
+
+    In TOML::
+
+        [design]
+        runs = 16                         # optional
+        generators = ["E=ABC", "F=BCD"]   # optional
+        [design.factors]                  # letters A, B, ... in this order
+        shaped = { key = "student.shaped", levels = [false, true] }
+        lr = { key = "student.lr", levels = [0.003, 0.01] }
+    """
+
+    factors: tuple[Factor, ...] = ()
+    runs: int | None = None
+    generators: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, body: dict) -> DesignSettings:
+        """From a TOML table; :class:`SettingsError` naming the key on a mistake."""
+        for key in body:
+            if key not in ("factors", "runs", "generators"):
+                raise SettingsError(key, "unknown key (known: factors, generators, runs)")
+        raw = body.get("factors", {})
+        if not isinstance(raw, dict):
+            raise SettingsError("factors", "expected a table of name = { key = ..., levels = [low, high] }")
+        factors = []
+        for label, spec in raw.items():
+            if not (isinstance(spec, dict) and set(spec) == {"key", "levels"} and isinstance(spec["key"], str)
+                    and isinstance(spec["levels"], list) and len(spec["levels"]) == 2):
+                raise SettingsError(f"factors.{label}", "expected { key = \"section.key\", levels = [low, high] }")
+            try:
+                factors.append(make_factor(spec["key"], *spec["levels"], label=label))
+            except SettingsError as exc:
+                raise SettingsError(f"factors.{label}", str(exc)) from None
+        runs = body.get("runs")
+        if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int)):
+            raise SettingsError("runs", f"expected an integer, got {runs!r}")
+        gens = body.get("generators", [])
+        if not (isinstance(gens, list) and all(isinstance(g, str) for g in gens)):
+            raise SettingsError("generators", "expected a list of strings such as \"E=ABC\"")
+        return cls(tuple(factors), runs, tuple(g.replace(" ", "") for g in gens))
+
+    def design(self) -> Design:
+        """The design of these factors (:func:`ternq.experiment.effects.choose`)."""
+        try:
+            return choose(len(self.factors), self.runs, self.generators)
+        except DesignError as exc:
+            raise SettingsError("factors" if self.runs is None else "runs", str(exc)) from None
+
+    def validate(self, settings: ExperimentSettings | None = None) -> None:
+        """Raise :class:`SettingsError` for repeated keys, an impossible design, or runs whose settings fail."""
+        if not self.factors:
+            if self.runs is not None or self.generators:
+                raise SettingsError("factors", "runs and generators need factors")
+            return
+        keys = [f.key for f in self.factors]
+        if len(set(keys)) != len(keys):
+            raise SettingsError("factors", "a key is given twice")
+        self.design()
+        if settings is not None:
+            for run in runs_of(settings):
+                try:
+                    run.teacher.validate()
+                    run.student.validate()
+                except SettingsError as exc:
+                    raise SettingsError("factors", f"run {run.index}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return {"factors": [{"letter": LETTERS[i], "key": f.key, "label": f.name, "levels": [f.low, f.high]}
+                            for i, f in enumerate(self.factors)],
+                "runs": self.runs, "generators": list(self.generators)}
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """Everything an experiment reads: seeds, widths, task and one block per section."""
+
+    seeds: tuple[int, ...] = (0,)
+    widths: tuple[int, int] = (16, 32)
+    task: str = "sine"
+    data: str = ""  # a CSV or .npy series (replaces task when set)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    student: StudentSettings = field(default_factory=StudentSettings)
+    cs: SearchSettings = field(default_factory=SearchSettings)
+    design: DesignSettings = field(default_factory=DesignSettings)
+
+    def validate(self) -> None:
+        """Raise :class:`ternq.train.SettingsError` naming the first setting (``section.key``) that cannot be used."""
+        if len(self.widths) != 2 or self.widths[0] == self.widths[1] or min(self.widths) <= 0:
+            raise SettingsError("experiment.widths", f"two different positive widths, not {list(self.widths)}")
+        for sec in SECTIONS:
+            try:
+                block = getattr(self, sec)
+                block.validate(self) if sec == "design" else block.validate()
+            except SettingsError as exc:
+                raise SettingsError(f"{sec}.{exc.key}", str(exc).split(": ", 1)[1]) from None
+
+    def to_dict(self) -> dict:
+        """JSON-ready (tuples as lists), as written in results.json."""
+        d = asdict(self)
+        if not self.design.factors:
+            del d["design"]  # the seeds' design: results.json as before
+        else:
+            d["design"] = self.design.to_dict()
+        return _lists(d)
+
+
+def _lists(x):
+    if isinstance(x, dict):
+        return {k: _lists(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_lists(v) for v in x]
+    return x
+
+
+SECTIONS = [f.name for f in fields(ExperimentSettings) if f.default_factory is not MISSING]  # the blocks
+SEEDS_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
+                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
+                "ABC": "shaped x distill x width"}
+
+
+def seeds_design(settings: ExperimentSettings) -> DesignSettings:
+    """The seeds' 2^3: shaped gradient (A), trajectory distillation (B), width (C)."""
+    lo, hi = settings.widths
+    return DesignSettings((Factor("student.shaped", False, True, "shaped gradient"),
+                           Factor("student.distill", False, True, "trajectory distillation"),
+                           Factor(WIDTH, lo, hi, "width")))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recipe of a design: its levels (-1/+1 per factor) and the teacher and student it trains."""
+
+    index: int  # 1-based, design order (the seeds' config number for their design)
+    levels: tuple[int, ...]
+    teacher: TeacherConfig
+    student: StudentConfig
+
+
+def _apply(run_teacher: TeacherConfig, run_student: StudentConfig, factor: Factor, value):
+    if factor.key == WIDTH:
+        return replace(run_teacher, hidden=value), replace(run_student, hidden=value)
+    sec, _, attr = factor.key.partition(".")
+    if sec == "teacher":
+        return replace(run_teacher, **{attr: value}), run_student
+    return run_teacher, replace(run_student, **{attr: value})
+
+
+def runs_of(settings: ExperimentSettings) -> list[Run]:
+    """Every run of the settings' design (the seeds' when it names no factor), in design order."""
+    spec = settings.design if settings.design.factors else seeds_design(settings)
+    matrix = spec.design().matrix()
+    base_t = TeacherConfig(hidden=settings.widths[0], **vars(settings.teacher))
+    base_s = StudentConfig(hidden=settings.widths[0], **vars(settings.student))
+    out = []
+    for i, row in enumerate(matrix):
+        t, s = base_t, base_s
+        for f, level in zip(spec.factors, row, strict=True):
+            t, s = _apply(t, s, f, f.high if level > 0 else f.low)
+        out.append(Run(i + 1, tuple(int(x) for x in row), t, s))
+    return out
+
+
+@dataclass
+class Plan:
+    """The units of an experiment and where each figure comes from.
+
+    ``students[(run, seed)]`` and ``teachers[(run, seed)]`` are the units of a
+    run; ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
+    (source "teacher": PTQ+CS; "config1": CS refining config 1).
+    """
+
+    settings: ExperimentSettings
+    factors: tuple[Factor, ...]
+    design: Design
+    runs: list[Run]
+    seeds_design: bool
+    students: dict[tuple[int, int], Unit] = field(default_factory=dict)
+    teachers: dict[tuple[int, int], Unit] = field(default_factory=dict)
+    cs: dict[tuple[str, int], Unit] = field(default_factory=dict)
+
+    @property
+    def units(self) -> list[Unit]:
+        """Every unit once (by digest), dependencies before dependants."""
+        out, seen = [], set()
+
+        def add(u: Unit) -> None:
+            for d in u.deps:
+                add(d)
+            if u.digest not in seen:
+                seen.add(u.digest)
+                out.append(u)
+
+        for seed in self.settings.seeds:
+            for run in self.runs:
+                add(self.teachers[run.index, seed])
+            for run in self.runs:
+                add(self.students[run.index, seed])
+            for source in ("teacher", "config1"):
+                if (source, seed) in self.cs:
+                    add(self.cs[source, seed])
+        return out
+
+
+def _student_key(run: Run, seed: int, seeds: bool) -> str:
+    if seeds:  # the seeds' names: the same unit files as before the design became general
+        return f"s{seed}/student-{'S' if run.student.shaped else 's'}{'D' if run.student.distill else 'd'}" \
+               f"-h{run.student.hidden}"
+    return f"s{seed}/run{run.index:02d}-h{run.student.hidden}"
+
+
+def plan(settings: ExperimentSettings) -> Plan:
+    """The plan of ``settings``: its design's runs for every seed (and the CS rows of the seeds' design)."""
+    seeds = not settings.design.factors
+    spec = seeds_design(settings) if seeds else settings.design
+    runs = runs_of(settings)
+    task = TaskSpec(settings.task, settings.data)
+    base_teacher = TeacherConfig(hidden=0, **vars(settings.teacher))
+    p = Plan(settings, spec.factors, spec.design(), runs, seeds)
+    for seed in settings.seeds:
+        for run in runs:
+            t = run.teacher
+            key = f"s{seed}/teacher-h{t.hidden}"
+            if replace(t, hidden=0) != base_teacher:  # runs that vary the teacher's settings
+                key += "-" + "-".join(f"{k}{getattr(t, k)}" for k in vars(t)
+                                      if k != "hidden" and getattr(t, k) != getattr(base_teacher, k))
+            teacher = Unit("teacher", key, seed, task, t)
+            p.teachers[run.index, seed] = teacher
+            p.students[run.index, seed] = Unit("student", _student_key(run, seed, seeds), seed, task, run.student,
+                                               (teacher,))
+        if seeds:
+            lo = settings.widths[0]
+            cs: SearchSettings = settings.cs
+            p.cs["teacher", seed] = Unit("cs", f"s{seed}/cs-teacher-h{lo}", seed, task, cs,
+                                         (p.teachers[1, seed],), source="teacher")
+            p.cs["config1", seed] = Unit("cs", f"s{seed}/cs-config1-h{lo}", seed, task, cs,
+                                         (p.students[1, seed],), source="student")
+    return p

@@ -1,0 +1,169 @@
+"""One content-addressed store of finished units: an experiment's ``OUT/units/`` and the teacher cache.
+
+A unit's file is ``<key>.<digest[:16]>.npz`` (the key's ``/`` written as ``-``):
+a model file that :meth:`ternq.model.Model.load` reads, plus a ``unit`` entry,
+JSON with the unit's key, its full digest and its figures. Files are written
+through a temporary name and a rename, so a kill leaves the whole file or none;
+a run that stops resumes from the files that are there. A file that cannot be
+read, or that holds another unit or another digest, is reported in one line and
+its unit runs again. :class:`FolderLock` keeps two runs out of one folder.
+
+``ternq student`` and ``ternq cs`` keep the teachers they train in the same kind
+of store under ``$TERNQ_CACHE`` (default ``~/.cache/ternq``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..jsonsafe import dumps
+from ..model import FORMAT_VERSION, Model, ModelFileError, atomic_write_bytes
+from .units import UNIT_FORMAT, UNIT_VERSION, Result, Unit
+
+REPORT_MAX = 3  # unusable files reported one by one; the rest in one line
+Warn = Callable[[str], None]
+
+
+def stderr_warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """Where ``ternq student`` and ``ternq cs`` keep trained teachers: ``$TERNQ_CACHE`` or ``~/.cache/ternq``."""
+    return Path(os.environ.get("TERNQ_CACHE", Path.home() / ".cache" / "ternq"))
+
+
+def encode(unit: Unit, fig: dict, model: Model) -> bytes:
+    """The bytes of a unit file."""
+    header = {"format": "ternq-model", "version": FORMAT_VERSION, "kind": model.kind, "n_in": model.n_in,
+              "hidden": model.hidden, "n_out": model.n_out, "meta": model.meta}
+    record = {"format": UNIT_FORMAT, "version": UNIT_VERSION, "key": unit.key, "digest": unit.digest,
+              "figures": fig}
+    buf = io.BytesIO()
+    np.savez(buf, theta=np.ascontiguousarray(model.theta, np.float32), header=np.array(dumps(header)),
+             unit=np.array(dumps(record)))
+    return buf.getvalue()
+
+
+class UnitFileError(ValueError):
+    """A unit file that cannot be used; the message says why."""
+
+
+class Store:
+    """A folder of unit files, addressed by each unit's key and digest.
+
+    Parameters
+    ----------
+    root : path
+        The folder (created on first save).
+    warn : callable, optional
+        Gets one line per unusable file found while resuming [default: stderr].
+    """
+
+    def __init__(self, root: str | os.PathLike, warn: Warn | None = None):
+        self.root = Path(root)
+        self.warn = warn or stderr_warn
+
+    def path(self, unit: Unit) -> Path:
+        return self.root / f"{unit.key.replace('/', '-')}.{unit.digest[:16]}.npz"
+
+    def save(self, unit: Unit, fig: dict, model: Model) -> Path:
+        """Write the unit's file atomically; return its path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path(unit)
+        atomic_write_bytes(path, encode(unit, fig, model))
+        return path
+
+    def read(self, unit: Unit) -> Result:
+        """The unit's (figures, model); :class:`UnitFileError` if its file is not usable for it."""
+        path = self.path(unit)
+        try:
+            model = Model.load(path)
+            with np.load(path, allow_pickle=False) as z:
+                record = json.loads(str(z["unit"])) if "unit" in z.files else None
+        except ModelFileError as exc:
+            raise UnitFileError(f"unit file {path} is damaged or foreign ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged zip fails in many ways (BadZipFile, struct.error, ...)
+            raise UnitFileError(f"unit file {path} is damaged or foreign ({exc.__class__.__name__})") from None
+        if not isinstance(record, dict) or record.get("format") != UNIT_FORMAT:
+            raise UnitFileError(f"unit file {path} is not a ternq unit file (a plain model file?)")
+        if record.get("version") != UNIT_VERSION:
+            raise UnitFileError(f"unit file {path} has format version {record.get('version')}, "
+                                f"this ternq reads {UNIT_VERSION}")
+        if record.get("key") != unit.key or not isinstance(record.get("figures"), dict):
+            raise UnitFileError(f"unit file {path} holds unit {record.get('key')!r}, not {unit.key!r}")
+        if record.get("digest") != unit.digest:
+            raise UnitFileError(f"unit file {path} does not match its digest (written under different settings, "
+                                "code or package versions)")
+        return record["figures"], model
+
+    def scan(self, units: Iterable[Unit]) -> dict[str, Result]:
+        """Every unit of ``units`` whose file is present and valid, by digest; the others are reported if a
+        file exists. Temporary files left by a killed write are removed."""
+        done: dict[str, Result] = {}
+        if not self.root.is_dir():
+            return done
+        for tmp in self.root.glob(".*.npz.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        bad = []
+        for unit in units:
+            if unit.digest in done or not self.path(unit).exists():
+                continue
+            try:
+                done[unit.digest] = self.read(unit)
+            except UnitFileError as exc:
+                bad.append(str(exc))
+        for message in bad[:REPORT_MAX]:
+            self.warn(f"{message}; recomputing it")
+        if len(bad) > REPORT_MAX:
+            self.warn(f"{len(bad) - REPORT_MAX} more unit files in {self.root} cannot be used; recomputing them")
+        return done
+
+    def saver(self, then: Callable[[Unit, dict, Model], None] | None = None) -> Callable[[Unit, dict, Model], None]:
+        """An ``on_done`` for :func:`ternq.experiment.execute.execute`: write each finished unit, then ``then``."""
+
+        def on_done(unit: Unit, fig: dict, model: Model) -> None:
+            self.save(unit, fig, model)
+            if then is not None:
+                then(unit, fig, model)
+
+        return on_done
+
+
+class StoreLockedError(RuntimeError):
+    """Another run holds the output folder."""
+
+
+class FolderLock:
+    """An exclusive lock on an output folder (released by the OS even on kill -9)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / ".ternq.lock"
+        self._fh = None
+
+    def __enter__(self) -> FolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a+")  # noqa: SIM115
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return self
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            self._fh = None
+            raise StoreLockedError(f"another ternq run is writing to {self.path.parent}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the lock
+            self._fh = None

@@ -1,0 +1,258 @@
+"""The one place where figures are made: per-seed rows, means with intervals, effects, verdicts, the
+checklist and the seeds' predictions, from the units' results.
+
+The *response* the effects are computed on is a parameter (today ``eval_mse``:
+log10 of the held-out MSE); :data:`RESPONSES` maps a name to the figures it
+reads, so other evaluations (multi-step rollouts, ...) can be added there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..stats import mean_ci
+from .effects import LETTERS, name
+from .plans import SEEDS_LABELS, Plan
+from .units import Result
+
+CHECK_TOLERANCE = 1e-3  # the seeds' bar for the gradient check
+TEACHER_BAR = 0.005  # the seeds: a float teacher must reach this eval MSE on sine
+BEST_BAR = 0.05
+MODEST = math.log10(2.0)  # "modest": less than halving the MSE
+WITHIN_REACH = 0.01  # the seeds' "within reach of the float teacher"
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the effects are computed on: a label and the values of a list of unit figures."""
+
+    name: str
+    label: str
+    values: Callable[[list[dict]], np.ndarray]
+
+
+RESPONSES = {
+    "eval_mse": Response("eval_mse", "log10(eval MSE)", lambda figs: np.log10([f["eval_mse"] for f in figs])),
+}
+
+
+def response(name_: str) -> Response:
+    """The response called ``name_`` (ValueError naming the known ones otherwise)."""
+    try:
+        return RESPONSES[name_]
+    except KeyError:
+        raise ValueError(f"unknown response {name_!r} (known: {', '.join(RESPONSES)})") from None
+
+
+def vs_float(eval_mse: float, teacher_eval_mse: float) -> float:
+    """A ternary model's eval MSE over its float teacher's."""
+    return eval_mse / teacher_eval_mse
+
+
+def verdict(ci: dict) -> str:
+    """helps / hurts / not distinguishable from 0, from an effect's interval (negative = lower error)."""
+    if ci["n"] < 2 or np.isnan(ci["lo"]):
+        return "(needs several seeds)"
+    return "helps" if ci["hi"] < 0 else "hurts" if ci["lo"] > 0 else "not distinguishable from 0"
+
+
+def geo(values) -> dict:
+    """Geometric mean over seeds with the 95% interval of the mean of log10."""
+    ci = mean_ci(np.log10(values))
+    return {"geo_mean": 10 ** ci["mean"], "lo": 10 ** ci["lo"], "hi": 10 ** ci["hi"], "sd_log10": ci["sd"],
+            "n": ci["n"]}
+
+
+def _levels(plan: Plan, run) -> dict:
+    return {f.name: (f.high if lv > 0 else f.low) for f, lv in zip(plan.factors, run.levels, strict=True)}
+
+
+def _effect_label(plan: Plan, effect: str) -> str:
+    if plan.seeds_design:
+        return SEEDS_LABELS[effect]
+    return " x ".join(plan.factors[LETTERS.index(ch)].name for ch in effect)
+
+
+def design_doc(plan: Plan) -> dict:
+    """The design as results.json states it: factors, matrix, generators, resolution, aliases."""
+    d = plan.design
+    return {"factors": [{"letter": LETTERS[i], "key": f.key, "label": f.name, "levels": [f.low, f.high]}
+                        for i, f in enumerate(plan.factors)],
+            "runs": d.runs, "k": d.k, "generators": list(d.generators), "resolution": d.resolution,
+            "defining_relation": ["I"] + [name(w) for w in d.defining_relation()],
+            "matrix": d.matrix().tolist(),
+            "aliases": {name(m): [name(a) for a in al] for m, al in d.estimable(3 if plan.seeds_design else 2)}}
+
+
+def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | None = None,
+              reproducible: bool | None = None, response_name: str = "eval_mse") -> dict:
+    """The results document of a plan's results (by digest).
+
+    For the seeds' design: the matrix of the 8 configurations, the CS rows, the
+    teachers, the seven effects, the checklist and the seeds' predictions, as
+    ``ternq factorial`` has always printed them. For any other design: the runs
+    with their levels, and every main effect and two-factor interaction it can
+    estimate with its aliases.
+    """
+    resp = response(response_name)
+    figs = {d: f for d, (f, _) in results.items()}
+    seeds = list(plan.settings.seeds)
+    lo = plan.settings.widths[0]
+    max_order = 3 if plan.seeds_design else 2
+    per_seed = []
+    for seed in seeds:
+        teachers, rows = {}, []
+        for run in plan.runs:
+            tu, su = plan.teachers[run.index, seed], plan.students[run.index, seed]
+            t = {"key": tu.key, "kind": "teacher", "seed": seed, "hidden": tu.hidden, **figs[tu.digest]}
+            teachers[str(tu.hidden) if plan.seeds_design else tu.key.split("/", 1)[1]] = t
+            row = {"key": su.key, "kind": "student", "seed": seed, "hidden": su.hidden, **figs[su.digest]}
+            if plan.seeds_design:
+                row.update(shaped=su.config.shaped, distill=su.config.distill, config=run.index)
+            else:
+                row.update(run=run.index, levels=_levels(plan, run))
+            row["width"] = su.hidden
+            row["vs_float"] = vs_float(row["eval_mse"], t["eval_mse"])
+            rows.append(row)
+        base = rows[0]["eval_mse"]
+        for r in rows:
+            r["vs_baseline"] = r["eval_mse"] / base
+        cs = []
+        for source in ("teacher", "config1"):
+            if (source, seed) in plan.cs:
+                u = plan.cs[source, seed]
+                f = {"key": u.key, "kind": "cs", "seed": seed, "hidden": u.hidden, "source": source,
+                     **figs[u.digest]}
+                f.update(vs_float=vs_float(f["eval_mse"], teachers[str(lo)]["eval_mse"]),
+                         vs_baseline=f["eval_mse"] / base)
+                cs.append(f)
+        eff = plan.design.effects(resp.values(rows), max_order)
+        per_seed.append({"seed": seed, "teachers": teachers, "configs" if plan.seeds_design else "runs": rows,
+                         "cs": cs, "effects": eff})
+    rows_of = "configs" if plan.seeds_design else "runs"
+
+    matrix = []
+    for i, run in enumerate(plan.runs):
+        rs = [s[rows_of][i] for s in per_seed]
+        head = ({"config": run.index, "shaped": run.student.shaped, "distill": run.student.distill}
+                if plan.seeds_design else {"run": run.index, "levels": _levels(plan, run)})
+        matrix.append({**head, "width": run.student.hidden,
+                       **{k: geo([r[k] for r in rs]) for k in ("train_mse", "eval_mse", "vs_float", "vs_baseline")}})
+    cs_rows = []
+    for j, source in enumerate(s["source"] for s in (per_seed[0]["cs"] if per_seed else [])):
+        rs = [s["cs"][j] for s in per_seed]
+        cs_rows.append({"source": source, "width": lo,
+                        **{k: geo([r[k] for r in rs]) for k in ("train_mse", "eval_mse", "vs_float", "vs_baseline")}})
+    teacher_names = list(per_seed[0]["teachers"])
+    teachers = {w: geo([s["teachers"][w]["eval_mse"] for s in per_seed]) for w in teacher_names}
+    aliases = dict(plan.design.estimable(max_order))
+    effects = {}
+    for eff_name in per_seed[0]["effects"]:
+        ci = mean_ci([s["effects"][eff_name] for s in per_seed])
+        mask = sum(1 << LETTERS.index(ch) for ch in eff_name)
+        effects[eff_name] = {**ci, "label": _effect_label(plan, eff_name), "verdict": verdict(ci),
+                             "aliases": [name(a) for a in aliases[mask]]}
+
+    best = min(matrix, key=lambda r: r["eval_mse"]["geo_mean"])
+    worst_teacher = max(t["eval_mse"] for s in per_seed for t in s["teachers"].values())
+    n_ran = sum(len(s[rows_of]) for s in per_seed)
+    n_runs = len(plan.runs)
+    what = "configurations" if plan.seeds_design else "runs"
+    checklist = [
+        {"item": f"gradient check passes (max rel. error < {CHECK_TOLERANCE:g})", "value": gradcheck_err,
+         "ok": None if gradcheck_err is None else gradcheck_err < CHECK_TOLERANCE},
+        {"item": f"float teacher eval MSE < {TEACHER_BAR:g} (worst teacher)", "value": worst_teacher,
+         "ok": worst_teacher < TEACHER_BAR},
+        {"item": f"all {n_runs} {what} ran", "value": f"{n_ran}/{n_runs * len(seeds)}",
+         "ok": n_ran == n_runs * len(seeds)},
+        {"item": f"best ternary eval MSE < {BEST_BAR:g}", "value": best["eval_mse"]["geo_mean"],
+         "config" if plan.seeds_design else "run": best["config" if plan.seeds_design else "run"],
+         "ok": best["eval_mse"]["geo_mean"] < BEST_BAR},
+        {"item": "main effects and interactions reported", "value": len(effects), "ok": True},
+        {"item": "reproducible (a training rerun is bit-identical)", "value": reproducible, "ok": reproducible},
+    ]
+    if cs_rows:
+        checklist.append({"item": "coordinate search baseline reported", "value": cs_rows[0]["eval_mse"]["geo_mean"],
+                          "ok": True})
+    doc = {"seeds": seeds, "widths": list(plan.settings.widths), "response": resp.label,
+           "design": design_doc(plan), "teachers": teachers}
+    if plan.seeds_design:
+        doc.update(matrix=matrix, cs=cs_rows)
+    else:
+        doc["runs"] = matrix
+    doc.update(effects=effects, checklist=checklist)
+    if plan.seeds_design:
+        doc["predictions"] = predictions(per_seed, matrix)
+    doc["per_seed"] = per_seed
+    return doc
+
+
+def _judge(ci: dict, held: Callable[[dict], bool], not_held: Callable[[dict], bool]) -> str:
+    if ci["n"] < 2 or np.isnan(ci["lo"]):
+        return "undecided at this number of seeds"
+    if held(ci):
+        return "held"
+    if not_held(ci):
+        return "not held"
+    return "undecided at this number of seeds"
+
+
+def predictions(per_seed: list[dict], matrix: list[dict]) -> list[dict]:
+    """The seeds' five expected outcomes, each with the measured figure and a verdict.
+
+    held / not held when the 95% interval over seeds settles it, else "undecided
+    at this number of seeds" (always so with one seed). Effects are on
+    log10(eval MSE): negative helps.
+    """
+    eff = {k: np.array([s["effects"][k] for s in per_seed]) for k in ("A", "B", "C")}
+    absv = {k: np.abs(v) for k, v in eff.items()}
+    out = []
+
+    # 1. width the largest effect, and a helpful one
+    margin = absv["C"] - np.maximum(absv["A"], absv["B"])
+    c, m = mean_ci(eff["C"]), mean_ci(margin)
+    both = {"n": m["n"], "lo": min(m["lo"], -c["hi"]), "hi": min(m["hi"], -c["lo"])}
+    out.append({"prediction": "width (C) is the largest effect", "effect": c, "margin_over_next": m,
+                "measured": f"C {c['mean']:+.3f} on log10; |C| - max(|A|, |B|) = {m['mean']:+.3f}",
+                "verdict": _judge(both, lambda x: x["lo"] > 0, lambda x: x["hi"] < 0)})
+    # 2. distillation the second largest, and a helpful one
+    below = np.maximum(absv["A"], absv["C"]) - absv["B"]
+    above = absv["B"] - np.minimum(absv["A"], absv["C"])
+    b, m1, m2 = mean_ci(eff["B"]), mean_ci(above), mean_ci(below)
+    both = {"n": b["n"], "lo": min(-b["hi"], m1["lo"], m2["lo"]), "hi": min(-b["lo"], m1["hi"], m2["hi"])}
+    out.append({"prediction": "trajectory distillation (B) is the second largest effect", "effect": b,
+                "measured": f"B {b['mean']:+.3f} on log10 ({'lowers' if b['mean'] < 0 else 'raises'} the error); "
+                            f"|A| {np.abs(eff['A'].mean()):.3f}, |B| {np.abs(b['mean']):.3f}, "
+                            f"|C| {np.abs(eff['C'].mean()):.3f}",
+                "verdict": _judge(both, lambda x: x["lo"] > 0, lambda x: x["hi"] < 0)})
+    # 3. shaping a modest improvement: helps, by less than halving the MSE
+    a = mean_ci(eff["A"])
+    out.append({"prediction": f"shaped gradient (A) is a modest improvement (helps, by under {MODEST:.2f} "
+                              "on log10: less than halving the MSE)", "effect": a,
+                "measured": f"A {a['mean']:+.3f} on log10 ({10 ** a['mean']:.2f}x MSE)",
+                "verdict": _judge(a, lambda x: -MODEST < x["lo"] and x["hi"] < 0,
+                                  lambda x: x["lo"] > 0 or x["hi"] < -MODEST)})
+    # 4. the combination at the wide width within reach of the float teacher
+    combo = next(r for r in matrix if r["config"] == 8)["eval_mse"]
+    logc = {"n": combo["n"], "lo": combo["lo"], "hi": combo["hi"]}
+    out.append({"prediction": f"shaped + distilled at the wide width (config 8) reaches eval MSE < {WITHIN_REACH:g}",
+                "eval_mse": combo, "measured": f"config 8 eval MSE {combo['geo_mean']:.2e}",
+                "verdict": _judge(logc, lambda x: x["hi"] < WITHIN_REACH, lambda x: x["lo"] > WITHIN_REACH)})
+    # 5. coordinate search helps (refining config 1) but does not match distillation (config 3, same width)
+    if per_seed and per_seed[0]["cs"]:
+        cs1 = np.array([next(r for r in s["cs"] if r["source"] == "config1")["eval_mse"] for s in per_seed])
+        c1 = np.array([s["configs"][0]["eval_mse"] for s in per_seed])
+        c3 = np.array([s["configs"][2]["eval_mse"] for s in per_seed])
+        helps, vs_distill = mean_ci(np.log10(cs1 / c1)), mean_ci(np.log10(cs1 / c3))
+        both = {"n": helps["n"], "lo": min(-helps["hi"], vs_distill["lo"]),
+                "hi": min(-helps["lo"], vs_distill["hi"])}
+        out.append({"prediction": "coordinate search helps (1+CS below config 1) but does not match distillation "
+                                  "(1+CS above config 3)", "cs_vs_config1": helps, "cs_vs_distill": vs_distill,
+                    "measured": f"1+CS / config 1 = {10 ** helps['mean']:.2f}x, 1+CS / config 3 = "
+                                f"{10 ** vs_distill['mean']:.2f}x",
+                    "verdict": _judge(both, lambda x: x["lo"] > 0, lambda x: x["hi"] < 0)})
+    return out

@@ -1,0 +1,209 @@
+"""What a unit of work is, its digest, and how one runs.
+
+A :class:`Unit` is one training (a float teacher, a ternary student) or one
+coordinate search, described completely by its own fields: kind, seed, task,
+its settings block and the units it needs (a student needs its teacher). Its
+*digest* hashes that content and the code that computes it, so equal digests
+give bit-identical results: the executor runs each digest once and the store
+files results under it. Units draw their randomness from named streams
+(:mod:`ternq.rng`), so results do not depend on where or in which order they run.
+
+:func:`run_group` is what an executor calls, locally or on a Dask worker: today
+it runs its units one by one; batched kernels can train a group of same-shaped
+units in one compiled call behind the same signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from ..model import Model
+from ..search import SearchResult, SearchSettings, quantize_teacher, search_from
+from ..tasks import Task, from_file, get_task
+from ..train import History, Progress, StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+
+UNIT_FORMAT = "ternq-unit"
+UNIT_VERSION = 2
+KINDS = ("teacher", "student", "cs")
+Result = tuple[dict, Model]  # a unit's figures (JSON-able) and its model
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The task of an experiment: a named task, or a series file (``data``, which wins when set)."""
+
+    task: str = "sine"
+    data: str = ""
+
+    def make(self) -> Task:
+        """A fresh task object (tasks are cheap; each unit gets its own)."""
+        return from_file(self.data) if self.data else get_task(self.task)
+
+
+@lru_cache(maxsize=64)
+def _describe(spec: TaskSpec) -> str:
+    return json.dumps(spec.make().describe(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One independent piece of work.
+
+    Attributes
+    ----------
+    kind : str
+        "teacher", "student" or "cs".
+    key : str
+        A readable name, unique within a plan (e.g. ``s0/student-Sd-h16``); not part of the digest.
+    seed : int
+        Seeds the unit's streams.
+    task : TaskSpec
+    config : TeacherConfig, StudentConfig or SearchSettings
+        Everything the unit's own computation reads.
+    deps : tuple of Unit
+        The units whose models it needs: a student its teacher; a coordinate search its start.
+    source : str
+        For "cs": "teacher" (absmean quantization of the teacher, then search) or "student".
+    """
+
+    kind: str
+    key: str
+    seed: int
+    task: TaskSpec
+    config: TeacherConfig | StudentConfig | SearchSettings
+    deps: tuple[Unit, ...] = ()
+    source: str = ""
+
+    @property
+    def digest(self) -> str:
+        return unit_digest(self)
+
+    @property
+    def hidden(self) -> int:
+        return self.config.hidden if self.kind != "cs" else self.deps[0].hidden
+
+    def cost(self) -> float:
+        """Rough relative cost, for scheduling only (epochs x H^2, distillation ~1.5x)."""
+        if self.kind == "teacher":
+            return self.config.epochs * self.hidden**2
+        if self.kind == "student":
+            return self.config.epochs * self.hidden**2 * (1.5 if self.config.distill else 1.0)
+        return 0.5 * self.deps[0].cost()
+
+
+COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "rng.py", "search.py", "tasks.py",
+           "train.py")  # the modules a unit's numbers come from
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the sources of :data:`COMPUTE` as they were when first asked (once per process)."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    h = hashlib.sha256()
+    for f in sorted({f for pattern in COMPUTE for f in root.glob(pattern)}):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Versions of ternq and the packages its numbers depend on, and the code fingerprint."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "ternq code": code_fingerprint()}
+    for pkg in ("ternq", "numpy", "numba", "llvmlite", "click", "rich"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+NUMBERS = ("ternq", "ternq code", "numpy", "numba", "llvmlite")  # the versions a unit's bits depend on
+
+
+@lru_cache(maxsize=65536)
+def unit_digest(unit: Unit) -> str:
+    """Hash of everything ``unit``'s result depends on: equal digests, bit-identical results."""
+    body = {"format": UNIT_FORMAT, "version": UNIT_VERSION, "kind": unit.kind, "seed": unit.seed,
+            "task": _describe(unit.task), "config": asdict(unit.config), "source": unit.source,
+            "deps": [unit_digest(d) for d in unit.deps],
+            "code": {k: v for k, v in versions().items() if k in NUMBERS}}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def evaluate_unit(model: Model, task: Task) -> dict[str, float]:
+    """A finished model's figures on the task's held-out data (one place to add more figures)."""
+    return evaluate(model, task)
+
+
+def trained_figures(model: Model, hist: History, task: Task) -> dict:
+    """A trained model's figures: last epoch's loss and MSE, a student's zero share, the held-out figures."""
+    fig = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1])}
+    if model.kind == "student":
+        fig["zero_share"] = model.zero_share()
+    fig.update(evaluate_unit(model, task))
+    return fig
+
+
+def search_figures(start: Model, model: Model, res: SearchResult, task: Task) -> dict:
+    """A coordinate search's figures: held-out MSE before, the objective per sweep, flips, the held-out figures."""
+    fig = {"start_eval_mse": evaluate_unit(start, task)["eval_mse"], "train_mse": res.mse_history[-1],
+           "search_mse": res.mse_history, "flips": res.flips, "sweeps": res.sweeps, "zero_share": model.zero_share()}
+    fig.update(evaluate_unit(model, task))
+    return fig
+
+
+def _own(model: Model) -> Model:
+    """A private, writable, contiguous float32 copy: models that came over the wire may be read-only,
+    and a read-only array is another type to Numba (a fresh compile, not the cached kernel)."""
+    m = model.copy()
+    if not (m.theta.flags.writeable and m.theta.flags.c_contiguous and m.theta.dtype == "float32"):
+        m.theta = m.theta.astype("float32", copy=True)
+    return m
+
+
+def run_unit(unit: Unit, deps: dict[str, Model], progress: Progress | None = None) -> Result:
+    """Run one unit given its dependencies' models (by digest); return its figures and its model."""
+    task = unit.task.make()
+    t0 = time.perf_counter()
+    if unit.kind == "cs":
+        start = deps[unit.deps[0].digest]
+        if unit.source == "teacher":
+            start = quantize_teacher(start)
+        model, res = search_from(start, task, unit.config, unit.seed)
+        fig = search_figures(start, model, res, task)
+        if progress is not None:
+            progress(1, 1, res.mse_history[-1])
+    else:
+        if unit.kind == "teacher":
+            model, hist = train_teacher(task, unit.config, unit.seed, progress)
+        elif unit.kind == "student":
+            model, hist = train_student(deps[unit.deps[0].digest], task, unit.config, unit.seed, progress)
+        else:
+            raise ValueError(f"unknown unit kind {unit.kind!r}")
+        fig = trained_figures(model, hist, task)
+        step = max(1, len(hist.loss) // 200)  # the learning curve, thinned to at most ~200 points, kept with the model
+        model.meta["curve"] = {"epoch": list(range(0, len(hist.loss), step)), "loss": hist.loss[::step].tolist()}
+    fig["seconds"] = time.perf_counter() - t0
+    model.meta.update(unit=unit.key, figures=dict(fig))
+    return fig, model
+
+
+def run_group(units: list[Unit], deps: dict[str, Model],
+              progress: dict[str, Callable] | None = None) -> list[Result]:
+    """Run a group of units that the executor found ready together; results in the group's order.
+
+    Today a group is one unit; a batched kernel can take over groups of same-shaped
+    trainings here without the executor changing.
+    """
+    mine = {d: _own(m) for d, m in deps.items()}
+    return [run_unit(u, mine, (progress or {}).get(u.digest)) for u in units]
