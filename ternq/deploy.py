@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .kernels import infer
-from .kernels.cell import n_params, unpack
+from .kernels.cell import _decay, n_params, unpack
 from .model import Model, ModelFileError, atomic_write_bytes
 from .train import DT
 
@@ -127,6 +127,12 @@ class Deployable:
         Wout[:] = self.trits_out * self.scales[2 * H:, None]
         b[:], tau[:], bout[:] = self.b, self.tau, self.b_out
         return p
+
+    def decay(self) -> np.ndarray:
+        """The decay factors exp(-dt / (|tau| + 1e-6)), float32, exactly as the inference kernel computes them."""
+        out = np.empty(self.hidden, np.float32)
+        _decay(np.ascontiguousarray(self.tau, np.float32), np.float32(DT), out)
+        return out
 
     def predict(self, X: np.ndarray, factored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (N, T, O) and hidden states (N, T+1, H) on X (N, T, I), from h_0 = 0."""
