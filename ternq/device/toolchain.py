@@ -96,11 +96,13 @@ def host_cc() -> str | None:
     return shutil.which(os.environ.get("CC", "cc"))
 
 
-def missing(target: str | None = None) -> list[str]:
-    """The tools that are absent: for the host (``target=None``) or for a board."""
+def missing(target: str | None = None, emulator: bool = True) -> list[str]:
+    """The tools that are absent: for the host (``target=None``) or for a board (without ``emulator``: only
+    the compiler and binutils, enough for sizes)."""
     if target is None:
         return [] if host_cc() else [os.environ.get("CC", "cc")]
-    return [t for t in (ARM_GCC, ARM_SIZE, ARM_NM, QEMU) if shutil.which(t) is None]
+    tools = (ARM_GCC, ARM_SIZE, ARM_NM) + ((QEMU,) if emulator else ())
+    return [t for t in tools if shutil.which(t) is None]
 
 
 def _run(cmd: list[str], timeout: float = 300, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
