@@ -305,6 +305,8 @@ class Deployable:
             raise DeployFileError(f"cannot read {path}: {exc.strerror or exc}") from None
         if head == MAGIC:
             return cls.load(path)
+        if head[:2] != b"PK":
+            raise DeployFileError(f"not a ternq deployable model file (nor a student .npz): {path}")
         return cls.from_model(Model.load(path))
 
     def sizes(self) -> dict:
