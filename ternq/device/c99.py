@@ -145,16 +145,15 @@ def _float_source(dep: Deployable, layout: str) -> str:
         start = np.cumsum([0] + [int(np.count_nonzero(row)) for row in rows])
         parts += [_array(_uint(int(start[-1])), "ternq_start", start),
                   _array(_uint(2 * (I + H)), "ternq_cols", cols, per_line=16)]
-        row_fn = """/* acc (the bias) +- v[j] * s over the row's non-zero trits, ascending j, as the training forward
-   adds v[j] * (s * trit): v * (-s) == -(v * s) and a + (-b) == a - b exactly, and zero trits add nothing. */
+        row_fn = """/* acc (the bias) + v[j] * (+-s) over the row's non-zero trits, ascending j: the training forward's
+   acc + v[j] * (s * trit) without its zero trits, which add nothing (see ternq/kernels/infer.py). */
 static float ternq_row(int r, const float *v, float acc)
 {
-    const float s = ternq_scale[r];
+    const float w[2] = {ternq_scale[r], -ternq_scale[r]}; /* trit +1, -1 */
     unsigned k;
     for (k = ternq_start[r]; k < (unsigned)ternq_start[r + 1]; ++k) {
         const unsigned e = ternq_cols[k];
-        const float p = v[e >> 1] * s;
-        acc = (e & 1u) ? acc - p : acc + p;
+        acc = acc + v[e >> 1] * w[e & 1u];
     }
     return acc;
 }
