@@ -12,17 +12,18 @@ import click
 
 from .. import report
 from ..deploy import Deployable, save_npy
-from ..model import atomic_write_bytes
+from ..model import ModelFileError, atomic_write_bytes
 from . import InputError, cli
 from .options import check_writable, json_option, load_task, task_option
 
 
 def _load(model_path) -> Deployable:
+    """A .tqd file or a student .npz; a teacher (or any unusable model) is bad input: one line, exit 2."""
     try:
         return Deployable.from_file(model_path)
+    except ModelFileError:
+        raise  # reported as one line, exit 2, by the CLI's main
     except ValueError as exc:
-        if isinstance(exc, (InputError,)) or exc.__class__.__name__ in ("ModelFileError", "DeployFileError"):
-            raise
         raise InputError(f"{model_path}: {exc}") from None
 
 
