@@ -7,6 +7,7 @@ skip with a one-line reason where they are absent.
 
 import json
 import re
+import shutil
 import struct
 from fractions import Fraction
 
@@ -78,6 +79,25 @@ def test_c_is_bit_identical_to_predict_on_the_host(students, case, fmt, layout, 
         ys0, _ = dep.predict(X)
         ys_train, _ = __import__("ternq").predict(students[case], X)
         assert ys0.tobytes() == ys_train.tobytes()
+
+
+@HOST
+@pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) not installed")
+@pytest.mark.parametrize("fmt", c99.FORMATS)
+def test_library_needs_nothing_and_has_no_writable_globals(students, fmt, tmp_path):
+    """No libm, no malloc, nothing from libc but the memcpy/memset GCC may emit for plain loops (as it may in any
+    freestanding program); no data or bss symbols."""
+    import subprocess
+
+    _, out, _ = _export(students["lorenz", 32], tmp_path, fmt)
+    obj = tmp_path / "m.o"
+    subprocess.run([toolchain.host_cc(), *toolchain.HOST_FLAGS, "-c", str(out / "ternq_model.c"), "-o", str(obj)],
+                   check=True)
+    syms = [line.split() for line in subprocess.run(["nm", str(obj)], capture_output=True, text=True,
+                                                    check=True).stdout.splitlines()]
+    assert {s[1] for s in syms if s[0] == "U"} <= {"memcpy", "memset", "memmove"}
+    assert [s for s in syms if len(s) == 3 and s[1] in "DdBbCG"] == []
+    assert {s[2] for s in syms if len(s) == 3 and s[1] == "T"} == {"ternq_reset", "ternq_step"}
 
 
 @HOST
