@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .kernels import infer
-from .kernels.cell import n_params, unpack
+from .kernels.cell import _decay, n_params, unpack
 from .model import Model, ModelFileError, atomic_write_bytes
 from .train import DT
 
@@ -43,6 +43,7 @@ FORMAT = "ternq-deploy"
 VERSION = 1
 PACKING = {"scheme": "base3", "trits_per_byte": 5, "digit": "trit+1", "order": "lsd-first", "pad": "trit 0",
            "layout": "W (2H, I+H) then W_out (O, H), row-major"}
+MAX_DIM = 1 << 16  # no dimension of a file may exceed this (refuses crafted sizes before allocating)
 _POW3 = np.array([1, 3, 9, 27, 81], np.uint8)
 
 
@@ -128,6 +129,12 @@ class Deployable:
         b[:], tau[:], bout[:] = self.b, self.tau, self.b_out
         return p
 
+    def decay(self) -> np.ndarray:
+        """The decay factors exp(-dt / (|tau| + 1e-6)), float32, exactly as the inference kernel computes them."""
+        out = np.empty(self.hidden, np.float32)
+        _decay(np.ascontiguousarray(self.tau, np.float32), np.float32(DT), out)
+        return out
+
     def predict(self, X: np.ndarray, factored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (N, T, O) and hidden states (N, T+1, H) on X (N, T, I), from h_0 = 0."""
         X = np.ascontiguousarray(X, np.float32)
@@ -201,42 +208,118 @@ class Deployable:
 
     @classmethod
     def from_bytes(cls, raw: bytes, name: str = "<bytes>") -> Deployable:
+        """Parse a file's bytes, checking every manifest field; :class:`DeployFileError` (one line) on anything
+        malformed, inconsistent or non-finite."""
         if raw[:8] != MAGIC:
             hint = "; it looks like a ternq .npz model: run 'ternq export' on it first" if raw[:2] == b"PK" else ""
             raise DeployFileError(f"not a ternq deployable model file: {name}{hint}")
         try:
             (m,) = struct.unpack("<I", raw[8:12])
+            if 12 + m > len(raw):
+                raise ValueError
             manifest = json.loads(raw[12 : 12 + m].decode())
-        except (struct.error, UnicodeDecodeError, json.JSONDecodeError):
+        except (struct.error, UnicodeDecodeError, ValueError, RecursionError):
             raise DeployFileError(f"deployable model file {name} is corrupt (unreadable manifest)") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise DeployFileError(f"not a ternq deployable model file: {name}")
-        if manifest.get("version") != VERSION:
-            raise DeployFileError(f"deployable model file {name} has format version {manifest.get('version')}, "
+        if manifest.get("version") != VERSION or isinstance(manifest.get("version"), bool):
+            raise DeployFileError(f"deployable model file {name} has format version {manifest.get('version')!r}, "
                                   f"this ternq reads {VERSION}")
         payload = raw[12 + m:]
         if len(payload) != manifest.get("payload_bytes") or hashlib.sha256(payload).hexdigest() != manifest.get(
                 "sha256"):
             raise DeployFileError(f"deployable model file {name} is corrupt (payload checksum mismatch)")
         try:
-            dims = manifest["dims"]
-            I, H, O = int(dims["n_in"]), int(dims["hidden"]), int(dims["n_out"])
-            sec = {s["name"]: payload[s["offset"] : s["offset"] + s["bytes"]] for s in manifest["sections"]}
-            nW, nO = 2 * H * (I + H), O * H
-            trits = unpack_trits(sec["trits"], nW + nO)
+            return cls._from_manifest(manifest, payload)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            why = str(exc) if isinstance(exc, ValueError) else f"bad or missing field {exc}"
+            raise DeployFileError(f"deployable model file {name} is inconsistent ({why})") from None
 
-            def f32(key, size):
-                a = np.frombuffer(sec[key], "<f4")
-                if a.size != size:
-                    raise ValueError(f"section {key} has {a.size} values, expected {size}")
-                return a.astype(np.float32)
+    @classmethod
+    def _from_manifest(cls, man: dict, payload: bytes) -> Deployable:
+        def need(cond, what):
+            if not cond:
+                raise ValueError(what)
 
-            dep = cls(I, H, O, trits[:nW].reshape(2 * H, I + H).copy(), trits[nW:].reshape(O, H).copy(),
-                      f32("scales", 2 * H + O), f32("b", 2 * H), f32("tau", H), f32("b_out", O),
-                      dict(manifest.get("task") or {}), dict(manifest.get("info") or {}))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DeployFileError(f"deployable model file {name} is inconsistent ({exc})") from None
-        return dep
+        def count(v, what, lo=0):
+            need(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= MAX_DIM * MAX_DIM * 4,
+                 f"{what} must be an integer >= {lo}")
+            return v
+
+        for key in ("dims", "packing", "counts"):
+            need(isinstance(man.get(key), dict), f"'{key}' must be an object")
+        for key in ("task", "info"):
+            need(isinstance(man.get(key, {}), dict), f"'{key}' must be an object")
+        need(isinstance(man.get("sections"), list), "'sections' must be a list")
+        need(man.get("cell") == "CfC", "cell must be CfC")
+        need(man.get("dt") == DT, f"dt must be {DT}")
+        need(man["packing"] == PACKING, "unknown trit packing")
+        dims = man["dims"]
+        need(set(dims) == {"n_in", "hidden", "n_out"}, "dims must be n_in, hidden, n_out")
+        I, H, O = (count(dims[k], f"dims.{k}", 1) for k in ("n_in", "hidden", "n_out"))
+        need(max(I, H, O) <= MAX_DIM, f"dims above {MAX_DIM}")
+        sec = {}
+        for s in man["sections"]:
+            need(isinstance(s, dict) and set(s) == {"name", "offset", "bytes", "dtype", "shape"},
+                 "a section must have name, offset, bytes, dtype, shape")
+            off, nb = count(s["offset"], "section offset"), count(s["bytes"], "section bytes")
+            need(off + nb <= len(payload), f"section {s['name']!r} lies beyond the payload")
+            need(s["name"] not in sec, f"section {s['name']!r} appears twice")
+            sec[s["name"]] = (payload[off : off + nb], s["dtype"], s["shape"])
+        want = {"trits": ("trit5", 2 * H * (I + H) + O * H), "scales": ("float32", 2 * H + O),
+                "b": ("float32", 2 * H), "tau": ("float32", H), "b_out": ("float32", O)}
+        need(set(sec) == set(want), f"sections must be {', '.join(want)}")
+        for key, (dtype, size) in want.items():
+            need(sec[key][1] == dtype and sec[key][2] == [size], f"section {key} must be {dtype} [{size}]")
+        nW = 2 * H * (I + H)
+        trits = unpack_trits(sec["trits"][0], want["trits"][1])
+
+        def f32(key):
+            data = sec[key][0]
+            need(len(data) == 4 * want[key][1], f"section {key} has {len(data)} bytes, expected {4 * want[key][1]}")
+            a = np.frombuffer(data, "<f4").astype(np.float32)
+            need(bool(np.all(np.isfinite(a))), f"section {key} holds non-finite values")
+            return a
+
+        counts = man["counts"]
+        real = {"trits": trits.size, "plus": int(np.sum(trits > 0)), "minus": int(np.sum(trits < 0)),
+                "zero": int(np.sum(trits == 0)), "float32": 5 * H + 2 * O}
+        need(counts == real, "counts do not match the trits")
+        return cls(I, H, O, trits[:nW].reshape(2 * H, I + H).copy(), trits[nW:].reshape(O, H).copy(), f32("scales"),
+                   f32("b"), f32("tau"), f32("b_out"), dict(man.get("task", {})), dict(man.get("info", {})))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Deployable:
+        """A deployable file (``.tqd``), or a ternary student ``.npz`` converted in memory.
+
+        :class:`DeployFileError` / :class:`ModelFileError` for unreadable files, ValueError (one line) for a
+        teacher or a student whose trits do not reproduce its weights.
+        """
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(8)
+        except FileNotFoundError:
+            raise DeployFileError(f"model file not found: {path}") from None
+        except OSError as exc:
+            raise DeployFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if head == MAGIC:
+            return cls.load(path)
+        if head[:2] != b"PK":
+            raise DeployFileError(f"not a ternq deployable model file (nor a student .npz): {path}")
+        return cls.from_model(Model.load(path))
+
+    def sizes(self) -> dict:
+        """Byte accounting of the file: total, payload (trits, float32), manifest; against plain float32."""
+        sections = {s[0]: len(s[1]) for s in self._sections()}
+        file_bytes = len(self.to_bytes())
+        payload = sum(sections.values())
+        f32 = float32_bytes(*self.dims)
+        return {"dims": list(self.dims), "file_bytes": file_bytes, "payload_bytes": payload,
+                "manifest_bytes": file_bytes - payload - 12, "trit_bytes": sections["trits"],
+                "float_bytes": payload - sections["trits"], "trits": self.n_trits,
+                "zero_share": float((self.trits_W == 0).sum() + (self.trits_out == 0).sum()) / self.n_trits,
+                "float32_bytes": f32, "file_vs_float32": file_bytes / f32, "payload_vs_float32": payload / f32}
 
 
 def float32_bytes(n_in: int, hidden: int, n_out: int) -> int:

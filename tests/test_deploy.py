@@ -151,6 +151,11 @@ def test_cli_export_predict_round_trip(student_file, sine_student, tmp_path, cap
     assert res["eval_mse"] == evaluate(sine_student, task)["eval_mse"] == res["eval_mse_at_training"]
     ys0, _ = _forward(sine_student, task.eval_set()[0])
     assert np.load(preds).tobytes() == np.ascontiguousarray(ys0).tobytes()
+    # a student .npz runs directly, with the same result as its deployable file
+    code, stdout, err = run(["predict", str(student_file), "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["eval_mse"] == res["eval_mse"], err
+    with pytest.raises(DeployFileError, match="run 'ternq export'"):
+        Deployable.load(student_file)
     code, stdout, _ = run(["predict", str(out), "--task", "multisine"], capsys)
     assert code == 0 and "eval MSE" in stdout
     code, stdout, _ = run(["export", str(student_file), "--out", str(out)], capsys)
@@ -184,14 +189,13 @@ def _bad_file(kind, tmp_path, student_file):
 
 
 @pytest.mark.parametrize("kind,needle", [
-    ("missing", "not found"), ("foreign", "not a ternq deployable"), ("npz", "run 'ternq export'"),
+    ("missing", "not found"), ("foreign", "not a ternq deployable"),
     ("corrupt", "checksum"), ("truncated", "checksum"), ("manifest", "corrupt"), ("version", "version 99"),
 ])
 def test_cli_predict_bad_files_one_line_exit_2(kind, needle, tmp_path, student_file, capsys):
     path = _bad_file(kind, tmp_path, student_file)
-    if kind != "npz":
-        with pytest.raises(DeployFileError):
-            Deployable.load(path)
+    with pytest.raises(DeployFileError):
+        Deployable.load(path)
     code, _, err = run(["predict", str(path)], capsys)
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -231,3 +235,88 @@ def test_cli_predict_finds_the_data_file_it_was_trained_on(tmp_path, capsys):
     assert code == 2 and "pass --data FILE" in err
     code, stdout, _ = run(["predict", str(out), "--data", str(tmp_path / "moved.npy"), "--json"], capsys)
     assert code == 0 and json.loads(stdout)["eval_mse"] == res["eval_mse"]
+
+
+def _with_manifest(good: bytes, edit, payload_edit=None) -> bytes:
+    """A deployable file whose manifest (and optionally payload) were changed, with a valid checksum."""
+    import hashlib
+
+    (m,) = struct.unpack("<I", good[8:12])
+    man = json.loads(good[12 : 12 + m])
+    payload = bytearray(good[12 + m:])
+    if payload_edit is not None:
+        payload_edit(man, payload)
+        man["sha256"] = hashlib.sha256(bytes(payload)).hexdigest()
+    edit(man)
+    head = json.dumps(man).encode()
+    return MAGIC + struct.pack("<I", len(head)) + head + bytes(payload)
+
+
+def _set(path, value):
+    def edit(man):
+        node = man
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return edit
+
+
+def _float_at(section, value):
+    def edit(man, payload):
+        sec = next(s for s in man["sections"] if s["name"] == section)
+        payload[sec["offset"] : sec["offset"] + 4] = np.float32(value).tobytes()
+    return edit
+
+
+@pytest.mark.parametrize("edit,payload_edit", [
+    (_set(["dims"], [1, 8, 1]), None), (_set(["task"], "sine"), None), (_set(["info"], [1]), None),
+    (_set(["counts"], 7), None), (_set(["packing"], None), None), (_set(["sections"], {"a": 1}), None),
+    (_set(["sections", 0], "trits"), None), (_set(["sections", 1, "offset"], "0"), None),
+    (_set(["sections", 1, "offset"], -4), None), (_set(["sections", 1, "bytes"], 10**9), None),
+    (_set(["sections", 2, "name"], "scales"), None), (_set(["sections", 1, "shape"], [3]), None),
+    (_set(["dims", "hidden"], True), None), (_set(["dims", "hidden"], 10**9), None),
+    (_set(["dims", "n_in"], 0), None), (_set(["dims", "hidden"], 9), None), (_set(["counts", "zero"], 0), None),
+    (_set(["dt"], 0.2), None), (_set(["cell"], "LSTM"), None), (_set(["version"], "1"), None),
+    (_set(["version"], True), None),
+    (lambda man: None, _float_at("scales", np.nan)), (lambda man: None, _float_at("scales", np.inf)),
+    (lambda man: None, _float_at("tau", -np.inf)), (lambda man: None, _float_at("b", np.nan)),
+    (lambda man: None, _float_at("b_out", np.nan)),
+])
+def test_every_malformed_field_is_one_line_exit_2(edit, payload_edit, sine_student, tmp_path, capsys):
+    good = Deployable.from_model(sine_student).to_bytes()
+    path = tmp_path / "bad.tqd"
+    path.write_bytes(_with_manifest(good, edit, payload_edit))
+    with pytest.raises(DeployFileError):
+        Deployable.load(path)
+    for argv in (["predict", str(path)], ["predict", str(path), "--int"],
+                 ["export", str(path), "--format", "c", "--out", str(tmp_path / "c")]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+        assert "Internal error" not in err
+
+
+def test_unchanged_manifest_still_loads(sine_student):
+    good = Deployable.from_model(sine_student).to_bytes()
+    back = Deployable.from_bytes(_with_manifest(good, lambda man: None))
+    assert back.params().tobytes() == Deployable.from_model(sine_student).params().tobytes()
+
+
+def test_sizes_account_for_every_byte(sine_student, student_file, tmp_path, capsys):
+    dep = Deployable.from_model(sine_student)
+    s = dep.sizes()
+    assert s["file_bytes"] == len(dep.to_bytes()) == 12 + s["manifest_bytes"] + s["payload_bytes"]
+    assert s["payload_bytes"] == s["trit_bytes"] + s["float_bytes"]
+    assert s["trit_bytes"] == -(-dep.n_trits // 5) and s["float_bytes"] == 4 * (5 * 8 + 2)
+    code, stdout, _ = run(["export", str(student_file), "--out", str(tmp_path / "m.tqd"), "--json"], capsys)
+    res = json.loads(stdout)
+    assert code == 0 and {k: res[k] for k in s} == s
+
+
+def test_predict_csv_is_the_percent_9g_of_each_prediction(student_file, sine_student, tmp_path, capsys):
+    code, _, err = run(["predict", str(student_file), "--out", str(tmp_path / "p.csv")], capsys)
+    assert code == 0, err
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    ys0, _ = _forward(sine_student, get_task("sine").eval_set()[0])
+    flat = np.ascontiguousarray(ys0).ravel()
+    assert len(lines) == flat.size and lines == ["%.9g" % float(v) for v in flat]  # noqa: UP031 (C's printf)
+    assert np.array_equal(np.array(lines, np.float32), flat)  # 9 digits: every float32 comes back exactly

@@ -1,38 +1,148 @@
-"""``ternq export`` (student .npz -> compact deployable file) and ``ternq predict`` (run that file)."""
+"""``ternq export`` (student -> deployable file or C99 library) and ``ternq predict`` (run it)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
 import click
 
 from .. import report
-from ..deploy import Deployable, float32_bytes, save_npy
-from ..model import Model, atomic_write_bytes
+from ..deploy import Deployable, save_npy
+from ..model import ModelFileError, atomic_write_bytes
 from . import InputError, cli
 from .options import check_writable, json_option, load_task, task_option
 
 
-@cli.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the deployable file [default: MODEL with suffix .tqd].")
-@json_option
-def export(model_path, out, as_json):
-    """Write a ternary student (.npz) as a compact deployable file.
-
-    Trits are packed 5 per byte (base 3); row scales, biases and tau stay float32;
-    a JSON manifest records dims, task, packing, counts and the payload's sha256.
-    """
-    model = Model.load(model_path)
-    out = check_writable(out or Path(model_path).with_suffix(".tqd"), "deployable model")
+def _load(model_path) -> Deployable:
+    """A .tqd file or a student .npz; a teacher (or any unusable model) is bad input: one line, exit 2."""
     try:
-        dep = Deployable.from_model(model)
+        return Deployable.from_file(model_path)
+    except ModelFileError:
+        raise  # reported as one line, exit 2, by the CLI's main
     except ValueError as exc:
         raise InputError(f"{model_path}: {exc}") from None
+
+
+def _same_file(a, b) -> bool:
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _task(dep: Deployable, model_path, task_name, data_path):
+    """The task to run on: --task/--data if given, else the one the model was trained on."""
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("task_name").name not in ("DEFAULT", "DEFAULT_MAP")
+    if data_path is None and not explicit and dep.task.get("name"):
+        name = dep.task["name"]
+        if name == "data":
+            path = dep.task.get("path")
+            if not (isinstance(path, str) and path and Path(path).is_file()
+                    and hashlib.sha256(Path(path).read_bytes()).hexdigest() == dep.task.get("sha256")):
+                raise InputError(f"{model_path} was trained on data file {path}, which is gone or has changed; "
+                                 "pass --data FILE")
+            data_path = path
+        elif isinstance(name, str):
+            task_name = name
+    task = load_task(task_name, data_path)
+    if (task.n_in, task.n_out) != (dep.n_in, dep.n_out):
+        raise InputError(f"{model_path} has {dep.n_in} inputs / {dep.n_out} outputs; task {task.name} has "
+                         f"{task.n_in} / {task.n_out}")
+    return task
+
+
+def _size_row(s: dict | None) -> str:
+    if s is None:
+        return "not measured (arm-none-eabi-gcc not found)"
+    stack = f", stack {s['stack']} B" if s.get("stack") is not None else ""
+    return (f"flash {s['flash']} B (code {s['text']} + constants {s['rodata']}), RAM {s['ram']} B "
+            f"(state {s['state']} + data {s['data'] + s['bss']}){stack}")
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(), default=None,
+              help="Where to write: a file for --format tqd [default: MODEL with suffix .tqd], a folder for c and "
+                   "c-int [default: MODEL's name with -c or -c-int].")
+@click.option("--format", "fmt", type=click.Choice(["tqd", "c", "c-int"]), default="tqd", show_default=True,
+              help="tqd: compact deployable file; c: C99 library, float32, bit-identical to 'ternq predict'; "
+                   "c-int: C99 library, integers only, bit-identical to 'ternq predict --int'.")
+@click.option("--layout", type=click.Choice(["sparse", "dense"]), default=None,
+              help="C only: sparse keeps per-row lists of non-zero trits (zero trits cost nothing) [default]; "
+                   "dense visits every trit.")
+@click.option("--force", is_flag=True, help="C only: write the export files into a non-empty folder.")
+@task_option
+@json_option
+def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
+    """Export a ternary student (.npz, or a .tqd file) for deployment.
+
+    --format tqd packs trits 5 per byte (base 3) with float32 row scales, biases and
+    tau and a JSON manifest. --format c / c-int write ternq_model.h, ternq_model.c,
+    golden.h (the held-out sequences of the model's task, or --task/--data, with the
+    expected outputs) and main.c (prints every output, exits 0 only if all match
+    bit for bit); flash and RAM on a Cortex-M4F are reported when arm-none-eabi-gcc
+    is installed.
+    """
+    dep = _load(model_path)
+    if fmt == "tqd":
+        if layout is not None or force:
+            raise InputError("--layout and --force apply to --format c and c-int")
+        out = out or Path(model_path).with_suffix(".tqd")
+        if _same_file(out, model_path):
+            raise InputError(f"refusing to overwrite the model being exported ({model_path}); choose another --out")
+        out = check_writable(out, "deployable model")
+        _export_tqd(dep, model_path, out, as_json)
+        return
+    from ..device import export as dx
+
+    layout = layout or "sparse"
+    suffix = "-c" if fmt == "c" else "-c-int"
+    out = Path(out) if out else Path(model_path).with_name(Path(model_path).stem + suffix)
+    if _same_file(out, model_path):
+        raise InputError(f"refusing to overwrite the model being exported ({model_path}); choose another --out")
+    try:
+        out = dx.check_out_dir(out, force, protect=(model_path,))
+    except dx.ExportError as exc:
+        raise InputError(str(exc)) from None
+    task = _task(dep, model_path, task_name, data_path)
+    X, _ = task.eval_set()
+    try:
+        files = dx.write_c(dep, out, X, fmt, layout, source=Path(model_path).name)
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InputError(f"{model_path}: {exc}") from None
+    from ..device.toolchain import ToolchainError
+
+    try:
+        boards = dx.board_sizes(out, dep, fmt, ("m4", "m3") if fmt == "c-int" else ("m4",))
+    except ToolchainError as exc:
+        boards = {"error": str(exc)}
+    res = {"model": str(model_path), "out": str(out), "format": fmt, "layout": layout, "dims": list(dep.dims),
+           "task": task.name, "golden": {"sequences": int(X.shape[0]), "steps": int(X.shape[1])},
+           "files": files, "boards": boards}
+    if as_json:
+        report.print_json(res)
+        return
+    rows = {"written to": f"{out}/ ({', '.join(files)})", "format": fmt + (" (integer only)" if fmt == "c-int"
+                                                                            else " (float32, bit-exact)"),
+            "trit layout": layout, "dims (in, hidden, out)": str(tuple(dep.dims)),
+            "golden.h": f"{X.shape[0]} x {X.shape[1]} held-out steps of {task.name}"}
+    if "error" in boards:
+        rows["board sizes"] = boards["error"]
+    for target, s in boards.items():
+        if target != "error":
+            rows[f"Cortex-{target.upper()} (library only)"] = _size_row(s)
+    rows["check"] = f"cc -std=c99 -O2 -ffp-contract=off {out}/*.c -o m && ./m"
+    report.out.print(report.kv_table(f"Exported {model_path}", rows))
+
+
+def _export_tqd(dep: Deployable, model_path, out, as_json):
     data = dep.to_bytes()
     if not (Deployable.from_bytes(data).params().tobytes() == dep.params().tobytes()):
         raise click.ClickException("internal error: the deployable file does not read back identically")
@@ -40,85 +150,95 @@ def export(model_path, out, as_json):
         atomic_write_bytes(Path(out), data)
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    sections = {s[0]: len(s[1]) for s in dep._sections()}
-    payload = sum(sections.values())
-    f32 = float32_bytes(*dep.dims)
-    res = {"model": str(model_path), "out": str(out), "dims": list(dep.dims), "file_bytes": len(data),
-           "payload_bytes": payload, "manifest_bytes": len(data) - payload - 12, "trit_bytes": sections["trits"],
-           "float_bytes": payload - sections["trits"], "trits": dep.n_trits,
-           "zero_share": float((dep.trits_W == 0).sum() + (dep.trits_out == 0).sum()) / dep.n_trits,
-           "float32_bytes": f32, "file_vs_float32": len(data) / f32, "payload_vs_float32": payload / f32,
-           "npz_bytes": Path(model_path).stat().st_size}
+    res = {"model": str(model_path), "out": str(out), **dep.sizes(), "npz_bytes": Path(model_path).stat().st_size}
     if as_json:
         report.print_json(res)
         return
     rows = {"written to": str(out), "dims (in, hidden, out)": str(tuple(dep.dims)),
-            "file size": f"{len(data)} B ({res['file_vs_float32']:.1%} of float32)",
-            "  payload": f"{payload} B ({res['payload_vs_float32']:.1%} of float32): {sections['trits']} B for "
-                         f"{dep.n_trits} trits (5 per byte) + {res['float_bytes']} B float32 scales, biases, tau",
+            "file size": f"{res['file_bytes']} B ({res['file_vs_float32']:.1%} of float32)",
+            "  payload": f"{res['payload_bytes']} B ({res['payload_vs_float32']:.1%} of float32): "
+                         f"{res['trit_bytes']} B for {dep.n_trits} trits (5 per byte) + {res['float_bytes']} B "
+                         "float32 scales, biases, tau",
             "  header + manifest": f"{res['manifest_bytes'] + 12} B",
-            "float32 size of the same model": f"{f32} B",
+            "float32 size of the same model": f"{res['float32_bytes']} B",
             "zero trits": f"{100 * res['zero_share']:.1f}%",
-            "student .npz (shadow weights + scales)": f"{res['npz_bytes']} B"}
+            "input file": f"{res['npz_bytes']} B"}
     report.out.print(report.kv_table(f"Exported {model_path}", rows))
 
 
 @cli.command()
-@click.argument("model_path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @task_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Also save the predictions (N, T, n_out) float32 as .npy.")
+              help="Also save the predictions: FILE.csv as one '%.9g' value per line (sequences, steps, channels "
+                   "in order; integers with --int), exactly what the C harness prints, so 'cmp' compares them; "
+                   "any other name: .npy, (N, T, n_out) float32 (int32 Q16 with --int).")
 @click.option("--factored", is_flag=True,
               help="Sum inputs with adds/subtracts only and multiply each row by its scale once "
                    "(not bit-identical to training; differs by ~1e-7).")
+@click.option("--int", "integer", is_flag=True,
+              help="Run the integer-only model ('ternq export --format c-int'), and report its eval MSE next to "
+                   "the float32 model's.")
 @json_option
-def predict(model_path, task_name, data_path, out, factored, as_json):
-    """Run a deployable file (from 'ternq export') on a task's held-out set and print the eval MSE.
+def predict(model_path, task_name, data_path, out, factored, integer, as_json):
+    """Run a deployable file (from 'ternq export') or a student .npz on a task's held-out set; print the eval MSE.
 
     Without --task or --data, the task the model was trained on is used.
     """
-    dep = Deployable.load(model_path)
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("task_name").name not in ("DEFAULT", "DEFAULT_MAP")
-    if data_path is None and not explicit and dep.task.get("name"):
-        name = dep.task["name"]
-        if name == "data":
-            path = dep.task.get("path")
-            if not (path and Path(path).is_file()
-                    and hashlib.sha256(Path(path).read_bytes()).hexdigest() == dep.task.get("sha256")):
-                raise InputError(f"{model_path} was trained on data file {path}, which is gone or has changed; "
-                                 "pass --data FILE")
-            data_path = path
-        else:
-            task_name = name
-    task = load_task(task_name, data_path)
-    if (task.n_in, task.n_out) != (dep.n_in, dep.n_out):
-        raise InputError(f"{model_path} has {dep.n_in} inputs / {dep.n_out} outputs; task {task.name} has "
-                         f"{task.n_in} / {task.n_out}")
+    if factored and integer:
+        raise InputError("--factored and --int cannot be combined")
+    dep = _load(model_path)
+    task = _task(dep, model_path, task_name, data_path)
     if out is not None:
+        if _same_file(out, model_path):
+            raise InputError(f"refusing to overwrite the model ({model_path}) with predictions; choose another --out")
         out = check_writable(out, "predictions")
     X, Y = task.eval_set()
     t0 = time.perf_counter()
     mse, ys = dep.mse(X, Y, factored)
     seconds = time.perf_counter() - t0
+    int_mse = None
+    if integer:
+        from ..device.fixed import IntModel
+
+        try:
+            im = IntModel.from_deployable(dep)
+        except ValueError as exc:
+            raise InputError(f"{model_path}: {exc}") from None
+        t0 = time.perf_counter()
+        int_mse, ys = im.mse(X, Y)
+        seconds = time.perf_counter() - t0
     if out is not None:
         try:
-            save_npy(out, ys)
+            if str(out).lower().endswith(".csv"):
+                from ..device.c99 import csv_lines
+
+                atomic_write_bytes(Path(out), csv_lines(ys).encode())
+            else:
+                save_npy(out, ys)
         except OSError as exc:
             raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
     same_task = dep.task == json.loads(json.dumps(task.describe()))
     recorded = dep.info.get("eval_mse_at_training") if same_task else None
-    res = {"model": str(model_path), "task": task.describe(), "eval_mse": mse, "sequences": int(X.shape[0]),
-           "steps": int(X.shape[1]), "factored": factored, "seconds": seconds,
-           "eval_mse_at_training": recorded, "out": str(out) if out else None}
+    res = {"model": str(model_path), "task": task.describe(), "eval_mse": int_mse if integer else mse,
+           "sequences": int(X.shape[0]), "steps": int(X.shape[1]), "factored": factored, "integer": integer,
+           "seconds": seconds, "eval_mse_at_training": recorded, "out": str(out) if out else None}
+    if integer:
+        res.update({"float32_eval_mse": mse, "int_vs_float32": int_mse / mse if mse > 0 else None})
     if as_json:
         report.print_json(res)
         return
-    rows = {"eval MSE (held-out)": mse, "sequences x steps": f"{X.shape[0]} x {X.shape[1]}",
-            "kernel": "factored (add/subtract, one multiply per row)" if factored
-            else "exact (add/subtract of input x scale; bit-identical to training)",
-            "time (s)": f"{seconds:.4f}"}
-    if recorded is not None:
+    rows = {"eval MSE (held-out)": res["eval_mse"], "sequences x steps": f"{X.shape[0]} x {X.shape[1]}"}
+    if integer:
+        rows["kernel"] = "integer only (Q15.16 state, table sigmoid; bit-identical to --format c-int)"
+        rows["float32 model eval MSE"] = mse
+        if res["int_vs_float32"] is not None:
+            rows["integer vs float32"] = f"{res['int_vs_float32']:.4f}x"
+    else:
+        rows["kernel"] = ("factored (add/subtract, one multiply per row)" if factored
+                          else "exact (add/subtract of input x scale; bit-identical to training)")
+    rows["time (s)"] = f"{seconds:.4f}"
+    if recorded is not None and not integer:
         rows["eval MSE recorded at training"] = f"{report.fmt(recorded)}" + (
             " (identical)" if recorded == mse else "")
     if out:

@@ -1,0 +1,63 @@
+"""Writing a C export to a folder, and what it costs on a board."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..deploy import Deployable
+from ..model import atomic_write_bytes
+from . import c99, toolchain
+
+
+class ExportError(ValueError):
+    """The export cannot be written where it was asked to go (one line)."""
+
+
+def check_out_dir(out: str | os.PathLike, force: bool = False, protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """The folder an export may be written to: absent, empty, or (with ``force``) holding anything but the files
+    in ``protect`` under an export file's name. ExportError otherwise."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a folder (a C export is a folder)")
+    if out.is_dir():
+        if any(out.iterdir()) and not force:
+            raise ExportError(f"folder {out} is not empty; pass --force to overwrite the export files in it")
+        for name in c99.FILES:
+            target = out / name
+            if any(target.exists() and Path(p).exists() and os.path.samefile(target, p) for p in protect):
+                raise ExportError(f"refusing to overwrite {target}: it is the model being exported")
+        if not os.access(out, os.W_OK):
+            raise ExportError(f"folder {out} is not writable")
+    else:
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise ExportError(f"cannot create {out}: folder {parent} does not exist")
+    return out
+
+
+def write_c(dep: Deployable, out: str | os.PathLike, X: np.ndarray, fmt: str = "c", layout: str = "sparse",
+            source: str = "a model") -> dict[str, int]:
+    """Write the C library, ``golden.h`` (inputs X (N, T, I)) and ``main.c`` into ``out`` (created if needed),
+    each file atomically; return {file name: bytes}. Check the folder with :func:`check_out_dir` first."""
+    files = c99.sources(dep, X, fmt, layout, source)
+    out = Path(out)
+    out.mkdir(exist_ok=True)
+    for name, text in files.items():
+        atomic_write_bytes(out / name, text.encode())
+    return {name: len(text.encode()) for name, text in files.items()}
+
+
+def board_sizes(out: str | os.PathLike, dep: Deployable, fmt: str, targets: tuple[str, ...] = ("m4",)) -> dict:
+    """Flash / RAM / stack of the exported library per board target, for those whose toolchain is present
+    (``{target: sizes}``; ``{target: None}`` when absent)."""
+    state_bytes = 4 * dep.hidden  # float32 or int32 per hidden unit
+    res = {}
+    for target in targets:
+        if toolchain.missing(target, emulator=False):
+            res[target] = None
+            continue
+        res[target] = toolchain.sizes(out, target, state_bytes)
+    return res

@@ -1,0 +1,283 @@
+"""Compilers, an emulated board and measuring tools for the C export.
+
+Host: ``cc -std=c99 -O2 -ffp-contract=off -Wall -Wextra -Werror`` (``$CC`` overrides ``cc``).
+Boards (Debian packages ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi``, ``qemu-system-arm``):
+
+``m4``  Cortex-M4F, ``-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16``, ``qemu-system-arm -M mps2-an386``
+``m3``  Cortex-M3 (no FPU), ``-mcpu=cortex-m3 -mthumb -mfloat-abi=soft``, ``qemu-system-arm -M mps2-an385``
+
+The board image: a vector table at address 0 (initial stack pointer, a reset
+handler that enables the FPU through CPACR before any float instruction and
+then calls newlib's start-up ``_start``), code at 0x00000000 and data at
+0x20000000 (:data:`LINKER_SCRIPT`), newlib's semihosting (``--specs=rdimon.specs``)
+for printf and the exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST_FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
+ARM_GCC, ARM_SIZE, ARM_NM, QEMU = "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm"
+
+
+class ToolchainError(RuntimeError):
+    """A tool is missing or a compile/run failed (the message is one line)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    flags: tuple[str, ...]
+    machine: str
+
+
+TARGETS = {
+    "m4": Target("m4", "Cortex-M4F (mps2-an386)",
+                 ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"), "mps2-an386"),
+    "m3": Target("m3", "Cortex-M3, no FPU (mps2-an385)", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+                 "mps2-an385"),
+}
+
+STARTUP_C = """/* Minimal start-up for the MPS2 boards under QEMU: vector table, FPU on, newlib's _start. */
+#include <stdint.h>
+extern void _start(void);
+extern uint32_t __stack_top;
+void ternq_reset_handler(void);
+static void ternq_fault(void) { for (;;) { } }
+__attribute__((section(".vectors"), used))
+const void *const ternq_vectors[16] = {
+    &__stack_top, (const void *)ternq_reset_handler,
+    (const void *)ternq_fault, (const void *)ternq_fault, (const void *)ternq_fault,
+    (const void *)ternq_fault, (const void *)ternq_fault, 0, 0, 0, 0,
+    (const void *)ternq_fault, (const void *)ternq_fault, 0,
+    (const void *)ternq_fault, (const void *)ternq_fault,
+};
+void ternq_reset_handler(void)
+{
+#if defined(__ARM_FP)
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: full access to CP10, CP11 */
+    __asm__ volatile("dsb\\n\\tisb" ::: "memory");
+#endif
+    _start();
+    for (;;) { }
+}
+"""
+
+LINKER_SCRIPT = """MEMORY {
+  FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
+  RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M
+}
+ENTRY(ternq_reset_handler)
+SECTIONS {
+  .text : { KEEP(*(.vectors)) *(.text*) *(.rodata*) KEEP(*(.init)) KEEP(*(.fini))
+            . = ALIGN(4); __preinit_array_start = .; KEEP(*(.preinit_array)) __preinit_array_end = .;
+            __init_array_start = .; KEEP(*(SORT(.init_array.*))) KEEP(*(.init_array)) __init_array_end = .;
+            __fini_array_start = .; KEEP(*(.fini_array)) __fini_array_end = .; } > FLASH
+  .ARM.exidx : { *(.ARM.exidx*) } > FLASH
+  .data : { __data_start__ = .; *(.data*) . = ALIGN(4); __data_end__ = .; } > RAM
+  .bss (NOLOAD) : { __bss_start__ = .; __bss_start = .; *(.bss*) *(COMMON) . = ALIGN(4); __bss_end__ = .;
+                    _end = .; end = .; __end__ = .; } > RAM
+  __stack_top = ORIGIN(RAM) + LENGTH(RAM);
+  __stack = __stack_top;
+}
+"""
+
+
+def host_cc() -> str | None:
+    """The host C compiler (``$CC`` or ``cc``), or None."""
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+def missing(target: str | None = None, emulator: bool = True) -> list[str]:
+    """The tools that are absent: for the host (``target=None``) or for a board (without ``emulator``: only
+    the compiler and binutils, enough for sizes)."""
+    if target is None:
+        return [] if host_cc() else [os.environ.get("CC", "cc")]
+    tools = (ARM_GCC, ARM_SIZE, ARM_NM) + ((QEMU,) if emulator else ())
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def _run(cmd: list[str], timeout: float = 300, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except FileNotFoundError:
+        raise ToolchainError(f"{cmd[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"{Path(cmd[0]).name} did not finish within {timeout:g} s") from None
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    if proc.returncode != 0:
+        first = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[0]
+        raise ToolchainError(f"{what} failed: {first}")
+    return proc
+
+
+def _sources(src: Path, harness: bool = True) -> list[str]:
+    names = ["ternq_model.c"] + (["main.c"] if harness else [])
+    return [str(Path(src) / n) for n in names]
+
+
+def build_host(src: str | Path, exe: str | Path, extra: tuple[str, ...] = ()) -> Path:
+    """Compile an export folder (library + main.c) for the host with :data:`HOST_FLAGS`."""
+    cc = host_cc()
+    if cc is None:
+        raise ToolchainError("no host C compiler (cc) found")
+    _check(_run([cc, *HOST_FLAGS, *extra, *_sources(Path(src)), "-o", str(exe)]), "host compile")
+    return Path(exe)
+
+
+def run(exe: str | Path, timeout: float = 300) -> tuple[int, str]:
+    """Run a host executable: (exit status, stdout)."""
+    proc = _run([str(exe)], timeout)
+    return proc.returncode, proc.stdout
+
+
+def build_board(src: str | Path, target: str, out_dir: str | Path) -> Path:
+    """Cross-compile an export folder with its harness for a board; return the ELF path."""
+    tg = TARGETS[target]
+    out = Path(out_dir)
+    (out / "startup.c").write_text(STARTUP_C)
+    (out / "mps2.ld").write_text(LINKER_SCRIPT)
+    elf = out / f"ternq-{target}.elf"
+    cmd = [ARM_GCC, *tg.flags, "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+           "--specs=rdimon.specs", "-T", str(out / "mps2.ld"), str(out / "startup.c"), *_sources(Path(src)),
+           "-o", str(elf)]
+    _check(_run(cmd), f"{target} cross-compile")
+    return elf
+
+
+def run_board(elf: str | Path, target: str, timeout: float = 300) -> tuple[int, str]:
+    """Run an ELF on the emulated board with semihosting: (exit status, stdout)."""
+    cmd = [QEMU, "-M", TARGETS[target].machine, "-nographic", "-monitor", "none", "-serial", "none",
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    proc = _run(cmd, timeout)
+    return proc.returncode, proc.stdout
+
+
+def _object(src: Path, target: str, out: Path, extra: tuple[str, ...] = ()) -> Path:
+    obj = out / f"ternq_model-{target}.o"
+    src = Path(src).resolve()
+    cmd = [ARM_GCC, *TARGETS[target].flags, "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra",
+           "-Werror", *extra, "-c", str(src / "ternq_model.c"), "-o", str(obj)]
+    _check(_run(cmd, cwd=out), f"{target} compile")
+    return obj
+
+
+def sizes(src: str | Path, target: str = "m4", state_bytes: int = 0) -> dict:
+    """Flash and RAM of the model and its code on a board (``arm-none-eabi-size -A`` of ternq_model.o).
+
+    flash = .text + .rodata; ram = .data + .bss + ``state_bytes`` (the caller's ternq_state);
+    ``stack`` is ternq_step's own frame (``-fstack-usage``; its static helpers are inlined at -O2).
+    """
+    src = Path(src)
+    with tempfile.TemporaryDirectory(prefix="ternq-size-") as tmp:
+        out = Path(tmp)
+        obj = _object(src, target, out, ("-fstack-usage",))
+        proc = _check(_run([ARM_SIZE, "-A", str(obj)]), "arm-none-eabi-size")
+        sec: dict[str, int] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+                sec[parts[0]] = sec.get(parts[0], 0) + int(parts[1])
+        su = out / (obj.stem + ".su")
+        stack = None
+        if su.is_file():
+            for line in su.read_text().splitlines():
+                if ":ternq_step\t" in line:
+                    stack = int(line.split("\t")[1])
+    text = sum(v for k, v in sec.items() if k.startswith(".text"))
+    rodata = sum(v for k, v in sec.items() if k.startswith(".rodata"))
+    data = sum(v for k, v in sec.items() if k.startswith(".data"))
+    bss = sum(v for k, v in sec.items() if k.startswith(".bss"))
+    return {"target": target, "text": text, "rodata": rodata, "data": data, "bss": bss, "state": state_bytes,
+            "flash": text + rodata, "ram": data + bss + state_bytes, "stack": stack}
+
+
+_FLOAT_SYMBOL = re.compile(r"^(__aeabi_(f|d|[iul]+2[fd]|[fd]2)|__\w+[sd]f\d?$|__\w+(sf|df)\w*$)")
+
+
+def float_symbols(src: str | Path, target: str = "m3") -> list[str]:
+    """Floating-point helper routines (``__aeabi_f*``, ``__aeabi_d*``, ``__*sf*``, ``__*df*``) the model's object
+    needs when compiled with ``-mfloat-abi=soft``: empty for an integer-only model."""
+    with tempfile.TemporaryDirectory(prefix="ternq-nm-") as tmp:
+        obj = _object(Path(src), target, Path(tmp))
+        proc = _check(_run([ARM_NM, "-u", str(obj)]), "arm-none-eabi-nm")
+    names = [line.split()[-1] for line in proc.stdout.splitlines() if line.strip()]
+    return [n for n in names if _FLOAT_SYMBOL.match(n)]
+
+
+def callgrind_per_step(src: str | Path, steps: int, timeout: float = 600) -> float:
+    """Instructions per call of ``ternq_step`` (valgrind --tool=callgrind, host build of the harness).
+
+    ``steps`` is the number of calls the harness makes (golden sequences x steps).
+    """
+    if shutil.which("valgrind") is None:
+        raise ToolchainError("valgrind not found")
+    with tempfile.TemporaryDirectory(prefix="ternq-cg-") as tmp:
+        exe = build_host(src, Path(tmp) / "m")
+        out = Path(tmp) / "callgrind.out"
+        proc = _run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=ternq_step",
+                     str(exe)], timeout)
+        if proc.returncode != 0:
+            raise ToolchainError(f"the harness under callgrind exited with {proc.returncode}")
+        m = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.M)
+    if not m:
+        raise ToolchainError("no instruction count in the callgrind output")
+    return int(m.group(1)) / steps
+
+
+BENCH_C = """/* time ternq_step over the golden inputs, repeated; print ns per step (CPU time) */
+#include <stdio.h>
+#include <time.h>
+#include "ternq_model.h"
+#include "golden.h"
+int main(void)
+{
+    ternq_state s;
+    %(ty)s y[TERNQ_N_OUT];
+    long n, t, rep, reps = 1;
+    double sec = 0.0;
+    while (sec < 0.2) {
+        clock_t c0 = clock();
+        for (rep = 0; rep < reps; ++rep)
+            for (n = 0; n < TERNQ_GOLDEN_N; ++n) {
+                ternq_reset(&s);
+                for (t = 0; t < TERNQ_GOLDEN_T; ++t)
+                    ternq_step(&s, &ternq_golden_x[(n * TERNQ_GOLDEN_T + t) * TERNQ_N_IN], y);
+            }
+        sec = (double)(clock() - c0) / CLOCKS_PER_SEC;
+        if (sec < 0.2) reps *= 4;
+    }
+    printf("%%.6g\\n", 1e9 * sec / ((double)reps * TERNQ_GOLDEN_N * TERNQ_GOLDEN_T));
+    return (int)(y[0] != y[0]);
+}
+"""
+
+
+def ns_per_step(src: str | Path, integer: bool = False) -> float:
+    """Host CPU nanoseconds per ``ternq_step`` (a timing harness over golden.h; noisy on a loaded machine)."""
+    src = Path(src)
+    with tempfile.TemporaryDirectory(prefix="ternq-ns-") as tmp:
+        bench = Path(tmp) / "bench.c"
+        bench.write_text(BENCH_C % {"ty": "int32_t" if integer else "float"})
+        for name in ("ternq_model.h", "ternq_model.c", "golden.h"):
+            shutil.copy(src / name, Path(tmp) / name)
+        cc = host_cc()
+        if cc is None:
+            raise ToolchainError("no host C compiler (cc) found")
+        exe = Path(tmp) / "bench"
+        _check(_run([cc, *HOST_FLAGS, str(Path(tmp) / "ternq_model.c"), str(bench), "-o", str(exe)]),
+               "host compile")
+        rc, out = run(exe)
+    if rc != 0:
+        raise ToolchainError("the timing harness failed")
+    return float(out.strip())

@@ -1,0 +1,377 @@
+"""C99 export and integer-only inference: bit-identity on the host, on emulated Cortex-M4F / M3 boards, and
+against a plain-Python oracle; the export's refusals and reports.
+
+Board tests need gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (.ci/run installs them) and
+skip with a one-line reason where they are absent.
+"""
+
+import json
+import re
+import shutil
+import struct
+from fractions import Fraction
+
+import numpy as np
+import oracle_int
+import pytest
+from conftest import invoke as run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ternq import StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+from ternq.deploy import MAGIC, Deployable
+from ternq.device import c99, toolchain
+from ternq.device.export import board_sizes, write_c
+from ternq.device.fixed import IntModel, scale_parts, sigmoid_table
+from ternq.kernels import infer_int
+from ternq.kernels.cell import sigmoid, tanh
+from ternq.model import Model, init_teacher, student_from
+from ternq.tasks import get_task
+
+HOST = pytest.mark.skipif(bool(toolchain.missing()), reason="no host C compiler (cc)")
+
+
+def board(target):
+    gone = toolchain.missing(target)
+    return pytest.mark.skipif(bool(gone), reason=f"{', '.join(gone)} not installed (see .ci/run)")
+
+
+CASES = [("sine", 16), ("sine", 32), ("lorenz", 16), ("lorenz", 32)]
+
+
+@pytest.fixture(scope="module")
+def students():
+    """Tiny trained students (few epochs: bit-identity is the point, not accuracy), keyed by (task, H)."""
+    out = {}
+    for name, H in CASES:
+        task = get_task(name)
+        teacher, _ = train_teacher(task, TeacherConfig(hidden=H, epochs=40), seed=0)
+        s, _ = train_student(teacher, task, StudentConfig(hidden=H, epochs=40, shaped=True), seed=0)
+        s.meta["figures"] = evaluate(s, task)
+        out[name, H] = s
+    return out
+
+
+def _export(student, tmp_path, fmt, layout="sparse"):
+    dep = Deployable.from_model(student)
+    X, _ = get_task(student.meta["task"]["name"]).eval_set()
+    out = tmp_path / f"{fmt}-{layout}"
+    write_c(dep, out, X, fmt, layout)
+    _, Y = c99.golden_outputs(dep, fmt, X)
+    return dep, out, c99.csv_lines(Y)
+
+
+# ---------------------------------------------------------------- host
+
+
+@HOST
+@pytest.mark.parametrize("layout", c99.LAYOUTS)
+@pytest.mark.parametrize("fmt", c99.FORMATS)
+@pytest.mark.parametrize("case", CASES)
+def test_c_is_bit_identical_to_predict_on_the_host(students, case, fmt, layout, tmp_path):
+    dep, out, expected = _export(students[case], tmp_path, fmt, layout)
+    exe = toolchain.build_host(out, tmp_path / "m")
+    code, stdout = toolchain.run(exe)
+    assert code == 0
+    assert stdout == expected  # every value printed with %.9g (float) / %ld (int), in order
+    X, _ = get_task(case[0]).eval_set()
+    if fmt == "c":  # and the printed values are those of the training forward itself
+        ys0, _ = dep.predict(X)
+        ys_train, _ = __import__("ternq").predict(students[case], X)
+        assert ys0.tobytes() == ys_train.tobytes()
+
+
+@HOST
+@pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) not installed")
+@pytest.mark.parametrize("fmt", c99.FORMATS)
+def test_library_needs_nothing_and_has_no_writable_globals(students, fmt, tmp_path):
+    """No libm, no malloc, nothing from libc but the memcpy/memset GCC may emit for plain loops (as it may in any
+    freestanding program); no data or bss symbols."""
+    import subprocess
+
+    _, out, _ = _export(students["lorenz", 32], tmp_path, fmt)
+    obj = tmp_path / "m.o"
+    subprocess.run([toolchain.host_cc(), *toolchain.HOST_FLAGS, "-c", str(out / "ternq_model.c"), "-o", str(obj)],
+                   check=True)
+    syms = [line.split() for line in subprocess.run(["nm", str(obj)], capture_output=True, text=True,
+                                                    check=True).stdout.splitlines()]
+    assert {s[1] for s in syms if s[0] == "U"} <= {"memcpy", "memset", "memmove"}
+    assert [s for s in syms if len(s) == 3 and s[1] in "DdBbCG"] == []
+    assert {s[2] for s in syms if len(s) == 3 and s[1] == "T"} == {"ternq_reset", "ternq_step"}
+
+
+@HOST
+def test_harness_fails_when_an_output_differs(students, tmp_path):
+    _, out, _ = _export(students["sine", 16], tmp_path, "c")
+    g = (out / "golden.h").read_text()
+    i = g.index("ternq_golden_y")
+    j = g.index("0x", i)
+    word = g[j : j + 10]
+    flipped = f"0x{int(word, 16) ^ 1:08x}"  # one ulp off
+    (out / "golden.h").write_text(g[:j] + flipped + g[j + 10:])
+    code, _ = toolchain.run(toolchain.build_host(out, tmp_path / "m"))
+    assert code == 1
+
+
+ACT_PROBE = """#include <stdio.h>
+#include "ternq_model.c"
+int main(void)
+{
+    union { float f; uint32_t u; } v, g, c;
+    while (scanf("%x", &v.u) == 1) {
+        g.f = ternq_act(v.f, 1.0f);
+        c.f = ternq_act(v.f, 2.0f);
+        printf("%08x %08x\\n", (unsigned)g.u, (unsigned)c.u);
+    }
+    return 0;
+}
+"""
+
+
+@HOST
+def test_c_sigmoid_tanh_equal_the_training_kernels_bit_for_bit(students, tmp_path):
+    """ternq_act against ternq.kernels.cell.sigmoid/tanh on edge values and a wide random sample."""
+    _, out, _ = _export(students["sine", 16], tmp_path, "c")
+    (out / "probe.c").write_text(ACT_PROBE)
+    exe = tmp_path / "probe"
+    toolchain._check(toolchain._run([toolchain.host_cc(), *toolchain.HOST_FLAGS, "-Wno-unused-function",
+                                     str(out / "probe.c"), "-o", str(exe)]), "probe")
+    rng = np.random.default_rng(0)
+    edges = np.array([0.0, -0.0, 1e-45, -1e-45, 1e-38, 0.5, -0.5, 40.0, -40.0, 80.0, -80.0, 87.0, 1e30, -1e30,
+                      3.4e38, -3.4e38], np.float32)
+    xs = np.concatenate([edges, rng.normal(0, 3, 4000).astype(np.float32),
+                         (rng.uniform(-1, 1, 2000) * 10.0 ** rng.uniform(-8, 2, 2000)).astype(np.float32)])
+    import subprocess
+
+    proc = subprocess.run([str(exe)], input="".join(f"{v:08x}\n" for v in xs.view(np.uint32)),
+                          capture_output=True, text=True, check=True)
+    got = np.array([[int(w, 16) for w in line.split()] for line in proc.stdout.splitlines()], np.uint32)
+    want_g = np.array([sigmoid(x) for x in xs], np.float32).view(np.uint32)
+    want_c = np.array([tanh(x) for x in xs], np.float32).view(np.uint32)
+    assert np.array_equal(got[:, 0], want_g) and np.array_equal(got[:, 1], want_c)
+
+
+def test_hex_float_literals_are_exact():
+    rng = np.random.default_rng(1)
+    vals = np.concatenate([np.array([0.0, -0.0, 1.0, -2.5, 1e-45, 3.4028235e38], np.float32),
+                           rng.normal(0, 1e3, 500).astype(np.float32)])
+    for v in vals:
+        lit = c99.hex_float(v)
+        assert lit.endswith("f") and np.float32(float.fromhex(lit[:-1])).tobytes() == v.tobytes()
+    with pytest.raises(ValueError):
+        c99.hex_float(np.float32("nan"))
+
+
+# ---------------------------------------------------------------- boards
+
+
+@board("m4")
+@pytest.mark.parametrize("case", CASES)
+def test_float_c_is_bit_identical_on_an_emulated_cortex_m4f(students, case, tmp_path):
+    _, out, expected = _export(students[case], tmp_path, "c")
+    elf = toolchain.build_board(out, "m4", tmp_path)
+    code, stdout = toolchain.run_board(elf, "m4")
+    assert code == 0 and stdout == expected
+
+
+@board("m3")
+@pytest.mark.parametrize("case", CASES)
+def test_integer_c_is_bit_identical_on_an_emulated_cortex_m3(students, case, tmp_path):
+    _, out, expected = _export(students[case], tmp_path, "c-int")
+    elf = toolchain.build_board(out, "m3", tmp_path)
+    code, stdout = toolchain.run_board(elf, "m3")
+    assert code == 0 and stdout == expected
+
+
+@board("m3")
+def test_integer_c_needs_no_floating_point(students, tmp_path):
+    """Compiled with -mfloat-abi=soft, any float or double operation would call a libgcc helper."""
+    _, out_int, _ = _export(students["lorenz", 16], tmp_path, "c-int", "sparse")
+    assert toolchain.float_symbols(out_int) == []
+    _, out_dense, _ = _export(students["lorenz", 16], tmp_path, "c-int", "dense")
+    assert toolchain.float_symbols(out_dense) == []
+    _, out_float, _ = _export(students["lorenz", 16], tmp_path, "c")
+    assert any(s.startswith("__aeabi_f") for s in toolchain.float_symbols(out_float))  # the check sees floats
+    for name in ("ternq_model.c", "ternq_model.h", "main.c"):
+        code = (out_int / name).read_text()
+        assert not re.search(r"\b(float|double)\b", code), name
+
+
+@board("m4")
+def test_board_sizes(students, tmp_path):
+    dep, out, _ = _export(students["sine", 32], tmp_path, "c")
+    s = board_sizes(out, dep, "c")["m4"]
+    assert s["state"] == 4 * 32 and s["ram"] == s["data"] + s["bss"] + s["state"] and s["data"] + s["bss"] == 0
+    assert s["flash"] == s["text"] + s["rodata"]
+    # the constants hold at least the float32 scales, biases and decays and the sparse column lists
+    nnz = int(np.count_nonzero(dep.trits_W) + np.count_nonzero(dep.trits_out))
+    assert s["rodata"] >= 4 * (dep.scales.size + dep.b.size + dep.hidden + dep.n_out) + nnz
+    _, dense, _ = _export(students["sine", 32], tmp_path, "c", "dense")
+    assert board_sizes(dense, dep, "c")["m4"]["rodata"] >= dep.n_trits  # one byte per trit
+
+
+# ---------------------------------------------------------------- the integer model
+
+
+def _random_int_model(rng, I, H, O, scale_exp=(-6, 1)):
+    s = student_from(init_teacher(H, rng, I, O))
+    n = s.n_cell
+    s.theta[:n] = rng.normal(0, 1, n).astype(np.float32)
+    s.theta[2 * H * (I + H) : 2 * H * (I + H) + 2 * H] = rng.normal(0, 2, 2 * H).astype(np.float32)  # biases
+    s.theta[n:] = (2.0 ** rng.uniform(*scale_exp, s.theta.size - n) * rng.choice([1, 1, 1, -1],
+                                                                                 s.theta.size - n)).astype(np.float32)
+    return IntModel.from_deployable(Deployable.from_model(s))
+
+
+@given(seed=st.integers(0, 2**32 - 1), I=st.integers(1, 3), H=st.integers(1, 6), O=st.integers(1, 3),
+       big=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_integer_kernel_equals_the_python_oracle(seed, I, H, O, big):
+    """Random models (negative scales, large pre-activations that saturate) and inputs (some beyond x_max)."""
+    rng = np.random.default_rng(seed)
+    im = _random_int_model(rng, I, H, O, (-4, 4) if big else (-8, 0))
+    Xq = rng.integers(-4 * 65536, 4 * 65536, size=(2, 7, I)).astype(np.int32)
+    if big:
+        Xq[0, 0] = 2**31 - 1  # clamped to x_max
+        Xq[1, 1] = -(2**31)
+    ys, hs = im.predict_q(Xq)
+    ys0, hs0 = oracle_int.forward(im, Xq)
+    assert ys.tolist() == ys0 and hs.tolist() == hs0
+
+
+def test_integer_activations_equal_the_oracle_everywhere():
+    tab = sigmoid_table()
+    assert tab.tolist() == oracle_int.table()
+    ps = np.concatenate([np.arange(-20 * 65536, 20 * 65536, 97), [-2**30, 2**30, 0, 1, -1, 16 * 65536 - 1,
+                                                                    8 * 65536 - 1, 16 * 65536, 8 * 65536]])
+    for p in ps.tolist():
+        assert infer_int.sigmoid_q(p, tab) == oracle_int.sigmoid(p, oracle_int.table())
+        assert infer_int.tanh_q(p, tab) == oracle_int.tanh(p, oracle_int.table())
+    x = ps / 65536.0
+    err_s = np.abs(np.array([infer_int.sigmoid_q(p, tab) for p in ps.tolist()]) / 65536.0 - 0.5 * (1 + np.tanh(x / 2)))
+    err_t = np.abs(np.array([infer_int.tanh_q(p, tab) for p in ps.tolist()]) / 65536.0 - np.tanh(x))
+    assert err_s.max() < 3 / 65536 and err_t.max() < 6 / 65536  # interpolation + rounding, a few Q16 steps
+
+
+def test_scale_parts_are_exact():
+    rng = np.random.default_rng(2)
+    for s in np.concatenate([rng.normal(0, 1, 200), [1.0, -1.0, 2**-31, 1e3]]).astype(np.float32):
+        m, k = scale_parts(s)
+        assert 2**30 <= abs(m) < 2**31 and 1 <= k <= 62
+        assert Fraction(m, 2**k) == Fraction(float(s))
+    assert scale_parts(0.0) == (0, 1) and scale_parts(1e-12) == (0, 1)
+    with pytest.raises(ValueError):
+        scale_parts(2.0**31)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_integer_model_is_within_1_1x_of_float32(students, case):
+    dep = Deployable.from_model(students[case])
+    X, Y = get_task(case[0]).eval_set()
+    f32, _ = dep.mse(X, Y)
+    q, _ = IntModel.from_deployable(dep).mse(X, Y)
+    assert q <= 1.1 * f32
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.fixture(scope="module")
+def student_file(students, tmp_path_factory):
+    path = tmp_path_factory.mktemp("dev") / "s.npz"
+    students["lorenz", 16].save(path)
+    return path
+
+
+@HOST
+def test_cli_export_c_then_cmp_with_predict_csv(student_file, tmp_path, capsys):
+    out = tmp_path / "d"
+    code, stdout, err = run(["export", str(student_file), "--format", "c", "--out", str(out), "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert sorted(res["files"]) == sorted(c99.FILES) and res["golden"] == {"sequences": 32, "steps": 100}
+    if not toolchain.missing("m4", emulator=False):
+        assert res["boards"]["m4"]["flash"] > 0 and res["boards"]["m4"]["state"] == 4 * 16
+    code, harness = toolchain.run(toolchain.build_host(out, tmp_path / "m"))
+    assert code == 0
+    code, _, err = run(["predict", str(student_file), "--out", str(tmp_path / "p.csv")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "p.csv").read_text() == harness
+    # the integer export and predict --int agree the same way
+    out_i = tmp_path / "di"
+    assert run(["export", str(student_file), "--format", "c-int", "--out", str(out_i)], capsys)[0] == 0
+    code, harness_i = toolchain.run(toolchain.build_host(out_i, tmp_path / "mi"))
+    assert code == 0
+    code, stdout, err = run(["predict", str(student_file), "--int", "--json", "--out", str(tmp_path / "q.csv")],
+                            capsys)
+    assert code == 0, err
+    assert (tmp_path / "q.csv").read_text() == harness_i
+    res = json.loads(stdout)
+    assert res["integer"] and res["int_vs_float32"] == res["eval_mse"] / res["float32_eval_mse"]
+
+
+def _one_line_exit_2(code, err, needle):
+    assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_export_refusals(student_file, tmp_path, capsys):
+    out = tmp_path / "d"
+    assert run(["export", str(student_file), "--format", "c", "--out", str(out)], capsys)[0] == 0
+    code, _, err = run(["export", str(student_file), "--format", "c", "--out", str(out)], capsys)
+    _one_line_exit_2(code, err, "not empty")
+    before = (out / "ternq_model.c").stat().st_mtime_ns
+    assert run(["export", str(student_file), "--format", "c-int", "--out", str(out), "--force"], capsys)[0] == 0
+    assert "int32_t" in (out / "ternq_model.c").read_text() and (out / "ternq_model.c").stat().st_mtime_ns >= before
+    # never overwrite the trained model, whatever the format
+    model_bytes = student_file.read_bytes()
+    for fmt in ("tqd", "c", "c-int"):
+        code, _, err = run(["export", str(student_file), "--format", fmt, "--out", str(student_file)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    code, _, err = run(["predict", str(student_file), "--out", str(student_file)], capsys)
+    assert code == 2
+    assert student_file.read_bytes() == model_bytes
+    # a teacher, unsupported versions
+    t = init_teacher(4, np.random.default_rng(0))
+    t.save(tmp_path / "t.npz")
+    code, _, err = run(["export", str(tmp_path / "t.npz"), "--format", "c", "--out", str(tmp_path / "e")], capsys)
+    _one_line_exit_2(code, err, "only a ternary student")
+    assert not (tmp_path / "e").exists()
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(student_file) as z, zipfile.ZipFile(buf, "w") as w:
+        for name in z.namelist():
+            data = z.read(name)
+            if name == "header.npy":
+                arr = np.load(io.BytesIO(data))
+                hdr = json.loads(str(arr))
+                hdr["version"] = 99
+                b = io.BytesIO()
+                np.save(b, np.array(json.dumps(hdr)))
+                data = b.getvalue()
+            w.writestr(name, data)
+    (tmp_path / "v99.npz").write_bytes(buf.getvalue())
+    code, _, err = run(["export", str(tmp_path / "v99.npz"), "--format", "c", "--out", str(tmp_path / "e")], capsys)
+    _one_line_exit_2(code, err, "version 99")
+    good = Deployable.from_model(Model.load(student_file)).to_bytes()
+    (m,) = struct.unpack("<I", good[8:12])
+    man = json.loads(good[12 : 12 + m])
+    man["version"] = 2
+    head = json.dumps(man).encode()
+    (tmp_path / "v2.tqd").write_bytes(MAGIC + struct.pack("<I", len(head)) + head + good[12 + m:])
+    code, _, err = run(["export", str(tmp_path / "v2.tqd"), "--format", "c", "--out", str(tmp_path / "e")], capsys)
+    _one_line_exit_2(code, err, "version 2")
+    code, _, err = run(["predict", str(student_file), "--int", "--factored"], capsys)
+    _one_line_exit_2(code, err, "cannot be combined")
+    code, _, err = run(["export", str(student_file), "--layout", "dense"], capsys)
+    _one_line_exit_2(code, err, "--format c")
+
+
+def test_export_from_a_tqd_equals_export_from_the_npz(student_file, tmp_path, capsys):
+    assert run(["export", str(student_file), "--out", str(tmp_path / "s.tqd")], capsys)[0] == 0
+    for src, name in ((student_file, "a"), (tmp_path / "s.tqd", "b")):
+        assert run(["export", str(src), "--format", "c", "--out", str(tmp_path / name)], capsys)[0] == 0
+    for f in ("ternq_model.c", "golden.h", "main.c"):
+        assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
