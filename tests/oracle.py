@@ -67,3 +67,11 @@ def seed_mask(w, s, beta):
     """The seeds' smoothstep bump (reflections.md)."""
     t = np.clip((np.abs(w / s) - 0.5) * beta + 0.5, 0.0, 1.0)
     return 6.0 * t * (1.0 - t) * beta
+
+
+def c_program_mask(w, s, beta):
+    """The C program's mask: 1 - smoothstep(beta * distance of w/s to its nearest integer)."""
+    r = w / s
+    d = np.abs(r - np.trunc(r + np.copysign(0.5, r)))
+    x = np.minimum(beta * d, 1.0)
+    return 1.0 - x * x * (3.0 - 2.0 * x)
