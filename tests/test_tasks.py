@@ -296,12 +296,19 @@ def test_extreme_scales_normalise_as_the_unit_series(factor):
     assert np.allclose(train.mean(0), 0, atol=1e-6) and np.allclose(train.std(0), 1, atol=1e-6)
 
 
+COMMANDS = {"teacher": ["teacher", "--hidden", "2", "--epochs", "2"], "gradcheck": ["gradcheck", "--hidden", "2"],
+            "student": ["student", "--hidden", "2", "--epochs", "2"], "cs": ["cs", "--hidden", "2"],
+            "factorial": ["factorial", "--teacher-epochs", "2", "--student-epochs", "2"]}
+
+
 @pytest.mark.parametrize("case", HOSTILE)
-def test_degenerate_data_files_through_the_cli(tmp_path, capsys, case):
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_degenerate_data_files_through_the_cli(tmp_path, capsys, case, command):
     path = tmp_path / "s.csv"
     np.savetxt(path, _hostile(case), delimiter=",")
-    code, out, err = run(["teacher", "--hidden", "2", "--epochs", "2", "--quiet", "--out", str(tmp_path / "t.npz"),
-                          "--data", str(path)], capsys)
+    out_flag = ["--out", str(tmp_path / ("t" if command == "factorial" else "t.npz"))] if command != "gradcheck" else []
+    code, out, err = run(COMMANDS[command] + ["--quiet"] * (command != "gradcheck") + out_flag + ["--data", str(path)],
+                         capsys)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "channel" in err
     assert "Traceback" not in err and "Warning" not in err and "Internal error" not in err
