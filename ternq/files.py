@@ -143,8 +143,8 @@ def npy_header(fh: IO[bytes], what: str = "array") -> NpyHeader:
 
 
 def read_npy(path: str | os.PathLike, max_count: int, what: str = "array file",
-             max_file_bytes: int | None = None) -> np.ndarray:
-    """Read a ``.npy`` file whose header declares at most ``max_count`` numbers.
+             max_file_bytes: int | None = None, kinds: str = "biuf") -> np.ndarray:
+    """Read a ``.npy`` file of numbers whose header declares at most ``max_count`` of them.
 
     The header is read and checked (dtype, shape, declared size against ``max_count``
     and against the file's real size) before any array is allocated.
@@ -159,6 +159,8 @@ def read_npy(path: str | os.PathLike, max_count: int, what: str = "array file",
         How messages name the file.
     max_file_bytes : int, optional
         Cap on the file size; by default what ``max_count`` float64 numbers need plus headroom.
+    kinds : str
+        Accepted dtype kinds (numpy's ``dtype.kind`` letters): integers and floats by default.
 
     Returns
     -------
@@ -169,6 +171,8 @@ def read_npy(path: str | os.PathLike, max_count: int, what: str = "array file",
     fh, size = open_regular(path, cap, what)
     with fh:
         head = npy_header(fh, f"{what} {path}")
+        if head.dtype.kind not in kinds:
+            raise FileInputError(f"{what} {path} holds {head.dtype} values")
         if head.count > max_count:
             raise FileInputError(f"{what} {path} declares shape {head.shape} ({head.count:.3g} values); "
                                  f"at most {max_count:.3g} are accepted")

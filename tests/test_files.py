@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tomllib
 from conftest import invoke as run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ternq import files, model
 from ternq.files import FileInputError, read_toml, toml_depth
@@ -130,6 +132,25 @@ def test_toml_bad_files(tmp_path, fifo):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(FileInputError, match="UTF-8"):
         read_toml(binary)
+
+
+NESTED = st.recursive(st.integers(-5, 5) | st.text(alphabet="[]{}#'\"ab\\", max_size=6),
+                      lambda inner: st.lists(inner, max_size=3), max_leaves=12)
+
+
+def list_depth(v):
+    return 1 + max((list_depth(x) for x in v), default=0) if isinstance(v, list) else 0
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(value=NESTED)
+def test_toml_depth_is_the_nesting_of_arrays(value, tmp_path_factory):
+    """JSON arrays of ints and strings are TOML arrays: the scan must see exactly their nesting."""
+    text = f"x = {json.dumps(value)}\n"
+    assert toml_depth(text) == list_depth(value)
+    path = tmp_path_factory.mktemp("toml") / "v.toml"
+    path.write_text(text)
+    assert read_toml(path) == {"x": value}
 
 
 # ---- model files
