@@ -7,15 +7,18 @@ from pathlib import Path
 
 F32 = 4
 F64 = 8
+DATA_TEMP = 32  # bytes per sequence step of float64 temporaries while a task makes its sequences
+DATA_PER_CHANNEL = 8  # bytes per sequence step and channel: float32 windows, then X and Y
 
 
 def training_memory(epochs: int, batch: int, steps: int, hidden: int, n_in: int = 1, n_out: int = 1,
                     chunk: int | None = None, distill: bool = True) -> int:
-    """Bytes one training of these sizes allocates: an estimate, exact in its large terms.
+    """Bytes one training of these sizes allocates at its peak: an upper estimate.
 
-    Counts the task's draws for every epoch (one float64 each), the float32
-    sequences of ``chunk`` epochs at a time (all epochs when ``chunk`` is None, as
-    :meth:`ternq.tasks.Task.batches` makes them), the training loop's workspaces
+    Counts the task's draws for every epoch (one float64 each); the peak while the
+    sequences of ``chunk`` epochs are made (all epochs when ``chunk`` is None, as
+    :meth:`ternq.tasks.Task.batches` makes them), a bound that holds for every task
+    and is within 4x of the measured peak (tests/test_tasks.py); the training loop's workspaces
     (forward states kept for backpropagation through time, the teacher's in lockstep
     when ``distill``), parameters with their gradient and Adam moments, and the
     per-epoch history.
@@ -43,7 +46,8 @@ def training_memory(epochs: int, batch: int, steps: int, hidden: int, n_in: int 
     E, B, T, H, I, O = (int(v) for v in (epochs, batch, steps, hidden, n_in, n_out))
     held = E if chunk is None else min(E, int(chunk))
     draws = E * B * F64
-    data = held * B * T * (I + O) * F32
+    # making a chunk's sequences: float64 temporaries (sines, window indices), then float32 windows, X and Y
+    data = held * B * (T + 1) * (DATA_TEMP + DATA_PER_CHANNEL * (I + O))
     states = ((T + 1) * B * H + 2 * T * B * H + T * B * O) * F32  # hs, gs, cs, ys
     if distill:
         states *= 2

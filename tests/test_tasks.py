@@ -331,17 +331,33 @@ def test_huge_values_give_the_same_model_as_unit_values(tmp_path, capsys):
 # ---- memory a training needs
 
 
-def test_training_memory_counts_the_data_exactly():
+@pytest.mark.parametrize("name", NAMES)
+def test_training_memory_bounds_what_making_the_data_takes(name):
+    import tracemalloc
+
+    from ternq.memory import training_memory
+
+    task = get_task(name)
+    task.eval_set()  # build any cached series first: only the batches are measured
+    E, B, H = 40, 10, 8
+    tracemalloc.start()
+    task.batches(np.random.default_rng(0), E, B)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full = training_memory(E, B, task.steps, H, task.n_in, task.n_out)
+    one = training_memory(E, B, task.steps, H, task.n_in, task.n_out, chunk=1)
+    data = (full - one) * E // (E - 1)  # the part that scales with the epochs held at once
+    assert peak <= data <= 4 * peak
+
+
+def test_memory_estimate_grows_with_every_size_and_refuses_what_does_not_fit():
     from ternq.memory import available_memory, check_fits, training_memory
 
-    task = get_task("lorenz")
-    E, B = 6, 4
-    X, Y = task.batches(np.random.default_rng(0), E, B)
-    full = training_memory(E, B, task.steps, 8, task.n_in, task.n_out)
-    one = training_memory(E, B, task.steps, 8, task.n_in, task.n_out, chunk=1)
-    assert full - one == (X.nbytes + Y.nbytes) * (E - 1) // E
-    assert training_memory(2 * E, B, task.steps, 8, 3, 3) > full
-    assert training_memory(E, B, task.steps, 64, 3, 3) > full
+    base = training_memory(10, 4, 20, 8, 1, 1)
+    for k in range(6):
+        sizes = [10, 4, 20, 8, 1, 1]
+        sizes[k] *= 2
+        assert training_memory(*sizes) > base
     have = available_memory()
     assert have is None or have > 0
     if have is not None:
