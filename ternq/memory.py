@@ -8,7 +8,7 @@ from pathlib import Path
 F32 = 4
 F64 = 8
 DATA_TEMP = 32  # bytes per sequence step of float64 temporaries while a task makes its sequences
-DATA_PER_CHANNEL = 8  # bytes per sequence step and channel: float32 windows, then X and Y
+DATA_PER_CHANNEL = 4  # bytes per sequence step and channel: float32 windows, then X and Y
 
 
 def training_memory(epochs: int, batch: int, steps: int, hidden: int, n_in: int = 1, n_out: int = 1,
