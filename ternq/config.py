@@ -11,15 +11,10 @@ wrong type, is a :class:`ConfigError` naming it.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from . import files
 from .experiment.plans import SECTIONS, DesignSettings, ExperimentSettings
 from .search import SearchSettings
 from .train import SettingsError, StudentSettings, TeacherSettings
@@ -152,16 +147,12 @@ def _validate(s: ExperimentSettings) -> None:
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
-    """A TOML file as a dict; :class:`ConfigError` (one line) when it is missing, unreadable or not TOML."""
-    path = Path(path)
+    """A TOML file as a dict; :class:`ConfigError` (one line) when it is missing, unreadable, too big,
+    too deeply nested or not TOML (the checks are :func:`ternq.files.read_toml`'s)."""
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+        return files.read_toml(path, what=what)
+    except files.FileInputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load(path: str | Path | None) -> ExperimentSettings:

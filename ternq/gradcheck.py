@@ -3,6 +3,14 @@
 Central differences with one Richardson step, ``(4 D(h/2) - D(h)) / 3``, so the
 truncation error is O(h^4) and the check can resolve errors far below the
 seeds' 1e-3 bar. Relative error is the seeds' ``|g_a - g_n| / max(|g_a|, |g_n|, 1e-7)``.
+
+Coverage: the kernels unroll their loops by four (over the B*T steps of the
+weight gradients, over the columns of the row products), so :func:`check_all`
+also checks one odd width on a batch whose B*T is not a multiple of four
+(:func:`odd_shape`), where every remainder loop runs and carries a large share
+of each gradient. The straight-through rows compare the kernel against masks
+written here from the formulas of the protocol (:func:`protocol_mask`), not
+against the kernel's own ``mask()``.
 """
 
 from __future__ import annotations
@@ -13,13 +21,15 @@ import numpy as np
 from numba import njit
 
 from .kernels.cell import forward, loss_grad, unpack
-from .kernels.ternary import MASK_NONE, MASK_SEED, mask, quantize, ste_backward
+from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, quantize, ste_backward
 from .model import init_teacher, student_from
 from .rng import stream
 from .train import DT
 
 TOLERANCE = 1e-3  # the seeds' bar
 FLOOR = 1e-7
+DEFAULT_SHAPE = (1, 8)  # (batch, steps) of the checks at the requested widths
+ODD_BATCH = (3, 5)  # B*T = 15: three steps fall in the remainder loops, a fifth of every weight gradient
 
 
 @dataclass
@@ -147,7 +157,7 @@ def _random_teacher(seed, H, I, O):
 
 
 def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
-          batch: int = 1, steps: int = 8) -> list[BlockResult]:
+          batch: int = DEFAULT_SHAPE[0], steps: int = DEFAULT_SHAPE[1]) -> list[BlockResult]:
     """Check every gradient of the teacher and the student losses at width ``hidden``.
 
     Parameters
@@ -166,9 +176,11 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     list of BlockResult
         Teacher blocks; student blocks (scales with trits frozen, biases, tau,
         effective ternary weights) without and with the trajectory term; and the
-        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla and smoothstep masks.
+        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla, the seeds' and the
+        C program's masks, against :func:`protocol_mask`.
     """
     I, H, O = n_in, hidden, n_out
+    shape = f"H={H}" if (batch, steps) == DEFAULT_SHAPE else f"H={H} B*T={batch}*{steps}"
     teacher = _random_teacher(seed, H, I, O)
     other = _random_teacher(seed + 1, H, I, O)  # the trajectory target
     blocks = _blocks(I, H, O)
@@ -179,7 +191,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     prob = _Problem(rng, I, H, O, batch, steps, 0.0, None)
     ga = prob.loss_grad(p)[1]
     for name, idx in blocks.items():
-        results.append(_compare(f"teacher H={H}", name, ga[idx], prob.numerical(p, idx)))
+        results.append(_compare(f"teacher {shape}", name, ga[idx], prob.numerical(p, idx)))
 
     student = student_from(teacher)
     theta = student.theta.astype(np.float64)
@@ -195,7 +207,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     rows = np.concatenate([np.repeat(np.arange(h2), I + H), h2 + np.repeat(np.arange(O), H)])
 
     for alpha in (0.0, 0.5):
-        tag = f"student H={H}" + (" traj" if alpha else "")
+        tag = f"student {shape}" + (" traj" if alpha else "")
         prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64))
         g_eff = prob.loss_grad(p)[1]
 
@@ -214,15 +226,67 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
             results.append(_compare(tag, name, g_eff[idx], prob.numerical(p, idx)))
         results.append(_compare(tag, "W_eff (trits frozen)", g_eff[w_idx], prob.numerical(p, w_idx)))
 
-    # STE: the shadow-weight gradient is the effective-weight gradient times the mask
+    results += ste_rows(theta, I, H, O, g_eff, rows, w_idx, f"student {shape}")
+    return results
+
+
+def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.ndarray:
+    """The STE gradient multiplier, written from the protocol's formulas (docs/protocol.md), vectorised.
+
+    Independent of :func:`ternq.kernels.ternary.mask` on purpose: a wrong formula
+    there shows up as a mismatch here. With ``r = w / s``:
+
+    - vanilla: 1;
+    - seeds' smoothstep bump: ``u = clip((|r| - 1/2) beta + 1/2, 0, 1)``, ``6 u (1 - u) beta``;
+    - C program's: ``1 - smoothstep(beta |r - round(r)|)`` with halves rounded away
+      from zero and ``smoothstep(x) = 3x^2 - 2x^3`` on x clipped to [0, 1].
+    """
+    r = np.asarray(w, np.float64) / np.asarray(s, np.float64)
+    if kind == MASK_NONE:
+        return np.ones_like(r)
+    if kind == MASK_SEED:
+        u = np.clip((np.abs(r) - 0.5) * beta + 0.5, 0.0, 1.0)
+        return 6.0 * u * (1.0 - u) * beta
+    if kind == MASK_REFERENCE:
+        nearest = np.sign(r) * np.floor(np.abs(r) + 0.5)
+        x = np.clip(beta * np.abs(r - nearest), 0.0, 1.0)
+        return 1.0 - (3.0 * x**2 - 2.0 * x**3)
+    raise ValueError(f"unknown mask kind {kind}")
+
+
+STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_SEED, "STE = g_eff * seeds' mask", 7.0),
+             (MASK_REFERENCE, "STE = g_eff * C program's mask", 7.0))
+
+
+def ste_rows(theta, I, H, O, g_eff, rows, w_idx, model, backward=ste_backward) -> list[BlockResult]:
+    """STE rows: ``backward``'s shadow-weight gradient against ``g_eff * protocol_mask`` for every mask.
+
+    ``backward`` is the kernel by default; tests pass a wrong one to show the rows catch it.
+    """
+    n_cell = len(g_eff)
+    scales = theta[n_cell:]
     w_theta = theta[w_idx]
     s_row = scales[rows]
-    for kind, label, beta in ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_SEED, "STE = g_eff * mask", 7.0)):
+    out = []
+    for kind, label, beta in STE_MASKS:
         g_theta = np.zeros_like(theta)
-        ste_backward(theta, I, H, O, g_eff, beta, kind, g_theta)
-        want = g_eff[w_idx] * np.array([mask(w, s, beta, kind) for w, s in zip(w_theta, s_row, strict=True)])
-        results.append(_compare(f"student H={H}", label, g_theta[w_idx], want))
-    return results
+        backward(theta, I, H, O, g_eff, beta, kind, g_theta)
+        want = g_eff[w_idx] * protocol_mask(w_theta, s_row, beta, kind)
+        out.append(_compare(model, label, g_theta[w_idx], want))
+    return out
+
+
+def odd_shape(n_in: int = 1) -> tuple[int, int, int]:
+    """(hidden, batch, steps) that run every remainder loop of the kernels.
+
+    The width is odd (the row products over H columns end in a remainder) and
+    chosen so that ``n_in + hidden`` is not a multiple of four either (nor is 2H);
+    B*T = 15 leaves three of the weight-gradient steps to the remainder loop.
+    """
+    hidden = 5
+    while (n_in + hidden) % 4 == 0:
+        hidden += 2
+    return hidden, *ODD_BATCH
 
 
 def _compare(model, block, ga, gn) -> BlockResult:
@@ -232,5 +296,21 @@ def _compare(model, block, ga, gn) -> BlockResult:
 
 
 def check_all(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1) -> list[BlockResult]:
-    """:func:`check` at every width in ``widths``."""
-    return [r for h in widths for r in check(h, seed, n_in, n_out)]
+    """:func:`check` at every width in ``widths``, then at :func:`odd_shape` (the kernels' remainder loops).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Widths checked at the default batch shape.
+    seed : int
+        Seeds the random models and data.
+    n_in, n_out : int
+        Input and output sizes (the task's).
+
+    Returns
+    -------
+    list of BlockResult
+        Every row of every check.
+    """
+    H, B, T = odd_shape(n_in)
+    return [r for h in widths for r in check(h, seed, n_in, n_out)] + check(H, seed, n_in, n_out, B, T)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .kernels.cell import n_params, unpack
 from .kernels.ternary import absmean_scales, n_scales, quantize
 
@@ -111,30 +112,76 @@ class Model:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Model:
-        """Read a model written by :meth:`save`; raise :class:`ModelFileError` on anything else."""
+        """Read a model written by :meth:`save`; raise :class:`ModelFileError` on anything else.
+
+        Nothing is trusted before it is checked: only a regular file of at most
+        ``MAX_FILE_BYTES`` is opened; each archive member's declared uncompressed
+        size is checked before it is read (a small file cannot inflate to GiBs);
+        the JSON header is read first, and ``theta``'s ``.npy`` header must then
+        declare exactly the float vector that header's sizes need. Sizes, kind,
+        meta, finiteness and (students) positive scales are validated.
+        """
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(str(z["header"]))
-                theta = np.array(z["theta"])
-        except FileNotFoundError:
-            raise ModelFileError(f"model file not found: {path}") from None
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"not a ternq model file: {path} ({exc.__class__.__name__})") from None
-        if not isinstance(header, dict) or header.get("format") != "ternq-model":
-            raise ModelFileError(f"not a ternq model file: {path}")
-        if header.get("version") != FORMAT_VERSION:
-            raise ModelFileError(
-                f"model file {path} has format version {header.get('version')}, this ternq reads {FORMAT_VERSION}")
+            fh, _ = files.open_regular(path, MAX_FILE_BYTES, "model file")
+        except files.FileInputError as exc:
+            raise ModelFileError(str(exc)) from None
         try:
-            model = cls(header["kind"], int(header["n_in"]), int(header["hidden"]), int(header["n_out"]),
-                        theta.astype(np.float32), header.get("meta", {}))
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"model file {path} has a damaged header") from None
-        want = model.n_cell + (n_scales(model.hidden, model.n_out) if model.kind == "student" else 0)
-        if model.kind not in KINDS or theta.ndim != 1 or theta.shape[0] != want:
-            raise ModelFileError(f"model file {path} is inconsistent (kind or parameter count)")
+            with fh, zipfile.ZipFile(fh) as zf:
+                members = files.npz_members(zf, {"header": MAX_HEADER_BYTES, "theta": 8 * MAX_PARAMS + 4096},
+                                            f"model file {path}")
+                if "header" not in members or "theta" not in members:
+                    raise ModelFileError(f"not a ternq model file: {path} (no header or theta)")
+                head = files.read_npz_member(zf, members["header"], (), "U", f"model file {path}")
+                header = json.loads(str(head))
+                if not isinstance(header, dict) or header.get("format") != "ternq-model":
+                    raise ModelFileError(f"not a ternq model file: {path}")
+                if header.get("version") != FORMAT_VERSION:
+                    raise ModelFileError(f"model file {path} has format version {header.get('version')!r}, "
+                                         f"this ternq reads {FORMAT_VERSION}")
+                kind, dims, meta = _check_header(header, path)
+                want = n_params(*dims) + (n_scales(dims[1], dims[2]) if kind == "student" else 0)
+                theta = files.read_npz_member(zf, members["theta"], (want,), "f", f"model file {path}")
+        except files.FileInputError as exc:
+            raise ModelFileError(str(exc)) from None
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
+                RecursionError, NotImplementedError) as exc:  # JSON errors are ValueErrors
+            if isinstance(exc, ModelFileError):
+                raise
+            raise ModelFileError(f"not a ternq model file: {path} ({exc.__class__.__name__})") from None
+        with np.errstate(over="ignore"):
+            theta = theta.astype(np.float32)
+        if not np.all(np.isfinite(theta)):
+            raise ModelFileError(f"model file {path} holds non-finite parameters")
+        model = cls(kind, *dims, theta, meta)
+        if kind == "student" and not np.all(theta[model.n_cell:] > 0):
+            raise ModelFileError(f"model file {path} holds a scale that is not positive")
         return model
+
+
+MAX_PARAMS = 1 << 26  # 67 million parameters (268 MB as float32): far beyond any width ternq trains
+MAX_FILE_BYTES = 8 * MAX_PARAMS + (64 << 20)
+MAX_HEADER_BYTES = 16 << 20  # the JSON header, stored as UTF-32 by numpy
+
+
+def _check_header(header: dict, path) -> tuple[str, tuple[int, int, int], dict]:
+    """Kind, (n_in, hidden, n_out) and meta of a model header, each validated; sizes bounded by MAX_PARAMS."""
+    kind = header.get("kind")
+    if kind not in KINDS:
+        raise ModelFileError(f"model file {path} has an unknown kind {kind!r}")
+    dims = []
+    for name in ("n_in", "hidden", "n_out"):
+        v = header.get(name)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_PARAMS:
+            raise ModelFileError(f"model file {path} has a damaged header ({name} = {v!r})")
+        dims.append(v)
+    if n_params(*dims) > MAX_PARAMS:
+        raise ModelFileError(f"model file {path} declares sizes {tuple(dims)} beyond the {MAX_PARAMS:.3g} "
+                             "parameters accepted")
+    meta = header.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"model file {path} has a damaged header (meta is not a table)")
+    return kind, (dims[0], dims[1], dims[2]), meta
 
 
 def _umask() -> int:

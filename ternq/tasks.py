@@ -40,10 +40,14 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from . import files
 
 TWO_PI = 2.0 * np.pi
 
@@ -57,9 +61,47 @@ class Task:
     steps = 50  # training sequence length
     period: int | None = None  # seasonal period in samples, where the task has one (seasonal naive baseline)
 
+    def draw(self, rng: np.random.Generator, epochs: int, batch: int) -> np.ndarray:
+        """The random part of every epoch's sequences (a phase or start per sequence): array (epochs, batch).
+
+        All the randomness of :meth:`batches` is drawn here, in one call, so that
+        :meth:`batch_chunks` can build the sequences a few epochs at a time and
+        still consume the stream exactly as one :meth:`batches` call does.
+        """
+        raise NotImplementedError
+
+    def sequences(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets for the draws ``draws`` (any shape S): arrays (*S, steps, n_in / n_out)."""
+        raise NotImplementedError
+
     def batches(self, rng: np.random.Generator, epochs: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets of every epoch: arrays (epochs, batch, steps, n_in / n_out)."""
-        raise NotImplementedError
+        return self.sequences(self.draw(rng, epochs, batch))
+
+    def batch_chunks(self, rng: np.random.Generator, epochs: int, batch: int, chunk: int
+                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """The batches of :meth:`batches`, ``chunk`` epochs at a time: yields ``(e0, X, Y)``.
+
+        ``X, Y`` are the epochs ``e0 .. e0 + len(X) - 1``, bit-identical to
+        ``batches(rng, epochs, batch)[k][e0:e0 + len(X)]`` for a Generator in the same
+        state. Only the draws (8 bytes per sequence) exist for all epochs at once;
+        the sequences themselves exist for one chunk at a time.
+
+        Parameters
+        ----------
+        rng : np.random.Generator
+            The data stream; consumed exactly as by :meth:`batches`.
+        epochs, batch : int
+            Epochs in all and sequences per epoch.
+        chunk : int
+            Epochs per yielded block (the last block may be shorter).
+        """
+        if int(chunk) != chunk or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, not {chunk}")
+        draws = self.draw(rng, epochs, batch)
+        for e0 in range(0, epochs, int(chunk)):
+            X, Y = self.sequences(draws[e0:e0 + int(chunk)])
+            yield e0, X, Y
 
     def eval_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The held-out evaluation sequences: arrays (N, T, n_in / n_out)."""
@@ -94,8 +136,11 @@ class Sine(Task):
         """2 pi / dt samples, rounded: the lag of the seasonal naive baseline (63 at dt = 0.1)."""
         return max(1, round(TWO_PI / self.dt))
 
-    def batches(self, rng, epochs, batch):
-        return self._seqs(rng.uniform(0.0, TWO_PI, size=(epochs, batch)), self.steps)
+    def draw(self, rng, epochs, batch):
+        return rng.uniform(0.0, TWO_PI, size=(epochs, batch))
+
+    def sequences(self, draws):
+        return self._seqs(draws, self.steps)
 
     def eval_set(self):
         phases = TWO_PI * (np.arange(self.n_eval) + 0.5) / self.n_eval
@@ -135,8 +180,11 @@ class MultiSine(Task):
         s = s.astype(np.float32)
         return np.ascontiguousarray(s[..., :-1, None]), np.ascontiguousarray(s[..., 1:, None])
 
-    def batches(self, rng, epochs, batch):
-        return self._seqs(rng.uniform(0.0, self.train_span, size=(epochs, batch)), self.steps)
+    def draw(self, rng, epochs, batch):
+        return rng.uniform(0.0, self.train_span, size=(epochs, batch))
+
+    def sequences(self, draws):
+        return self._seqs(draws, self.steps)
 
     def eval_starts(self) -> np.ndarray:
         return self.eval_from + self.train_span * (np.arange(self.n_eval) + 0.5) / self.n_eval
@@ -156,7 +204,8 @@ class Series(Task):
 
     The first ``floor(train_frac * L)`` rows are the training part, the rest is
     held out; each channel is normalised by the training part's mean and
-    standard deviation (a constant channel by 1). Training windows of ``steps``
+    standard deviation (see :func:`normalise`, which refuses series that cannot be
+    normalised faithfully). Training windows of ``steps``
     steps (``steps + 1`` rows) start at a uniform random row such that the whole
     window lies in the training part. Held-out windows of ``min(eval_steps,
     rows held out - 1)`` steps start on a fixed, evenly spaced grid of at most
@@ -189,11 +238,7 @@ class Series(Task):
         self.n_in = self.n_out = C
         self.length = L
         self.n_train = int(math.floor(train_frac * L))
-        part = series[: self.n_train]
-        self.mean = part.mean(axis=0)
-        std = part.std(axis=0)
-        self.std = np.where(std > 0, std, 1.0)
-        self.data = np.ascontiguousarray(((series - self.mean) / self.std).astype(np.float32))
+        self.mean, self.std, self.data = normalise(series, self.n_train, what)
         held = L - self.n_train
         self.eval_steps = int(min(eval_steps, held - 1))
         last = held - 1 - self.eval_steps
@@ -205,12 +250,15 @@ class Series(Task):
         w = self.data[starts[..., None] + np.arange(steps + 1)]
         return np.ascontiguousarray(w[..., :-1, :]), np.ascontiguousarray(w[..., 1:, :])
 
-    def batches(self, rng, epochs, batch):
+    def draw(self, rng, epochs, batch):
         room = self.n_train - self.steps  # number of distinct windows in the training part
         if room < 1:
             raise ValueError(f"{self.name}: the training part has {self.n_train} rows, too few for windows of "
                              f"{self.steps} steps")
-        return self._windows(rng.integers(0, room, size=(epochs, batch)), self.steps)
+        return rng.integers(0, room, size=(epochs, batch))
+
+    def sequences(self, draws):
+        return self._windows(np.asarray(draws, np.int64), self.steps)
 
     def eval_set(self):
         return self._windows(self.eval_starts, self.eval_steps)
@@ -219,6 +267,78 @@ class Series(Task):
         return {**super().describe(), **self.info, "rows": self.length, "train_rows": self.n_train,
                 "train_frac": self.train_frac, "n_eval": self.n_eval, "eval_steps": self.eval_steps,
                 "mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
+
+
+MAX_SIGMAS = 1e6  # a held-out value further than this from the training mean is not on the series' scale
+MAX_ONE_ROW_SHARE = 0.9  # most of a channel's training variance that a single row may carry
+
+
+def normalise(series: np.ndarray, n_train: int, what: str = "the series") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalise each channel by its training part's mean and standard deviation, or refuse.
+
+    The statistics are taken in float64 on the channel divided by its largest
+    magnitude first, so values near 1e-300 or 1e300 neither underflow nor overflow
+    (no RuntimeWarning, no silent zeros). The result must be a faithful float32
+    series; a channel is refused (``ValueError``, one line) when
+
+    - it is constant over the training rows (nothing to learn, nothing to scale by);
+    - its spread is below float64 resolution relative to its magnitude;
+    - any value lies more than ``MAX_SIGMAS`` training standard deviations from the
+      training mean (a series not on one scale, e.g. one 1e300 outlier);
+    - one training row carries more than ``MAX_ONE_ROW_SHARE`` of its variance, or
+      normalising merged its distinct values into fewer than three (an outlier
+      that swamps the rest).
+
+    Parameters
+    ----------
+    series : np.ndarray
+        Finite float64 (L, C).
+    n_train : int
+        Rows of the training part (the first ones).
+    what : str
+        How messages name the series.
+
+    Returns
+    -------
+    mean, std : np.ndarray
+        Float64 (C,): the training part's statistics in the data's own units.
+    data : np.ndarray
+        Float32 (L, C), C-contiguous: the normalised series.
+    """
+    C = series.shape[1]
+    scale = np.max(np.abs(series[:n_train]), axis=0)  # > 0 unless the training part is all zeros
+    mean = np.zeros(C)
+    std = np.zeros(C)
+    data = np.empty(series.shape, np.float32)
+    for c in range(C):
+        x, train = series[:, c], series[:n_train, c]
+        name = f"{what}, channel {c + 1},"
+        if np.all(train == train[0]):
+            raise ValueError(f"{name} is constant ({train[0]:.6g}) over the {n_train} training rows: "
+                             "nothing to learn or normalise by; drop that column")
+        with np.errstate(over="ignore", under="ignore"):  # held-out values may overflow: refused below
+            s = x / scale[c]  # |s| <= 1 over the training rows: their sums cannot overflow
+            mu = s[:n_train].mean()
+            sd = s[:n_train].std()
+            if not sd > 1e-12:
+                raise ValueError(f"{name} varies by less than 1e-12 of its size over the training rows "
+                                 f"({train.min():.17g} to {train.max():.17g}): too little to normalise")
+            z = (s - mu) / sd
+        far = int(np.argmax(np.abs(z)))
+        if not abs(z[far]) <= MAX_SIGMAS:
+            raise ValueError(f"{name} row {far + 1} holds {x[far]:.6g}, {abs(z[far]):.3g} training standard "
+                             "deviations from the training mean: the series is not on one scale (an outlier?)")
+        zt = z[:n_train]
+        top = int(np.argmax(zt * zt))
+        if zt[top] ** 2 > MAX_ONE_ROW_SHARE * n_train:
+            raise ValueError(f"{name} row {top + 1} ({x[top]:.6g}) alone carries "
+                             f"{zt[top] ** 2 / n_train:.0%} of the training variance: an outlier?")
+        data[:, c] = z
+        if len(np.unique(data[:n_train, c])) < min(3, len(np.unique(train))):
+            raise ValueError(f"{name} loses its distinct values when normalised (row {top + 1}, {x[top]:.6g}, "
+                             "swamps the rest): an outlier?")
+        mean[c], std[c] = mu * scale[c], sd * scale[c]
+    return mean, std, data
 
 
 def min_length(steps: int, train_frac: float) -> int:
@@ -308,35 +428,66 @@ class CO2(Series):
         super().__init__(statsmodels_series("co2"), "co2", steps, train_frac, n_eval, eval_steps, info)
 
 
-def read_table(path: str | Path) -> np.ndarray:
+MAX_NPY_VALUES = 1 << 25  # 33.5 million numbers (268 MB as float64): far more than a training can use
+MAX_NPY_BYTES = 8 * MAX_NPY_VALUES + files.MiB
+MAX_CSV_BYTES = 64 * files.MiB
+
+
+def read_table(path: str | Path, data: bytes | None = None) -> np.ndarray:
     """Read a CSV or ``.npy`` file into a float64 (rows, channels) array, with one-line errors.
 
-    A CSV may start with one header row (a row with no number in it); every other cell must
-    be a number. NaN and inf are refused by the task, which knows the row and column.
+    Only a regular file is read (not a device or FIFO), and at most ``MAX_CSV_BYTES``
+    of CSV or ``MAX_NPY_BYTES`` of ``.npy``; a ``.npy`` header is checked (numbers
+    only, at most ``MAX_NPY_VALUES``, consistent with the file's size) before its
+    array is allocated. A CSV may start with one header row (a row with no number
+    in it); every other cell must be a number. NaN and inf are refused by the task,
+    which knows the row and column.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; its suffix picks the format.
+    data : bytes, optional
+        The file's bytes, when the caller has read them already (see :func:`from_file`).
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"data file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"data path {path} is a directory, not a file")
-    if path.suffix.lower() == ".npy":
+    npy = path.suffix.lower() == ".npy"
+    if data is None:
+        data = files.read_bytes(path, MAX_NPY_BYTES if npy else MAX_CSV_BYTES, "data file")
+    if npy:
+        fh = io.BytesIO(data)
+        head = files.npy_header(fh, f"data file {path}")
+        if head.dtype.kind not in "biuf":
+            raise ValueError(f"{path} holds {head.dtype} values, not numbers")
+        if len(head.shape) not in (1, 2):
+            raise ValueError(f"{path} holds an array of shape {head.shape}; need (rows,) or (rows, channels)")
+        if head.count > MAX_NPY_VALUES:
+            raise ValueError(f"{path} declares shape {head.shape}: {head.count:.3g} values, more than the "
+                             f"{MAX_NPY_VALUES:.3g} accepted")
+        if head.offset + head.nbytes != len(data):
+            raise ValueError(f"{path} is damaged: its header declares {head.nbytes} bytes of data, "
+                             f"the file holds {len(data) - head.offset}")
+        fh.seek(0)
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr = np.lib.format.read_array(fh, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"cannot read {path} as a .npy array ({exc.__class__.__name__})") from None
-        if arr.dtype.kind not in "biuf":
-            raise ValueError(f"{path} holds {arr.dtype} values, not numbers")
         if arr.ndim == 1:
             arr = arr[:, None]
-        if arr.ndim != 2:
-            raise ValueError(f"{path} holds an array of shape {arr.shape}; need (rows,) or (rows, channels)")
         return arr.astype(np.float64)
+    if len(data) > MAX_CSV_BYTES:
+        raise ValueError(f"data file {path} is larger than the {MAX_CSV_BYTES >> 20} MiB accepted for CSV "
+                         "(use .npy for big series)")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [(i + 1, r) for i, r in enumerate(csv.reader(fh)) if any(c.strip() for c in r)]
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not a text CSV file (use .npy for binary arrays)") from None
-    except (OSError, csv.Error) as exc:
+    if "\0" in text:
+        raise ValueError(f"{path} is not a text CSV file (it holds NUL bytes; use .npy for binary arrays)")
+    try:
+        rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text, newline="")))
+                if any(c.strip() for c in r)]
+    except csv.Error as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
     if rows and not any(_is_number(c) for c in rows[0][1]):
         rows = rows[1:]  # a header row
@@ -366,8 +517,10 @@ def _is_number(cell: str) -> bool:
 def from_file(path: str | Path, **kwargs) -> Series:
     """The ``--data FILE`` task: a recorded series from a CSV or ``.npy`` file (see :func:`read_table`)."""
     path = Path(path)
-    table = read_table(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    npy = path.suffix.lower() == ".npy"
+    data = files.read_bytes(path, MAX_NPY_BYTES if npy else MAX_CSV_BYTES, "data file")
+    table = read_table(path, data)
+    digest = hashlib.sha256(data).hexdigest()  # of the very bytes parsed
     info = {"path": str(path), "sha256": digest}
     return Series(table, "data", what=f"data file {path}", info=info, **kwargs)
 

@@ -99,3 +99,11 @@ def naive_forecasts(series, origin, horizon, period=None):
                 back += period
             out.append(series[origin + k - back])
     return np.array(out)
+
+
+def c_program_mask(w, s, beta):
+    """The C program's mask: 1 - smoothstep(beta * distance of w/s to its nearest integer)."""
+    r = w / s
+    d = np.abs(r - np.trunc(r + np.copysign(0.5, r)))
+    x = np.minimum(beta * d, 1.0)
+    return 1.0 - x * x * (3.0 - 2.0 * x)

@@ -2,8 +2,23 @@ import numpy as np
 import oracle
 import pytest
 
-from ternq.gradcheck import TOLERANCE, check, numerical_grad, rel_err
-from ternq.kernels.ternary import MASK_SEED, mask
+from ternq.gradcheck import (
+    TOLERANCE,
+    _blocks,
+    _compare,
+    _Problem,
+    _random_teacher,
+    check,
+    check_all,
+    numerical_grad,
+    odd_shape,
+    protocol_mask,
+    rel_err,
+    ste_rows,
+)
+from ternq.kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, mask, ste_backward
+from ternq.model import student_from
+from ternq.rng import stream
 
 
 def test_every_gradient_passes_well_below_the_bar():
@@ -37,3 +52,134 @@ def test_mask_matches_the_seeds_formula():
     # peak at the zero/non-zero boundary |w/s| = 0.5, nothing at w = 0 for sharp beta
     assert mask(0.4, 0.8, 5.0, MASK_SEED) == pytest.approx(6 * 0.25 * 5.0) == pytest.approx(got.max())
     assert mask(0.0, 0.8, 5.0, MASK_SEED) == 0.0
+
+
+# ---- coverage of the kernels' remainder loops
+
+
+def test_check_all_runs_an_odd_width_on_an_odd_batch():
+    results = check_all((4,), seed=1)
+    H, B, T = odd_shape(1)
+    assert H % 2 == 1 and (1 + H) % 4 and (B * T) % 4
+    odd = [r for r in results if f"H={H} B*T={B}*{T}" in r.model]
+    assert {r.block for r in odd} >= {"W_gate", "W_cand", "W_out", "scales", "W_eff (trits frozen)",
+                                      "STE = g_eff * seeds' mask", "STE = g_eff * C program's mask"}
+    assert any(r.model.startswith("teacher") for r in odd) and any("traj" in r.model for r in odd)
+    assert max(r.max_rel_err for r in results) < 1e-6
+    for n_in in (1, 2, 3, 4, 7):
+        h, b, t = odd_shape(n_in)
+        assert h % 2 == 1 and (n_in + h) % 4 and (b * t) % 4
+
+
+def _odd_problem(seed=2):
+    I, O = 1, 1
+    H, B, T = odd_shape(I)
+    rng = stream(seed, "test-odd")
+    prob = _Problem(rng, I, H, O, B, T, 0.0, None)
+    p = _random_teacher(seed, H, I, O).theta.astype(np.float64)
+    return prob, p, (I, H, O, B, T)
+
+
+def test_kernel_gradient_matches_the_numpy_oracle_at_the_odd_shape():
+    prob, p, (I, H, O, B, T) = _odd_problem()
+    loss, ga = prob.loss_grad(p)
+    assert loss == pytest.approx(oracle.loss(p, prob.X, prob.Y, I, H, O), rel=1e-12)
+    gn = numerical_grad(lambda q: oracle.loss(q, prob.X, prob.Y, I, H, O), p.copy(), np.arange(p.size))
+    assert rel_err(ga, gn).max() < 1e-6
+
+
+def test_a_one_percent_error_in_a_remainder_loop_fails_the_odd_shape():
+    """What a 1% slip in the W_out remainder loop (the last B*T % 4 steps) or in the odd column would do."""
+    prob, p, (I, H, O, B, T) = _odd_problem()
+    blocks = _blocks(I, H, O)
+    ga = prob.loss_grad(p)[1]
+    hs, ys = oracle.run(p, prob.X, I, H, O)
+    n = B * T
+    # flat step k = t * B + b, as the kernel lays its states out; the remainder loop takes the last n % 4
+    rem_steps = [(k // B, k % B) for k in range(n - n % 4, n)]
+    rem = sum(np.outer(ys[b, t] - prob.Y[b, t], hs[b, t + 1]) for t, b in rem_steps) / (n * O)
+    idx = blocks["W_out"]
+    gn = prob.numerical(p, idx)
+    assert _compare("t", "W_out", ga[idx], gn).max_rel_err < 1e-9
+    planted = ga[idx] + 0.01 * rem.ravel()
+    assert _compare("t", "W_out", planted, gn).max_rel_err > TOLERANCE
+    # the odd width's last column (a remainder column of the row products) is checked entry by entry
+    last_col = blocks["W_gate"].reshape(H, I + H)[:, -1]
+    bad = ga.copy()
+    bad[last_col] *= 1.01
+    gnw = prob.numerical(p, blocks["W_gate"])
+    assert _compare("t", "W_gate", bad[blocks["W_gate"]], gnw).max_rel_err > TOLERANCE
+
+
+# ---- the STE rows compare against masks written from the protocol
+
+
+@pytest.mark.parametrize("beta", [1.0, 7.0, 20.0])
+def test_protocol_mask_matches_the_formulas(beta):
+    w = np.linspace(-2.3, 2.3, 207)
+    s = 0.8
+    np.testing.assert_allclose(protocol_mask(w, s, beta, MASK_SEED), oracle.seed_mask(w, s, beta), rtol=1e-14)
+    np.testing.assert_allclose(protocol_mask(w, s, beta, MASK_REFERENCE), oracle.c_program_mask(w, s, beta),
+                               rtol=1e-14, atol=1e-15)
+    assert np.all(protocol_mask(w, s, beta, MASK_NONE) == 1.0)
+    # and the kernel's own mask agrees with both
+    for kind in (MASK_SEED, MASK_REFERENCE):
+        got = np.array([mask(v, s, beta, kind) for v in w])
+        np.testing.assert_allclose(got, protocol_mask(w, s, beta, kind), rtol=1e-13, atol=1e-15)
+
+
+def _ste_setup():
+    I, H, O = 1, 5, 1
+    blocks = _blocks(I, H, O)
+    student = student_from(_random_teacher(4, H, I, O))
+    rng = stream(4, "test-ste")
+    theta = student.theta.astype(np.float64)
+    theta[: student.n_cell] += rng.normal(0, 0.05, size=student.n_cell)
+    g_eff = rng.normal(size=student.n_cell)
+    w_idx = np.concatenate([blocks["W_gate"], blocks["W_cand"], blocks["W_out"]])
+    rows = np.concatenate([np.repeat(np.arange(2 * H), I + H), 2 * H + np.repeat(np.arange(O), H)])
+    return theta, (I, H, O), g_eff, rows, w_idx
+
+
+def _numpy_ste(mask_fn):
+    """A NumPy STE backward using ``mask_fn(w, s, beta, kind)`` for the shadow weights."""
+    def backward(theta, I, H, O, g_eff, beta, kind, g):
+        ste_backward(theta, I, H, O, g_eff, beta, MASK_NONE, g)  # scales and the unmasked copy
+        n = g_eff.size
+        W = theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
+        s = theta[n:]
+        gW = g[: 2 * H * (I + H)].reshape(2 * H, I + H)
+        gW *= mask_fn(W, s[: 2 * H, None], beta, kind)
+        o = 2 * H * (I + H) + 3 * H
+        gO = g[o : o + O * H].reshape(O, H)
+        gO *= mask_fn(theta[o : o + O * H].reshape(O, H), s[2 * H :, None], beta, kind)
+    return backward
+
+
+def test_ste_rows_catch_a_wrong_mask_formula():
+    theta, (I, H, O), g_eff, rows, w_idx = _ste_setup()
+    kernel = ste_rows(theta, I, H, O, g_eff, rows, w_idx, "s")
+    assert all(r.max_rel_err < 1e-12 for r in kernel)
+
+    def seeds_formula(w, s, beta, kind):
+        if kind == MASK_SEED:
+            return oracle.seed_mask(w, s, beta)
+        if kind == MASK_REFERENCE:
+            return oracle.c_program_mask(w, s, beta)
+        return np.ones_like(w)
+
+    assert all(r.ok for r in ste_rows(theta, I, H, O, g_eff, rows, w_idx, "s", _numpy_ste(seeds_formula)))
+
+    def off_centre(w, s, beta, kind):  # the bump at |w/s| = 0.45 instead of 0.5
+        if kind == MASK_SEED:
+            t = np.clip((np.abs(w / s) - 0.45) * beta + 0.5, 0, 1)
+            return 6 * t * (1 - t) * beta
+        return seeds_formula(w, s, beta, kind)
+
+    def swapped(w, s, beta, kind):  # the two masks exchanged, as the C program's inversion would be
+        other = {MASK_SEED: MASK_REFERENCE, MASK_REFERENCE: MASK_SEED}.get(kind, kind)
+        return seeds_formula(w, s, beta, other)
+
+    for wrong in (off_centre, swapped):
+        bad = {r.block: r.ok for r in ste_rows(theta, I, H, O, g_eff, rows, w_idx, "s", _numpy_ste(wrong))}
+        assert not bad["STE = g_eff * seeds' mask"] and bad["STE = g_eff (vanilla)"]

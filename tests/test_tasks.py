@@ -195,3 +195,174 @@ def test_teacher_on_a_data_file(tmp_path, capsys):
     assert code == 0, err
     res = json.loads(stdout)
     assert res["task"]["name"] == "data" and res["task"]["n_in"] == 2 and np.isfinite(res["eval_mse"])
+
+
+# ---- batches a chunk of epochs at a time
+
+
+def _file_task(tmp_path):
+    t = np.arange(300) * 0.1
+    np.save(tmp_path / "s.npy", np.stack([np.sin(t), np.cos(1.3 * t)], 1))
+    return from_file(tmp_path / "s.npy", steps=20)
+
+
+@pytest.mark.parametrize("name", NAMES + ["file"])
+@pytest.mark.parametrize("chunk", [1, 3, 7, 50])
+def test_batch_chunks_are_bitwise_slices_of_batches(name, chunk, tmp_path):
+    task = _file_task(tmp_path) if name == "file" else get_task(name)
+    epochs, batch = 7, 5
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    X, Y = task.batches(rng_a, epochs, batch)
+    seen = 0
+    for e0, Xc, Yc in task.batch_chunks(rng_b, epochs, batch, chunk):
+        assert e0 == seen and len(Xc) == min(chunk, epochs - e0)
+        assert Xc.tobytes() == X[e0:e0 + len(Xc)].tobytes() and Yc.tobytes() == Y[e0:e0 + len(Yc)].tobytes()
+        assert Xc.flags.c_contiguous and Yc.flags.c_contiguous
+        seen += len(Xc)
+    assert seen == epochs
+    # the stream was consumed exactly as one batches() call consumes it
+    assert rng_a.random() == rng_b.random()
+
+
+def test_batch_chunks_hold_one_chunk_at_a_time():
+    task = get_task("sine")
+    sizes = [Xc.nbytes for _, Xc, _ in task.batch_chunks(np.random.default_rng(0), 100, 10, 8)]
+    full = task.batches(np.random.default_rng(0), 100, 10)[0].nbytes
+    assert max(sizes) * 100 == full * 8
+    with pytest.raises(ValueError, match="chunk"):
+        next(task.batch_chunks(np.random.default_rng(0), 10, 10, 0))
+
+
+# ---- normalisation: hostile series refused, extreme scales handled exactly
+
+
+def _sine_series(n=200, channels=1):
+    t = np.arange(n) * 0.1
+    return np.stack([np.sin((c + 1) * t) for c in range(channels)], 1)
+
+
+def _hostile(case):
+    s = _sine_series(200, 2)
+    if case == "constant column":
+        s[:, 1] = 3.0
+    elif case == "all zero":
+        s[:] = 0.0
+    elif case == "outlier in training":
+        s[40, 0] = 1e300
+    elif case == "outlier held out":
+        s[190, 1] = 1e300
+    elif case == "outlier over tiny":
+        s *= 1e-300
+        s[190, 0] = 1e300
+    elif case == "constant 1e300":
+        s[:, 0] = 1e300
+    elif case == "below resolution":
+        s[:, 0] = 1.0 + 1e-15 * s[:, 0]
+    elif case == "one spike":
+        s[:, 0] = 0.0
+        s[17, 0] = 1.0
+    return s
+
+
+HOSTILE = ["constant column", "all zero", "outlier in training", "outlier held out", "outlier over tiny",
+           "constant 1e300", "below resolution", "one spike"]
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_degenerate_series_are_refused_without_warnings(case):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as exc:
+            Series(_hostile(case), "x", steps=20)
+    msg = str(exc.value)
+    assert "\n" not in msg and "channel" in msg
+
+
+@pytest.mark.parametrize("factor", [1e-300, 1e-30, 1e30, 1e300, -1e300])
+def test_extreme_scales_normalise_as_the_unit_series(factor):
+    import warnings
+
+    base = Series(_sine_series(200, 2) + 0.5, "x", steps=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big = Series((_sine_series(200, 2) + 0.5) * factor, "x", steps=20)
+    assert np.all(np.isfinite(big.data))
+    np.testing.assert_allclose(big.data, np.sign(factor) * base.data, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(big.std, base.std * abs(factor), rtol=1e-12)
+    np.testing.assert_allclose(big.mean, base.mean * factor, rtol=1e-12)
+    train = big.data[: big.n_train].astype(np.float64)
+    assert np.allclose(train.mean(0), 0, atol=1e-6) and np.allclose(train.std(0), 1, atol=1e-6)
+
+
+COMMANDS = {"teacher": ["teacher", "--hidden", "2", "--epochs", "2"], "gradcheck": ["gradcheck", "--hidden", "2"],
+            "student": ["student", "--hidden", "2", "--epochs", "2"], "cs": ["cs", "--hidden", "2"],
+            "factorial": ["factorial", "--teacher-epochs", "2", "--student-epochs", "2"]}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_degenerate_data_files_through_the_cli(tmp_path, capsys, case, command):
+    path = tmp_path / "s.csv"
+    np.savetxt(path, _hostile(case), delimiter=",")
+    out_flag = ["--out", str(tmp_path / ("t" if command == "factorial" else "t.npz"))] if command != "gradcheck" else []
+    code, out, err = run(COMMANDS[command] + ["--quiet"] * (command != "gradcheck") + out_flag + ["--data", str(path)],
+                         capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "channel" in err
+    assert "Traceback" not in err and "Warning" not in err and "Internal error" not in err
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_huge_values_give_the_same_model_as_unit_values(tmp_path, capsys):
+    """Values near 1e300 used to normalise to zeros and report an MSE of 0: now the same run as unit values."""
+    figures = []
+    for factor in (1.0, 1e300, 1e-300):
+        path = tmp_path / f"s{factor}.csv"
+        np.savetxt(path, (_sine_series(200) + 0.5) * factor, delimiter=",", fmt="%.17g")
+        code, out, err = run(["teacher", "--hidden", "3", "--epochs", "5", "--quiet", "--json",
+                              "--out", str(tmp_path / "t.npz"), "--data", str(path)], capsys)
+        assert code == 0 and "Warning" not in err, err
+        figures.append(json.loads(out)["eval_mse"])
+    assert figures[0] > 0 and np.allclose(figures, figures[0], rtol=1e-4)
+
+
+# ---- memory a training needs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_memory_bounds_what_making_the_data_takes(name):
+    import tracemalloc
+
+    from ternq.memory import training_memory
+
+    task = get_task(name)
+    task.eval_set()  # build any cached series first: only the batches are measured
+    E, B, H = 40, 10, 8
+    tracemalloc.start()
+    task.batches(np.random.default_rng(0), E, B)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full = training_memory(E, B, task.steps, H, task.n_in, task.n_out)
+    one = training_memory(E, B, task.steps, H, task.n_in, task.n_out, chunk=1)
+    data = (full - one) * E // (E - 1)  # the part that scales with the epochs held at once
+    assert peak <= data <= 4 * peak
+
+
+def test_memory_estimate_grows_with_every_size_and_refuses_what_does_not_fit():
+    from ternq.memory import available_memory, check_fits, training_memory
+
+    base = training_memory(10, 4, 20, 8, 1, 1)
+    for k in range(6):
+        sizes = [10, 4, 20, 8, 1, 1]
+        sizes[k] *= 2
+        assert training_memory(*sizes) > base
+    have = available_memory()
+    assert have is None or have > 0
+    if have is not None:
+        check_fits(have // 10)
+        with pytest.raises(ValueError, match="GiB"):
+            check_fits(training_memory(10**9, 10, 50, 32))
+    with pytest.raises(ValueError, match="epochs"):
+        training_memory(0, 1, 1, 1)
