@@ -366,3 +366,23 @@ def test_memory_estimate_grows_with_every_size_and_refuses_what_does_not_fit():
             check_fits(training_memory(10**9, 10, 50, 32))
     with pytest.raises(ValueError, match="epochs"):
         training_memory(0, 1, 1, 1)
+
+
+def test_task_of_finds_the_data_file_and_refuses_a_changed_one(tmp_path):
+    from ternq.tasks import from_file, task_of
+
+    path = tmp_path / "s.csv"
+    rng = np.random.default_rng(0)
+    np.savetxt(path, np.cumsum(rng.normal(size=(400, 2)), axis=0), delimiter=",")
+    described = from_file(path).describe()
+    again = task_of(described)
+    assert again.describe() == described
+    assert task_of({"name": "lorenz"}).name == "lorenz"
+    np.savetxt(path, np.cumsum(rng.normal(size=(400, 2)), axis=0), delimiter=",")
+    with pytest.raises(ValueError, match="gone or has changed"):
+        task_of(described)
+    path.unlink()
+    with pytest.raises(ValueError, match="gone or has changed"):
+        task_of(described)
+    with pytest.raises(ValueError, match="does not say"):
+        task_of({})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -13,6 +12,7 @@ import click
 from .. import report
 from ..deploy import Deployable, save_npy
 from ..model import ModelFileError, atomic_write_bytes
+from ..tasks import task_of
 from . import InputError, cli
 from .options import check_writable, json_option, load_task, task_option
 
@@ -39,17 +39,12 @@ def _task(dep: Deployable, model_path, task_name, data_path):
     ctx = click.get_current_context()
     explicit = ctx.get_parameter_source("task_name").name not in ("DEFAULT", "DEFAULT_MAP")
     if data_path is None and not explicit and dep.task.get("name"):
-        name = dep.task["name"]
-        if name == "data":
-            path = dep.task.get("path")
-            if not (isinstance(path, str) and path and Path(path).is_file()
-                    and hashlib.sha256(Path(path).read_bytes()).hexdigest() == dep.task.get("sha256")):
-                raise InputError(f"{model_path} was trained on data file {path}, which is gone or has changed; "
-                                 "pass --data FILE")
-            data_path = path
-        elif isinstance(name, str):
-            task_name = name
-    task = load_task(task_name, data_path)
+        try:
+            task = task_of(dep.task)
+        except ValueError as exc:
+            raise InputError(f"{model_path}: {exc}") from None
+    else:
+        task = load_task(task_name, data_path)
     if (task.n_in, task.n_out) != (dep.n_in, dep.n_out):
         raise InputError(f"{model_path} has {dep.n_in} inputs / {dep.n_out} outputs; task {task.name} has "
                          f"{task.n_in} / {task.n_out}")
