@@ -156,15 +156,25 @@ class Forecaster:
 
     def baselines_doc(self) -> dict | None:
         """The baselines as results.json states them: period, MASE scale, one-step figures of each
-        (``mse``, ``mae``, ``mase``, ``vs_persistence``), and with a horizon their rollout figures
+        (``mse``, ``mae``, ``mase``, ``vs_persistence``, ``vs_naive``), and with a horizon their rollout figures
         (``horizon``: settings, ``mse`` curves and summaries, as :meth:`ternq.forecast.Horizons.to_dict`)."""
         if not self.available:
             return None
         b = self.base
-        out = {"period": b["period"], "scale": b["scale"], "persistence": {**b["persistence"], "vs_persistence": 1.0}}
-        if "seasonal" in b:
-            out["seasonal"] = {**b["seasonal"],
-                               "vs_persistence": forecast._ratio(b["seasonal"]["mse"], b["persistence"]["mse"])}
+        names = [n for n in ("persistence", "seasonal") if n in b]
+        best = min(b[n]["mse"] for n in names)
+        out = {"period": b["period"], "scale": b["scale"]}
+        for n in names:
+            out[n] = {**b[n], "vs_persistence": forecast._ratio(b[n]["mse"], b["persistence"]["mse"]),
+                      "vs_naive": forecast._ratio(b[n]["mse"], best)}
         if self.settings.horizon is not None:
             out["horizon"] = self._horizons({}).to_dict()
         return out
+
+
+def model_forecasts(models: dict[str, Model], task: Task, settings: ForecastSettings | None = None
+                    ) -> tuple[dict | None, dict[str, dict]]:
+    """The baselines (once) and each model's figures, for commands that evaluate a few models:
+    (:meth:`Forecaster.baselines_doc`, ``{name: Forecaster.figures(model)}``)."""
+    f = Forecaster(task, settings)
+    return f.baselines_doc(), {name: f.figures(m) for name, m in models.items()}
