@@ -19,7 +19,7 @@ from ..experiment.summary import response as summary_response
 from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..model import Model
-from ..report.files import models_of, save_plots, save_results, split_timing
+from ..report.files import models_of, save_forecast_plots, save_plots, save_results, split_timing
 from ..search import quantize_teacher, search_from
 from ..train import MASKS, SCHEDULES, SettingsError, StudentConfig, TeacherConfig, evaluate, train_student
 from . import InputError, cli
@@ -334,6 +334,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
     if plot_dir is not None:
         try:
             written = save_plots(doc, plan, results, plot_dir)
+            written += save_forecast_plots(doc, plan, results, plot_dir)
         except OSError as exc:
             raise InputError(f"cannot write plots to {plot_dir}: {exc.strerror or exc}") from None
         if not quiet:

@@ -208,6 +208,13 @@ def _passes(d: dict | None, horizon: int) -> str:
     return f"{one(d['median'])} [{one(d['min'])}, {one(d['max'])}]"
 
 
+def _ratio3(d: dict) -> str:
+    """A ratio over seeds to 3 significant digits, with its interval: narrow enough for 80 columns."""
+    if d["n"] < 2 or np.isnan(d["lo"]):
+        return f"{d['geo_mean']:.3g}x"
+    return f"{d['geo_mean']:.3g}x [{d['lo']:.3g}, {d['hi']:.3g}]"
+
+
 def _beats(m: dict, n: int) -> str:
     k = m["seeds_beating_persistence"]
     mixed = f" ({k}/{n})" if 0 < k < n or (n > 1 and k == 0) else ""
@@ -231,12 +238,12 @@ def forecast_tables(doc: dict) -> list:
     for col in ("Model", "Eval MSE", "vs naive", "MASE", "Beats persistence"):
         t.add_column(col, justify="left" if col == "Model" else "right", no_wrap=col != "Beats persistence")
     for m in fc["models"]:
-        t.add_row(m["name"], fmt(m["eval_mse"]["geo_mean"]), _ratio(m["vs_naive"]), f"{m['mase']['geo_mean']:.2f}",
+        t.add_row(m["name"], fmt(m["eval_mse"]["geo_mean"]), _ratio3(m["vs_naive"]), f"{m['mase']['geo_mean']:.2f}",
                   _beats(m, n))
     t.add_section()
     names = [b for b in ("persistence", "seasonal") if b in base]
     for b in names:
-        t.add_row(_baseline_label(b, base["period"]), fmt(base[b]["mse"]), f"{base[b]['vs_naive']:.2f}x",
+        t.add_row(_baseline_label(b, base["period"]), fmt(base[b]["mse"]), f"{base[b]['vs_naive']:.3g}x",
                   f"{base[b]['mase']:.2f}", "")
     t.caption = escape("vs naive: eval MSE over the better naive forecast's (persistence repeats the last value"
                  + (f"; seasonal naive the value {base['period']} rows earlier" if "seasonal" in base else "")
