@@ -146,13 +146,20 @@ class Forecaster:
         if "vs_seasonal" in sk:
             fig["vs_seasonal"] = sk["vs_seasonal"]
         fig.update(vs_naive=sk["vs_naive"], beats_persistence=sk["beats_persistence"], beats_naive=sk["beats_naive"])
-        s = self.settings
-        if s.horizon is not None:
-            hz = self._horizons({"model": forecast.rollout_errors(model, self.task, s.horizon, s.warmup)})
-            curve = hz.mse("model")
-            fig.update(rollout_mse=[float(v) for v in curve], rollout_mse_at_horizon=float(curve[-1]),
-                       **hz.summary("model"))
+        if self.settings.horizon is not None:
+            fig.update(self.rollout_figures(model))
         return fig
+
+    def rollout_figures(self, model) -> dict:
+        """A model's (or a :class:`ternq.deploy.Deployable`'s) rollout figures: ``rollout_mse`` (1..K),
+        ``rollout_mse_at_horizon`` and the summaries of :meth:`ternq.forecast.Horizons.summary`."""
+        s = self.settings
+        if s.horizon is None:
+            raise ValueError("rollout figures need a horizon")
+        hz = self._horizons({"model": forecast.rollout_errors(model, self.task, s.horizon, s.warmup)})
+        curve = hz.mse("model")
+        return {"rollout_mse": [float(v) for v in curve], "rollout_mse_at_horizon": float(curve[-1]),
+                **hz.summary("model")}
 
     def baselines_doc(self) -> dict | None:
         """The baselines as results.json states them: period, MASE scale, one-step figures of each

@@ -303,12 +303,14 @@ def forecast_rows(fig: dict, base: dict | None, settings: dict) -> dict:
     and with a horizon the rollout figures."""
     if base is None or not fig:
         return {}
-    rows = {"persistence MSE (naive)": base["persistence"]["mse"]}
-    if "seasonal" in base:
-        rows[f"seasonal naive MSE (period {base['period']})"] = base["seasonal"]["mse"]
-    flag = "" if fig["beats_persistence"] else "  [red]✗ no better than persistence[/]"
-    rows["vs naive (MSE ratio)"] = f"{fig['vs_naive']:.2f}x{flag}"
-    rows["MASE"] = f"{fig['mase']:.3f}"
+    rows = {}
+    if "vs_naive" in fig:  # one-step figures (a deployable file's rollout comes without them)
+        rows["persistence MSE (naive)"] = base["persistence"]["mse"]
+        if "seasonal" in base:
+            rows[f"seasonal naive MSE (period {base['period']})"] = base["seasonal"]["mse"]
+        flag = "" if fig["beats_persistence"] else "  [red]✗ no better than persistence[/]"
+        rows["vs naive (MSE ratio)"] = f"{fig['vs_naive']:.2f}x{flag}"
+        rows["MASE"] = f"{fig['mase']:.3f}"
     K = settings.get("horizon")
     if K is not None and "rollout_mse" in fig:
         rows[f"rollout MSE at horizon {K} (warm-up {settings['warmup']})"] = fig["rollout_mse_at_horizon"]
