@@ -208,11 +208,9 @@ def _passes(d: dict | None, horizon: int) -> str:
     return f"{one(d['median'])} [{one(d['min'])}, {one(d['max'])}]"
 
 
-def _ratio3(d: dict) -> str:
-    """A ratio over seeds to 3 significant digits, with its interval: narrow enough for 80 columns."""
-    if d["n"] < 2 or np.isnan(d["lo"]):
-        return f"{d['geo_mean']:.3g}x"
-    return f"{d['geo_mean']:.3g}x [{d['lo']:.3g}, {d['hi']:.3g}]"
+def _times(x: float) -> str:
+    """A ratio in at most 8 characters: 3 significant digits, or scientific below 0.01 and from 1000."""
+    return f"{x:.3g}x" if 0.01 <= x < 1000 else f"{x:.1e}x"
 
 
 def _beats(m: dict, n: int) -> str:
@@ -234,21 +232,21 @@ def forecast_tables(doc: dict) -> list:
     n = len(doc["seeds"])
     base = fc["baselines"]
     note = f"geometric mean over {n} seeds" if n > 1 else f"seed {doc['seeds'][0]}"
-    t = Table(title=f"Against naive forecasts on {doc['task']['name']} ({note}): one step ahead, held-out steps")
+    t = Table(title=f"Against naive forecasts on {doc['task']['name']}, one step ahead ({note})")
     for col in ("Model", "Eval MSE", "vs naive", "MASE", "Beats persistence"):
         t.add_column(col, justify="left" if col == "Model" else "right", no_wrap=col != "Beats persistence")
     for m in fc["models"]:
-        t.add_row(m["name"], fmt(m["eval_mse"]["geo_mean"]), _ratio3(m["vs_naive"]), f"{m['mase']['geo_mean']:.2f}",
-                  _beats(m, n))
+        t.add_row(m["name"], fmt(m["eval_mse"]["geo_mean"]), _times(m["vs_naive"]["geo_mean"]),
+                  f"{m['mase']['geo_mean']:.2f}", _beats(m, n))
     t.add_section()
     names = [b for b in ("persistence", "seasonal") if b in base]
     for b in names:
-        t.add_row(_baseline_label(b, base["period"]), fmt(base[b]["mse"]), f"{base[b]['vs_naive']:.3g}x",
+        t.add_row(_baseline_label(b, base["period"]), fmt(base[b]["mse"]), _times(base[b]["vs_naive"]),
                   f"{base[b]['mase']:.2f}", "")
     t.caption = escape("vs naive: eval MSE over the better naive forecast's (persistence repeats the last value"
                  + (f"; seasonal naive the value {base['period']} rows earlier" if "seasonal" in base else "")
                  + "), below 1 beats it; MASE: mean absolute error over the in-sample one-step naive one "
-                 "(Hyndman & Koehler 2006).")
+                 "(Hyndman & Koehler 2006)" + ("; (k/n): the seeds that beat persistence." if n > 1 else "."))
     out: list = [t]
     if fc["loses_to_persistence"]:
         out.append(f"[red]✗ no better than persistence (copying the last value): "
