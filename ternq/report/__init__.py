@@ -248,9 +248,10 @@ def forecast_tables(doc: dict) -> list:
                  + "), below 1 beats it; MASE: mean absolute error over the in-sample one-step naive one "
                  "(Hyndman & Koehler 2006)" + ("; (k/n): the seeds that beat persistence." if n > 1 else "."))
     out: list = [t]
-    if fc["loses_to_persistence"]:
-        out.append(f"[red]✗ no better than persistence (copying the last value): "
-                   f"{', '.join(fc['loses_to_persistence'])}[/]")
+    losers = fc["loses_to_persistence"]
+    if losers:
+        who = "no model" if len(losers) == len(fc["models"]) else ", ".join(losers)
+        out.append(f"[red]✗ no better than persistence (copying the last value): {who}[/]")
     hz = base.get("horizon")
     if hz is None:
         return out
