@@ -250,8 +250,8 @@ def forecast_tables(doc: dict) -> list:
     out: list = [t]
     losers = fc["loses_to_persistence"]
     if losers:
-        who = "no model" if len(losers) == len(fc["models"]) else ", ".join(losers)
-        out.append(f"[red]✗ no better than persistence (copying the last value): {who}[/]")
+        out.append("[red]✗ no model beats persistence (copying the last value)[/]" if len(losers) == len(fc["models"])
+                   else f"[red]✗ no better than persistence (copying the last value): {', '.join(losers)}[/]")
     hz = base.get("horizon")
     if hz is None:
         return out
