@@ -315,6 +315,8 @@ def forecast_rows(fig: dict, base: dict | None, settings: dict) -> dict:
         rows[f"rollout MSE at horizon {K} (warm-up {settings['warmup']})"] = fig["rollout_mse_at_horizon"]
         rows[f"persistence rollout MSE at horizon {K}"] = base["horizon"]["mse"]["persistence"][-1]
         rows["passes persistence at horizon"] = _passes({"median": fig["passes_persistence"], "n": 1}, K)
+        if "passes_seasonal" in fig:
+            rows["passes seasonal naive at horizon"] = _passes({"median": fig["passes_seasonal"], "n": 1}, K)
         rows[f"passes RMSE {base['horizon']['threshold']:g} at horizon"] = _passes(
             {"median": fig["passes_threshold"], "n": 1}, K)
         if "vpt_lyapunov" in fig:
