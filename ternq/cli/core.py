@@ -39,6 +39,14 @@ def gradcheck(widths, seed, task_name, data_path, as_json):
     return 0 if worst < TOLERANCE else 1
 
 
+def _forecast_options(f):
+    from .experiment import forecast_options  # --horizon, --warmup, --period, shared with student, cs, factorial
+
+    for o in reversed(forecast_options):
+        f = o(f)
+    return f
+
+
 @cli.command()
 @click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Hidden units.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -52,9 +60,15 @@ def gradcheck(widths, seed, task_name, data_path, as_json):
 @task_option
 @quiet_option
 @json_option
-def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_path, quiet, as_json):
+@_forecast_options
+def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_path, quiet, as_json, horizon, warmup,
+            period):
     """Train a float CfC teacher with Adam, clipping and a learning-rate schedule."""
+    from ..experiment.forecasting import model_forecasts
+    from .experiment import forecast_settings
+
     task = load_task(task_name, data_path)
+    fs = forecast_settings(task, horizon, warmup, period)
     out = check_writable(out or f"teacher-h{hidden}-s{seed}.npz", "model")
     cfg = TeacherConfig(hidden=hidden, epochs=epochs, lr=lr, lr_min=min(lr_min, lr), schedule=schedule)
     try:
@@ -66,6 +80,8 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
         model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", epochs))
     seconds = time.perf_counter() - t0
     figures = {**trained_figures(model, hist, task), "seconds": seconds}
+    naive, fc = model_forecasts({"teacher": model}, task, fs)
+    figures.update(fc["teacher"])
     model.meta["figures"] = figures
     try:
         model.save(out)
@@ -73,12 +89,13 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
         raise InputError(f"cannot write model {out}: {exc.strerror or exc}") from None
     if as_json:
         report.print_json({"model": str(out), "config": model.meta["config"], "seed": seed,
-                           "task": task.describe(), **figures})
+                           "task": task.describe(), **figures, "naive": naive, "forecast_settings": fs.to_dict()})
     else:
         rows = {"train loss (last epoch)": figures["train_loss"], "train MSE (last epoch)": figures["train_mse"],
                 "eval MSE (held-out phases)": figures["eval_mse"]}
         if "ref_mse" in figures:
             rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
+        rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
         rows["time (s)"] = f"{seconds:.2f}"
         rows["saved to"] = str(out)
         report.out.print(report.kv_table(f"Teacher H={hidden}, seed {seed}, {epochs} epochs", rows))

@@ -174,16 +174,23 @@ def _export_tqd(dep: Deployable, model_path, out, as_json):
 @click.option("--int", "integer", is_flag=True,
               help="Run the integer-only model ('ternq export --format c-int'), and report its eval MSE next to "
                    "the float32 model's.")
+@click.option("--horizon", type=int, default=None, metavar="K",
+              help="Also run the model free on its own predictions for K steps after a warm-up on every held-out "
+                   "window; print the MSE at each horizon (bit-identical to the training-side rollout).")
+@click.option("--warmup", type=int, default=None, metavar="W", help="With --horizon: true steps first [25].")
 @json_option
-def predict(model_path, task_name, data_path, out, factored, integer, as_json):
+def predict(model_path, task_name, data_path, out, factored, integer, as_json, horizon=None, warmup=None):
     """Run a deployable file (from 'ternq export') or a student .npz on a task's held-out set; print the eval MSE.
 
     Without --task or --data, the task the model was trained on is used.
     """
     if factored and integer:
         raise InputError("--factored and --int cannot be combined")
+    if integer and horizon is not None:
+        raise InputError("--int and --horizon cannot be combined (the integer model has no rollout)")
     dep = _load(model_path)
     task = _task(dep, model_path, task_name, data_path)
+    rollout = _rollout(dep, task, horizon, warmup, factored)  # --horizon (issue 14)
     if out is not None:
         if _same_file(out, model_path):
             raise InputError(f"refusing to overwrite the model ({model_path}) with predictions; choose another --out")
@@ -217,7 +224,7 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json):
     recorded = dep.info.get("eval_mse_at_training") if same_task else None
     res = {"model": str(model_path), "task": task.describe(), "eval_mse": int_mse if integer else mse,
            "sequences": int(X.shape[0]), "steps": int(X.shape[1]), "factored": factored, "integer": integer,
-           "seconds": seconds, "eval_mse_at_training": recorded, "out": str(out) if out else None}
+           "seconds": seconds, "eval_mse_at_training": recorded, "out": str(out) if out else None, **rollout}
     if integer:
         res.update({"float32_eval_mse": mse, "int_vs_float32": int_mse / mse if mse > 0 else None})
     if as_json:
@@ -238,4 +245,23 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json):
             " (identical)" if recorded == mse else "")
     if out:
         rows["predictions saved to"] = str(out)
+    if rollout:
+        rows.update(report.forecast_rows(rollout, rollout["naive"], rollout["forecast_settings"]))
     report.out.print(report.kv_table(f"{model_path} on {task.name}", rows))
+
+
+def _rollout(dep, task, horizon, warmup, factored) -> dict:
+    """With --horizon: the engine's rollout figures of the deployable model and the naive baselines."""
+    if horizon is None:
+        if warmup is not None:
+            raise InputError("--warmup needs --horizon")
+        return {}
+    if factored:
+        raise InputError("--horizon runs the exact kernel; drop --factored")
+    from ..experiment.forecasting import Forecaster, ForecastSettings
+
+    try:
+        fc = Forecaster(task, ForecastSettings(horizon, warmup))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return {**fc.rollout_figures(dep), "naive": fc.baselines_doc(), "forecast_settings": fc.settings.to_dict()}

@@ -11,13 +11,15 @@ import click
 
 from .. import config, report
 from ..experiment.execute import obtain
+from ..experiment.forecasting import ForecastSettings, model_forecasts
 from ..experiment.plans import DesignSettings, parse_factor
 from ..experiment.run import GradientCheckError, run_experiment
 from ..experiment.store import Store, cache_dir
+from ..experiment.summary import response as summary_response
 from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..model import Model
-from ..report.files import models_of, save_plots, save_results, split_timing
+from ..report.files import models_of, save_forecast_plots, save_plots, save_results, split_timing
 from ..search import quantize_teacher, search_from
 from ..train import MASKS, SCHEDULES, SettingsError, StudentConfig, TeacherConfig, evaluate, train_student
 from . import InputError, cli
@@ -69,6 +71,27 @@ def _teacher(path, task, settings, hidden, seed, quiet):
     return model
 
 
+forecast_options = [
+    click.option("--horizon", type=int, default=None, metavar="K",
+                 help="Also let each model run free on its own predictions for K steps after a warm-up; report the "
+                      "MSE per horizon 1..K against the naive forecasts."),
+    click.option("--warmup", type=int, default=None, metavar="W",
+                 help="True steps before a rollout runs free [25, or half a held-out window if shorter]."),
+    click.option("--period", type=int, default=None, metavar="N",
+                 help="Seasonal period in rows for the seasonal naive baseline [the task's: sine 63, sunspots 11, "
+                      "co2 52; none for lorenz, multisine and --data files]."),
+]
+
+
+def forecast_settings(task, horizon, warmup, period, response: str | None = None) -> ForecastSettings:
+    """The forecast options checked against the task's held-out windows (one line, exit 2, naming the limit)."""
+    try:
+        fs = ForecastSettings(horizon, warmup, period).checked(task)
+        return fs if response is None else fs.for_response(response).checked(task)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def _save(model, out):
     try:
         model.save(out)
@@ -80,7 +103,7 @@ common = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="Settings file (TOML, see configs/); flags override it."),
     click.option("--seed", type=int, default=0, show_default=True),
-    task_option, quiet_option, json_option,
+    task_option, quiet_option, json_option, *forecast_options,
 ]
 
 
@@ -111,11 +134,12 @@ def _apply(opts):  # the options the student and cs commands share
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @_apply(common)
 def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, schedule, out, config_path, seed,
-            task_name, data_path, quiet, as_json):
+            task_name, data_path, quiet, as_json, horizon, warmup, period):
     """Train a hard-ternary student from a float teacher of the same width."""
     settings = _settings(config_path, **_task_flags(task_name, data_path), student__mask=mask, student__beta=beta,
                          student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__schedule=schedule)
     task = load_task(settings.task, settings.data or None)
+    fs = forecast_settings(task, horizon, warmup, period)
     tag = f"{'S' if shaped else 's'}{'D' if distill else 'd'}"
     out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
@@ -128,18 +152,25 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     t_eval = evaluate(teacher, task)
     figures = {**trained_figures(model, hist, task), "teacher_eval_mse": t_eval["eval_mse"], "seconds": seconds}
     figures["vs_float"] = vs_float(figures["eval_mse"], t_eval["eval_mse"])
+    naive, fc = model_forecasts({"student": model, "teacher": teacher}, task, fs)
+    figures.update(fc["student"])
+    if "vs_naive" in fc["teacher"]:
+        figures["teacher_vs_naive"] = fc["teacher"]["vs_naive"]
     model.meta["figures"] = figures
     _save(model, out)
     if as_json:
         report.print_json({"model": str(out), "config": asdict(cfg), "seed": seed, "task": task.describe(),
-                           **figures})
+                           **figures, "naive": naive, "forecast_settings": fs.to_dict()})
         return
     rows = {"train MSE (last epoch)": figures["train_mse"], "eval MSE (held-out)": figures["eval_mse"]}
     if "ref_mse" in figures:
         rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
     rows.update({"teacher eval MSE": figures["teacher_eval_mse"], "vs float (ratio)": f"{figures['vs_float']:.2f}x",
-                 "zero trits": f"{100 * figures['zero_share']:.1f}%", "time (s)": f"{seconds:.2f}",
-                 "saved to": str(out)})
+                 "zero trits": f"{100 * figures['zero_share']:.1f}%"})
+    rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
+    if "teacher_vs_naive" in figures:
+        rows["teacher vs naive (MSE ratio)"] = f"{figures['teacher_vs_naive']:.2f}x"
+    rows.update({"time (s)": f"{seconds:.2f}", "saved to": str(out)})
     title = (f"Student H={hidden}, shaped {'on' if shaped else 'off'} ({cfg.mask} mask), "
              f"distill {'on' if distill else 'off'}, seed {seed}")
     report.out.print(report.kv_table(title, rows))
@@ -156,10 +187,12 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the result [default: cs-h{H}-s{SEED}.npz].")
 @_apply(common)
-def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, data_path, quiet, as_json):
+def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, data_path, quiet, as_json,
+       horizon, warmup, period):
     """Coordinate search over trits (the C program's baseline)."""
     settings = _settings(config_path, **_task_flags(task_name, data_path), cs__sweeps=sweeps)
     task = load_task(settings.task, settings.data or None)
+    fs = forecast_settings(task, horizon, warmup, period)
     if source == "teacher":
         start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
     else:
@@ -175,18 +208,21 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
     model, res = search_from(start, task, settings.cs, seed)
     seconds = time.perf_counter() - t0
     figures = {"source": source, "hidden": hidden, **search_figures(start, model, res, task), "seconds": seconds}
+    naive, fc = model_forecasts({"cs": model}, task, fs)
+    figures.update(fc["cs"])
     model.meta.update(figures=figures, seed=seed, task=task.describe())
     _save(model, out)
     if as_json:
-        report.print_json({"model": str(out), **figures})
+        report.print_json({"model": str(out), **figures, "naive": naive, "forecast_settings": fs.to_dict()})
         return
     rows = {"search MSE per sweep": " -> ".join(report.fmt(x) for x in res.mse_history),
             "flips kept": res.flips, "sweeps run": res.sweeps,
             "eval MSE before": figures["start_eval_mse"], "eval MSE after": figures["eval_mse"]}
     if figures.get("ref_mse") is not None:
         rows["eval MSE after (phase 0; C protocol)"] = figures["ref_mse"]
-    rows.update({"zero trits": f"{100 * figures['zero_share']:.1f}%", "time (s)": f"{seconds:.2f}",
-                 "saved to": str(out)})
+    rows["zero trits"] = f"{100 * figures['zero_share']:.1f}%"
+    rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
+    rows.update({"time (s)": f"{seconds:.2f}", "saved to": str(out)})
     report.out.print(report.kv_table(f"Coordinate search from {source}, H={hidden}, seed {seed}", rows))
 
 
@@ -214,11 +250,16 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write PNGs here: effects (bars and half-normal); for the seeds' design also predictions and "
                    "learning curves (needs matplotlib: ternq[plot]).")
+@click.option("--response", default="eval_mse", show_default=True, metavar="eval_mse|rollout:K",
+              help="What the effects are computed on: log10 of the one-step eval MSE, or of the free-running "
+                   "rollout MSE at horizon K (K at most --horizon; sets it when not given).")
+@_apply(forecast_options)
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
-              student_epochs, no_gradcheck, plot_dir, task_name, data_path, quiet, as_json):
+              student_epochs, no_gradcheck, plot_dir, task_name, data_path, quiet, as_json, response, horizon,
+              warmup, period):
     """Run a two-level design of training recipes and report its effects.
 
     Without --factor: the seeds' 2x2x2 (shaped x distill x width) plus coordinate search.
@@ -236,7 +277,12 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             design.validate(settings)
         except SettingsError as exc:
             raise InputError(f"design: {exc}") from None
-    load_task(settings.task, settings.data or None)  # fail early on a bad task or file
+    task = load_task(settings.task, settings.data or None)  # fail early on a bad task or file
+    try:
+        summary_response(response)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    fs = forecast_settings(task, horizon, warmup, period, response)
     if plot_dir is not None:
         try:
             import matplotlib  # noqa: F401
@@ -277,7 +323,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         try:
             doc, plan, results = run_experiment(settings, workers=workers, client=client,
                                                 check_gradients=not no_gradcheck, on_start=on_start,
-                                                on_done=on_done, done=done)
+                                                on_done=on_done, done=done, response=response, forecast=fs)
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
     if out_dir is not None:
@@ -288,6 +334,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
     if plot_dir is not None:
         try:
             written = save_plots(doc, plan, results, plot_dir)
+            written += save_forecast_plots(doc, plan, results, plot_dir)
         except OSError as exc:
             raise InputError(f"cannot write plots to {plot_dir}: {exc.strerror or exc}") from None
         if not quiet:
@@ -299,6 +346,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         for table in tables:
             if table is not None:
                 report.out.print(table)
+        for table in report.forecast_tables(doc):
+            report.out.print(table)
         t = doc["timing"]
         report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
                          f"{t['training_s']:.2f} s on {t['workers']} workers)"

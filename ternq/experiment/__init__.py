@@ -6,6 +6,7 @@
 - :mod:`.execute`: the executor (serial, threads, Dask: one loop), Dask connection;
 - :mod:`.store`: the content-addressed store of finished units, the folder lock;
 - :mod:`.summary`: every figure of a results document (effects, verdicts, checklist, predictions);
+- :mod:`.forecasting`: each model against the naive baselines (made once per task), free-running rollouts;
 - :mod:`.run`: a whole experiment, with the gradient check and a reproducibility rerun beside it.
 
 Presentation (tables, plots, files) lives in :mod:`ternq.report`; nothing here imports it.

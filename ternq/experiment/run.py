@@ -48,9 +48,9 @@ def plan_widths(p: Plan) -> list[int]:
 
 
 def document(p: Plan, results: dict[str, Result], grad_err: float | None = None,
-             reproducible: bool | None = None, response: str = "eval_mse") -> dict:
+             reproducible: bool | None = None, response: str = "eval_mse", forecast=None) -> dict:
     """The results document (without timing): what was run, on what, with which code, and the summary."""
-    doc = summarize(p, results, grad_err, reproducible, response)
+    doc = summarize(p, results, grad_err, reproducible, response, forecast)
     return {"ternq": "factorial", "task": settings_task(p.settings).describe(), "settings": p.settings.to_dict(),
             "versions": versions(), **doc}
 
@@ -58,7 +58,7 @@ def document(p: Plan, results: dict[str, Result], grad_err: float | None = None,
 def run_experiment(settings, workers: int = 2, client=None, check_gradients: bool = True,
                    check_reproducible: bool = True, on_start: OnStart | None = None,
                    on_done: OnDone | None = None, done: dict[str, Result] | None = None,
-                   response: str = "eval_mse") -> tuple[dict, Plan, dict[str, Result]]:
+                   response: str = "eval_mse", forecast=None) -> tuple[dict, Plan, dict[str, Result]]:
     """Run the experiment of ``settings``; return its results document, its plan and every result by digest.
 
     Parameters
@@ -76,7 +76,9 @@ def run_experiment(settings, workers: int = 2, client=None, check_gradients: boo
     on_start, on_done, done
         Passed to :func:`ternq.experiment.execute.execute` (progress display, saving, resuming).
     response : str
-        What the effects are computed on (:data:`ternq.experiment.summary.RESPONSES`).
+        What the effects are computed on (:data:`ternq.experiment.summary.RESPONSES`, or ``rollout:K``).
+    forecast : ForecastSettings, optional
+        Horizon, warm-up and period of the forecast figures (:mod:`ternq.experiment.forecasting`).
     """
     t0 = time.perf_counter()
     p = plan(settings)
@@ -102,7 +104,7 @@ def run_experiment(settings, workers: int = 2, client=None, check_gradients: boo
     reproducible = None
     if rerun is not None:
         reproducible = rerun.theta.tobytes() == results[rerun_unit(p).digest][1].theta.tobytes()
-    doc = document(p, results, grad_err, reproducible, response)
+    doc = document(p, results, grad_err, reproducible, response, forecast)
     doc["timing"] = {"gradcheck_s": timing.get("gradcheck_s", 0.0), "training_s": t_train,
                      "total_s": time.perf_counter() - t0,
                      "workers": f"{backend.workers} Dask" if client is not None else workers}

@@ -16,8 +16,9 @@ import numpy as np
 
 from ..stats import mean_ci
 from .effects import LETTERS, name
+from .forecasting import Forecaster, ForecastSettings, response_horizon
 from .plans import SEEDS_LABELS, Plan
-from .units import Result
+from .units import Result, TaskSpec
 
 CHECK_TOLERANCE = 1e-3  # the seeds' bar for the gradient check
 TEACHER_BAR = 0.005  # the seeds: a float teacher must reach this eval MSE on sine
@@ -41,11 +42,19 @@ RESPONSES = {
 
 
 def response(name_: str) -> Response:
-    """The response called ``name_`` (ValueError naming the known ones otherwise)."""
+    """The response called ``name_``, or ``rollout:K`` (ValueError naming the known ones otherwise)."""
+    if response_horizon(name_) is not None:
+        return rollout_response(response_horizon(name_))
     try:
         return RESPONSES[name_]
     except KeyError:
-        raise ValueError(f"unknown response {name_!r} (known: {', '.join(RESPONSES)})") from None
+        raise ValueError(f"unknown response {name_!r} (known: {', '.join(RESPONSES)}, rollout:K)") from None
+
+
+def rollout_response(k: int) -> Response:
+    """log10 of the free-running rollout MSE at horizon ``k`` (the units' ``rollout_mse`` figures)."""
+    return Response(f"rollout:{k}", f"log10(rollout MSE at horizon {k})",
+                    lambda figs: np.log10([f["rollout_mse"][k - 1] for f in figs]))
 
 
 def vs_float(eval_mse: float, teacher_eval_mse: float) -> float:
@@ -89,7 +98,8 @@ def design_doc(plan: Plan) -> dict:
 
 
 def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | None = None,
-              reproducible: bool | None = None, response_name: str = "eval_mse") -> dict:
+              reproducible: bool | None = None, response_name: str = "eval_mse",
+              forecast: ForecastSettings | None = None) -> dict:
     """The results document of a plan's results (by digest).
 
     For the seeds' design: the matrix of the 8 configurations, the CS rows, the
@@ -97,9 +107,17 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     ``ternq factorial`` has always printed them. For any other design: the runs
     with their levels, and every main effect and two-factor interaction it can
     estimate with its aliases.
+
+    Every model is also scored against the task's naive baselines (made once,
+    :class:`ternq.experiment.forecasting.Forecaster`; with ``forecast.horizon``
+    also on free-running rollouts): its rows get those figures, and the document
+    ``naive`` (and ``horizon``) with their summaries over seeds.
     """
     resp = response(response_name)
-    figs = {d: f for d, (f, _) in results.items()}
+    forecaster = Forecaster(TaskSpec(plan.settings.task, plan.settings.data).make(),
+                            (forecast or ForecastSettings()).for_response(response_name))
+    extra = {u.digest: forecaster.figures(results[u.digest][1]) for u in plan.units}
+    figs = {d: {**f, **extra.get(d, {})} for d, (f, _) in results.items()}
     seeds = list(plan.settings.seeds)
     lo = plan.settings.widths[0]
     max_order = 3 if plan.seeds_design else 2
@@ -187,6 +205,7 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     doc.update(effects=effects, checklist=checklist)
     if plan.seeds_design:
         doc["predictions"] = predictions(per_seed, matrix)
+    doc.update(forecast_summary(plan, per_seed, forecaster))
     doc["per_seed"] = per_seed
     return doc
 
@@ -256,3 +275,60 @@ def predictions(per_seed: list[dict], matrix: list[dict]) -> list[dict]:
                                 f"{10 ** vs_distill['mean']:.2f}x",
                     "verdict": _judge(both, lambda x: x["lo"] > 0, lambda x: x["hi"] < 0)})
     return out
+
+
+def _forecast_rows(plan: Plan, per_seed: list[dict]) -> list[tuple[str, str, int, list[dict]]]:
+    """(name, kind, width, that model's rows over seeds) for every run, CS row and teacher."""
+    rows_of = "configs" if plan.seeds_design else "runs"
+    out = []
+    for i, run in enumerate(plan.runs):
+        label = f"config {run.index}" if plan.seeds_design else f"run {run.index}"
+        out.append((label, "student", run.student.hidden, [s[rows_of][i] for s in per_seed]))
+    labels = {"teacher": "PTQ+CS", "config1": "1+CS"}
+    for j, first in enumerate(per_seed[0]["cs"] if per_seed else []):
+        out.append((labels[first["source"]], "cs", first["hidden"], [s["cs"][j] for s in per_seed]))
+    for w, first in (per_seed[0]["teachers"].items() if per_seed else ()):
+        out.append((f"teacher H={w}" if plan.seeds_design else w, "teacher", first["hidden"],
+                    [s["teachers"][w] for s in per_seed]))
+    return out
+
+
+def passes_over_seeds(values: list[int | None], horizon: int) -> dict:
+    """A pass horizon over seeds: median (a seed that never passes within K counts as beyond K;
+    None when the median is beyond K), min, max (None if a seed never passes), and how many pass."""
+    beyond = [horizon + 1 if v is None else v for v in values]
+    med = float(np.median(beyond))
+    passed = [v for v in values if v is not None]
+    return {"median": None if med > horizon else med, "min": min(passed) if passed else None,
+            "max": max(beyond) if len(passed) == len(values) else None, "passed": len(passed), "n": len(values)}
+
+
+def forecast_summary(plan: Plan, per_seed: list[dict], forecaster: Forecaster) -> dict:
+    """The ``forecast`` part of a results document: the settings, the naive baselines and, per model
+    over seeds, its one-step skill (geometric means of eval MSE, the ratios "vs naive" and MASE,
+    whether it beats persistence) and with a horizon its rollout figures (the MSE curve as the
+    geometric mean over seeds per horizon, pass horizons, valid prediction time)."""
+    if not forecaster.available:
+        return {"forecast": None}
+    s = forecaster.settings
+    models = []
+    for label, kind, width, rows in _forecast_rows(plan, per_seed):
+        m = {"name": label, "kind": kind, "width": width,
+             **{k: geo([r[k] for r in rows]) for k in ("eval_mse", "eval_mae", "mase", "vs_persistence", "vs_naive")}}
+        if "vs_seasonal" in rows[0]:
+            m["vs_seasonal"] = geo([r["vs_seasonal"] for r in rows])
+        m["seeds_beating_persistence"] = sum(bool(r["beats_persistence"]) for r in rows)
+        m["beats_persistence"] = bool(m["vs_persistence"]["geo_mean"] < 1)
+        if s.horizon is not None:
+            curves = np.log10([r["rollout_mse"] for r in rows])
+            m["rollout_mse"] = [float(v) for v in 10 ** curves.mean(axis=0)]
+            m["rollout_mse_at_horizon"] = geo([r["rollout_mse_at_horizon"] for r in rows])
+            for key in ("passes_persistence", "passes_seasonal", "passes_threshold"):
+                if key in rows[0]:
+                    m[key] = passes_over_seeds([r[key] for r in rows], s.horizon)
+            if "vpt_lyapunov" in rows[0]:
+                m["vpt_lyapunov"] = mean_ci([r["vpt_lyapunov"] for r in rows])
+                m["vpt_censored"] = sum(r["vpt_censored"] for r in rows)
+        models.append(m)
+    return {"forecast": {"settings": s.to_dict(), "baselines": forecaster.baselines_doc(), "models": models,
+                         "loses_to_persistence": [m["name"] for m in models if not m["beats_persistence"]]}}

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -192,3 +193,132 @@ def design_tables(doc: dict) -> list[Table]:
         r.add_row(str(row["run"]), *("+" if x > 0 else "-" for x in d["matrix"][i]), str(row["width"]),
                   _ci(row["train_mse"]), _ci(row["eval_mse"]), _ratio(row["vs_float"]), _ratio(row["vs_baseline"]))
     return [f, r, effects_table(doc), checklist_table(doc)]
+
+
+def _passes(d: dict | None, horizon: int) -> str:
+    """A pass horizon over seeds: 'median' or 'median [min-max]'; '>K' where not within K."""
+    if d is None:
+        return "-"
+
+    def one(v):
+        return f">{horizon}" if v is None else f"{v:g}"
+
+    if d["n"] < 2 or d["min"] == d["max"] is not None or d["passed"] == 0:
+        return one(d["median"])
+    return f"{one(d['median'])} [{one(d['min'])}, {one(d['max'])}]"
+
+
+def _times(x: float) -> str:
+    """A ratio in at most 8 characters: 3 significant digits, or scientific below 0.01 and from 1000."""
+    return f"{x:.3g}x" if 0.01 <= x < 1000 else f"{x:.1e}x"
+
+
+def _beats(m: dict, n: int) -> str:
+    k = m["seeds_beating_persistence"]
+    mixed = f" ({k}/{n})" if 0 < k < n or (n > 1 and k == 0) else ""
+    return f"yes{mixed}" if m["beats_persistence"] else f"[red]NO{mixed}[/]"
+
+
+def _baseline_label(name: str, period) -> str:
+    return f"seasonal (m={period})" if name == "seasonal" else name
+
+
+def forecast_tables(doc: dict) -> list:
+    """The models against the naive baselines (one-step), a warning line naming those that do not beat
+    persistence, and with a horizon the free-running table; empty when the task has no naive forecast."""
+    fc = doc.get("forecast")
+    if not fc:
+        return []
+    n = len(doc["seeds"])
+    base = fc["baselines"]
+    note = f"geometric mean over {n} seeds" if n > 1 else f"seed {doc['seeds'][0]}"
+    t = Table(title=f"Against naive forecasts on {doc['task']['name']}, one step ahead ({note})")
+    for col in ("Model", "Eval MSE", "vs naive", "MASE", "Beats persistence"):
+        t.add_column(col, justify="left" if col == "Model" else "right", no_wrap=col != "Beats persistence")
+    for m in fc["models"]:
+        t.add_row(m["name"], fmt(m["eval_mse"]["geo_mean"]), _times(m["vs_naive"]["geo_mean"]),
+                  f"{m['mase']['geo_mean']:.2f}", _beats(m, n))
+    t.add_section()
+    names = [b for b in ("persistence", "seasonal") if b in base]
+    for b in names:
+        t.add_row(_baseline_label(b, base["period"]), fmt(base[b]["mse"]), _times(base[b]["vs_naive"]),
+                  f"{base[b]['mase']:.2f}", "")
+    t.caption = escape("vs naive: eval MSE over the better naive forecast's (persistence repeats the last value"
+                 + (f"; seasonal naive the value {base['period']} rows earlier" if "seasonal" in base else "")
+                 + "), below 1 beats it; MASE: mean absolute error over the in-sample one-step naive one "
+                 "(Hyndman & Koehler 2006)" + ("; (k/n): the seeds that beat persistence." if n > 1 else "."))
+    out: list = [t]
+    losers = fc["loses_to_persistence"]
+    if losers:
+        out.append("[red]✗ no model beats persistence (copying the last value)[/]" if len(losers) == len(fc["models"])
+                   else f"[red]✗ no better than persistence (copying the last value): {', '.join(losers)}[/]")
+    hz = base.get("horizon")
+    if hz is None:
+        return out
+    K = hz["horizon"]
+    h = Table(title=f"Free-running forecasts on {doc['task']['name']}: horizons 1-{K} after {hz['warmup']} true "
+                    f"steps, {hz['windows']} held-out windows ({note})")
+    cols = ["Model", f"MSE at {K}", "Passes persist."]
+    seasonal = "seasonal" in hz["mse"]
+    if seasonal:
+        cols.append("Passes seasonal")
+    cols.append(f"Passes RMSE {hz['threshold']:g}")
+    vpt = hz["lyapunov_per_step"] is not None
+    if vpt:
+        cols.append("VPT (Lyapunov)")
+    for col in cols:
+        h.add_column(col, justify="left" if col == "Model" else "right", no_wrap=True)
+    for m in fc["models"]:
+        row = [m["name"], fmt(m["rollout_mse_at_horizon"]["geo_mean"]), _passes(m["passes_persistence"], K)]
+        if seasonal:
+            row.append(_passes(m.get("passes_seasonal"), K))
+        row.append(_passes(m["passes_threshold"], K))
+        if vpt:
+            v = m["vpt_lyapunov"]
+            row.append(f"{v['mean']:.2f}" + ("" if v["n"] < 2 or np.isnan(v["lo"]) else f" ±{v['hi'] - v['mean']:.2f}"))
+        h.add_row(*row)
+    h.add_section()
+    for b in hz["mse"]:
+        s = hz["summary"][b]
+        row = [_baseline_label(b, hz["period"]), fmt(hz["mse"][b][-1]), "-" if b == "persistence" else
+               _passes({"median": s["passes_persistence"], "n": 1}, K)]
+        if seasonal:
+            row.append("-" if b == "seasonal" else _passes({"median": s["passes_seasonal"], "n": 1}, K))
+        row.append(_passes({"median": s["passes_threshold"], "n": 1}, K))
+        if vpt:
+            row.append(f"{s['vpt_lyapunov']:.2f}")
+        h.add_row(*row)
+    h.caption = escape("MSE at the horizon: geometric mean over seeds. Passes: the first horizon at which the MSE "
+                 f"exceeds the persistence forecast's{', the seasonal naive one' if seasonal else ''} or an RMSE of "
+                 f"{hz['threshold']:g} (normalised units); median over seeds [range]; >{K}: not within {K}."
+                 + (f" VPT: valid prediction time (RMSE <= {hz['threshold']:g}), mean over windows in Lyapunov "
+                    "times (largest exponent 0.91), ± the 95% half-interval over seeds." if vpt else ""))
+    out.append(h)
+    return out
+
+
+def forecast_rows(fig: dict, base: dict | None, settings: dict) -> dict:
+    """Rows for a single model's table (teacher, student, cs): the naive baselines, "vs naive", MASE, the flag,
+    and with a horizon the rollout figures."""
+    if base is None or not fig:
+        return {}
+    rows = {}
+    if "vs_naive" in fig:  # one-step figures (a deployable file's rollout comes without them)
+        rows["persistence MSE (naive)"] = base["persistence"]["mse"]
+        if "seasonal" in base:
+            rows[f"seasonal naive MSE (period {base['period']})"] = base["seasonal"]["mse"]
+        flag = "" if fig["beats_persistence"] else "  [red]✗ no better than persistence[/]"
+        rows["vs naive (MSE ratio)"] = f"{fig['vs_naive']:.2f}x{flag}"
+        rows["MASE"] = f"{fig['mase']:.3f}"
+    K = settings.get("horizon")
+    if K is not None and "rollout_mse" in fig:
+        rows[f"rollout MSE at horizon {K} (warm-up {settings['warmup']})"] = fig["rollout_mse_at_horizon"]
+        rows[f"persistence rollout MSE at horizon {K}"] = base["horizon"]["mse"]["persistence"][-1]
+        rows["passes persistence at horizon"] = _passes({"median": fig["passes_persistence"], "n": 1}, K)
+        if "passes_seasonal" in fig:
+            rows["passes seasonal naive at horizon"] = _passes({"median": fig["passes_seasonal"], "n": 1}, K)
+        rows[f"passes RMSE {base['horizon']['threshold']:g} at horizon"] = _passes(
+            {"median": fig["passes_threshold"], "n": 1}, K)
+        if "vpt_lyapunov" in fig:
+            rows["valid prediction time"] = f"{fig['vpt_lyapunov']:.2f} Lyapunov times"
+    return rows

@@ -13,6 +13,9 @@ from ..model import atomic_write_bytes
 
 CSV_COLUMNS = ["seed", "row", "config", "shaped", "distill", "width", "train_mse", "eval_mse", "ref_mse",
                "vs_float", "vs_baseline", "zero_share"]
+FORECAST_COLUMNS = ["eval_mae", "mase", "vs_persistence", "vs_naive", "beats_persistence", "rollout_mse_at_horizon",
+                    "passes_persistence", "passes_threshold", "vpt_lyapunov"]  # the naive baselines' and rollouts'
+CSV_COLUMNS += FORECAST_COLUMNS
 
 
 def csv_rows(doc: dict) -> list[dict]:
@@ -26,7 +29,27 @@ def csv_rows(doc: dict) -> list[dict]:
             rows.append({**r, "row": f"run{r['run']}" if general else f"config{r['config']}"})
         for r in s["cs"]:
             rows.append({**r, "row": f"cs-{r['source']}", "width": r["hidden"]})
+    rows += baseline_csv_rows(doc)
     return [{k: r.get(k, "") for k in CSV_COLUMNS} | {"seed": r["seed"]} for r in rows]
+
+
+def baseline_csv_rows(doc: dict) -> list[dict]:
+    """The naive baselines as CSV rows (no seed: they depend only on the task)."""
+    fc = doc.get("forecast")
+    if not fc:
+        return []
+    base = fc["baselines"]
+    hz = base.get("horizon")
+    rows = []
+    for name in ("persistence", "seasonal"):
+        if name in base:
+            b = base[name]
+            row = {"seed": "", "row": name, "eval_mse": b["mse"], "eval_mae": b["mae"], "mase": b["mase"],
+                   "vs_persistence": b["vs_persistence"], "vs_naive": b["vs_naive"]}
+            if hz is not None:
+                row.update(rollout_mse_at_horizon=hz["mse"][name][-1], **hz["summary"][name])
+            rows.append(row)
+    return rows
 
 
 def split_timing(doc: dict) -> tuple[dict, dict]:
@@ -96,3 +119,46 @@ def save_plots(doc: dict, plan, results: dict, plot_dir) -> list:
 def models_of(plan, results: dict) -> dict:
     """Every unit's model by key."""
     return {u.key: results[u.digest][1] for u in plan.units}
+
+
+def forecast_models_of(plan, results: dict, seed: int) -> dict:
+    """One seed's models under the names of the results document's ``forecast.models`` rows."""
+    out = {}
+    for run in plan.runs:
+        label = f"config {run.index}" if plan.seeds_design else f"run {run.index}"
+        out[label] = results[plan.students[run.index, seed].digest][1]
+    for source, label in (("teacher", "PTQ+CS"), ("config1", "1+CS")):
+        if (source, seed) in plan.cs:
+            out[label] = results[plan.cs[source, seed].digest][1]
+    for run in plan.runs:
+        u = plan.teachers[run.index, seed]
+        out.setdefault(f"teacher H={u.hidden}" if plan.seeds_design else u.key.split("/", 1)[1],
+                       results[u.digest][1])
+    return out
+
+
+def save_forecast_plots(doc: dict, plan, results: dict, plot_dir) -> list:
+    """With a horizon: rollout MSE against the horizon (every model and the baselines) and a free-running
+    trace of the first seed's models on held-out window 0; for the seeds' design one of each per width."""
+    from . import plots
+
+    fc = doc.get("forecast")
+    if not fc or "horizon" not in fc["baselines"]:
+        return []
+    out = Path(plot_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hz = fc["baselines"]["horizon"]
+    task = TaskSpec(plan.settings.task, plan.settings.data).make()
+    seed = plan.settings.seeds[0]
+    models = forecast_models_of(plan, results, seed)
+    n = len(doc["seeds"])
+    note = f"geometric mean over {n} seeds" if n > 1 else f"seed {seed}"
+    groups = ([(f"-h{w}", f" H={w}", w) for w in plan.settings.widths] if plan.seeds_design else [("", "", None)])
+    written = []
+    for suffix, what, w in groups:
+        rows = [m for m in fc["models"] if w is None or m["width"] == w]
+        written.append(plots.horizon(rows, hz, out / f"horizon{suffix}.png",
+                                     f"{task.name}{what}: free-running error against horizon ({note})"))
+        written.append(plots.trace({m["name"]: models[m["name"]] for m in rows}, task, hz["horizon"], hz["warmup"],
+                                   out / f"trace{suffix}.png", window=0, seed=seed))
+    return written

@@ -116,3 +116,60 @@ def half_normal(doc: dict, path: str | Path) -> Path:
     n = len(doc["seeds"])
     ax.set_title(f"Half-normal plot of the effects, {n} seed{'s' if n > 1 else ''}" + (" (95% CI)" if n > 1 else ""))
     return _save(fig, Path(path))
+
+
+def horizon(models: list[dict], baselines: dict, path: str | Path, title: str) -> Path:
+    """Rollout MSE against the horizon (log scale) for each model and the naive baselines.
+
+    ``models`` are the results document's ``forecast.models`` rows (``name``, ``rollout_mse``);
+    ``baselines`` its ``forecast.baselines.horizon`` (curves of the baselines, the threshold).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for m in models:
+        k = np.arange(1, len(m["rollout_mse"]) + 1)
+        ax.semilogy(k, m["rollout_mse"], lw=1.8 if m["kind"] == "teacher" else 1,
+                    ls="-" if m["kind"] != "cs" else "-.", label=m["name"])
+    styles = {"persistence": ("black", "--"), "seasonal": ("dimgray", ":")}
+    for name, curve in baselines["mse"].items():
+        colour, ls = styles.get(name, ("gray", "--"))
+        label = f"seasonal naive (m={baselines['period']})" if name == "seasonal" else name
+        ax.semilogy(np.arange(1, len(curve) + 1), curve, color=colour, ls=ls, lw=2, label=label)
+    bar = baselines["threshold"] ** 2
+    ax.axhline(bar, color="tab:red", lw=0.8, alpha=0.6)
+    ax.annotate(f"RMSE {baselines['threshold']:g}", (1, bar), textcoords="offset points", xytext=(2, 3), fontsize=7,
+                color="tab:red")
+    ax.set_xlabel(f"horizon (steps after a warm-up of {baselines['warmup']} true steps)")
+    ax.set_ylabel("MSE over held-out windows")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title)
+    return _save(fig, Path(path))
+
+
+def trace(models: dict[str, object], task: Task, horizon_: int, warmup: int, path: str | Path, window: int = 0,
+          seed: int | None = None) -> Path:
+    """Free-running trace of each model against the target on one held-out window, a panel per channel.
+
+    Steps before the dashed line read the true series (warm-up); after it each model reads its own
+    predictions (:func:`ternq.forecast.trace`).
+    """
+    from ..forecast import trace as free_trace
+
+    plt = _plt()
+    traces = {name: free_trace(m, task, horizon_, warmup, window) for name, m in models.items()}
+    first = next(iter(traces.values()))
+    n_out = first["target"].shape[1]
+    fig, axes = plt.subplots(n_out, 1, figsize=(10, 2.8 * n_out), squeeze=False)
+    for c in range(n_out):
+        ax = axes[c, 0]
+        ax.plot(first["step"], first["target"][:, c], color="black", lw=2.5, label="target")
+        for name, tr in traces.items():
+            ax.plot(tr["step"], tr["prediction"][:, c], lw=1, label=name)
+        ax.axvline(warmup - 0.5, color="gray", ls="--", lw=1)
+        ax.set_ylabel(f"channel {c}" if n_out > 1 else "y")
+    axes[-1, 0].set_xlabel(f"step (free-running after step {warmup - 1}, dashed)")
+    axes[0, 0].legend(fontsize=7, ncol=3, loc="upper left")
+    who = f"seed {seed}, " if seed is not None else ""
+    axes[0, 0].set_title(f"{task.name}: free-running forecasts on held-out window {window} ({who}warm-up {warmup}, "
+                         f"horizon {horizon_})")
+    return _save(fig, Path(path))
