@@ -1,0 +1,485 @@
+"""Many models of one shape trained in one compiled call: the model index is the innermost axis.
+
+Every hot array carries the model index ``m`` last, so each elementwise pass and
+each row of a matrix-vector product is one contiguous loop over the M models,
+which LLVM vectorizes (one SIMD lane per model) without reordering any sum.
+Each model's arithmetic is, operation for operation, the float32 sequence of the
+single-model path (:mod:`ternq.kernels.cell`, :mod:`ternq.kernels.loop`): the
+same association of every sum, the same float64 accumulators for the loss and
+the clipping norm, the same casts. So each model's result is bit-identical to
+training it alone. Nothing here changes the single-model kernels; the few small
+pieces that must run per lane (matrix-vector passes, BPTT, STE, clip, Adam) are
+written again below with ``m`` innermost, and the scalar pieces are imported
+(``_act``, ``trit``, ``mask``, ``lr_at``).
+
+Layouts, for M models, flat effective-parameter length Pe (cell layout) and
+theta length P (Pe, plus 2H + O scales for a student)::
+
+    theta, adam_m, adam_v   (P, M)       flat index as in the single path
+    teacher                 (Pe, M)      teachers' effective parameters (distillation)
+    X, Y                    (D, E, B, T, I / O)  D distinct data sets
+    data                    (M,)         which data set each model trains on
+    fset                    (N_FSET, M)  float64 settings per model (F_* rows)
+    iset                    (N_ISET, M)  int64 settings per model (I_* rows)
+    losses, mses            (E, M)       per epoch, before its update
+    bad                     (M,)         -1, or the first epoch whose loss was not finite
+
+A model whose loss is not finite is frozen there (theta, moments as before that
+epoch; later epochs keep NaN in ``losses``), exactly where the single path stops;
+the other models go on undisturbed.
+"""
+
+import numpy as np
+from numba import njit
+
+from .cell import TAU_EPS, _act, n_params
+from .loop import lr_at
+from .ternary import SCALE_MIN, mask, trit
+
+# rows of ``fset`` (float64 settings per model)
+F_LR, F_LR_MIN, F_CLIP, F_BETA0, F_BETA1, F_ALPHA0, F_ALPHA1 = range(7)
+N_FSET = 7
+# rows of ``iset`` (int64 settings per model)
+I_LR_KIND, I_MASK, I_DISTILL = range(3)
+N_ISET = 3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mv(acc, Mat, c0, v, j0, n):
+    """acc[r, m] += sum_{j < n} v[j, m] * Mat[j0 + j, c0 + r, m], ascending j, four j per pass.
+
+    ``a + v0 w0 + v1 w1 + v2 w2 + v3 w3`` associates left to right: the same
+    sequence of additions as one j at a time, and as the single path's rows.
+    """
+    R, M = acc.shape
+    j = 0
+    while j + 4 <= n:
+        v0, v1, v2, v3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+        w0, w1, w2, w3 = Mat[j0 + j], Mat[j0 + j + 1], Mat[j0 + j + 2], Mat[j0 + j + 3]
+        for r in range(R):
+            a = acc[r]
+            a0, a1, a2, a3 = w0[c0 + r], w1[c0 + r], w2[c0 + r], w3[c0 + r]
+            for m in range(M):
+                a[m] = a[m] + v0[m] * a0[m] + v1[m] * a1[m] + v2[m] * a2[m] + v3[m] * a3[m]
+        j += 4
+    while j < n:
+        v0 = v[j]
+        w0 = Mat[j0 + j]
+        for r in range(R):
+            a = acc[r]
+            a0 = w0[c0 + r]
+            for m in range(M):
+                a[m] += v0[m] * a0[m]
+        j += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _views(p, n_in, hidden, n_out):
+    """(W (2H, Z, M), b (2H, M), tau (H, M), Wout (O, H, M), bout (O, M)) views of p (Pe, M)."""
+    z = n_in + hidden
+    h2 = 2 * hidden
+    M = p.shape[1]
+    o = 0
+    W = p[o : o + h2 * z].reshape((h2, z, M))
+    o += h2 * z
+    b = p[o : o + h2]
+    o += h2
+    tau = p[o : o + hidden]
+    o += hidden
+    Wout = p[o : o + n_out * hidden].reshape((n_out, hidden, M))
+    o += n_out * hidden
+    bout = p[o : o + n_out]
+    return W, b, tau, Wout, bout
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2):
+    """The cell over a batch for M models; Xe (B, T, I, M); as ``cell._forward`` per model."""
+    W, b, tau, Wout, bout = _views(p, n_in, hidden, n_out)
+    B, T = Xe.shape[0], Xe.shape[1]
+    M = p.shape[1]
+    z, h2 = n_in + hidden, 2 * hidden
+    one = np.float32(1.0)
+    eps = np.float32(TAU_EPS)
+    dt_ = np.float32(dt)
+    for r in range(h2):
+        for j in range(z):
+            for m in range(M):
+                WT[j, r, m] = W[r, j, m]
+    for i in range(hidden):
+        for m in range(M):
+            decay[i, m] = np.exp(-dt_ / (abs(tau[i, m]) + eps))
+    hs[0] = 0
+    Af = A.reshape(A.size)
+    Rf = R.reshape(R.size)
+    for t in range(T):
+        for bb in range(B):
+            a = A[bb]
+            for r in range(h2):
+                for m in range(M):
+                    a[r, m] = b[r, m]
+            _mv(a, WT, 0, Xe[bb, t], 0, n_in)
+            _mv(a, WT, 0, hs[t, bb], n_in, hidden)
+        for k in range(Af.shape[0]):
+            Rf[k] = _act(Af[k], s2[k])
+        for bb in range(B):
+            g = gs[t, bb]
+            c = cs[t, bb]
+            hp = hs[t, bb]
+            hn = hs[t + 1, bb]
+            rr = R[bb]
+            for i in range(hidden):
+                for m in range(M):
+                    gate = rr[i, m]
+                    cand = rr[hidden + i, m]
+                    g[i, m] = gate
+                    c[i, m] = cand
+                    hn[i, m] = (one - gate) * hp[i, m] * decay[i, m] + gate * cand
+            for o in range(n_out):
+                y = ys[t, bb, o]
+                for m in range(M):
+                    y[m] = bout[o, m]
+                wo = Wout[o]
+                for i in range(hidden):
+                    for m in range(M):
+                        y[m] += wo[i, m] * hn[i, m]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
+               hs, gs, cs, ys, WT, decay, A, R, s2, ddecay, dh, DP, DY, gWT, loss, mse_):
+    """Loss, output MSE and dL/dp for M models (as ``cell._loss_grad`` per model).
+
+    ``w_y``, ``alpha`` (M,) float64; ``distill`` (M,) bool; writes g (Pe, M), loss and mse_ (M,).
+    """
+    _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2)
+    W, b, tau, Wout, bout = _views(p, n_in, hidden, n_out)
+    gW, gb, gtau, gWout, gbout = _views(g, n_in, hidden, n_out)
+    B, T = Xe.shape[0], Xe.shape[1]
+    M = p.shape[1]
+    h2 = 2 * hidden
+    ty = np.float32
+    one = ty(1.0)
+    dt_ = ty(dt)
+    g[:] = 0
+    for i in range(hidden):
+        for m in range(M):
+            a = abs(tau[i, m]) + ty(TAU_EPS)
+            ddecay[i, m] = decay[i, m] * dt_ / (a * a) * np.sign(tau[i, m])
+    n = B * T
+    cy = np.empty(M, ty)
+    ch = np.empty(M, ty)
+    any_distill = False
+    for m in range(M):
+        cy[m] = ty(w_y[m]) / ty(n * n_out)
+        ch[m] = ty(alpha[m]) / ty(n * hidden)
+        any_distill = any_distill or distill[m]
+    sse = np.zeros(M)
+    for t in range(T):
+        for bb in range(B):
+            for o in range(n_out):
+                for m in range(M):
+                    err = ys[t, bb, o, m] - Ye[bb, t, o, m]
+                    sse[m] += np.float64(err) * np.float64(err)
+                    DY[t, bb, o, m] = cy[m] * err
+    straj = np.zeros(M)
+    if any_distill:
+        for t in range(1, T + 1):
+            for bb in range(B):
+                for i in range(hidden):
+                    for m in range(M):
+                        d = np.float64(hs[t, bb, i, m] - ht[t, bb, i, m])
+                        straj[m] += d * d
+    dh[:] = 0  # dL/dh_{t+1}, carried back in time
+    for t in range(T - 1, -1, -1):
+        for bb in range(B):
+            dhb = dh[bb]
+            for o in range(n_out):
+                dy = DY[t, bb, o]
+                wo = Wout[o]
+                for i in range(hidden):
+                    for m in range(M):
+                        dhb[i, m] += dy[m] * wo[i, m]
+            if any_distill:
+                hn = hs[t + 1, bb]
+                htn = ht[t + 1, bb]
+                for i in range(hidden):
+                    for m in range(M):
+                        x = dhb[i, m]
+                        y = x + ch[m] * (hn[i, m] - htn[i, m])
+                        dhb[i, m] = y if distill[m] else x
+            gg, cc, hp, dp = gs[t, bb], cs[t, bb], hs[t, bb], DP[t, bb]
+            for i in range(hidden):
+                for m in range(M):
+                    gate, cand, hpi, d = gg[i, m], cc[i, m], hp[i, m], dhb[i, m]
+                    omg = one - gate
+                    dp[i, m] = d * (cand - hpi * decay[i, m]) * gate * omg
+                    dp[hidden + i, m] = d * gate * (one - cand * cand)
+                    gtau[i, m] += d * omg * hpi * ddecay[i, m]
+                    dhb[i, m] = d * omg * decay[i, m]  # now dL/dh_t, direct path
+            _mv(dhb, W, n_in, dp, 0, h2)  # dL/dh_t += W_h^T dpre, ascending rows
+    # weight gradients: batched over all B*T steps, in the single path's orders
+    DPf = DP.reshape((n, h2, M))
+    for k in range(n):
+        for r in range(h2):
+            for m in range(M):
+                gb[r, m] += DPf[k, r, m]
+    gWT[:] = 0
+    U = hs[:T].reshape((n, hidden, M))
+    G = gWT[n_in:]
+    k = 0
+    while k + 4 <= n:
+        v0, v1, v2, v3 = DPf[k], DPf[k + 1], DPf[k + 2], DPf[k + 3]
+        for j in range(hidden):
+            u0, u1, u2, u3 = U[k, j], U[k + 1, j], U[k + 2, j], U[k + 3, j]
+            gj = G[j]
+            for r in range(h2):
+                for m in range(M):
+                    gj[r, m] = (gj[r, m] + u0[m] * v0[r, m] + u1[m] * v1[r, m]
+                                + u2[m] * v2[r, m] + u3[m] * v3[r, m])
+        k += 4
+    while k < n:
+        vk = DPf[k]
+        for j in range(hidden):
+            uj = U[k, j]
+            gj = G[j]
+            for r in range(h2):
+                for m in range(M):
+                    gj[r, m] += uj[m] * vk[r, m]
+        k += 1
+    for bb in range(B):
+        for t in range(T):
+            dp = DP[t, bb]
+            for j in range(n_in):
+                xj = Xe[bb, t, j]
+                gj = gWT[j]
+                for r in range(h2):
+                    for m in range(M):
+                        gj[r, m] += xj[m] * dp[r, m]
+    for r in range(h2):
+        for j in range(n_in + hidden):
+            for m in range(M):
+                gW[r, j, m] = gWT[j, r, m]
+    DYf = DY.reshape((n, n_out, M))
+    for k in range(n):
+        for o in range(n_out):
+            for m in range(M):
+                gbout[o, m] += DYf[k, o, m]
+    H1 = hs[1:].reshape((n, hidden, M))
+    for o in range(n_out):
+        go = gWout[o]
+        k = 0
+        while k + 4 <= n:
+            y0, y1, y2, y3 = DYf[k, o], DYf[k + 1, o], DYf[k + 2, o], DYf[k + 3, o]
+            h0, h1, h2_, h3 = H1[k], H1[k + 1], H1[k + 2], H1[k + 3]
+            for i in range(hidden):
+                for m in range(M):
+                    go[i, m] = (go[i, m] + y0[m] * h0[i, m] + y1[m] * h1[i, m]
+                                + y2[m] * h2_[i, m] + y3[m] * h3[i, m])
+            k += 4
+        while k < n:
+            yk = DYf[k, o]
+            hk = H1[k]
+            for i in range(hidden):
+                for m in range(M):
+                    go[i, m] += yk[m] * hk[i, m]
+            k += 1
+    for m in range(M):
+        mse_[m] = sse[m] / (n * n_out)
+        loss[m] = w_y[m] * 0.5 * mse_[m] + alpha[m] * 0.5 * straj[m] / (n * hidden)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quantize(theta, n_in, hidden, n_out, p):
+    """Effective (hard-ternary) parameters of M students (as ``ternary.quantize`` per model)."""
+    m_eff = n_params(n_in, hidden, n_out)
+    M = theta.shape[1]
+    p[:] = theta[:m_eff]
+    z = n_in + hidden
+    h2 = 2 * hidden
+    for r in range(h2 + n_out):
+        if r < h2:
+            o, w = r * z, z
+        else:
+            o, w = h2 * z + 3 * hidden + (r - h2) * hidden, hidden
+        for j in range(w):
+            for m in range(M):
+                s = theta[m_eff + r, m]
+                p[o + j, m] = s * trit(theta[o + j, m], s)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
+    """Shadow-weight and scale gradients of M students (as ``ternary.ste_backward`` per model)."""
+    m_eff = n_params(n_in, hidden, n_out)
+    M = theta.shape[1]
+    g[:m_eff] = g_eff
+    z = n_in + hidden
+    h2 = 2 * hidden
+    ty = np.float32
+    # float64, as the single path's scalar: trit() returns float64 there (float32 * int literal)
+    ds = np.empty(M)
+    for r in range(h2 + n_out):
+        if r < h2:
+            o, w = r * z, z
+        else:
+            o, w = h2 * z + 3 * hidden + (r - h2) * hidden, hidden
+        for m in range(M):
+            ds[m] = 0.0
+        for j in range(w):
+            for m in range(M):
+                s = theta[m_eff + r, m]
+                x = theta[o + j, m]
+                ds[m] += g[o + j, m] * trit(x, s)
+                g[o + j, m] = g[o + j, m] * ty(mask(x, s, beta[m], kind[m]))
+        for m in range(M):
+            g[m_eff + r, m] = ds[m]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _clip_norm(g, k0, k1, clip, ss):
+    """Rows k0..k1-1 of g (., M): each model's block scaled to L2 norm <= clip (as ``optim.clip_norm``)."""
+    M = g.shape[1]
+    ss[:] = 0.0
+    for k in range(k0, k1):
+        for m in range(M):
+            ss[m] += np.float64(g[k, m]) * np.float64(g[k, m])
+    for m in range(M):
+        norm = np.sqrt(ss[m])
+        c = np.float32(clip[m] / norm) if norm > clip[m] else np.float32(1.0)
+        if norm > clip[m]:
+            for k in range(k0, k1):
+                g[k, m] *= c
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam(theta, g, am, av, lr, step, live):
+    """One Adam update of every live model (as ``optim.adam`` per model, default betas and eps)."""
+    ty = np.float32
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    b1, b2 = ty(beta1), ty(beta2)
+    c1 = 1.0 - beta1**step
+    c2 = 1.0 - beta2**step
+    M = theta.shape[1]
+    a = np.empty(M, ty)
+    e = np.empty(M, ty)
+    for m in range(M):
+        a[m] = ty(lr[m] * np.sqrt(c2) / c1)
+        e[m] = ty(eps * np.sqrt(c2))
+    u1, u2 = ty(1.0) - b1, ty(1.0) - b2
+    for k in range(theta.shape[0]):
+        for m in range(M):
+            if live[m]:
+                am[k, m] = b1 * am[k, m] + u1 * g[k, m]
+                av[k, m] = b2 * av[k, m] + u2 * g[k, m] * g[k, m]
+                theta[k, m] -= a[m] * am[k, m] / (np.sqrt(av[k, m]) + e[m])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidden, n_out, dt,
+                 student, fset, iset, teacher, losses, mses, bad):
+    """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs`` (see the module docstring).
+
+    Per model, the same computation as :func:`ternq.kernels.loop.train_epochs`.
+    ``bad[m] >= 0`` marks a frozen model; it stays frozen across calls.
+    """
+    B, T = X.shape[2], X.shape[3]
+    M = theta.shape[1]
+    dtype = theta.dtype
+    h2 = 2 * hidden
+    z = n_in + hidden
+    m_eff = n_params(n_in, hidden, n_out)
+    p = np.empty((m_eff, M), dtype)
+    g_eff = np.empty((m_eff, M), dtype)
+    g = np.zeros((theta.shape[0], M), dtype)
+    hs = np.empty((T + 1, B, hidden, M), dtype)
+    gs = np.empty((T, B, hidden, M), dtype)
+    cs = np.empty((T, B, hidden, M), dtype)
+    ys = np.empty((T, B, n_out, M), dtype)
+    ht = np.zeros((T + 1, B, hidden, M), dtype)
+    tgs = np.empty((T, B, hidden, M), dtype)
+    tcs = np.empty((T, B, hidden, M), dtype)
+    tys = np.empty((T, B, n_out, M), dtype)
+    WT = np.empty((z, h2, M), dtype)
+    decay = np.empty((hidden, M), dtype)
+    ddecay = np.empty((hidden, M), dtype)
+    A = np.empty((B, h2, M), dtype)
+    R = np.empty((B, h2, M), dtype)
+    s2 = np.empty(B * h2 * M, dtype)  # 1 for gate entries, 2 for candidate entries
+    for bb in range(B):
+        for r in range(h2):
+            for m in range(M):
+                s2[(bb * h2 + r) * M + m] = 1 if r < hidden else 2
+    dh = np.empty((B, hidden, M), dtype)
+    DP = np.empty((T, B, h2, M), dtype)
+    DY = np.empty((T, B, n_out, M), dtype)
+    gWT = np.empty((z, h2, M), dtype)
+    Xe = np.empty((B, T, n_in, M), dtype)
+    Ye = np.empty((B, T, n_out, M), dtype)
+    loss = np.empty(M)
+    mse_ = np.empty(M)
+    alpha = np.empty(M)
+    w_y = np.empty(M)
+    beta = np.empty(M)
+    lr = np.empty(M)
+    ss = np.empty(M)
+    live = np.empty(M, np.bool_)
+    distill = np.empty(M, np.bool_)
+    any_distill = False
+    for m in range(M):
+        distill[m] = iset[I_DISTILL, m] != 0
+        any_distill = any_distill or distill[m]
+    for e in range(e0, e1):
+        prog = e / n_epochs
+        for m in range(M):
+            live[m] = bad[m] < 0
+        # this epoch's sequences, model index innermost
+        for m in range(M):
+            xs = X[data[m], e]
+            ysrc = Y[data[m], e]
+            for bb in range(B):
+                for t in range(T):
+                    for j in range(n_in):
+                        Xe[bb, t, j, m] = xs[bb, t, j]
+                    for o in range(n_out):
+                        Ye[bb, t, o, m] = ysrc[bb, t, o]
+        if student:
+            _quantize(theta, n_in, hidden, n_out, p)
+        else:
+            p[:] = theta
+        for m in range(M):
+            alpha[m] = 0.0
+            w_y[m] = 1.0
+            if distill[m]:
+                alpha[m] = fset[F_ALPHA0, m] + (fset[F_ALPHA1, m] - fset[F_ALPHA0, m]) * prog
+                w_y[m] = 1.0 - alpha[m]
+        if any_distill:
+            _forward(teacher, Xe, n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, decay, A, R, s2)
+        _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g_eff,
+                   hs, gs, cs, ys, WT, decay, A, R, s2, ddecay, dh, DP, DY, gWT, loss, mse_)
+        for m in range(M):
+            if live[m]:
+                if not np.isfinite(loss[m]):
+                    bad[m] = e
+                    live[m] = False
+                else:
+                    losses[e, m] = loss[m]
+                    mses[e, m] = mse_[m]
+        if student:
+            for m in range(M):
+                beta[m] = fset[F_BETA0, m] + (fset[F_BETA1, m] - fset[F_BETA0, m]) * prog
+            _ste_backward(theta, n_in, hidden, n_out, g_eff, beta, iset[I_MASK], g)
+            _clip_norm(g, 0, m_eff, fset[F_CLIP], ss)
+            _clip_norm(g, m_eff, theta.shape[0], fset[F_CLIP], ss)
+        else:
+            g[:] = g_eff
+            _clip_norm(g, 0, theta.shape[0], fset[F_CLIP], ss)
+        for m in range(M):
+            lr[m] = lr_at(fset[F_LR, m], fset[F_LR_MIN, m], iset[I_LR_KIND, m], prog)
+        _adam(theta, g, adam_m, adam_v, lr, e + 1, live)
+        if student:
+            smin = dtype.type(SCALE_MIN)
+            for k in range(m_eff, theta.shape[0]):
+                for m in range(M):
+                    if live[m] and theta[k, m] < smin:
+                        theta[k, m] = smin
