@@ -133,33 +133,42 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
         iset[K.I_LR_KIND, m] = SCHEDULES[lane.schedule]
         iset[K.I_MASK, m] = MASK_NONE if lane.mask is None else MASKS[lane.mask]
         iset[K.I_DISTILL, m] = int(lane.distill)
+    # pad to whole vectors of lanes with copies of model 0 (deterministic, discarded)
+    Mp = -(-M // K.LANES) * K.LANES
+    pad = np.zeros(Mp - M, np.int64)
+    fset = np.concatenate([fset, fset[:, pad]], axis=1)
+    iset = np.concatenate([iset, iset[:, pad]], axis=1)
+    theta = np.concatenate([theta, theta[pad]])
+    data = np.concatenate([data, data[pad]])
     distill = iset[K.I_DISTILL].any()
     if distill:
         if not student:
             raise ValueError("only students distill")
         if teacher is None or np.shape(teacher) != (M, pe):
             raise ValueError(f"distillation needs teacher parameters of shape ({M}, {pe})")
-        tp = np.zeros((pe, M), np.float32)
+        teacher = np.asarray(teacher, np.float32)
+        teacher = np.concatenate([teacher, teacher[pad]])
+        tp = np.zeros((pe, Mp), np.float32)
         on = iset[K.I_DISTILL] != 0
-        tp[:, on] = np.asarray(teacher, np.float32)[on].T  # zeros elsewhere: finite, unused
+        tp[:, on] = teacher[on].T  # zeros elsewhere: finite, unused
     else:
-        tp = np.zeros((0, M), np.float32)
+        tp = np.zeros((0, Mp), np.float32)
     th = np.ascontiguousarray(theta.T, np.float32)
     am = np.zeros_like(th)
     av = np.zeros_like(th)
-    losses = np.full((E, M), np.nan)
-    mses = np.full((E, M), np.nan)
-    bad = np.full(M, -1, np.int64)
+    losses = np.full((E, Mp), np.nan)
+    mses = np.full((E, Mp), np.nan)
+    bad = np.full(Mp, -1, np.int64)
     step = max(1, -(-E // max(1, int(chunks))))
     for e0 in range(0, E, step):
         e1 = min(E, e0 + step)
         K.train_epochs(th, am, av, X, Y, data, e0, e1, E, n_in, hidden, n_out, DT,
                        student, fset, iset, tp, losses, mses, bad)
         if progress is not None:
-            last = losses[e1 - 1][np.isfinite(losses[e1 - 1])]
+            last = losses[e1 - 1, :M][np.isfinite(losses[e1 - 1, :M])]
             progress(e1, E, float(last.mean()) if last.size else math.nan)
-    return BatchResult(np.ascontiguousarray(th.T), np.ascontiguousarray(losses.T),
-                       np.ascontiguousarray(mses.T), bad)
+    return BatchResult(np.ascontiguousarray(th[:, :M].T), np.ascontiguousarray(losses[:, :M].T),
+                       np.ascontiguousarray(mses[:, :M].T), bad[:M].copy())
 
 
 def _check_lane(lane: Lane, student: bool) -> None:

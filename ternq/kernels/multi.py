@@ -30,7 +30,10 @@ the other models go on undisturbed.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir as llvm_ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .cell import TAU_EPS, _act, n_params
 from .loop import lr_at
@@ -44,32 +47,115 @@ I_LR_KIND, I_MASK, I_DISTILL = range(3)
 N_ISET = 3
 
 
+# Lanes per vector operation of the hand-written products below (16 float32: one
+# AVX-512 register, two AVX2 ones); the model count M of a compiled call is a
+# multiple of it (the Python API pads the batch).
+LANES = 16
+
+
+def _madd_rows_codegen(n_terms):
+    """IR of acc[r, :] = acc[r, :] + v0 * W0[r, :] + ... + v_{n-1} * W_{n-1}[r, :], for every row r.
+
+    acc and W_q are C-contiguous (R, M), v_q (M,); M a multiple of LANES. Written as
+    explicit <LANES x float> loads, fmul and fadd (no fast-math flags, so no contraction
+    and no reassociation): per lane, exactly the scalar sequence, left to right.
+    LLVM's own vectorizer would add runtime alias checks to every row of M lanes and
+    reload the v_q for every row; here the v_q of a block of lanes stay in registers
+    while the rows stream past.
+    """
+
+    def codegen(context, builder, sig, args):
+        arrs = [context.make_array(ty)(context, builder, v) for ty, v in zip(sig.args, args, strict=True)]
+        acc = arrs[0]
+        R, M = cgutils.unpack_tuple(builder, acc.shape, 2)
+        vt = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+
+        def ptr(a, k):
+            return builder.bitcast(builder.gep(a.data, [k]), vt.as_pointer())
+
+        with cgutils.for_range_slice(builder, M.type(0), M, M.type(LANES)) as (i, _):
+            vs = [builder.load(ptr(arrs[1 + 2 * q], i), align=4) for q in range(n_terms)]
+            with cgutils.for_range(builder, R) as row:
+                k = builder.add(builder.mul(row.index, M), i)
+                s = builder.load(ptr(acc, k), align=4)
+                for q in range(n_terms):
+                    s = builder.fadd(s, builder.fmul(vs[q], builder.load(ptr(arrs[2 + 2 * q], k), align=4)))
+                builder.store(s, ptr(acc, k), align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _check_rows(acc, pairs):
+    f32 = types.float32
+    ok = isinstance(acc, types.Array) and acc.dtype == f32 and acc.ndim == 2 and acc.layout == "C"
+    for v, W in pairs:
+        ok = ok and isinstance(v, types.Array) and v.dtype == f32 and v.ndim == 1 and v.layout == "C"
+        ok = ok and isinstance(W, types.Array) and W.dtype == f32 and W.ndim == 2 and W.layout == "C"
+    return ok
+
+
+@intrinsic
+def _madd1(typingctx, acc, v0, W0):
+    """acc[r, :] += v0 * W0[r, :] (see :func:`_madd_rows_codegen`)."""
+    if not _check_rows(acc, [(v0, W0)]):
+        return None
+    return types.void(acc, v0, W0), _madd_rows_codegen(1)
+
+
+@intrinsic
+def _madd4(typingctx, acc, v0, W0, v1, W1, v2, W2, v3, W3):
+    """acc[r, :] = acc[r, :] + v0 * W0[r, :] + v1 * W1[r, :] + v2 * W2[r, :] + v3 * W3[r, :]."""
+    if not _check_rows(acc, [(v0, W0), (v1, W1), (v2, W2), (v3, W3)]):
+        return None
+    return types.void(acc, v0, W0, v1, W1, v2, W2, v3, W3), _madd_rows_codegen(4)
+
+
+@intrinsic
+def _dot_rows(typingctx, y, U, V):
+    """y[:] = y + U[0] * V[0] + U[1] * V[1] + ..., rows in ascending order (per lane, left to right).
+
+    y (M,), U and V C-contiguous (R, M), float32, M a multiple of LANES.
+    """
+    f32 = types.float32
+    for a, nd in ((y, 1), (U, 2), (V, 2)):
+        if not (isinstance(a, types.Array) and a.dtype == f32 and a.ndim == nd and a.layout == "C"):
+            return None
+
+    def codegen(context, builder, sig, args):
+        ya, ua, va = [context.make_array(ty)(context, builder, v) for ty, v in zip(sig.args, args, strict=True)]
+        R, M = cgutils.unpack_tuple(builder, ua.shape, 2)
+        vt = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+
+        def ptr(a, k):
+            return builder.bitcast(builder.gep(a.data, [k]), vt.as_pointer())
+
+        with cgutils.for_range_slice(builder, M.type(0), M, M.type(LANES)) as (i, _):
+            slot = cgutils.alloca_once_value(builder, builder.load(ptr(ya, i), align=4))
+            with cgutils.for_range(builder, R) as row:
+                k = builder.add(builder.mul(row.index, M), i)
+                prod = builder.fmul(builder.load(ptr(ua, k), align=4), builder.load(ptr(va, k), align=4))
+                builder.store(builder.fadd(builder.load(slot), prod), slot)
+            builder.store(builder.load(slot), ptr(ya, i), align=4)
+        return context.get_dummy_value()
+
+    return types.void(y, U, V), codegen
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _mv(acc, Mat, c0, v, j0, n):
-    """acc[r, m] += sum_{j < n} v[j, m] * Mat[j0 + j, c0 + r, m], ascending j, four j per pass.
+def _mv(acc, Mat, v, j0, n):
+    """acc[r, m] += sum_{j < n} v[j, m] * Mat[j0 + j][r, m], ascending j, four j per pass.
 
     ``a + v0 w0 + v1 w1 + v2 w2 + v3 w3`` associates left to right: the same
     sequence of additions as one j at a time, and as the single path's rows.
     """
-    R, M = acc.shape
     j = 0
     while j + 4 <= n:
-        v0, v1, v2, v3 = v[j], v[j + 1], v[j + 2], v[j + 3]
-        w0, w1, w2, w3 = Mat[j0 + j], Mat[j0 + j + 1], Mat[j0 + j + 2], Mat[j0 + j + 3]
-        for r in range(R):
-            a = acc[r]
-            a0, a1, a2, a3 = w0[c0 + r], w1[c0 + r], w2[c0 + r], w3[c0 + r]
-            for m in range(M):
-                a[m] = a[m] + v0[m] * a0[m] + v1[m] * a1[m] + v2[m] * a2[m] + v3[m] * a3[m]
+        _madd4(acc, v[j], Mat[j0 + j], v[j + 1], Mat[j0 + j + 1], v[j + 2], Mat[j0 + j + 2],
+               v[j + 3], Mat[j0 + j + 3])
         j += 4
     while j < n:
-        v0 = v[j]
-        w0 = Mat[j0 + j]
-        for r in range(R):
-            a = acc[r]
-            a0 = w0[c0 + r]
-            for m in range(M):
-                a[m] += v0[m] * a0[m]
+        _madd1(acc, v[j], Mat[j0 + j])
         j += 1
 
 
@@ -99,6 +185,7 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2
     B, T = Xe.shape[0], Xe.shape[1]
     M = p.shape[1]
     z, h2 = n_in + hidden, 2 * hidden
+    HM = hidden * M
     one = np.float32(1.0)
     eps = np.float32(TAU_EPS)
     dt_ = np.float32(dt)
@@ -109,40 +196,46 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2
     for i in range(hidden):
         for m in range(M):
             decay[i, m] = np.exp(-dt_ / (abs(tau[i, m]) + eps))
+    # flat arrays reshaped once (a reshape costs a helper call); inside the loops, slices of
+    # them indexed from 0 (an index o + k could be negative for LLVM: wraparound code, no SIMD)
+    df = decay.reshape(HM)
     hs[0] = 0
     Af = A.reshape(A.size)
     Rf = R.reshape(R.size)
+    bf = b.reshape(h2 * M)
+    gsf = gs.reshape(gs.size)
+    csf = cs.reshape(cs.size)
+    hsf = hs.reshape(hs.size)
     for t in range(T):
         for bb in range(B):
             a = A[bb]
-            for r in range(h2):
-                for m in range(M):
-                    a[r, m] = b[r, m]
-            _mv(a, WT, 0, Xe[bb, t], 0, n_in)
-            _mv(a, WT, 0, hs[t, bb], n_in, hidden)
+            af = Af[bb * h2 * M : (bb + 1) * h2 * M]
+            for k in range(h2 * M):
+                af[k] = bf[k]
+            _mv(a, WT, Xe[bb, t], 0, n_in)
+            _mv(a, WT, hs[t, bb], n_in, hidden)
         for k in range(Af.shape[0]):
             Rf[k] = _act(Af[k], s2[k])
         for bb in range(B):
-            g = gs[t, bb]
-            c = cs[t, bb]
-            hp = hs[t, bb]
-            hn = hs[t + 1, bb]
-            rr = R[bb]
-            for i in range(hidden):
-                for m in range(M):
-                    gate = rr[i, m]
-                    cand = rr[hidden + i, m]
-                    g[i, m] = gate
-                    c[i, m] = cand
-                    hn[i, m] = (one - gate) * hp[i, m] * decay[i, m] + gate * cand
+            # (H, M) blocks as flat runs of H*M: one loop, one set of alias checks
+            o = (t * B + bb) * HM
+            on = o + B * HM
+            og = bb * h2 * M
+            rg, rc = Rf[og : og + HM], Rf[og + HM : og + 2 * HM]
+            g, c = gsf[o : o + HM], csf[o : o + HM]
+            hp, hn = hsf[o : o + HM], hsf[on : on + HM]
+            for k in range(HM):
+                gate = rg[k]
+                cand = rc[k]
+                g[k] = gate
+                c[k] = cand
+                hn[k] = (one - gate) * hp[k] * df[k] + gate * cand
+            hn2 = hs[t + 1, bb]
             for o in range(n_out):
                 y = ys[t, bb, o]
                 for m in range(M):
                     y[m] = bout[o, m]
-                wo = Wout[o]
-                for i in range(hidden):
-                    for m in range(M):
-                        y[m] += wo[i, m] * hn[i, m]
+                _dot_rows(y, Wout[o], hn2)  # y += Wout[o, i] * h[i], ascending i
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -158,6 +251,7 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
     B, T = Xe.shape[0], Xe.shape[1]
     M = p.shape[1]
     h2 = 2 * hidden
+    HM = hidden * M
     ty = np.float32
     one = ty(1.0)
     dt_ = ty(dt)
@@ -166,6 +260,14 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
         for m in range(M):
             a = abs(tau[i, m]) + ty(TAU_EPS)
             ddecay[i, m] = decay[i, m] * dt_ / (a * a) * np.sign(tau[i, m])
+    df = decay.reshape(HM)
+    ddf = ddecay.reshape(HM)
+    gtf = gtau.reshape(HM)
+    gsf = gs.reshape(gs.size)
+    csf = cs.reshape(cs.size)
+    hsf = hs.reshape(hs.size)
+    DPflat = DP.reshape(DP.size)
+    dhf = dh.reshape(dh.size)
     n = B * T
     cy = np.empty(M, ty)
     ch = np.empty(M, ty)
@@ -195,11 +297,7 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
         for bb in range(B):
             dhb = dh[bb]
             for o in range(n_out):
-                dy = DY[t, bb, o]
-                wo = Wout[o]
-                for i in range(hidden):
-                    for m in range(M):
-                        dhb[i, m] += dy[m] * wo[i, m]
+                _madd1(dhb, DY[t, bb, o], Wout[o])  # dh += dy * Wout[o]
             if any_distill:
                 hn = hs[t + 1, bb]
                 htn = ht[t + 1, bb]
@@ -208,54 +306,53 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
                         x = dhb[i, m]
                         y = x + ch[m] * (hn[i, m] - htn[i, m])
                         dhb[i, m] = y if distill[m] else x
-            gg, cc, hp, dp = gs[t, bb], cs[t, bb], hs[t, bb], DP[t, bb]
-            for i in range(hidden):
-                for m in range(M):
-                    gate, cand, hpi, d = gg[i, m], cc[i, m], hp[i, m], dhb[i, m]
-                    omg = one - gate
-                    dp[i, m] = d * (cand - hpi * decay[i, m]) * gate * omg
-                    dp[hidden + i, m] = d * gate * (one - cand * cand)
-                    gtau[i, m] += d * omg * hpi * ddecay[i, m]
-                    dhb[i, m] = d * omg * decay[i, m]  # now dL/dh_t, direct path
-            _mv(dhb, W, n_in, dp, 0, h2)  # dL/dh_t += W_h^T dpre, ascending rows
+            o = (t * B + bb) * HM
+            og = (t * B + bb) * h2 * M
+            gg, cc, hp = gsf[o : o + HM], csf[o : o + HM], hsf[o : o + HM]
+            dpg, dpc = DPflat[og : og + HM], DPflat[og + HM : og + 2 * HM]
+            dhk = dhf[bb * HM : (bb + 1) * HM]
+            for k in range(HM):
+                gate, cand, hpi, d = gg[k], cc[k], hp[k], dhk[k]
+                omg = one - gate
+                dpg[k] = d * (cand - hpi * df[k]) * gate * omg
+                dpc[k] = d * gate * (one - cand * cand)
+                gtf[k] += d * omg * hpi * ddf[k]
+                dhk[k] = d * omg * df[k]  # now dL/dh_t, direct path
+            # dL/dh_t += W_h^T dpre, ascending rows of W, four per pass
+            dp = DP[t, bb]
+            r = 0
+            while r + 4 <= h2:
+                _madd4(dhb, dp[r], W[r, n_in:], dp[r + 1], W[r + 1, n_in:],
+                       dp[r + 2], W[r + 2, n_in:], dp[r + 3], W[r + 3, n_in:])
+                r += 4
+            while r < h2:
+                _madd1(dhb, dp[r], W[r, n_in:])
+                r += 1
     # weight gradients: batched over all B*T steps, in the single path's orders
     DPf = DP.reshape((n, h2, M))
+    gbf = gb.reshape(h2 * M)
     for k in range(n):
-        for r in range(h2):
-            for m in range(M):
-                gb[r, m] += DPf[k, r, m]
+        dk = DPflat[k * h2 * M : (k + 1) * h2 * M]
+        for q in range(h2 * M):
+            gbf[q] += dk[q]
     gWT[:] = 0
     U = hs[:T].reshape((n, hidden, M))
     G = gWT[n_in:]
     k = 0
     while k + 4 <= n:
-        v0, v1, v2, v3 = DPf[k], DPf[k + 1], DPf[k + 2], DPf[k + 3]
         for j in range(hidden):
-            u0, u1, u2, u3 = U[k, j], U[k + 1, j], U[k + 2, j], U[k + 3, j]
-            gj = G[j]
-            for r in range(h2):
-                for m in range(M):
-                    gj[r, m] = (gj[r, m] + u0[m] * v0[r, m] + u1[m] * v1[r, m]
-                                + u2[m] * v2[r, m] + u3[m] * v3[r, m])
+            _madd4(G[j], U[k, j], DPf[k], U[k + 1, j], DPf[k + 1], U[k + 2, j], DPf[k + 2],
+                   U[k + 3, j], DPf[k + 3])
         k += 4
     while k < n:
-        vk = DPf[k]
         for j in range(hidden):
-            uj = U[k, j]
-            gj = G[j]
-            for r in range(h2):
-                for m in range(M):
-                    gj[r, m] += uj[m] * vk[r, m]
+            _madd1(G[j], U[k, j], DPf[k])
         k += 1
     for bb in range(B):
         for t in range(T):
             dp = DP[t, bb]
             for j in range(n_in):
-                xj = Xe[bb, t, j]
-                gj = gWT[j]
-                for r in range(h2):
-                    for m in range(M):
-                        gj[r, m] += xj[m] * dp[r, m]
+                _madd1(gWT[j], Xe[bb, t, j], dp)
     for r in range(h2):
         for j in range(n_in + hidden):
             for m in range(M):
@@ -270,19 +367,11 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
         go = gWout[o]
         k = 0
         while k + 4 <= n:
-            y0, y1, y2, y3 = DYf[k, o], DYf[k + 1, o], DYf[k + 2, o], DYf[k + 3, o]
-            h0, h1, h2_, h3 = H1[k], H1[k + 1], H1[k + 2], H1[k + 3]
-            for i in range(hidden):
-                for m in range(M):
-                    go[i, m] = (go[i, m] + y0[m] * h0[i, m] + y1[m] * h1[i, m]
-                                + y2[m] * h2_[i, m] + y3[m] * h3[i, m])
+            _madd4(go, DYf[k, o], H1[k], DYf[k + 1, o], H1[k + 1], DYf[k + 2, o], H1[k + 2],
+                   DYf[k + 3, o], H1[k + 3])
             k += 4
         while k < n:
-            yk = DYf[k, o]
-            hk = H1[k]
-            for i in range(hidden):
-                for m in range(M):
-                    go[i, m] += yk[m] * hk[i, m]
+            _madd1(go, DYf[k, o], H1[k])
             k += 1
     for m in range(M):
         mse_[m] = sse[m] / (n * n_out)
@@ -385,6 +474,8 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidd
     """
     B, T = X.shape[2], X.shape[3]
     M = theta.shape[1]
+    if M % LANES != 0:
+        raise ValueError("the number of models must be a multiple of LANES")
     dtype = theta.dtype
     h2 = 2 * hidden
     z = n_in + hidden
