@@ -47,18 +47,30 @@ I_LR_KIND, I_MASK, I_DISTILL = range(3)
 N_ISET = 3
 
 
-# Lanes per vector operation of the hand-written products below (16 float32: one
-# AVX-512 register, two AVX2 ones); the model count M of a compiled call is a
-# multiple of it (the Python API pads the batch).
-LANES = 16
+# Vector widths of the hand-written products below: blocks of 16 float32 lanes (one
+# AVX-512 register, two AVX2 ones), then one block of 8 and one of 4 for the rest.
+# The model count M of a compiled call is a multiple of LANES (the API pads the batch).
+BLOCKS = (16, 8, 4)
+LANES = BLOCKS[-1]
+
+
+def _lane_blocks(builder, M, body):
+    """Call ``body(i, vector_type)`` for lanes i.. of M in blocks of 16, then 8, then 4."""
+    start = M.type(0)
+    for w in BLOCKS:
+        wv = M.type(w)
+        stop = builder.add(start, builder.mul(builder.udiv(builder.sub(M, start), wv), wv))
+        with cgutils.for_range_slice(builder, start, stop, wv) as (i, _):
+            body(i, llvm_ir.VectorType(llvm_ir.FloatType(), w))
+        start = stop
 
 
 def _madd_rows_codegen(n_terms):
     """IR of acc[r, :] = acc[r, :] + v0 * W0[r, :] + ... + v_{n-1} * W_{n-1}[r, :], for every row r.
 
     acc and W_q are C-contiguous (R, M), v_q (M,); M a multiple of LANES. Written as
-    explicit <LANES x float> loads, fmul and fadd (no fast-math flags, so no contraction
-    and no reassociation): per lane, exactly the scalar sequence, left to right.
+    explicit vector loads, fmul and fadd (no fast-math flags, so no contraction and
+    no reassociation): per lane, exactly the scalar sequence, left to right.
     LLVM's own vectorizer would add runtime alias checks to every row of M lanes and
     reload the v_q for every row; here the v_q of a block of lanes stay in registers
     while the rows stream past.
@@ -68,12 +80,11 @@ def _madd_rows_codegen(n_terms):
         arrs = [context.make_array(ty)(context, builder, v) for ty, v in zip(sig.args, args, strict=True)]
         acc = arrs[0]
         R, M = cgutils.unpack_tuple(builder, acc.shape, 2)
-        vt = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
 
-        def ptr(a, k):
-            return builder.bitcast(builder.gep(a.data, [k]), vt.as_pointer())
+        def block(i, vt):
+            def ptr(a, k):
+                return builder.bitcast(builder.gep(a.data, [k]), vt.as_pointer())
 
-        with cgutils.for_range_slice(builder, M.type(0), M, M.type(LANES)) as (i, _):
             vs = [builder.load(ptr(arrs[1 + 2 * q], i), align=4) for q in range(n_terms)]
             with cgutils.for_range(builder, R) as row:
                 k = builder.add(builder.mul(row.index, M), i)
@@ -81,6 +92,8 @@ def _madd_rows_codegen(n_terms):
                 for q in range(n_terms):
                     s = builder.fadd(s, builder.fmul(vs[q], builder.load(ptr(arrs[2 + 2 * q], k), align=4)))
                 builder.store(s, ptr(acc, k), align=4)
+
+        _lane_blocks(builder, M, block)
         return context.get_dummy_value()
 
     return codegen
@@ -125,18 +138,20 @@ def _dot_rows(typingctx, y, U, V):
     def codegen(context, builder, sig, args):
         ya, ua, va = [context.make_array(ty)(context, builder, v) for ty, v in zip(sig.args, args, strict=True)]
         R, M = cgutils.unpack_tuple(builder, ua.shape, 2)
-        vt = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
 
-        def ptr(a, k):
-            return builder.bitcast(builder.gep(a.data, [k]), vt.as_pointer())
+        def block(i, vt):
+            def ptr(a, k):
+                return builder.bitcast(builder.gep(a.data, [k]), vt.as_pointer())
 
-        with cgutils.for_range_slice(builder, M.type(0), M, M.type(LANES)) as (i, _):
-            slot = cgutils.alloca_once_value(builder, builder.load(ptr(ya, i), align=4))
+            slot = cgutils.alloca_once(builder, vt)
+            builder.store(builder.load(ptr(ya, i), align=4), slot)
             with cgutils.for_range(builder, R) as row:
                 k = builder.add(builder.mul(row.index, M), i)
                 prod = builder.fmul(builder.load(ptr(ua, k), align=4), builder.load(ptr(va, k), align=4))
                 builder.store(builder.fadd(builder.load(slot), prod), slot)
             builder.store(builder.load(slot), ptr(ya, i), align=4)
+
+        _lane_blocks(builder, M, block)
         return context.get_dummy_value()
 
     return types.void(y, U, V), codegen
