@@ -4,8 +4,11 @@ import itertools
 
 import numpy as np
 import pytest
+from numba import njit
 
 from ternq import multi
+from ternq.kernels import cell
+from ternq.kernels import multi as K
 from ternq.kernels.loop import LR_COSINE, train_epochs
 from ternq.model import init_teacher
 from ternq.rng import stream
@@ -153,3 +156,39 @@ def test_bad_input_is_a_value_error(call, match):
 
 def test_empty_batch():
     assert multi.train_teachers(TASK, teacher_cfg(4), []) == []
+
+
+@njit(cache=True)
+def _vector_acts(a):
+    g = np.empty_like(a)
+    t = np.empty_like(a)
+    K._sigmoid_v(g, a)
+    K._tanh_v(t, a)
+    return g, t
+
+
+@njit(cache=True)
+def _scalar_acts(a):
+    g = np.empty_like(a)
+    t = np.empty_like(a)
+    for k in range(a.shape[0]):
+        g[k] = cell.sigmoid(a[k])
+        t[k] = cell.tanh(a[k])
+    return g, t
+
+
+def test_vector_sigmoid_tanh_equal_the_cells_bit_for_bit():
+    """Every lane block (16, 8, 4) against the cell's scalar functions, edge values included."""
+    rng = np.random.default_rng(0)
+    edge = [0.0, -0.0, 1e-30, -1e-30, 1e-8, 0.5, -0.5, 39.9, 40.0, 40.1, 79.9, 80.0, 80.5, 87.0, 88.8,
+            -87.0, 1e30, -1e30, np.inf, -np.inf, np.float32(np.nextafter(np.float32(40), np.float32(0))), 126.0]
+    edge = np.array(edge + [-v for v in edge], np.float32)
+    wide = np.float32(2.0) ** rng.uniform(-40, 7, 4000) * rng.choice([-1, 1], 4000)
+    x = np.concatenate([edge, rng.standard_normal(40000) * 4, rng.uniform(-100, 100, 40000), wide])
+    x = np.ascontiguousarray(x[: len(x) - len(x) % 4], np.float32)
+    for n in (len(x), 28, 12, 4):  # block mixes: many 16s; 16+8+4; 8+4; 4
+        for part in (x[:n], x[-n:]):
+            g, t = _vector_acts(part.copy())
+            g1, t1 = _scalar_acts(part.copy())
+            assert g.tobytes() == g1.tobytes()
+            assert t.tobytes() == t1.tobytes()

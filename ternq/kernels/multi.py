@@ -8,9 +8,11 @@ single-model path (:mod:`ternq.kernels.cell`, :mod:`ternq.kernels.loop`): the
 same association of every sum, the same float64 accumulators for the loss and
 the clipping norm, the same casts. So each model's result is bit-identical to
 training it alone. Nothing here changes the single-model kernels; the few small
-pieces that must run per lane (matrix-vector passes, BPTT, STE, clip, Adam) are
-written again below with ``m`` innermost, and the scalar pieces are imported
-(``_act``, ``trit``, ``mask``, ``lr_at``).
+pieces that must run per lane (matrix-vector passes, sigmoid and tanh, BPTT, STE,
+clip, Adam) are written again below with ``m`` innermost, and the scalar pieces
+are imported (``trit``, ``mask``, ``lr_at``). The products and the nonlinearities
+are explicit vector instructions (LLVM IR through Numba intrinsics) in blocks of
+16, 8 and 4 lanes.
 
 Layouts, for M models, flat effective-parameter length Pe (cell layout) and
 theta length P (Pe, plus 2H + O scales for a student)::
@@ -35,7 +37,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cell import TAU_EPS, _act, n_params
+from .cell import _C1, _C2, _LOG2E, _P, TAU_EPS, n_params
 from .loop import lr_at
 from .ternary import SCALE_MIN, mask, trit
 
@@ -157,6 +159,89 @@ def _dot_rows(typingctx, y, U, V):
     return types.void(y, U, V), codegen
 
 
+def _act_codegen(s):
+    """IR of out[k] = sigmoid(a[k]) (s = 1) or tanh(a[k]) (s = 2) for k < len(a), len a multiple of LANES.
+
+    The operations of ``cell._act`` (float32 branch) one for one, as vector
+    instructions in blocks of 16, 8 and 4 lanes: LLVM's vectorizer picks 8-lane
+    vectors for that loop on this kind of CPU; this doubles the width. Only the
+    output that ``s`` selects is computed (the other one is discarded there too).
+    """
+
+    def codegen(context, builder, sig, args):
+        out, a = [context.make_array(ty)(context, builder, v) for ty, v in zip(sig.args, args, strict=True)]
+        n = a.nitems
+        f32 = llvm_ir.FloatType()
+        i32 = llvm_ir.IntType(32)
+
+        def block(i, vt):
+            w = vt.count
+            it = llvm_ir.VectorType(i32, w)
+
+            def c(x):
+                return llvm_ir.Constant(vt, [llvm_ir.Constant(f32, float(np.float32(x)))] * w)
+
+            def call(name, *xs):
+                fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(vt, [vt] * len(xs)),
+                                                    f"llvm.{name}.v{w}f32")
+                return builder.call(fn, xs)
+
+            def ptr(arr):
+                return builder.bitcast(builder.gep(arr.data, [i]), vt.as_pointer())
+
+            x = builder.load(ptr(a), align=4)
+            ax = builder.fmul(call("fabs", x), c(s))
+            ax = builder.select(builder.fcmp_ordered(">", ax, c(80.0)), c(80.0), ax)
+            y = builder.fsub(c(-0.0), ax)  # -ax
+            fk = call("floor", builder.fadd(builder.fmul(y, c(_LOG2E)), c(0.5)))
+            r = builder.fsub(builder.fsub(y, builder.fmul(fk, c(_C1))), builder.fmul(fk, c(_C2)))
+            m = c(_P[0])
+            for p in _P[1:]:
+                m = builder.fadd(builder.fmul(m, r), c(p))
+            m = builder.fadd(builder.fmul(m, builder.fmul(r, r)), r)
+            kc = builder.select(builder.fcmp_ordered(">=", fk, c(-126.0)), fk, c(-126.0))
+            bits = builder.shl(builder.add(builder.fptosi(kc, it), llvm_ir.Constant(it, [127] * w)),
+                               llvm_ir.Constant(it, [23] * w))
+            sc = builder.bitcast(bits, vt)
+            one = c(1.0)
+            scm = builder.fmul(sc, m)
+            e = builder.fadd(scm, sc)
+            q = builder.fdiv(one, builder.fadd(one, e))
+            pos = builder.fcmp_ordered(">=", x, c(0.0))
+            if s == 1:
+                res = builder.select(pos, q, builder.fmul(e, q))
+            else:
+                t = builder.fmul(builder.fsub(c(-0.0), builder.fadd(scm, builder.fsub(sc, one))), q)
+                res = builder.select(pos, t, builder.fsub(c(-0.0), t))
+            builder.store(res, ptr(out), align=4)
+
+        _lane_blocks(builder, n, block)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _check_flat(out, a):
+    return all(isinstance(v, types.Array) and v.dtype == types.float32 and v.ndim == 1 and v.layout == "C"
+               for v in (out, a))
+
+
+@intrinsic
+def _sigmoid_v(typingctx, out, a):
+    """out[:] = sigmoid(a), bit for bit as ``cell.sigmoid`` (float32); len(a) a multiple of LANES."""
+    if not _check_flat(out, a):
+        return None
+    return types.void(out, a), _act_codegen(1)
+
+
+@intrinsic
+def _tanh_v(typingctx, out, a):
+    """out[:] = tanh(a), bit for bit as ``cell.tanh`` (float32); len(a) a multiple of LANES."""
+    if not _check_flat(out, a):
+        return None
+    return types.void(out, a), _act_codegen(2)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _mv(acc, Mat, v, j0, n):
     """acc[r, m] += sum_{j < n} v[j, m] * Mat[j0 + j][r, m], ascending j, four j per pass.
@@ -194,7 +279,7 @@ def _views(p, n_in, hidden, n_out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2):
+def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R):
     """The cell over a batch for M models; Xe (B, T, I, M); as ``cell._forward`` per model."""
     W, b, tau, Wout, bout = _views(p, n_in, hidden, n_out)
     B, T = Xe.shape[0], Xe.shape[1]
@@ -229,8 +314,10 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2
                 af[k] = bf[k]
             _mv(a, WT, Xe[bb, t], 0, n_in)
             _mv(a, WT, hs[t, bb], n_in, hidden)
-        for k in range(Af.shape[0]):
-            Rf[k] = _act(Af[k], s2[k])
+        for bb in range(B):
+            og = bb * h2 * M
+            _sigmoid_v(Rf[og : og + HM], Af[og : og + HM])
+            _tanh_v(Rf[og + HM : og + 2 * HM], Af[og + HM : og + 2 * HM])
         for bb in range(B):
             # (H, M) blocks as flat runs of H*M: one loop, one set of alias checks
             o = (t * B + bb) * HM
@@ -255,12 +342,12 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
-               hs, gs, cs, ys, WT, decay, A, R, s2, ddecay, dh, DP, DY, gWT, loss, mse_):
+               hs, gs, cs, ys, WT, decay, A, R, ddecay, dh, DP, DY, gWT, loss, mse_):
     """Loss, output MSE and dL/dp for M models (as ``cell._loss_grad`` per model).
 
     ``w_y``, ``alpha`` (M,) float64; ``distill`` (M,) bool; writes g (Pe, M), loss and mse_ (M,).
     """
-    _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R, s2)
+    _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R)
     W, b, tau, Wout, bout = _views(p, n_in, hidden, n_out)
     gW, gb, gtau, gWout, gbout = _views(g, n_in, hidden, n_out)
     B, T = Xe.shape[0], Xe.shape[1]
@@ -511,11 +598,6 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidd
     ddecay = np.empty((hidden, M), dtype)
     A = np.empty((B, h2, M), dtype)
     R = np.empty((B, h2, M), dtype)
-    s2 = np.empty(B * h2 * M, dtype)  # 1 for gate entries, 2 for candidate entries
-    for bb in range(B):
-        for r in range(h2):
-            for m in range(M):
-                s2[(bb * h2 + r) * M + m] = 1 if r < hidden else 2
     dh = np.empty((B, hidden, M), dtype)
     DP = np.empty((T, B, h2, M), dtype)
     DY = np.empty((T, B, n_out, M), dtype)
@@ -560,9 +642,9 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidd
                 alpha[m] = fset[F_ALPHA0, m] + (fset[F_ALPHA1, m] - fset[F_ALPHA0, m]) * prog
                 w_y[m] = 1.0 - alpha[m]
         if any_distill:
-            _forward(teacher, Xe, n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, decay, A, R, s2)
+            _forward(teacher, Xe, n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, decay, A, R)
         _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g_eff,
-                   hs, gs, cs, ys, WT, decay, A, R, s2, ddecay, dh, DP, DY, gWT, loss, mse_)
+                   hs, gs, cs, ys, WT, decay, A, R, ddecay, dh, DP, DY, gWT, loss, mse_)
         for m in range(M):
             if live[m]:
                 if not np.isfinite(loss[m]):
