@@ -1,8 +1,9 @@
 """Many models of one shape trained in one compiled call: the model index is the innermost axis.
 
 Every hot array carries the model index ``m`` last, so each elementwise pass and
-each row of a matrix-vector product is one contiguous loop over the M models,
-which LLVM vectorizes (one SIMD lane per model) without reordering any sum.
+each row of a matrix-vector product is one contiguous run over the M models: one
+SIMD lane per model, and no sum is ever reordered (the vectors run across
+models, never along a sum).
 Each model's arithmetic is, operation for operation, the float32 sequence of the
 single-model path (:mod:`ternq.kernels.cell`, :mod:`ternq.kernels.loop`): the
 same association of every sum, the same float64 accumulators for the loss and
