@@ -192,3 +192,16 @@ def test_vector_sigmoid_tanh_equal_the_cells_bit_for_bit():
             g1, t1 = _scalar_acts(part.copy())
             assert g.tobytes() == g1.tobytes()
             assert t.tobytes() == t1.tobytes()
+
+
+def test_threads_give_the_same_bits():
+    """The kernel releases the GIL and owns its workspace: batches on threads run side by side unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfgs = [teacher_cfg(7, lr=1e-2 / (k + 1)) for k in range(5)]
+    serial = multi.train_teachers(TASK, cfgs, [0, 1, 2, 3, 4])
+    with ThreadPoolExecutor(2) as ex:
+        futs = [ex.submit(multi.train_teachers, TASK, cfgs, [0, 1, 2, 3, 4]) for _ in range(2)]
+        for f in futs:
+            for pair, ref in zip(f.result(), serial, strict=True):
+                same_bits(pair, ref)
