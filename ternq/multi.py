@@ -74,7 +74,7 @@ class BatchResult:
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[int],
                 dims: tuple[int, int, int], lanes: Sequence[Lane], *, student: bool,
                 teacher: np.ndarray | None = None, progress: Progress | None = None,
-                chunks: int = 100) -> BatchResult:
+                chunks: int = 100, group: int | None = None) -> BatchResult:
     """Train M models of one shape together; each gets the single path's bits.
 
     Parameters
@@ -97,6 +97,9 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
         ``progress(done, total, loss)`` between chunks; loss is the mean last loss of the live models.
     chunks : int
         How many compiled calls the epochs are split into (results do not depend on it).
+    group : int, optional
+        At most this many models per compiled call (default 16, one vector block: the
+        fastest per model; larger groups spill out of the caches). Results do not depend on it.
 
     Returns
     -------
@@ -133,42 +136,63 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
         iset[K.I_LR_KIND, m] = SCHEDULES[lane.schedule]
         iset[K.I_MASK, m] = MASK_NONE if lane.mask is None else MASKS[lane.mask]
         iset[K.I_DISTILL, m] = int(lane.distill)
-    # pad to whole vectors of lanes with copies of model 0 (deterministic, discarded)
-    Mp = -(-M // K.LANES) * K.LANES
-    pad = np.zeros(Mp - M, np.int64)
-    fset = np.concatenate([fset, fset[:, pad]], axis=1)
-    iset = np.concatenate([iset, iset[:, pad]], axis=1)
-    theta = np.concatenate([theta, theta[pad]])
-    data = np.concatenate([data, data[pad]])
-    distill = iset[K.I_DISTILL].any()
-    if distill:
+    on = iset[K.I_DISTILL] != 0
+    if on.any():
         if not student:
             raise ValueError("only students distill")
         if teacher is None or np.shape(teacher) != (M, pe):
             raise ValueError(f"distillation needs teacher parameters of shape ({M}, {pe})")
         teacher = np.asarray(teacher, np.float32)
-        teacher = np.concatenate([teacher, teacher[pad]])
-        tp = np.zeros((pe, Mp), np.float32)
-        on = iset[K.I_DISTILL] != 0
-        tp[:, on] = teacher[on].T  # zeros elsewhere: finite, unused
-    else:
-        tp = np.zeros((0, Mp), np.float32)
-    th = np.ascontiguousarray(theta.T, np.float32)
-    am = np.zeros_like(th)
-    av = np.zeros_like(th)
-    losses = np.full((E, Mp), np.nan)
-    mses = np.full((E, Mp), np.nan)
-    bad = np.full(Mp, -1, np.int64)
+    group = K.BLOCKS[0] if group is None else int(group)
+    if group < 1:
+        raise ValueError(f"group must be positive, not {group}")
+    # groups of at most `group` models, one compiled call each per chunk of epochs
+    groups = [_Group(np.arange(g0, min(M, g0 + group)), theta, data, fset, iset, teacher, on, pe, E)
+              for g0 in range(0, M, group)]
     step = max(1, -(-E // max(1, int(chunks))))
     for e0 in range(0, E, step):
         e1 = min(E, e0 + step)
-        K.train_epochs(th, am, av, X, Y, data, e0, e1, E, n_in, hidden, n_out, DT,
-                       student, fset, iset, tp, losses, mses, bad)
+        for gr in groups:
+            K.train_epochs(gr.theta, gr.adam_m, gr.adam_v, X, Y, gr.data, e0, e1, E, n_in, hidden, n_out, DT,
+                           student, gr.fset, gr.iset, gr.teacher, gr.losses, gr.mses, gr.bad)
         if progress is not None:
-            last = losses[e1 - 1, :M][np.isfinite(losses[e1 - 1, :M])]
+            last = np.concatenate([gr.losses[e1 - 1, : len(gr.idx)] for gr in groups])
+            last = last[np.isfinite(last)]
             progress(e1, E, float(last.mean()) if last.size else math.nan)
-    return BatchResult(np.ascontiguousarray(th[:, :M].T), np.ascontiguousarray(losses[:, :M].T),
-                       np.ascontiguousarray(mses[:, :M].T), bad[:M].copy())
+    out = BatchResult(np.empty((M, P), np.float32), np.empty((M, E)), np.empty((M, E)), np.empty(M, np.int64))
+    for gr in groups:
+        n = len(gr.idx)
+        out.theta[gr.idx] = gr.theta[:, :n].T
+        out.losses[gr.idx] = gr.losses[:, :n].T
+        out.mses[gr.idx] = gr.mses[:, :n].T
+        out.diverged[gr.idx] = gr.bad[:n]
+    return out
+
+
+class _Group:
+    """The kernel's arrays for some of the models, padded to whole vectors of LANES with copies
+    of the group's first model (deterministic; their results are discarded)."""
+
+    def __init__(self, idx, theta, data, fset, iset, teacher, on, pe, E):
+        self.idx = idx
+        n = len(idx)
+        full = np.concatenate([idx, np.full(-(-n // K.LANES) * K.LANES - n, idx[0])])
+        Mp = len(full)
+        self.theta = np.ascontiguousarray(theta[full].T, np.float32)
+        self.adam_m = np.zeros_like(self.theta)
+        self.adam_v = np.zeros_like(self.theta)
+        self.data = np.ascontiguousarray(data[full])
+        self.fset = np.ascontiguousarray(fset[:, full])
+        self.iset = np.ascontiguousarray(iset[:, full])
+        if on[full].any():
+            self.teacher = np.zeros((pe, Mp), np.float32)
+            sel = on[full]
+            self.teacher[:, sel] = teacher[full[sel]].T  # zeros elsewhere: finite, unused
+        else:
+            self.teacher = np.zeros((0, Mp), np.float32)
+        self.losses = np.full((E, Mp), np.nan)
+        self.mses = np.full((E, Mp), np.nan)
+        self.bad = np.full(Mp, -1, np.int64)
 
 
 def _check_lane(lane: Lane, student: bool) -> None:

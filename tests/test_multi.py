@@ -93,6 +93,14 @@ def test_batch_of_one_and_chunking():
     b = multi.train_batch(th, X[None], Y[None], [0, 0], t.dims, lanes, student=False, chunks=EPOCHS)
     assert a.theta.tobytes() == b.theta.tobytes() and a.losses.tobytes() == b.losses.tobytes()
     assert a.theta[0].tobytes() != a.theta[1].tobytes()
+    # any split of the models into compiled calls (groups) gives the same bits too
+    th6 = np.stack([t.theta * (1 + 0.1 * k) for k in range(6)])
+    lanes6 = [multi.Lane(lr=1e-2 / (k + 1)) for k in range(6)]
+    whole = multi.train_batch(th6, X[None], Y[None], [0] * 6, t.dims, lanes6, student=False)
+    for group in (1, 4, 5):
+        split = multi.train_batch(th6, X[None], Y[None], [0] * 6, t.dims, lanes6, student=False, group=group)
+        assert split.theta.tobytes() == whole.theta.tobytes()
+        assert split.losses.tobytes() == whole.losses.tobytes()
 
 
 def single_until_divergence(theta, X, Y, dims, lr):
