@@ -1,0 +1,340 @@
+"""Many models of one shape trained together: one compiled call, one SIMD lane per model.
+
+:func:`train_teachers` and :func:`train_students` return, for each model, the same
+``(Model, History)`` (same bits, same meta) as :func:`ternq.train.train_teacher` and
+:func:`ternq.train.train_student` would, so seeds of a sweep, the students of one
+width of a factorial and the runs of a design can share a batch. Models that
+share a seed share their data arrays (the common random numbers of the single path).
+
+:func:`train_batch` is the typed wrapper over the kernel
+(:func:`ternq.kernels.multi.train_epochs`) for callers that bring their own
+parameters and data.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .kernels import multi as K
+from .kernels.cell import n_params
+from .kernels.ternary import MASK_NONE, n_scales
+from .model import Model, init_teacher, student_from
+from .rng import stream
+from .tasks import Task
+from .train import DT, MASKS, SCHEDULES, DivergedError, History, Progress, StudentConfig, TeacherConfig
+
+__all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students"]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One model's training settings inside a batch (everything that may differ between models).
+
+    ``mask`` is ``None`` for the vanilla straight-through estimator, else ``"seed"`` or
+    ``"reference"`` (students only). ``alpha`` matters only with ``distill``.
+    """
+
+    lr: float = 1e-2
+    lr_min: float = 1e-4
+    schedule: str = "cosine"
+    clip: float = 5.0
+    mask: str | None = None
+    beta: tuple[float, float] = (1.0, 1.0)
+    alpha: tuple[float, float] = (0.0, 0.0)
+    distill: bool = False
+
+    @classmethod
+    def of(cls, cfg: TeacherConfig | StudentConfig) -> Lane:
+        """The lane settings of a teacher or student configuration, as the single path reads them."""
+        if isinstance(cfg, StudentConfig):
+            return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip, cfg.mask if cfg.shaped else None,
+                       tuple(cfg.beta), tuple(cfg.alpha) if cfg.distill else (0.0, 0.0), cfg.distill)
+        return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip)
+
+
+@dataclass
+class BatchResult:
+    """What :func:`train_batch` returns; model index first in every array.
+
+    theta (M, P) trained parameters; losses, mses (M, E) per epoch (NaN from a
+    model's divergence on); diverged (M,) -1 or the first epoch whose loss was not finite.
+    """
+
+    theta: np.ndarray
+    losses: np.ndarray
+    mses: np.ndarray
+    diverged: np.ndarray
+
+
+def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[int],
+                dims: tuple[int, int, int], lanes: Sequence[Lane], *, student: bool,
+                teacher: np.ndarray | None = None, progress: Progress | None = None,
+                chunks: int = 100, group: int | None = None) -> BatchResult:
+    """Train M models of one shape together; each gets the single path's bits.
+
+    Parameters
+    ----------
+    theta : np.ndarray
+        (M, P) float32 initial parameters, one row per model (a student's with its scales).
+    X, Y : np.ndarray
+        (D, E, B, T, n_in) and (D, E, B, T, n_out) float32: D data sets of E epochs.
+    data : sequence of int
+        For each model, the index of its data set in X and Y.
+    dims : (n_in, hidden, n_out)
+    lanes : sequence of Lane
+        Each model's settings.
+    student : bool
+        Hard-ternary students (theta has row scales) or float teachers.
+    teacher : np.ndarray, optional
+        (M, Pe) float32 effective teacher parameters for the models with ``distill``
+        (rows of the others are ignored).
+    progress : callable, optional
+        ``progress(done, total, loss)`` between chunks; loss is the mean last loss of the live models.
+    chunks : int
+        How many compiled calls the epochs are split into (results do not depend on it).
+    group : int, optional
+        At most this many models per compiled call (default 16, one vector block: the
+        fastest per model; larger groups spill out of the caches). Results do not depend on it.
+
+    Returns
+    -------
+    BatchResult
+    """
+    n_in, hidden, n_out = (int(d) for d in dims)
+    if min(n_in, hidden, n_out) <= 0:
+        raise ValueError(f"dims must be positive, not {dims}")
+    pe = n_params(n_in, hidden, n_out)
+    P = pe + (n_scales(hidden, n_out) if student else 0)
+    theta = np.asarray(theta)
+    if theta.ndim != 2 or theta.shape[1] != P or theta.shape[0] == 0:
+        raise ValueError(f"theta must have shape (M, {P}) with M >= 1, not {theta.shape}")
+    M = theta.shape[0]
+    if len(lanes) != M:
+        raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
+    X = np.ascontiguousarray(X, np.float32)
+    Y = np.ascontiguousarray(Y, np.float32)
+    if X.ndim != 5 or Y.ndim != 5 or X.shape[:4] != Y.shape[:4] or X.shape[4] != n_in or Y.shape[4] != n_out:
+        raise ValueError(f"X, Y must be (D, E, B, T, {n_in} / {n_out}), not {X.shape} and {Y.shape}")
+    D, E = X.shape[:2]
+    if min(X.shape[:4]) == 0:
+        raise ValueError(f"X has an empty axis: {X.shape}")
+    data = np.asarray(data, np.int64)
+    if data.shape != (M,) or data.min() < 0 or data.max() >= D:
+        raise ValueError(f"data must hold {M} indices in [0, {D})")
+    fset = np.zeros((K.N_FSET, M))
+    iset = np.zeros((K.N_ISET, M), np.int64)
+    for m, lane in enumerate(lanes):
+        _check_lane(lane, student)
+        fset[K.F_LR, m], fset[K.F_LR_MIN, m], fset[K.F_CLIP, m] = lane.lr, lane.lr_min, lane.clip
+        fset[K.F_BETA0, m], fset[K.F_BETA1, m] = lane.beta
+        fset[K.F_ALPHA0, m], fset[K.F_ALPHA1, m] = lane.alpha
+        iset[K.I_LR_KIND, m] = SCHEDULES[lane.schedule]
+        iset[K.I_MASK, m] = MASK_NONE if lane.mask is None else MASKS[lane.mask]
+        iset[K.I_DISTILL, m] = int(lane.distill)
+    on = iset[K.I_DISTILL] != 0
+    if on.any():
+        if not student:
+            raise ValueError("only students distill")
+        if teacher is None or np.shape(teacher) != (M, pe):
+            raise ValueError(f"distillation needs teacher parameters of shape ({M}, {pe})")
+        teacher = np.asarray(teacher, np.float32)
+    group = K.BLOCKS[0] if group is None else int(group)
+    if group < 1:
+        raise ValueError(f"group must be positive, not {group}")
+    # groups of at most `group` models, one compiled call each per chunk of epochs
+    groups = [_Group(np.arange(g0, min(M, g0 + group)), theta, data, fset, iset, teacher, on, pe, E)
+              for g0 in range(0, M, group)]
+    step = max(1, -(-E // max(1, int(chunks))))
+    for e0 in range(0, E, step):
+        e1 = min(E, e0 + step)
+        for gr in groups:
+            K.train_epochs(gr.theta, gr.adam_m, gr.adam_v, X, Y, gr.data, e0, e1, E, n_in, hidden, n_out, DT,
+                           student, gr.fset, gr.iset, gr.teacher, gr.losses, gr.mses, gr.bad)
+        if progress is not None:
+            last = np.concatenate([gr.losses[e1 - 1, : len(gr.idx)] for gr in groups])
+            last = last[np.isfinite(last)]
+            progress(e1, E, float(last.mean()) if last.size else math.nan)
+    out = BatchResult(np.empty((M, P), np.float32), np.empty((M, E)), np.empty((M, E)), np.empty(M, np.int64))
+    for gr in groups:
+        n = len(gr.idx)
+        out.theta[gr.idx] = gr.theta[:, :n].T
+        out.losses[gr.idx] = gr.losses[:, :n].T
+        out.mses[gr.idx] = gr.mses[:, :n].T
+        out.diverged[gr.idx] = gr.bad[:n]
+    return out
+
+
+class _Group:
+    """The kernel's arrays for some of the models, padded to whole vectors of LANES with copies
+    of the group's first model (deterministic; their results are discarded)."""
+
+    def __init__(self, idx, theta, data, fset, iset, teacher, on, pe, E):
+        self.idx = idx
+        n = len(idx)
+        full = np.concatenate([idx, np.full(-(-n // K.LANES) * K.LANES - n, idx[0])])
+        Mp = len(full)
+        self.theta = np.ascontiguousarray(theta[full].T, np.float32)
+        self.adam_m = np.zeros_like(self.theta)
+        self.adam_v = np.zeros_like(self.theta)
+        self.data = np.ascontiguousarray(data[full])
+        self.fset = np.ascontiguousarray(fset[:, full])
+        self.iset = np.ascontiguousarray(iset[:, full])
+        if on[full].any():
+            self.teacher = np.zeros((pe, Mp), np.float32)
+            sel = on[full]
+            self.teacher[:, sel] = teacher[full[sel]].T  # zeros elsewhere: finite, unused
+        else:
+            self.teacher = np.zeros((0, Mp), np.float32)
+        self.losses = np.full((E, Mp), np.nan)
+        self.mses = np.full((E, Mp), np.nan)
+        self.bad = np.full(Mp, -1, np.int64)
+
+
+def _check_lane(lane: Lane, student: bool) -> None:
+    if not isinstance(lane, Lane):
+        raise TypeError(f"lanes must be Lane objects, not {type(lane).__name__}")
+    if lane.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {lane.schedule!r}")
+    if not (math.isfinite(lane.lr) and lane.lr > 0 and math.isfinite(lane.lr_min) and 0 <= lane.lr_min <= lane.lr):
+        raise ValueError(f"need lr > 0 and lr_min in [0, lr], not {lane.lr}, {lane.lr_min}")
+    if not (math.isfinite(lane.clip) and lane.clip > 0):
+        raise ValueError(f"clip must be a finite positive number, not {lane.clip}")
+    if lane.mask is not None and (not student or lane.mask not in MASKS):
+        raise ValueError(f"mask {lane.mask!r}: only students have one, of {', '.join(MASKS)}")
+    for name in ("beta", "alpha"):
+        pair = getattr(lane, name)
+        if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
+            raise ValueError(f"{name} must be two finite numbers (start, end)")
+
+
+def _group(cfgs, seeds, kind) -> tuple[list, list[int]]:
+    """Validate configs and seeds (one config may serve every seed); return equal-length lists."""
+    seeds = list(seeds)
+    for s in seeds:
+        if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"seeds must be non-negative integers, not {s!r}")
+    cfgs = [cfgs] * len(seeds) if isinstance(cfgs, kind) else list(cfgs)
+    if len(cfgs) != len(seeds):
+        raise ValueError(f"need one config per seed: {len(cfgs)} configs for {len(seeds)} seeds")
+    for c in cfgs:
+        if not isinstance(c, kind):
+            raise TypeError(f"configs must be {kind.__name__}, not {type(c).__name__}")
+        c.validate()
+    first = cfgs[0] if cfgs else None
+    for c in cfgs:
+        if (c.hidden, c.epochs, c.batch) != (first.hidden, first.epochs, first.batch):
+            raise ValueError("models of one batch need the same hidden width, epochs and batch size")
+    return cfgs, [int(s) for s in seeds]
+
+
+def _data(task: Task, keys: list[int], name: str, cfg, hidden: int | None):
+    """One data set per distinct seed, stacked (D, E, B, T, .), and each model's index into it."""
+    uniq = sorted(set(keys))
+    path = (name, hidden) if hidden is not None else (name,)
+    sets = [task.batches(stream(s, *path), cfg.epochs, cfg.batch) for s in uniq]
+    X = np.stack([x for x, _ in sets])
+    Y = np.stack([y for _, y in sets])
+    return X, Y, [uniq.index(s) for s in keys]
+
+
+def _results(models, res: BatchResult, cfgs, seeds, task, errors):
+    out = []
+    for m, (model, cfg, seed) in enumerate(zip(models, cfgs, seeds, strict=True)):
+        if res.diverged[m] >= 0:
+            err = DivergedError(int(res.diverged[m]))
+            if errors == "raise":
+                raise err
+            out.append(err)
+            continue
+        model.theta = res.theta[m].copy()
+        model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
+        out.append((model, History(res.losses[m].copy(), res.mses[m].copy())))
+    return out
+
+
+def _check_errors(errors: str) -> None:
+    if errors not in ("raise", "return"):
+        raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
+
+
+def train_teachers(task: Task, cfgs: TeacherConfig | Sequence[TeacherConfig], seeds: Sequence[int],
+                   progress: Progress | None = None, errors: str = "raise") -> list:
+    """Train float teachers together; model k is bit-identical to ``train_teacher(task, cfgs[k], seeds[k])``.
+
+    Parameters
+    ----------
+    task : Task
+        Where the sequences come from (one task for the batch).
+    cfgs : TeacherConfig or sequence of TeacherConfig
+        One per seed (or one for all); the same ``hidden``, ``epochs`` and ``batch``.
+    seeds : sequence of int
+        Each model's seed (its init and data streams, as the single path).
+    progress : callable, optional
+        ``progress(done, total, loss)`` between chunks of epochs.
+    errors : {"raise", "return"}
+        On a model's divergence: raise its :class:`DivergedError` (after the batch ran),
+        or return the error in that model's place.
+
+    Returns
+    -------
+    list of (Model, History), or of DivergedError where ``errors="return"``
+    """
+    _check_errors(errors)
+    cfgs, seeds = _group(cfgs, seeds, TeacherConfig)
+    if not seeds:
+        return []
+    H = cfgs[0].hidden
+    models = [init_teacher(H, stream(s, "teacher-init", H), task.n_in, task.n_out) for s in seeds]
+    X, Y, data = _data(task, seeds, "teacher-data", cfgs[0], H)
+    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims,
+                      [Lane.of(c) for c in cfgs], student=False, progress=progress)
+    return _results(models, res, cfgs, seeds, task, errors)
+
+
+def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentConfig | Sequence[StudentConfig],
+                   seeds: Sequence[int], progress: Progress | None = None, errors: str = "raise") -> list:
+    """Train hard-ternary students together; model k is bit-identical to
+    ``train_student(teachers[k], task, cfgs[k], seeds[k])``.
+
+    Parameters
+    ----------
+    teachers : Model or sequence of Model
+        Each student's float teacher (its start and its distillation target); one may serve all.
+    task : Task
+        Where the sequences come from.
+    cfgs : StudentConfig or sequence of StudentConfig
+        One per seed (or one for all): switches, mask, schedules, optimiser;
+        the same ``hidden``, ``epochs`` and ``batch``.
+    seeds : sequence of int
+        Each student's seed (its data stream: students of one seed share their sequences).
+    progress, errors
+        As in :func:`train_teachers`.
+
+    Returns
+    -------
+    list of (Model, History), or of DivergedError where ``errors="return"``
+    """
+    _check_errors(errors)
+    cfgs, seeds = _group(cfgs, seeds, StudentConfig)
+    if not seeds:
+        return []
+    teachers = [teachers] * len(seeds) if isinstance(teachers, Model) else list(teachers)
+    if len(teachers) != len(seeds):
+        raise ValueError(f"need one teacher per seed: {len(teachers)} teachers for {len(seeds)} seeds")
+    H = cfgs[0].hidden
+    for t in teachers:
+        if not isinstance(t, Model) or t.kind != "teacher" or t.hidden != H:
+            raise ValueError(f"need float teachers of width {H}")
+        if (t.n_in, t.n_out) != (task.n_in, task.n_out):
+            raise ValueError(f"teacher has {t.n_in} inputs / {t.n_out} outputs, the task {task.n_in} / {task.n_out}")
+    models = [student_from(t) for t in teachers]
+    X, Y, data = _data(task, seeds, "student-data", cfgs[0], None)
+    tp = np.stack([t.params() for t in teachers])
+    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims,
+                      [Lane.of(c) for c in cfgs], student=True, teacher=tp, progress=progress)
+    return _results(models, res, cfgs, seeds, task, errors)
