@@ -218,10 +218,13 @@ def _matvec_rows(acc, M, v, j0, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk):
+def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk, free=0):
+    """The forward pass over X (B, T, I), then ``free`` steps that read the previous prediction as
+    their input (a free-running rollout, :mod:`ternq.kernels.rollout`; needs n_in == n_out).
+    hs, gs, cs, ys have room for T + free steps."""
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
     decay, _, A, R, s2, _, _, _, _ = wk
-    B, T = X.shape[0], X.shape[1]
+    B, T = X.shape[0], X.shape[1] + free
     z, h2 = n_in + hidden, 2 * hidden
     one = p.dtype.type(1.0)
     for r in range(h2):
@@ -231,12 +234,16 @@ def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk):
     hs[0, :, :] = 0
     Af = A.reshape(B * h2)
     Rf = R.reshape(B * h2)
+    Tx = X.shape[1]
     for t in range(T):
         for bb in range(B):
             a = A[bb]
             for r in range(h2):
                 a[r] = b[r]
-            _matvec_rows(a, WT, X[bb, t], 0, n_in)
+            if t < Tx:
+                _matvec_rows(a, WT, X[bb, t], 0, n_in)
+            else:
+                _matvec_rows(a, WT, ys[t - 1, bb], 0, n_in)  # free-running: the last prediction
             _matvec_rows(a, WT, hs[t, bb], n_in, hidden)
         _squash(Af, s2, Rf)
         for bb in range(B):

@@ -63,6 +63,24 @@ def run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, ys, hs):
     ys : float32 (N, T, O), hs : float32 (N, T+1, H)
         Outputs: predictions and hidden states (hs[:, 0] = 0).
     """
+    _run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, 0, ys, hs)
+
+
+@njit(cache=True, nogil=True)
+def rollout(tW, sW, b, tau, tO, sO, bout, X, dt, free, ys, hs):
+    """Run the deployed cell on true inputs X (N, W, I), then ``free`` steps on its own predictions.
+
+    The arrays are as in :func:`run` (not factored: the form that is bit-identical to training).
+    Step t < W reads X[n, t]; step t >= W reads the prediction of step t - 1 (needs I == O).
+    Outputs ys (N, W + free, O) and hs (N, W + free + 1, H), batch-major as :func:`run`;
+    bit-identical to :func:`ternq.kernels.rollout.rollout` on the student's effective weights.
+    """
+    _run(tW, sW, b, tau, tO, sO, bout, X, dt, False, free, ys, hs)
+
+
+@njit(cache=True, nogil=True)
+def _run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, free, ys, hs):
+    """:func:`run` over X (N, T, I), then ``free`` steps on the last prediction (:func:`rollout`)."""
     N, T, I = X.shape[0], X.shape[1], X.shape[2]
     H = tau.shape[0]
     O = bout.shape[0]
@@ -79,9 +97,9 @@ def run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, ys, hs):
     pre = np.empty(h2, X.dtype)
     hs[:, 0, :] = 0
     for n in range(N):
-        for t in range(T):
+        for t in range(T + free):
             for j in range(I):
-                z[j] = X[n, t, j]
+                z[j] = X[n, t, j] if t < T else ys[n, t - 1, j]  # free-running: the last prediction
             for j in range(H):
                 z[I + j] = hs[n, t, j]
             for r in range(h2):
@@ -142,58 +160,3 @@ def mse(ys, Y):
                 e = np.float64(ys[n, t, o]) - np.float64(Y[n, t, o])
                 sse += e * e
     return sse / (N * T * O)
-
-
-@njit(cache=True, nogil=True)
-def rollout(tW, sW, b, tau, tO, sO, bout, X, dt, free, ys, hs):
-    """Run the deployed cell on true inputs X (N, W, I), then ``free`` steps on its own predictions.
-
-    The arrays are as in :func:`run` (not factored: the form that is bit-identical to training).
-    Step t < W reads X[n, t]; step t >= W reads the prediction of step t - 1 (needs I == O).
-    Outputs ys (N, W + free, O) and hs (N, W + free + 1, H), batch-major as :func:`run`;
-    bit-identical to :func:`ternq.kernels.rollout.rollout` on the student's effective weights.
-    """
-    N, Tw, I = X.shape[0], X.shape[1], X.shape[2]
-    H = tau.shape[0]
-    O = bout.shape[0]
-    h2 = 2 * H
-    ty = X.dtype.type
-    one = ty(1.0)
-    dt_ = ty(dt)
-    eps = ty(TAU_EPS)
-    decay = np.empty(H, X.dtype)
-    for i in range(H):
-        decay[i] = np.exp(-dt_ / (abs(tau[i]) + eps))
-    z = np.empty(I + H, X.dtype)
-    pre = np.empty(h2, X.dtype)
-    hs[:, 0, :] = 0
-    for n in range(N):
-        for t in range(Tw + free):
-            for j in range(I):
-                z[j] = X[n, t, j] if t < Tw else ys[n, t - 1, j]  # free step: the last prediction
-            for j in range(H):
-                z[I + j] = hs[n, t, j]
-            for r in range(h2):
-                s = sW[r]
-                acc = b[r]
-                for j in range(I + H):
-                    tr = tW[r, j]
-                    if tr > 0:
-                        acc += z[j] * s
-                    elif tr < 0:
-                        acc -= z[j] * s
-                pre[r] = acc
-            for i in range(H):
-                gate = sigmoid(pre[i])
-                cand = tanh(pre[H + i])
-                hs[n, t + 1, i] = (one - gate) * hs[n, t, i] * decay[i] + gate * cand
-            for o in range(O):
-                s = sO[o]
-                y = bout[o]
-                for i in range(H):
-                    tr = tO[o, i]
-                    if tr > 0:
-                        y += s * hs[n, t + 1, i]
-                    elif tr < 0:
-                        y -= s * hs[n, t + 1, i]
-                ys[n, t, o] = y
