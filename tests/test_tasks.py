@@ -7,7 +7,30 @@ import numpy as np
 import pytest
 from conftest import invoke as run
 
-from ternq.tasks import TASKS, MultiSine, Series, Sine, from_file, get_task, min_length, statsmodels_series
+from ternq.rng import stream
+from ternq.tasks import (
+    ECG_A,
+    ECG_B,
+    ECG_F_HF,
+    ECG_F_LF,
+    ECG_HR_MEAN,
+    ECG_HR_STD,
+    ECG_SEED,
+    ECG_THETA,
+    ECG_WANDER,
+    TASK_HELP,
+    TASKS,
+    MultiSine,
+    Series,
+    Sine,
+    _ecg_rk4,
+    ecg_trajectory,
+    from_file,
+    get_task,
+    min_length,
+    rr_process,
+    statsmodels_series,
+)
 from ternq.train import TeacherConfig, evaluate, train_teacher
 
 try:
@@ -386,3 +409,125 @@ def test_task_of_finds_the_data_file_and_refuses_a_changed_one(tmp_path):
         task_of(described)
     with pytest.raises(ValueError, match="does not say"):
         task_of({})
+
+
+# ---- the ecg task (McSharry et al. 2003)
+
+
+def _r_peaks(d: np.ndarray, level: float = 2.0) -> np.ndarray:
+    """Rows of the local maxima above ``level`` (the normalised R peaks stand near 4; nothing else passes 2)."""
+    return np.flatnonzero((d[1:-1] > d[:-2]) & (d[1:-1] >= d[2:]) & (d[1:-1] > level)) + 1
+
+
+def test_ecg_is_one_channel_with_a_beat_period():
+    from ternq.forecast import baselines
+
+    task = get_task("ecg")
+    assert task.n_in == task.n_out == 1 and task.period == round(64 * 60 / ECG_HR_MEAN)
+    assert task.length == 16384 and task.n_train == int(0.8 * 16384)
+    assert task.describe()["seed"] == ECG_SEED
+    base = baselines(task)
+    assert base["period"] == task.period and np.isfinite(base["seasonal"]["mse"])
+
+
+def test_ecg_series_is_fixed_seeded_and_read_only():
+    a = ecg_trajectory(1000)
+    ecg_trajectory.cache_clear()
+    np.random.seed(5)  # the global state plays no part
+    b = ecg_trajectory(1000)
+    assert a.tobytes() == b.tobytes() and not b.flags.writeable
+    c = ecg_trajectory(1000, seed=ECG_SEED + 1)
+    assert c.tobytes() != a.tobytes()
+    assert get_task("ecg").data.tobytes() == get_task("ecg").data.tobytes()
+
+
+def test_rr_process_has_the_papers_spectrum():
+    fs, n = 4.0, 1 << 14
+    rr = rr_process(stream(0, "test-rr"), n, fs, hr_mean=75.0, hr_std=3.0, lf_hf=0.5)
+    assert abs(rr.mean() - 60 / 75) < 1e-12 and abs(rr.std() - 60 * 3 / 75**2) < 1e-12
+    power = np.abs(np.fft.rfft(rr - rr.mean())) ** 2
+    f = np.fft.rfftfreq(n, 1 / fs)
+    lf, hf = (f > 0.04) & (f < 0.175), (f > 0.175) & (f < 0.4)
+    assert abs(power[lf].sum() / power[hf].sum() - 0.5) < 0.01  # the LF/HF ratio asked for
+    assert abs(f[lf][np.argmax(power[lf])] - ECG_F_LF) <= fs / n  # Mayer waves
+    assert abs(f[hf][np.argmax(power[hf])] - ECG_F_HF) <= fs / n  # respiratory sinus arrhythmia
+    assert power[(f > 0.5)].sum() < 1e-9 * power.sum()  # nothing outside the two peaks
+    other = rr_process(stream(1, "test-rr"), n, fs)
+    assert not np.array_equal(other, rr_process(stream(0, "test-rr"), n, fs))
+    with pytest.raises(ValueError, match="rr_process"):
+        rr_process(stream(0, "test-rr"), 2, fs)
+
+
+def _mcsharry_z(seconds: float, fs: int, beat: float) -> np.ndarray:
+    """The paper's equations written out independently and solved by scipy at tight tolerance (constant rate)."""
+    from scipy.integrate import solve_ivp
+
+    th, a, b = np.array(ECG_THETA), np.array(ECG_A), np.array(ECG_B)
+    w = 2 * np.pi / beat
+
+    def f(t, s):
+        x, y, z = s
+        alpha = 1 - np.hypot(x, y)
+        d = (np.arctan2(y, x) - th + np.pi) % (2 * np.pi) - np.pi
+        z0 = ECG_WANDER * np.sin(2 * np.pi * ECG_F_HF * t)
+        return [alpha * x - w * y, alpha * y + w * x, -np.sum(a * d * np.exp(-d**2 / (2 * b**2))) - (z - z0)]
+
+    t = np.arange(int(seconds * fs)) / fs
+    sol = solve_ivp(f, (0, t[-1]), [1.0, 0.0, 0.0], t_eval=t, method="DOP853", rtol=1e-11, atol=1e-13,
+                    max_step=0.25 / fs)
+    return sol.y[2]
+
+
+def test_ecg_rk4_solves_the_papers_equations():
+    fs, every, beat = 64, 8, 0.9
+    n = 4 * fs * every
+    z = _ecg_rk4(np.full(n, 2 * np.pi / beat), 1.0 / (fs * every), every, np.array(ECG_THETA), np.array(ECG_A),
+                 np.array(ECG_B), ECG_WANDER, ECG_F_HF)
+    ref = _mcsharry_z(4.0, fs, beat)
+    assert z.shape == ref.shape and np.abs(z - ref).max() < 1e-6 * np.abs(ref).max()
+
+
+def test_ecg_beats_where_expected():
+    task = get_task("ecg")
+    d = task.data[:, 0].astype(np.float64)
+    peaks = _r_peaks(d)
+    beats = len(d) / 64 * ECG_HR_MEAN / 60  # duration (s) x heart rate (beats per s)
+    assert abs(len(peaks) - beats) <= 0.02 * beats
+    gaps = np.diff(peaks)
+    assert abs(gaps.mean() - task.period) < 0.5
+    rr_sd = 60 * ECG_HR_STD / ECG_HR_MEAN**2 * 64  # the RR process's sd, in samples
+    assert 0.5 * rr_sd < gaps.std() < 2 * rr_sd  # heart-rate variability, of the size asked for
+    # the mean beat around its R peak: Q just before, S just after, P and T where table 1 puts them
+    m = task.period
+    peaks = peaks[(peaks > m) & (peaks < len(d) - m)]
+    mean_beat = np.mean([d[p - m // 2:p + m // 2] for p in peaks], axis=0)
+    r = m // 2
+    samples_at = [round(t / (2 * np.pi) * m) for t in ECG_THETA]  # P, Q, R, S, T
+    assert np.argmax(mean_beat) == r
+    assert abs(np.argmax(mean_beat[: r - 5]) - (r + samples_at[0])) <= 1  # P
+    assert abs(np.argmax(mean_beat[r + 6:]) + r + 6 - (r + samples_at[4])) <= 1  # T
+    assert abs(np.argmin(mean_beat[r - 5:r]) + r - 5 - (r + samples_at[1])) <= 1  # Q
+    assert abs(np.argmin(mean_beat[r + 1:r + 6]) + r + 1 - (r + samples_at[3])) <= 1  # S
+    assert mean_beat[r + samples_at[1]] < 0 and mean_beat[r + samples_at[3]] < 0
+
+
+def test_short_teacher_trains_on_ecg():
+    task = get_task("ecg")
+    model, hist = train_teacher(task, TeacherConfig(hidden=4, epochs=40), seed=0)
+    assert model.dims == (1, 4, 1)
+    assert np.all(np.isfinite(hist.loss)) and hist.loss[-5:].mean() < hist.loss[:5].mean()
+    assert np.isfinite(evaluate(model, task)["eval_mse"])
+
+
+def test_ecg_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    code, stdout, err = run(["teacher", "--task", "ecg", "--epochs", "50", "-q", "--json", "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["task"]["name"] == "ecg" and np.isfinite(res["eval_mse"]) and out.exists()
+    assert res["naive"]["period"] == get_task("ecg").period
+    assert "ecg" in TASK_HELP
+    code, stdout, _ = run(["teacher", "--help"], capsys)
+    assert code == 0 and "ecg" in stdout
+    with pytest.raises(ValueError, match="ecg"):
+        get_task("ekg")
