@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -13,9 +14,15 @@ from .kernels.loop import LR_CONSTANT, LR_COSINE, LoopSettings, run_epochs
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, ste_backward
 from .model import Model, init_teacher, student_from
 from .rng import stream
-from .tasks import Task
+from .tasks import TWO_PI, MultiSine, Series, Sine, Task
 
 DT = 0.1
+# Upper bounds: far above any useful run, low enough that a typo fails in one line instead of in the allocator.
+MAX_HIDDEN = 4096
+MAX_EPOCHS = 10_000_000
+MAX_BATCH = 100_000
+CHUNK_BYTES = 32 << 20  # the training sequences held at once (one chunk of epochs)
+MEMORY_SHARE = 0.8  # of the memory available, the most one run may plan to use
 SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
 MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE}
 
@@ -38,9 +45,11 @@ class SettingsError(ValueError):
         self.key = key
 
 
-def _positive_int(key: str, value) -> None:
+def _positive_int(key: str, value, most: int) -> None:
     if isinstance(value, bool) or int(value) != value or value <= 0:
         raise SettingsError(key, f"must be a positive integer, not {value}")
+    if value > most:
+        raise SettingsError(key, f"{value} is more than the most allowed, {most:,}")
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,8 @@ class OptimiserSettings:
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first setting that cannot be used."""
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch", self.batch)
+        _positive_int("epochs", self.epochs, MAX_EPOCHS)
+        _positive_int("batch", self.batch, MAX_BATCH)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SettingsError("lr", f"must be a finite positive number, not {self.lr}")
         if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
@@ -80,7 +89,7 @@ class TeacherConfig(TeacherSettings):
     hidden: int = 16
 
     def validate(self) -> None:
-        _positive_int("hidden", self.hidden)
+        _positive_int("hidden", self.hidden, MAX_HIDDEN)
         super().validate()
 
 
@@ -116,7 +125,7 @@ class StudentConfig(StudentSettings):
     distill: bool = False
 
     def validate(self) -> None:
-        _positive_int("hidden", self.hidden)
+        _positive_int("hidden", self.hidden, MAX_HIDDEN)
         super().validate()
 
 
@@ -129,8 +138,125 @@ class History:
     extra: dict = field(default_factory=dict)
 
 
-def _run(theta, X, Y, dims, cfg, student, mask_kind, teacher_p, progress, chunks=100):
-    """Drive the compiled loop in a few chunks so a progress bar can follow."""
+def batch_chunks(task: Task, rng: np.random.Generator, epochs: int, batch: int, chunk: int
+                 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The batches of ``task.batches(rng, epochs, batch)``, ``chunk`` epochs at a time: yields ``(e0, X, Y)``.
+
+    Bit-identical to slices of the one-call arrays: the random draws (one number
+    per sequence, 8 bytes) are made for every epoch at once, exactly as
+    ``batches`` makes them, and only the sequences built from them exist one
+    chunk at a time. A task of another kind is built in one piece.
+
+    Parameters
+    ----------
+    task : Task
+        Where the sequences come from.
+    rng : np.random.Generator
+        The data stream, consumed as by ``task.batches``.
+    epochs, batch : int
+        Epochs in all, sequences per epoch.
+    chunk : int
+        Epochs per block (the last may be shorter).
+    """
+    own = getattr(task, "batch_chunks", None)
+    if own is not None:  # a task that chunks itself
+        yield from own(rng, epochs, batch, chunk)
+        return
+    if isinstance(task, Series):
+        room = task.n_train - task.steps
+        if room < 1:  # the message of Series.batches
+            raise ValueError(f"{task.name}: the training part has {task.n_train} rows, too few for windows of "
+                             f"{task.steps} steps")
+        draws = rng.integers(0, room, size=(epochs, batch))
+        build = task._windows
+    elif isinstance(task, (Sine, MultiSine)):  # a phase, or a start time, uniform per sequence
+        draws = rng.uniform(0.0, TWO_PI if isinstance(task, Sine) else task.train_span, size=(epochs, batch))
+        build = task._seqs
+    else:
+        X, Y = task.batches(rng, epochs, batch)
+        for e0 in range(0, epochs, chunk):
+            yield e0, X[e0:e0 + chunk], Y[e0:e0 + chunk]
+        return
+    for e0 in range(0, epochs, chunk):
+        X, Y = build(draws[e0:e0 + chunk], task.steps)
+        yield e0, X, Y
+
+
+def chunk_epochs(task: Task, batch: int, epochs: int) -> int:
+    """Epochs per chunk of training sequences: as many as fit in :data:`CHUNK_BYTES` (at least one)."""
+    per_epoch = batch * task.steps * (task.n_in + task.n_out) * 4
+    return max(1, min(epochs, CHUNK_BYTES // max(1, per_epoch)))
+
+
+def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
+    """Memory one training needs at its peak, in bytes (an estimate within a few percent plus a margin).
+
+    The draws of every epoch (8 bytes a sequence), one chunk of sequences, the
+    per-epoch histories, parameters with Adam's moments, and the compiled loop's
+    activations for one batch (of student and teacher when distilling).
+    """
+    I, H, O, T, B, E = task.n_in, cfg.hidden, task.n_out, task.steps, cfg.batch, cfg.epochs
+    n_theta = (I + H) * 2 * H + 2 * H + H * O + O + H + (2 * H + O)  # weights, biases, tau, scales (upper bound)
+    chunk = chunk_epochs(task, B, E)
+    data = 8 * E * B + 4 * chunk * B * T * (I + O)
+    history = 2 * 8 * E
+    params = 4 * 8 * n_theta
+    activations = 2 * 4 * ((T + 1) * B * H * 4 + T * B * O * 2) + 4 * (I + H) * 2 * H
+    return int(1.1 * (data + history + params + activations)) + (8 << 20)
+
+
+def available_bytes() -> int | None:
+    """Memory this machine can still give (``MemAvailable``; None where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class MemoryShortError(ValueError):
+    """A run would need more memory than the machine has."""
+
+
+def check_memory(needed: int, what: str = "this run") -> None:
+    """Raise :class:`MemoryShortError` (one line) when ``needed`` bytes exceed what the machine can give."""
+    have = available_bytes()
+    if have is not None and needed > MEMORY_SHARE * have:
+        raise MemoryShortError(f"{what} needs about {_gib(needed)} of memory and this machine has "
+                               f"{_gib(have)} available; use fewer epochs, a smaller batch or width, or fewer workers")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _at_epochs(chunk: np.ndarray, e0: int) -> np.ndarray:
+    """``chunk`` (the batches of epochs e0, e0+1, ...) indexed by the run's epoch: ``view[e] is chunk[e - e0]``.
+
+    The compiled loop indexes its batches by the run's epoch (the schedules and
+    Adam's step need it) and reads only epochs e0 .. e0 + len(chunk) - 1, all
+    inside ``chunk``; the view starts ``e0`` epochs before it and is never read there.
+    """
+    if e0 == 0:
+        return chunk
+    start = chunk.ctypes.data - e0 * chunk.strides[0]
+    if start <= 0:  # pragma: no cover - beyond any address space a run can reach under MAX_EPOCHS
+        raise MemoryShortError("training data too large to address in chunks")
+    holder = type("EpochView", (), {})()
+    holder.chunk = chunk  # keeps the memory alive as long as the view
+    holder.__array_interface__ = {"data": (start, False), "shape": (e0 + len(chunk), *chunk.shape[1:]),
+                                  "typestr": chunk.dtype.str, "strides": None, "version": 3}
+    return np.asarray(holder)
+
+
+def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, steps=100):
+    """Drive the compiled loop chunk by chunk of data, in at most ``steps`` calls' worth of progress reports."""
     E = cfg.epochs
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
@@ -139,14 +265,19 @@ def _run(theta, X, Y, dims, cfg, student, mask_kind, teacher_p, progress, chunks
     loop = LoopSettings(n_epochs=E, dt=DT, lr=cfg.lr, lr_min=cfg.lr_min, lr_kind=SCHEDULES[cfg.schedule],
                         clip=cfg.clip, student=student, mask_kind=mask_kind,
                         beta=getattr(cfg, "beta", (1.0, 1.0)), alpha=getattr(cfg, "alpha", (0.0, 0.0)))
-    step = max(1, -(-E // chunks))
-    for e0 in range(0, E, step):
-        e1 = min(E, e0 + step)
-        bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses)
-        if bad >= 0:
-            raise DivergedError(bad)
-        if progress is not None:
-            progress(e1, E, float(losses[e1 - 1]))
+    step = max(1, -(-E // steps))
+    for c0, Xc, Yc in chunks:
+        X, Y = _at_epochs(Xc, c0), _at_epochs(Yc, c0)
+        c1 = c0 + len(Xc)
+        e0 = c0
+        while e0 < c1:
+            e1 = min(c1, (e0 // step + 1) * step)  # stop at chunk ends and at progress marks
+            bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses)
+            if bad >= 0:
+                raise DivergedError(bad)
+            if progress is not None and (e1 % step == 0 or e1 == E):
+                progress(e1, E, float(losses[e1 - 1]))
+            e0 = e1
     return History(losses, mses)
 
 
@@ -171,8 +302,9 @@ def train_teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress 
     """
     cfg.validate()
     model = init_teacher(cfg.hidden, stream(seed, "teacher-init", cfg.hidden), task.n_in, task.n_out)
-    X, Y = task.batches(stream(seed, "teacher-data", cfg.hidden), cfg.epochs, cfg.batch)
-    hist = _run(model.theta, X, Y, model.dims, cfg, False, MASK_NONE, np.empty(0, np.float32), progress)
+    chunks = batch_chunks(task, stream(seed, "teacher-data", cfg.hidden), cfg.epochs, cfg.batch,
+                          chunk_epochs(task, cfg.batch, cfg.epochs))
+    hist = _run(model.theta, chunks, model.dims, cfg, False, MASK_NONE, np.empty(0, np.float32), progress)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
 
@@ -200,10 +332,11 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
     model = student_from(teacher)
-    X, Y = task.batches(stream(seed, "student-data"), cfg.epochs, cfg.batch)
+    chunks = batch_chunks(task, stream(seed, "student-data"), cfg.epochs, cfg.batch,
+                          chunk_epochs(task, cfg.batch, cfg.epochs))
     teacher_p = teacher.params() if cfg.distill else np.empty(0, np.float32)
     kind = MASKS[cfg.mask] if cfg.shaped else MASK_NONE
-    hist = _run(model.theta, X, Y, model.dims, cfg, True, kind, teacher_p, progress)
+    hist = _run(model.theta, chunks, model.dims, cfg, True, kind, teacher_p, progress)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
 
