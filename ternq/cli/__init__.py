@@ -13,7 +13,7 @@ import sys
 import click
 
 from ..model import ModelFileError
-from ..train import DivergedError
+from ..train import DivergedError, MemoryShortError, SettingsError
 
 
 class InputError(click.ClickException):
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except ModelFileError as exc:
+    except (ModelFileError, MemoryShortError, SettingsError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     except DivergedError as exc:

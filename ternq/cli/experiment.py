@@ -12,16 +12,37 @@ import click
 from .. import config, report
 from ..experiment.execute import obtain
 from ..experiment.plans import DesignSettings, parse_factor
-from ..experiment.run import GradientCheckError, run_experiment
+from ..experiment.run import GradientCheckError, memory_needed, run_experiment
 from ..experiment.store import Store, cache_dir
 from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..model import Model
 from ..report.files import models_of, save_plots, save_results, split_timing
 from ..search import quantize_teacher, search_from
-from ..train import MASKS, SCHEDULES, SettingsError, StudentConfig, TeacherConfig, evaluate, train_student
+from ..train import (
+    MASKS,
+    SCHEDULES,
+    SettingsError,
+    StudentConfig,
+    TeacherConfig,
+    check_memory,
+    evaluate,
+    train_student,
+    training_bytes,
+)
 from . import InputError, cli
-from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
+from .options import (
+    EPOCHS_INT,
+    HIDDEN_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED_INT,
+    check_writable,
+    json_option,
+    load_task,
+    quiet_option,
+    task_option,
+)
 from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
 
 _D = config.StudentSettings()  # the defaults shown in --help
@@ -61,6 +82,8 @@ def _teacher(path, task, settings, hidden, seed, quiet):
         return model
     unit = Unit("teacher", f"s{seed}/teacher-h{hidden}", seed, TaskSpec(settings.task, settings.data),
                 TeacherConfig(hidden=hidden, **vars(settings.teacher)))
+    unit.config.validate()
+    check_memory(training_bytes(task, unit.config), f"a teacher of width {hidden}")
     with report.progress(not quiet) as p:
         bar = report.tracker(p, f"teacher H={hidden} (cached for next time)", settings.teacher.epochs)
         (_, model), hit = obtain(unit, Store(cache_dir() / "units", warn), bar)
@@ -79,7 +102,7 @@ def _save(model, out):
 common = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="Settings file (TOML, see configs/); flags override it."),
-    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--seed", type=SEED_INT, default=0, show_default=True),
     task_option, quiet_option, json_option,
 ]
 
@@ -97,14 +120,14 @@ def _apply(opts):  # the options the student and cs commands share
               help="Float teacher of the same width [default: train one from the same seed, cached].")
 @click.option("--shaped/--no-shaped", default=False, show_default=True, help="Smoothstep-shaped gradient (A).")
 @click.option("--distill/--no-distill", default=False, show_default=True, help="Trajectory distillation (B).")
-@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Width (C).")
+@click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True, help="Width (C).")
 @click.option("--mask", type=click.Choice(list(MASKS)), default=None,
               help="seed: the seeds' bump at |w/s| = 0.5 [default]; reference: the C program's.")
 @click.option("--beta", type=(float, float), default=None,
               help=f"Smoothstep sharpness, start end [{_D.beta[0]:g} {_D.beta[1]:g}].")
 @click.option("--alpha", type=(float, float), default=None,
               help=f"Trajectory weight, start end [{_D.alpha[0]:g} {_D.alpha[1]:g}].")
-@click.option("--epochs", type=POSITIVE_INT, default=None, help=f"[{_D.epochs}]")
+@click.option("--epochs", type=EPOCHS_INT, default=None, help=f"[{_D.epochs}]")
 @click.option("--lr", type=POSITIVE_FLOAT, default=None, help=f"Peak learning rate [{_D.lr:g}].")
 @click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None, help=f"[{_D.schedule}]")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -120,6 +143,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
     cfg = StudentConfig(hidden=hidden, shaped=shaped, distill=distill, **vars(settings.student))
+    cfg.validate()
+    check_memory(training_bytes(task, cfg), f"a student of width {hidden}")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
         model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
@@ -150,7 +175,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
               help="'teacher' (quantize the teacher with absmean scales, then search) or a student .npz to refine.")
 @click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
               help="With --from teacher: the teacher [default: train one from the seed, cached].")
-@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True)
+@click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True)
 @click.option("--sweeps", type=POSITIVE_INT, default=None,
               help=f"Most sweeps; stops early when nothing improves [{config.SearchSettings.sweeps}].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -191,7 +216,7 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 
 
 @cli.command()
-@click.option("--seed", type=int, default=None, help="Run one seed [0].")
+@click.option("--seed", type=SEED_INT, default=None, help="Run one seed [0].")
 @click.option("--seeds", default=None, help="Several seeds: a count N (0..N-1) or a range A:B.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Settings file (TOML; configs/default.toml is the reference size, configs/quick.toml a smoke run).")
@@ -208,8 +233,8 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
               help="Trainings at once (threads); results are identical for any value.")
 @scheduler_option
 @click.option("--mask", type=click.Choice(list(MASKS)), default=None, help="Shaped-gradient mask [seed].")
-@click.option("--teacher-epochs", type=POSITIVE_INT, default=None)
-@click.option("--student-epochs", type=POSITIVE_INT, default=None)
+@click.option("--teacher-epochs", type=EPOCHS_INT, default=None)
+@click.option("--student-epochs", type=EPOCHS_INT, default=None)
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write PNGs here: effects (bars and half-normal); for the seeds' design also predictions and "
@@ -245,7 +270,10 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         make_out_dir(plot_dir, "effects.png")
     from ..experiment.plans import plan as make_plan
 
-    units = make_plan(settings).units
+    the_plan = make_plan(settings)
+    units = the_plan.units
+    if scheduler is None:
+        check_memory(memory_needed(the_plan, workers), "this experiment")
     store = None
     if out_dir is not None:
         out_path = make_out_dir(out_dir, "results.json")

@@ -28,6 +28,16 @@ POSITIVE_FLOAT = PositiveFloat()
 POSITIVE_INT = click.IntRange(min=1)
 
 
+def _bounds():
+    from ..experiment.plans import MAX_SEED
+    from ..train import MAX_EPOCHS, MAX_HIDDEN
+
+    return click.IntRange(0, MAX_SEED), click.IntRange(1, MAX_HIDDEN), click.IntRange(1, MAX_EPOCHS)
+
+
+SEED_INT, HIDDEN_INT, EPOCHS_INT = _bounds()  # a seed (0 .. 2^32-1), a width, an epoch count: in range
+
+
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     """Fail early (before any training) if ``path`` cannot be written."""
     from . import InputError

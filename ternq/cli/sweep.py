@@ -8,15 +8,19 @@ from pathlib import Path
 import click
 
 from .. import config, report
+from ..experiment.execute import CONNECT_TIMEOUT, WORKERS_TIMEOUT
 from ..experiment.plans import plan
-from ..experiment.run import GradientCheckError
+from ..experiment.run import GradientCheckError, memory_needed
 from ..experiment.store import FolderLock, StoreLockedError
+from ..train import check_memory
 from . import InputError, cli
 from .options import POSITIVE_INT, check_writable, json_option, quiet_option
 
 scheduler_option = click.option(
     "--scheduler", default=None, metavar="ADDRESS",
-    help="Run the trainings on the Dask cluster at ADDRESS (e.g. tcp://host:8786) [default: local threads].")
+    help=f"Run the trainings on the Dask cluster at ADDRESS (tcp://host:8786) [default: local threads]. Gives up "
+         f"if the scheduler does not answer within {CONNECT_TIMEOUT:g} s or no worker joins within "
+         f"{WORKERS_TIMEOUT:g} s.")
 
 
 def warn(message: str) -> None:
@@ -35,7 +39,7 @@ def cluster(address: str | None):
     try:
         client = connect(address)
     except ClusterError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise InputError(str(exc)) from None
     try:
         yield client
     except Exception as exc:
@@ -99,7 +103,10 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
-    total = len({u.digest for c in cells for u in plan(c.settings).units})
+    plans = [plan(c.settings) for c in cells]
+    total = len({u.digest for p in plans for u in p.units})
+    if scheduler is None:
+        check_memory(max(memory_needed(p, workers) for p in plans), "this sweep")
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 

@@ -12,6 +12,7 @@ models (a few kB), never more. Results are the same bits on every backend.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -207,29 +208,69 @@ def worker_environment() -> dict:
     return versions()  # includes "ternq code", fixed when first computed in this process
 
 
-def connect(address: str, workers_timeout: float = 60.0):
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
+WORKERS_TIMEOUT = 60.0  # seconds for a first worker to join
+ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*):\d{1,5}")
+
+
+def _quiet_client():
+    """``distributed.Client`` whose finaliser does not hang for a minute and print a traceback when its
+    connection failed (its own ``__del__`` closes with a 60 s timeout and lets the TimeoutError out)."""
+    from distributed import Client
+
+    class QuietClient(Client):
+        def __del__(self):
+            try:
+                self.close(timeout=0.5)
+            except BaseException:  # noqa: BLE001, S110 - a finaliser has nobody to tell
+                pass
+
+    return QuietClient
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once when nothing listens at ``address`` (Dask would retry until its timeout)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {reason}") from None
+
+
+def connect(address: str, workers_timeout: float = WORKERS_TIMEOUT, timeout: float = CONNECT_TIMEOUT):
     """A ``distributed.Client`` on the scheduler at ``address``, checked for workers and versions.
 
-    The connection timeout is Dask's ``distributed.comm.timeouts.connect``
-    (30 s; environment ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
+    ``address`` is ``[tcp://]HOST:PORT``; anything else is refused before any
+    connection. The scheduler must answer within ``timeout`` seconds and a worker
+    join within ``workers_timeout``; every failure is a :class:`ClusterError`.
     """
+    if (not isinstance(address, str) or not ADDRESS.fullmatch(address.strip())
+            or not 0 < int(address.rpartition(":")[2]) < 65536):
+        raise ClusterError(f"--scheduler {address!r} is not a scheduler address such as tcp://host:8786")
+    _probe(address.strip(), timeout)
     try:
-        from distributed import Client
+        client_class = _quiet_client()
     except ImportError:
         raise ClusterError("--scheduler needs Dask: pip install 'ternq[dask]'") from None
     try:
-        client = Client(address, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        client = client_class(address.strip(), timeout=timeout, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, unresolvable, or not a Dask scheduler at all
+        reason = f"{exc.__class__.__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address} within {timeout:g} s "
+                           f"({reason.splitlines()[0][:200] if reason else exc.__class__.__name__})") from None
     try:
         check_cluster(client, workers_timeout)
     except BaseException:
-        client.close()
+        client.close(timeout=timeout)
         raise
     return client
 
 
-def check_cluster(client, workers_timeout: float = 60.0) -> None:
+def check_cluster(client, workers_timeout: float = WORKERS_TIMEOUT) -> None:
     """Wait for a worker; refuse workers whose packages differ from ours (results would differ)."""
     try:
         client.wait_for_workers(1, timeout=workers_timeout)

@@ -8,6 +8,7 @@ trainings; no result is reported unless the check passes.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from ..gradcheck import check_all
@@ -36,6 +37,18 @@ def settings_task(settings):
     from .units import TaskSpec
 
     return TaskSpec(settings.task, settings.data).make()
+
+
+def memory_needed(p: Plan, workers: int = 1) -> int:
+    """Bytes the plan's trainings need at once on this machine: the ``workers`` largest side by side, and the
+    reproducibility rerun beside them."""
+    from ..train import training_bytes
+
+    task = settings_task(p.settings)
+    counts = Counter(u.config for u in p.units if u.kind != "cs")
+    sizes = sorted((training_bytes(task, c) for c, n in counts.items() for _ in range(min(n, workers))),
+                   reverse=True)
+    return sum(sizes[:max(1, workers)]) + training_bytes(task, rerun_unit(p).config)
 
 
 def rerun_unit(p: Plan) -> Unit:

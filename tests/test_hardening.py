@@ -1,0 +1,157 @@
+"""Issue 13, the experiment layer: every hostile input ends in one line and exit 2, or a correct result."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import invoke as cli
+
+from ternq import train
+from ternq.config import ConfigError, from_dict, parse_seeds
+from ternq.rng import stream
+from ternq.tasks import get_task
+from ternq.train import (
+    MemoryShortError,
+    TeacherConfig,
+    batch_chunks,
+    check_memory,
+    train_teacher,
+    training_bytes,
+)
+
+QUICK = str(Path(__file__).parent.parent / "configs" / "quick.toml")
+
+
+def one_line_exit_2(argv, capsys, needle=""):
+    code, out, err = cli(argv, capsys)
+    assert code == 2, (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("Error:"), err
+    assert "Traceback" not in err and "Internal error" not in err
+    assert needle in err, err
+    return err
+
+
+# --- 1. --scheduler -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address,needle", [("bogus", "not a scheduler address"), ("", "not a scheduler address"),
+                                            ("tcp://host:99999", "not a scheduler address"),
+                                            ("tcp://127.0.0.1:1", "cannot connect")])
+def test_bad_scheduler_fails_at_once_in_one_line(address, needle, capsys):
+    pytest.importorskip("distributed")
+    one_line_exit_2(["factorial", "--config", QUICK, "-q", "--scheduler", address], capsys, needle)
+
+
+def test_bad_scheduler_leaves_no_finaliser_traceback():
+    """Dask's Client.__del__ used to wait 60 s and print a TimeoutError at exit."""
+    pytest.importorskip("distributed")
+    proc = subprocess.run([sys.executable, "-c", "from ternq.cli import main; main()", "factorial", "--config",
+                           QUICK, "-q", "--scheduler", "bogus"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_scheduler_help_says_when_it_gives_up(capsys):
+    code, out, _ = cli(["factorial", "--help"], capsys)
+    assert code == 0 and "does not answer within" in " ".join(out.split())
+
+
+# --- 2. negative seeds ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["teacher", "--seed", "-1"], ["student", "--seed", "-1"],
+                                  ["gradcheck", "--seed", "-1"], ["factorial", "--seed", "-1"],
+                                  ["factorial", "--seeds", "-3:0"], ["cs", "--seed", "-2"]])
+def test_negative_seeds_refused(argv, capsys):
+    one_line_exit_2([*argv, "-q"] if argv[0] != "gradcheck" else argv, capsys)
+
+
+@pytest.mark.parametrize("value", [[-1], "-3:0", [0, 2**32], "4294967295:4294967297"])
+def test_seeds_outside_32_bits_refused_in_settings(value):
+    with pytest.raises(ConfigError, match="seeds"):
+        from_dict({"experiment": {"seeds": value}})
+
+
+# --- 3. upper bounds and memory -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["teacher", "--hidden", "99999999999999999999"], ["teacher", "--hidden", "100000"],
+                                  ["teacher", "--epochs", "1000000000"], ["student", "--hidden", "100000"],
+                                  ["factorial", "--student-epochs", "1000000000"],
+                                  ["factorial", "--factor", "hidden=4,1000000"]])
+def test_huge_flags_refused(argv, capsys):
+    one_line_exit_2([*argv, "-q"], capsys)
+
+
+@pytest.mark.parametrize("body,key", [
+    ("[teacher]\nbatch = 100000000\n", "teacher.batch"),
+    ("[teacher]\nbatch = 1e8\n", "teacher.batch"),
+    ("[student]\nepochs = 1000000000\n", "student.epochs"),
+    ("[experiment]\nwidths = [4, 1000000]\n", "experiment.widths"),
+    ("[experiment]\nseeds = 1000000000\n", "seeds"),
+    ("[experiment]\nseeds = \"0:1000000000\"\n", "seeds"),
+    ("[experiment]\nseeds = [-1]\n", "seeds"),
+])
+def test_huge_settings_refused(tmp_path, capsys, body, key):
+    path = tmp_path / "c.toml"
+    path.write_text(body)
+    one_line_exit_2(["factorial", "--config", str(path), "-q"], capsys, key)
+
+
+def test_parse_seeds_does_not_build_a_billion_seeds():
+    with pytest.raises(ConfigError, match="most allowed"):
+        parse_seeds(10**9)
+    assert parse_seeds("5:7") == (5, 6)
+
+
+def test_run_that_does_not_fit_in_memory_refused_before_training(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[teacher]\nbatch = 100000\nepochs = 10000000\n")
+    one_line_exit_2(["factorial", "--config", str(path), "-q", "--out", str(tmp_path / "out")], capsys, "memory")
+    assert not (tmp_path / "out" / "units").exists()
+
+
+def test_memory_check_against_what_the_machine_has(monkeypatch):
+    monkeypatch.setattr(train, "available_bytes", lambda: 1 << 30)
+    check_memory(1 << 29)
+    with pytest.raises(MemoryShortError, match="GiB"):
+        check_memory(1 << 31)
+
+
+def test_training_bytes_grow_with_epochs_batch_and_width():
+    task = get_task("sine")
+    base = training_bytes(task, TeacherConfig())
+    assert training_bytes(task, TeacherConfig(epochs=10**6)) > base + 8 * 10**6 * 10
+    assert training_bytes(task, TeacherConfig(batch=1000)) > base
+    assert training_bytes(task, TeacherConfig(hidden=1024)) > base
+
+
+def _tasks(tmp_path):
+    csv = tmp_path / "d.csv"
+    t = np.arange(400) * 0.1
+    np.savetxt(csv, np.c_[np.sin(t), np.cos(0.7 * t)], delimiter=",")
+    from ternq.tasks import from_file
+
+    return [get_task("sine"), get_task("multisine"), get_task("lorenz"), from_file(csv)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 50])
+def test_batch_chunks_bit_identical_to_one_call(tmp_path, chunk):
+    for task in _tasks(tmp_path):
+        X, Y = task.batches(stream(3, "d"), 23, 5)
+        parts = list(batch_chunks(task, stream(3, "d"), 23, 5, chunk))
+        assert [e0 for e0, _, _ in parts] == list(range(0, 23, chunk))
+        assert np.concatenate([p[1] for p in parts]).tobytes() == X.tobytes(), task.name
+        assert np.concatenate([p[2] for p in parts]).tobytes() == Y.tobytes(), task.name
+        assert max(len(p[1]) for p in parts) == min(chunk, 23)  # never all epochs at once (unless asked)
+
+
+def test_training_in_small_chunks_gives_the_same_bits(monkeypatch):
+    task = get_task("lorenz")
+    cfg = TeacherConfig(hidden=4, epochs=37, batch=3)
+    whole, hist = train_teacher(task, cfg, seed=1)
+    monkeypatch.setattr(train, "CHUNK_BYTES", 2 * 3 * task.steps * 6 * 4 + 1)  # two epochs a chunk
+    assert train.chunk_epochs(task, 3, 37) == 2
+    seen = []
+    chunked, hist2 = train_teacher(task, cfg, seed=1, progress=lambda d, t, loss: seen.append(d))
+    assert chunked.theta.tobytes() == whole.theta.tobytes()
+    assert hist2.loss.tobytes() == hist.loss.tobytes()
+    assert seen[-1] == 37 and seen == sorted(seen)
