@@ -155,3 +155,84 @@ def test_training_in_small_chunks_gives_the_same_bits(monkeypatch):
     assert chunked.theta.tobytes() == whole.theta.tobytes()
     assert hist2.loss.tobytes() == hist.loss.tobytes()
     assert seen[-1] == 37 and seen == sorted(seen)
+
+
+# --- 4. output folders ----------------------------------------------------------------------------------------
+
+FACTORIAL = ["factorial", "--config", QUICK, "-q", "--no-gradcheck"]
+
+
+def results_of(folder):
+    import json
+
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_file_named_units_in_out(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "units").write_text("not a folder")
+    one_line_exit_2([*FACTORIAL, "--out", str(tmp_path / "o")], capsys, "units is a file")
+
+
+def test_folder_where_a_unit_file_belongs(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli([*FACTORIAL, "--out", str(out)], capsys)[0] == 0
+    victim = sorted((out / "units").glob("*.npz"))[0]
+    victim.unlink()
+    victim.mkdir()
+    one_line_exit_2([*FACTORIAL, "--out", str(out)], capsys, "is a folder where a unit file belongs")
+    victim.rmdir()
+    assert cli([*FACTORIAL, "--out", str(out)], capsys)[0] == 0
+
+
+def test_full_disk_during_factorial_then_resume(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from ternq.experiment import store
+
+    real, writes = store.atomic_write_bytes, []
+
+    def filling(path, data):
+        if len(writes) >= 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        writes.append(path)
+        real(path, data)
+
+    assert cli([*FACTORIAL, "--out", str(tmp_path / "clean")], capsys)[0] == 0
+    monkeypatch.setattr(store, "atomic_write_bytes", filling)
+    out = tmp_path / "o"
+    one_line_exit_2([*FACTORIAL, "--out", str(out)], capsys, "No space left on device")
+    assert len(list((out / "units").glob("*.npz"))) == 4 and not list((out / "units").glob(".*tmp"))
+    monkeypatch.setattr(store, "atomic_write_bytes", real)
+    code, _, err = cli([*FACTORIAL, "--out", str(out)], capsys)
+    assert code == 0 and not err.strip()
+    assert results_of(out) == results_of(tmp_path / "clean")
+
+
+def test_other_settings_into_the_same_out_refused_unless_force(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli([*FACTORIAL, "--out", str(out)], capsys)[0] == 0
+    first = results_of(out)
+    one_line_exit_2([*FACTORIAL, "--out", str(out), "--seed", "1"], capsys, "seeds: [0] there, [1] here")
+    one_line_exit_2([*FACTORIAL, "--out", str(out), "--student-epochs", "30"], capsys, "student.epochs")
+    assert results_of(out) == first  # untouched
+    assert cli([*FACTORIAL, "--out", str(out)], capsys)[0] == 0  # the same settings resume as before
+    assert cli([*FACTORIAL, "--out", str(out), "--seed", "1", "--force"], capsys)[0] == 0
+    assert results_of(out)["seeds"] == [1]
+
+
+def test_other_settings_refused_for_a_folder_from_before_the_mark(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli([*FACTORIAL, "--out", str(out)], capsys)[0] == 0
+    (out / ".ternq-settings.json").unlink()  # written by an older ternq: results.json alone tells
+    one_line_exit_2([*FACTORIAL, "--out", str(out), "--seed", "1"], capsys, "other settings")
+
+
+def test_sweep_into_a_folder_of_another_sweep_refused(tmp_path, capsys):
+    body = Path(QUICK).read_text() + '\n[sweep]\nseeds = "0:1"\n'
+    (tmp_path / "a.toml").write_text(body)
+    (tmp_path / "b.toml").write_text(body.replace("epochs = 40", "epochs = 30"))
+    out = str(tmp_path / "o")
+    assert cli(["sweep", "--config", str(tmp_path / "a.toml"), "--out", out, "-q", "--no-gradcheck"], capsys)[0] == 0
+    one_line_exit_2(["sweep", "--config", str(tmp_path / "b.toml"), "--out", out, "-q", "--no-gradcheck"], capsys,
+                    "other settings")

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from ..experiment.store import StoreWriteError
 from ..model import ModelFileError
 from ..train import DivergedError, MemoryShortError, SettingsError
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except (ModelFileError, MemoryShortError, SettingsError) as exc:
+    except (ModelFileError, MemoryShortError, SettingsError, StoreWriteError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     except DivergedError as exc:

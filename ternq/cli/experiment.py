@@ -43,7 +43,7 @@ from .options import (
     quiet_option,
     task_option,
 )
-from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
+from .sweep import claim_out_dir, cluster, force_option, locked, make_out_dir, resume_note, scheduler_option, warn
 
 _D = config.StudentSettings()  # the defaults shown in --help
 
@@ -239,11 +239,12 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write PNGs here: effects (bars and half-normal); for the seeds' design also predictions and "
                    "learning curves (needs matplotlib: ternq[plot]).")
+@force_option
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
-              student_epochs, no_gradcheck, plot_dir, task_name, data_path, quiet, as_json):
+              student_epochs, no_gradcheck, plot_dir, force, task_name, data_path, quiet, as_json):
     """Run a two-level design of training recipes and report its effects.
 
     Without --factor: the seeds' 2x2x2 (shaped x distill x width) plus coordinate search.
@@ -280,6 +281,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         store = Store(out_path / "units", warn)
     with (locked(out_path) if store else nullcontext()), cluster(scheduler) as client, \
             report.progress(not quiet) as p:
+        if store is not None:
+            claim_out_dir(out_path, settings.to_dict(), force)
         done = store.scan(units) if store else {}
         if not quiet:
             resume_note(len(done), len(units), store.root if store else "")

@@ -74,6 +74,50 @@ def make_out_dir(out_dir: str, what: str) -> Path:
     return path
 
 
+SETTINGS_MARK = ".ternq-settings.json"  # what an output folder was made with (results.json says it too, at the end)
+
+force_option = click.option("--force", is_flag=True,
+                            help="Write into an --out folder that holds results of other settings (they are replaced).")
+
+
+def _difference(there, here, path="") -> str:
+    """The first setting that differs, as 'key: A there, B here'."""
+    if isinstance(there, dict) and isinstance(here, dict):
+        for k in list(there) + [k for k in here if k not in there]:
+            if there.get(k) != here.get(k):
+                return _difference(there.get(k), here.get(k), f"{path}.{k}" if path else str(k))
+    return f"{path or 'settings'}: {there!r} there, {here!r} here"
+
+
+def claim_out_dir(folder: Path, settings, force: bool) -> None:
+    """Refuse ``folder`` if an earlier run wrote it with other settings (unless ``force``); then mark it with these.
+
+    Call with the folder locked. ``settings`` is JSON-ready (what results.json records).
+    """
+    import json
+
+    from ..jsonsafe import clean
+    from ..report.files import write_json
+
+    here = json.loads(json.dumps(clean(settings)))
+    mark, results = folder / SETTINGS_MARK, folder / "results.json"
+    there = None
+    try:
+        if mark.is_file():
+            there = json.loads(mark.read_text())
+        elif results.is_file():
+            there = json.loads(results.read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        there = None  # unreadable: nothing to compare with
+    if there is not None and there != here and not force:
+        raise InputError(f"{folder} holds results of other settings ({_difference(there, here)}); "
+                         "use another --out, or --force to replace them")
+    try:
+        write_json(mark, here)
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
 def resume_note(done: int, total: int, where) -> None:
     if done:
         report.err.print(f"resuming: {done} of {total} units already done in {where}")
@@ -89,9 +133,10 @@ def resume_note(done: int, total: int, where) -> None:
 @click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
               help="Local trainings at once (threads), without --scheduler; results are identical for any value.")
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
+@force_option
 @quiet_option
 @json_option
-def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, as_json):
+def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, quiet, as_json):
     """Run a grid of factorials (seeds x tasks x widths x configurations), resumable, locally or on Dask."""
     from ..sweep import load_sweep, run_sweep
 
@@ -108,6 +153,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
     if scheduler is None:
         check_memory(max(memory_needed(p, workers) for p in plans), "this sweep")
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
+        claim_out_dir(out, [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells], force)
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
         def on_resume(done, total):

@@ -293,14 +293,19 @@ def obtain(unit: Unit, store, progress: Callable | None = None) -> tuple[Result,
 
     Returns ((figures, model), whether it came from the store).
     """
-    done = store.scan([unit])
+    from .store import StoreWriteError
+
+    try:
+        done = store.scan([unit])
+    except StoreWriteError:
+        done = {}  # an unusable cache: train, keep nothing
     if unit.digest in done:
         return done[unit.digest], True
 
     def save(u: Unit, fig: dict, model: Model) -> None:
         try:
             store.save(u, fig, model)
-        except OSError:
+        except StoreWriteError:
             pass  # a read-only cache only costs a rerun next time
 
     results = execute([unit], Serial(), on_start=lambda u: progress if u is unit else None, on_done=save)
