@@ -138,6 +138,21 @@ class History:
     extra: dict = field(default_factory=dict)
 
 
+WORSE = 10.0  # a training whose last loss is this many times its first made things worse, not better
+
+
+def worse_than_start(first_loss: float, last_loss: float, factor: float = WORSE) -> float | None:
+    """``last_loss / first_loss`` when training ended more than ``factor`` times worse than it started, else None.
+
+    A finite but exploding loss (a learning rate far too high) is no
+    :class:`DivergedError`, yet its model is useless: the caller warns.
+    """
+    if not (math.isfinite(first_loss) and math.isfinite(last_loss)) or first_loss <= 0:
+        return None
+    ratio = last_loss / first_loss
+    return ratio if ratio > factor else None
+
+
 def batch_chunks(task: Task, rng: np.random.Generator, epochs: int, batch: int, chunk: int
                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """The batches of ``task.batches(rng, epochs, batch)``, ``chunk`` epochs at a time: yields ``(e0, X, Y)``.

@@ -10,6 +10,7 @@ from conftest import invoke as cli
 
 from ternq import train
 from ternq.config import ConfigError, from_dict, parse_seeds
+from ternq.model import Model
 from ternq.rng import stream
 from ternq.tasks import get_task
 from ternq.train import (
@@ -236,3 +237,54 @@ def test_sweep_into_a_folder_of_another_sweep_refused(tmp_path, capsys):
     assert cli(["sweep", "--config", str(tmp_path / "a.toml"), "--out", out, "-q", "--no-gradcheck"], capsys)[0] == 0
     one_line_exit_2(["sweep", "--config", str(tmp_path / "b.toml"), "--out", out, "-q", "--no-gradcheck"], capsys,
                     "other settings")
+
+
+# --- 5. accepted without a word -------------------------------------------------------------------------------
+
+def test_exploding_learning_rate_warns(tmp_path, capsys):
+    code, _, err = cli(["teacher", "--hidden", "4", "--epochs", "60", "--lr", "1e10", "-q",
+                        "--out", str(tmp_path / "t.npz")], capsys)
+    assert code == 0 and "learning rate is probably too high" in err
+    code, _, err = cli(["teacher", "--hidden", "4", "--epochs", "60", "-q", "--out", str(tmp_path / "u.npz")],
+                       capsys)
+    assert code == 0 and "Warning" not in err
+
+
+def test_exploding_learning_rate_warns_once_in_a_factorial(capsys):
+    code, _, err = cli([*FACTORIAL, "--factor", "student.lr=0.01,1e10"], capsys)
+    assert code == 0 and err.count("learning rate is probably too high") == 1 and "1 of 3 trainings" in err
+
+
+def test_worse_than_start():
+    assert train.worse_than_start(1.0, 20.0) == 20.0
+    assert train.worse_than_start(1.0, 2.0) is None
+    assert train.worse_than_start(float("nan"), 2.0) is None
+
+
+@pytest.mark.parametrize("argv", [["teacher", "--task", ""], ["student", "--task", ""], ["factorial", "--task", ""],
+                                  ["cs", "--task", ""]])
+def test_empty_task_name_refused(argv, capsys):
+    one_line_exit_2([*argv, "-q"], capsys, "unknown task ''")
+
+
+def test_empty_task_in_settings_refused(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('[experiment]\ntask = ""\n')
+    one_line_exit_2(["factorial", "--config", str(tmp_path / "c.toml"), "-q"], capsys, "experiment.task")
+
+
+def test_wide_width_first_refused(tmp_path, capsys):
+    """[32, 16] used to flip the sign of the width effect without a word."""
+    (tmp_path / "c.toml").write_text("[experiment]\nwidths = [32, 16]\n")
+    one_line_exit_2(["factorial", "--config", str(tmp_path / "c.toml"), "-q"], capsys, "narrow width first")
+
+
+def test_cs_from_a_student_refuses_flags_it_cannot_honour(tmp_path, capsys):
+    teacher, student = tmp_path / "t.npz", tmp_path / "s.npz"
+    assert cli(["teacher", "--hidden", "4", "--epochs", "30", "-q", "--out", str(teacher)], capsys)[0] == 0
+    assert cli(["student", "--hidden", "4", "--epochs", "20", "-q", "--teacher", str(teacher), "--out",
+                str(student)], capsys)[0] == 0
+    one_line_exit_2(["cs", "--from", str(student), "--hidden", "8", "-q"], capsys, "has width 4")
+    one_line_exit_2(["cs", "--from", str(student), "--teacher", str(teacher), "-q"], capsys, "--teacher")
+    code, _, _ = cli(["cs", "--from", str(student), "--hidden", "4", "--sweeps", "1", "-q", "--out",
+                      str(tmp_path / "c.npz")], capsys)
+    assert code == 0 and Model.load(tmp_path / "c.npz").hidden == 4

@@ -21,6 +21,7 @@ from .options import (
     load_task,
     quiet_option,
     task_option,
+    warn_if_worse,
 )
 
 
@@ -76,6 +77,7 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
     with report.progress(not quiet) as p:
         model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", epochs))
     seconds = time.perf_counter() - t0
+    warn_if_worse(hist, f"the teacher H={hidden}")
     figures = {**trained_figures(model, hist, task), "seconds": seconds}
     model.meta["figures"] = figures
     try:

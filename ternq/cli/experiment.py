@@ -29,6 +29,7 @@ from ..train import (
     evaluate,
     train_student,
     training_bytes,
+    worse_than_start,
 )
 from . import InputError, cli
 from .options import (
@@ -42,6 +43,7 @@ from .options import (
     load_task,
     quiet_option,
     task_option,
+    warn_if_worse,
 )
 from .sweep import claim_out_dir, cluster, force_option, locked, make_out_dir, resume_note, scheduler_option, warn
 
@@ -150,6 +152,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
         model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
                                                                               cfg.epochs))
     seconds = time.perf_counter() - t0
+    warn_if_worse(hist, f"the student H={hidden} {tag}")
     t_eval = evaluate(teacher, task)
     figures = {**trained_figures(model, hist, task), "teacher_eval_mse": t_eval["eval_mse"], "seconds": seconds}
     figures["vs_float"] = vs_float(figures["eval_mse"], t_eval["eval_mse"])
@@ -188,12 +191,18 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
     if source == "teacher":
         start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
     else:
+        ctx = click.get_current_context()
+        if teacher_path is not None:
+            raise InputError("--teacher is for --from teacher; a student file to refine needs no teacher")
         start = Model.load(source)
         if start.kind != "student":
             raise InputError(f"{source} holds a {start.kind}; --from takes 'teacher' or a student file")
         if (start.n_in, start.n_out) != (task.n_in, task.n_out):
             raise InputError(f"{source} has {start.n_in} inputs / {start.n_out} outputs; the task has "
                              f"{task.n_in} / {task.n_out}")
+        if ctx.get_parameter_source("hidden") is not click.core.ParameterSource.DEFAULT and hidden != start.hidden:
+            raise InputError(f"--hidden {hidden}: {source} has width {start.hidden} (leave --hidden out with a "
+                             "student file)")
         hidden = start.hidden
     out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
     t0 = time.perf_counter()
@@ -288,6 +297,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             resume_note(len(done), len(units), store.root if store else "")
         overall = p.add_task("factorial", total=len(units), completed=len(done), loss="-") if p else None
         bars = {}
+        worse = []  # trainings that ended far worse than they started
 
         def on_start(unit: Unit):
             if p is None:
@@ -298,6 +308,11 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
 
         def on_done(unit, fig, model):
+            curve = model.meta.get("curve", {}).get("loss")
+            if curve and "train_loss" in fig:
+                ratio = worse_than_start(curve[0], fig["train_loss"])
+                if ratio is not None:
+                    worse.append((unit.key, ratio))
             if store is not None:
                 store.save(unit, fig, model)
             if p is not None:
@@ -311,6 +326,10 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
                                                 on_done=on_done, done=done)
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
+    if worse:
+        key, ratio = max(worse, key=lambda kr: kr[1])
+        warn(f"{len(worse)} of {len(units)} trainings ended with a training loss far above their first epoch's "
+             f"(worst {key}: {ratio:.1e} times): the learning rate is probably too high")
     if out_dir is not None:
         try:
             save_results(doc, models_of(plan, results), out_dir)

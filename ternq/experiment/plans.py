@@ -19,6 +19,7 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from ..search import SearchSettings
+from ..tasks import TASKS
 from ..train import MAX_HIDDEN, SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
 from .effects import LETTERS, Design, DesignError, choose
 from .units import TaskSpec, Unit
@@ -201,7 +202,11 @@ class ExperimentSettings:
             raise SettingsError("experiment.widths", f"give the narrow width first, [{self.widths[1]}, "
                                 f"{self.widths[0]}], not {list(self.widths)}")
         if self.widths[1] > MAX_HIDDEN:
-            raise SettingsError("experiment.widths", f"{self.widths[1]} is more than the most allowed, {MAX_HIDDEN:,}")
+            raise SettingsError("experiment.widths",
+                                f"{self.widths[1]} is more than the most allowed, {MAX_HIDDEN:,}")
+        if not self.data and self.task not in TASKS:
+            raise SettingsError("experiment.task",
+                                f"unknown task {self.task!r}; choose from {', '.join(sorted(TASKS))}")
         if not self.seeds or len(self.seeds) > MAX_SEEDS:
             raise SettingsError("experiment.seeds", f"between 1 and {MAX_SEEDS:,} seeds, not {len(self.seeds):,}")
         if len(set(self.seeds)) != len(self.seeds):
