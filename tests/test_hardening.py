@@ -288,3 +288,91 @@ def test_cs_from_a_student_refuses_flags_it_cannot_honour(tmp_path, capsys):
     code, _, _ = cli(["cs", "--from", str(student), "--hidden", "4", "--sweeps", "1", "-q", "--out",
                       str(tmp_path / "c.npz")], capsys)
     assert code == 0 and Model.load(tmp_path / "c.npz").hidden == 4
+
+
+# --- 6. newcomer papercuts ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def doc_two_seeds():
+    from ternq.config import load
+    from ternq.experiment.run import run_experiment
+
+    settings = load(QUICK)
+    from dataclasses import replace
+
+    return run_experiment(replace(settings, seeds=(0, 1)), workers=1, check_gradients=False)[0]
+
+
+def rendered(tables, width):
+    from rich.console import Console
+
+    console = Console(width=width, record=True, color_system=None)
+    for t in tables:
+        if t is not None:
+            console.print(t)
+    return console.export_text()
+
+
+def test_matrix_readable_in_80_columns(doc_two_seeds):
+    from ternq import report
+
+    text = rendered(report.factorial_tables(doc_two_seeds, width=80), 80)
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text
+    for r in doc_two_seeds["matrix"]:  # every configuration's figure and interval is there, whole
+        assert report.fmt(r["eval_mse"]["geo_mean"], 2) in text and report.fmt(r["eval_mse"]["lo"], 2) in text
+    for e in doc_two_seeds["effects"].values():
+        assert f"{e['lo']:+.3f}, {e['hi']:+.3f}" in text
+    wide = rendered(report.factorial_tables(doc_two_seeds, width=200), 200)
+    assert "Train MSE" in wide and "Train MSE" not in text
+
+
+def test_a_line_per_finished_unit_when_not_a_terminal(capsys):
+    code, _, err = cli(["factorial", "--config", QUICK, "--no-gradcheck"], capsys)
+    lines = [x for x in err.splitlines() if x.startswith("[")]
+    assert code == 0 and len(lines) == 12 and lines[-1].startswith("[12/12]") and "eval MSE" in lines[0]
+    code, _, err = cli(["factorial", "--config", QUICK, "--no-gradcheck", "-q"], capsys)
+    assert code == 0 and not err.strip()
+
+
+def test_first_run_says_it_compiles(capsys, monkeypatch):
+    from ternq import report
+
+    train_teacher(get_task("sine"), TeacherConfig(hidden=4, epochs=2), seed=0)
+    assert report.kernels_compiled()  # the cache of the loop just used is found
+    with report.progress(True):
+        pass
+    assert "compiling" not in capsys.readouterr().err
+    monkeypatch.setattr(report, "kernels_compiled", lambda: False)
+    with report.progress(True):
+        pass
+    assert "compiling kernels (first run only" in capsys.readouterr().err
+
+
+def test_progress_shows_an_eta():
+    from rich.progress import TimeRemainingColumn
+
+    from ternq import report
+
+    with report.progress(True) as p:
+        assert any(isinstance(c, TimeRemainingColumn) for c in p.columns)
+
+
+def test_ctrl_c_says_rerun_resumes_and_it_does(tmp_path, capsys):
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    argv = ["factorial", "--config", QUICK, "--teacher-epochs", "3000", "--student-epochs", "3000", "--out", str(out),
+            "--no-gradcheck", "--workers", "1"]
+    proc = subprocess.Popen([sys.executable, "-c", "from ternq.cli import main; main()", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not list((out / "units").glob("*.npz")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("Interrupted: rerunning the same")
+    kept = len(list((out / "units").glob("*.npz")))
+    code, _, err = cli(argv, capsys)
+    assert code == 0 and (f"resuming: {kept} of 12" in err or kept == 12)

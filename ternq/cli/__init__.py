@@ -16,6 +16,9 @@ from ..experiment.store import StoreWriteError
 from ..model import ModelFileError
 from ..train import DivergedError, MemoryShortError, SettingsError
 
+INTERRUPTED = ("Interrupted: rerunning the same command resumes (factorial and sweep keep every finished "
+               "training in --out)")
+
 
 class InputError(click.ClickException):
     """Bad input from the user: one line, exit code 2."""
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="ternq", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except click.UsageError as exc:  # includes BadParameter, NoSuchOption
         path = exc.ctx.command_path if exc.ctx else ""
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc}; try a smaller --lr", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: one line, the traceback on request
         if os.environ.get("TERNQ_DEBUG"):

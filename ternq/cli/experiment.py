@@ -298,6 +298,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         overall = p.add_task("factorial", total=len(units), completed=len(done), loss="-") if p else None
         bars = {}
         worse = []  # trainings that ended far worse than they started
+        finished = []
 
         def on_start(unit: Unit):
             if p is None:
@@ -319,6 +320,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
                 if unit.key in bars:
                     p.remove_task(bars.pop(unit.key))
                 p.advance(overall)
+                finished.append(unit.key)
+                report.unit_line(len(done) + len(finished), len(units), unit.key, fig)
 
         try:
             doc, plan, results = run_experiment(settings, workers=workers, client=client,

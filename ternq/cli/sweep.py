@@ -156,7 +156,10 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
         claim_out_dir(out, [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells], force)
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
+        finished, resumed = [], [0]
+
         def on_resume(done, total):
+            resumed[0] = done
             if not quiet:
                 resume_note(done, total, out)
             if p is not None:
@@ -165,6 +168,8 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
         def on_done(unit):
             if p is not None:
                 p.advance(bar)
+                finished.append(unit.key)
+                report.unit_line(resumed[0] + len(finished), total, unit.key, {})
 
         try:
             doc = run_sweep(spec, out, client=client, workers=workers, check_gradients=not no_gradcheck,

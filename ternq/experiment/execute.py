@@ -13,6 +13,7 @@ models (a few kB), never more. Results are the same bits on every backend.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,6 +23,23 @@ from .units import Result, Unit, _own, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a running training when the executor stops (Ctrl-C, or another unit failed)."""
+
+
+def cancellable(stop: threading.Event, progress: Callable | None = None) -> Callable:
+    """A progress callback that ends its training (:class:`Cancelled`) once ``stop`` is set: the compiled loop
+    cannot be interrupted, but it returns to Python a hundred times a training."""
+
+    def call(done: int, total: int, loss: float) -> None:
+        if stop.is_set():
+            raise Cancelled
+        if progress is not None:
+            progress(done, total, loss)
+
+    return call
 
 
 class ClusterError(RuntimeError):
@@ -179,6 +197,7 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 on_done(u, dict(out[0]), out[1])
 
     running: dict = {}
+    stop = threading.Event()
     try:
         while pending or running:
             ready = sorted((unit_of(d) for d in pending if all(x.digest in results for x in unit_of(d).deps)),
@@ -187,7 +206,8 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 for u in g:
                     del pending[u.digest]
                 deps = {x.digest: results[x.digest][1] for u in g for x in u.deps}
-                progress = {u.digest: on_start(u) for u in g} if (on_start and backend.local) else None
+                progress = ({u.digest: cancellable(stop, on_start(u) if on_start else None) for u in g}
+                            if backend.local else None)
                 running[backend.submit(run_group, g, deps, progress)] = g
             if not running:
                 raise RuntimeError("unsatisfiable dependencies: " + ", ".join(unit_of(d).key for d in pending))
@@ -195,6 +215,9 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 g = running.pop(fut)
                 for u, out in zip(g, backend.result(fut), strict=True):
                     finish(u, out)
+    except BaseException:
+        stop.set()  # the trainings still running end at their next progress report
+        raise
     finally:
         if running and not backend.local:
             backend.client.cancel(list(running))
