@@ -376,3 +376,65 @@ def test_ctrl_c_says_rerun_resumes_and_it_does(tmp_path, capsys):
     kept = len(list((out / "units").glob("*.npz")))
     code, _, err = cli(argv, capsys)
     assert code == 0 and (f"resuming: {kept} of 12" in err or kept == 12)
+
+
+def test_predictions_plot_has_an_error_panel_a_free_legend_and_the_seed(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from ternq.report import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    task = get_task("lorenz")  # three channels
+    teacher, _ = train_teacher(task, TeacherConfig(hidden=4, epochs=5), seed=7)
+    plots.predictions({"teacher": teacher}, task, tmp_path / "p.png")
+    fig = figs[0]
+    assert len(fig.axes) == 2 * task.n_out
+    assert "seed 7" in fig.axes[0].get_title()
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1  # beside, not over, the curves
+    err_line = fig.axes[1].get_lines()[-1].get_ydata()
+    X, Y = task.eval_set()
+    ys = train.predict(teacher, X[:1])[0]
+    assert np.allclose(err_line, ys[0, :, 0] - Y[0, :, 0])
+
+
+def test_curves_plot_smoothed_over_faint_raw_and_says_the_seed(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from ternq.report import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    rng = np.random.default_rng(0)
+    loss = np.exp(-np.linspace(0, 3, 200)) * np.exp(rng.normal(0, 0.5, 200))
+    plots.curves({"a": (np.arange(200), loss)}, tmp_path / "c.png", seed=3)
+    ax = figs[0].axes[0]
+    raw, trend = ax.get_lines()
+    assert raw.get_alpha() < 0.5 and trend.get_alpha() in (None, 1.0) and "seed 3" in ax.get_title()
+    assert np.std(np.diff(np.log(trend.get_ydata()))) < 0.5 * np.std(np.diff(np.log(loss)))
+
+
+def test_smooth_keeps_length_and_a_constant():
+    from ternq.report.plots import smooth
+
+    out = smooth(np.full(50, 2.0), 7)
+    assert out.shape == (50,) and np.allclose(out, 2.0)
+    assert smooth(np.array([1.0, 100.0, 1.0]), 3)[1] == pytest.approx(100.0 ** (1 / 3))
+
+
+def test_sweep_table_says_which_checks_failed_and_gives_intervals(tmp_path, capsys):
+    body = Path(QUICK).read_text() + '\n[sweep]\nseeds = "0:2"\n'
+    (tmp_path / "s.toml").write_text(body)
+    code, _, _ = cli(["sweep", "--config", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "-q",
+                      "--no-gradcheck"], capsys)
+    assert code == 0
+    import json
+
+    from ternq.cli.sweep import sweep_table
+
+    doc = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    cell = doc["cells"][0]
+    text = " ".join(rendered([sweep_table(doc)], 250).split())
+    checks = cell["checks"]
+    assert f"{checks['passed']}/{checks['of']} passed" in text and "see results.json" not in text
+    assert checks["failed"] and all(item in text for item in checks["failed"])
+    a = cell["effects"]["A"]
+    assert f"{a['mean']:+.2f} [{a['lo']:+.2f}, {a['hi']:+.2f}]" in text

@@ -192,21 +192,42 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
                      f"{t['training_s']:.2f} s {where}); results in {out}")
 
 
+def _effect_cell(e: dict) -> str:
+    """An effect with its interval when there are several seeds: '+0.08 [-0.11, +0.26]'."""
+    if e.get("n", 1) > 1 and e.get("lo") is not None and e.get("hi") is not None and not (
+            e["lo"] != e["lo"] or e["hi"] != e["hi"]):  # NaN-safe
+        return f"{e['mean']:+.2f} [{e['lo']:+.2f}, {e['hi']:+.2f}]"
+    return f"{e['mean']:+.3f}"
+
+
+def _checks_cell(c: dict) -> str:
+    """What the seeds' checklist says for a cell: how many passed, and which failed (or stayed undecided)."""
+    checks = c.get("checks")
+    if checks is None:  # a sweep.json from before the checks were kept
+        return "[green]ok[/]" if c["checklist_ok"] else "[red]failed: see results.json[/]"
+    head = f"{checks['passed']}/{checks['of']} passed"
+    if checks["failed"]:
+        return f"[red]{head}; failed: {'; '.join(checks['failed'])}[/]"
+    if checks["undecided"]:
+        return f"[yellow]{head}; undecided: {'; '.join(checks['undecided'])}[/]"
+    return f"[green]{head}[/]"
+
+
 def sweep_table(doc: dict):
     from rich.table import Table
 
     n = len(doc["seeds"])
     t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; eval MSE (geometric mean over seeds) and "
-                    "effects on log10(eval MSE)")
+                    "effects on log10(eval MSE)" + (" [95% CI]" if n > 1 else ""))
     for col in ("Cell", "Config 1", "Best config", "Best eval MSE", "PTQ+CS", "A shaped", "B distill", "C width",
                 "Checks"):
-        t.add_column(col, justify="left" if col == "Cell" else "right", no_wrap=True)
+        t.add_column(col, justify="left" if col in ("Cell", "Checks") else "right", no_wrap=col != "Checks",
+                     min_width=16 if col == "Checks" else None)
     for c in doc["cells"]:
         best = min(c["eval_mse"], key=lambda k: c["eval_mse"][k]["geo_mean"])
         eff = c["effects"]
         t.add_row(c["name"], report.fmt(c["eval_mse"]["1"]["geo_mean"]), best,
                   report.fmt(c["eval_mse"][best]["geo_mean"]), report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"]),
-                  *(f"{eff[k]['mean']:+.3f}" for k in ("A", "B", "C")),
-                  "[green]ok[/]" if c["checklist_ok"] else "[red]see results.json[/]")
+                  *(_effect_cell(eff[k]) for k in ("A", "B", "C")), _checks_cell(c))
     t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
     return t
