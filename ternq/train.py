@@ -21,7 +21,8 @@ DT = 0.1
 MAX_HIDDEN = 4096
 MAX_EPOCHS = 10_000_000
 MAX_BATCH = 100_000
-CHUNK_BYTES = 32 << 20  # the training sequences held at once (one chunk of epochs)
+CHUNK_BYTES = 8 << 20  # the training sequences held at once (one chunk of epochs)
+CHUNK_PEAK = 6  # building a chunk holds float64 and index temporaries: a few times the chunk itself
 MEMORY_SHARE = 0.8  # of the memory available, the most one run may plan to use
 SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
 MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE}
@@ -204,16 +205,17 @@ def chunk_epochs(task: Task, batch: int, epochs: int) -> int:
 
 
 def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
-    """Memory one training needs at its peak, in bytes (an estimate within a few percent plus a margin).
+    """Memory one training needs at its peak, in bytes (an estimate, on the high side).
 
-    The draws of every epoch (8 bytes a sequence), one chunk of sequences, the
-    per-epoch histories, parameters with Adam's moments, and the compiled loop's
-    activations for one batch (of student and teacher when distilling).
+    The draws of every epoch (8 bytes a sequence), one chunk of sequences with
+    the temporaries that build it, the per-epoch histories, parameters with
+    Adam's moments, and the compiled loop's activations for one batch (of
+    student and teacher when distilling).
     """
     I, H, O, T, B, E = task.n_in, cfg.hidden, task.n_out, task.steps, cfg.batch, cfg.epochs
     n_theta = (I + H) * 2 * H + 2 * H + H * O + O + H + (2 * H + O)  # weights, biases, tau, scales (upper bound)
     chunk = chunk_epochs(task, B, E)
-    data = 8 * E * B + 4 * chunk * B * T * (I + O)
+    data = 8 * E * B + CHUNK_PEAK * 4 * chunk * B * T * (I + O)
     history = 2 * 8 * E
     params = 4 * 8 * n_theta
     activations = 2 * 4 * ((T + 1) * B * H * 4 + T * B * O * 2) + 4 * (I + H) * 2 * H
@@ -293,6 +295,7 @@ def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, step
             if progress is not None and (e1 % step == 0 or e1 == E):
                 progress(e1, E, float(losses[e1 - 1]))
             e0 = e1
+        del X, Y, Xc, Yc  # free this chunk before the next one is built
     return History(losses, mses)
 
 
