@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from . import files
-from .experiment.plans import SECTIONS, DesignSettings, ExperimentSettings
+from .experiment.plans import MAX_SEED, MAX_SEEDS, SECTIONS, DesignSettings, ExperimentSettings
 from .search import SearchSettings
 from .train import SettingsError, StudentSettings, TeacherSettings
 
@@ -41,6 +41,8 @@ def parse_seeds(value) -> tuple[int, ...]:
     if isinstance(value, int):
         if value <= 0:
             raise ConfigError(f"seeds: a count must be positive, not {value}")
+        if value > MAX_SEEDS:
+            raise ConfigError(f"seeds: {value:,} seeds is more than the most allowed, {MAX_SEEDS:,}")
         return tuple(range(value))
     if isinstance(value, str):
         text = value.strip()
@@ -52,15 +54,25 @@ def parse_seeds(value) -> tuple[int, ...]:
                 raise ConfigError(f"seeds: {value!r} is not a range 'A:B' of integers") from None
             if hi <= lo:
                 raise ConfigError(f"seeds: range {value!r} is empty")
+            if lo < 0 or hi - 1 > MAX_SEED:
+                raise ConfigError(f"seeds: seeds are integers from 0 to {MAX_SEED}, not the range {value!r}")
+            if hi - lo > MAX_SEEDS:
+                raise ConfigError(f"seeds: {hi - lo:,} seeds is more than the most allowed, {MAX_SEEDS:,}")
             return tuple(range(lo, hi))
         try:
-            return parse_seeds(int(text))
+            count = int(text)
         except ValueError:
             raise ConfigError(f"seeds: {value!r} is not a count or a range 'A:B'") from None
+        return parse_seeds(count)
     if isinstance(value, (list, tuple)) and value and all(isinstance(s, int) and not isinstance(s, bool)
                                                           for s in value):
         if len(set(value)) != len(value):
             raise ConfigError("seeds: the list repeats a seed")
+        bad = [x for x in value if not 0 <= x <= MAX_SEED]
+        if bad:
+            raise ConfigError(f"seeds: seeds are integers from 0 to {MAX_SEED}, not {bad[0]}")
+        if len(value) > MAX_SEEDS:
+            raise ConfigError(f"seeds: {len(value):,} seeds is more than the most allowed, {MAX_SEEDS:,}")
         return tuple(value)
     raise ConfigError("seeds: expected a count, a list of integers or a range 'A:B'")
 
@@ -101,6 +113,8 @@ def _experiment(s: ExperimentSettings, body) -> ExperimentSettings:
             if not (isinstance(value, (list, tuple)) and all(isinstance(w, int) and not isinstance(w, bool)
                                                              for w in value)):
                 raise ConfigError(f"experiment.widths: expected a list of two integers, got {value!r}")
+            if len(value) != 2:
+                raise ConfigError(f"experiment.widths: expected a list of two integers, got {list(value)!r}")
             s = replace(s, widths=tuple(value))
         else:
             s = replace(s, **{key: coerce(f"experiment.{key}", value, getattr(s, key))})

@@ -76,9 +76,14 @@ def available_memory() -> int | None:
         return None
 
 
+class MemoryShortError(ValueError):
+    """A run would need more memory than the machine has."""
+
+
 def check_fits(need: int, what: str = "this run", share: float = 0.8) -> None:
-    """Raise ``ValueError`` (one line) when ``need`` bytes exceed ``share`` of the available memory."""
+    """Raise :class:`MemoryShortError` (one line) when ``need`` bytes exceed ``share`` of the available memory."""
     have = available_memory()
     if have is not None and need > share * have:
-        raise ValueError(f"{what} needs about {need / 2**30:.2f} GiB of memory; this machine has "
-                         f"{have / 2**30:.2f} GiB available: use fewer epochs, a smaller batch or width")
+        raise MemoryShortError(f"{what} needs about {need / 2**30:.2f} GiB of memory; this machine has "
+                               f"{have / 2**30:.2f} GiB available: use fewer epochs, a smaller batch or width, "
+                               "or fewer workers")

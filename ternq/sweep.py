@@ -161,7 +161,10 @@ def cell_summary(cell: Cell, doc: dict) -> dict:
             "cs_eval_mse": {r["source"]: r["eval_mse"] for r in doc["cs"]},
             "teachers": doc["teachers"],
             "effects": {k: {x: e[x] for x in ("mean", "lo", "hi", "n", "label")} for k, e in doc["effects"].items()},
-            "checklist_ok": all(c["ok"] is not False for c in doc["checklist"])}
+            "checklist_ok": all(c["ok"] is not False for c in doc["checklist"]),
+            "checks": {"passed": sum(c["ok"] is True for c in doc["checklist"]), "of": len(doc["checklist"]),
+                       "failed": [c["item"] for c in doc["checklist"] if c["ok"] is False],
+                       "undecided": [c["item"] for c in doc["checklist"] if c["ok"] is None]}}
 
 
 def run_sweep(sweep: Sweep, out_dir: str | Path, client=None, workers: int = 2, check_gradients: bool = True,

@@ -11,11 +11,17 @@ import numpy as np
 from .kernels.cell import forward, loss_grad, mse
 from .kernels.loop import LR_CONSTANT, LR_COSINE, LoopSettings, run_epochs
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, ste_backward
+from .memory import training_memory
 from .model import Model, init_teacher, student_from
 from .rng import stream
 from .tasks import Task
 
 DT = 0.1
+# Upper bounds: far above any useful run, low enough that a typo fails in one line instead of in the allocator.
+MAX_HIDDEN = 4096
+MAX_EPOCHS = 10_000_000
+MAX_BATCH = 100_000
+CHUNK_BYTES = 8 << 20  # the training sequences held at once (one chunk of epochs)
 SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
 MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE}
 
@@ -38,9 +44,11 @@ class SettingsError(ValueError):
         self.key = key
 
 
-def _positive_int(key: str, value) -> None:
+def _positive_int(key: str, value, most: int) -> None:
     if isinstance(value, bool) or int(value) != value or value <= 0:
         raise SettingsError(key, f"must be a positive integer, not {value}")
+    if value > most:
+        raise SettingsError(key, f"{value} is more than the most allowed, {most:,}")
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,8 @@ class OptimiserSettings:
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first setting that cannot be used."""
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch", self.batch)
+        _positive_int("epochs", self.epochs, MAX_EPOCHS)
+        _positive_int("batch", self.batch, MAX_BATCH)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SettingsError("lr", f"must be a finite positive number, not {self.lr}")
         if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
@@ -80,7 +88,7 @@ class TeacherConfig(TeacherSettings):
     hidden: int = 16
 
     def validate(self) -> None:
-        _positive_int("hidden", self.hidden)
+        _positive_int("hidden", self.hidden, MAX_HIDDEN)
         super().validate()
 
 
@@ -116,7 +124,7 @@ class StudentConfig(StudentSettings):
     distill: bool = False
 
     def validate(self) -> None:
-        _positive_int("hidden", self.hidden)
+        _positive_int("hidden", self.hidden, MAX_HIDDEN)
         super().validate()
 
 
@@ -129,8 +137,40 @@ class History:
     extra: dict = field(default_factory=dict)
 
 
-def _run(theta, X, Y, dims, cfg, student, mask_kind, teacher_p, progress, chunks=100):
-    """Drive the compiled loop in a few chunks so a progress bar can follow."""
+WORSE = 10.0  # a training whose last loss is this many times its first made things worse, not better
+
+
+def worse_than_start(first_loss: float, last_loss: float, factor: float = WORSE) -> float | None:
+    """``last_loss / first_loss`` when training ended more than ``factor`` times worse than it started, else None.
+
+    A finite but exploding loss (a learning rate far too high) is no
+    :class:`DivergedError`, yet its model is useless: the caller warns.
+    """
+    if not (math.isfinite(first_loss) and math.isfinite(last_loss)) or first_loss <= 0:
+        return None
+    ratio = last_loss / first_loss
+    return ratio if ratio > factor else None
+
+
+def chunk_epochs(task: Task, batch: int, epochs: int) -> int:
+    """Epochs per chunk of training sequences: as many as fit in :data:`CHUNK_BYTES` (at least one)."""
+    per_epoch = batch * task.steps * (task.n_in + task.n_out) * 4
+    return max(1, min(epochs, CHUNK_BYTES // max(1, per_epoch)))
+
+
+def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
+    """Memory one training of ``task`` with ``cfg`` needs at its peak, in bytes (an estimate, on the high side).
+
+    The data is made a chunk of epochs at a time (:func:`chunk_epochs`); see
+    :func:`ternq.memory.training_memory` for what is counted.
+    """
+    chunk = chunk_epochs(task, cfg.batch, cfg.epochs)
+    return training_memory(cfg.epochs, cfg.batch, task.steps, cfg.hidden, task.n_in, task.n_out, chunk=chunk,
+                           distill=bool(getattr(cfg, "distill", False)))
+
+
+def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, steps=100):
+    """Drive the compiled loop chunk by chunk of data, in at most ``steps`` calls' worth of progress reports."""
     E = cfg.epochs
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
@@ -139,14 +179,19 @@ def _run(theta, X, Y, dims, cfg, student, mask_kind, teacher_p, progress, chunks
     loop = LoopSettings(n_epochs=E, dt=DT, lr=cfg.lr, lr_min=cfg.lr_min, lr_kind=SCHEDULES[cfg.schedule],
                         clip=cfg.clip, student=student, mask_kind=mask_kind,
                         beta=getattr(cfg, "beta", (1.0, 1.0)), alpha=getattr(cfg, "alpha", (0.0, 0.0)))
-    step = max(1, -(-E // chunks))
-    for e0 in range(0, E, step):
-        e1 = min(E, e0 + step)
-        bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses)
-        if bad >= 0:
-            raise DivergedError(bad)
-        if progress is not None:
-            progress(e1, E, float(losses[e1 - 1]))
+    step = max(1, -(-E // steps))
+    for c0, X, Y in chunks:
+        c1 = c0 + len(X)
+        e0 = c0
+        while e0 < c1:
+            e1 = min(c1, (e0 // step + 1) * step)  # stop at chunk ends and at progress marks
+            bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses, x0=c0)
+            if bad >= 0:
+                raise DivergedError(bad)
+            if progress is not None and (e1 % step == 0 or e1 == E):
+                progress(e1, E, float(losses[e1 - 1]))
+            e0 = e1
+        del X, Y  # free this chunk before the next one is built
     return History(losses, mses)
 
 
@@ -171,8 +216,9 @@ def train_teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress 
     """
     cfg.validate()
     model = init_teacher(cfg.hidden, stream(seed, "teacher-init", cfg.hidden), task.n_in, task.n_out)
-    X, Y = task.batches(stream(seed, "teacher-data", cfg.hidden), cfg.epochs, cfg.batch)
-    hist = _run(model.theta, X, Y, model.dims, cfg, False, MASK_NONE, np.empty(0, np.float32), progress)
+    chunks = task.batch_chunks(stream(seed, "teacher-data", cfg.hidden), cfg.epochs, cfg.batch,
+                          chunk_epochs(task, cfg.batch, cfg.epochs))
+    hist = _run(model.theta, chunks, model.dims, cfg, False, MASK_NONE, np.empty(0, np.float32), progress)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
 
@@ -200,10 +246,11 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
     model = student_from(teacher)
-    X, Y = task.batches(stream(seed, "student-data"), cfg.epochs, cfg.batch)
+    chunks = task.batch_chunks(stream(seed, "student-data"), cfg.epochs, cfg.batch,
+                          chunk_epochs(task, cfg.batch, cfg.epochs))
     teacher_p = teacher.params() if cfg.distill else np.empty(0, np.float32)
     kind = MASKS[cfg.mask] if cfg.shaped else MASK_NONE
-    hist = _run(model.theta, X, Y, model.dims, cfg, True, kind, teacher_p, progress)
+    hist = _run(model.theta, chunks, model.dims, cfg, True, kind, teacher_p, progress)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
 

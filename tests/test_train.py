@@ -38,16 +38,23 @@ def test_same_seed_same_bits(short_teacher):
 
 
 def test_chunking_does_not_change_results(short_teacher):
-    """The progress display splits the compiled loop into chunks; results must not move."""
+    """The progress display splits the compiled loop, and the data comes in chunks of epochs; results must not
+    move."""
     model, _ = short_teacher
     a = Model("teacher", 1, 8, 1, model.theta.copy())
     b = Model("teacher", 1, 8, 1, model.theta.copy())
+    c = Model("teacher", 1, 8, 1, model.theta.copy())
     X, Y = TASK.batches(np.random.default_rng(0), 40, 10)
     cfg = TeacherConfig(hidden=8, epochs=40)
     empty = np.empty(0, np.float32)
-    _run(a.theta, X, Y, a.dims, cfg, False, 0, empty, None, chunks=1)
-    _run(b.theta, X, Y, b.dims, cfg, False, 0, empty, None, chunks=40)
-    assert a.theta.tobytes() == b.theta.tobytes()
+    ha = _run(a.theta, [(0, X, Y)], a.dims, cfg, False, 0, empty, None, steps=1)
+    _run(b.theta, [(0, X, Y)], b.dims, cfg, False, 0, empty, None, steps=40)
+    hc = _run(c.theta, TASK.batch_chunks(np.random.default_rng(0), 40, 10, 7), c.dims, cfg, False, 0, empty, None,
+              steps=3)
+    assert a.theta.tobytes() == b.theta.tobytes() == c.theta.tobytes()
+    assert ha.loss.tobytes() == hc.loss.tobytes()
+    c.theta[0] += 1.0  # the comparison can fail
+    assert a.theta.tobytes() != c.theta.tobytes()
 
 
 def test_divergence_names_the_epoch():

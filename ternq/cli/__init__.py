@@ -12,8 +12,13 @@ import sys
 
 import click
 
+from ..experiment.store import StoreWriteError
+from ..memory import MemoryShortError
 from ..model import ModelFileError
-from ..train import DivergedError
+from ..train import DivergedError, SettingsError
+
+INTERRUPTED = ("Interrupted: rerunning the same command resumes (factorial and sweep keep every finished "
+               "training in --out)")
 
 
 class InputError(click.ClickException):
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="ternq", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except click.UsageError as exc:  # includes BadParameter, NoSuchOption
         path = exc.ctx.command_path if exc.ctx else ""
@@ -43,14 +48,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except ModelFileError as exc:
+    except (ModelFileError, MemoryShortError, SettingsError, StoreWriteError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     except DivergedError as exc:
         click.echo(f"Error: {exc}; try a smaller --lr", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: one line, the traceback on request
         if os.environ.get("TERNQ_DEBUG"):

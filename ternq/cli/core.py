@@ -9,15 +9,27 @@ import click
 from .. import report
 from ..experiment.units import trained_figures
 from ..gradcheck import TOLERANCE, check_all
-from ..train import SCHEDULES, TeacherConfig, train_teacher
+from ..memory import check_fits
+from ..train import SCHEDULES, TeacherConfig, train_teacher, training_bytes
 from . import InputError, cli
-from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
+from .options import (
+    EPOCHS_INT,
+    HIDDEN_INT,
+    POSITIVE_FLOAT,
+    SEED_INT,
+    check_writable,
+    json_option,
+    load_task,
+    quiet_option,
+    task_option,
+    warn_if_worse,
+)
 
 
 @cli.command()
-@click.option("--hidden", "widths", type=POSITIVE_INT, multiple=True, default=(16, 32), show_default=True,
+@click.option("--hidden", "widths", type=HIDDEN_INT, multiple=True, default=(16, 32), show_default=True,
               help="Width(s) to check; repeat the option for several.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED_INT, default=0, show_default=True)
 @task_option
 @json_option
 def gradcheck(widths, seed, task_name, data_path, as_json):
@@ -48,9 +60,9 @@ def _forecast_options(f):
 
 
 @cli.command()
-@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Hidden units.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=POSITIVE_INT, default=TeacherConfig.epochs, show_default=True)
+@click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True, help="Hidden units.")
+@click.option("--seed", type=SEED_INT, default=0, show_default=True)
+@click.option("--epochs", type=EPOCHS_INT, default=TeacherConfig.epochs, show_default=True)
 @click.option("--lr", type=POSITIVE_FLOAT, default=TeacherConfig.lr, show_default=True, help="Peak learning rate.")
 @click.option("--lr-min", type=float, default=TeacherConfig.lr_min, show_default=True,
               help="Final learning rate of the cosine schedule.")
@@ -75,10 +87,12 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
         cfg.validate()
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    check_fits(training_bytes(task, cfg), f"a teacher of width {hidden} over {epochs} epochs")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
         model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", epochs))
     seconds = time.perf_counter() - t0
+    warn_if_worse(hist, f"the teacher H={hidden}")
     figures = {**trained_figures(model, hist, task), "seconds": seconds}
     naive, fc = model_forecasts({"teacher": model}, task, fs)
     figures.update(fc["teacher"])

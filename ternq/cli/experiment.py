@@ -13,18 +13,41 @@ from .. import config, report
 from ..experiment.execute import obtain
 from ..experiment.forecasting import ForecastSettings, model_forecasts
 from ..experiment.plans import DesignSettings, parse_factor
-from ..experiment.run import GradientCheckError, run_experiment
+from ..experiment.run import GradientCheckError, memory_needed, run_experiment
 from ..experiment.store import Store, cache_dir
 from ..experiment.summary import response as summary_response
 from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
+from ..memory import check_fits
 from ..model import Model
 from ..report.files import models_of, save_forecast_plots, save_plots, save_results, split_timing
 from ..search import quantize_teacher, search_from
-from ..train import MASKS, SCHEDULES, SettingsError, StudentConfig, TeacherConfig, evaluate, train_student
+from ..train import (
+    MASKS,
+    SCHEDULES,
+    SettingsError,
+    StudentConfig,
+    TeacherConfig,
+    evaluate,
+    train_student,
+    training_bytes,
+    worse_than_start,
+)
 from . import InputError, cli
-from .options import POSITIVE_FLOAT, POSITIVE_INT, check_writable, json_option, load_task, quiet_option, task_option
-from .sweep import cluster, locked, make_out_dir, resume_note, scheduler_option, warn
+from .options import (
+    EPOCHS_INT,
+    HIDDEN_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED_INT,
+    check_writable,
+    json_option,
+    load_task,
+    quiet_option,
+    task_option,
+    warn_if_worse,
+)
+from .sweep import claim_out_dir, cluster, force_option, locked, make_out_dir, resume_note, scheduler_option, warn
 
 _D = config.StudentSettings()  # the defaults shown in --help
 
@@ -63,6 +86,8 @@ def _teacher(path, task, settings, hidden, seed, quiet):
         return model
     unit = Unit("teacher", f"s{seed}/teacher-h{hidden}", seed, TaskSpec(settings.task, settings.data),
                 TeacherConfig(hidden=hidden, **vars(settings.teacher)))
+    unit.config.validate()
+    check_fits(training_bytes(task, unit.config), f"a teacher of width {hidden}")
     with report.progress(not quiet) as p:
         bar = report.tracker(p, f"teacher H={hidden} (cached for next time)", settings.teacher.epochs)
         (_, model), hit = obtain(unit, Store(cache_dir() / "units", warn), bar)
@@ -102,7 +127,7 @@ def _save(model, out):
 common = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                  help="Settings file (TOML, see configs/); flags override it."),
-    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--seed", type=SEED_INT, default=0, show_default=True),
     task_option, quiet_option, json_option, *forecast_options,
 ]
 
@@ -120,14 +145,14 @@ def _apply(opts):  # the options the student and cs commands share
               help="Float teacher of the same width [default: train one from the same seed, cached].")
 @click.option("--shaped/--no-shaped", default=False, show_default=True, help="Smoothstep-shaped gradient (A).")
 @click.option("--distill/--no-distill", default=False, show_default=True, help="Trajectory distillation (B).")
-@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True, help="Width (C).")
+@click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True, help="Width (C).")
 @click.option("--mask", type=click.Choice(list(MASKS)), default=None,
               help="seed: the seeds' bump at |w/s| = 0.5 [default]; reference: the C program's.")
 @click.option("--beta", type=(float, float), default=None,
               help=f"Smoothstep sharpness, start end [{_D.beta[0]:g} {_D.beta[1]:g}].")
 @click.option("--alpha", type=(float, float), default=None,
               help=f"Trajectory weight, start end [{_D.alpha[0]:g} {_D.alpha[1]:g}].")
-@click.option("--epochs", type=POSITIVE_INT, default=None, help=f"[{_D.epochs}]")
+@click.option("--epochs", type=EPOCHS_INT, default=None, help=f"[{_D.epochs}]")
 @click.option("--lr", type=POSITIVE_FLOAT, default=None, help=f"Peak learning rate [{_D.lr:g}].")
 @click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None, help=f"[{_D.schedule}]")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -144,11 +169,14 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
     cfg = StudentConfig(hidden=hidden, shaped=shaped, distill=distill, **vars(settings.student))
+    cfg.validate()
+    check_fits(training_bytes(task, cfg), f"a student of width {hidden}")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
         model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
                                                                               cfg.epochs))
     seconds = time.perf_counter() - t0
+    warn_if_worse(hist, f"the student H={hidden} {tag}")
     t_eval = evaluate(teacher, task)
     figures = {**trained_figures(model, hist, task), "teacher_eval_mse": t_eval["eval_mse"], "seconds": seconds}
     figures["vs_float"] = vs_float(figures["eval_mse"], t_eval["eval_mse"])
@@ -181,7 +209,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
               help="'teacher' (quantize the teacher with absmean scales, then search) or a student .npz to refine.")
 @click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
               help="With --from teacher: the teacher [default: train one from the seed, cached].")
-@click.option("--hidden", type=POSITIVE_INT, default=16, show_default=True)
+@click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True)
 @click.option("--sweeps", type=POSITIVE_INT, default=None,
               help=f"Most sweeps; stops early when nothing improves [{config.SearchSettings.sweeps}].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -196,12 +224,18 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
     if source == "teacher":
         start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
     else:
+        ctx = click.get_current_context()
+        if teacher_path is not None:
+            raise InputError("--teacher is for --from teacher; a student file to refine needs no teacher")
         start = Model.load(source)
         if start.kind != "student":
             raise InputError(f"{source} holds a {start.kind}; --from takes 'teacher' or a student file")
         if (start.n_in, start.n_out) != (task.n_in, task.n_out):
             raise InputError(f"{source} has {start.n_in} inputs / {start.n_out} outputs; the task has "
                              f"{task.n_in} / {task.n_out}")
+        if ctx.get_parameter_source("hidden") is not click.core.ParameterSource.DEFAULT and hidden != start.hidden:
+            raise InputError(f"--hidden {hidden}: {source} has width {start.hidden} (leave --hidden out with a "
+                             "student file)")
         hidden = start.hidden
     out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
     t0 = time.perf_counter()
@@ -227,7 +261,7 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 
 
 @cli.command()
-@click.option("--seed", type=int, default=None, help="Run one seed [0].")
+@click.option("--seed", type=SEED_INT, default=None, help="Run one seed [0].")
 @click.option("--seeds", default=None, help="Several seeds: a count N (0..N-1) or a range A:B.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Settings file (TOML; configs/default.toml is the reference size, configs/quick.toml a smoke run).")
@@ -244,8 +278,8 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
               help="Trainings at once (threads); results are identical for any value.")
 @scheduler_option
 @click.option("--mask", type=click.Choice(list(MASKS)), default=None, help="Shaped-gradient mask [seed].")
-@click.option("--teacher-epochs", type=POSITIVE_INT, default=None)
-@click.option("--student-epochs", type=POSITIVE_INT, default=None)
+@click.option("--teacher-epochs", type=EPOCHS_INT, default=None)
+@click.option("--student-epochs", type=EPOCHS_INT, default=None)
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write PNGs here: effects (bars and half-normal); for the seeds' design also predictions and "
@@ -254,12 +288,13 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
               help="What the effects are computed on: log10 of the one-step eval MSE, or of the free-running "
                    "rollout MSE at horizon K (K at most --horizon; sets it when not given).")
 @_apply(forecast_options)
+@force_option
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
-              student_epochs, no_gradcheck, plot_dir, task_name, data_path, quiet, as_json, response, horizon,
-              warmup, period):
+              student_epochs, no_gradcheck, plot_dir, force, task_name, data_path, quiet, as_json, response,
+              horizon, warmup, period):
     """Run a two-level design of training recipes and report its effects.
 
     Without --factor: the seeds' 2x2x2 (shaped x distill x width) plus coordinate search.
@@ -291,18 +326,25 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         make_out_dir(plot_dir, "effects.png")
     from ..experiment.plans import plan as make_plan
 
-    units = make_plan(settings).units
+    the_plan = make_plan(settings)
+    units = the_plan.units
+    if scheduler is None:
+        check_fits(memory_needed(the_plan, workers), "this experiment")
     store = None
     if out_dir is not None:
         out_path = make_out_dir(out_dir, "results.json")
         store = Store(out_path / "units", warn)
     with (locked(out_path) if store else nullcontext()), cluster(scheduler) as client, \
             report.progress(not quiet) as p:
+        if store is not None:
+            claim_out_dir(out_path, settings.to_dict(), force)
         done = store.scan(units) if store else {}
         if not quiet:
             resume_note(len(done), len(units), store.root if store else "")
         overall = p.add_task("factorial", total=len(units), completed=len(done), loss="-") if p else None
         bars = {}
+        worse = []  # trainings that ended far worse than they started
+        finished = []
 
         def on_start(unit: Unit):
             if p is None:
@@ -313,12 +355,19 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
 
         def on_done(unit, fig, model):
+            curve = model.meta.get("curve", {}).get("loss")
+            if curve and "train_loss" in fig:
+                ratio = worse_than_start(curve[0], fig["train_loss"])
+                if ratio is not None:
+                    worse.append((unit.key, ratio))
             if store is not None:
                 store.save(unit, fig, model)
             if p is not None:
                 if unit.key in bars:
                     p.remove_task(bars.pop(unit.key))
                 p.advance(overall)
+                finished.append(unit.key)
+                report.unit_line(len(done) + len(finished), len(units), unit.key, fig)
 
         try:
             doc, plan, results = run_experiment(settings, workers=workers, client=client,
@@ -326,6 +375,10 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
                                                 on_done=on_done, done=done, response=response, forecast=fs)
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
+    if worse:
+        key, ratio = max(worse, key=lambda kr: kr[1])
+        warn(f"{len(worse)} of {len(units)} trainings ended with a training loss far above their first epoch's "
+             f"(worst {key}: {ratio:.1e} times): the learning rate is probably too high")
     if out_dir is not None:
         try:
             save_results(doc, models_of(plan, results), out_dir)

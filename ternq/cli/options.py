@@ -28,6 +28,16 @@ POSITIVE_FLOAT = PositiveFloat()
 POSITIVE_INT = click.IntRange(min=1)
 
 
+def _bounds():
+    from ..experiment.plans import MAX_SEED
+    from ..train import MAX_EPOCHS, MAX_HIDDEN
+
+    return click.IntRange(0, MAX_SEED), click.IntRange(1, MAX_HIDDEN), click.IntRange(1, MAX_EPOCHS)
+
+
+SEED_INT, HIDDEN_INT, EPOCHS_INT = _bounds()  # a seed (0 .. 2^32-1), a width, an epoch count: in range
+
+
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     """Fail early (before any training) if ``path`` cannot be written."""
     from . import InputError
@@ -90,9 +100,19 @@ def load_task(task_name: str | None = "sine", data_path: str | os.PathLike | Non
     try:
         if data_path is not None:
             return from_file(data_path, **kwargs)
-        return get_task(task_name or "sine", **kwargs)
+        return get_task("sine" if task_name is None else task_name, **kwargs)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def warn_if_worse(hist, what: str) -> None:
+    """One warning line when a training ended far worse than it started (a learning rate too high)."""
+    from ..train import worse_than_start
+
+    ratio = worse_than_start(float(hist.loss[0]), float(hist.loss[-1]))
+    if ratio is not None:
+        click.echo(f"Warning: {what} ended with a training loss {ratio:.1e} times its first epoch's: the learning "
+                   "rate is probably too high (try a smaller --lr)", err=True)
 
 
 def quiet_option(f):

@@ -8,15 +8,19 @@ from pathlib import Path
 import click
 
 from .. import config, report
+from ..experiment.execute import CONNECT_TIMEOUT, WORKERS_TIMEOUT
 from ..experiment.plans import plan
-from ..experiment.run import GradientCheckError
+from ..experiment.run import GradientCheckError, memory_needed
 from ..experiment.store import FolderLock, StoreLockedError
+from ..memory import check_fits
 from . import InputError, cli
 from .options import POSITIVE_INT, check_writable, json_option, quiet_option
 
 scheduler_option = click.option(
     "--scheduler", default=None, metavar="ADDRESS",
-    help="Run the trainings on the Dask cluster at ADDRESS (e.g. tcp://host:8786) [default: local threads].")
+    help=f"Run the trainings on the Dask cluster at ADDRESS (tcp://host:8786) [default: local threads]. Gives up "
+         f"if the scheduler does not answer within {CONNECT_TIMEOUT:g} s or no worker joins within "
+         f"{WORKERS_TIMEOUT:g} s.")
 
 
 def warn(message: str) -> None:
@@ -35,7 +39,7 @@ def cluster(address: str | None):
     try:
         client = connect(address)
     except ClusterError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise InputError(str(exc)) from None
     try:
         yield client
     except Exception as exc:
@@ -70,6 +74,50 @@ def make_out_dir(out_dir: str, what: str) -> Path:
     return path
 
 
+SETTINGS_MARK = ".ternq-settings.json"  # what an output folder was made with (results.json says it too, at the end)
+
+force_option = click.option("--force", is_flag=True,
+                            help="Write into an --out folder that holds results of other settings (they are replaced).")
+
+
+def _difference(there, here, path="") -> str:
+    """The first setting that differs, as 'key: A there, B here'."""
+    if isinstance(there, dict) and isinstance(here, dict):
+        for k in list(there) + [k for k in here if k not in there]:
+            if there.get(k) != here.get(k):
+                return _difference(there.get(k), here.get(k), f"{path}.{k}" if path else str(k))
+    return f"{path or 'settings'}: {there!r} there, {here!r} here"
+
+
+def claim_out_dir(folder: Path, settings, force: bool) -> None:
+    """Refuse ``folder`` if an earlier run wrote it with other settings (unless ``force``); then mark it with these.
+
+    Call with the folder locked. ``settings`` is JSON-ready (what results.json records).
+    """
+    import json
+
+    from ..jsonsafe import clean
+    from ..report.files import write_json
+
+    here = json.loads(json.dumps(clean(settings)))
+    mark, results = folder / SETTINGS_MARK, folder / "results.json"
+    there = None
+    try:
+        if mark.is_file():
+            there = json.loads(mark.read_text())
+        elif results.is_file():
+            there = json.loads(results.read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        there = None  # unreadable: nothing to compare with
+    if there is not None and there != here and not force:
+        raise InputError(f"{folder} holds results of other settings ({_difference(there, here)}); "
+                         "use another --out, or --force to replace them")
+    try:
+        write_json(mark, here)
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
 def resume_note(done: int, total: int, where) -> None:
     if done:
         report.err.print(f"resuming: {done} of {total} units already done in {where}")
@@ -85,9 +133,10 @@ def resume_note(done: int, total: int, where) -> None:
 @click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
               help="Local trainings at once (threads), without --scheduler; results are identical for any value.")
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
+@force_option
 @quiet_option
 @json_option
-def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, as_json):
+def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, quiet, as_json):
     """Run a grid of factorials (seeds x tasks x widths x configurations), resumable, locally or on Dask."""
     from ..sweep import load_sweep, run_sweep
 
@@ -99,11 +148,18 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
-    total = len({u.digest for c in cells for u in plan(c.settings).units})
+    plans = [plan(c.settings) for c in cells]
+    total = len({u.digest for p in plans for u in p.units})
+    if scheduler is None:
+        check_fits(max(memory_needed(p, workers) for p in plans), "this sweep")
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
+        claim_out_dir(out, [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells], force)
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
+        finished, resumed = [], [0]
+
         def on_resume(done, total):
+            resumed[0] = done
             if not quiet:
                 resume_note(done, total, out)
             if p is not None:
@@ -112,6 +168,8 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
         def on_done(unit):
             if p is not None:
                 p.advance(bar)
+                finished.append(unit.key)
+                report.unit_line(resumed[0] + len(finished), total, unit.key, {})
 
         try:
             doc = run_sweep(spec, out, client=client, workers=workers, check_gradients=not no_gradcheck,
@@ -134,21 +192,42 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, quiet, 
                      f"{t['training_s']:.2f} s {where}); results in {out}")
 
 
+def _effect_cell(e: dict) -> str:
+    """An effect with its interval when there are several seeds: '+0.08 [-0.11, +0.26]'."""
+    if e.get("n", 1) > 1 and e.get("lo") is not None and e.get("hi") is not None and not (
+            e["lo"] != e["lo"] or e["hi"] != e["hi"]):  # NaN-safe
+        return f"{e['mean']:+.2f} [{e['lo']:+.2f}, {e['hi']:+.2f}]"
+    return f"{e['mean']:+.3f}"
+
+
+def _checks_cell(c: dict) -> str:
+    """What the seeds' checklist says for a cell: how many passed, and which failed (or stayed undecided)."""
+    checks = c.get("checks")
+    if checks is None:  # a sweep.json from before the checks were kept
+        return "[green]ok[/]" if c["checklist_ok"] else "[red]failed: see results.json[/]"
+    head = f"{checks['passed']}/{checks['of']} passed"
+    if checks["failed"]:
+        return f"[red]{head}; failed: {'; '.join(checks['failed'])}[/]"
+    if checks["undecided"]:
+        return f"[yellow]{head}; undecided: {'; '.join(checks['undecided'])}[/]"
+    return f"[green]{head}[/]"
+
+
 def sweep_table(doc: dict):
     from rich.table import Table
 
     n = len(doc["seeds"])
     t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; eval MSE (geometric mean over seeds) and "
-                    "effects on log10(eval MSE)")
+                    "effects on log10(eval MSE)" + (" [95% CI]" if n > 1 else ""))
     for col in ("Cell", "Config 1", "Best config", "Best eval MSE", "PTQ+CS", "A shaped", "B distill", "C width",
                 "Checks"):
-        t.add_column(col, justify="left" if col == "Cell" else "right", no_wrap=True)
+        t.add_column(col, justify="left" if col in ("Cell", "Checks") else "right", no_wrap=col != "Checks",
+                     min_width=16 if col == "Checks" else None)
     for c in doc["cells"]:
         best = min(c["eval_mse"], key=lambda k: c["eval_mse"][k]["geo_mean"])
         eff = c["effects"]
         t.add_row(c["name"], report.fmt(c["eval_mse"]["1"]["geo_mean"]), best,
                   report.fmt(c["eval_mse"][best]["geo_mean"]), report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"]),
-                  *(f"{eff[k]['mean']:+.3f}" for k in ("A", "B", "C")),
-                  "[green]ok[/]" if c["checklist_ok"] else "[red]see results.json[/]")
+                  *(_effect_cell(eff[k]) for k in ("A", "B", "C")), _checks_cell(c))
     t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
     return t

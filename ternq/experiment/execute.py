@@ -12,6 +12,8 @@ models (a few kB), never more. Results are the same bits on every backend.
 
 from __future__ import annotations
 
+import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,6 +23,23 @@ from .units import Result, Unit, _own, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a running training when the executor stops (Ctrl-C, or another unit failed)."""
+
+
+def cancellable(stop: threading.Event, progress: Callable | None = None) -> Callable:
+    """A progress callback that ends its training (:class:`Cancelled`) once ``stop`` is set: the compiled loop
+    cannot be interrupted, but it returns to Python a hundred times a training."""
+
+    def call(done: int, total: int, loss: float) -> None:
+        if stop.is_set():
+            raise Cancelled
+        if progress is not None:
+            progress(done, total, loss)
+
+    return call
 
 
 class ClusterError(RuntimeError):
@@ -178,6 +197,7 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 on_done(u, dict(out[0]), out[1])
 
     running: dict = {}
+    stop = threading.Event()
     try:
         while pending or running:
             ready = sorted((unit_of(d) for d in pending if all(x.digest in results for x in unit_of(d).deps)),
@@ -186,7 +206,8 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 for u in g:
                     del pending[u.digest]
                 deps = {x.digest: results[x.digest][1] for u in g for x in u.deps}
-                progress = {u.digest: on_start(u) for u in g} if (on_start and backend.local) else None
+                progress = ({u.digest: cancellable(stop, on_start(u) if on_start else None) for u in g}
+                            if backend.local else None)
                 running[backend.submit(run_group, g, deps, progress)] = g
             if not running:
                 raise RuntimeError("unsatisfiable dependencies: " + ", ".join(unit_of(d).key for d in pending))
@@ -194,6 +215,9 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 g = running.pop(fut)
                 for u, out in zip(g, backend.result(fut), strict=True):
                     finish(u, out)
+    except BaseException:
+        stop.set()  # the trainings still running end at their next progress report
+        raise
     finally:
         if running and not backend.local:
             backend.client.cancel(list(running))
@@ -207,29 +231,69 @@ def worker_environment() -> dict:
     return versions()  # includes "ternq code", fixed when first computed in this process
 
 
-def connect(address: str, workers_timeout: float = 60.0):
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
+WORKERS_TIMEOUT = 60.0  # seconds for a first worker to join
+ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*):\d{1,5}")
+
+
+def _quiet_client():
+    """``distributed.Client`` whose finaliser does not hang for a minute and print a traceback when its
+    connection failed (its own ``__del__`` closes with a 60 s timeout and lets the TimeoutError out)."""
+    from distributed import Client
+
+    class QuietClient(Client):
+        def __del__(self):
+            try:
+                self.close(timeout=0.5)
+            except BaseException:  # noqa: BLE001, S110 - a finaliser has nobody to tell
+                pass
+
+    return QuietClient
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once when nothing listens at ``address`` (Dask would retry until its timeout)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {reason}") from None
+
+
+def connect(address: str, workers_timeout: float = WORKERS_TIMEOUT, timeout: float = CONNECT_TIMEOUT):
     """A ``distributed.Client`` on the scheduler at ``address``, checked for workers and versions.
 
-    The connection timeout is Dask's ``distributed.comm.timeouts.connect``
-    (30 s; environment ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
+    ``address`` is ``[tcp://]HOST:PORT``; anything else is refused before any
+    connection. The scheduler must answer within ``timeout`` seconds and a worker
+    join within ``workers_timeout``; every failure is a :class:`ClusterError`.
     """
+    if (not isinstance(address, str) or not ADDRESS.fullmatch(address.strip())
+            or not 0 < int(address.rpartition(":")[2]) < 65536):
+        raise ClusterError(f"--scheduler {address!r} is not a scheduler address such as tcp://host:8786")
+    _probe(address.strip(), timeout)
     try:
-        from distributed import Client
+        client_class = _quiet_client()
     except ImportError:
         raise ClusterError("--scheduler needs Dask: pip install 'ternq[dask]'") from None
     try:
-        client = Client(address, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        client = client_class(address.strip(), timeout=timeout, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, unresolvable, or not a Dask scheduler at all
+        reason = f"{exc.__class__.__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+        raise ClusterError(f"cannot connect to the Dask scheduler at {address} within {timeout:g} s "
+                           f"({reason.splitlines()[0][:200] if reason else exc.__class__.__name__})") from None
     try:
         check_cluster(client, workers_timeout)
     except BaseException:
-        client.close()
+        client.close(timeout=timeout)
         raise
     return client
 
 
-def check_cluster(client, workers_timeout: float = 60.0) -> None:
+def check_cluster(client, workers_timeout: float = WORKERS_TIMEOUT) -> None:
     """Wait for a worker; refuse workers whose packages differ from ours (results would differ)."""
     try:
         client.wait_for_workers(1, timeout=workers_timeout)
@@ -252,14 +316,19 @@ def obtain(unit: Unit, store, progress: Callable | None = None) -> tuple[Result,
 
     Returns ((figures, model), whether it came from the store).
     """
-    done = store.scan([unit])
+    from .store import StoreWriteError
+
+    try:
+        done = store.scan([unit])
+    except StoreWriteError:
+        done = {}  # an unusable cache: train, keep nothing
     if unit.digest in done:
         return done[unit.digest], True
 
     def save(u: Unit, fig: dict, model: Model) -> None:
         try:
             store.save(u, fig, model)
-        except OSError:
+        except StoreWriteError:
             pass  # a read-only cache only costs a rerun next time
 
     results = execute([unit], Serial(), on_start=lambda u: progress if u is unit else None, on_done=save)

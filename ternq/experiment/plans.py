@@ -19,11 +19,14 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from ..search import SearchSettings
-from ..train import SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
+from ..tasks import TASKS
+from ..train import MAX_HIDDEN, SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
 from .effects import LETTERS, Design, DesignError, choose
 from .units import TaskSpec, Unit
 
 WIDTH = "hidden"
+MAX_SEED = 2**32 - 1  # seeds are 32-bit: the C program's and numpy's SeedSequence words
+MAX_SEEDS = 10_000  # seeds in one experiment
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0"}
 
@@ -195,6 +198,22 @@ class ExperimentSettings:
         """Raise :class:`ternq.train.SettingsError` naming the first setting (``section.key``) that cannot be used."""
         if len(self.widths) != 2 or self.widths[0] == self.widths[1] or min(self.widths) <= 0:
             raise SettingsError("experiment.widths", f"two different positive widths, not {list(self.widths)}")
+        if self.widths[0] > self.widths[1]:  # else the width effect (wide minus narrow) would change sign
+            raise SettingsError("experiment.widths", f"give the narrow width first, [{self.widths[1]}, "
+                                f"{self.widths[0]}], not {list(self.widths)}")
+        if self.widths[1] > MAX_HIDDEN:
+            raise SettingsError("experiment.widths",
+                                f"{self.widths[1]} is more than the most allowed, {MAX_HIDDEN:,}")
+        if not self.data and self.task not in TASKS:
+            raise SettingsError("experiment.task",
+                                f"unknown task {self.task!r}; choose from {', '.join(sorted(TASKS))}")
+        if not self.seeds or len(self.seeds) > MAX_SEEDS:
+            raise SettingsError("experiment.seeds", f"between 1 and {MAX_SEEDS:,} seeds, not {len(self.seeds):,}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SettingsError("experiment.seeds", "a seed is repeated")
+        bad = [x for x in self.seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_SEED]
+        if bad:
+            raise SettingsError("experiment.seeds", f"seeds are integers from 0 to {MAX_SEED}, not {bad[0]!r}")
         for sec in SECTIONS:
             try:
                 block = getattr(self, sec)

@@ -7,11 +7,13 @@ trainings; no result is reported unless the check passes.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from ..gradcheck import check_all
-from .execute import OnDone, OnStart, backend_for, execute
+from .execute import Cancelled, OnDone, OnStart, backend_for, cancellable, execute
 from .plans import Plan, plan
 from .summary import CHECK_TOLERANCE, summarize
 from .units import Result, Unit, run_unit, versions
@@ -36,6 +38,18 @@ def settings_task(settings):
     from .units import TaskSpec
 
     return TaskSpec(settings.task, settings.data).make()
+
+
+def memory_needed(p: Plan, workers: int = 1) -> int:
+    """Bytes the plan's trainings need at once on this machine: the ``workers`` largest side by side, and the
+    reproducibility rerun beside them."""
+    from ..train import training_bytes
+
+    task = settings_task(p.settings)
+    counts = Counter(u.config for u in p.units if u.kind != "cs")
+    sizes = sorted((training_bytes(task, c) for c, n in counts.items() for _ in range(min(n, workers))),
+                   reverse=True)
+    return sum(sizes[:max(1, workers)]) + training_bytes(task, rerun_unit(p).config)
 
 
 def rerun_unit(p: Plan) -> Unit:
@@ -84,10 +98,12 @@ def run_experiment(settings, workers: int = 2, client=None, check_gradients: boo
     p = plan(settings)
     timing = {}
 
+    stop = threading.Event()
+
     def checks():
         grad_err = gradient_error(settings, plan_widths(p)) if check_gradients else None
         timing["gradcheck_s"] = time.perf_counter() - t0
-        rerun = run_unit(rerun_unit(p), {})[1] if check_reproducible else None
+        rerun = run_unit(rerun_unit(p), {}, cancellable(stop))[1] if check_reproducible and not stop.is_set() else None
         return grad_err, rerun
 
     backend = backend_for(workers, client)
@@ -96,8 +112,14 @@ def run_experiment(settings, workers: int = 2, client=None, check_gradients: boo
             pending_checks = side.submit(checks)
             try:
                 results = execute(p.units, backend, done=done, on_start=on_start, on_done=on_done)
+            except BaseException:
+                stop.set()  # the rerun ends at its next progress report
+                raise
             finally:
-                grad_err, rerun = pending_checks.result()  # a failed check wins over any training error
+                try:
+                    grad_err, rerun = pending_checks.result()  # a failed check wins over any training error
+                except Cancelled:
+                    pass
     finally:
         backend.close()
     t_train = time.perf_counter() - t0

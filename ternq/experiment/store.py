@@ -56,6 +56,13 @@ class UnitFileError(ValueError):
     """A unit file that cannot be used; the message says why."""
 
 
+class StoreWriteError(RuntimeError):
+    """A unit file or the store's folder cannot be written (full disk, a file or folder in the way)."""
+
+
+RESUME_HINT = "finished units are kept: rerun the same command to resume"
+
+
 class Store:
     """A folder of unit files, addressed by each unit's key and digest.
 
@@ -75,11 +82,25 @@ class Store:
         return self.root / f"{unit.key.replace('/', '-')}.{unit.digest[:16]}.npz"
 
     def save(self, unit: Unit, fig: dict, model: Model) -> Path:
-        """Write the unit's file atomically; return its path."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write the unit's file atomically; return its path. :class:`StoreWriteError` (one line) if it cannot."""
         path = self.path(unit)
-        atomic_write_bytes(path, encode(unit, fig, model))
+        data = encode(unit, fig, model)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            where = self.root if not self.root.is_dir() else path
+            raise StoreWriteError(f"cannot write {where}: {exc.strerror or exc}; {RESUME_HINT}") from None
         return path
+
+    def check(self, units: Iterable[Unit] = ()) -> None:
+        """Raise :class:`StoreWriteError` when the folder, or a unit's file, cannot be written: a file where the
+        folder belongs, a folder where a unit file belongs."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreWriteError(f"{self.root} is a file where the folder of unit files belongs; move it away")
+        for unit in units:
+            if self.path(unit).is_dir():
+                raise StoreWriteError(f"{self.path(unit)} is a folder where a unit file belongs; move it away")
 
     def read(self, unit: Unit) -> Result:
         """The unit's (figures, model); :class:`UnitFileError` if its file is not usable for it."""
@@ -108,6 +129,8 @@ class Store:
         """Every unit of ``units`` whose file is present and valid, by digest; the others are reported if a
         file exists. Temporary files left by a killed write are removed."""
         done: dict[str, Result] = {}
+        units = list(units)
+        self.check(units)
         if not self.root.is_dir():
             return done
         for tmp in self.root.glob(".*.npz.*.tmp"):

@@ -31,11 +31,12 @@ def train_epochs(
     lr, lr_min, lr_kind, clip,
     student, mask_kind, beta0, beta1,
     teacher, alpha0, alpha1,
-    losses, mses,
+    losses, mses, x0=0,
 ):
     """Train ``theta`` in place for epochs ``e0 .. e1-1`` of ``n_epochs``.
 
-    X, Y (E, B, T, I/O): the batch of every epoch. ``student``: theta holds
+    X, Y (E', B, T, I/O): the batches of epochs x0 .. x0 + E' - 1 (epoch e reads
+    X[e - x0]), so the data can be made a chunk of epochs at a time. ``student``: theta holds
     shadow weights and scales, run hard-ternary. ``teacher``: effective
     parameters of the float teacher for trajectory distillation, or an empty
     array for none. Schedules run linearly over progress e / n_epochs.
@@ -71,8 +72,8 @@ def train_epochs(
         if distill:
             alpha = alpha0 + (alpha1 - alpha0) * prog
             w_y = 1.0 - alpha
-            _forward(teacher, X[e], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, wk)
-        loss, mse_ = _loss_grad(p, X[e], Y[e], n_in, hidden, n_out, dt, w_y, alpha,
+            _forward(teacher, X[e - x0], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, wk)
+        loss, mse_ = _loss_grad(p, X[e - x0], Y[e - x0], n_in, hidden, n_out, dt, w_y, alpha,
                                 ht, g_eff, hs, gs, cs, ys, WT, wk)
         if not np.isfinite(loss):
             return e
@@ -121,7 +122,7 @@ class LoopSettings:
 
 def run_epochs(theta: np.ndarray, m: np.ndarray, v: np.ndarray, X: np.ndarray, Y: np.ndarray, e0: int, e1: int,
                dims: tuple[int, int, int], s: LoopSettings, teacher: np.ndarray | None,
-               losses: np.ndarray, mses: np.ndarray) -> int:
+               losses: np.ndarray, mses: np.ndarray, x0: int = 0) -> int:
     """Train ``theta`` (with Adam moments ``m``, ``v``) in place for epochs ``e0 .. e1-1``.
 
     Parameters
@@ -129,7 +130,7 @@ def run_epochs(theta: np.ndarray, m: np.ndarray, v: np.ndarray, X: np.ndarray, Y
     theta, m, v : np.ndarray
         Parameters and Adam moments, one dtype, updated in place.
     X, Y : np.ndarray
-        Every epoch's batch, (E, B, T, n_in) and (E, B, T, n_out).
+        The batches of epochs ``x0 ..``, (E', B, T, n_in) and (E', B, T, n_out); they must hold e0 .. e1-1.
     e0, e1 : int
         The epochs to run, of ``s.n_epochs``.
     dims : (n_in, hidden, n_out)
@@ -146,7 +147,9 @@ def run_epochs(theta: np.ndarray, m: np.ndarray, v: np.ndarray, X: np.ndarray, Y
         -1, or the first epoch whose loss was not finite.
     """
     n_in, hidden, n_out = dims
+    if not (x0 <= e0 <= e1 <= x0 + len(X)):
+        raise ValueError(f"epochs {e0}..{e1 - 1} are not in the batches given (epochs {x0}..{x0 + len(X) - 1})")
     tp = np.empty(0, theta.dtype) if teacher is None else teacher
     return int(train_epochs(theta, m, v, X, Y, e0, e1, s.n_epochs, n_in, hidden, n_out, s.dt,
                             s.lr, s.lr_min, s.lr_kind, s.clip, s.student, s.mask_kind, s.beta[0], s.beta[1],
-                            tp, s.alpha[0], s.alpha[1], losses, mses))
+                            tp, s.alpha[0], s.alpha[1], losses, mses, x0))

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..jsonsafe import dumps
@@ -52,16 +52,43 @@ def print_json(obj) -> None:
     sys.stdout.write(dumps(obj, indent=2) + "\n")
 
 
+def kernels_compiled() -> bool:
+    """Whether Numba's cache holds the training loop compiled from today's source (else the first call compiles)."""
+    from pathlib import Path
+
+    from ..kernels import loop
+
+    src = Path(loop.__file__)
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    index = list((src.parent / "__pycache__").glob(f"loop.train_epochs-*.{tag}.nbi"))
+    return any(i.stat().st_mtime >= src.stat().st_mtime for i in index)
+
+
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[Progress | None]:
-    """A rich progress display on stderr, or None when disabled."""
+    """A rich progress display on stderr (with an ETA), or None when disabled.
+
+    Says so first when the kernels are about to compile (the bars would stand still for a while).
+    """
     if not enabled:
         yield None
         return
+    if not kernels_compiled():
+        err.print("compiling kernels (first run only; cached for the next runs)")
     p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err, transient=True)
+                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
+                 TimeRemainingColumn(), console=err, transient=True)
     with p:
         yield p
+
+
+def unit_line(done: int, total: int, key: str, fig: dict) -> None:
+    """One line per finished unit on stderr when it is not a terminal (no bars there: a log instead)."""
+    if err.is_terminal:
+        return
+    mse = fig.get("eval_mse")
+    err.print(f"[{done}/{total}] {key}" + (f": eval MSE {fmt(mse)}" if isinstance(mse, float) else ""),
+              highlight=False, soft_wrap=True)
 
 
 def tracker(p: Progress | None, description: str, total: int):
@@ -89,8 +116,40 @@ def _ratio(d: dict) -> str:
     return f"{d['geo_mean']:.2f}x [{d['lo']:.2f}, {d['hi']:.2f}]"
 
 
-def factorial_tables(doc: dict) -> list[Table]:
-    """The seeds' matrix, the CS rows, the effects and the success checklist."""
+def _stacked(text: str) -> str:
+    """'value [lo, hi]' as two lines (value, then the interval) for a narrow column."""
+    value, sep, rest = text.partition(" [")
+    return f"{value}\n[{rest}" if sep else value
+
+
+def matrix_compact(doc: dict) -> Table:
+    """The seeds' matrix in under 80 columns: switches as +/-, eval MSE and ratios with intervals below them."""
+    n = len(doc["seeds"])
+    note = f"geometric mean over {n} seeds [95% CI]" if n > 1 else f"seed {doc['seeds'][0]}"
+    m = Table(title=f"Factorial on {doc['task']['name']} ({note}); eval MSE, held out")
+    for col in ("Config", "A", "B", "H", "Eval MSE", "vs Float", "vs Base"):
+        m.add_column(col, justify="center" if col in ("A", "B") else "right", no_wrap=True)
+    for r in doc["matrix"]:
+        m.add_row(str(r["config"]), "+" if r["shaped"] else "-", "+" if r["distill"] else "-", str(r["width"]),
+                  _stacked(_ci(r["eval_mse"])), _stacked(_ratio(r["vs_float"])), _stacked(_ratio(r["vs_baseline"])))
+    m.add_section()
+    labels = {"teacher": "PTQ+CS", "config1": "1+CS"}
+    for r in doc["cs"]:
+        m.add_row(labels[r["source"]], "", "", str(r["width"]), _stacked(_ci(r["eval_mse"])),
+                  _stacked(_ratio(r["vs_float"])), _stacked(_ratio(r["vs_baseline"])))
+    for w, t in doc["teachers"].items():
+        m.add_row("teacher", "", "", w, _stacked(_ci(t)), "1.00x", "")
+    m.caption = ("A: shaped gradient, B: trajectory distillation (+ on, - off), H: width. PTQ+CS: the quantized "
+                 "teacher, then coordinate search; 1+CS: search refining config 1. A wider terminal shows train MSE.")
+    return m
+
+
+def factorial_tables(doc: dict, width: int | None = None) -> list[Table]:
+    """The seeds' matrix, the CS rows, the effects and the success checklist.
+
+    The matrix has every column when it fits in ``width`` (the console's by
+    default), else the compact layout of :func:`matrix_compact`.
+    """
     n = len(doc["seeds"])
     many = n > 1
     note = f"geometric mean over {n} seeds [95% CI]" if many else f"seed {doc['seeds'][0]}"
@@ -112,25 +171,42 @@ def factorial_tables(doc: dict) -> list[Table]:
     for w, t in doc["teachers"].items():
         m.add_row("float", "teacher", "", w, "", _ci(t), "1.00x", "")
 
-    e = effects_table(doc)
-
+    e = effects_table(doc, width)
+    if not _fits(m, width):
+        m = matrix_compact(doc)
     return [m, e, checklist_table(doc), predictions_table(doc)]
 
 
-def effects_table(doc: dict) -> Table:
-    """Every effect with its interval, x MSE, verdict (and aliases, for a fractional design)."""
+def _fits(table: Table, width: int | None) -> bool:
+    """Whether ``table`` at its natural width fits in ``width`` columns (the console's by default)."""
+    return out.measure(table, options=out.options.update_width(10_000)).maximum <= (width or out.width)
+
+
+def effects_table(doc: dict, width: int | None = None) -> Table:
+    """Every effect with its interval, x MSE, verdict (and aliases, for a fractional design); the interval under
+    the estimate when the table would not fit in ``width`` columns."""
+    wide = _effects_table(doc, stacked=False)
+    return wide if _fits(wide, width) else _effects_table(doc, stacked=True)
+
+
+def _effects_table(doc: dict, stacked: bool) -> Table:
     n = len(doc["seeds"])
     many = n > 1
     fractional = bool(doc["design"]["generators"])
     e = Table(title=f"Effects on {doc.get('response', 'log10(eval MSE)')} (negative = lower error)"
               + (f"; mean over {n} seeds [95% CI]" if many else "; one seed: no interval"))
     cols = ["Effect", "Factor(s)", "Estimate", "95% CI", "x MSE", "Verdict"] + (["Aliases"] if fractional else [])
+    if stacked:
+        cols.remove("95% CI")
     for col in cols:
-        e.add_column(col, justify="left" if col in ("Effect", "Factor(s)", "Verdict", "Aliases") else "right")
+        e.add_column(col, justify="left" if col in ("Effect", "Factor(s)", "Verdict", "Aliases") else "right",
+                     no_wrap=col in ("Estimate", "95% CI", "x MSE"))
     for name, d in doc["effects"].items():
         has_ci = d["n"] > 1 and not np.isnan(d["lo"])
-        row = [name, d["label"], f"{d['mean']:+.3f}", f"[{d['lo']:+.3f}, {d['hi']:+.3f}]" if has_ci else "-",
-               f"{10 ** d['mean']:.2f}x", d["verdict"]]
+        ci = f"[{d['lo']:+.3f}, {d['hi']:+.3f}]" if has_ci else "-"
+        row = [name, d["label"], f"{d['mean']:+.3f}", ci, f"{10 ** d['mean']:.2f}x", d["verdict"]]
+        if stacked:
+            row[2:4] = [f"{d['mean']:+.3f}" + (f"\n{ci}" if has_ci else "")]
         if fractional:
             row.append(" = ".join(d["aliases"]) or "-")
         e.add_row(*row)

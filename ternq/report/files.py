@@ -110,7 +110,8 @@ def save_plots(doc: dict, plan, results: dict, plot_dir) -> list:
                 models["PTQ+CS"] = results[plan.cs["teacher", seed].digest][1]
             written.append(plots.predictions(models, task, out / f"predictions-h{w}.png"))
             written.append(plots.curves({k: (m.meta["curve"]["epoch"], m.meta["curve"]["loss"])
-                                         for k, m in models.items() if "curve" in m.meta}, out / f"curves-h{w}.png"))
+                                         for k, m in models.items() if "curve" in m.meta}, out / f"curves-h{w}.png",
+                                         seed=seed))
     written.append(plots.effects(doc, out / "effects.png"))
     written.append(plots.half_normal(doc, out / "effects-half-normal.png"))
     return written

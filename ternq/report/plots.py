@@ -33,37 +33,77 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _seed_of(models: dict[str, Model]) -> str:
+    """'seed N' from the models' own records (they all come from one seed), or '' when they do not say."""
+    seeds = {m.meta.get("seed") for m in models.values()} - {None}
+    return f"seed {seeds.pop()}" if len(seeds) == 1 else ""
+
+
 def predictions(models: dict[str, Model], task: Task, path: str | Path, sequence: int = 0) -> Path:
-    """Target against each model's prediction on one held-out sequence, one panel per output channel."""
+    """Target against each model's prediction on one held-out sequence (left) and each model's error,
+    prediction minus target (right), one row per output channel; the legend sits below, off the curves.
+
+    On an easy task the traces lie on top of each other: the error panel is where they differ.
+    """
     plt = _plt()
     X, Y = task.eval_set()
     X, Y = X[sequence : sequence + 1], Y[sequence : sequence + 1]
     n_out = Y.shape[2]
-    fig, axes = plt.subplots(n_out, 1, figsize=(10, 2.8 * n_out), squeeze=False)
+    fig, axes = plt.subplots(n_out, 2, figsize=(13, 3.0 * n_out), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    preds = {label: predict(model, X)[0][0] for label, model in models.items()}
     for c in range(n_out):
-        ax = axes[c, 0]
-        ax.plot(Y[0, :, c], color="black", lw=2.5, label="target")
-        for label, model in models.items():
-            ys, _ = predict(model, X)
-            mse = float(np.mean((ys[0, :, c] - Y[0, :, c]) ** 2))
-            ax.plot(ys[0, :, c], lw=1, label=f"{label} (MSE {mse:.1e})")
+        ax, ax_err = axes[c, 0], axes[c, 1]
+        ax.plot(Y[0, :, c], color="black", lw=2.5, label="target" if c == 0 else None)
+        ax_err.axhline(0.0, color="black", lw=1.0)
+        for i, (label, ys) in enumerate(preds.items()):
+            colour = colours[i % len(colours)]
+            mse = float(np.mean((ys[:, c] - Y[0, :, c]) ** 2))
+            ax.plot(ys[:, c], lw=1, color=colour, label=f"{label} (MSE {mse:.1e})" if c == 0 else None)
+            ax_err.plot(ys[:, c] - Y[0, :, c], lw=1, color=colour)
         ax.set_ylabel(f"channel {c}" if n_out > 1 else "y")
+        ax_err.set_ylabel("prediction - target")
     axes[-1, 0].set_xlabel("step")
-    axes[0, 0].legend(fontsize=7, ncol=2, loc="upper right")
-    axes[0, 0].set_title(f"{task.name}: held-out sequence {sequence}, prediction against target")
+    axes[-1, 1].set_xlabel("step")
+    seed = _seed_of(models)
+    axes[0, 0].set_title(f"{task.name}: held-out sequence {sequence}" + (f", {seed}" if seed else ""))
+    axes[0, 1].set_title("error of each model")
+    fig.tight_layout()
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(models) + 1), fontsize=8,
+               frameon=False)
     return _save(fig, Path(path))
 
 
-def curves(histories: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
-    """Training loss against epoch for each run (log scale); values are (epochs, losses)."""
+def smooth(loss: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving geometric mean over ``window`` points (shorter at the ends): the trend of a noisy loss."""
+    log = np.log(np.asarray(loss, float))
+    kernel = np.ones(max(1, int(window)))
+    total = np.convolve(log, kernel, mode="same")
+    count = np.convolve(np.ones_like(log), kernel, mode="same")
+    return np.exp(total / count)
+
+
+def curves(histories: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, seed: int | None = None) -> Path:
+    """Training loss against epoch for each run (log scale): the raw loss faint, a moving average over it.
+    Values are (epochs, losses)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for label, (epochs, loss) in histories.items():
-        ax.semilogy(epochs, loss, lw=1, label=label)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, (epochs, loss)) in enumerate(histories.items()):
+        colour = colours[i % len(colours)]
+        loss = np.asarray(loss, float)
+        ax.semilogy(epochs, loss, lw=0.8, color=colour, alpha=0.25)
+        ok = np.isfinite(loss) & (loss > 0)
+        if ok.any():
+            ax.semilogy(np.asarray(epochs)[ok], smooth(loss[ok], max(1, ok.sum() // 15)), lw=1.8, color=colour,
+                        label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Learning curves (a distilled student's loss includes its trajectory term)")
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    where = f", seed {seed}" if seed is not None else ""
+    ax.set_title(f"Learning curves{where}: moving average over the raw loss (faint); a distilled student's loss "
+                 "includes its trajectory term", fontsize=9)
     return _save(fig, Path(path))
 
 
