@@ -320,3 +320,11 @@ def test_predict_csv_is_the_percent_9g_of_each_prediction(student_file, sine_stu
     flat = np.ascontiguousarray(ys0).ravel()
     assert len(lines) == flat.size and lines == ["%.9g" % float(v) for v in flat]  # noqa: UP031 (C's printf)
     assert np.array_equal(np.array(lines, np.float32), flat)  # 9 digits: every float32 comes back exactly
+
+
+def test_predict_and_export_help_name_the_models_own_task(capsys):
+    for command in ("predict", "export"):
+        code, out, _ = run([command, "--help"], capsys)
+        assert code == 0
+        text = " ".join(out.split())
+        assert "the one the model was trained on" in text and "[default: sine]" not in text

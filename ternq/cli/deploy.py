@@ -14,7 +14,7 @@ from ..deploy import Deployable, save_npy
 from ..model import ModelFileError, atomic_write_bytes
 from ..tasks import task_of
 from . import InputError, cli
-from .options import check_writable, json_option, load_task, task_option
+from .options import check_writable, json_option, load_task, model_task_option
 
 
 def _load(model_path) -> Deployable:
@@ -36,9 +36,7 @@ def _same_file(a, b) -> bool:
 
 def _task(dep: Deployable, model_path, task_name, data_path):
     """The task to run on: --task/--data if given, else the one the model was trained on."""
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("task_name").name not in ("DEFAULT", "DEFAULT_MAP")
-    if data_path is None and not explicit and dep.task.get("name"):
+    if data_path is None and task_name is None and dep.task.get("name"):
         try:
             task = task_of(dep.task)
         except ValueError as exc:
@@ -71,7 +69,7 @@ def _size_row(s: dict | None) -> str:
               help="C only: sparse keeps per-row lists of non-zero trits (zero trits cost nothing) [default]; "
                    "dense visits every trit.")
 @click.option("--force", is_flag=True, help="C only: write the export files into a non-empty folder.")
-@task_option
+@model_task_option
 @json_option
 def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
     """Export a ternary student (.npz, or a .tqd file) for deployment.
@@ -163,7 +161,7 @@ def _export_tqd(dep: Deployable, model_path, out, as_json):
 
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@task_option
+@model_task_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also save the predictions: FILE.csv as one '%.9g' value per line (sequences, steps, channels "
                    "in order; integers with --int), exactly what the C harness prints, so 'cmp' compares them; "

@@ -53,12 +53,13 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     return path
 
 
-def task_option(f):
+def task_option(f, default: str | None = "sine"):
     """``--task NAME`` and ``--data FILE`` (passed as ``task_name`` and ``data_path``).
 
     Build the task with :func:`load_task`. A command whose function takes no
     ``data_path`` still gets both options; there ``--data`` is refused with a
-    one-line error instead of being silently ignored.
+    one-line error instead of being silently ignored. ``default=None``: the
+    command finds the task itself (a model's own), and --help says so.
     """
     import functools
     import inspect
@@ -87,8 +88,16 @@ def task_option(f):
     wrapper = click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
                            help="Train and evaluate on a series from a CSV or .npy file (one column per "
                                 "channel; predicts the next row). Replaces --task.")(wrapper)
-    return click.option("--task", "task_name", default="sine", show_default=True,
+    if default is None:
+        return click.option("--task", "task_name", default=None,
+                            help=f"Task: {TASK_HELP} [default: the one the model was trained on].")(wrapper)
+    return click.option("--task", "task_name", default=default, show_default=True,
                         help=f"Task: {TASK_HELP}.")(wrapper)
+
+
+def model_task_option(f):
+    """:func:`task_option` for commands that read a model: without --task/--data, the model's own task."""
+    return task_option(f, default=None)
 
 
 def load_task(task_name: str | None = "sine", data_path: str | os.PathLike | None = None, **kwargs):
