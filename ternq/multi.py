@@ -28,7 +28,28 @@ from .rng import stream
 from .tasks import Task
 from .train import DT, MASKS, SCHEDULES, DivergedError, History, Progress, StudentConfig, TeacherConfig
 
-__all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students"]
+__all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students", "BATCH_MIN", "BATCH_MAX",
+           "compiled"]
+
+# Break-even and best group sizes of the batched kernels (measured with benchmarks/multi.py against
+# the single path at H = 16: 0.3x the single path's throughput at M = 1, 1.2x at M = 4, 2.5-3x at M = 16;
+# larger groups spill out of the caches). Fewer than BATCH_MIN models train one by one.
+BATCH_MIN = 4
+BATCH_MAX = K.BLOCKS[0]
+
+
+def compiled() -> bool:
+    """Whether the batched kernel is compiled in this process or in Numba's cache (loading it is cheap).
+
+    Callers that may choose either path (results are the same bits) use it to spare a
+    first run the batched kernel's compilation when a few models would not repay it.
+    """
+    if K.train_epochs.overloads:
+        return True
+    try:  # Numba's cache index for the kernel: present and matching the source file
+        return bool(K.train_epochs._cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - a private API; not knowing means "not compiled"
+        return False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ identified by digest, so a unit planned twice (a teacher shared by two runs or
 two sweep cells) runs once. Only the backend differs: :class:`Serial` runs a
 group at once, :class:`Threads` on a thread pool (the kernels release the GIL),
 :class:`Dask` as one Dask task that receives the units and their dependencies'
-models (a few kB), never more. Results are the same bits on every backend.
+models (a few kB), never more. Same-shaped trainings ready together form one
+group (:func:`batches`) that trains in one batched call. Results are the same
+bits on every backend and whatever the grouping.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..model import Model
-from .units import Result, Unit, _own, run_group, versions
+from .units import Result, Unit, _own, batch_key, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
@@ -112,13 +114,49 @@ def backend_for(workers: int = 1, client=None):
 
 
 def singletons(ready: list[Unit]) -> list[list[Unit]]:
-    """Today's grouping: one unit per group (batched kernels will group same-shaped trainings)."""
+    """One unit per group: every training on the single-model path."""
     return [[u] for u in ready]
+
+
+BATCHING = "auto"  # how batches() groups by default: "auto", "always" or "never" (results are the same bits)
+
+
+def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
+    """Ready trainings that can share a compiled call (:func:`ternq.experiment.units.batch_key`) in groups
+    of :data:`ternq.multi.BATCH_MIN` to :data:`ternq.multi.BATCH_MAX`; anything else one per group.
+
+    Fewer than BATCH_MIN same-shaped units are slower batched than one by one, so they
+    stay single. ``mode`` (default :data:`BATCHING`): "always" batches from BATCH_MIN;
+    "auto" too once the batched kernel is compiled, and before that (a first run) only
+    full groups of BATCH_MAX, the only ones that repay compiling it; "never" is
+    :func:`singletons`. Groups come costliest first. Results are the same bits whatever the grouping.
+    """
+    from .. import multi
+
+    mode = mode or BATCHING
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"batching mode must be auto, always or never, not {mode!r}")
+    if mode == "never":
+        return singletons(ready)
+    lo = multi.BATCH_MIN if (mode == "always" or multi.compiled()) else multi.BATCH_MAX
+    buckets: dict = {}
+    groups = []
+    for u in ready:
+        key = batch_key(u)
+        if key is None:
+            groups.append([u])
+        else:
+            buckets.setdefault(key, []).append(u)
+    for same in buckets.values():
+        for i in range(0, len(same), multi.BATCH_MAX):
+            part = same[i:i + multi.BATCH_MAX]
+            groups.extend([part] if len(part) >= lo else [[u] for u in part])
+    return sorted(groups, key=lambda g: -sum(u.cost() for u in g))
 
 
 def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None = None,
             on_start: OnStart | None = None, on_done: OnDone | None = None,
-            group: Callable[[list[Unit]], list[list[Unit]]] = singletons) -> dict[str, Result]:
+            group: Callable[[list[Unit]], list[list[Unit]]] = batches) -> dict[str, Result]:
     """Run ``units`` (each digest once) on ``backend``, each as soon as its dependencies are done.
 
     Parameters
@@ -135,7 +173,8 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
         ``on_done(unit, figures, model)`` for every unit of ``units`` as its result arrives
         (also for a unit whose digest another unit of the list already ran).
     group : callable
-        Splits the ready units into the groups given to one :func:`run_group` call.
+        Splits the ready units into the groups given to one :func:`run_group` call
+        [default: :func:`batches`, same-shaped trainings together].
 
     Returns
     -------
