@@ -29,13 +29,21 @@ from .tasks import Task
 from .train import DT, MASKS, SCHEDULES, DivergedError, History, Progress, StudentConfig, TeacherConfig
 
 __all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students", "BATCH_MIN", "BATCH_MAX",
-           "compiled"]
+           "batch_min", "compiled"]
 
-# Break-even and best group sizes of the batched kernels (measured with benchmarks/multi.py against
-# the single path at H = 16: 0.3x the single path's throughput at M = 1, 1.2x at M = 4, 2.5-3x at M = 16;
-# larger groups spill out of the caches). Fewer than BATCH_MIN models train one by one.
+# Break-even and best group sizes of the batched kernels against the single path (per-model
+# throughput; benchmarks/multi.py and the four students of a factorial's width, two of them distilled):
+# at H = 16, 0.3x at M = 1, 1.0-1.2x at M = 4, 1.8x at M = 8, 1.9-3x at M = 16; at H = 32 the
+# factorial's students give 0.65x at M = 4, 1.0x at M = 8, 1.3x at M = 16 (the lanes' sequences spill
+# out of the L2 cache). Larger groups than BATCH_MAX spill further.
 BATCH_MIN = 4
 BATCH_MAX = K.BLOCKS[0]
+NARROW = 16  # widest hidden layer at which BATCH_MIN models repay a batch; wider ones need BATCH_MAX
+
+
+def batch_min(hidden: int) -> int:
+    """The fewest models of width ``hidden`` that train faster batched than one by one."""
+    return BATCH_MIN if hidden <= NARROW else BATCH_MAX
 
 
 def compiled() -> bool:

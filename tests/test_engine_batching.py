@@ -109,6 +109,12 @@ def test_auto_batches_full_groups_only_before_the_kernel_is_compiled(monkeypatch
     assert sorted(len(g) for g in ex.batches(teachers, "auto")) == [1] * 8 + [16, 16]
     monkeypatch.setattr(multi, "compiled", lambda: True)
     assert sorted(len(g) for g in ex.batches(teachers, "auto")) == [4, 4, 16, 16]
+    # wider than multi.NARROW: only full groups repay a batch
+    wide = [u for u in plan(replace(QUICK, seeds=tuple(range(20)), widths=(16, 32))).units if u.kind == "teacher"]
+    groups = ex.batches(wide, "auto")
+    assert sorted((g[0].hidden, len(g)) for g in groups if len(g) > 1) == [(16, 4), (16, 16), (32, 16)]
+    assert sum(len(g) == 1 for g in groups) == 4
+    assert multi.batch_min(multi.NARROW) == multi.BATCH_MIN and multi.batch_min(multi.NARROW + 1) == multi.BATCH_MAX
 
 
 def test_run_batch_gives_run_unit_results():

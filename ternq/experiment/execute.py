@@ -125,11 +125,12 @@ def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
     """Ready trainings that can share a compiled call (:func:`ternq.experiment.units.batch_key`) in groups
     of :data:`ternq.multi.BATCH_MIN` to :data:`ternq.multi.BATCH_MAX`; anything else one per group.
 
-    Fewer than BATCH_MIN same-shaped units are slower batched than one by one, so they
-    stay single. ``mode`` (default :data:`BATCHING`): "always" batches from BATCH_MIN;
-    "auto" too once the batched kernel is compiled, and before that (a first run) only
-    full groups of BATCH_MAX, the only ones that repay compiling it; "never" is
-    :func:`singletons`. Groups come costliest first. Results are the same bits whatever the grouping.
+    ``mode`` (default :data:`BATCHING`): "auto" batches from the break-even size of the
+    width (:func:`ternq.multi.batch_min`: fewer are slower batched than one by one) once
+    the batched kernel is compiled, and before that (a first run) only full groups of
+    BATCH_MAX, the only ones that repay compiling it; "always" batches from BATCH_MIN
+    at any width; "never" is :func:`singletons`. Groups come costliest first.
+    Results are the same bits whatever the grouping.
     """
     from .. import multi
 
@@ -138,7 +139,7 @@ def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
         raise ValueError(f"batching mode must be auto, always or never, not {mode!r}")
     if mode == "never":
         return singletons(ready)
-    lo = multi.BATCH_MIN if (mode == "always" or multi.compiled()) else multi.BATCH_MAX
+    compiled = mode == "always" or multi.compiled()
     buckets: dict = {}
     groups = []
     for u in ready:
@@ -148,6 +149,7 @@ def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
         else:
             buckets.setdefault(key, []).append(u)
     for same in buckets.values():
+        lo = multi.BATCH_MIN if mode == "always" else multi.batch_min(same[0].hidden) if compiled else multi.BATCH_MAX
         for i in range(0, len(same), multi.BATCH_MAX):
             part = same[i:i + multi.BATCH_MAX]
             groups.extend([part] if len(part) >= lo else [[u] for u in part])
