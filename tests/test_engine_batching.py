@@ -149,3 +149,16 @@ def test_run_group_of_mixed_units_runs_one_by_one():
         assert model.theta.tobytes() == un.run_unit(u, {})[1].theta.tobytes()
         assert model.hidden == u.hidden
     assert np.isfinite(out[0][0]["eval_mse"])
+
+
+def test_gradient_check_in_a_child_gives_the_same_number(monkeypatch):
+    from ternq.experiment import cold
+    from ternq.gradcheck import check_all
+
+    here = max(r.max_rel_err for r in check_all((4,), 3, 1, 1))
+    assert cold.float64_cached()  # compiled in this process now
+    assert cold.child_gradient_error((4,), 3, 1, 1) is None  # compiled: computed here, as before
+    monkeypatch.setattr(cold, "float64_cached", lambda: False)  # as on a first run
+    assert cold.child_gradient_error((4,), 3, 1, 1) == here
+    monkeypatch.setattr(cold.sys, "executable", "/nonexistent/python")
+    assert cold.child_gradient_error((4,), 3, 1, 1) is None  # no child: the caller computes it
