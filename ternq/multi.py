@@ -52,10 +52,13 @@ def compiled() -> bool:
     Callers that may choose either path (results are the same bits) use it to spare a
     first run the batched kernel's compilation when a few models would not repay it.
     """
-    if K.train_epochs.overloads:
+    from numba import types
+
+    if any(sig[0].dtype == types.float32 for sig in K.train_epochs.overloads):
         return True
-    try:  # Numba's cache index for the kernel: present and matching the source file
-        return bool(K.train_epochs._cache._cache_file._load_index())
+    try:  # Numba's cache index for the kernel (empty unless it matches the source file): a float32 build
+        index = K.train_epochs._cache._cache_file._load_index()
+        return any(getattr(key[0][0], "dtype", None) == types.float32 for key in index)
     except Exception:  # noqa: BLE001 - a private API; not knowing means "not compiled"
         return False
 

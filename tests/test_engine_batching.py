@@ -162,3 +162,14 @@ def test_gradient_check_in_a_child_gives_the_same_number(monkeypatch):
     assert cold.child_gradient_error((4,), 3, 1, 1) == here
     monkeypatch.setattr(cold.sys, "executable", "/nonexistent/python")
     assert cold.child_gradient_error((4,), 3, 1, 1) is None  # no child: the caller computes it
+
+
+def test_compiled_reads_the_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from ternq import multi; from ternq.experiment import cold; print(multi.compiled(), cold.float64_cached())"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["False", "False"]  # an empty cache: a first run
