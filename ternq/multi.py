@@ -32,7 +32,8 @@ __all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_studen
            "batch_min", "compiled"]
 
 # Break-even and best group sizes of the batched kernels against the single path (per-model
-# throughput; benchmarks/multi.py and the four students of a factorial's width, two of them distilled):
+# throughput; benchmarks/multi.py, and its --factorial-students for the four students of a factorial's
+# width, two of them distilled; thread CPU time on a loaded 2-core machine):
 # at H = 16, 0.3x at M = 1, 1.0-1.2x at M = 4, 1.8x at M = 8, 1.9-3x at M = 16; at H = 32 the
 # factorial's students give 0.65x at M = 4, 1.0x at M = 8, 1.3x at M = 16 (the lanes' sequences spill
 # out of the L2 cache). Larger groups than BATCH_MAX spill further.
