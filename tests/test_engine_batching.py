@@ -151,25 +151,12 @@ def test_run_group_of_mixed_units_runs_one_by_one():
     assert np.isfinite(out[0][0]["eval_mse"])
 
 
-def test_gradient_check_in_a_child_gives_the_same_number(monkeypatch):
-    from ternq.experiment import cold
-    from ternq.gradcheck import check_all
-
-    here = max(r.max_rel_err for r in check_all((4,), 3, 1, 1))
-    assert cold.float64_cached()  # compiled in this process now
-    assert cold.child_gradient_error((4,), 3, 1, 1) is None  # compiled: computed here, as before
-    monkeypatch.setattr(cold, "float64_cached", lambda: False)  # as on a first run
-    assert cold.child_gradient_error((4,), 3, 1, 1) == here
-    monkeypatch.setattr(cold.sys, "executable", "/nonexistent/python")
-    assert cold.child_gradient_error((4,), 3, 1, 1) is None  # no child: the caller computes it
-
-
 def test_compiled_reads_the_cache(tmp_path):
     import os
     import subprocess
     import sys
 
-    code = "from ternq import multi; from ternq.experiment import cold; print(multi.compiled(), cold.float64_cached())"
+    code = "from ternq import multi; print(multi.compiled())"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert r.stdout.split() == ["False", "False"]  # an empty cache: a first run
+    assert r.stdout.split() == ["False"]  # an empty cache: a first run

@@ -23,13 +23,9 @@ class GradientCheckError(RuntimeError):
 
 def gradient_error(settings, widths=None) -> float:
     """The finite-difference check at the experiment's widths; raise :class:`GradientCheckError` if it fails."""
-    from .cold import child_gradient_error
-
     task = settings_task(settings)
     widths = sorted(set(widths or settings.widths))
-    err = child_gradient_error(widths, settings.seeds[0], task.n_in, task.n_out)  # a first run: on the other core
-    if err is None:
-        err = max(r.max_rel_err for r in check_all(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
+    err = max(r.max_rel_err for r in check_all(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
     if not err < CHECK_TOLERANCE:  # the seeds: abort before any training result
         raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {CHECK_TOLERANCE:g}; "
                                  "see 'ternq gradcheck'")
