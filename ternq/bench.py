@@ -382,6 +382,7 @@ def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, 
         progress=None, batched_widths=(16, 32, 64), runs: int = 3, c_ref: str | None = None, c_runs: int = 3,
         seeds10: bool = True) -> dict:
     """Everything ``ternq bench`` reports, as a JSON-ready dict."""
+    load_start = os.getloadavg()[0]  # a busy machine makes every figure slower: reported beside them
     rows = []
     for H in widths:
         n = epochs_for(H, budget)
@@ -422,6 +423,7 @@ def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, 
     if factorial:
         out["commands"] = bench_commands(runs, c_ref, c_runs, seeds10, cold=compile, progress=progress)
     out["targets"] = targets(out)
+    out["load_average"] = {"start": load_start, "end": os.getloadavg()[0], "cores": os.cpu_count()}
     return out
 
 

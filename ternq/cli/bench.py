@@ -122,6 +122,9 @@ def tables(doc: dict) -> list[Table]:
         rows["compile + first run, single path, cold / cached (s)"] = f"{c['cold']:.2f} / {c['cached']:.2f}"
         rows["compile + first run, batched path, cold / cached (s)"] = \
             f"{c['cold_batched']:.2f} / {c['cached_batched']:.2f}"
+    if "load_average" in doc:
+        la = doc["load_average"]
+        rows["load average (1 min) at start / end, cores"] = f"{la['start']:.2f} / {la['end']:.2f}, {la['cores']}"
     out.append(report.kv_table("Machine, floors, compile times", rows))
     cmd = doc.get("commands")
     if cmd:
