@@ -7,11 +7,13 @@ second, from medians; from minima in brackets) is the figure to read on a loaded
 machine. GFLOP/s use the flop count of ``ternq.bench`` (per model-epoch).
 
     python benchmarks/multi.py --hidden 16 --kind student --sizes 1,4,8,16,32,64
+    python benchmarks/multi.py --factorial-students 32 4,8,16   (the engine's break-even by width)
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -58,5 +60,39 @@ def main() -> None:
         print(f"{M:>4} {s:>12.0f} {b:>19.0f} {b / s:>6.2f} [{rmin:>5.2f}] {s * fl / 1e9:>12.1f} {b * fl / 1e9:>13.1f}")
 
 
+def factorial_students(H: int, sizes, epochs: int = 1500, repeat: int = 3) -> None:
+    """The engine's break-even: the factorial's four students of one width (plain and distilled, shaped and
+    not; ternq.train one by one) against M of them batched (ternq.multi.train_students, the four
+    configurations repeated), per model, thread CPU time alternating, median of ``repeat``."""
+    from dataclasses import replace
+
+    from ternq.tasks import get_task
+    from ternq.train import StudentConfig, TeacherConfig, train_student, train_teacher
+
+    task = get_task("sine")
+    teacher, _ = train_teacher(task, TeacherConfig(hidden=H, epochs=50), 0)
+    cfgs = [StudentConfig(hidden=H, epochs=epochs, shaped=s, distill=d) for d in (False, True) for s in (False, True)]
+    multi.train_students(teacher, task, [replace(c, epochs=2) for c in cfgs], [0] * 4)  # compile / load
+    for c in cfgs:
+        train_student(teacher, task, replace(c, epochs=2), 0)
+    print(f"H={H}, the factorial's 4 students, {epochs} epochs: single / batched time per model (median of {repeat})")
+    for M in sizes:
+        batch = (cfgs * (M // 4 + 1))[:M]
+        ts, tb = [], []
+        for _ in range(repeat):
+            t0 = time.thread_time()
+            for c in cfgs:
+                train_student(teacher, task, c, 0)
+            ts.append((time.thread_time() - t0) / 4)
+            t0 = time.thread_time()
+            multi.train_students(teacher, task, batch, [0] * M)
+            tb.append((time.thread_time() - t0) / M)
+        print(f"{M:>4} {np.median(ts) / np.median(tb):>6.2f}x")
+
+
 if __name__ == "__main__":
-    main()
+    if "--factorial-students" in sys.argv:  # python benchmarks/multi.py --factorial-students H M1,M2,..
+        i = sys.argv.index("--factorial-students")
+        factorial_students(int(sys.argv[i + 1]), [int(m) for m in sys.argv[i + 2].split(",")])
+    else:
+        main()

@@ -19,7 +19,14 @@ What is measured
   tiny student training (every kernel the factorial needs, float32), once with a
   fresh empty ``NUMBA_CACHE_DIR`` (cold: compiles everything) and once more with
   the same directory (warm: loads from the cache).
-- **Factorial wall time**: :func:`bench_factorial`, through :func:`ternq.experiment.run.run_experiment`.
+- **Batched training**: the same epochs for 16 copies of the model in one call
+  (:func:`ternq.multi.train_batch`, one SIMD lane per model), as model-epochs per
+  second and GFLOP/s per core, and the ratio to the single path.
+- **Whole commands** (:func:`bench_commands`): ``ternq factorial --seed 0`` warm and
+  with an empty Numba cache (a first run), ``ternq factorial --seeds 0:10`` warm, and
+  a built C program (``--c-ref``), each a whole child process: wall time and CPU
+  time (user + system, ``os.wait4``), several runs, median with min and max; the C
+  program's runs interleaved with the single seed's, ratios pair by pair.
 
 Flop count of one epoch
 -----------------------
@@ -194,84 +201,188 @@ def peak_gflops() -> float:
     return float(r.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- batched training
+
+BATCH_M = 16  # models per batched call: one vector block, the batched kernels' best size
+
+
+def batched_epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat: int = 3, M: int = BATCH_M,
+                       B: int = B_DEFAULT, T: int = T_DEFAULT) -> float:
+    """Seconds per epoch of ``M`` models trained together (:func:`ternq.multi.train_batch`, one thread),
+    best of ``repeat``; the same model and settings as :func:`epoch_time`, one copy per lane."""
+    from . import multi
+
+    theta0, X, Y, student, tp = _setup(H, kind, epochs, B, T)
+    lane = multi.Lane(lr=1e-3 if student else 1e-2, lr_min=1e-4, mask="seed" if student else None,
+                      beta=(1.0, 20.0), alpha=(0.3, 0.8), distill=kind == "distill")
+    th = np.repeat(theta0[None], M, axis=0)
+    teacher = np.repeat(tp[None], M, axis=0) if kind == "distill" else None
+
+    def once(n):
+        t0 = time.perf_counter()
+        multi.train_batch(th, X[None, :n], Y[None, :n], [0] * M, (1, H, 1), [lane] * M, student=student,
+                          teacher=teacher, chunks=1)
+        return time.perf_counter() - t0
+
+    once(2)  # compile / load
+    return min(once(epochs) for _ in range(repeat)) / epochs
+
+
 # ---------------------------------------------------------------- compile time
 
 _COMPILE_SNIPPET = """
-import time
+import sys, time
 t0 = time.perf_counter()
-from ternq.bench import _setup, _run_epochs
-for kind in ("teacher", "distill"):
-    th, X, Y, st, tp = _setup(4, kind, 2, 2, 5)
-    _run_epochs(th, X, Y, st, tp, 4, 2)
+from ternq.bench import _setup, _run_epochs, batched_epoch_time
+if sys.argv[1] == "single":
+    for kind in ("teacher", "distill"):
+        th, X, Y, st, tp = _setup(4, kind, 2, 2, 5)
+        _run_epochs(th, X, Y, st, tp, 4, 2)
+else:
+    batched_epoch_time(4, "distill", epochs=2, repeat=1, M=4, B=2, T=5)
 print(time.perf_counter() - t0)
 """
 
 
 def compile_times() -> dict[str, float]:
-    """Seconds to import and run every training kernel once: cold (empty cache) and warm."""
+    """Seconds to import and run every training kernel once: cold (empty cache) and warm, for the
+    single-model path and for the batched one (each in its own fresh cache)."""
     out = {}
-    with tempfile.TemporaryDirectory(prefix="ternq-bench-cache-") as d:
-        env = dict(os.environ, NUMBA_CACHE_DIR=d)
-        for label in ("cold", "cached"):
-            r = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True,
-                               text=True, check=True)
-            out[label] = float(r.stdout.strip().splitlines()[-1])
+    for path in ("single", "batched"):
+        with tempfile.TemporaryDirectory(prefix="ternq-bench-cache-") as d:
+            env = dict(os.environ, NUMBA_CACHE_DIR=d)
+            for label in ("cold", "cached"):
+                r = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET, path], env=env, capture_output=True,
+                                   text=True, check=True)
+                out[label if path == "single" else f"{label}_batched"] = float(r.stdout.strip().splitlines()[-1])
     return out
 
 
-# ---------------------------------------------------------------- factorial hook
+# ---------------------------------------------------------------- whole commands
 
-C_PROGRAM_S = 60.0  # the C program, gcc -O3 -march=native, same machine (REFERENCE.md)
-
-
-def bench_factorial(seed: int = 0, cold: bool = True) -> dict:
-    """Wall times of the reference factorial (``ternq factorial --seed SEED`` defaults).
-
-    - ``serial_s`` / ``parallel_s``: :func:`ternq.experiment.run.run_experiment` in this
-      process with 1 and 2 workers (kernels already compiled; the gradient check
-      and the reproducibility rerun included), and whether both runs produced the
-      same bits for every model (``identical``).
-    - ``process_s``: the whole command ``ternq factorial --seed SEED -q`` in a
-      child process, start-up and printing included, cache warm.
-    - ``cold_process_s`` (with ``cold``): the same command with a fresh, empty
-      ``NUMBA_CACHE_DIR``: a first run, compilation included.
-    """
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    from .config import ExperimentSettings
-    from .experiment.run import run_experiment
-
-    settings = ExperimentSettings(seeds=(seed,))
-    out: dict = {"available": True, "c_program_s": C_PROGRAM_S}
-    runs = {}
-    for workers in (1, 2, 2):  # the first parallel run also warms the numba cache for the serial one
-        t0 = time.perf_counter()
-        _, _, results = run_experiment(settings, workers=workers)
-        runs[workers] = (time.perf_counter() - t0, results)
-    out["serial_s"], serial = runs[1]
-    out["parallel_s"], parallel = runs[2]
-    out["identical"] = all(serial[k][1].theta.tobytes() == parallel[k][1].theta.tobytes() for k in serial)
-    out["speedup_vs_c"] = C_PROGRAM_S / out["parallel_s"]
-    cmd = [sys.executable, "-m", "ternq", "factorial", "--seed", str(seed), "-q"]
+def time_process(cmd: list[str], env: dict | None = None) -> dict[str, float]:
+    """Wall and CPU seconds (user + system, of the process and the children it waited for) of one
+    whole command, from the operating system's accounting (``os.wait4``); its output is discarded."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    out["process_s"] = time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stderr.close()
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {tail[0][:200]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def spread(values) -> dict:
+    """Median, minimum and maximum of some figures, and how many (empty for none)."""
+    v = [float(x) for x in values]
+    return {"median": float(np.median(v)), "min": min(v), "max": max(v), "n": len(v)} if v else {}
+
+
+def ternq_command(*args: str) -> list[str]:
+    """``ternq factorial ARGS -q`` as a child process of this interpreter."""
+    return [sys.executable, "-m", "ternq", "factorial", *args, "-q"]
+
+
+def bench_commands(runs: int = 3, c_ref: str | None = None, c_runs: int = 3, seeds10: bool = True,
+                   cold: bool = True, progress=None) -> dict:
+    """Whole-command timings, each a :func:`spread` of wall and CPU seconds.
+
+    - ``seed0``: ``ternq factorial --seed 0 -q``, warm (after one untimed run that fills the cache);
+    - ``c_ref`` (with ``c_ref``): the C program, its runs interleaved with ``seed0``'s
+      (A B A B ...), and ``vs_c``: the ratios C / ternq pair by pair;
+    - ``seeds10``: ``ternq factorial --seeds 0:10 -q``, warm, and its ratio to the C program's median;
+    - ``cold``: ``ternq factorial --seed 0 -q`` with a fresh, empty ``NUMBA_CACHE_DIR`` each run.
+
+    The C program's figures serve every comparison of this call (never another call's).
+    """
+    say = progress or (lambda s: None)
+    out: dict = {"runs": runs}
+    seed0 = ternq_command("--seed", "0")
+    say("factorial --seed 0 (warm-up)")
+    time_process(seed0)
+    a, c = [], []
+    for i in range(max(runs, c_runs if c_ref else 0)):
+        if i < runs:
+            say(f"factorial --seed 0, run {i + 1} of {runs}")
+            a.append(time_process(seed0))
+        if c_ref and i < c_runs:
+            say(f"C program, run {i + 1} of {c_runs} (about a minute)")
+            c.append(time_process([c_ref]))
+    out["seed0"] = {k: spread(r[k] for r in a) for k in ("wall_s", "cpu_s")}
+    if c_ref:
+        out["c_ref"] = {"path": c_ref, **{k: spread(r[k] for r in c) for k in ("wall_s", "cpu_s")}}
+        pairs = list(zip(a, c, strict=False))
+        out["vs_c"] = {k: spread(rc[k] / ra[k] for ra, rc in pairs) for k in ("wall_s", "cpu_s")}
+    if seeds10:
+        cmd = ternq_command("--seeds", "0:10")
+        say("factorial --seeds 0:10 (warm-up)")
+        time_process(cmd)
+        r = []
+        for i in range(runs):
+            say(f"factorial --seeds 0:10, run {i + 1} of {runs}")
+            r.append(time_process(cmd))
+        out["seeds10"] = {k: spread(x[k] for x in r) for k in ("wall_s", "cpu_s")}
+        if c_ref:
+            out["seeds10"]["vs_c_wall"] = spread(out["c_ref"]["wall_s"]["median"] / x["wall_s"] for x in r)
     if cold:
-        with tempfile.TemporaryDirectory() as d:
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, NUMBA_CACHE_DIR=d))
-            out["cold_process_s"] = time.perf_counter() - t0
+        r = []
+        for i in range(runs):
+            say(f"factorial --seed 0 with an empty Numba cache, run {i + 1} of {runs}")
+            with tempfile.TemporaryDirectory(prefix="ternq-bench-cold-") as d:
+                r.append(time_process(seed0, env=dict(os.environ, NUMBA_CACHE_DIR=d)))
+        out["cold"] = {k: spread(x[k] for x in r) for k in ("wall_s", "cpu_s")}
+    return out
+
+
+# ---------------------------------------------------------------- targets
+
+TARGETS = (  # (figure, label, target, at least?): issue 12's targets
+    ("seed0_vs_c_wall", "factorial --seed 0 warm vs C, wall (x)", 25.0, True),
+    ("seed0_vs_c_cpu", "factorial --seed 0 warm vs C, CPU (x)", 15.0, True),
+    ("seeds10_wall", "factorial --seeds 0:10 warm, wall (s)", 8.0, False),
+    ("seeds10_vs_c_wall", "factorial --seeds 0:10 warm vs C's one seed, wall (x)", 5.0, True),
+    ("batched_h16_gflops", "batched training H=16, GFLOP/s per core", 40.0, True),
+    ("cold_wall", "first run, empty Numba cache, wall (s)", 15.0, False),
+)
+
+
+def targets(doc: dict) -> list[dict]:
+    """Each target of issue 12 that ``doc`` has figures for: median, min, max and whether the median meets it.
+
+    The batched H=16 figure spreads over the three kinds (teacher, student, distilled student).
+    """
+    got: dict = {}
+    cmd = doc.get("commands", {})
+    if "vs_c" in cmd:
+        got["seed0_vs_c_wall"] = cmd["vs_c"]["wall_s"]
+        got["seed0_vs_c_cpu"] = cmd["vs_c"]["cpu_s"]
+    if "seeds10" in cmd:
+        got["seeds10_wall"] = cmd["seeds10"]["wall_s"]
+        got["seeds10_vs_c_wall"] = cmd["seeds10"].get("vs_c_wall")
+    got["batched_h16_gflops"] = spread(r["gflops"] for r in doc.get("batched_rows", []) if r["hidden"] == 16)
+    if "cold" in cmd:
+        got["cold_wall"] = cmd["cold"]["wall_s"]
+    out = []
+    for key, label, target, at_least in TARGETS:
+        s = got.get(key)
+        if s:
+            met = s["median"] >= target if at_least else s["median"] <= target
+            out.append({"key": key, "label": label, "target": target, "at_least": at_least, **s, "met": met})
     return out
 
 
 # ---------------------------------------------------------------- all together
 
 def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, factorial: bool = False,
-        progress=None) -> dict:
+        progress=None, batched_widths=(16, 32, 64), runs: int = 3, c_ref: str | None = None, c_runs: int = 3,
+        seeds10: bool = True) -> dict:
     """Everything ``ternq bench`` reports, as a JSON-ready dict."""
+    load_start = os.getloadavg()[0]  # a busy machine makes every figure slower: reported beside them
     rows = []
     for H in widths:
         n = epochs_for(H, budget)
@@ -282,13 +393,26 @@ def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, 
             f = flops_epoch(H, kind)
             rows.append({"hidden": H, "kind": kind, "epochs_timed": n, "ms_per_epoch": s * 1e3,
                          "epochs_per_s": 1.0 / s, "mflop_per_epoch": f / 1e6, "gflops": f / s / 1e9})
+    brows = []
+    for H in batched_widths:
+        n = max(10, epochs_for(H, budget) // 4)
+        for kind in kinds:
+            if progress:
+                progress(f"H={H} {kind}, {BATCH_M} models batched")
+            s = batched_epoch_time(H, kind, epochs=n)
+            single = next((r for r in rows if (r["hidden"], r["kind"]) == (H, kind)), None)
+            brows.append({"hidden": H, "kind": kind, "models": BATCH_M, "epochs_timed": n,
+                          "model_epochs_per_s": BATCH_M / s, "gflops": BATCH_M * flops_epoch(H, kind) / s / 1e9,
+                          "vs_single": BATCH_M / s / single["epochs_per_s"] if single else None})
     if progress:
         progress("peak")
     peak = peak_gflops()
     ff = flops_factorial()
     out = {"batch": B_DEFAULT, "steps": T_DEFAULT, "dtype": "float32", "threads": 1, "rows": rows,
-           "peak_gflops": peak, "peak_method": "numpy float32 matmul 768x768, one BLAS thread",
-           "factorial_gflop": ff / 1e9, "factorial_floor_s": ff / (peak * 1e9)}
+           "batched_rows": brows, "peak_gflops": peak,
+           "peak_method": "numpy float32 matmul 768x768, one BLAS thread",
+           "factorial_gflop": ff / 1e9, "factorial_floor_s": ff / (peak * 1e9),
+           "seeds10_floor_2cores_s": 10 * ff / (2 * peak * 1e9)}
     est = _estimate_factorial(rows)
     if est is not None:
         out["factorial_estimate_1core_s"] = est
@@ -297,9 +421,9 @@ def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, 
             progress("compile times")
         out["compile_s"] = compile_times()
     if factorial:
-        if progress:
-            progress("factorial")
-        out["factorial"] = bench_factorial(cold=compile)
+        out["commands"] = bench_commands(runs, c_ref, c_runs, seeds10, cold=compile, progress=progress)
+    out["targets"] = targets(out)
+    out["load_average"] = {"start": load_start, "end": os.getloadavg()[0], "cores": os.cpu_count()}
     return out
 
 

@@ -28,7 +28,40 @@ from .rng import stream
 from .tasks import Task
 from .train import DT, MASKS, SCHEDULES, DivergedError, History, Progress, StudentConfig, TeacherConfig
 
-__all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students"]
+__all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students", "BATCH_MIN", "BATCH_MAX",
+           "batch_min", "compiled"]
+
+# Break-even and best group sizes of the batched kernels against the single path (per-model
+# throughput; benchmarks/multi.py, and its --factorial-students for the four students of a factorial's
+# width, two of them distilled; thread CPU time on a loaded 2-core machine):
+# at H = 16, 0.3x at M = 1, 1.0-1.2x at M = 4, 1.8x at M = 8, 1.9-3x at M = 16; at H = 32 the
+# factorial's students give 0.65x at M = 4, 1.0x at M = 8, 1.3x at M = 16 (the lanes' sequences spill
+# out of the L2 cache). Larger groups than BATCH_MAX spill further.
+BATCH_MIN = 4
+BATCH_MAX = K.BLOCKS[0]
+NARROW = 16  # widest hidden layer at which BATCH_MIN models repay a batch; wider ones need BATCH_MAX
+
+
+def batch_min(hidden: int) -> int:
+    """The fewest models of width ``hidden`` that train faster batched than one by one."""
+    return BATCH_MIN if hidden <= NARROW else BATCH_MAX
+
+
+def compiled() -> bool:
+    """Whether the batched kernel is compiled in this process or in Numba's cache (loading it is cheap).
+
+    Callers that may choose either path (results are the same bits) use it to spare a
+    first run the batched kernel's compilation when a few models would not repay it.
+    """
+    from numba import types
+
+    if any(sig[0].dtype == types.float32 for sig in K.train_epochs.overloads):
+        return True
+    try:  # Numba's cache index for the kernel (empty unless it matches the source file): a float32 build
+        index = K.train_epochs._cache._cache_file._load_index()
+        return any(getattr(key[0][0], "dtype", None) == types.float32 for key in index)
+    except Exception:  # noqa: BLE001 - a private API; not knowing means "not compiled"
+        return False
 
 
 @dataclass(frozen=True)

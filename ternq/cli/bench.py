@@ -1,6 +1,8 @@
-"""``ternq bench``: epoch times, achieved GFLOP/s, machine peak, compile times."""
+"""``ternq bench``: epoch times single and batched, GFLOP/s, machine peak, whole commands, the C program."""
 
 from __future__ import annotations
+
+import os
 
 import click
 from rich.table import Table
@@ -11,65 +13,144 @@ from . import InputError, cli
 from .options import json_option, quiet_option
 
 
+def _spread(s: dict, unit: str = "", digits: int = 2) -> str:
+    """'median [min, max]' of a :func:`ternq.bench.spread`."""
+    if not s:
+        return "-"
+    return f"{s['median']:.{digits}f}{unit} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
+
+
+def _check_c_ref(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise InputError(f"--c-ref {path}: no such file (a built copy of the C program)")
+    if not os.access(path, os.X_OK):
+        raise InputError(f"--c-ref {path}: not executable")
+    return os.path.abspath(path)
+
+
 @cli.command()
 @click.option("--hidden", "widths", type=int, multiple=True, default=_bench.WIDTHS, show_default=True,
-              help="Width(s) to time; repeat the option for several.")
+              help="Width(s) to time on the single-model path; repeat the option for several.")
+@click.option("--batched-hidden", "batched_widths", type=int, multiple=True, default=(16, 32, 64),
+              show_default=True, help=f"Width(s) to time {_bench.BATCH_M} models batched; repeat for several.")
 @click.option("--budget", type=float, default=0.25, show_default=True,
               help="Rough seconds of training per timed run (best of 3 runs).")
 @click.option("--no-compile", "skip_compile", is_flag=True,
-              help="Skip the compile-time measurement (two subprocesses, the cold one takes a while).")
+              help="Skip the compile-time measurements and the first runs with an empty cache.")
 @click.option("--factorial/--no-factorial", "with_factorial", default=True, show_default=True,
-              help="Also time the reference factorial: serial, parallel, the command warm and cold.")
+              help="Also time whole 'ternq factorial' commands: --seed 0 warm and cold, --seeds 0:10 warm.")
+@click.option("--seeds10/--no-seeds10", "with_seeds10", default=True, show_default=True,
+              help="With --factorial: also time the 10-seed factorial.")
+@click.option("--runs", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Timed runs of each whole command (medians with min and max).")
+@click.option("--c-ref", "c_ref", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="A built copy of the C program (no arguments; ternq ships none of its code): timed the same "
+                   "way, its runs interleaved with 'ternq factorial --seed 0'.")
+@click.option("--c-runs", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Runs of the C program (about a minute each).")
 @quiet_option
 @json_option
-def bench(widths, budget, skip_compile, with_factorial, quiet, as_json):
-    """Time the compiled training kernels (float32, one thread, batch 10 x 50 steps).
+def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_seeds10, runs, c_ref, c_runs, quiet,
+          as_json):
+    """Time the compiled training kernels and whole commands, and set them against issue 12's targets.
 
-    Reports epochs per second and achieved GFLOP/s of a teacher, a ternary student
-    and a distilled student at each width (flops counted analytically, see
-    ternq/bench.py), the machine's single-thread float32 FMA peak, the resulting
-    floor for a reference factorial, and compile times (cold and from cache).
+    Reports epochs per second and achieved GFLOP/s per core of a teacher, a ternary
+    student and a distilled student at each width, on the single-model path and 16
+    models batched (flops counted analytically, see ternq/bench.py), the machine's
+    single-thread float32 peak and the resulting floors, compile times, and whole
+    'ternq factorial' commands (wall and CPU time, median [min, max]): one seed warm
+    and with an empty Numba cache, ten seeds warm, and with --c-ref the C program.
     """
-    if not widths or any(h <= 0 for h in widths):
-        raise InputError("--hidden must be positive")
+    if not widths or any(h <= 0 for h in widths) or any(h <= 0 for h in batched_widths):
+        raise InputError("--hidden and --batched-hidden must be positive")
     if not budget > 0:
         raise InputError("--budget must be positive")
+    c_ref = _check_c_ref(c_ref)
+    if c_ref and not with_factorial:
+        raise InputError("--c-ref is compared with the factorial: leave out --no-factorial")
     status = report.err.status("benchmarking") if not (quiet or as_json) else None
     if status:
         status.start()
     try:
         doc = _bench.run(widths=widths, budget=budget, compile=not skip_compile, factorial=with_factorial,
-                         progress=(lambda s: status.update(f"benchmarking: {s}")) if status else None)
+                         progress=(lambda s: status.update(f"benchmarking: {s}")) if status else None,
+                         batched_widths=batched_widths, runs=runs, c_ref=c_ref, c_runs=c_runs,
+                         seeds10=with_seeds10)
+    except RuntimeError as exc:  # a timed command failed
+        raise click.ClickException(str(exc)) from None
     finally:
         if status:
             status.stop()
     if as_json:
         report.print_json(doc)
         return 0
-    t = Table(title=f"Training epoch, batch {doc['batch']} x {doc['steps']} steps, float32, one thread")
-    for col in ("H", "kind", "ms / epoch", "epochs / s", "MFLOP / epoch", "GFLOP/s", "% of peak"):
-        t.add_column(col, justify="left" if col == "kind" else "right")
-    for r in doc["rows"]:
-        t.add_row(str(r["hidden"]), r["kind"], f"{r['ms_per_epoch']:.4f}", f"{r['epochs_per_s']:.0f}",
-                  f"{r['mflop_per_epoch']:.2f}", f"{r['gflops']:.2f}",
-                  f"{100 * r['gflops'] / doc['peak_gflops']:.1f}")
-    report.out.print(t)
+    for table in tables(doc):
+        report.out.print(table)
+    return 0
+
+
+def tables(doc: dict) -> list[Table]:
+    """The tables of a :func:`ternq.bench.run` document."""
+    out = []
+    t = Table(title=f"Training epoch, batch {doc['batch']} x {doc['steps']} steps, float32, one core")
+    for col in ("H", "kind", "path", "model-epochs / s", "GFLOP/s", "% of peak", "vs single"):
+        t.add_column(col, justify="left" if col in ("kind", "path") else "right")
+    single = {(r["hidden"], r["kind"]): r for r in doc["rows"]}
+    batched = {(r["hidden"], r["kind"]): r for r in doc.get("batched_rows", [])}
+    for key in sorted(set(single) | set(batched)):
+        if key in single:
+            r = single[key]
+            t.add_row(str(key[0]), key[1], "single", f"{r['epochs_per_s']:.0f}", f"{r['gflops']:.2f}",
+                      f"{100 * r['gflops'] / doc['peak_gflops']:.1f}", "")
+        if key in batched:
+            r = batched[key]
+            t.add_row(str(key[0]), key[1], f"{r['models']} batched", f"{r['model_epochs_per_s']:.0f}",
+                      f"{r['gflops']:.2f}", f"{100 * r['gflops'] / doc['peak_gflops']:.1f}",
+                      f"{r['vs_single']:.2f}x" if r.get("vs_single") else "")
+    out.append(t)
     rows = {"peak, float32 sgemm, one thread (GFLOP/s)": f"{doc['peak_gflops']:.1f}",
             "reference factorial training (GFLOP)": f"{doc['factorial_gflop']:.2f}",
-            "floor: factorial flops / peak (s)": f"{doc['factorial_floor_s']:.3f}"}
+            "floor: factorial flops / peak, one core (s)": f"{doc['factorial_floor_s']:.3f}",
+            "floor: 10 factorials' flops / peak, two cores (s)": f"{doc['seeds10_floor_2cores_s']:.3f}"}
     if "factorial_estimate_1core_s" in doc:
-        rows["factorial training from these epoch times, one core (s)"] = f"{doc['factorial_estimate_1core_s']:.2f}"
+        rows["factorial training from the single epoch times, one core (s)"] = \
+            f"{doc['factorial_estimate_1core_s']:.2f}"
     if "compile_s" in doc:
-        rows["compile + first run, cold cache (s)"] = f"{doc['compile_s']['cold']:.2f}"
-        rows["compile + first run, from cache (s)"] = f"{doc['compile_s']['cached']:.2f}"
-    if "factorial" in doc:
-        f = doc["factorial"]
-        rows["reference factorial, 1 worker (s)"] = f"{f['serial_s']:.2f}"
-        rows["reference factorial, 2 workers (s)"] = f"{f['parallel_s']:.2f}"
-        rows["  serial and parallel bit-identical"] = "yes" if f["identical"] else "NO"
-        rows["  speed-up over the C program's 60 s"] = f"{f['speedup_vs_c']:.1f}x"
-        rows["'ternq factorial --seed 0' command, warm (s)"] = f"{f['process_s']:.2f}"
-        if "cold_process_s" in f:
-            rows["'ternq factorial --seed 0' first run, cold cache (s)"] = f"{f['cold_process_s']:.2f}"
-    report.out.print(report.kv_table("Machine and totals", rows))
-    return 0
+        c = doc["compile_s"]
+        rows["compile + first run, single path, cold / cached (s)"] = f"{c['cold']:.2f} / {c['cached']:.2f}"
+        rows["compile + first run, batched path, cold / cached (s)"] = \
+            f"{c['cold_batched']:.2f} / {c['cached_batched']:.2f}"
+    if "load_average" in doc:
+        la = doc["load_average"]
+        rows["load average (1 min) at start / end, cores"] = f"{la['start']:.2f} / {la['end']:.2f}, {la['cores']}"
+    out.append(report.kv_table("Machine, floors, compile times", rows))
+    cmd = doc.get("commands")
+    if cmd:
+        t = Table(title=f"Whole commands, {cmd['runs']} runs each: median [min, max]")
+        for col in ("command", "wall (s)", "CPU (s)"):
+            t.add_column(col, justify="left" if col == "command" else "right")
+        t.add_row("ternq factorial --seed 0, warm", _spread(cmd["seed0"]["wall_s"]), _spread(cmd["seed0"]["cpu_s"]))
+        if "cold" in cmd:
+            t.add_row("ternq factorial --seed 0, empty Numba cache", _spread(cmd["cold"]["wall_s"]),
+                      _spread(cmd["cold"]["cpu_s"]))
+        if "seeds10" in cmd:
+            t.add_row("ternq factorial --seeds 0:10, warm", _spread(cmd["seeds10"]["wall_s"]),
+                      _spread(cmd["seeds10"]["cpu_s"]))
+        if "c_ref" in cmd:
+            c = cmd["c_ref"]
+            t.add_row(f"C program ({os.path.basename(c['path'])}, {c['wall_s']['n']} runs, interleaved)",
+                      _spread(c["wall_s"], digits=1), _spread(c["cpu_s"], digits=1))
+            t.add_row("C / ternq --seed 0, pair by pair", _spread(cmd["vs_c"]["wall_s"], "x", 1),
+                      _spread(cmd["vs_c"]["cpu_s"], "x", 1))
+        out.append(t)
+    if doc.get("targets"):
+        t = Table(title="Issue 12's targets (same machine, same run): median [min, max]")
+        for col in ("target", "measured", "goal", ""):
+            t.add_column(col, justify="left" if col == "target" else "right")
+        for g in doc["targets"]:
+            t.add_row(g["label"], _spread(g), f"{'>=' if g['at_least'] else '<='} {g['target']:g}",
+                      "met" if g["met"] else "not met")
+        out.append(t)
+    return out

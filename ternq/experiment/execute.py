@@ -7,7 +7,9 @@ identified by digest, so a unit planned twice (a teacher shared by two runs or
 two sweep cells) runs once. Only the backend differs: :class:`Serial` runs a
 group at once, :class:`Threads` on a thread pool (the kernels release the GIL),
 :class:`Dask` as one Dask task that receives the units and their dependencies'
-models (a few kB), never more. Results are the same bits on every backend.
+models (a few kB), never more. Same-shaped trainings ready together form one
+group (:func:`batches`) that trains in one batched call. Results are the same
+bits on every backend and whatever the grouping.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..model import Model
-from .units import Result, Unit, _own, run_group, versions
+from .units import Result, Unit, _own, batch_key, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
@@ -131,13 +133,51 @@ def backend_for(workers: int = 1, client=None):
 
 
 def singletons(ready: list[Unit]) -> list[list[Unit]]:
-    """Today's grouping: one unit per group (batched kernels will group same-shaped trainings)."""
+    """One unit per group: every training on the single-model path."""
     return [[u] for u in ready]
+
+
+BATCHING = "auto"  # how batches() groups by default: "auto", "always" or "never" (results are the same bits)
+
+
+def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
+    """Ready trainings that can share a compiled call (:func:`ternq.experiment.units.batch_key`) in groups
+    of :data:`ternq.multi.BATCH_MIN` to :data:`ternq.multi.BATCH_MAX`; anything else one per group.
+
+    ``mode`` (default :data:`BATCHING`): "auto" batches from the break-even size of the
+    width (:func:`ternq.multi.batch_min`: fewer are slower batched than one by one) once
+    the batched kernel is compiled, and before that (a first run) only full groups of
+    BATCH_MAX, the only ones that repay compiling it; "always" batches from BATCH_MIN
+    at any width; "never" is :func:`singletons`. Groups come costliest first.
+    Results are the same bits whatever the grouping.
+    """
+    from .. import multi
+
+    mode = mode or BATCHING
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"batching mode must be auto, always or never, not {mode!r}")
+    if mode == "never":
+        return singletons(ready)
+    compiled = mode == "always" or multi.compiled()
+    buckets: dict = {}
+    groups = []
+    for u in ready:
+        key = batch_key(u)
+        if key is None:
+            groups.append([u])
+        else:
+            buckets.setdefault(key, []).append(u)
+    for same in buckets.values():
+        lo = multi.BATCH_MIN if mode == "always" else multi.batch_min(same[0].hidden) if compiled else multi.BATCH_MAX
+        for i in range(0, len(same), multi.BATCH_MAX):
+            part = same[i:i + multi.BATCH_MAX]
+            groups.extend([part] if len(part) >= lo else [[u] for u in part])
+    return sorted(groups, key=lambda g: -sum(u.cost() for u in g))
 
 
 def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None = None,
             on_start: OnStart | None = None, on_done: OnDone | None = None,
-            group: Callable[[list[Unit]], list[list[Unit]]] = singletons) -> dict[str, Result]:
+            group: Callable[[list[Unit]], list[list[Unit]]] = batches) -> dict[str, Result]:
     """Run ``units`` (each digest once) on ``backend``, each as soon as its dependencies are done.
 
     Parameters
@@ -154,7 +194,8 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
         ``on_done(unit, figures, model)`` for every unit of ``units`` as its result arrives
         (also for a unit whose digest another unit of the list already ran).
     group : callable
-        Splits the ready units into the groups given to one :func:`run_group` call.
+        Splits the ready units into the groups given to one :func:`run_group` call
+        [default: :func:`batches`, same-shaped trainings together].
 
     Returns
     -------

@@ -8,9 +8,9 @@ give bit-identical results: the executor runs each digest once and the store
 files results under it. Units draw their randomness from named streams
 (:mod:`ternq.rng`), so results do not depend on where or in which order they run.
 
-:func:`run_group` is what an executor calls, locally or on a Dask worker: today
-it runs its units one by one; batched kernels can train a group of same-shaped
-units in one compiled call behind the same signature.
+:func:`run_group` is what an executor calls, locally or on a Dask worker: a
+group of same-shaped trainings (:func:`batch_key`) trains in one batched call
+(:mod:`ternq.multi`, the same bits as one by one); anything else unit by unit.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Unit:
         return 0.5 * self.deps[0].cost()
 
 
-COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "rng.py", "search.py", "tasks.py",
+COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks.py",
            "train.py")  # the modules a unit's numbers come from
 
 
@@ -191,19 +191,71 @@ def run_unit(unit: Unit, deps: dict[str, Model], progress: Progress | None = Non
         else:
             raise ValueError(f"unknown unit kind {unit.kind!r}")
         fig = trained_figures(model, hist, task)
-        step = max(1, len(hist.loss) // 200)  # the learning curve, thinned to at most ~200 points, kept with the model
-        model.meta["curve"] = {"epoch": list(range(0, len(hist.loss), step)), "loss": hist.loss[::step].tolist()}
+        _keep_curve(model, hist)
     fig["seconds"] = time.perf_counter() - t0
     model.meta.update(unit=unit.key, figures=dict(fig))
     return fig, model
+
+
+def _keep_curve(model: Model, hist: History) -> None:
+    """The learning curve, thinned to at most ~200 points, kept with the model."""
+    step = max(1, len(hist.loss) // 200)
+    model.meta["curve"] = {"epoch": list(range(0, len(hist.loss), step)), "loss": hist.loss[::step].tolist()}
+
+
+def batch_key(unit: Unit) -> tuple | None:
+    """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
+    width, epochs and batch size; ``None`` for a unit that trains alone (a coordinate search)."""
+    if unit.kind not in ("teacher", "student"):
+        return None
+    c = unit.config
+    return unit.kind, unit.task, c.hidden, c.epochs, c.batch
+
+
+def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None
+              ) -> list[Result]:
+    """Train units of one :func:`batch_key` together (one SIMD lane per model); each result is the
+    same bits as :func:`run_unit`'s. A unit's ``seconds`` is its share of the batch and its own figures."""
+    from .. import multi
+
+    key = batch_key(units[0])
+    if key is None or any(batch_key(u) != key for u in units):
+        raise ValueError("a batch needs teachers or students of one kind, task, width, epochs and batch size")
+    task = units[0].task.make()
+    calls = [c for c in ((progress or {}).get(u.digest) for u in units) if c is not None]
+
+    def report(done: int, total: int, loss: float) -> None:
+        for call in calls:
+            call(done, total, loss)
+
+    t0 = time.perf_counter()
+    cfgs, seeds = [u.config for u in units], [u.seed for u in units]
+    if key[0] == "teacher":
+        pairs = multi.train_teachers(task, cfgs, seeds, report if calls else None)
+    else:
+        pairs = multi.train_students([deps[u.deps[0].digest] for u in units], task, cfgs, seeds,
+                                     report if calls else None)
+    share = (time.perf_counter() - t0) / len(units)
+    out = []
+    for u, (model, hist) in zip(units, pairs, strict=True):
+        t1 = time.perf_counter()
+        fig = trained_figures(model, hist, task)
+        _keep_curve(model, hist)
+        fig["seconds"] = share + time.perf_counter() - t1
+        model.meta.update(unit=u.key, figures=dict(fig))
+        out.append((fig, model))
+    return out
 
 
 def run_group(units: list[Unit], deps: dict[str, Model],
               progress: dict[str, Callable] | None = None) -> list[Result]:
     """Run a group of units that the executor found ready together; results in the group's order.
 
-    Today a group is one unit; a batched kernel can take over groups of same-shaped
-    trainings here without the executor changing.
+    A group of several same-shaped trainings (see :func:`batch_key`) trains in one
+    batched call (:func:`run_batch`); any other group runs unit by unit. Either way
+    every unit's result is the same bits.
     """
     mine = {d: _own(m) for d, m in deps.items()}
+    if len(units) > 1 and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1:
+        return run_batch(units, mine, progress)
     return [run_unit(u, mine, (progress or {}).get(u.digest)) for u in units]

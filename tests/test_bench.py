@@ -1,0 +1,91 @@
+"""ternq bench: its bookkeeping (pairing, spreads, targets) and its command line; no timings are asserted."""
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import invoke as cli
+
+from ternq import bench
+
+
+def test_spread():
+    assert bench.spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+    assert bench.spread([]) == {}
+
+
+def test_commands_interleave_c_runs_and_pair_the_ratios(monkeypatch):
+    calls = []
+    walls = iter([99.0,  # the untimed warm-up
+                  1.0, 40.0, 2.0, 44.0, 4.0,  # seed 0 and C interleaved, the third seed-0 run unpaired
+                  99.0, 5.0, 6.0, 7.0,  # 10 seeds: warm-up, 3 runs
+                  10.0, 11.0, 12.0])  # cold
+
+    def fake(cmd, env=None):
+        calls.append(("C" if cmd == ["/c/prog"] else " ".join(cmd[3:]), env is not None and "NUMBA_CACHE_DIR" in env))
+        w = next(walls)
+        return {"wall_s": w, "cpu_s": w / 2}
+
+    monkeypatch.setattr(bench, "time_process", fake)
+    out = bench.bench_commands(runs=3, c_ref="/c/prog", c_runs=2)
+    names = [c[0] for c in calls]
+    assert names[:6] == ["factorial --seed 0 -q", "factorial --seed 0 -q", "C", "factorial --seed 0 -q", "C",
+                         "factorial --seed 0 -q"]
+    assert names[6:10] == ["factorial --seeds 0:10 -q"] * 4
+    assert [c[1] for c in calls[10:]] == [True] * 3 and not any(c[1] for c in calls[:10])  # cold: own cache
+    assert out["seed0"]["wall_s"]["median"] == 2.0  # the warm-up is not counted
+    assert out["c_ref"]["wall_s"] == {"median": 42.0, "min": 40.0, "max": 44.0, "n": 2}
+    assert out["vs_c"]["wall_s"] == {"median": 31.0, "min": 22.0, "max": 40.0, "n": 2}  # 40/1, 44/2
+    assert out["seeds10"]["wall_s"]["median"] == 6.0
+    assert out["seeds10"]["vs_c_wall"]["median"] == 7.0  # C's median over each 10-seed run
+    assert out["cold"]["cpu_s"]["median"] == 5.5
+
+
+def test_targets_met_and_not():
+    doc = {"commands": {"vs_c": {"wall_s": bench.spread([30, 20, 26]), "cpu_s": bench.spread([10, 12, 14])},
+                        "seeds10": {"wall_s": bench.spread([7.0, 9.0, 7.5])},
+                        "cold": {"wall_s": bench.spread([16.0])}},
+           "batched_rows": [{"hidden": 16, "gflops": g} for g in (41.0, 45.0, 39.0)] + [{"hidden": 32, "gflops": 1}]}
+    got = {t["key"]: t for t in bench.targets(doc)}
+    assert got["seed0_vs_c_wall"]["met"] and got["seed0_vs_c_wall"]["median"] == 26
+    assert not got["seed0_vs_c_cpu"]["met"]
+    assert got["seeds10_wall"]["met"] and got["seeds10_wall"]["median"] == 7.5
+    assert got["batched_h16_gflops"]["met"] and got["batched_h16_gflops"]["min"] == 39.0
+    assert not got["cold_wall"]["met"]
+    assert "seeds10_vs_c_wall" not in got  # no C program, no ratio
+    assert bench.targets({}) == []
+
+
+def test_time_process_and_a_failing_command():
+    r = bench.time_process([sys.executable, "-c", "sum(range(10**6))"])
+    assert r["wall_s"] > 0 and r["cpu_s"] > 0
+    with pytest.raises(RuntimeError, match="exited with 3: boom"):
+        bench.time_process([sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"])
+
+
+def test_batched_rows_are_per_model():
+    s = bench.batched_epoch_time(4, "distill", epochs=2, repeat=1, M=4, B=2, T=5)
+    assert np.isfinite(s) and s > 0
+    assert bench.flops_epoch(16, "distill") > bench.flops_epoch(16, "student") > bench.flops_epoch(16, "teacher")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--c-ref", "/nonexistent/prog"], "no such file"),
+    (["--runs", "0"], "--runs"),
+    (["--c-runs", "0"], "--c-runs"),
+    (["--budget", "0"], "--budget"),
+    (["--hidden", "0"], "must be positive"),
+])
+def test_bad_input_one_line(argv, needle, capsys):
+    code, out, err = cli(["bench", *argv], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_c_ref_must_be_executable(tmp_path, capsys):
+    f = tmp_path / "prog"
+    f.write_text("not a program")
+    code, _, err = cli(["bench", "--c-ref", str(f)], capsys)
+    assert code == 2 and "not executable" in err
+    f.chmod(0o755)
+    code, _, err = cli(["bench", "--c-ref", str(f), "--no-factorial"], capsys)
+    assert code == 2 and "--no-factorial" in err
