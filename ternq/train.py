@@ -50,7 +50,7 @@ ALPHA_SCHEDULES = {"linear": ALPHA_LINEAR, "constant": ALPHA_CONSTANT, "falling"
                    "early": ALPHA_EARLY}
 BETA_SCHEDULES = {"linear": BETA_LINEAR, "geometric": BETA_GEOMETRIC, "cosine": BETA_COSINE}
 SCALE_MODES = {"learned": SCALE_LEARNED, "lsq": SCALE_LSQ, "absmean": SCALE_ABSMEAN, "twn": SCALE_TWN}
-HIDDEN_MATCHING = ("raw", "normalised", "none")
+HIDDEN_MATCHING = ("raw", "normalised")
 OUTPUT_WEIGHTS = ("1-alpha", "1")
 VARIANCE_FLOOR = 1e-2  # normalised matching: var_i + 1e-2 * mean var, so a quiet unit does not dominate
 
@@ -130,9 +130,10 @@ class StudentSettings(OptimiserSettings):
     beta: tuple[float, float] = (1.0, 20.0)
     alpha: tuple[float, float] = (0.3, 0.8)
     # The recipes of issue 10. Each default is the seeds' behaviour; :func:`batchable` says when all are.
-    distill_hidden: str = "raw"  # trajectory term: "raw" (the seeds'), "normalised" (per unit by the
-    #                              teacher's variance), "none"
-    distill_output: float = 0.0  # share of the teacher's predictions in the output target (0: the targets)
+    distill_hidden: str = "raw"  # the trajectory term (when distill): "raw" (the seeds'), "normalised" per unit
+    #                              by the teacher's hidden-state variance
+    distill_output: float = 0.0  # output distillation, with or without distill: the share of the teacher's
+    #                              predictions in the output target (0: the data only, 1: the teacher's only)
     alpha_schedule: str = "linear"  # "linear" (alpha start -> end), "constant", "falling", "early"
     alpha_until: float = 0.5  # "early": the share of training with distillation (then alpha = 0)
     output_weight: str = "1-alpha"  # the output term's weight under distillation: "1-alpha" or "1"
@@ -234,7 +235,7 @@ def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
     epochs = getattr(cfg, "total_epochs", cfg.epochs)
     chunk = chunk_epochs(task, cfg.batch, epochs)
     return training_memory(epochs, cfg.batch, task.steps, cfg.hidden, task.n_in, task.n_out, chunk=chunk,
-                           distill=bool(getattr(cfg, "distill", False)))
+                           distill=bool(getattr(cfg, "distill", False) or getattr(cfg, "distill_output", 0.0)))
 
 
 def batchable(cfg: StudentConfig | TeacherConfig) -> bool:
@@ -254,7 +255,7 @@ def _recipe_loop(loop: LoopSettings, cfg: StudentConfig, hidden_weights, row_ran
     """``loop`` with the recipe of ``cfg`` switched on (the loop :func:`ternq.kernels.loop.train_recipe`)."""
     from dataclasses import replace
 
-    alpha = cfg.alpha if cfg.distill_hidden != "none" else (0.0, 0.0)
+    alpha = cfg.alpha if cfg.distill else (0.0, 0.0)  # output distillation alone: no trajectory term
     return replace(loop, ext=True, n_main=cfg.epochs, alpha=alpha, alpha_kind=ALPHA_SCHEDULES[cfg.alpha_schedule],
                    alpha_until=cfg.alpha_until, beta_kind=BETA_SCHEDULES[cfg.beta_schedule],
                    w_y_one=cfg.output_weight == "1", hidden_weights=hidden_weights,
@@ -359,7 +360,8 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     recipe = None if batchable(cfg) else _recipe_arrays(teacher, task, cfg, seed)
     E = cfg.total_epochs if recipe is not None else cfg.epochs
     chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
-    teacher_p = teacher.params() if cfg.distill else np.empty(0, np.float32)
+    uses_teacher = cfg.distill or cfg.distill_output > 0
+    teacher_p = teacher.params() if uses_teacher else np.empty(0, np.float32)
     kind = MASKS[cfg.mask] if cfg.shaped else MASK_NONE
     hist = _run(model.theta, chunks, model.dims, cfg, True, kind, teacher_p, progress, recipe=recipe)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
