@@ -368,6 +368,34 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     return model, hist
 
 
+def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int, batch: int = 10,
+                    lr_min: float = 1e-4, clip: float = 5.0, data: str = "scale-finetune") -> tuple[Model, History]:
+    """Fine-tune a student's scales, biases and tau with its trits frozen (the recipes' final fine-tune alone).
+
+    Adam with a cosine schedule from ``lr`` to ``lr_min`` over ``epochs`` epochs of training sequences from
+    the seed's own stream named ``data``. Returns a new student (``model`` is not modified) whose
+    shadow weights are its effective weights, and the history.
+    """
+    if model.kind != "student":
+        raise ValueError("only a student's scales can be fine-tuned")
+    _positive_int("epochs", epochs, MAX_EPOCHS)
+    out = model.copy()
+    out.theta = np.ascontiguousarray(out.theta, np.float32)
+    dims = out.dims
+    chunks = task.batch_chunks(stream(seed, data), epochs, batch, chunk_epochs(task, batch, epochs))
+    loop = LoopSettings(n_epochs=epochs, dt=DT, lr=lr, lr_min=lr_min, lr_kind=LR_COSINE, clip=clip, student=True,
+                        ext=True, n_main=0, finetune_lr=lr)
+    thr = loop.state(out.hidden, out.n_out, out.theta.dtype)
+    m, v = np.zeros_like(out.theta), np.zeros_like(out.theta)
+    losses, mses = np.full(epochs, np.nan), np.full(epochs, np.nan)
+    for c0, X, Y in chunks:
+        bad = run_epochs(out.theta, m, v, X, Y, c0, c0 + len(X), dims, loop, None, losses, mses, x0=c0, thr=thr)
+        if bad >= 0:
+            raise DivergedError(bad)
+    bake(out.theta, *dims, True, thr)
+    return out, History(losses, mses)
+
+
 def hidden_variance(teacher: Model, X: np.ndarray) -> np.ndarray:
     """The teacher's variance of each hidden unit over every step of the sequences X (N, T, n_in)."""
     _, hs = predict(teacher, X)

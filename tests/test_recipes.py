@@ -211,3 +211,28 @@ def test_design_files_plan(name):
     assert p.runs and all(u.kind in ("teacher", "student", "cs") for u in p.units)
     if name != "best":
         assert any(not batchable(r.student) for r in p.runs)
+
+
+def test_search_alternated_with_scale_finetuning(sine_teacher):
+    from ternq.search import SearchSettings, search_from
+
+    task, teacher = sine_teacher
+    start, _ = ternq.train_student(teacher, task, StudentConfig(hidden=6, shaped=True, epochs=30), seed=7)
+    plain, r1 = search_from(start, task, SearchSettings(sequences=10, sweeps=2), 7)
+    tuned, r2 = search_from(start, task, SearchSettings(sequences=10, sweeps=2, rounds=2, finetune_epochs=40), 7)
+    assert r2.mse_history[: len(r1.mse_history)] == r1.mse_history  # the first round's search is the plain one
+    assert len(r2.mse_history) > len(r1.mse_history) and r2.flips >= r1.flips
+    n = tuned.n_cell
+    assert not np.array_equal(tuned.theta[n:], plain.theta[n:])  # the scales were tuned
+    with pytest.raises(SettingsError, match="^rounds:"):
+        SearchSettings(rounds=0).validate()
+
+
+def test_finetune_scales_alone_keeps_every_trit(sine_teacher):
+    from ternq.train import finetune_scales
+
+    task, teacher = sine_teacher
+    start, _ = ternq.train_student(teacher, task, StudentConfig(hidden=6, shaped=True, epochs=30), seed=8)
+    tuned, hist = finetune_scales(start, task, 50, 1e-3, seed=8)
+    np.testing.assert_array_equal(tuned.trits(), start.trits())
+    assert len(hist.loss) == 50 and hist.mse[-1] < hist.mse[0]

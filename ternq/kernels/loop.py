@@ -275,7 +275,7 @@ class LoopSettings:
     alpha: tuple[float, float] = (0.0, 0.0)
     # the recipes (issue 10); with ext False none of these is read and the seeds' loop runs
     ext: bool = False
-    n_main: int = 0  # epochs before the fine-tune (0: all of n_epochs)
+    n_main: int = -1  # epochs before the fine-tune (-1: all of n_epochs; 0: all are fine-tune)
     alpha_kind: int = ALPHA_LINEAR
     alpha_until: float = 0.5  # ALPHA_EARLY: the share of the main epochs with distillation
     beta_kind: int = BETA_LINEAR
@@ -333,7 +333,7 @@ def run_epochs(theta: np.ndarray, m: np.ndarray, v: np.ndarray, X: np.ndarray, Y
         rank = np.arange(n_rows) if s.row_rank is None else np.ascontiguousarray(s.row_rank, np.int64)
         if thr is None:
             thr = s.state(hidden, n_out, dt)
-        n_main = s.n_main or s.n_epochs
+        n_main = s.n_epochs if s.n_main < 0 else s.n_main
         return int(train_recipe(theta, m, v, X, Y, e0, e1, s.n_epochs, n_in, hidden, n_out, s.dt,
                                 s.lr, s.lr_min, s.lr_kind, s.clip, s.student, s.mask_kind, s.beta[0], s.beta[1],
                                 tp, s.alpha[0], s.alpha[1], losses, mses, x0,
