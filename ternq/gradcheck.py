@@ -11,6 +11,13 @@ also checks one odd width on a batch whose B*T is not a multiple of four
 of each gradient. The straight-through rows compare the kernel against masks
 written here from the formulas of the protocol (:func:`protocol_mask`), not
 against the kernel's own ``mask()``.
+
+The recipes of issue 10 are covered too: the trajectory term weighted per unit
+(normalised hidden-state matching) and output distillation by finite
+differences like every loss; the backward rules that are estimators rather
+than derivatives (LSQ's scale gradient, TWN's thresholds, the frozen-trit
+fine-tune, progressive quantization's float rows) against formulas written
+here from the papers (:func:`recipe_rows`).
 """
 
 from __future__ import annotations
