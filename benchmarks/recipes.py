@@ -41,27 +41,38 @@ def screen(dirs: list[str]) -> None:
         print()
 
 
-def _seeds_rows(doc: dict) -> dict[tuple[int, bool, bool], dict]:
-    """The seeds' design's configurations by (width, shaped, distill)."""
+def _per_seed(doc: dict) -> dict[tuple[int, int], float]:
+    """eval MSE of every student of the seeds' design by (config, seed)."""
     out = {}
-    for r in doc["runs"]:
-        lv = r["levels"]
-        out[r["width"], bool(lv.get("shaped gradient")), bool(lv.get("trajectory distillation"))] = r
+    for ps in doc["per_seed"]:
+        for i, c in enumerate(ps["configs"]):
+            out[i + 1, ps["seed"]] = c["eval_mse"]
     return out
 
 
 def confirm(base: str, recipe: str) -> None:
-    """ternary / float of every configuration of the seeds' design under today's defaults and a recipe."""
+    """ternary / float of every configuration of the seeds' design under today's defaults and a recipe,
+    and the recipe's paired ratio to today (same seeds, same teachers: geometric mean with a t interval)."""
+    import numpy as np
+
+    from ternq.stats import mean_ci
+
     a, b = _load(base), _load(recipe)
-    ra, rb = _seeds_rows(a), _seeds_rows(b)
-    print(f"task {b['task']}, seeds {len(b['seeds'])}\n")
-    print("| H | shaped | distill | today: eval MSE | today: vs float | recipe: eval MSE | recipe: vs float |")
-    print("|---|---|---|---|---|---|---|")
-    for key in sorted(rb):
-        x, y = ra.get(key), rb[key]
-        left = f"{x['eval_mse']['geo_mean']:.2e} | {_ci(x['vs_float'])}" if x else " | "
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {left} | {y['eval_mse']['geo_mean']:.2e} | {_ci(y['vs_float'])} |")
-    print("\nteachers:", {k: f"{v['geo_mean']:.2e}" for k, v in b["teachers"].items()})
+    pa, pb = _per_seed(a), _per_seed(b)
+    print(f"task {b['task']['name']}, seeds {len(b['seeds'])}\n")
+    print("| config | shaped | distill | H | today: vs float | recipe: eval MSE | recipe: vs float | recipe / today |")
+    print("|---|---|---|---|---|---|---|---|")
+    for x, y in zip(a["matrix"], b["matrix"], strict=True):
+        k = y["config"]
+        seeds = [s for s in b["seeds"] if (k, s) in pa and (k, s) in pb]
+        paired = mean_ci([np.log10(pb[k, s] / pa[k, s]) for s in seeds])
+        ratio = f"{10 ** paired['mean']:.2f} [{10 ** paired['lo']:.2f}, {10 ** paired['hi']:.2f}]"
+        print(f"| {k} | {y['shaped']} | {y['distill']} | {y['width']} | {_ci(x['vs_float'])} | "
+              f"{y['eval_mse']['geo_mean']:.2e} | {_ci(y['vs_float'])} | {ratio} |")
+    for x, y in zip(a["cs"], b["cs"], strict=True):
+        print(f"| CS from {y['source']} | | | {y['width']} | {_ci(x['vs_float'])} | {y['eval_mse']['geo_mean']:.2e} | "
+              f"{_ci(y['vs_float'])} | |")
+    print("\nteachers (eval MSE, H=16 / 32):", " / ".join(f"{v['geo_mean']:.2e}" for v in b["teachers"].values()))
 
 
 if __name__ == "__main__":
