@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import ternq
+import ternq.tasks
 from ternq.config import load, parse_seeds
 from ternq.stats import mean_ci
 from ternq.train import StudentConfig, TeacherConfig
@@ -149,8 +150,14 @@ def main() -> None:
     ap.add_argument("--plot", type=Path)
     a = ap.parse_args()
     tasks = a.tasks.split(",")
-    budgets = [int(x) for x in a.epochs.split(",")]
-    seeds = list(parse_seeds(a.seeds))
+    unknown = [t for t in tasks if t not in ternq.tasks.TASKS]
+    try:
+        budgets = [int(x) for x in a.epochs.split(",")]
+        seeds = list(parse_seeds(a.seeds))
+    except ValueError as exc:
+        ap.error(str(exc))
+    if unknown or min(budgets) <= 0 or a.workers <= 0:
+        ap.error(f"unknown task {unknown[0]!r}" if unknown else "epochs and workers must be positive")
     res = run(a.out, tasks, budgets, seeds, a.workers)
     table = summarise(res, tasks, budgets, seeds)
     report(table, tasks, budgets)
