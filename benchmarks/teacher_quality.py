@@ -137,6 +137,7 @@ def plot(table: dict, tasks, budgets, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".png")
     os.close(fd)
     fig.savefig(tmp, dpi=110)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the plot is for everyone
     os.replace(tmp, path)
 
 
