@@ -11,6 +11,13 @@ also checks one odd width on a batch whose B*T is not a multiple of four
 of each gradient. The straight-through rows compare the kernel against masks
 written here from the formulas of the protocol (:func:`protocol_mask`), not
 against the kernel's own ``mask()``.
+
+The recipes of issue 10 are covered too: the trajectory term weighted per unit
+(normalised hidden-state matching) and output distillation by finite
+differences like every loss; the backward rules that are estimators rather
+than derivatives (LSQ's scale gradient, TWN's thresholds, the frozen-trit
+fine-tune, progressive quantization's float rows) against formulas written
+here from the papers (:func:`recipe_rows`).
 """
 
 from __future__ import annotations
@@ -20,8 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels.cell import forward, loss_grad, unpack
-from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, quantize, ste_backward
+from .kernels.cell import forward, loss_grad, loss_grad_w, unpack
+from .kernels.ternary import (
+    MASK_NONE,
+    MASK_REFERENCE,
+    MASK_SEED,
+    SCALE_LEARNED,
+    SCALE_LSQ,
+    SCALE_TWN,
+    TWN_DELTA,
+    quantize,
+    ste_backward,
+    ste_ext,
+)
 from .model import init_teacher, student_from
 from .rng import stream
 from .train import DT
@@ -67,8 +85,8 @@ def numerical_grad(f, x: np.ndarray, idx: np.ndarray, h: float = 4e-3) -> np.nda
 
 
 @njit(cache=True, nogil=True)
-def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hs, gs, cs, ys, WT):
-    """The loss of :func:`ternq.kernels.cell.loss_grad`, forward only."""
+def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT):
+    """The loss of :func:`ternq.kernels.cell.loss_grad_w` (``hw`` all ones: :func:`loss_grad`), forward only."""
     forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT)
     T, B = ys.shape[0], ys.shape[1]
     sse = 0.0
@@ -80,13 +98,13 @@ def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hs, gs, cs, ys, WT):
                 sse += e * e
             for i in range(hidden):
                 d = hs[t + 1, bb, i] - ht[t + 1, bb, i]
-                straj += d * d
+                straj += d * d * hw[i]
     n = B * T
     return w_y * 0.5 * sse / (n * n_out) + alpha * 0.5 * straj / (n * hidden)
 
 
 @njit(cache=True, nogil=True)
-def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hs, gs, cs, ys, WT):
+def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT):
     """:func:`numerical_grad` of the cell loss with respect to entries ``idx`` of p, compiled."""
     out = np.empty(idx.shape[0])
     for n in range(idx.shape[0]):
@@ -95,9 +113,9 @@ def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hs, gs, c
         d = np.empty(2)
         for m, step in enumerate((h, h / 2)):
             p[k] = x0 + step
-            fp = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hs, gs, cs, ys, WT)
+            fp = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT)
             p[k] = x0 - step
-            fm = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hs, gs, cs, ys, WT)
+            fm = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT)
             p[k] = x0
             d[m] = (fp - fm) / (2 * step)
         out[n] = (4 * d[1] - d[0]) / 3
@@ -117,23 +135,34 @@ def _blocks(I, H, O):
 
 
 class _Problem:
-    """A loss over effective parameters ``p`` on fixed random data, in float64."""
+    """A loss over effective parameters ``p`` on fixed random data, in float64.
 
-    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p):
+    ``hw``: per-unit weights of the trajectory term (normalised hidden matching; None: the seeds'
+    term). ``out_share``: output distillation, the share of the teacher's predictions in the target.
+    """
+
+    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p, hw=None, out_share=0.0):
         self.dims = (I, H, O)
         self.X = rng.normal(size=(B, T, I))
         self.Y = rng.normal(size=(B, T, O))
         self.alpha = alpha
+        self.hw = hw
         self.ht = np.zeros((T + 1, B, H))
         self.ws = (np.empty((T + 1, B, H)), np.empty((T, B, H)), np.empty((T, B, H)),
                    np.empty((T, B, O)), np.empty((I + H, 2 * H)))
-        if alpha:
+        if alpha or out_share:
             forward(teacher_p, self.X, I, H, O, DT, self.ht, *self.ws[1:])
+        if out_share:
+            self.Y = (1.0 - out_share) * self.Y + out_share * self.ws[3].transpose(1, 0, 2)
 
     def loss_grad(self, p):
         g = np.zeros_like(p)
-        loss, _ = loss_grad(p, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha, self.alpha,
-                            self.ht, g, *self.ws)
+        if self.hw is None:
+            loss, _ = loss_grad(p, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha, self.alpha,
+                                self.ht, g, *self.ws)
+        else:
+            loss, _ = loss_grad_w(p, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha, self.alpha,
+                                  self.ht, self.hw, g, *self.ws)
         return loss, g
 
     def loss(self, p):
@@ -141,8 +170,9 @@ class _Problem:
 
     def numerical(self, p, idx, h=4e-3):
         """Compiled :func:`numerical_grad` of this loss at the entries ``idx`` of ``p``."""
+        hw = np.ones(self.dims[1]) if self.hw is None else self.hw
         return _fd_cell(p, np.asarray(idx, np.int64), h, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha,
-                        self.alpha, self.ht, *self.ws)
+                        self.alpha, self.ht, hw, *self.ws)
 
 
 def _random_teacher(seed, H, I, O):
@@ -206,10 +236,18 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     w_idx = np.concatenate([blocks["W_gate"], blocks["W_cand"], blocks["W_out"]])
     rows = np.concatenate([np.repeat(np.arange(h2), I + H), h2 + np.repeat(np.arange(O), H)])
 
-    for alpha in (0.0, 0.5):
-        tag = f"student {shape}" + (" traj" if alpha else "")
-        prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64))
+    # the seeds' output term; with the trajectory term; and the recipes' forms (issue 10): the trajectory
+    # term weighted per unit (normalised hidden matching), and output distillation toward a blend of the
+    # data and the teacher's predictions
+    hw = rng.uniform(0.5, 4.0, size=H)
+    forms = (("", 0.0, None, 0.0), (" traj", 0.5, None, 0.0), (" traj-norm", 0.5, hw, 0.0),
+             (" out-distill", 0.0, None, 0.5))
+    for suffix, alpha, weights, out_share in forms:
+        tag = f"student {shape}{suffix}"
+        prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64), weights, out_share)
         g_eff = prob.loss_grad(p)[1]
+        if suffix == " traj":
+            g_traj = g_eff
 
         def loss_of_scales(s, prob=prob):
             q = p.copy()
@@ -226,8 +264,64 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
             results.append(_compare(tag, name, g_eff[idx], prob.numerical(p, idx)))
         results.append(_compare(tag, "W_eff (trits frozen)", g_eff[w_idx], prob.numerical(p, w_idx)))
 
-    results += ste_rows(theta, I, H, O, g_eff, rows, w_idx, f"student {shape}")
+    results += ste_rows(theta, I, H, O, g_traj, rows, w_idx, f"student {shape}")
+    results += recipe_rows(theta, I, H, O, g_traj, rows, w_idx, f"student {shape}", rng)
     return results
+
+
+def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext) -> list[BlockResult]:
+    """The recipes' backward (issue 10) against formulas written here from the papers:
+
+    - LSQ (Esser et al. 2020, eq. 3 and the gradient scale of section 2.2) with Q_N = Q_P = 1: per row,
+      ``dL/ds = (1/sqrt(n)) sum_j dL/dWeff_j (round(clip(r_j, -1, 1)) - r_j [|r_j| < 1])``, r = w / s;
+    - TWN thresholds (Li et al. 2016: delta = 0.7 mean|w|): shadow gradient ``g_eff * mask(w / (2 delta))``
+      (the mask's boundary moved to the threshold), no scale gradient (the scales are recomputed);
+    - the final fine-tune: no shadow gradient, ``dL/ds = sum_j dL/dWeff_j trit_j`` (trits frozen);
+    - progressive quantization: a float row's gradient is ``g_eff`` itself, with no scale gradient.
+
+    ``backward`` is the kernel by default; tests pass a wrong one to show the rows catch it.
+    """
+    n_cell = len(g_eff)
+    scales = theta[n_cell:]
+    n_rows = len(scales)
+    w = theta[w_idx]
+    s_row = scales[rows]
+    r = w / s_row
+    g_w = g_eff[w_idx]
+    q = np.where(np.abs(r) < 0.5, 0.0, np.sign(r))
+    n_cols = np.bincount(rows, minlength=n_rows)
+    ones = np.ones(n_rows, np.int8)
+    zeros = np.zeros(n_rows)
+    out = []
+
+    def run(use_thr, thr, live, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
+        g = np.zeros_like(theta)
+        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, g)
+        return g
+
+    g = run(False, zeros, ones, SCALE_LSQ, False)
+    lsq = np.bincount(rows, g_w * (q - r * (np.abs(r) < 1)), n_rows) / np.sqrt(n_cols)
+    out.append(_compare(model, "LSQ dL/ds (Esser et al.)", g[n_cell:], lsq))
+
+    delta = TWN_DELTA * np.bincount(rows, np.abs(w), n_rows) / n_cols
+    g = run(True, delta, ones, SCALE_TWN, False, MASK_SEED, 7.0)
+    want = g_w * protocol_mask(w, 2.0 * delta[rows], 7.0, MASK_SEED)
+    out.append(_compare(model, "TWN: STE = g_eff * mask(w/2delta)", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([want, np.zeros(n_rows)])))
+
+    q_thr = np.where(np.abs(w) > delta[rows], np.sign(w), 0.0)
+    g = run(True, delta, ones, SCALE_LEARNED, True, MASK_SEED, 7.0)
+    out.append(_compare(model, "fine-tune: W frozen, dL/ds", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([np.zeros_like(w), np.bincount(rows, g_w * q_thr, n_rows)])))
+
+    live = (rng.random(n_rows) < 0.5).astype(np.int8)
+    g = run(False, zeros, live, SCALE_LEARNED, False, MASK_SEED, 7.0)
+    on = live[rows] == 1
+    want = np.where(on, g_w * protocol_mask(w, s_row, 7.0, MASK_SEED), g_w)
+    want_s = np.where(live == 1, np.bincount(rows, g_w * q, n_rows), 0.0)
+    out.append(_compare(model, "progressive: float rows = g_eff", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([want, want_s])))
+    return out
 
 
 def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.ndarray:

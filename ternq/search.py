@@ -11,6 +11,7 @@ kernel of its own (nothing more to compile, nothing to keep in step).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from .kernels.cell import forward, n_params, unpack
 from .model import Model, student_from
 from .rng import stream
 from .tasks import Task
-from .train import DT, SettingsError
+from .train import DT, MAX_EPOCHS, SettingsError, finetune_scales, predict_mse
 
 
 def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
@@ -122,18 +123,33 @@ def quantize_teacher(teacher: Model) -> Model:
 @dataclass(frozen=True)
 class SearchSettings:
     """The coordinate search: at most ``sweeps`` sweeps, scored on ``sequences`` fixed training-distribution
-    sequences of ``steps`` steps (never the held-out set)."""
+    sequences of ``steps`` steps (never the held-out set).
+
+    As a refinement (issue 10): ``rounds`` rounds of search, each followed by ``finetune_epochs`` epochs of
+    scale, bias and tau fine-tuning with the trits frozen (learning rate ``finetune_lr``), on the training
+    distribution. A larger search set is ``sequences = 10`` (all of an epoch's sequences). The defaults
+    (one round, no fine-tune) are the C program's baseline.
+    """
 
     sweeps: int = 5
     sequences: int = 4
     steps: int = 50
+    rounds: int = 1
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-3
 
     def validate(self) -> None:
         """Raise :class:`ternq.train.SettingsError` naming the first setting that cannot be used."""
-        for key in ("sweeps", "sequences", "steps"):
+        for key in ("sweeps", "sequences", "steps", "rounds"):
             value = getattr(self, key)
             if isinstance(value, bool) or int(value) != value or value <= 0:
                 raise SettingsError(key, f"must be positive, not {value}")
+        if isinstance(self.finetune_epochs, bool) or int(self.finetune_epochs) != self.finetune_epochs \
+                or not 0 <= self.finetune_epochs <= MAX_EPOCHS:
+            raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, "
+                                f"not {self.finetune_epochs}")
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise SettingsError("finetune_lr", f"must be a finite positive number, not {self.finetune_lr}")
 
 
 def search_set(task: Task, settings: SearchSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,4 +180,18 @@ def search_from(start: Model, task: Task, settings: SearchSettings, seed: int) -
     """
     settings.validate()
     X, Y = search_set(task, settings, seed)
-    return coordinate_search(start, X, Y, settings.sweeps)
+    model, res = coordinate_search(start, X, Y, settings.sweeps)
+    if settings.finetune_epochs == 0:
+        return model, res  # the rounds would repeat a search that has stopped
+    history, flips, sweeps = [], 0, 0
+    for r in range(settings.rounds):
+        if r:
+            model, res = coordinate_search(model, X, Y, settings.sweeps)
+        history += res.mse_history
+        flips += res.flips
+        sweeps += res.sweeps
+        # the fine-tune's data: a stream of the seed's own per round
+        model, _ = finetune_scales(model, task, settings.finetune_epochs, settings.finetune_lr, seed,
+                                   data=f"cs-finetune-{r}")
+        history.append(float(predict_mse(model, X, Y)))
+    return model, SearchResult(history, flips, sweeps)

@@ -9,8 +9,30 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .kernels.cell import forward, loss_grad, mse
-from .kernels.loop import LR_CONSTANT, LR_COSINE, LoopSettings, run_epochs
-from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, ste_backward
+from .kernels.loop import (
+    ALPHA_CONSTANT,
+    ALPHA_EARLY,
+    ALPHA_FALLING,
+    ALPHA_LINEAR,
+    BETA_COSINE,
+    BETA_GEOMETRIC,
+    BETA_LINEAR,
+    LR_CONSTANT,
+    LR_COSINE,
+    LoopSettings,
+    run_epochs,
+)
+from .kernels.ternary import (
+    MASK_NONE,
+    MASK_REFERENCE,
+    MASK_SEED,
+    SCALE_ABSMEAN,
+    SCALE_LEARNED,
+    SCALE_LSQ,
+    SCALE_TWN,
+    bake,
+    ste_backward,
+)
 from .memory import training_memory
 from .model import Model, init_teacher, student_from
 from .rng import stream
@@ -23,7 +45,14 @@ MAX_EPOCHS = 10_000_000
 MAX_BATCH = 100_000
 CHUNK_BYTES = 8 << 20  # the training sequences held at once (one chunk of epochs)
 SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
-MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE}
+MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE, "none": MASK_NONE}
+ALPHA_SCHEDULES = {"linear": ALPHA_LINEAR, "constant": ALPHA_CONSTANT, "falling": ALPHA_FALLING,
+                   "early": ALPHA_EARLY}
+BETA_SCHEDULES = {"linear": BETA_LINEAR, "geometric": BETA_GEOMETRIC, "cosine": BETA_COSINE}
+SCALE_MODES = {"learned": SCALE_LEARNED, "lsq": SCALE_LSQ, "absmean": SCALE_ABSMEAN, "twn": SCALE_TWN}
+HIDDEN_MATCHING = ("raw", "normalised")
+OUTPUT_WEIGHTS = ("1-alpha", "1")
+VARIANCE_FLOOR = 1e-2  # normalised matching: var_i + 1e-2 * mean var, so a quiet unit does not dominate
 
 Progress = Callable[[int, int, float], None]  # (epochs done, total, last loss)
 
@@ -100,11 +129,41 @@ class StudentSettings(OptimiserSettings):
     mask: str = "seed"
     beta: tuple[float, float] = (1.0, 20.0)
     alpha: tuple[float, float] = (0.3, 0.8)
+    # The recipes of issue 10. Each default is the seeds' behaviour; :func:`batchable` says when all are.
+    distill_hidden: str = "raw"  # the trajectory term (when distill): "raw" (the seeds'), "normalised" per unit
+    #                              by the teacher's hidden-state variance
+    distill_output: float = 0.0  # output distillation, with or without distill: the share of the teacher's
+    #                              predictions in the output target (0: the data only, 1: the teacher's only)
+    alpha_schedule: str = "linear"  # "linear" (alpha start -> end), "constant", "falling", "early"
+    alpha_until: float = 0.5  # "early": the share of training with distillation (then alpha = 0)
+    output_weight: str = "1-alpha"  # the output term's weight under distillation: "1-alpha" or "1"
+    scale_mode: str = "learned"  # "learned", "lsq" (LSQ's gradient), "absmean" or "twn" (recomputed)
+    beta_schedule: str = "linear"  # "linear", "geometric", "cosine"
+    progressive: float = 0.0  # quantize a growing share of rows over this share of training (0: off)
+    finetune_epochs: int = 0  # epochs added at the end: scales, biases and tau only, trits frozen
+    finetune_lr: float = 1e-3  # their learning rate (scheduled down to lr_min)
 
     def validate(self) -> None:
         super().validate()
         if self.mask not in MASKS:
             raise SettingsError("mask", f"one of {', '.join(map(repr, MASKS))}, not {self.mask!r}")
+        for key, known in (("distill_hidden", HIDDEN_MATCHING), ("alpha_schedule", ALPHA_SCHEDULES),
+                           ("output_weight", OUTPUT_WEIGHTS), ("scale_mode", SCALE_MODES),
+                           ("beta_schedule", BETA_SCHEDULES)):
+            if getattr(self, key) not in known:
+                raise SettingsError(key, f"one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
+        for key in ("distill_output", "progressive"):
+            x = getattr(self, key)
+            if not (math.isfinite(x) and 0.0 <= x <= 1.0):
+                raise SettingsError(key, f"must lie in [0, 1], not {x}")
+        if not (math.isfinite(self.alpha_until) and 0.0 < self.alpha_until <= 1.0):
+            raise SettingsError("alpha_until", f"must lie in (0, 1], not {self.alpha_until}")
+        if isinstance(self.finetune_epochs, bool) or int(self.finetune_epochs) != self.finetune_epochs \
+                or not 0 <= self.finetune_epochs <= MAX_EPOCHS:
+            raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, "
+                                f"not {self.finetune_epochs}")
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise SettingsError("finetune_lr", f"must be a finite positive number, not {self.finetune_lr}")
         for name in ("beta", "alpha"):
             pair = getattr(self, name)
             if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
@@ -113,6 +172,15 @@ class StudentSettings(OptimiserSettings):
             raise SettingsError("alpha", f"values must lie in [0, 1), not {list(self.alpha)}")
         if not all(b > 0 for b in self.beta):
             raise SettingsError("beta", f"values must be positive, not {list(self.beta)}")
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs trained in all: the main ones and the fine-tune's (the budget)."""
+        return self.epochs + self.finetune_epochs
+
+
+RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
+               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr")  # issue 10's settings
 
 
 @dataclass(frozen=True)
@@ -164,14 +232,43 @@ def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
     The data is made a chunk of epochs at a time (:func:`chunk_epochs`); see
     :func:`ternq.memory.training_memory` for what is counted.
     """
-    chunk = chunk_epochs(task, cfg.batch, cfg.epochs)
-    return training_memory(cfg.epochs, cfg.batch, task.steps, cfg.hidden, task.n_in, task.n_out, chunk=chunk,
-                           distill=bool(getattr(cfg, "distill", False)))
+    epochs = getattr(cfg, "total_epochs", cfg.epochs)
+    chunk = chunk_epochs(task, cfg.batch, epochs)
+    return training_memory(epochs, cfg.batch, task.steps, cfg.hidden, task.n_in, task.n_out, chunk=chunk,
+                           distill=bool(getattr(cfg, "distill", False) or getattr(cfg, "distill_output", 0.0)))
 
 
-def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, steps=100):
-    """Drive the compiled loop chunk by chunk of data, in at most ``steps`` calls' worth of progress reports."""
-    E = cfg.epochs
+def batchable(cfg: StudentConfig | TeacherConfig) -> bool:
+    """True when ``cfg`` uses none of the recipes of issue 10 (every recipe setting at its default), so the
+    batched kernels (:mod:`ternq.multi`) compute exactly what :func:`train_student` would; False otherwise.
+
+    Teachers are always batchable. The engine's grouping calls this so that units using a recipe run on
+    the single path.
+    """
+    if not isinstance(cfg, StudentSettings):
+        return True
+    base = StudentSettings()
+    return all(getattr(cfg, k) == getattr(base, k) for k in RECIPE_KEYS) and cfg.mask != "none"
+
+
+def _recipe_loop(loop: LoopSettings, cfg: StudentConfig, hidden_weights, row_rank) -> LoopSettings:
+    """``loop`` with the recipe of ``cfg`` switched on (the loop :func:`ternq.kernels.loop.train_recipe`)."""
+    from dataclasses import replace
+
+    alpha = cfg.alpha if cfg.distill else (0.0, 0.0)  # output distillation alone: no trajectory term
+    return replace(loop, ext=True, n_main=cfg.epochs, alpha=alpha, alpha_kind=ALPHA_SCHEDULES[cfg.alpha_schedule],
+                   alpha_until=cfg.alpha_until, beta_kind=BETA_SCHEDULES[cfg.beta_schedule],
+                   w_y_one=cfg.output_weight == "1", hidden_weights=hidden_weights,
+                   output_teacher=cfg.distill_output, scale_kind=SCALE_MODES[cfg.scale_mode], row_rank=row_rank,
+                   progressive=cfg.progressive, finetune_lr=cfg.finetune_lr)
+
+
+def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, steps=100, recipe=None):
+    """Drive the compiled loop chunk by chunk of data, in at most ``steps`` calls' worth of progress reports.
+
+    ``recipe``: ``(hidden_weights, row_rank)`` to run a student's recipe (issue 10); None for the seeds' loop.
+    """
+    E = cfg.total_epochs if recipe is not None else cfg.epochs
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     losses = np.full(E, np.nan)
@@ -179,19 +276,33 @@ def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, step
     loop = LoopSettings(n_epochs=E, dt=DT, lr=cfg.lr, lr_min=cfg.lr_min, lr_kind=SCHEDULES[cfg.schedule],
                         clip=cfg.clip, student=student, mask_kind=mask_kind,
                         beta=getattr(cfg, "beta", (1.0, 1.0)), alpha=getattr(cfg, "alpha", (0.0, 0.0)))
+    thr = None
+    if recipe is not None:
+        loop = _recipe_loop(loop, cfg, *recipe)
+        thr = loop.state(dims[1], dims[2], theta.dtype)
     step = max(1, -(-E // steps))
     for c0, X, Y in chunks:
         c1 = c0 + len(X)
         e0 = c0
         while e0 < c1:
             e1 = min(c1, (e0 // step + 1) * step)  # stop at chunk ends and at progress marks
-            bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses, x0=c0)
+            bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses, x0=c0, thr=thr)
             if bad >= 0:
                 raise DivergedError(bad)
             if progress is not None and (e1 % step == 0 or e1 == E):
                 progress(e1, E, float(losses[e1 - 1]))
             e0 = e1
         del X, Y  # free this chunk before the next one is built
+    if recipe is not None:
+        # the trits as trained (thresholds, scales recomputed or frozen) become the shadow weights,
+        # so that the model runs anywhere exactly as it trained
+        frozen = cfg.finetune_epochs > 0
+        kind = loop.scale_kind
+        if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
+            from .kernels.ternary import recompute_scales
+
+            recompute_scales(theta, *dims, kind, thr)
+        bake(theta, *dims, frozen or kind == SCALE_TWN, thr)
     return History(losses, mses)
 
 
@@ -246,13 +357,63 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
     model = student_from(teacher)
-    chunks = task.batch_chunks(stream(seed, "student-data"), cfg.epochs, cfg.batch,
-                          chunk_epochs(task, cfg.batch, cfg.epochs))
-    teacher_p = teacher.params() if cfg.distill else np.empty(0, np.float32)
+    recipe = None if batchable(cfg) else _recipe_arrays(teacher, task, cfg, seed)
+    E = cfg.total_epochs if recipe is not None else cfg.epochs
+    chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
+    uses_teacher = cfg.distill or cfg.distill_output > 0
+    teacher_p = teacher.params() if uses_teacher else np.empty(0, np.float32)
     kind = MASKS[cfg.mask] if cfg.shaped else MASK_NONE
-    hist = _run(model.theta, chunks, model.dims, cfg, True, kind, teacher_p, progress)
+    hist = _run(model.theta, chunks, model.dims, cfg, True, kind, teacher_p, progress, recipe=recipe)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
+
+
+def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int, batch: int = 10,
+                    lr_min: float = 1e-4, clip: float = 5.0, data: str = "scale-finetune") -> tuple[Model, History]:
+    """Fine-tune a student's scales, biases and tau with its trits frozen (the recipes' final fine-tune alone).
+
+    Adam with a cosine schedule from ``lr`` to ``lr_min`` over ``epochs`` epochs of training sequences from
+    the seed's own stream named ``data``. Returns a new student (``model`` is not modified) whose
+    shadow weights are its effective weights, and the history.
+    """
+    if model.kind != "student":
+        raise ValueError("only a student's scales can be fine-tuned")
+    _positive_int("epochs", epochs, MAX_EPOCHS)
+    out = model.copy()
+    out.theta = np.ascontiguousarray(out.theta, np.float32)
+    dims = out.dims
+    chunks = task.batch_chunks(stream(seed, data), epochs, batch, chunk_epochs(task, batch, epochs))
+    loop = LoopSettings(n_epochs=epochs, dt=DT, lr=lr, lr_min=lr_min, lr_kind=LR_COSINE, clip=clip, student=True,
+                        ext=True, n_main=0, finetune_lr=lr)
+    thr = loop.state(out.hidden, out.n_out, out.theta.dtype)
+    m, v = np.zeros_like(out.theta), np.zeros_like(out.theta)
+    losses, mses = np.full(epochs, np.nan), np.full(epochs, np.nan)
+    for c0, X, Y in chunks:
+        bad = run_epochs(out.theta, m, v, X, Y, c0, c0 + len(X), dims, loop, None, losses, mses, x0=c0, thr=thr)
+        if bad >= 0:
+            raise DivergedError(bad)
+    bake(out.theta, *dims, True, thr)
+    return out, History(losses, mses)
+
+
+def hidden_variance(teacher: Model, X: np.ndarray) -> np.ndarray:
+    """The teacher's variance of each hidden unit over every step of the sequences X (N, T, n_in)."""
+    _, hs = predict(teacher, X)
+    return hs[:, 1:].reshape(-1, teacher.hidden).astype(np.float64).var(axis=0)
+
+
+def _recipe_arrays(teacher: Model, task: Task, cfg: StudentConfig, seed: int):
+    """What a recipe needs besides its settings: the per-unit weights of normalised hidden matching
+    (1 / (var_i + floor), from the teacher on sequences of the seed's own stream) and the order in which
+    progressive quantization takes the rows (a permutation from the seed's own stream)."""
+    hw = None
+    if cfg.distill and cfg.distill_hidden == "normalised":
+        X, _ = task.batches(stream(seed, "hidden-variance"), 1, cfg.batch)
+        var = hidden_variance(teacher, X[0])
+        hw = 1.0 / (var + VARIANCE_FLOOR * max(float(var.mean()), 1e-12))
+    n_rows = 2 * cfg.hidden + task.n_out
+    rank = np.argsort(stream(seed, "progressive-rows").permutation(n_rows)) if cfg.progressive > 0 else None
+    return hw, rank
 
 
 def evaluate(model: Model, task: Task) -> dict[str, float]:

@@ -183,3 +183,57 @@ def test_ste_rows_catch_a_wrong_mask_formula():
     for wrong in (off_centre, swapped):
         bad = {r.block: r.ok for r in ste_rows(theta, I, H, O, g_eff, rows, w_idx, "s", _numpy_ste(wrong))}
         assert not bad["STE = g_eff * seeds' mask"] and bad["STE = g_eff (vanilla)"]
+
+
+# ---- the recipes' rows (issue 10)
+
+
+def test_recipe_rows_are_in_the_check_and_pass():
+    results = check(hidden=8, seed=5)
+    blocks = {(r.model, r.block) for r in results}
+    for form in ("traj-norm", "out-distill"):
+        for block in ("scales", "tau", "W_eff (trits frozen)"):
+            assert (f"student H=8 {form}", block) in blocks
+    assert {b for _, b in blocks} >= {"LSQ dL/ds (Esser et al.)", "TWN: STE = g_eff * mask(w/2delta)",
+                                      "fine-tune: W frozen, dL/ds", "progressive: float rows = g_eff"}
+    assert max(r.max_rel_err for r in results) < 1e-6
+
+
+def test_normalised_matching_rows_see_a_missing_weight():
+    """The finite differences of the weighted loss disagree with the unweighted gradient."""
+    I, H, O, B, T = 1, 6, 1, 2, 7
+    rng = stream(7, "test-hw")
+    other = _random_teacher(8, H, I, O).theta.astype(np.float64)
+    p = _random_teacher(7, H, I, O).theta.astype(np.float64)
+    hw = rng.uniform(0.5, 4.0, size=H)
+    weighted = _Problem(stream(9, "d"), I, H, O, B, T, 0.5, other, hw)
+    plain = _Problem(stream(9, "d"), I, H, O, B, T, 0.5, other)
+    idx = _blocks(I, H, O)["b_cand"]
+    gn = weighted.numerical(p, idx)
+    assert rel_err(weighted.loss_grad(p)[1][idx], gn).max() < 1e-6
+    assert rel_err(plain.loss_grad(p)[1][idx], gn).max() > TOLERANCE
+
+
+def test_recipe_rows_catch_a_wrong_backward():
+    from ternq.gradcheck import recipe_rows
+    from ternq.kernels.ternary import SCALE_LSQ, ste_ext
+
+    theta, (I, H, O), g_eff, rows, w_idx = _ste_setup()
+    good = recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"))
+    assert all(r.max_rel_err < 1e-12 for r in good)
+
+    def no_gradient_scale(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g)
+        if scale_kind == SCALE_LSQ:  # LSQ's gradient without its 1/sqrt(n)
+            g[g_eff.size:] *= np.sqrt(I + H)
+
+    def mask_at_threshold(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr * 0.5 if use_thr else thr, live, scale_kind,
+                freeze, g)  # the mask's boundary at w / thr instead of w / (2 thr)
+
+    bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
+                                              no_gradient_scale)}
+    assert not bad["LSQ dL/ds (Esser et al.)"] and bad["fine-tune: W frozen, dL/ds"]
+    bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
+                                              mask_at_threshold)}
+    assert not bad["TWN: STE = g_eff * mask(w/2delta)"]

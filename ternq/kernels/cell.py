@@ -22,7 +22,10 @@ The cell, for one step::
 
 Per-step loss, averaged over the B*T steps of a batch::
 
-    w_y * 0.5 * mean_o(err_o^2) + alpha * 0.5 * mean_i((h_i - h_teacher_i)^2)
+    w_y * 0.5 * mean_o(err_o^2) + alpha * 0.5 * mean_i(c_i (h_i - h_teacher_i)^2)
+
+with c_i = 1 (the seeds' trajectory term) or per-unit weights ``hw`` (hidden-state
+matching normalised by the teacher's variance of each unit, :func:`loss_grad_w`).
 
 How it is made fast (all single-threaded and deterministic, no fastmath):
 
@@ -324,7 +327,9 @@ def _outer_acc(G, U, V, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk):
+def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, hw):
+    """The loss and gradient; ``hw`` (H,) weights the trajectory term per unit (empty: weight 1, the
+    seeds' term, whose arithmetic is kept apart so that it stays bit for bit what it was)."""
     _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
     gW, gb, gtau, gWout, gbout = unpack(g, n_in, hidden, n_out)
@@ -343,6 +348,7 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
     cy = ty(w_y) / ty(n * n_out)
     ch = ty(alpha) / ty(n * hidden)
     distill = alpha != 0.0
+    weighted = hw.shape[0] > 0
     sse = 0.0
     for t in range(T):
         for bb in range(B):
@@ -351,7 +357,13 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
                 sse += np.float64(err) * np.float64(err)
                 DY[t, bb, o] = cy * err
     straj = 0.0
-    if distill:
+    if distill and weighted:
+        for t in range(1, T + 1):
+            for bb in range(B):
+                for i in range(hidden):
+                    d = np.float64(hs[t, bb, i] - ht[t, bb, i])
+                    straj += d * d * np.float64(hw[i])
+    elif distill:
         for t in range(1, T + 1):
             for bb in range(B):
                 for i in range(hidden):
@@ -366,7 +378,12 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
                 wo = Wout[o]
                 for i in range(hidden):
                     dhb[i] += dy * wo[i]
-            if distill:
+            if distill and weighted:
+                hn = hs[t + 1, bb]
+                htn = ht[t + 1, bb]
+                for i in range(hidden):
+                    dhb[i] += ch * hw[i] * (hn[i] - htn[i])
+            elif distill:
                 hn = hs[t + 1, bb]
                 htn = ht[t + 1, bb]
                 for i in range(hidden):
@@ -448,4 +465,16 @@ def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, y
     written into ``g`` (same layout as ``p``). Returns (loss, mse) as float64.
     """
     wk = work(X.shape[0], X.shape[1], n_in, hidden, n_out, p)
-    return _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk)
+    return _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk,
+                      np.empty(0, p.dtype))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, g, hs, gs, cs, ys, WT):
+    """:func:`loss_grad` with the trajectory term weighted per unit by ``hw`` (H,).
+
+    The normalised hidden-state matching passes ``hw_i = 1 / var_i``, the teacher's
+    variance of unit i; an empty ``hw`` is :func:`loss_grad` exactly.
+    """
+    wk = work(X.shape[0], X.shape[1], n_in, hidden, n_out, p)
+    return _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, hw)

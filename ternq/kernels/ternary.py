@@ -111,3 +111,134 @@ def absmean_scales(theta, n_in, hidden, n_out):
     for r in range(h2 + n_out):
         row = W[r] if r < h2 else Wout[r - h2]
         scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
+
+
+# ---------------------------------------------------------------- recipes (issue 10)
+#
+# The generalised path below runs only when a recipe asks for it (train.batchable is False then);
+# the seeds' path above is left exactly as it was. Per row r it knows:
+#   live[r]   1: the row runs hard-ternary; 0: it still runs its float shadow weights (progressive
+#             quantization), with the identity as its gradient and no scale gradient;
+#   thr[r]    with use_thr: the absolute threshold |w| > thr[r] of a non-zero trit (TWN, or the
+#             trits frozen for the final fine-tune); without: trit(w, s), the seeds' rounding.
+
+SCALE_LEARNED = 0
+SCALE_LSQ = 1
+SCALE_ABSMEAN = 2
+SCALE_TWN = 3
+TWN_DELTA = 0.7  # Li et al. 2016: threshold 0.7 mean|w|
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def trit_thr(w, t):
+    """sign(w) where |w| > t, else 0 (TWN's ternarization with an absolute threshold)."""
+    if abs(w) > t:
+        return np.sign(w) + w * 0
+    return w * 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def recompute_scales(theta, n_in, hidden, n_out, kind, thr):
+    """Scales from the shadow weights: absmean ``s = mean|w|`` (threshold s/2), or TWN
+    ``delta = 0.7 mean|w|`` (written to ``thr``) and ``s = mean(|w| : |w| > delta)``."""
+    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
+    h2 = 2 * hidden
+    for r in range(h2 + n_out):
+        row = W[r] if r < h2 else Wout[r - h2]
+        mean_abs = 0.0
+        for j in range(row.shape[0]):
+            mean_abs += abs(np.float64(row[j]))
+        mean_abs /= row.shape[0]
+        if kind == SCALE_ABSMEAN:
+            scales[r] = max(mean_abs, SCALE_MIN)
+            continue
+        delta = TWN_DELTA * mean_abs
+        kept = 0.0
+        n = 0
+        for j in range(row.shape[0]):
+            a = abs(np.float64(row[j]))
+            if a > delta:
+                kept += a
+                n += 1
+        scales[r] = max(kept / n if n > 0 else mean_abs, SCALE_MIN)
+        thr[r] = delta
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p):
+    """:func:`quantize` with float rows (``live[r] == 0``) and absolute thresholds (``use_thr``)."""
+    m = n_params(n_in, hidden, n_out)
+    p[:] = theta[:m]
+    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
+    pW, _, _, pWout, _ = unpack(p, n_in, hidden, n_out)
+    h2 = 2 * hidden
+    for r in range(h2 + n_out):
+        if live[r] == 0:
+            continue
+        s = scales[r]
+        if r < h2:
+            row, prow = W[r], pW[r]
+        else:
+            row, prow = Wout[r - h2], pWout[r - h2]
+        for j in range(row.shape[0]):
+            q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
+            prow[j] = s * q
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
+    """:func:`ste_backward` for the recipes.
+
+    - float rows (``live[r] == 0``): the identity, no scale gradient;
+    - ``use_thr``: trits by threshold, the mask read at ``w / (2 thr)`` so that its boundary is the threshold;
+    - ``scale_kind``: learned (trits frozen, as :func:`ste_backward`); LSQ (Esser et al. 2020:
+      ``dWeff/ds = trit - w/s`` inside the clipping range ``|w/s| < 1``, ``trit`` outside, times the
+      gradient scale ``1/sqrt(n)`` of a row of n weights); absmean and TWN: none (recomputed);
+    - ``freeze``: the final fine-tune: no shadow-weight gradient, scales learned whatever ``scale_kind``.
+    """
+    m = n_params(n_in, hidden, n_out)
+    g[:m] = g_eff
+    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
+    gW, _, _, gWout, _ = unpack(g, n_in, hidden, n_out)
+    gs = g[m:]
+    h2 = 2 * hidden
+    ty = g.dtype.type
+    for r in range(h2 + n_out):
+        s = scales[r]
+        ds = ty(0.0)
+        if r < h2:
+            row, grow = W[r], gW[r]
+        else:
+            row, grow = Wout[r - h2], gWout[r - h2]
+        if live[r] == 0:
+            gs[r] = ds
+            continue
+        sm = ty(2.0) * thr[r] if use_thr else s
+        for j in range(row.shape[0]):
+            q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
+            if scale_kind == SCALE_LSQ and not freeze:
+                rr = row[j] / s
+                ds += grow[j] * (q - rr if abs(rr) < 1 else q)
+            else:
+                ds += grow[j] * q
+            if freeze:
+                grow[j] = ty(0.0)
+            else:
+                grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
+        if freeze or scale_kind == SCALE_LEARNED:
+            gs[r] = ds
+        elif scale_kind == SCALE_LSQ:
+            gs[r] = ds * ty(1.0 / np.sqrt(row.shape[0]))
+        else:
+            gs[r] = ty(0.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bake(theta, n_in, hidden, n_out, use_thr, thr):
+    """Shadow weights := their effective weights ``s * trit``, which quantize back to exactly the same
+    trits under the seeds' rounding (so a model trained with thresholds runs anywhere as trained)."""
+    m = n_params(n_in, hidden, n_out)
+    p = np.empty(m, theta.dtype)
+    live = np.ones(2 * hidden + n_out, np.int8)
+    quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p)
+    theta[:m] = p
