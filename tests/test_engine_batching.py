@@ -160,3 +160,15 @@ def test_compiled_reads_the_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False"]  # an empty cache: a first run
+
+
+def test_students_with_a_recipe_train_alone():
+    """A recipe the batched kernel does not have keeps its unit on the single path."""
+    from ternq.train import batchable
+
+    units = [u for u in plan(QUICK).units if u.kind == "student"]
+    plain = units[0]
+    assert batchable(plain.config) and un.batch_key(plain) is not None
+    tuned = replace(plain, config=replace(plain.config, finetune_epochs=5))
+    assert not batchable(tuned.config) and un.batch_key(tuned) is None
+    assert tuned.cost() > plain.cost()

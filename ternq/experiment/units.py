@@ -25,7 +25,16 @@ from functools import lru_cache
 from ..model import Model
 from ..search import SearchResult, SearchSettings, quantize_teacher, search_from
 from ..tasks import Task, from_file, get_task
-from ..train import History, Progress, StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+from ..train import (
+    History,
+    Progress,
+    StudentConfig,
+    TeacherConfig,
+    batchable,
+    evaluate,
+    train_student,
+    train_teacher,
+)
 
 UNIT_FORMAT = "ternq-unit"
 UNIT_VERSION = 2
@@ -92,7 +101,8 @@ class Unit:
         if self.kind == "teacher":
             return self.config.epochs * self.hidden**2
         if self.kind == "student":
-            return self.config.epochs * self.hidden**2 * (1.5 if self.config.distill else 1.0)
+            epochs = self.config.epochs + self.config.finetune_epochs  # a recipe's trits-frozen fine-tune too
+            return epochs * self.hidden**2 * (1.5 if self.config.distill else 1.0)
         return 0.5 * self.deps[0].cost()
 
 
@@ -205,8 +215,9 @@ def _keep_curve(model: Model, hist: History) -> None:
 
 def batch_key(unit: Unit) -> tuple | None:
     """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
-    width, epochs and batch size; ``None`` for a unit that trains alone (a coordinate search)."""
-    if unit.kind not in ("teacher", "student"):
+    width, epochs and batch size; ``None`` for a unit that trains alone (a coordinate search, or a student
+    using a recipe the batched kernel does not have: :func:`ternq.train.batchable`)."""
+    if unit.kind not in ("teacher", "student") or not batchable(unit.config):
         return None
     c = unit.config
     return unit.kind, unit.task, c.hidden, c.epochs, c.batch
