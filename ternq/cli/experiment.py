@@ -103,8 +103,8 @@ forecast_options = [
     click.option("--warmup", type=int, default=None, metavar="W",
                  help="True steps before a rollout runs free [25, or half a held-out window if shorter]."),
     click.option("--period", type=int, default=None, metavar="N",
-                 help="Seasonal period in rows for the seasonal naive baseline [the task's: sine 63, sunspots 11, "
-                      "co2 52; none for lorenz, multisine and --data files]."),
+                 help="Seasonal period in rows for the seasonal naive baseline [the task's: sine 63, ecg 64, "
+                      "sunspots 11, co2 52; none for lorenz, multisine and --data files]."),
 ]
 
 
