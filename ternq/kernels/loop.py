@@ -18,13 +18,12 @@ from .cell import _forward, _loss_grad, n_params, work
 from .optim import adam, clip_norm
 from .ternary import (
     SCALE_ABSMEAN,
+    SCALE_LEARNED,
     SCALE_MIN,
     SCALE_TWN,
     bake,
-    quantize,
     quantize_ext,
     recompute_scales,
-    ste_backward,
     ste_ext,
 )
 
@@ -76,90 +75,16 @@ def beta_at(kind, b0, b1, prog):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def train_epochs(
-    theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
-    lr, lr_min, lr_kind, clip,
-    student, mask_kind, beta0, beta1,
-    teacher, alpha0, alpha1,
-    losses, mses, x0=0,
-):
-    """Train ``theta`` in place for epochs ``e0 .. e1-1`` of ``n_epochs``.
-
-    X, Y (E', B, T, I/O): the batches of epochs x0 .. x0 + E' - 1 (epoch e reads
-    X[e - x0]), so the data can be made a chunk of epochs at a time. ``student``: theta holds
-    shadow weights and scales, run hard-ternary. ``teacher``: effective
-    parameters of the float teacher for trajectory distillation, or an empty
-    array for none. Schedules run linearly over progress e / n_epochs.
-    Writes each epoch's loss and output MSE (before its update) into
-    ``losses``/``mses``. Returns -1, or the first epoch whose loss was not
-    finite (training stops there, theta as it was before that epoch).
-    """
-    B, T = X.shape[1], X.shape[2]
-    dtype = theta.dtype
-    m_eff = n_params(n_in, hidden, n_out)
-    p = np.empty(m_eff, dtype)
-    g_eff = np.empty(m_eff, dtype)
-    g = np.zeros(theta.shape[0], dtype)
-    hs = np.empty((T + 1, B, hidden), dtype)
-    gs = np.empty((T, B, hidden), dtype)
-    cs = np.empty((T, B, hidden), dtype)
-    ys = np.empty((T, B, n_out), dtype)
-    WT = np.empty((n_in + hidden, 2 * hidden), dtype)
-    distill = teacher.shape[0] > 0
-    ht = np.empty((T + 1, B, hidden), dtype)
-    tgs = np.empty((T, B, hidden), dtype)
-    tcs = np.empty((T, B, hidden), dtype)
-    tys = np.empty((T, B, n_out), dtype)
-    wk = work(B, T, n_in, hidden, n_out, theta)  # scratch of the cell, allocated once
-    no_hw = np.empty(0, dtype)  # the seeds' trajectory term (unweighted)
-    for e in range(e0, e1):
-        prog = e / n_epochs
-        if student:
-            quantize(theta, n_in, hidden, n_out, p)
-        else:
-            p[:] = theta
-        alpha = 0.0
-        w_y = 1.0
-        if distill:
-            alpha = alpha0 + (alpha1 - alpha0) * prog
-            w_y = 1.0 - alpha
-            _forward(teacher, X[e - x0], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, wk)
-        loss, mse_ = _loss_grad(p, X[e - x0], Y[e - x0], n_in, hidden, n_out, dt, w_y, alpha,
-                                ht, g_eff, hs, gs, cs, ys, WT, wk, no_hw)
-        if not np.isfinite(loss):
-            return e
-        losses[e] = loss
-        mses[e] = mse_
-        if student:
-            beta = beta0 + (beta1 - beta0) * prog
-            ste_backward(theta, n_in, hidden, n_out, g_eff, beta, mask_kind, g)
-            clip_norm(g[:m_eff], clip)
-            clip_norm(g[m_eff:], clip)
-        else:
-            g[:] = g_eff
-            clip_norm(g, clip)
-        adam(theta, g, m, v, lr_at(lr, lr_min, lr_kind, prog), e + 1)
-        if student:
-            smin = dtype.type(SCALE_MIN)
-            for k in range(m_eff, theta.shape[0]):
-                if theta[k] < smin:
-                    theta[k] = smin
-    return -1
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, lr, lr_min, lr_kind,
                  clip, student, mask_kind, beta0, beta1, teacher, alpha0, alpha1, losses, mses, x0,
                  n_main, alpha_kind, alpha_until, beta_kind, w_y_one, hw, lam, scale_kind, rank,
                  prog_frac, ft_lr, thr):
     """:func:`train_epochs` for a recipe (issue 10); :class:`LoopSettings` documents the extra arguments.
 
-    A loop of its own, so that the seeds' loop stays exactly what it was. The
+    :func:`train_epochs` is this loop with every recipe setting neutral. The
     schedules run over the ``n_main`` main epochs; epochs ``n_main .. n_epochs-1``
     are the fine-tune with trits frozen. ``thr`` (one per row) is state the caller
     keeps between calls (TWN thresholds, the frozen trits' thresholds).
-    With every recipe setting neutral it computes the same bits as :func:`train_epochs`
-    (tested), so the two cannot drift apart unnoticed.
     """
     B, T = X.shape[1], X.shape[2]
     dtype = theta.dtype
@@ -249,6 +174,34 @@ def train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, l
                 if theta[k] < smin:
                     theta[k] = smin
     return -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def train_epochs(
+    theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
+    lr, lr_min, lr_kind, clip,
+    student, mask_kind, beta0, beta1,
+    teacher, alpha0, alpha1,
+    losses, mses, x0=0,
+):
+    """Train ``theta`` in place for epochs ``e0 .. e1-1`` of ``n_epochs``.
+
+    X, Y (E', B, T, I/O): the batches of epochs x0 .. x0 + E' - 1 (epoch e reads
+    X[e - x0]), so the data can be made a chunk of epochs at a time. ``student``: theta holds
+    shadow weights and scales, run hard-ternary. ``teacher``: effective
+    parameters of the float teacher for trajectory distillation, or an empty
+    array for none. Schedules run linearly over progress e / n_epochs.
+    Writes each epoch's loss and output MSE (before its update) into
+    ``losses``/``mses``. Returns -1, or the first epoch whose loss was not
+    finite (training stops there, theta as it was before that epoch).
+    """
+    # the seeds' loop is the recipe loop with every recipe setting neutral: one loop body, one source of bits
+    empty = np.empty(0, theta.dtype)
+    n_rows = 2 * hidden + n_out
+    return train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, lr, lr_min, lr_kind,
+                        clip, student, mask_kind, beta0, beta1, teacher, alpha0, alpha1, losses, mses, x0,
+                        n_epochs, ALPHA_LINEAR, 0.5, BETA_LINEAR, False, empty, 0.0, SCALE_LEARNED,
+                        np.zeros(n_rows, np.int64), 0.0, lr, np.zeros(n_rows, theta.dtype))
 
 
 # --- the typed entry point: callers name the schedule instead of passing 25 positional arguments ----
