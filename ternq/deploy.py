@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .kernels import infer
 from .kernels.cell import _decay, n_params, unpack
 from .model import Model, ModelFileError, atomic_write_bytes
@@ -41,6 +42,7 @@ from .train import DT
 MAGIC = b"TERNQDEP"
 FORMAT = "ternq-deploy"
 VERSION = 1
+MAX_FILE_BYTES = 64 << 20  # a deployable file of the widest model ternq trains (H = 4096) is about 15 MB
 PACKING = {"scheme": "base3", "trits_per_byte": 5, "digit": "trit+1", "order": "lsd-first", "pad": "trit 0",
            "layout": "W (2H, I+H) then W_out (O, H), row-major"}
 MAX_DIM = 1 << 16  # no dimension of a file may exceed this (refuses crafted sizes before allocating)
@@ -196,14 +198,10 @@ class Deployable:
     def load(cls, path: str | os.PathLike) -> Deployable:
         """Read a file written by :meth:`save`; :class:`DeployFileError` (one line) on anything else."""
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise DeployFileError(f"deployable model file not found: {path}") from None
-        except IsADirectoryError:
-            raise DeployFileError(f"{path} is a directory, not a deployable model file") from None
-        except OSError as exc:
-            raise DeployFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:  # a regular file, read within a bound (not a FIFO, a device or a huge file)
+            raw = files.read_bytes(path, MAX_FILE_BYTES, "deployable model file")
+        except files.FileInputError as exc:
+            raise DeployFileError(str(exc)) from None
         return cls.from_bytes(raw, str(path))
 
     @classmethod
@@ -296,13 +294,12 @@ class Deployable:
         teacher or a student whose trits do not reproduce its weights.
         """
         path = Path(path)
-        try:
-            with path.open("rb") as fh:
+        try:  # only a regular file is opened: a FIFO would block, a device never end
+            fh, _ = files.open_regular(path, MAX_FILE_BYTES, "model file")
+            with fh:
                 head = fh.read(8)
-        except FileNotFoundError:
-            raise DeployFileError(f"model file not found: {path}") from None
-        except OSError as exc:
-            raise DeployFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except files.FileInputError as exc:
+            raise DeployFileError(str(exc)) from None
         if head == MAGIC:
             return cls.load(path)
         if head[:2] != b"PK":

@@ -328,3 +328,15 @@ def test_predict_and_export_help_name_the_models_own_task(capsys):
         assert code == 0
         text = " ".join(out.split())
         assert "the one the model was trained on" in text and "[default: sine]" not in text
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_a_fifo_or_a_device_is_refused_without_blocking(command, tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "model.tqd"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came
+    for path in (fifo, "/dev/zero"):
+        code, _, err = run([command, str(path)] + (["--out", str(tmp_path / "x.tqd")] if command == "export" else []),
+                           capsys)
+        assert code == 2 and "not a regular file" in err and len(err.strip().splitlines()) == 1
