@@ -64,43 +64,20 @@ def _rows(theta, n_in, hidden, n_out):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def quantize(theta, n_in, hidden, n_out, p):
-    """Write the effective (hard-ternary) parameters of ``theta`` into ``p``."""
-    m = n_params(n_in, hidden, n_out)
-    p[:] = theta[:m]
-    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
-    pW, _, _, pWout, _ = unpack(p, n_in, hidden, n_out)
-    h2 = 2 * hidden
-    for r in range(h2):
-        s = scales[r]
-        for j in range(W.shape[1]):
-            pW[r, j] = s * trit(W[r, j], s)
-    for o in range(n_out):
-        s = scales[h2 + o]
-        for j in range(hidden):
-            pWout[o, j] = s * trit(Wout[o, j], s)
+    """Write the effective (hard-ternary) parameters of ``theta`` into ``p``: every row ternary, scaled by its
+    learned scale (:func:`quantize_ext` with no recipe)."""
+    n_rows = 2 * hidden + n_out
+    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), np.ones(n_rows, np.int8), p)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
-    """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``."""
-    m = n_params(n_in, hidden, n_out)
-    g[:m] = g_eff
-    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
-    gW, _, _, gWout, _ = unpack(g, n_in, hidden, n_out)
-    gs = g[m:]
-    h2 = 2 * hidden
-    ty = g.dtype.type
-    for r in range(h2 + n_out):
-        s = scales[r]
-        ds = ty(0.0)
-        if r < h2:
-            row, grow = W[r], gW[r]
-        else:
-            row, grow = Wout[r - h2], gWout[r - h2]
-        for j in range(row.shape[0]):
-            ds += grow[j] * trit(row[j], s)
-            grow[j] = grow[j] * ty(mask(row[j], s, beta, kind))
-        gs[r] = ds
+    """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``: the straight-through
+    estimator times the mask ``kind`` for the shadow weights, trits frozen for the scales (:func:`ste_ext` with
+    no recipe)."""
+    n_rows = 2 * hidden + n_out
+    ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, False, np.zeros(n_rows, theta.dtype),
+            np.ones(n_rows, np.int8), SCALE_LEARNED, False, g)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
