@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels.cell import forward, loss_grad, loss_grad_w, unpack
+from .kernels.cell import _forward, _loss_grad, forward, loss_grad, loss_grad_w, unpack, work
 from .kernels.ternary import (
     MASK_NONE,
     MASK_REFERENCE,
@@ -84,10 +84,10 @@ def numerical_grad(f, x: np.ndarray, idx: np.ndarray, h: float = 4e-3) -> np.nda
     return np.array([(4 * d(k, h / 2) - d(k, h)) / 3 for k in idx])
 
 
-@njit(cache=True, nogil=True)
-def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT):
+@njit(cache=True, nogil=True, inline="always")  # inlined: one compiled level less on a first run
+def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk):
     """The loss of :func:`ternq.kernels.cell.loss_grad_w` (``hw`` all ones: :func:`loss_grad`), forward only."""
-    forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT)
+    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     T, B = ys.shape[0], ys.shape[1]
     sse = 0.0
     straj = 0.0
@@ -107,15 +107,16 @@ def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, 
 def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT):
     """:func:`numerical_grad` of the cell loss with respect to entries ``idx`` of p, compiled."""
     out = np.empty(idx.shape[0])
+    wk = work(X.shape[0], 0, n_in, hidden, n_out, p)
     for n in range(idx.shape[0]):
         k = idx[n]
         x0 = p[k]
         d = np.empty(2)
         for m, step in enumerate((h, h / 2)):
             p[k] = x0 + step
-            fp = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT)
+            fp = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk)
             p[k] = x0 - step
-            fm = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT)
+            fm = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk)
             p[k] = x0
             d[m] = (fp - fm) / (2 * step)
         out[n] = (4 * d[1] - d[0]) / 3
@@ -408,3 +409,22 @@ def check_all(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1) -> 
     """
     H, B, T = odd_shape(n_in)
     return [r for h in widths for r in check(h, seed, n_in, n_out)] + check(H, seed, n_in, n_out, B, T)
+
+
+def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1) -> list[BlockResult]:
+    """:func:`check_all`, in a child process while its float64 kernels are not compiled yet.
+
+    On a first run the child compiles the float64 kernels on another core while this
+    process compiles the float32 training kernels (Numba's cache is locked for that,
+    :mod:`ternq.kernels.cache`); once they are compiled, it runs here, where a child
+    would only add its start-up. The rows are the same either way.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .kernels.cache import can_share, compiled
+
+    if compiled(_loss_grad, np.float64) or not can_share():
+        return check_all(widths, seed, n_in, n_out)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(check_all, tuple(widths), seed, n_in, n_out).result()

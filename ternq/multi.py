@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .kernels import multi as K
+from .kernels.cache import compiled as kernels_compiled
 from .kernels.cell import n_params
 from .kernels.ternary import MASK_NONE, n_scales
 from .model import Model, init_teacher, student_from
@@ -53,15 +54,7 @@ def compiled() -> bool:
     Callers that may choose either path (results are the same bits) use it to spare a
     first run the batched kernel's compilation when a few models would not repay it.
     """
-    from numba import types
-
-    if any(sig[0].dtype == types.float32 for sig in K.train_epochs.overloads):
-        return True
-    try:  # Numba's cache index for the kernel (empty unless it matches the source file): a float32 build
-        index = K.train_epochs._cache._cache_file._load_index()
-        return any(getattr(key[0][0], "dtype", None) == types.float32 for key in index)
-    except Exception:  # noqa: BLE001 - a private API; not knowing means "not compiled"
-        return False
+    return kernels_compiled(K.train_epochs, np.float32)
 
 
 @dataclass(frozen=True)

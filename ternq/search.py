@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels.cell import forward, n_params, unpack
+from .kernels.cell import _forward, n_params, unpack, work
 from .model import Model, student_from
 from .rng import stream
 from .tasks import Task
@@ -36,9 +36,10 @@ def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
                   np.empty((T, B, hidden), dtype))
     ys, WT = np.empty((T, B, n_out), dtype), np.empty((n_in + hidden, 2 * hidden), dtype)
     target = np.ascontiguousarray(Y.transpose(1, 0, 2), np.float64)
+    wk = work(B, 0, n_in, hidden, n_out, p)
 
     def sse() -> float:
-        forward(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT)
+        _forward(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT, wk)
         return float(np.sum((ys - target) ** 2))
 
     W, _, _, Wout, _ = unpack(p, n_in, hidden, n_out)

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from ..gradcheck import check_all
+from ..gradcheck import check_all_beside
 from .execute import Cancelled, OnDone, OnStart, backend_for, cancellable, execute
 from .plans import Plan, plan
 from .summary import CHECK_TOLERANCE, summarize
@@ -27,7 +27,7 @@ def gradient_error(settings, widths=None) -> float:
     """The finite-difference check at the experiment's widths; raise :class:`GradientCheckError` if it fails."""
     task = settings_task(settings)
     widths = sorted(set(widths or settings.widths))
-    err = max(r.max_rel_err for r in check_all(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
+    err = max(r.max_rel_err for r in check_all_beside(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
     if not err < CHECK_TOLERANCE:  # the seeds: abort before any training result
         raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {CHECK_TOLERANCE:g}; "
                                  "see 'ternq gradcheck'")

@@ -45,6 +45,10 @@ How it is made fast (all single-threaded and deterministic, no fastmath):
 - Workspace is allocated once by the caller (:func:`work` / the training loop);
   :func:`forward`, :func:`loss_grad` and :func:`mse` keep their signatures and
   allocate their own when called directly.
+- The public entry points (:func:`forward`, :func:`mse`, :func:`loss_grad`) are
+  plain functions over the compiled ``_forward`` / ``_loss_grad``: Numba
+  re-optimises everything a compiled caller links in, so thin compiled wrappers
+  only lengthen a first run's compilation.
 """
 
 import numpy as np
@@ -61,7 +65,7 @@ def n_params(n_in: int, hidden: int, n_out: int) -> int:
     return 2 * hidden * (n_in + hidden) + 3 * hidden + n_out * hidden + n_out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def unpack(p, n_in, hidden, n_out):
     """Views (W, b, tau, Wout, bout) into a flat parameter vector."""
     z = n_in + hidden
@@ -79,7 +83,7 @@ def unpack(p, n_in, hidden, n_out):
     return W, b, tau, Wout, bout
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _decay(tau, dt, out):
     eps = tau.dtype.type(TAU_EPS)
     for i in range(tau.shape[0]):
@@ -189,7 +193,7 @@ def tanh(x):
     return _act(x, 2)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _squash(a, s2, out):
     """out = sigmoid(a) where s2 == 1, tanh(a) where s2 == 2 (flat arrays; vectorizes)."""
     for k in range(a.shape[0]):
@@ -198,7 +202,7 @@ def _squash(a, s2, out):
 
 # ---------------------------------------------------------------- forward
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _matvec_rows(acc, M, v, j0, n):
     """acc += sum_{j < n} v[j] * M[j0 + j, :], four rows per pass over acc.
 
@@ -269,40 +273,50 @@ def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk, free=0):
                 ys[t, bb, o] = y
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT):
+def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk=None):
     """Run the cell over a batch from h_0 = 0, storing what backward needs.
 
     X (B, T, I) inputs. Outputs written in place, time-major: hs (T+1, B, H)
     hidden states (hs[0] = 0), gs and cs (T, B, H) gate and candidate,
-    ys (T, B, O) predictions. WT (I+H, 2H) is workspace for W transposed.
+    ys (T, B, O) predictions. WT (I+H, 2H) is workspace for W transposed;
+    ``wk`` the cell's scratch (:func:`work`), made here when not given.
+
+    A plain function over the compiled :func:`_forward`: a compiled wrapper would
+    only make Numba optimise the whole forward a second time on a first run.
     """
-    wk = work(X.shape[0], 0, n_in, hidden, n_out, p)
+    if wk is None:
+        wk = work(X.shape[0], 0, n_in, hidden, n_out, p)
     _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _sse(ys, Y):
+    """Sum of squared errors in float64, ascending step, sequence, output (ys time-major, Y batch-major)."""
+    sse = 0.0
+    for t in range(ys.shape[0]):
+        for bb in range(ys.shape[1]):
+            for o in range(ys.shape[2]):
+                e = np.float64(ys[t, bb, o]) - np.float64(Y[bb, t, o])
+                sse += e * e
+    return sse
+
+
 def mse(p, X, Y, n_in, hidden, n_out, dt):
     """Mean squared error of the predictions over every step, sequence and output."""
     B, T = X.shape[0], X.shape[1]
-    hs = np.empty((T + 1, B, hidden), p.dtype)
-    gs = np.empty((T, B, hidden), p.dtype)
-    cs = np.empty((T, B, hidden), p.dtype)
-    ys = np.empty((T, B, n_out), p.dtype)
-    WT = np.empty((n_in + hidden, 2 * hidden), p.dtype)
+    dtype = p.dtype
+    hs = np.empty((T + 1, B, hidden), dtype)
+    gs = np.empty((T, B, hidden), dtype)
+    cs = np.empty((T, B, hidden), dtype)
+    ys = np.empty((T, B, n_out), dtype)
+    WT = np.empty((n_in + hidden, 2 * hidden), dtype)
     forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT)
-    sse = 0.0
-    for t in range(T):
-        for bb in range(B):
-            for o in range(n_out):
-                e = np.float64(ys[t, bb, o]) - np.float64(Y[bb, t, o])
-                sse += e * e
-    return sse / (B * T * n_out)
+    return _sse(ys, Y) / (B * T * n_out)
 
 
 # ---------------------------------------------------------------- backward
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _outer_acc(G, U, V, n):
     """G[j, :] += sum_{k < n} U[k, j] * V[k, :], four k per pass over each row of G."""
     nj = G.shape[0]
@@ -455,7 +469,6 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
     return loss, mse_
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT):
     """Loss, output MSE and gradient of the loss with respect to ``p`` (BPTT).
 
@@ -464,12 +477,9 @@ def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, y
     hidden states ``ht`` (T+1, B, H; ignored when alpha == 0). The gradient is
     written into ``g`` (same layout as ``p``). Returns (loss, mse) as float64.
     """
-    wk = work(X.shape[0], X.shape[1], n_in, hidden, n_out, p)
-    return _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk,
-                      np.empty(0, p.dtype))
+    return loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, np.empty(0, p.dtype), g, hs, gs, cs, ys, WT)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, g, hs, gs, cs, ys, WT):
     """:func:`loss_grad` with the trajectory term weighted per unit by ``hw`` (H,).
 

@@ -176,7 +176,6 @@ def train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, l
     return -1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def train_epochs(
     theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
     lr, lr_min, lr_kind, clip,
@@ -196,12 +195,14 @@ def train_epochs(
     finite (training stops there, theta as it was before that epoch).
     """
     # the seeds' loop is the recipe loop with every recipe setting neutral: one loop body, one source of bits
+    # (a plain function: a compiled wrapper would make Numba optimise the whole loop twice on a first run)
     empty = np.empty(0, theta.dtype)
     n_rows = 2 * hidden + n_out
-    return train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, lr, lr_min, lr_kind,
-                        clip, student, mask_kind, beta0, beta1, teacher, alpha0, alpha1, losses, mses, x0,
-                        n_epochs, ALPHA_LINEAR, 0.5, BETA_LINEAR, False, empty, 0.0, SCALE_LEARNED,
-                        np.zeros(n_rows, np.int64), 0.0, lr, np.zeros(n_rows, theta.dtype))
+    return int(train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, float(lr), float(lr_min),
+                            lr_kind, float(clip), bool(student), mask_kind, float(beta0), float(beta1), teacher,
+                            float(alpha0), float(alpha1), losses, mses, x0, n_epochs, ALPHA_LINEAR, 0.5, BETA_LINEAR,
+                            False, empty, 0.0, SCALE_LEARNED, np.zeros(n_rows, np.int64), 0.0, float(lr),
+                            np.zeros(n_rows, theta.dtype)))
 
 
 # --- the typed entry point: callers name the schedule instead of passing 25 positional arguments ----

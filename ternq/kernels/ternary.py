@@ -62,21 +62,19 @@ def _rows(theta, n_in, hidden, n_out):
     return W, Wout, scales
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def quantize(theta, n_in, hidden, n_out, p):
     """Write the effective (hard-ternary) parameters of ``theta`` into ``p``: every row ternary, scaled by its
     learned scale (:func:`quantize_ext` with no recipe)."""
-    n_rows = 2 * hidden + n_out
+    n_rows = 2 * hidden + n_out  # a plain function: a compiled wrapper only lengthens a first run's compilation
     quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), np.ones(n_rows, np.int8), p)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
     """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``: the straight-through
     estimator times the mask ``kind`` for the shadow weights, trits frozen for the scales (:func:`ste_ext` with
     no recipe)."""
     n_rows = 2 * hidden + n_out
-    ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, False, np.zeros(n_rows, theta.dtype),
+    ste_ext(theta, n_in, hidden, n_out, g_eff, float(beta), kind, False, np.zeros(n_rows, theta.dtype),
             np.ones(n_rows, np.int8), SCALE_LEARNED, False, g)
 
 

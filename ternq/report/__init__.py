@@ -53,15 +53,11 @@ def print_json(obj) -> None:
 
 
 def kernels_compiled() -> bool:
-    """Whether Numba's cache holds the training loop compiled from today's source (else the first call compiles)."""
-    from pathlib import Path
-
+    """Whether the training loop is compiled, here or in Numba's cache (else the first call compiles)."""
     from ..kernels import loop
+    from ..kernels.cache import compiled
 
-    src = Path(loop.__file__)
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    index = list((src.parent / "__pycache__").glob(f"loop.train_epochs-*.{tag}.nbi"))
-    return any(i.stat().st_mtime >= src.stat().st_mtime for i in index)
+    return compiled(loop.train_recipe, np.float32)
 
 
 @contextmanager

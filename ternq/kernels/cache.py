@@ -1,0 +1,83 @@
+"""Numba's on-disk cache, made safe for several processes, and asked what it holds.
+
+Numba writes a function's cache index and then its data file without a lock: two
+processes that compile different signatures of one function at the same moment can
+both pick the data file ``<name>.1.nbc``, and the index of one then points at the
+code of the other. ternq runs compiling processes side by side (the gradient check's
+float64 kernels in a child on a first run, Dask workers on one machine, two commands
+at once), so :func:`install_lock` wraps Numba's save (exclusive) and load (shared) of
+a cache entry in an advisory ``flock`` on one lock file per cache folder. Where
+``fcntl`` is missing (Windows) nothing changes and :func:`can_share` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+LOCK_NAME = "ternq-numba-cache.lock"
+
+
+@contextlib.contextmanager
+def _locked(folder: str, exclusive: bool) -> Iterator[None]:
+    try:
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a folder we cannot write to holds no entries of ours to race on
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def install_lock() -> None:
+    """Make Numba's cache saves and loads atomic across processes (idempotent)."""
+    if fcntl is None:
+        return
+    from numba.core import caching
+
+    cls = caching.IndexDataCacheFile
+    if getattr(cls, "_ternq_locked", False):
+        return
+    save, load = cls.save, cls.load
+
+    def locked_save(self, key, data):
+        with _locked(self._cache_path, True):
+            return save(self, key, data)
+
+    def locked_load(self, key):
+        with _locked(self._cache_path, False):
+            return load(self, key)
+
+    cls.save, cls.load = locked_save, locked_load
+    cls._ternq_locked = True
+
+
+def can_share() -> bool:
+    """Whether processes can compile into one cache folder at once here (the lock is installed)."""
+    from numba.core import caching
+
+    return getattr(caching.IndexDataCacheFile, "_ternq_locked", False)
+
+
+def compiled(kernel, dtype) -> bool:
+    """Whether ``kernel`` is compiled for a first argument of ``dtype``, in this process or in Numba's cache
+    (loading it is cheap). False when that cannot be told."""
+    from numba import from_dtype
+
+    ty = from_dtype(dtype)
+    if any(getattr(sig[0], "dtype", None) == ty for sig in kernel.overloads):
+        return True
+    try:  # the index is empty unless it matches today's source file
+        index = kernel._cache._cache_file._load_index()
+        return any(getattr(key[0][0], "dtype", None) == ty for key in index)
+    except Exception:  # noqa: BLE001 - a private API; not knowing means "not compiled"
+        return False
