@@ -1,0 +1,81 @@
+"""Numba's cache shared by processes (ternq.kernels.cache) and the gradient check beside the training."""
+
+import fcntl
+import os
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core import caching
+
+from ternq import gradcheck
+from ternq.kernels import cache
+from ternq.kernels.cell import _loss_grad
+
+
+def test_lock_installed_on_import():
+    assert cache.can_share()
+    cache.install_lock()  # idempotent: wrapping twice would take the lock twice and deadlock a save
+    assert caching.IndexDataCacheFile.save.__name__ == "locked_save"
+
+
+def test_save_waits_for_the_lock(tmp_path):
+    """A save into a cache folder blocks while another open file description holds the folder's lock."""
+    f = caching.IndexDataCacheFile(str(tmp_path), "fn-1.py311", ("stamp", 1))
+    fd = os.open(tmp_path / cache.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    saved = threading.Event()
+
+    def save():
+        f.save(("key",), b"payload")
+        saved.set()
+
+    t = threading.Thread(target=save)
+    t.start()
+    try:
+        assert not saved.wait(0.5), "the save did not wait for the lock"
+    finally:
+        os.close(fd)  # releases the lock
+    t.join(10)
+    assert saved.is_set()
+    assert f.load(("key",)) == b"payload"
+    assert sorted(p.name for p in tmp_path.glob("*.nbc")) == ["fn-1.py311.1.nbc"]
+
+
+def test_compiled_tells_dtypes_apart():
+    @njit
+    def twice(x):
+        return x * 2
+
+    assert not cache.compiled(twice, np.float32)
+    twice(np.ones(3, np.float32))
+    assert cache.compiled(twice, np.float32)
+    assert not cache.compiled(twice, np.float64)
+    assert not cache.compiled(_loss_grad, np.complex128)  # never compiled, here or on disk
+
+
+def test_gradient_check_in_a_child_process_gives_the_same_rows(monkeypatch):
+    """On a first run the check runs in a spawned child (its float64 kernels compile there); same rows."""
+    here = gradcheck.check_all((4,), 3)
+    monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
+    child = gradcheck.check_all_beside((4,), 3)
+    assert child == here
+    assert all(r.ok for r in child)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_gradient_check_runs_here_when_compiled_or_unshared(monkeypatch, ok):
+    """Compiled (or no lock to share the cache with): the check runs in this process."""
+    if ok:
+        monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: True)
+    else:
+        monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
+        monkeypatch.setattr(cache, "can_share", lambda: False)
+    import concurrent.futures
+
+    def no_child(*a, **k):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_child)
+    assert gradcheck.check_all_beside((4,), 3) == gradcheck.check_all((4,), 3)
