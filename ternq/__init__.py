@@ -13,6 +13,7 @@ training (``train``, ``search``, ``gradcheck``), the experiment engine (``experi
 executor, store, summary), presentation (``report``, ``cli``).
 """
 
+from . import kernels  # noqa: F401 - first: Numba's cache is set up before any compiled function is defined
 from .config import ExperimentSettings
 from .config import load as load_settings
 from .experiment.run import run_experiment

@@ -79,3 +79,32 @@ def test_gradient_check_runs_here_when_compiled_or_unshared(monkeypatch, ok):
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_child)
     assert gradcheck.check_all_beside((4,), 3) == gradcheck.check_all((4,), 3)
+
+
+def test_stamp_covers_every_kernel_file(tmp_path, monkeypatch):
+    """A compiled function of ternq is stale when any file of ternq/kernels changes, not only its own."""
+    from ternq.kernels.cell import _forward
+
+    own = gradcheck._fd_cell._cache._cache_file._source_stamp
+    assert own[1] == cache.kernels_digest()
+    assert _forward._cache._cache_file._source_stamp[1] == cache.kernels_digest()
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not a source")
+    monkeypatch.setattr(cache, "KERNELS", str(tmp_path))
+    before = cache.kernels_digest()
+    (tmp_path / "notes.txt").write_text("changed")
+    assert cache.kernels_digest() == before
+    (tmp_path / "b.py").write_text("x = 2\n")
+    assert cache.kernels_digest() != before
+
+
+def test_functions_outside_ternq_keep_numbas_stamp():
+    @njit(cache=False)
+    def f(x):
+        return x
+
+    from numba.core.caching import InTreeCacheLocator
+
+    loc = InTreeCacheLocator.from_function(f.py_func, __file__)
+    assert not isinstance(loc.get_source_stamp(), tuple)  # this test file is not in the ternq package

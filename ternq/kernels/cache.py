@@ -8,11 +8,20 @@ float64 kernels in a child on a first run, Dask workers on one machine, two comm
 at once), so :func:`install_lock` wraps Numba's save (exclusive) and load (shared) of
 a cache entry in an advisory ``flock`` on one lock file per cache folder. Where
 ``fcntl`` is missing (Windows) nothing changes and :func:`can_share` says so.
+
+Numba also judges a cached function fresh by its own source file alone, but ternq's
+compiled functions inline each other across files (the epoch loop in ``loop.py``
+carries ``cell.py``'s BPTT; the gradient check's float64 forward too): after an
+edit of ``cell.py`` the cache would hand back a loop built from the old cell.
+:func:`install_stamp` makes the freshness stamp of every compiled function of ternq
+cover its own file and every file of ``ternq/kernels``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 from collections.abc import Iterator
 
@@ -44,8 +53,8 @@ def install_lock() -> None:
         return
     from numba.core import caching
 
-    cls = caching.IndexDataCacheFile
-    if getattr(cls, "_ternq_locked", False):
+    cls = getattr(caching, "IndexDataCacheFile", None)
+    if cls is None or getattr(cls, "_ternq_locked", False):  # another Numba: leave it (can_share says no)
         return
     save, load = cls.save, cls.load
 
@@ -61,11 +70,51 @@ def install_lock() -> None:
     cls._ternq_locked = True
 
 
+KERNELS = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = os.path.dirname(KERNELS)
+
+
+@functools.cache
+def _kernels_digest(stats: tuple) -> bytes:
+    h = hashlib.sha256()
+    for name, _, _ in stats:  # the stats are the memo key: an edit during the process is seen
+        h.update(name.encode())
+        with open(os.path.join(KERNELS, name), "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.digest()
+
+
+def kernels_digest() -> bytes:
+    """One digest of the sources of every file of ``ternq/kernels``."""
+    names = sorted(n for n in os.listdir(KERNELS) if n.endswith(".py"))
+    stats = tuple((n, (st := os.stat(os.path.join(KERNELS, n))).st_mtime_ns, st.st_size) for n in names)
+    return _kernels_digest(stats)
+
+
+def install_stamp() -> None:
+    """Make a cached function of ternq stale when its own file or any file of ``ternq/kernels`` changes."""
+    from numba.core import caching
+
+    cls = getattr(caching, "_SourceFileBackedLocatorMixin", None)
+    if cls is None or getattr(cls, "_ternq_stamped", False):  # another Numba: its own stamps
+        return
+    stamp = cls.get_source_stamp
+
+    def group_stamp(self):
+        own = stamp(self)
+        if os.path.abspath(self._py_file).startswith(PACKAGE + os.sep):
+            return own, kernels_digest()
+        return own
+
+    cls.get_source_stamp = group_stamp
+    cls._ternq_stamped = True
+
+
 def can_share() -> bool:
     """Whether processes can compile into one cache folder at once here (the lock is installed)."""
     from numba.core import caching
 
-    return getattr(caching.IndexDataCacheFile, "_ternq_locked", False)
+    return getattr(getattr(caching, "IndexDataCacheFile", None), "_ternq_locked", False)
 
 
 def compiled(kernel, dtype) -> bool:
