@@ -421,10 +421,14 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from .kernels.cache import can_share, compiled
 
     if compiled(_loss_grad, np.float64) or not can_share():
         return check_all(widths, seed, n_in, n_out)
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
-        return child.submit(check_all, tuple(widths), seed, n_in, n_out).result()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+            return child.submit(check_all, tuple(widths), seed, n_in, n_out).result()
+    except (OSError, BrokenProcessPool):  # no child could start, or it died: the check runs here
+        return check_all(widths, seed, n_in, n_out)

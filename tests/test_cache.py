@@ -108,3 +108,14 @@ def test_functions_outside_ternq_keep_numbas_stamp():
 
     loc = InTreeCacheLocator.from_function(f.py_func, __file__)
     assert not isinstance(loc.get_source_stamp(), tuple)  # this test file is not in the ternq package
+
+
+def test_gradient_check_runs_here_when_no_child_can_start(monkeypatch):
+    monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
+    import concurrent.futures
+
+    def cannot(*a, **k):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", cannot)
+    assert gradcheck.check_all_beside((4,), 3) == gradcheck.check_all((4,), 3)
