@@ -417,18 +417,45 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
     On a first run the child compiles the float64 kernels on another core while this
     process compiles the float32 training kernels (Numba's cache is locked for that,
     :mod:`ternq.kernels.cache`); once they are compiled, it runs here, where a child
-    would only add its start-up. The rows are the same either way.
+    would only add its start-up. The rows are the same either way. The child is a fresh
+    interpreter that imports ternq alone (never the caller's main script). If it cannot
+    start or fails, the check runs here; if a signal ended it, KeyboardInterrupt.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    import json
+    import os
+    import subprocess
+    import sys
 
     from .kernels.cache import can_share, compiled
 
+    args = [[int(w) for w in widths], int(seed), int(n_in), int(n_out)]
     if compiled(_loss_grad, np.float64) or not can_share():
-        return check_all(widths, seed, n_in, n_out)
+        return check_all(*args)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ternq
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    code = "import sys; from ternq.gradcheck import _child; _child(sys.argv[1])"
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
-            return child.submit(check_all, tuple(widths), seed, n_in, n_out).result()
-    except (OSError, BrokenProcessPool):  # no child could start, or it died: the check runs here
-        return check_all(widths, seed, n_in, n_out)
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)
+    except OSError:  # no child could start: the check runs here
+        return check_all(*args)
+    if proc.returncode < 0 or proc.returncode == 130:
+        raise KeyboardInterrupt  # interrupted with this process (Ctrl-C reaches both)
+    try:
+        return [BlockResult(**row) for row in json.loads(proc.stdout)]
+    except (ValueError, TypeError):  # it failed: the check runs here, and any error is this process's own
+        return check_all(*args)
+
+
+def _child(args: str) -> None:
+    """The child of :func:`check_all_beside`: the rows of :func:`check_all` as JSON on stdout."""
+    import json
+    import sys
+    from dataclasses import asdict
+
+    widths, seed, n_in, n_out = json.loads(args)
+    try:
+        rows = check_all(tuple(widths), seed, n_in, n_out)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.stdout.write(json.dumps([asdict(r) for r in rows]))

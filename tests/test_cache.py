@@ -56,29 +56,60 @@ def test_compiled_tells_dtypes_apart():
 
 
 def test_gradient_check_in_a_child_process_gives_the_same_rows(monkeypatch):
-    """On a first run the check runs in a spawned child (its float64 kernels compile there); same rows."""
+    """On a first run the check runs in a child interpreter (its float64 kernels compile there); same rows."""
+    import subprocess
+
     here = gradcheck.check_all((4,), 3)
     monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
+    started = []
+    run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: started.append(cmd) or run(cmd, **kw))
     child = gradcheck.check_all_beside((4,), 3)
-    assert child == here
+    assert len(started) == 1 and "ternq.gradcheck" in started[0][2]
+    assert child == here  # float64 figures through JSON: exact
     assert all(r.ok for r in child)
 
 
 @pytest.mark.parametrize("ok", [True, False])
 def test_gradient_check_runs_here_when_compiled_or_unshared(monkeypatch, ok):
     """Compiled (or no lock to share the cache with): the check runs in this process."""
+    import subprocess
+
     if ok:
         monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: True)
     else:
         monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
         monkeypatch.setattr(cache, "can_share", lambda: False)
-    import concurrent.futures
 
     def no_child(*a, **k):
         raise AssertionError("a child process was started")
 
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_child)
+    monkeypatch.setattr(subprocess, "run", no_child)
     assert gradcheck.check_all_beside((4,), 3) == gradcheck.check_all((4,), 3)
+
+
+@pytest.mark.parametrize("failure", ["cannot start", "fails"])
+def test_gradient_check_runs_here_when_the_child_cannot(monkeypatch, failure):
+    import subprocess
+
+    monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
+
+    def child(cmd, **kw):
+        if failure == "cannot start":
+            raise OSError("no processes here")
+        return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...")
+
+    monkeypatch.setattr(subprocess, "run", child)
+    assert gradcheck.check_all_beside((4,), 3) == gradcheck.check_all((4,), 3)
+
+
+def test_an_interrupted_child_interrupts(monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, -2, "", ""))
+    with pytest.raises(KeyboardInterrupt):
+        gradcheck.check_all_beside((4,), 3)
 
 
 def test_stamp_covers_every_kernel_file(tmp_path, monkeypatch):
@@ -108,14 +139,3 @@ def test_functions_outside_ternq_keep_numbas_stamp():
 
     loc = InTreeCacheLocator.from_function(f.py_func, __file__)
     assert not isinstance(loc.get_source_stamp(), tuple)  # this test file is not in the ternq package
-
-
-def test_gradient_check_runs_here_when_no_child_can_start(monkeypatch):
-    monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: False)
-    import concurrent.futures
-
-    def cannot(*a, **k):
-        raise OSError("no processes here")
-
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", cannot)
-    assert gradcheck.check_all_beside((4,), 3) == gradcheck.check_all((4,), 3)
