@@ -139,3 +139,17 @@ def test_functions_outside_ternq_keep_numbas_stamp():
 
     loc = InTreeCacheLocator.from_function(f.py_func, __file__)
     assert not isinstance(loc.get_source_stamp(), tuple)  # this test file is not in the ternq package
+
+
+def test_a_planted_lock_symlink_is_not_followed(tmp_path):
+    """The lock file is opened read-only without following links: a symlink planted in its place is neither
+    written through nor followed, and the save still happens."""
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / cache.LOCK_NAME).symlink_to(target)
+    f = caching.IndexDataCacheFile(str(folder), "fn-1.py311", ("stamp", 1))
+    f.save(("key",), b"payload")
+    assert f.load(("key",)) == b"payload"
+    assert target.read_text() == "keep"

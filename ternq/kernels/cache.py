@@ -36,7 +36,9 @@ LOCK_NAME = "ternq-numba-cache.lock"
 @contextlib.contextmanager
 def _locked(folder: str, exclusive: bool) -> Iterator[None]:
     try:
-        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        # read-only (flock needs no write access, so other users of a shared cache can lock too; a planted
+        # symlink is never followed, and nothing is ever written through it)
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError:  # a folder we cannot write to holds no entries of ours to race on
         yield
         return
