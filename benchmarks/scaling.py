@@ -21,6 +21,24 @@ STEPS = (25, 50, 100, 200)
 KINDS = ("teacher", "distill")
 
 
+def machine() -> str:
+    """The CPU model, core count and the versions the figures depend on."""
+    import os
+    import platform
+
+    import numba
+    import numpy
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, numba {numba.__version__}, "
+            f"numpy {numpy.__version__}")
+
+
 def main() -> None:
     rows = []
     for kind in KINDS:
@@ -38,7 +56,7 @@ def main() -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in r.items()})
-    lines = ["# Epoch time (ms), batch 10, float32, one thread", ""]
+    lines = ["# Epoch time (ms), batch 10, float32, one thread", "", f"Machine: {machine()}.", ""]
     for kind in KINDS:
         lines += [f"## {kind}", "", "| T \\ H | " + " | ".join(map(str, WIDTHS)) + " |",
                   "|---|" + "---|" * len(WIDTHS)]
