@@ -125,7 +125,7 @@ def compiled(kernel, dtype) -> bool:
     from numba import from_dtype
 
     ty = from_dtype(dtype)
-    if any(getattr(sig[0], "dtype", None) == ty for sig in kernel.overloads):
+    if any(getattr(sig[0], "dtype", None) == ty for sig in getattr(kernel, "overloads", ())):
         return True
     try:  # the index is empty unless it matches today's source file
         index = kernel._cache._cache_file._load_index()
