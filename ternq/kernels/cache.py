@@ -104,8 +104,11 @@ def install_stamp() -> None:
 
     def group_stamp(self):
         own = stamp(self)
-        if os.path.abspath(self._py_file).startswith(PACKAGE + os.sep):
-            return own, kernels_digest()
+        if os.path.abspath(getattr(self, "_py_file", "")).startswith(PACKAGE + os.sep):
+            try:
+                return own, kernels_digest()
+            except OSError:  # the kernels' sources cannot be read (a stripped install): Numba's own stamp
+                return own
         return own
 
     cls.get_source_stamp = group_stamp
