@@ -96,7 +96,7 @@ def _decay(tau, dt, out):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def work(B, T, n_in, hidden, n_out, dtype_like):
-    """Scratch arrays of the cell for a batch (B, T): (decay, ddecay, A, R, s2, dh, DP, DY, gWT).
+    """Scratch arrays of the cell for a batch (B, T): (decay, ddecay, A, R, s2, dh, DP, DY, gWT, Wh).
 
     ``dtype_like`` is any array of the working dtype. Allocate once, reuse every epoch.
     """
@@ -114,7 +114,8 @@ def work(B, T, n_in, hidden, n_out, dtype_like):
     DP = np.empty((T, B, h2), dt)  # dL/dpre of every step
     DY = np.empty((T, B, n_out), dt)  # dL/dy of every step
     gWT = np.empty((n_in + hidden, h2), dt)  # dL/dW, transposed
-    return decay, ddecay, A, R, s2, dh, DP, DY, gWT
+    Wh = np.empty((h2, hidden), dt)  # W's recurrent columns as rows of their own (aligned, no slicing in BPTT)
+    return decay, ddecay, A, R, s2, dh, DP, DY, gWT, Wh
 
 
 # ---------------------------------------------------------------- gate and candidate
@@ -230,7 +231,7 @@ def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk, free=0):
     their input (a free-running rollout, :mod:`ternq.kernels.rollout`; needs n_in == n_out).
     hs, gs, cs, ys have room for T + free steps."""
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
-    decay, _, A, R, s2, _, _, _, _ = wk
+    decay, _, A, R, s2, _, _, _, _, _ = wk
     B, T = X.shape[0], X.shape[1] + free
     z, h2 = n_in + hidden, 2 * hidden
     one = p.dtype.type(1.0)
@@ -347,7 +348,7 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
     _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
     gW, gb, gtau, gWout, gbout = unpack(g, n_in, hidden, n_out)
-    decay, ddecay, _, _, _, dh, DP, DY, gWT = wk
+    decay, ddecay, _, _, _, dh, DP, DY, gWT, Wh = wk
     B, T = X.shape[0], X.shape[1]
     h2 = 2 * hidden
     ty = p.dtype.type
@@ -383,6 +384,9 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
                 for i in range(hidden):
                     d = np.float64(hs[t, bb, i] - ht[t, bb, i])
                     straj += d * d
+    for r in range(h2):
+        for j in range(hidden):
+            Wh[r, j] = W[r, n_in + j]
     dh[:, :] = 0  # dL/dh_{t+1}, carried back in time
     for t in range(T - 1, -1, -1):
         for bb in range(B):
@@ -410,18 +414,17 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
                 dp[hidden + i] = d * gate * (one - cand * cand)
                 gtau[i] += d * omg * hpi * ddecay[i]
                 dhb[i] = d * omg * decay[i]  # now dL/dh_t, direct path
-            # dL/dh_t += W_h^T dpre, four rows of W per pass
+            # dL/dh_t += W_h^T dpre, four rows of W_h per pass
             r = 0
             while r + 4 <= h2:
                 d0, d1, d2, d3 = dp[r], dp[r + 1], dp[r + 2], dp[r + 3]
-                w0, w1 = W[r, n_in:], W[r + 1, n_in:]
-                w2, w3 = W[r + 2, n_in:], W[r + 3, n_in:]
+                w0, w1, w2, w3 = Wh[r], Wh[r + 1], Wh[r + 2], Wh[r + 3]
                 for j in range(hidden):
                     dhb[j] = dhb[j] + d0 * w0[j] + d1 * w1[j] + d2 * w2[j] + d3 * w3[j]
                 r += 4
             while r < h2:
                 d0 = dp[r]
-                w0 = W[r, n_in:]
+                w0 = Wh[r]
                 for j in range(hidden):
                     dhb[j] += d0 * w0[j]
                 r += 1
