@@ -11,7 +11,6 @@ kernel of its own (nothing more to compile, nothing to keep in step).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,7 @@ from .kernels.cell import _forward, n_params, unpack, work
 from .model import Model, student_from
 from .rng import stream
 from .tasks import Task
-from .train import DT, MAX_EPOCHS, SettingsError, finetune_scales, predict_mse
+from .train import DT, SettingsError, check_finetune, finetune_scales, predict_mse
 
 
 def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
@@ -145,12 +144,7 @@ class SearchSettings:
             value = getattr(self, key)
             if isinstance(value, bool) or int(value) != value or value <= 0:
                 raise SettingsError(key, f"must be positive, not {value}")
-        if isinstance(self.finetune_epochs, bool) or int(self.finetune_epochs) != self.finetune_epochs \
-                or not 0 <= self.finetune_epochs <= MAX_EPOCHS:
-            raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, "
-                                f"not {self.finetune_epochs}")
-        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
-            raise SettingsError("finetune_lr", f"must be a finite positive number, not {self.finetune_lr}")
+        check_finetune(self.finetune_epochs, self.finetune_lr)
 
 
 def search_set(task: Task, settings: SearchSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:

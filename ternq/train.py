@@ -80,6 +80,14 @@ def _positive_int(key: str, value, most: int) -> None:
         raise SettingsError(key, f"{value} is more than the most allowed, {most:,}")
 
 
+def check_finetune(epochs, lr) -> None:
+    """The trits-frozen fine-tune's settings (a student's, a coordinate search's): 0 or more epochs, a positive rate."""
+    if isinstance(epochs, bool) or int(epochs) != epochs or not 0 <= epochs <= MAX_EPOCHS:
+        raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, not {epochs}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise SettingsError("finetune_lr", f"must be a finite positive number, not {lr}")
+
+
 @dataclass(frozen=True)
 class OptimiserSettings:
     """What teacher and student training share: epochs, Adam's learning rate and schedule, batch, clipping."""
@@ -158,12 +166,7 @@ class StudentSettings(OptimiserSettings):
                 raise SettingsError(key, f"must lie in [0, 1], not {x}")
         if not (math.isfinite(self.alpha_until) and 0.0 < self.alpha_until <= 1.0):
             raise SettingsError("alpha_until", f"must lie in (0, 1], not {self.alpha_until}")
-        if isinstance(self.finetune_epochs, bool) or int(self.finetune_epochs) != self.finetune_epochs \
-                or not 0 <= self.finetune_epochs <= MAX_EPOCHS:
-            raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, "
-                                f"not {self.finetune_epochs}")
-        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
-            raise SettingsError("finetune_lr", f"must be a finite positive number, not {self.finetune_lr}")
+        check_finetune(self.finetune_epochs, self.finetune_lr)
         for name in ("beta", "alpha"):
             pair = getattr(self, name)
             if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
