@@ -2,7 +2,7 @@
 
 What is measured
 ----------------
-- **Epoch time** of the compiled training loop (:func:`ternq.kernels.loop.train_epochs`)
+- **Epoch time** of the compiled training loop (:func:`ternq.kernels.loop.train_recipe`, through `run_epochs`)
   for a float teacher, a ternary student, and a student with trajectory distillation
   (which also runs a teacher forward every epoch), on the sine task: batch ``B`` = 10
   sequences of ``T`` = 50 steps, one Adam step per epoch, float32, one thread.

@@ -149,16 +149,6 @@ class Store:
             self.warn(f"{len(bad) - REPORT_MAX} more unit files in {self.root} cannot be used; recomputing them")
         return done
 
-    def saver(self, then: Callable[[Unit, dict, Model], None] | None = None) -> Callable[[Unit, dict, Model], None]:
-        """An ``on_done`` for :func:`ternq.experiment.execute.execute`: write each finished unit, then ``then``."""
-
-        def on_done(unit: Unit, fig: dict, model: Model) -> None:
-            self.save(unit, fig, model)
-            if then is not None:
-                then(unit, fig, model)
-
-        return on_done
-
 
 class StoreLockedError(RuntimeError):
     """Another run holds the output folder."""
