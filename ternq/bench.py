@@ -13,8 +13,14 @@ What is measured
   friends), counted as 2 n^3 flops, best of 7. A practical ceiling for
   vectorized FMA code on this core; the cell's recurrences (short vectors,
   a serial time loop, transcendentals) cannot reach it.
-- **Floor** = flops of a whole reference factorial / peak: the time the factorial's
-  training would take if every flop ran at peak on one core.
+- **Ceiling of the kernels' arithmetic** (single thread, float32): the forward's own
+  multiply-add loop (:func:`ternq.kernels.cell._matvec_rows`, compiled as the training
+  kernels are: a multiply and an add apiece, no fused multiply-add, which would change
+  every result's bits) on rows of 256 values held in the L1 cache, best of 7. The most
+  this code's arithmetic does on this core when nothing else (short vectors, the time
+  loop, transcendentals) holds it back; the sgemm peak is out of its reach by design.
+- **Floor** = flops of a whole reference factorial / peak (and / ceiling): the time the
+  factorial's training would take if every flop ran at that rate on one core.
 - **Compile time**: a subprocess imports ternq and runs one tiny teacher and one
   tiny student training (every kernel the factorial needs, float32), once with a
   fresh empty ``NUMBA_CACHE_DIR`` (cold: compiles everything) and once more with
@@ -74,6 +80,9 @@ import tempfile
 import time
 
 import numpy as np
+from numba import njit
+
+from .kernels.cell import _matvec_rows
 
 B_DEFAULT = 10
 T_DEFAULT = 50
@@ -199,6 +208,33 @@ def peak_gflops() -> float:
                BLIS_NUM_THREADS="1", VECLIB_MAXIMUM_THREADS="1")
     r = subprocess.run([sys.executable, "-c", _PEAK_SNIPPET], env=env, capture_output=True, text=True, check=True)
     return float(r.stdout.strip().splitlines()[-1])
+
+
+CEILING_ROWS, CEILING_LEN = 16, 256  # 17 KB: in any L1 data cache
+
+
+def ceiling_gflops(repeat: int = 7) -> float:
+    """GFLOP/s of the kernels' multiply-add loop on long rows in L1, one thread (see the module docstring)."""
+    rng = np.random.default_rng(0)
+    M = (rng.random((CEILING_ROWS, CEILING_LEN), dtype=np.float32) - 0.5) * 1e-3
+    v = np.full(CEILING_ROWS, 1e-3, np.float32)
+    acc = np.zeros(CEILING_LEN, np.float32)
+    reps = 20000
+    _ceiling(acc, M, v, 1)  # compile / load
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _ceiling(acc, M, v, reps)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * CEILING_ROWS * CEILING_LEN * reps / best / 1e9
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ceiling(acc, M, v, reps):
+    """``reps`` passes of the forward's multiply-add loop: acc += M^T v."""
+    for _ in range(reps):
+        _matvec_rows(acc, M, v, 0, M.shape[0])
+    return acc[0]
 
 
 # ---------------------------------------------------------------- batched training
@@ -405,14 +441,19 @@ def run(widths=WIDTHS, kinds=KINDS, budget: float = 0.25, compile: bool = True, 
                           "model_epochs_per_s": BATCH_M / s, "gflops": BATCH_M * flops_epoch(H, kind) / s / 1e9,
                           "vs_single": BATCH_M / s / single["epochs_per_s"] if single else None})
     if progress:
-        progress("peak")
+        progress("peak and ceiling")
     peak = peak_gflops()
+    ceiling = ceiling_gflops()
     ff = flops_factorial()
     out = {"batch": B_DEFAULT, "steps": T_DEFAULT, "dtype": "float32", "threads": 1, "rows": rows,
            "batched_rows": brows, "peak_gflops": peak,
            "peak_method": "numpy float32 matmul 768x768, one BLAS thread",
+           "ceiling_gflops": ceiling,
+           "ceiling_method": f"the kernels' multiply-add loop, {CEILING_ROWS} rows of {CEILING_LEN} in L1, one thread",
            "factorial_gflop": ff / 1e9, "factorial_floor_s": ff / (peak * 1e9),
-           "seeds10_floor_2cores_s": 10 * ff / (2 * peak * 1e9)}
+           "seeds10_floor_2cores_s": 10 * ff / (2 * peak * 1e9),
+           "factorial_floor_ceiling_s": ff / (ceiling * 1e9),
+           "seeds10_floor_ceiling_2cores_s": 10 * ff / (2 * ceiling * 1e9)}
     est = _estimate_factorial(rows)
     if est is not None:
         out["factorial_estimate_1core_s"] = est

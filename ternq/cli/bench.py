@@ -91,11 +91,16 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     return 0
 
 
+def _share(row: dict, doc: dict, key: str) -> str:
+    """A row's GFLOP/s as a percentage of the document's ``key`` figure ("" when the document has none)."""
+    return f"{100 * row['gflops'] / doc[key]:.1f}" if doc.get(key) else ""
+
+
 def tables(doc: dict) -> list[Table]:
     """The tables of a :func:`ternq.bench.run` document."""
     out = []
     t = Table(title=f"Training epoch, batch {doc['batch']} x {doc['steps']} steps, float32, one core")
-    for col in ("H", "kind", "path", "model-epochs / s", "GFLOP/s", "% of peak", "vs single"):
+    for col in ("H", "kind", "path", "model-epochs / s", "GFLOP/s", "% of peak", "% of ceiling", "vs single"):
         t.add_column(col, justify="left" if col in ("kind", "path") else "right")
     single = {(r["hidden"], r["kind"]): r for r in doc["rows"]}
     batched = {(r["hidden"], r["kind"]): r for r in doc.get("batched_rows", [])}
@@ -103,17 +108,22 @@ def tables(doc: dict) -> list[Table]:
         if key in single:
             r = single[key]
             t.add_row(str(key[0]), key[1], "single", f"{r['epochs_per_s']:.0f}", f"{r['gflops']:.2f}",
-                      f"{100 * r['gflops'] / doc['peak_gflops']:.1f}", "")
+                      _share(r, doc, "peak_gflops"), _share(r, doc, "ceiling_gflops"), "")
         if key in batched:
             r = batched[key]
             t.add_row(str(key[0]), key[1], f"{r['models']} batched", f"{r['model_epochs_per_s']:.0f}",
-                      f"{r['gflops']:.2f}", f"{100 * r['gflops'] / doc['peak_gflops']:.1f}",
+                      f"{r['gflops']:.2f}", _share(r, doc, "peak_gflops"), _share(r, doc, "ceiling_gflops"),
                       f"{r['vs_single']:.2f}x" if r.get("vs_single") else "")
     out.append(t)
     rows = {"peak, float32 sgemm, one thread (GFLOP/s)": f"{doc['peak_gflops']:.1f}",
             "reference factorial training (GFLOP)": f"{doc['factorial_gflop']:.2f}",
             "floor: factorial flops / peak, one core (s)": f"{doc['factorial_floor_s']:.3f}",
             "floor: 10 factorials' flops / peak, two cores (s)": f"{doc['seeds10_floor_2cores_s']:.3f}"}
+    if "ceiling_gflops" in doc:
+        rows["ceiling: the kernels' multiply-add loop, long rows in L1, one thread (GFLOP/s)"] = \
+            f"{doc['ceiling_gflops']:.1f}"
+        rows["floor: factorial flops / ceiling, one core (s)"] = f"{doc['factorial_floor_ceiling_s']:.3f}"
+        rows["floor: 10 factorials' flops / ceiling, two cores (s)"] = f"{doc['seeds10_floor_ceiling_2cores_s']:.3f}"
     if "factorial_estimate_1core_s" in doc:
         rows["factorial training from the single epoch times, one core (s)"] = \
             f"{doc['factorial_estimate_1core_s']:.2f}"
