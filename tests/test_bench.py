@@ -95,10 +95,11 @@ def test_ceiling_loop_does_the_work_it_is_timed_for():
     # the timed loop must really compute acc += M^T v each pass (a loop the compiler dropped would time nothing)
     rng = np.random.default_rng(1)
     M = rng.random((bench.CEILING_ROWS, 40), dtype=np.float32)
-    v = rng.random(bench.CEILING_ROWS, dtype=np.float32)
-    acc = np.zeros(40, np.float32)
-    bench._ceiling(acc, M, v, 3)
+    v, w = rng.random((2, bench.CEILING_ROWS), dtype=np.float32)
+    acc, bcc = np.zeros((2, 40), np.float32)
+    bench._ceiling(acc, bcc, M, v, w, 3)
     np.testing.assert_allclose(acc, 3 * (M.astype(np.float64).T @ v), rtol=1e-5)
+    np.testing.assert_allclose(bcc, 3 * (M.astype(np.float64).T @ w), rtol=1e-5)
     assert bench.ceiling_gflops(repeat=1) > 0
 
 
@@ -107,7 +108,8 @@ def test_tables_show_the_ceiling_and_its_floors():
 
     from ternq.cli.bench import tables
 
-    doc = {"batch": 10, "steps": 50, "peak_gflops": 100.0, "ceiling_gflops": 40.0, "factorial_gflop": 80.0,
+    doc = {"batch": 10, "steps": 50, "peak_gflops": 100.0, "ceiling_gflops": 40.0, "ceiling_samples": [31.0, 40.0],
+           "factorial_gflop": 80.0,
            "factorial_floor_s": 0.8, "seeds10_floor_2cores_s": 4.0, "factorial_floor_ceiling_s": 2.0,
            "seeds10_floor_ceiling_2cores_s": 10.0,
            "rows": [{"hidden": 16, "kind": "teacher", "epochs_per_s": 900.0, "gflops": 10.0}],
@@ -120,7 +122,7 @@ def test_tables_show_the_ceiling_and_its_floors():
     single = next(line for line in text.splitlines() if "teacher" in line and "single" in line)
     assert "10.0" in single and "25.0" in single  # 10 GFLOP/s: 10% of the peak, 25% of the ceiling
     assert "50.0" in next(line for line in text.splitlines() if "teacher" in line and "batched" in line)  # 20 of 40
-    assert "flops / ceiling, one core (s)" in text and "10.000" in text
+    assert "flops / ceiling, one core (s)" in text and "10.000" in text and "samples 31.0-40.0" in text
     del doc["ceiling_gflops"]  # a document from before the ceiling was measured still renders
     console = Console(width=200, record=True)
     for t in tables(doc):

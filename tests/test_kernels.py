@@ -42,6 +42,23 @@ def test_forward_matches_oracle(I, H, O, dtype, tol):
 
 
 @pytest.mark.parametrize("I,H,O", DIMS)
+@pytest.mark.parametrize("B", [1, 3, 6])
+def test_forward_pairs_of_sequences_change_no_bit(I, H, O, B):
+    # the forward takes two sequences per pass over W (the last one alone when B is odd): every
+    # sequence must come out bit for bit as when it is run alone (always the one-sequence path)
+    rng = np.random.default_rng(3)
+    p = _teacher(I, H, O).theta
+    X, _ = _data(rng, I, O, B=B, dtype=np.float32)
+    ws = _ws(B, X.shape[1], I, H, O, np.float32)
+    forward(p, X, I, H, O, 0.1, *ws)
+    for bb in range(B):
+        one = _ws(1, X.shape[1], I, H, O, np.float32)
+        forward(p, X[bb : bb + 1], I, H, O, 0.1, *one)
+        for full, alone in zip(ws[:4], one[:4], strict=True):
+            assert full[:, bb].tobytes() == alone[:, 0].tobytes()
+
+
+@pytest.mark.parametrize("I,H,O", DIMS)
 @pytest.mark.parametrize("alpha", [0.0, 0.4])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
 def test_loss_matches_oracle(I, H, O, alpha, dtype, tol):
