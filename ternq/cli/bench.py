@@ -59,7 +59,8 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     Reports epochs per second and achieved GFLOP/s per core of a teacher, a ternary
     student and a distilled student at each width, on the single-model path and 16
     models batched (flops counted analytically, see ternq/bench.py), the machine's
-    single-thread float32 peak and the resulting floors, compile times, and whole
+    single-thread float32 peak, the ceiling of the kernels' own multiply-add loop
+    and the floors they give, compile times, and whole
     'ternq factorial' commands (wall and CPU time, median [min, max]): one seed warm
     and with an empty Numba cache, ten seeds warm, and with --c-ref the C program.
     """
