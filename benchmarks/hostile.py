@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-TREE = sys.argv[1]
+TREE = str(Path(sys.argv[1]).resolve())  # the children run in a temporary folder
 D = Path(tempfile.mkdtemp(prefix="hostile-"))
 ENV = {**os.environ, "PYTHONPATH": TREE, "TERNQ_CACHE": str(D / "cache")}
 
