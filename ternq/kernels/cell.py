@@ -38,7 +38,8 @@ How it is made fast (all single-threaded and deterministic, no fastmath):
   the loop vectorizes; accuracy is about one float32 ulp. In float64 (gradient
   checks) it calls the exact libm ``exp`` and ``tanh``.
 - Matrix-vector products accumulate four rows (or four steps) per pass, so
-  each load/store of the accumulator row carries four multiply-adds.
+  each load/store of the accumulator row carries four multiply-adds; the
+  forward takes two sequences per pass, so each load of a row of W serves two.
 - Weight gradients are not accumulated per step: BPTT stores dL/dpre of every
   step, and the gradients of W, b and Wout are batched outer products over all
   B*T steps after the time loop.
