@@ -69,7 +69,7 @@ def main() -> None:
     except ImportError:
         return
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
-    for ax, name in zip(axes.flat, TASKS):
+    for ax, name in zip(axes.flat, TASKS, strict=True):
         for who in ("teacher", "student"):
             ax.semilogy(curves[name, who], label=who)
         ax.set_title(name)
