@@ -42,7 +42,7 @@ from .kernels.rollout import rollout as _rollout_kernel
 from .model import Model
 from .rng import stream
 from .tasks import TWO_PI, Lorenz, MultiSine, Series, Sine, Task
-from .train import DT, predict, predict_mse
+from .train import DT, predict
 
 LORENZ_LYAPUNOV = 0.9056  # largest Lyapunov exponent of Lorenz (10, 28, 8/3), per time unit
 LORENZ_SAMPLE_TIME = 0.01 * 10  # time units per row: tasks.lorenz_trajectory's RK4 h = 0.01, every 10 steps

@@ -23,6 +23,7 @@ from ..model import Model
 from ..tasks import Task
 
 ROLLOUT = "rollout:"  # the response "rollout:K": log10 of the rollout MSE at horizon K
+METRICS = ("scored", "whole")  # the one-step eval MSE over the steps after the warm-up, or over every step
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,15 @@ class ForecastSettings:
     period : int, optional
         Seasonal period in rows [the task's own, :func:`ternq.forecast.resolve_period`; a data
         file has none unless given: autocorrelation peaks are not a robust detector there].
+    metric : str
+        The eval MSE tables, effects and ratios use: "scored" (the forecasts after the warm-up) or
+        "whole" (every step from h_0 = 0: the seeds' and the C program's figure). Both are reported.
     """
 
     horizon: int | None = None
     warmup: int | None = None
     period: int | None = None
+    metric: str = "scored"
 
     def checked(self, task: Task) -> ForecastSettings:
         """These settings validated against ``task`` (the warm-up resolved when there is a horizon).
@@ -57,13 +62,15 @@ class ForecastSettings:
             are not its inputs.
         """
         period = None if self.period is None else forecast.check_period(task, self.period)
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
         if self.horizon is None:
-            return ForecastSettings(None, forecast.check_warmup(task, self.warmup), period)
+            return ForecastSettings(None, forecast.check_warmup(task, self.warmup), period, self.metric)
         if task.n_in != task.n_out:
             raise ValueError(f"a rollout feeds the predictions back as inputs: task {task.name} has {task.n_in} "
                              f"inputs and {task.n_out} outputs, so it cannot run free")
         horizon, warmup = forecast.check_horizon(task, self.horizon, self.warmup)
-        return ForecastSettings(horizon, warmup, period)
+        return ForecastSettings(horizon, warmup, period, self.metric)
 
     def for_response(self, response_name: str) -> ForecastSettings:
         """The settings a response needs: ``rollout:K`` needs a horizon of at least K (K if none is set)."""
@@ -77,7 +84,7 @@ class ForecastSettings:
         return self
 
     def to_dict(self) -> dict:
-        return {"horizon": self.horizon, "warmup": self.warmup, "period": self.period}
+        return {"horizon": self.horizon, "warmup": self.warmup, "period": self.period, "metric": self.metric}
 
 
 def response_horizon(response_name: str) -> int | None:
@@ -124,6 +131,10 @@ class Forecaster:
     def period(self) -> int | None:
         return None if self.base is None else self.base["period"]
 
+    def best_rollout_mean(self) -> float:
+        """The lowest mean MSE over horizons 1..K of any baseline."""
+        return min(float(e.mean()) for e in self.base_errors.values())
+
     def _horizons(self, errors: dict[str, np.ndarray]) -> forecast.Horizons:
         s = self.settings
         return forecast.Horizons(self.task.name, s.horizon, s.warmup, self.period, {**errors, **self.base_errors},
@@ -165,7 +176,7 @@ class Forecaster:
             raise ValueError("rollout figures need a horizon")
         hz = self._horizons({"model": forecast.rollout_errors(model, self.task, s.horizon, s.warmup)})
         curve = hz.mse("model")
-        mean = {n: float(hz.mse(n).mean()) for n in self.base_errors}
+        mean = {n: float(e.mean()) for n, e in self.base_errors.items()}
         top = min(mean, key=mean.get)
         return {"rollout_mse": [float(v) for v in curve], "rollout_mse_at_horizon": float(curve[-1]),
                 "rollout_mse_mean": float(curve.mean()), "rollout_best_baseline": top,

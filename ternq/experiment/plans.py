@@ -189,6 +189,7 @@ class ExperimentSettings:
     widths: tuple[int, int] = (16, 32)
     task: str = "sine"
     data: str = ""  # a CSV or .npy series (replaces task when set)
+    float_reference: bool = True  # "vs float" against a float trained with the student's budget (off: the teacher)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     student: StudentSettings = field(default_factory=StudentSettings)
     cs: SearchSettings = field(default_factory=SearchSettings)
@@ -292,7 +293,8 @@ class Plan:
     """The units of an experiment and where each figure comes from.
 
     ``students[(run, seed)]`` and ``teachers[(run, seed)]`` are the units of a
-    run; ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
+    run, ``references[(run, seed)]`` its equal-budget float (:func:`reference_config`; none when
+    ``settings.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
     (source "teacher": PTQ+CS; "config1": CS refining config 1).
     """
 
@@ -304,6 +306,7 @@ class Plan:
     students: dict[tuple[int, int], Unit] = field(default_factory=dict)
     teachers: dict[tuple[int, int], Unit] = field(default_factory=dict)
     cs: dict[tuple[str, int], Unit] = field(default_factory=dict)
+    references: dict[tuple[int, int], Unit] = field(default_factory=dict)
 
     @property
     def units(self) -> list[Unit]:
@@ -322,6 +325,9 @@ class Plan:
                 add(self.teachers[run.index, seed])
             for run in self.runs:
                 add(self.students[run.index, seed])
+            for run in self.runs:
+                if (run.index, seed) in self.references:
+                    add(self.references[run.index, seed])
             for source in ("teacher", "config1"):
                 if (source, seed) in self.cs:
                     add(self.cs[source, seed])
@@ -333,6 +339,16 @@ def _student_key(run: Run, seed: int, seeds: bool) -> str:
         return f"s{seed}/student-{'S' if run.student.shaped else 's'}{'D' if run.student.distill else 'd'}" \
                f"-h{run.student.hidden}"
     return f"s{seed}/run{run.index:02d}-h{run.student.hidden}"
+
+
+def reference_config(teacher: TeacherConfig, student: StudentConfig) -> TeacherConfig:
+    """The equal-budget float reference of a run: the teacher's optimiser settings at the student's width,
+    trained for the student's whole budget (main epochs and fine-tune) with the student's schedule kind.
+
+    Its seed streams are the teacher's, so where the budgets and schedules agree it is the teacher
+    itself (one unit, one digest).
+    """
+    return replace(teacher, hidden=student.hidden, epochs=student.total_epochs, schedule=student.schedule)
 
 
 def plan(settings: ExperimentSettings) -> Plan:
@@ -354,6 +370,10 @@ def plan(settings: ExperimentSettings) -> Plan:
             p.teachers[run.index, seed] = teacher
             p.students[run.index, seed] = Unit("student", _student_key(run, seed, seeds), seed, task, run.student,
                                                (teacher,))
+            if settings.float_reference:
+                ref = reference_config(t, run.student)
+                p.references[run.index, seed] = Unit("teacher", f"s{seed}/float-h{ref.hidden}-e{ref.epochs}"
+                                                     f"-{ref.schedule}", seed, task, ref)
         if seeds:
             lo = settings.widths[0]
             cs: SearchSettings = settings.cs
