@@ -63,14 +63,9 @@ def _task_flags(task_name, data_path) -> dict:
 
 
 def _settings(config_path, **overrides) -> config.ExperimentSettings:
-    """Settings file, then flags; a lower --lr also lowers the schedule's floor to match."""
+    """Settings file, then flags (read and checked as the file's keys are)."""
     try:
-        base = config.load(config_path)
-        for sec in ("teacher", "student"):
-            lr = overrides.get(f"{sec}__lr")
-            if lr is not None and overrides.get(f"{sec}__lr_min") is None:
-                overrides[f"{sec}__lr_min"] = min(lr, getattr(base, sec).lr_min)
-        return config.override(base, **overrides)
+        return config.override(config.load(config_path), **overrides)
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
 
