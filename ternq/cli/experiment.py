@@ -11,7 +11,7 @@ import click
 
 from .. import config, report
 from ..experiment.execute import obtain
-from ..experiment.forecasting import ForecastSettings, model_forecasts
+from ..experiment.forecasting import METRICS, ForecastSettings, model_forecasts
 from ..experiment.plans import DesignSettings, parse_factor
 from ..experiment.run import GradientCheckError, memory_needed, run_experiment
 from ..experiment.store import Store, cache_dir
@@ -63,14 +63,9 @@ def _task_flags(task_name, data_path) -> dict:
 
 
 def _settings(config_path, **overrides) -> config.ExperimentSettings:
-    """Settings file, then flags; a lower --lr also lowers the schedule's floor to match."""
+    """Settings file, then flags (read and checked as the file's keys are)."""
     try:
-        base = config.load(config_path)
-        for sec in ("teacher", "student"):
-            lr = overrides.get(f"{sec}__lr")
-            if lr is not None and overrides.get(f"{sec}__lr_min") is None:
-                overrides[f"{sec}__lr_min"] = min(lr, getattr(base, sec).lr_min)
-        return config.override(base, **overrides)
+        return config.override(config.load(config_path), **overrides)
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
 
@@ -101,17 +96,19 @@ forecast_options = [
                  help="Also let each model run free on its own predictions for K steps after a warm-up; report the "
                       "MSE per horizon 1..K against the naive forecasts."),
     click.option("--warmup", type=int, default=None, metavar="W",
-                 help="True steps before a rollout runs free [25, or half a held-out window if shorter]."),
+                 help="True rows that warm the state before the first scored forecast: the one-step eval MSE, the "
+                      "rollouts and the baselines all start after them [25, or half a held-out window if shorter]."),
     click.option("--period", type=int, default=None, metavar="N",
                  help="Seasonal period in rows for the seasonal naive baseline [the task's: sine 63, ecg 64, "
                       "sunspots 11, co2 52; none for lorenz, multisine and --data files]."),
 ]
 
 
-def forecast_settings(task, horizon, warmup, period, response: str | None = None) -> ForecastSettings:
+def forecast_settings(task, horizon, warmup, period, response: str | None = None,
+                      metric: str = "scored") -> ForecastSettings:
     """The forecast options checked against the task's held-out windows (one line, exit 2, naming the limit)."""
     try:
-        fs = ForecastSettings(horizon, warmup, period).checked(task)
+        fs = ForecastSettings(horizon, warmup, period, metric).checked(task)
         return fs if response is None else fs.for_response(response).checked(task)
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -288,13 +285,19 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
               help="What the effects are computed on: log10 of the one-step eval MSE, or of the free-running "
                    "rollout MSE at horizon K (K at most --horizon; sets it when not given).")
 @_apply(forecast_options)
+@click.option("--metric", type=click.Choice(METRICS), default=None,
+              help="The eval MSE of the tables, effects and vs-float ratios: scored (the forecasts after the "
+                   "warm-up) or whole (every step from h_0 = 0, the seeds' metric); the other is printed beside it "
+                   "[scored].")
+@click.option("--float-reference/--no-float-reference", default=None,
+              help="Divide vs-float by a float trained with the student's whole budget [on]; off: by the teacher.")
 @force_option
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
               student_epochs, no_gradcheck, plot_dir, force, task_name, data_path, quiet, as_json, response,
-              horizon, warmup, period):
+              horizon, warmup, period, metric, float_reference):
     """Run a two-level design of training recipes and report its effects.
 
     Without --factor: the seeds' 2x2x2 (shaped x distill x width) plus coordinate search.
@@ -303,7 +306,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         raise InputError("give --seed or --seeds, not both")
     chosen = [seed] if seed is not None else seeds
     settings = _settings(config_path, experiment__seeds=chosen, **_task_flags(task_name, data_path),
-                         student__mask=mask, teacher__epochs=teacher_epochs, student__epochs=student_epochs)
+                         student__mask=mask, teacher__epochs=teacher_epochs, student__epochs=student_epochs,
+                         run__warmup=warmup, run__metric=metric, run__float_reference=float_reference)
     if factors or runs is not None:
         try:
             given = tuple(parse_factor(f) for f in factors) if factors else settings.design.factors
@@ -317,7 +321,9 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         summary_response(response)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    fs = forecast_settings(task, horizon, warmup, period, response)
+    run = settings.run
+    fs = forecast_settings(task, run.horizon if horizon is None else horizon, run.warmup, run.period
+                           if period is None else period, response, run.metric)
     if plot_dir is not None:
         try:
             import matplotlib  # noqa: F401

@@ -29,8 +29,7 @@ POSITIVE_INT = click.IntRange(min=1)
 
 
 def _bounds():
-    from ..experiment.plans import MAX_SEED
-    from ..train import MAX_EPOCHS, MAX_HIDDEN
+    from ..settings import MAX_EPOCHS, MAX_HIDDEN, MAX_SEED
 
     return click.IntRange(0, MAX_SEED), click.IntRange(1, MAX_HIDDEN), click.IntRange(1, MAX_EPOCHS)
 

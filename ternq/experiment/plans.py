@@ -18,17 +18,27 @@ from __future__ import annotations
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
-from ..search import SearchSettings
-from ..tasks import TASKS
-from ..train import MAX_HIDDEN, SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
+from ..settings import (
+    MAX_HIDDEN,
+    MAX_SEEDS,
+    RunSettings,
+    SearchSettings,
+    SettingsError,
+    Spec,
+    StudentSettings,
+    TeacherSettings,
+    check,
+    coerce,
+    setting,
+    spec_of,
+)
+from ..tasks import TASK_HELP, TASKS
+from ..train import StudentConfig, TeacherConfig
 from .effects import LETTERS, Design, DesignError, choose
 from .units import TaskSpec, Unit
 
 WIDTH = "hidden"
-MAX_SEED = 2**32 - 1  # seeds are 32-bit: the C program's and numpy's SeedSequence words
-MAX_SEEDS = 10_000  # seeds in one experiment
-TRUE = {"true", "yes", "on", "1"}
-FALSE = {"false", "no", "off", "0"}
+WIDTH_SPEC = Spec("int", "The width of teacher and student.", lo=1, hi=MAX_HIDDEN)
 
 
 @dataclass(frozen=True)
@@ -45,56 +55,40 @@ class Factor:
         return self.label or self.key
 
 
-def _default_of(key: str):
-    """The default value of a factor key (which tells its type); :class:`SettingsError` if no such key."""
+def _spec(key: str) -> Spec:
+    """The :class:`ternq.settings.Spec` of a factor key; :class:`SettingsError` if no such key or not two-level."""
     if key == WIDTH:
-        return 16
+        return WIDTH_SPEC
     sec, _, attr = key.partition(".")
-    blocks = {"teacher": TeacherConfig, "student": StudentConfig}
+    blocks = {"teacher": TeacherSettings, "student": StudentSettings}
     if sec not in blocks or not attr:
         raise SettingsError(key, "unknown factor key (a factor is 'hidden', 'teacher.KEY' or 'student.KEY')")
-    known = {f.name: f.default for f in fields(blocks[sec]) if f.name != "hidden"}
     if attr == "hidden":
         raise SettingsError(key, "the width is the factor 'hidden' (teacher and student share it)")
+    known = {f.name: spec_of(f) for f in fields(blocks[sec])}
     if attr not in known:
         raise SettingsError(key, f"unknown key (known: {', '.join(sorted(known))})")
+    if not known[attr].factor:
+        raise SettingsError(key, "a pair setting cannot be a two-level factor")
     return known[attr]
 
 
-def parse_level(key: str, value, default):
-    """A level (from TOML, or text from the command line) in the type of the setting's default."""
-    kind = type(default)
-    if isinstance(default, tuple):
-        raise SettingsError(key, "a pair setting cannot be a two-level factor")
-    if isinstance(value, str) and kind is not str:
-        text = value.strip().lower()
-        try:
-            if kind is bool:
-                if text not in TRUE | FALSE:
-                    raise ValueError
-                return text in TRUE
-            return kind(value)
-        except ValueError:
-            raise SettingsError(key, f"level {value!r} is not a {kind.__name__}") from None
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind is str and isinstance(value, str):
-        return value
-    raise SettingsError(key, f"level {value!r} is not a {kind.__name__}")
+def parse_level(key: str, value):
+    """A level (from TOML, or text from the command line) read as the setting reads it."""
+    spec = _spec(key)
+    try:
+        return coerce(key, value, spec)
+    except SettingsError as exc:
+        if exc.key != key:
+            raise
+        raise SettingsError(key, f"level {str(exc).split(': ', 1)[1]}") from None
 
 
 def make_factor(key: str, low, high, label: str = "") -> Factor:
     """A checked factor: the key exists, the levels have its type and differ."""
-    default = _default_of(key)
-    lo, hi = parse_level(key, low, default), parse_level(key, high, default)
+    lo, hi = parse_level(key, low), parse_level(key, high)
     if lo == hi:
         raise SettingsError(key, f"the two levels are equal ({lo!r})")
-    if key == WIDTH and min(lo, hi) <= 0:
-        raise SettingsError(key, "widths must be positive")
     return Factor(key, lo, hi, label)
 
 
@@ -185,19 +179,27 @@ class DesignSettings:
 class ExperimentSettings:
     """Everything an experiment reads: seeds, widths, task and one block per section."""
 
-    seeds: tuple[int, ...] = (0,)
-    widths: tuple[int, int] = (16, 32)
-    task: str = "sine"
-    data: str = ""  # a CSV or .npy series (replaces task when set)
-    float_reference: bool = True  # "vs float" against a float trained with the student's budget (off: the teacher)
+    seeds: tuple[int, ...] = setting((0,), "Seeds: a count N (0..N-1), a list, or a range A:B.", kind="seeds",
+                                     flag="--seeds")
+    widths: tuple[int, int] = setting((16, 32), "The narrow and the wide width (factor C of the notes' design).",
+                                      kind="widths")
+    task: str = setting("sine", f"Task: {TASK_HELP}.", flag="--task")
+    data: str = setting("", "A CSV or .npy series (replaces task when set).", flag="--data")
+    columns: tuple = setting((), "The data file's columns to use, by name or index from 0 [all].",
+                             kind="columns")
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     student: StudentSettings = field(default_factory=StudentSettings)
     cs: SearchSettings = field(default_factory=SearchSettings)
+    run: RunSettings = field(default_factory=RunSettings)
     design: DesignSettings = field(default_factory=DesignSettings)
 
     def validate(self) -> None:
-        """Raise :class:`ternq.train.SettingsError` naming the first setting (``section.key``) that cannot be used."""
-        if len(self.widths) != 2 or self.widths[0] == self.widths[1] or min(self.widths) <= 0:
+        """Raise :class:`SettingsError` naming the first setting (``section.key``) that cannot be used."""
+        try:
+            check(self)
+        except SettingsError as exc:
+            raise SettingsError(f"experiment.{exc.key}", str(exc).split(": ", 1)[1]) from None
+        if self.widths[0] == self.widths[1] or min(self.widths) <= 0:
             raise SettingsError("experiment.widths", f"two different positive widths, not {list(self.widths)}")
         if self.widths[0] > self.widths[1]:  # else the width effect (wide minus narrow) would change sign
             raise SettingsError("experiment.widths", f"give the narrow width first, [{self.widths[1]}, "
@@ -208,13 +210,10 @@ class ExperimentSettings:
         if not self.data and self.task not in TASKS:
             raise SettingsError("experiment.task",
                                 f"unknown task {self.task!r}; choose from {', '.join(sorted(TASKS))}")
+        if self.columns and not self.data:
+            raise SettingsError("experiment.columns", "columns choose from a data file; give data too")
         if not self.seeds or len(self.seeds) > MAX_SEEDS:
             raise SettingsError("experiment.seeds", f"between 1 and {MAX_SEEDS:,} seeds, not {len(self.seeds):,}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise SettingsError("experiment.seeds", "a seed is repeated")
-        bad = [x for x in self.seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_SEED]
-        if bad:
-            raise SettingsError("experiment.seeds", f"seeds are integers from 0 to {MAX_SEED}, not {bad[0]!r}")
         for sec in SECTIONS:
             try:
                 block = getattr(self, sec)
@@ -225,8 +224,9 @@ class ExperimentSettings:
     def to_dict(self) -> dict:
         """JSON-ready (tuples as lists), as written in results.json."""
         d = asdict(self)
+        del d["run"]["workers"]  # how fast, not what: results are identical for any value
         if not self.design.factors:
-            del d["design"]  # the seeds' design: results.json as before
+            del d["design"]  # the notes' design is named by the results' own "design" entry
         else:
             d["design"] = self.design.to_dict()
         return _lists(d)
@@ -294,7 +294,7 @@ class Plan:
 
     ``students[(run, seed)]`` and ``teachers[(run, seed)]`` are the units of a
     run, ``references[(run, seed)]`` its equal-budget float (:func:`reference_config`; none when
-    ``settings.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
+    ``settings.run.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
     (source "teacher": PTQ+CS; "config1": CS refining config 1).
     """
 
@@ -370,7 +370,7 @@ def plan(settings: ExperimentSettings) -> Plan:
             p.teachers[run.index, seed] = teacher
             p.students[run.index, seed] = Unit("student", _student_key(run, seed, seeds), seed, task, run.student,
                                                (teacher,))
-            if settings.float_reference:
+            if settings.run.float_reference:
                 ref = reference_config(t, run.student)
                 p.references[run.index, seed] = Unit("teacher", f"s{seed}/float-h{ref.hidden}-e{ref.epochs}"
                                                      f"-{ref.schedule}", seed, task, ref)
