@@ -284,7 +284,8 @@ def test_horizon_curves_put_models_and_baselines_on_the_same_windows():
     task = get_task("lorenz")
     teacher, student = _models(3, 8, 3)
     hz = fc.horizon_curves({"teacher": teacher, "student": student}, task, 20, warmup=30, threshold=0.5)
-    assert set(hz.errors) == {"teacher", "student", "persistence", "ar", "var"} and hz.errors["teacher"].shape == (32, 20)
+    assert set(hz.errors) == {"teacher", "student", "persistence", "ar", "var"}
+    assert hz.errors["teacher"].shape == (32, 20)
     np.testing.assert_array_equal(hz.mse("student"), fc.rollout_mse(student, task, 20, 30))
     assert hz.mse_at("teacher", 20) == fc.rollout_mse(teacher, task, 20, 30)[-1]
     assert hz.mse_at("teacher", 1) == pytest.approx(

@@ -169,7 +169,8 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
             if (run.index, seed) in plan.references:
                 ru = plan.references[run.index, seed]
                 ref = {"key": ru.key, "kind": "float reference", "seed": seed, "hidden": ru.hidden,
-                       "epochs": ru.config.epochs, "schedule": ru.config.schedule, **figs[ru.digest]}
+                       "epochs": ru.config.epochs, "schedule": ru.config.schedule,
+                       "same_as_teacher": ru.digest == tu.digest, **figs[ru.digest]}
                 references[ru.key.split("/", 1)[1]] = ref
             row = {"key": su.key, "kind": "student", "seed": seed, "hidden": su.hidden, **figs[su.digest]}
             if plan.seeds_design:
@@ -219,6 +220,7 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     teacher_names = list(per_seed[0]["teachers"])
     teachers = {w: geo([s["teachers"][w]["eval_mse"] for s in per_seed]) for w in teacher_names}
     references = {k: {"epochs": per_seed[0]["references"][k]["epochs"],
+                      "same_as_teacher": per_seed[0]["references"][k]["same_as_teacher"],
                       **{m: geo([s["references"][k][m] for s in per_seed]) for m in ("eval_mse", *METRIC_KEYS)}}
                   for k in (per_seed[0]["references"] if per_seed else {})}
     aliases = dict(plan.design.estimable(max_order))
@@ -351,8 +353,7 @@ def _forecast_rows(plan: Plan, per_seed: list[dict]) -> list[tuple[str, str, int
         out.append((f"teacher H={w}" if plan.seeds_design else w, "teacher", first["hidden"],
                     [s["teachers"][w] for s in per_seed]))
     for k, first in (per_seed[0]["references"].items() if per_seed else ()):
-        if not any(first["key"].split("/", 1)[1] == t["key"].split("/", 1)[1]
-                   for t in per_seed[0]["teachers"].values()):
+        if not first["same_as_teacher"]:
             out.append((k, "float reference", first["hidden"], [s["references"][k] for s in per_seed]))
     return out
 

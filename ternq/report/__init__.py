@@ -469,6 +469,8 @@ def forecast_rows(fig: dict, base: dict | None, settings: dict) -> dict:
     if base is None or not fig:
         return {}
     rows = {}
+    if "eval_mse_scored" in fig:
+        rows[f"eval MSE after a warm-up of {settings['warmup']} (scored steps)"] = fig["eval_mse_scored"]
     if "vs_naive" in fig:  # one-step figures (a deployable file's rollout comes without them)
         rows["persistence MSE (naive)"] = base["persistence"]["mse"]
         if "seasonal" in base:
