@@ -96,7 +96,7 @@ def test_cli_bad_sweep_one_line(tmp_path, capsys):
 def local_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local")
     out = tmp / "out"
-    doc = run_sweep(load_sweep(sweep_file(tmp)), out, workers=2)
+    doc = run_sweep(load_sweep(sweep_file(tmp)), out, workers=2)[0]
     return out, doc
 
 
@@ -148,7 +148,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
 def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     """kill -9 midway, rerun the same command: what was done is kept, the rest runs, the results match."""
     spec = sweep_file(tmp_path, teacher=600, student=400, configs="")  # one cell, 24 units, ~0.1 s each
-    ref = run_sweep(load_sweep(spec), tmp_path / "ref", workers=2, check_gradients=False)
+    ref = run_sweep(load_sweep(spec), tmp_path / "ref", workers=2, check_gradients=False)[0]
     assert ref["cells"][0]["name"] == "sine-w4x8-base"
     out = tmp_path / "out"
     units = out / "units"
