@@ -168,3 +168,19 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     code, _, err = cli(argv[:-1], capsys)  # the same command (with progress, to see the resume note)
     assert code == 0 and f"resuming: {kept} of 24 units already done" in err
     assert outputs(out) == outputs(tmp_path / "ref")
+
+
+def test_a_one_cell_sweep_writes_the_factorials_results(tmp_path, capsys):
+    """One runner: a sweep of one cell and the equivalent factorial write the same results.json, byte for byte."""
+    spec = sweep_file(tmp_path, seeds="0:2", configs="[sweep.configs.base]\n[run]\nhorizon = 2\n")
+    code, _, err = cli(["sweep", "--config", str(spec), "--out", str(tmp_path / "sweep"), "-q"], capsys)
+    assert code == 0, err
+    plain = tmp_path / "plain.toml"
+    plain.write_text(SMALL.format(teacher=60, student=40, seeds="0:2", configs="").split("[sweep]")[0]
+                     + "[run]\nhorizon = 2\n")
+    code, _, err = cli(["factorial", "--config", str(plain), "--seeds", "0:2", "--out", str(tmp_path / "fact"), "-q"],
+                       capsys)
+    assert code == 0, err
+    cell = (tmp_path / "sweep" / "sine-w4x8-base" / "results.json").read_bytes()
+    assert cell == (tmp_path / "fact" / "results.json").read_bytes()
+    assert b'"rollout_mse"' in cell  # the sweep's cell has the forecasts a factorial has

@@ -126,10 +126,14 @@ def document(p: Plan, results: dict[str, Result], grad_err: float | None = None,
 
 
 def claim_settings(cells: list[Cell]):
-    """What an output folder records as made with (compared on resume)."""
+    """What an output folder records as made with, compared on resume: the settings the units depend on (not
+    ``[run]``: another response or horizon over the same units is a resume)."""
+    def units_of(s: ExperimentSettings) -> dict:
+        return {k: v for k, v in s.to_dict().items() if k != "run"}
+
     if len(cells) == 1 and not cells[0].name:
-        return cells[0].settings.to_dict()
-    return [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells]
+        return units_of(cells[0].settings)
+    return [{"cell": c.name, "settings": units_of(c.settings)} for c in cells]
 
 
 def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | None = None, client=None,
