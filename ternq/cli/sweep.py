@@ -160,7 +160,7 @@ def _effect_cell(e: dict) -> str:
 
 
 def _checks_cell(c: dict) -> str:
-    """What the seeds' checklist says for a cell: how many passed, and which failed (or stayed undecided)."""
+    """What the notes' checklist says for a cell: how many passed, and which failed (or stayed undecided)."""
     checks = c.get("checks")
     if checks is None:  # a sweep.json from before the checks were kept
         return "[green]ok[/]" if c["checklist_ok"] else "[red]failed: see results.json[/]"

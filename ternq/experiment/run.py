@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..gradcheck import check_all_beside
@@ -210,7 +210,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
             claim_out_dir(out, claim_settings(cells), force)
         done = store.scan(units) if store is not None else {}
         distinct = len({u.digest for u in units})
-        resumed = len({d for d in done})
+        resumed = len(done)
         if on_resume is not None:
             on_resume(resumed, distinct)
         backend = backend_for(workers, client)
@@ -257,7 +257,3 @@ def run_experiment(settings: ExperimentSettings, workers: int | None = None, cli
     c = outcome.cells[0]
     return c.doc, c.plan, c.results
 
-
-def with_run(settings: ExperimentSettings, **changes) -> ExperimentSettings:
-    """``settings`` with ``[run]`` keys changed (None: unchanged)."""
-    return replace(settings, run=replace(settings.run, **{k: v for k, v in changes.items() if v is not None}))

@@ -103,10 +103,10 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
               forecast: ForecastSettings | None = None) -> dict:
     """The results document of a plan's results (by digest).
 
-    For the seeds' design: the matrix of the 8 configurations, the CS rows, the
-    teachers, the seven effects, the checklist and the notes' predictions, as
-    ``ternq factorial`` has always printed them. For any other design: the runs
-    with their levels, and every main effect and two-factor interaction it can
+    Rows, teachers and effects are named by the design's :class:`~ternq.experiment.plans.Words`:
+    for the notes' design the matrix of the 8 configurations, the CS rows, the
+    seven effects and the notes' predictions; for any other design the runs with
+    their levels, and every main effect and two-factor interaction it can
     estimate with its aliases.
 
     Every model is also scored against the task's naive baselines (made once,
