@@ -22,7 +22,6 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from ..settings import (
     MAX_HIDDEN,
-    MAX_SEEDS,
     RunSettings,
     SearchSettings,
     SettingsError,
@@ -220,8 +219,6 @@ class ExperimentSettings:
                                 f"unknown task {self.task!r}; choose from {', '.join(sorted(TASKS))}")
         if self.columns and not self.data:
             raise SettingsError("experiment.columns", "columns choose from a data file; give data too")
-        if not self.seeds or len(self.seeds) > MAX_SEEDS:
-            raise SettingsError("experiment.seeds", f"between 1 and {MAX_SEEDS:,} seeds, not {len(self.seeds):,}")
         for sec in SECTIONS:
             try:
                 block = getattr(self, sec)

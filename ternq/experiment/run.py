@@ -23,7 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..gradcheck import check_all_beside
+from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
 from ..settings import SettingsError
 from .execute import Cancelled, OnStart, backend_for, cancellable, execute
@@ -31,7 +31,7 @@ from .forecasting import ForecastSettings
 from .plans import ExperimentSettings, Plan, plan
 from .results import models_of, save_results
 from .store import FolderLock, Store, Warn, claim_out_dir, stderr_warn
-from .summary import CHECK_TOLERANCE, summarize
+from .summary import summarize
 from .units import Result, TaskSpec, Unit, run_unit, versions
 
 RESULTS_VERSION = 2  # the results document's schema (results.json "version")
@@ -90,8 +90,8 @@ def gradient_error(settings: ExperimentSettings, widths=None) -> float:
     task = settings_task(settings)
     widths = sorted(set(widths or settings.widths))
     err = max(r.max_rel_err for r in check_all_beside(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
-    if not err < CHECK_TOLERANCE:  # the notes: abort before any training result
-        raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {CHECK_TOLERANCE:g}; "
+    if not err < TOLERANCE:  # the notes: abort before any training result
+        raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {TOLERANCE:g}; "
                                  "see 'ternq gradcheck'")
     return err
 

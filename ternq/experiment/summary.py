@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..gradcheck import TOLERANCE
 from ..stats import mean_ci
 from .effects import LETTERS, name
 from .forecasting import Forecaster, ForecastSettings, response_horizon
 from .plans import Plan
 from .units import Result, TaskSpec
 
-CHECK_TOLERANCE = 1e-3  # the notes' bar for the gradient check
 TEACHER_BAR = 0.005  # the notes: a float teacher must reach this eval MSE on sine
 BEST_BAR = 0.05
 MODEST = math.log10(2.0)  # "modest": less than halving the MSE
@@ -177,8 +177,8 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     n_ran = sum(len(s[words.rows]) for s in per_seed)
     n_runs = len(plan.runs)
     checklist = [
-        {"item": f"gradient check passes (max rel. error < {CHECK_TOLERANCE:g})", "value": gradcheck_err,
-         "ok": None if gradcheck_err is None else gradcheck_err < CHECK_TOLERANCE},
+        {"item": f"gradient check passes (max rel. error < {TOLERANCE:g})", "value": gradcheck_err,
+         "ok": None if gradcheck_err is None else gradcheck_err < TOLERANCE},
         {"item": f"float teacher eval MSE < {TEACHER_BAR:g} (worst teacher)", "value": worst_teacher,
          "ok": worst_teacher < TEACHER_BAR},
         {"item": f"all {n_runs} {words.rows} ran", "value": f"{n_ran}/{n_runs * len(seeds)}",
