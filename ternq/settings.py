@@ -431,7 +431,8 @@ def option(block: type, name: str, flag: str | None = None, dest: str | None = N
                 raise click.BadParameter(str(exc).split(": ", 1)[1], ctx, param) from None
         deco = click.option(flag, dest, type=(float, float), default=None, callback=pair, help=help_)
     else:
-        deco = click.option(flag, dest, type=_Type(), default=None, help=help_)
+        metavar = "[" + "|".join(spec.choices) + "]" if spec.choices else None
+        deco = click.option(flag, dest, type=_Type(), default=None, metavar=metavar, help=help_)
 
     def apply(fn):
         fn = deco(fn)

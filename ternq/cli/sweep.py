@@ -188,5 +188,5 @@ def sweep_table(doc: dict):
         t.add_row(c["name"], report.fmt(c["eval_mse"]["1"]["geo_mean"]), best,
                   report.fmt(c["eval_mse"][best]["geo_mean"]), report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"]),
                   *(_effect_cell(eff[k]) for k in ("A", "B", "C")), _checks_cell(c))
-    t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
+    t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/ (every unit: units/)."
     return t
