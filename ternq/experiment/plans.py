@@ -102,6 +102,35 @@ def parse_factor(text: str) -> Factor:
     return make_factor(*m.groups())
 
 
+NOTES_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
+                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
+                "ABC": "shaped x distill x width"}
+
+
+@dataclass(frozen=True)
+class Words:
+    """How a design's units and results are named: the notes' words or a general design's."""
+
+    name: str  # results.json's design.name
+    row: str  # a row's number field, and its label: "config 3", "run 3"
+    rows: str  # the rows' key in each seed's results
+    table: str  # the rows' key in the results document
+    student_key: str  # a student unit's key: fields seed, index, hidden, S ("S"/"s": shaped), D ("D"/"d": distill)
+    teacher: str  # a teacher's name in the results: fields hidden, key (its unit key without the seed)
+    teacher_label: str  # a teacher's label in forecast tables and plots: field name
+    order: int  # the highest interaction estimated
+    labels: dict  # effect labels ({}: the factors' names joined)
+    cs: bool  # the coordinate-search rows (PTQ+CS from the narrow teacher, 1+CS refining config 1)
+    predictions: bool  # the notes' five predictions
+    plots_per_width: bool  # predictions and learning curves, one plot per width
+
+
+NOTES_WORDS = Words("notes", "config", "configs", "matrix", "s{seed}/student-{S}{D}-h{hidden}", "{hidden}",
+                    "teacher H={name}", 3, NOTES_LABELS, cs=True, predictions=True, plots_per_width=True)
+GENERAL_WORDS = Words("general", "run", "runs", "runs", "s{seed}/run{index:02d}-h{hidden}", "{key}", "{name}", 2, {},
+                      cs=False, predictions=False, plots_per_width=False)
+
+
 @dataclass(frozen=True)
 class DesignSettings:
     """The ``[design]`` section: factors (none: the notes' design), an optional run count and generators.
@@ -119,7 +148,7 @@ class DesignSettings:
     factors: tuple[Factor, ...] = ()
     runs: int | None = None
     generators: tuple[str, ...] = ()
-    words: Words = field(default=None, compare=False)  # None: a general design's (set after Words is defined)
+    words: Words = field(default=GENERAL_WORDS, compare=False)  # how its units and results are named
 
     @classmethod
     def from_dict(cls, body: dict) -> DesignSettings:
@@ -171,10 +200,6 @@ class DesignSettings:
                     run.student.validate()
                 except SettingsError as exc:
                     raise SettingsError("factors", f"run {run.index}: {exc}") from None
-
-    def __post_init__(self):
-        if self.words is None:
-            object.__setattr__(self, "words", GENERAL_WORDS)
 
     def to_dict(self) -> dict:
         return {"factors": [{"letter": LETTERS[i], "key": f.key, "label": f.name, "levels": [f.low, f.high]}
@@ -246,35 +271,6 @@ def _lists(x):
 
 
 SECTIONS = [f.name for f in fields(ExperimentSettings) if f.default_factory is not MISSING]  # the blocks
-NOTES_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
-                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
-                "ABC": "shaped x distill x width"}
-
-
-@dataclass(frozen=True)
-class Words:
-    """How a design's units and results are named: the notes' words or a general design's."""
-
-    name: str  # results.json's design.name
-    row: str  # a row's number field, and its label: "config 3", "run 3"
-    rows: str  # the rows' key in each seed's results
-    table: str  # the rows' key in the results document
-    student_key: str  # a student unit's key: fields seed, index, hidden, S ("S"/"s": shaped), D ("D"/"d": distill)
-    teacher: str  # a teacher's name in the results: fields hidden, key (its unit key without the seed)
-    teacher_label: str  # a teacher's label in forecast tables and plots: field name
-    order: int  # the highest interaction estimated
-    labels: dict  # effect labels ({}: the factors' names joined)
-    cs: bool  # the coordinate-search rows (PTQ+CS from the narrow teacher, 1+CS refining config 1)
-    predictions: bool  # the notes' five predictions
-    plots_per_width: bool  # predictions and learning curves, one plot per width
-
-
-NOTES_WORDS = Words("notes", "config", "configs", "matrix", "s{seed}/student-{S}{D}-h{hidden}", "{hidden}",
-                    "teacher H={name}", 3, NOTES_LABELS, cs=True, predictions=True, plots_per_width=True)
-GENERAL_WORDS = Words("general", "run", "runs", "runs", "s{seed}/run{index:02d}-h{hidden}", "{key}", "{name}", 2, {},
-                      cs=False, predictions=False, plots_per_width=False)
-
-
 def notes_design(settings: ExperimentSettings) -> DesignSettings:
     """The notes' 2^3: shaped gradient (A), trajectory distillation (B), width (C)."""
     lo, hi = settings.widths
