@@ -32,13 +32,20 @@ Tasks (``get_task(name)``; :func:`from_file` for ``--data FILE``):
     1958-2001 (its 59 missing weeks linearly interpolated).
 ``--data FILE``
     A CSV or ``.npy`` file, one column per channel (a CSV may have one header
-    row); predict the next row of all channels from the current row.
+    row, whose names become the channels' names); predict the next row of all
+    channels from the current row. ``columns`` selects and orders the channels
+    by header name or 0-based index, leaving out, say, a timestamp column.
 
 Every series task (all but the two sine tasks) is split in time: the first
 ``train_frac`` of the rows is the training part, the rest is held out. Each
 channel is normalised by the training part's mean and standard deviation.
 Training windows lie wholly inside the training part, evaluation windows wholly
 inside the held-out part.
+
+Modules: :mod:`.base` the task protocol (:class:`Task`), :mod:`.synthetic` the
+sine tasks, :mod:`.simulated` the Lorenz and ECG simulators, :mod:`.series`
+recorded series (files, statsmodels' data sets) and their normalisation,
+:mod:`.registry` task names and the task a model was trained on.
 """
 
 from .base import TWO_PI, Task

@@ -267,7 +267,7 @@ def read_table(path: str | Path, data: bytes | None = None, columns: list[str | 
     values : np.ndarray
         Float64 (rows, channels).
     names : list of str or None
-        The selected columns' header names; None when the file has no header.
+        The selected columns' header names ("channel k" for a blank one); None when the file has no header.
     """
     path = Path(path)
     npy = path.suffix.lower() == ".npy"
@@ -310,7 +310,7 @@ def read_table(path: str | Path, data: bytes | None = None, columns: list[str | 
                 out[k, j] = float(cells[c])
             except ValueError:
                 raise ValueError(_not_a_number(path, rows, header, c, line)) from None
-    return out, None if header is None else [header[c] for c in pick]
+    return out, None if header is None else [header[c] or f"channel {j}" for j, c in enumerate(pick)]
 
 
 def _is_number(cell: str) -> bool:
@@ -354,7 +354,7 @@ def _pick_columns(columns: list[str | int] | None, width: int, header: list[str]
             raise ValueError(f"columns holds {c!r}: a column is a header name or a 0-based index")
         if isinstance(c, str):
             if header is None:
-                raise ValueError(f"{path} has no header row naming its columns: select columns by 0-based index "
+                raise ValueError(f"{path} does not name its columns (no header row): select them by 0-based index "
                                  f"(0 .. {width - 1}), not {c!r}")
             found = [k for k, name in enumerate(header) if name == c.strip()]
             if not found:
