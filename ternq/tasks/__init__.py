@@ -52,9 +52,6 @@ from .base import TWO_PI, Task
 from .registry import TASK_HELP, TASKS, get_task, task_of
 from .series import (
     CO2,
-    MAX_CSV_BYTES,
-    MAX_NPY_BYTES,
-    MAX_NPY_VALUES,
     MAX_ONE_ROW_SHARE,
     MAX_SIGMAS,
     Series,
@@ -91,7 +88,7 @@ from .synthetic import MultiSine, Sine
 
 __all__ = ["CO2", "ECG", "ECG_A", "ECG_B", "ECG_C_HF", "ECG_C_LF", "ECG_F_HF", "ECG_F_LF", "ECG_HR_MEAN",
            "ECG_HR_STD", "ECG_LF_HF", "ECG_SEED", "ECG_THETA", "ECG_WANDER", "LORENZ_EVERY", "LORENZ_H",
-           "LORENZ_LYAPUNOV", "MAX_CSV_BYTES", "MAX_NPY_BYTES", "MAX_NPY_VALUES", "MAX_ONE_ROW_SHARE", "MAX_SIGMAS",
+           "LORENZ_LYAPUNOV", "MAX_ONE_ROW_SHARE", "MAX_SIGMAS",
            "TASKS", "TASK_HELP", "TWO_PI", "Lorenz", "MultiSine", "Series", "Sine", "Sunspots", "Task",
            "ecg_trajectory", "from_file", "get_task", "lorenz_trajectory", "min_length", "normalise", "read_table",
            "rr_process", "statsmodels_series", "task_of"]
