@@ -175,8 +175,8 @@ def test_from_file_csv_with_header_and_npy(tmp_path):
 @pytest.mark.parametrize("case,needle", [
     ("missing", "not found"),
     ("text", "line 3, column 2: 'abc' is not a number"),
-    ("nan", "non-finite value (nan) at row 2, column 1"),
-    ("inf", "non-finite value (inf) at row 5, column 2"),
+    ("nan", "non-finite value (nan) at row 2, channel 0 (1 in all)"),
+    ("inf", "non-finite value (inf) at row 5, channel 1 ('y')"),
     ("short", "has 20 rows; sequences of 50 steps need at least 68"),
     ("ragged", "line 2 has 1 columns"),
     ("empty", "no data rows"),

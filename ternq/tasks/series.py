@@ -42,14 +42,14 @@ class Series(Task):
             raise ValueError(f"train_frac must lie in (0, 1), not {train_frac}")
         if int(steps) != steps or steps <= 0 or int(eval_steps) != eval_steps or eval_steps <= 0 or n_eval <= 0:
             raise ValueError("steps, eval_steps and n_eval must be positive integers")
-        bad = np.argwhere(~np.isfinite(series))
-        if bad.size:
-            r, c = bad[0]
-            raise ValueError(f"{what} has a non-finite value ({series[r, c]}) at row {r + 1}, column {c + 1} "
-                             f"({len(bad)} in all)")
         L, C = series.shape
         if channels is not None and len(channels) != C:
             raise ValueError(f"{what}: {len(channels)} channel names for {C} channels")
+        bad = np.argwhere(~np.isfinite(series))
+        if bad.size:
+            r, c = bad[0]
+            raise ValueError(f"{what} has a non-finite value ({series[r, c]}) at row {r + 1}, "
+                             f"{channel_label(c, channels)} ({len(bad)} in all)")
         self._channels = None if channels is None else [str(c) for c in channels]
         need = min_length(steps, train_frac)
         if L < need:
@@ -159,7 +159,7 @@ def normalise(series: np.ndarray, n_train: int, what: str = "the series", channe
     data = np.empty(series.shape, np.float32)
     for c in range(C):
         x, train = series[:, c], series[:n_train, c]
-        name = f"{what}, channel {c}{'' if channels is None else f' ({channels[c]!r})'},"
+        name = f"{what}, {channel_label(c, channels)},"
         if np.all(train == train[0]):
             raise ValueError(f"{name} is constant ({train[0]:.6g}) over the {n_train} training rows: "
                              "nothing to learn or normalise by; drop that column")
@@ -186,6 +186,11 @@ def normalise(series: np.ndarray, n_train: int, what: str = "the series", channe
                              "swamps the rest): an outlier?")
         mean[c], std[c] = mu * scale[c], sd * scale[c]
     return mean, std, data
+
+
+def channel_label(c: int, channels: list[str] | None = None) -> str:
+    """How messages name channel c: its 0-based index, and its name where it has one."""
+    return f"channel {c}" if channels is None else f"channel {c} ({channels[c]!r})"
 
 
 def min_length(steps: int, train_frac: float) -> int:
