@@ -6,6 +6,7 @@ import csv
 import functools
 import hashlib
 import io
+import json
 import math
 from pathlib import Path
 
@@ -341,8 +342,8 @@ def _not_a_number(path: Path, rows: list, header: list[str] | None, c: int, line
     what = f"{path}: {_column(c, header)} holds text such as {cell!r} (line {line}), not numbers"
     if not numeric:
         return f"{what}, and no column holds only numbers"
-    example = ", ".join(repr(header[k]).replace("'", '"') if header else str(k) for k in numeric)
-    return f"{what}; choose the numeric columns, e.g. columns = [{example}]"
+    example = ", ".join(json.dumps(header[k], ensure_ascii=False) if header else str(k) for k in numeric[:8])
+    return f"{what}; choose the numeric columns, e.g. columns = [{example}{', ...' if len(numeric) > 8 else ''}]"
 
 
 def _pick_columns(columns: list[str | int] | None, width: int, header: list[str] | None, path: Path) -> list[int]:
