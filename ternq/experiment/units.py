@@ -114,7 +114,7 @@ class Unit:
         return 0.5 * self.deps[0].cost()
 
 
-COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks.py",
+COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks/*.py",
            "train.py")  # the modules a unit's numbers come from
 
 
