@@ -109,7 +109,7 @@ def _text(key: str, value: str, kind: str):
         if kind == "float":
             return float(text)
     except ValueError:
-        raise SettingsError(key, f"{value!r} is not a {kind}") from None
+        raise SettingsError(key, f"expected {kind}, got {value!r}") from None
     return value
 
 
@@ -351,15 +351,19 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How an experiment runs and what it reports beyond the one-step figures (not what it trains)."""
+    """How an experiment runs and what it reports beyond the one-step figures (not what it trains).
+
+    Horizon, warm-up and period are checked against the task's held-out windows when the run starts
+    (:meth:`ternq.experiment.forecasting.ForecastSettings.checked`): their limits depend on the task.
+    """
 
     horizon: int | None = setting(None, "Rollouts of K free-running steps after a warm-up; the MSE per horizon "
-                                  "1..K against the naive forecasts [none].", kind="int", lo=1, hi=MAX_EPOCHS,
+                                  "1..K against the naive forecasts [none].", kind="int",
                                   flag="--horizon")
     warmup: int | None = setting(None, "True rows that warm the state before the first scored forecast, in every "
                                  "evaluation: the one-step eval MSE scores the forecasts made after them, rollouts "
                                  "and baselines start after them [25, or half a held-out window if shorter].",
-                                 kind="int", lo=1, hi=MAX_EPOCHS, flag="--warmup")
+                                 kind="int", flag="--warmup")
     metric: str = setting("scored", "The eval MSE of tables, effects and vs-float ratios: scored (the forecasts "
                           "after the warm-up) or whole (every step from h_0 = 0, the seeds' metric); the other is "
                           "printed beside it.", choices=("scored", "whole"), flag="--metric")
@@ -368,7 +372,7 @@ class RunSettings:
                                     "the teacher (faster).", flag="--float-reference")
     period: int | None = setting(None, "Seasonal period in rows for the seasonal naive baseline [the task's: "
                                  "sine 63, ecg 64, sunspots 11, co2 52; none for lorenz, multisine and data "
-                                 "files].", kind="int", lo=1, hi=MAX_EPOCHS, flag="--period")
+                                 "files].", kind="int", flag="--period")
     response: str = setting("eval_mse", "What the effects are computed on: eval_mse (log10 of the one-step eval "
                             "MSE) or rollout:K (of the rollout MSE at horizon K; sets the horizon when not "
                             "given).", flag="--response")
@@ -397,20 +401,25 @@ def default_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
+SECTIONS = {"teacher": TeacherSettings, "student": StudentSettings, "cs": SearchSettings, "run": RunSettings}
+
+
 def option(block: type, name: str, flag: str | None = None, dest: str | None = None):
     """A click option for setting ``name`` of section class ``block``: its flag (or ``flag``), help with the
-    default, read through :func:`coerce`; ``None`` when not given (the settings file's value stands)."""
+    default, read through :func:`coerce`; ``None`` when not given (the settings file's value stands). The click
+    parameter's ``setting`` attribute names the setting (``section.name``)."""
     import click
 
     f = next(f for f in fields(block) if f.name == name)
     spec = spec_of(f)
+    section = next(sec for sec, cls in SECTIONS.items() if cls is block)
     flag = flag or spec.flag or "--" + name.replace("_", "-")
     dest = dest or name
     shown = default_text(f.default)
     help_ = spec.help + (f" [{shown}]" if shown and not spec.help.endswith("]") else "")
 
     class _Type(click.ParamType):
-        name = spec.kind if spec.kind not in ("str", "pair") else "/".join(spec.choices) or "text"
+        name = "|".join(spec.choices) if spec.choices else spec.kind.upper()
 
         def convert(self, value, param, ctx):
             try:
@@ -419,10 +428,8 @@ def option(block: type, name: str, flag: str | None = None, dest: str | None = N
                 self.fail(str(exc).split(": ", 1)[1], param, ctx)
 
     if spec.kind == "bool":
-        if "/" not in flag:
-            flag = f"{flag}/--no-{flag[2:]}"
-        return click.option(flag, dest, default=None, help=help_)
-    if spec.kind == "pair":
+        deco = click.option(flag if "/" in flag else f"{flag}/--no-{flag[2:]}", dest, default=None, help=help_)
+    elif spec.kind == "pair":
         def pair(ctx, param, value):
             if value is None:
                 return None
@@ -430,7 +437,13 @@ def option(block: type, name: str, flag: str | None = None, dest: str | None = N
                 return coerce(name, value, spec)
             except SettingsError as exc:
                 raise click.BadParameter(str(exc).split(": ", 1)[1], ctx, param) from None
-        return click.option(flag, dest, type=(float, float), default=None, callback=pair, help=help_)
-    if spec.choices:
-        return click.option(flag, dest, type=click.Choice(list(spec.choices)), default=None, help=help_)
-    return click.option(flag, dest, type=_Type(), default=None, help=help_)
+        deco = click.option(flag, dest, type=(float, float), default=None, callback=pair, help=help_)
+    else:
+        metavar = "[" + "|".join(spec.choices) + "]" if spec.choices else None
+        deco = click.option(flag, dest, type=_Type(), default=None, metavar=metavar, help=help_)
+
+    def apply(fn):
+        fn = deco(fn)
+        fn.__click_params__[-1].setting = f"{section}.{name}"
+        return fn
+    return apply

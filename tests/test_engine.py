@@ -11,7 +11,6 @@ from conftest import invoke as cli
 
 from ternq.config import load
 from ternq.experiment.effects import Design, choose, name, word
-from ternq.experiment.forecasting import ForecastSettings
 from ternq.experiment.plans import DesignSettings, parse_factor, plan
 from ternq.experiment.run import run_experiment
 
@@ -109,9 +108,8 @@ def test_default_design_reproduces_the_stored_reference(which):
     ref = REFERENCE[which]
     s = load(ROOT / ref["config"])
     a, b = ref["seeds"].split(":")
-    s = replace(s, seeds=tuple(range(int(a), int(b))), run=replace(s.run, float_reference=False))
-    doc, _, _ = run_experiment(s, workers=2, check_gradients=False, check_reproducible=False,
-                               forecast=ForecastSettings(metric="whole"))
+    s = replace(s, seeds=tuple(range(int(a), int(b))), run=replace(s.run, float_reference=False, metric="whole"))
+    doc, _, _ = run_experiment(s, workers=2, check_gradients=False, check_reproducible=False)
     got = {}
     for ps in doc["per_seed"]:
         for r in [*ps["teachers"].values(), *ps["configs"], *ps["cs"]]:

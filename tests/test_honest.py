@@ -99,8 +99,8 @@ def test_ar_baseline_equals_statsmodels_own_forecast():
 
 
 def test_every_evaluation_carries_the_classical_baselines_and_red_lines():
-    doc, _, _ = run_experiment(replace(_quick(), task="co2"), workers=1, check_gradients=False,
-                               check_reproducible=False, forecast=ForecastSettings(horizon=6))
+    doc, _, _ = run_experiment(replace(_quick(horizon=6), task="co2"), workers=1, check_gradients=False,
+                               check_reproducible=False)
     f = doc["forecast"]
     base = f["baselines"]
     assert {"persistence", "seasonal", "ar", "climatology", "anomaly"} <= set(base)
@@ -164,9 +164,8 @@ def test_vs_float_divides_by_the_reference_and_says_so():
 def test_whole_sequence_metric_reproduces_the_stored_reference():
     ref = REFERENCE["quick"]
     a, b = ref["seeds"].split(":")
-    s = replace(_quick(float_reference=False), seeds=tuple(range(int(a), int(b))))
-    doc, _, _ = run_experiment(s, workers=1, check_gradients=False, check_reproducible=False,
-                               forecast=ForecastSettings(metric="whole"))
+    s = replace(_quick(float_reference=False, metric="whole"), seeds=tuple(range(int(a), int(b))))
+    doc, _, _ = run_experiment(s, workers=1, check_gradients=False, check_reproducible=False)
     assert doc["metric"]["name"] == "whole"
     got = {}
     for ps in doc["per_seed"]:

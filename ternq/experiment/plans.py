@@ -1,11 +1,13 @@
 """Settings -> a design -> the units of work.
 
 A *run* of a design is one recipe: a width, the teacher's and the student's
-settings. The seeds' design (no factor given) is the 2^3 of shaped gradient (A),
-trajectory distillation (B) and width (C), plus two coordinate-search rows.
+settings. The notes' design (no factor given: the design notes the project
+follows) is the 2^3 of shaped gradient (A), trajectory distillation (B) and
+width (C), plus two coordinate-search rows; it is data (:data:`NOTES_WORDS` names
+its units and results), not a branch.
 Any other design names its factors by settings keys (``student.mask``,
 ``student.lr``, ``teacher.epochs``, ``hidden``, ...) with two levels each; its
-base recipe is the seeds' config 1 (no shaping, no distillation, the narrow
+base recipe is the notes' config 1 (no shaping, no distillation, the narrow
 width) with the settings file's values.
 
 For every seed each run gets a teacher (one per width and teacher settings:
@@ -20,7 +22,6 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from ..settings import (
     MAX_HIDDEN,
-    MAX_SEEDS,
     RunSettings,
     SearchSettings,
     SettingsError,
@@ -79,9 +80,10 @@ def parse_level(key: str, value):
     try:
         return coerce(key, value, spec)
     except SettingsError as exc:
-        if exc.key != key:
-            raise
-        raise SettingsError(key, f"level {str(exc).split(': ', 1)[1]}") from None
+        why = str(exc).split(": ", 1)[1]
+        if why.startswith("expected"):
+            raise SettingsError(key, f"level {value!r} is not a {spec.kind}") from None
+        raise SettingsError(key, f"level {value!r}: {why}") from None
 
 
 def make_factor(key: str, low, high, label: str = "") -> Factor:
@@ -100,9 +102,38 @@ def parse_factor(text: str) -> Factor:
     return make_factor(*m.groups())
 
 
+NOTES_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
+                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
+                "ABC": "shaped x distill x width"}
+
+
+@dataclass(frozen=True)
+class Words:
+    """How a design's units and results are named: the notes' words or a general design's."""
+
+    name: str  # results.json's design.name
+    row: str  # a row's number field, and its label: "config 3", "run 3"
+    rows: str  # the rows' key in each seed's results
+    table: str  # the rows' key in the results document
+    student_key: str  # a student unit's key: fields seed, index, hidden, S ("S"/"s": shaped), D ("D"/"d": distill)
+    teacher: str  # a teacher's name in the results: fields hidden, key (its unit key without the seed)
+    teacher_label: str  # a teacher's label in forecast tables and plots: field name
+    order: int  # the highest interaction estimated
+    labels: dict  # effect labels ({}: the factors' names joined)
+    cs: bool  # the coordinate-search rows (PTQ+CS from the narrow teacher, 1+CS refining config 1)
+    predictions: bool  # the notes' five predictions
+    plots_per_width: bool  # predictions and learning curves, one plot per width
+
+
+NOTES_WORDS = Words("notes", "config", "configs", "matrix", "s{seed}/student-{S}{D}-h{hidden}", "{hidden}",
+                    "teacher H={name}", 3, NOTES_LABELS, cs=True, predictions=True, plots_per_width=True)
+GENERAL_WORDS = Words("general", "run", "runs", "runs", "s{seed}/run{index:02d}-h{hidden}", "{key}", "{name}", 2, {},
+                      cs=False, predictions=False, plots_per_width=False)
+
+
 @dataclass(frozen=True)
 class DesignSettings:
-    """The ``[design]`` section: factors (none: the seeds' design), an optional run count and generators.
+    """The ``[design]`` section: factors (none: the notes' design), an optional run count and generators.
 
     In TOML::
 
@@ -117,6 +148,7 @@ class DesignSettings:
     factors: tuple[Factor, ...] = ()
     runs: int | None = None
     generators: tuple[str, ...] = ()
+    words: Words = field(default=GENERAL_WORDS, compare=False)  # how its units and results are named
 
     @classmethod
     def from_dict(cls, body: dict) -> DesignSettings:
@@ -212,8 +244,6 @@ class ExperimentSettings:
                                 f"unknown task {self.task!r}; choose from {', '.join(sorted(TASKS))}")
         if self.columns and not self.data:
             raise SettingsError("experiment.columns", "columns choose from a data file; give data too")
-        if not self.seeds or len(self.seeds) > MAX_SEEDS:
-            raise SettingsError("experiment.seeds", f"between 1 and {MAX_SEEDS:,} seeds, not {len(self.seeds):,}")
         for sec in SECTIONS:
             try:
                 block = getattr(self, sec)
@@ -241,24 +271,24 @@ def _lists(x):
 
 
 SECTIONS = [f.name for f in fields(ExperimentSettings) if f.default_factory is not MISSING]  # the blocks
-SEEDS_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
-                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
-                "ABC": "shaped x distill x width"}
-
-
-def seeds_design(settings: ExperimentSettings) -> DesignSettings:
-    """The seeds' 2^3: shaped gradient (A), trajectory distillation (B), width (C)."""
+def notes_design(settings: ExperimentSettings) -> DesignSettings:
+    """The notes' 2^3: shaped gradient (A), trajectory distillation (B), width (C)."""
     lo, hi = settings.widths
     return DesignSettings((Factor("student.shaped", False, True, "shaped gradient"),
                            Factor("student.distill", False, True, "trajectory distillation"),
-                           Factor(WIDTH, lo, hi, "width")))
+                           Factor(WIDTH, lo, hi, "width")), words=NOTES_WORDS)
+
+
+def design_of(settings: ExperimentSettings) -> DesignSettings:
+    """The design the settings run: their own factors, or the notes' design when they name none."""
+    return settings.design if settings.design.factors else notes_design(settings)
 
 
 @dataclass(frozen=True)
 class Run:
     """One recipe of a design: its levels (-1/+1 per factor) and the teacher and student it trains."""
 
-    index: int  # 1-based, design order (the seeds' config number for their design)
+    index: int  # 1-based, design order (the config number of the notes' design)
     levels: tuple[int, ...]
     teacher: TeacherConfig
     student: StudentConfig
@@ -274,8 +304,8 @@ def _apply(run_teacher: TeacherConfig, run_student: StudentConfig, factor: Facto
 
 
 def runs_of(settings: ExperimentSettings) -> list[Run]:
-    """Every run of the settings' design (the seeds' when it names no factor), in design order."""
-    spec = settings.design if settings.design.factors else seeds_design(settings)
+    """Every run of the settings' design (the notes' when it names no factor), in design order."""
+    spec = design_of(settings)
     matrix = spec.design().matrix()
     base_t = TeacherConfig(hidden=settings.widths[0], **vars(settings.teacher))
     base_s = StudentConfig(hidden=settings.widths[0], **vars(settings.student))
@@ -294,7 +324,8 @@ class Plan:
 
     ``students[(run, seed)]`` and ``teachers[(run, seed)]`` are the units of a
     run, ``references[(run, seed)]`` its equal-budget float (:func:`reference_config`; none when
-    ``settings.run.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
+    ``settings.run.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of a
+    design that has them
     (source "teacher": PTQ+CS; "config1": CS refining config 1).
     """
 
@@ -302,7 +333,7 @@ class Plan:
     factors: tuple[Factor, ...]
     design: Design
     runs: list[Run]
-    seeds_design: bool
+    words: Words
     students: dict[tuple[int, int], Unit] = field(default_factory=dict)
     teachers: dict[tuple[int, int], Unit] = field(default_factory=dict)
     cs: dict[tuple[str, int], Unit] = field(default_factory=dict)
@@ -334,13 +365,6 @@ class Plan:
         return out
 
 
-def _student_key(run: Run, seed: int, seeds: bool) -> str:
-    if seeds:  # the seeds' names: the same unit files as before the design became general
-        return f"s{seed}/student-{'S' if run.student.shaped else 's'}{'D' if run.student.distill else 'd'}" \
-               f"-h{run.student.hidden}"
-    return f"s{seed}/run{run.index:02d}-h{run.student.hidden}"
-
-
 def reference_config(teacher: TeacherConfig, student: StudentConfig) -> TeacherConfig:
     """The equal-budget float reference of a run: the teacher's optimiser settings at the student's width,
     trained for the student's whole budget (main epochs and fine-tune) with the student's schedule kind.
@@ -352,13 +376,13 @@ def reference_config(teacher: TeacherConfig, student: StudentConfig) -> TeacherC
 
 
 def plan(settings: ExperimentSettings) -> Plan:
-    """The plan of ``settings``: its design's runs for every seed (and the CS rows of the seeds' design)."""
-    seeds = not settings.design.factors
-    spec = seeds_design(settings) if seeds else settings.design
+    """The plan of ``settings``: its design's runs for every seed (and the CS rows where the design has them)."""
+    spec = design_of(settings)
+    words = spec.words
     runs = runs_of(settings)
-    task = TaskSpec(settings.task, settings.data)
+    task = TaskSpec.of(settings)
     base_teacher = TeacherConfig(hidden=0, **vars(settings.teacher))
-    p = Plan(settings, spec.factors, spec.design(), runs, seeds)
+    p = Plan(settings, spec.factors, spec.design(), runs, words)
     for seed in settings.seeds:
         for run in runs:
             t = run.teacher
@@ -368,13 +392,14 @@ def plan(settings: ExperimentSettings) -> Plan:
                                       if k != "hidden" and getattr(t, k) != getattr(base_teacher, k))
             teacher = Unit("teacher", key, seed, task, t)
             p.teachers[run.index, seed] = teacher
-            p.students[run.index, seed] = Unit("student", _student_key(run, seed, seeds), seed, task, run.student,
-                                               (teacher,))
+            sk = words.student_key.format(seed=seed, index=run.index, hidden=run.student.hidden,
+                                          S="S" if run.student.shaped else "s", D="D" if run.student.distill else "d")
+            p.students[run.index, seed] = Unit("student", sk, seed, task, run.student, (teacher,))
             if settings.run.float_reference:
                 ref = reference_config(t, run.student)
                 p.references[run.index, seed] = Unit("teacher", f"s{seed}/float-h{ref.hidden}-e{ref.epochs}"
                                                      f"-{ref.schedule}", seed, task, ref)
-        if seeds:
+        if words.cs:
             lo = settings.widths[0]
             cs: SearchSettings = settings.cs
             p.cs["teacher", seed] = Unit("cs", f"s{seed}/cs-teacher-h{lo}", seed, task, cs,
