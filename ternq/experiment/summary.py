@@ -155,7 +155,7 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
                             (forecast or ForecastSettings()).for_response(response_name))
     metric = forecaster.settings.metric
     extra = {u.digest: forecaster.figures(results[u.digest][1]) for u in plan.units}
-    figs = {d: _metric(f, extra.get(d, {}), metric) for d, (f, _) in results.items()}
+    figs = {d: _metric(results[d][0], fig, metric) for d, fig in extra.items()}  # this plan's units only
     seeds = list(plan.settings.seeds)
     lo = plan.settings.widths[0]
     words = plan.words
@@ -218,8 +218,7 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
                         **{k: geo([r[k] for r in rs]) for k in GEO_KEYS if "teacher" not in k}})
     teacher_names = list(per_seed[0]["teachers"])
     teachers = {w: geo([s["teachers"][w]["eval_mse"] for s in per_seed]) for w in teacher_names}
-    references = {k: {"epochs": per_seed[0]["references"][k]["epochs"],
-                      "same_as_teacher": per_seed[0]["references"][k]["same_as_teacher"],
+    references = {k: {**{f: per_seed[0]["references"][k][f] for f in ("hidden", "epochs", "same_as_teacher")},
                       **{m: geo([s["references"][k][m] for s in per_seed]) for m in ("eval_mse", *METRIC_KEYS)}}
                   for k in (per_seed[0]["references"] if per_seed else {})}
     aliases = dict(plan.design.estimable(words.order))

@@ -136,8 +136,8 @@ def matrix_compact(doc: dict) -> Table:
                   _stacked(_ratio(r["vs_float"])), _stacked(_ratio(r["vs_baseline"])))
     for w, t in doc["teachers"].items():
         m.add_row("teacher", "", "", w, _stacked(_ci(t)), "", "")
-    for k, ref in doc.get("float_reference", {}).get("models", {}).items():
-        m.add_row("float", "", "", k, _stacked(_ci(ref["eval_mse"])), "1.00x", "")
+    for ref in doc.get("float_reference", {}).get("models", {}).values():
+        m.add_row("float", "", "", str(ref["hidden"]), _stacked(_ci(ref["eval_mse"])), "1.00x", "")
     m.caption = ("A: shaped gradient, B: trajectory distillation (+ on, - off), H: width. PTQ+CS: the quantized "
                  "teacher, then coordinate search; 1+CS: search refining config 1. A wider terminal shows train MSE "
                  "and the other metric. " + reference_caption(doc))
@@ -219,8 +219,8 @@ def factorial_tables(doc: dict, width: int | None = None) -> list[Table]:
     blank = [""] * (2 if other else 1)
     for w, t in doc["teachers"].items():
         m.add_row("float", "teacher", "", w, "", _ci(t), *([""] if other else []), *blank, "")
-    for k, ref in doc.get("float_reference", {}).get("models", {}).items():
-        m.add_row("float", "reference", "", k, "", _ci(ref["eval_mse"]),
+    for ref in doc.get("float_reference", {}).get("models", {}).values():
+        m.add_row("float", f"{ref['epochs']} epochs", "", str(ref["hidden"]), "", _ci(ref["eval_mse"]),
                   *([_ci(ref[f"eval_mse_{other}"])] if other else []), "1.00x", *([""] if other else []), "")
 
     e = effects_table(doc, width)
