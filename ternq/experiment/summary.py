@@ -58,9 +58,9 @@ def rollout_response(k: int) -> Response:
                     lambda figs: np.log10([f["rollout_mse"][k - 1] for f in figs]))
 
 
-def vs_float(eval_mse: float, teacher_eval_mse: float) -> float:
-    """A ternary model's eval MSE over its float teacher's."""
-    return eval_mse / teacher_eval_mse
+def vs_float(eval_mse: float, float_eval_mse: float) -> float:
+    """A ternary model's eval MSE over a float model's (its equal-budget reference, or its teacher)."""
+    return eval_mse / float_eval_mse
 
 
 METRIC_KEYS = tuple(f"eval_mse_{m}" for m in METRICS)
