@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The honest figures at 5 seeds: vs an equal-budget float on the scored metric and the seeds' whole-sequence
+# The honest figures at 5 seeds: vs an equal-budget float on the scored metric and the notes' whole-sequence
 # metric, and every model against the best simple forecast. Each command writes results.json (both metrics,
 # the reference and its budget, every baseline) under benchmarks/honest/<name>/.
 #
 #   bash benchmarks/honest.sh [name ...]      (default: all; names below)
 #
-# The seeds' design (configs/default.toml) takes minutes; configs/best.toml (students 6000 + 3000 epochs,
+# The notes' design (configs/default.toml) takes minutes; configs/best.toml (students 6000 + 3000 epochs,
 # equal-budget floats 9000 epochs) takes hours on a laptop.
 set -euo pipefail
 cd "$(dirname "$0")/.."

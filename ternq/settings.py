@@ -365,7 +365,7 @@ class RunSettings:
                                  "and baselines start after them [25, or half a held-out window if shorter].",
                                  kind="int", flag="--warmup")
     metric: str = setting("scored", "The eval MSE of tables, effects and vs-float ratios: scored (the forecasts "
-                          "after the warm-up) or whole (every step from h_0 = 0, the seeds' metric); the other is "
+                          "after the warm-up) or whole (every step from h_0 = 0, the notes' metric); the other is "
                           "printed beside it.", choices=("scored", "whole"), flag="--metric")
     float_reference: bool = setting(True, "Divide vs-float by a float of the student's width trained with the "
                                     "student's whole budget (main epochs and fine-tune) and schedule kind; off: by "

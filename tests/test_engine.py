@@ -104,7 +104,7 @@ def test_design_section_in_toml(tmp_path):
 @pytest.mark.parametrize("which", ["quick", "default"])
 def test_default_design_reproduces_the_stored_reference(which):
     """Every unit's eval MSE and the effects are those of the code before the engine (exactly), on the
-    seeds' whole-sequence metric."""
+    notes' whole-sequence metric."""
     ref = REFERENCE[which]
     s = load(ROOT / ref["config"])
     a, b = ref["seeds"].split(":")

@@ -158,7 +158,7 @@ def test_vs_float_divides_by_the_reference_and_says_so():
     assert off["matrix"][0]["reference"]["kind"] == "teacher"
 
 
-# ---------------------------------------------------------------- the seeds' metric
+# ---------------------------------------------------------------- the notes' metric
 
 
 def test_whole_sequence_metric_reproduces_the_stored_reference():

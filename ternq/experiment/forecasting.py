@@ -43,7 +43,7 @@ class ForecastSettings:
         file has none unless given: autocorrelation peaks are not a robust detector there].
     metric : str
         The eval MSE tables, effects and ratios use: "scored" (the forecasts after the warm-up) or
-        "whole" (every step from h_0 = 0: the seeds' and the C program's figure). Both are reported.
+        "whole" (every step from h_0 = 0: the notes' and the C program's figure). Both are reported.
     """
 
     horizon: int | None = None

@@ -84,7 +84,7 @@ def metric_doc(forecaster: Forecaster) -> dict:
             "window_steps": forecast.window_steps(task),
             "scored": f"one-step MSE over steps {int(steps[0])}..{int(steps[-1])} of each held-out window "
                       f"(the forecasts made after {s.warmup} true rows)",
-            "whole": "one-step MSE over every step from h_0 = 0 (the seeds' figure)"}
+            "whole": "one-step MSE over every step from h_0 = 0 (the notes' figure)"}
 
 
 def _reference_doc(plan: Plan, run, metric: str) -> dict:

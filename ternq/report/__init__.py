@@ -150,7 +150,7 @@ def metric_note(doc: dict) -> str:
     if m is None:
         return "eval MSE on held-out sequences"
     if m["name"] == "whole":
-        return "eval MSE over every step from h_0 = 0 (the seeds' metric)"
+        return "eval MSE over every step from h_0 = 0 (the notes' metric)"
     a, b = m["scored_steps"]
     return f"eval MSE over steps {a}-{b} (warm-up {m['warmup']})"
 
