@@ -76,8 +76,8 @@ def _vec(x, M: int, dtype, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _threads(B: int, hidden: int, threads: int | None, K) -> int:
-    nt = K.THREADS if threads is None else int(threads)
+def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
+    nt = (K.THREADS_FEW if M < K.FEW_MODELS else K.THREADS) if threads is None else int(threads)
     if nt < 1 or nt > 1024:
         raise ValueError("threads must be in 1..1024")
     if B * hidden > K.UNITS_PER_THREAD * nt:
@@ -131,7 +131,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
     if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
         raise ValueError("unknown mask kind")
-    nt = _threads(B, hidden, threads, K)
+    nt = _threads(M, B, hidden, threads, K)
     f64 = np.float64
     n = B * T
     adam_a = np.zeros((n_epochs, M), np.float32)
@@ -195,7 +195,7 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     with_mse = Y is not None
     if with_mse and (free != 0 or Y.shape != (D, B, W, n_out) or Y.dtype != np.float32):
         raise ValueError("Y must be float32 (D, B, W, n_out), with free == 0")
-    nt = _threads(B, hidden, threads, K)
+    nt = _threads(M, B, hidden, threads, K)
     T = W + free
     f32 = np.float32
     hs = cuda.device_array((M, T + 1, B, hidden), f32)

@@ -65,8 +65,9 @@ def _theta(rng, student):
     return th
 
 
-def _both(student, settings, teacher=None, big_lr=False):
+def _both(student, settings, teacher=None, big_lr=False, threads=THREADS):
     """Train on the GPU and with the batched CPU kernel from the same start; return both results."""
+    settings = {k: np.resize(np.asarray(v), M) for k, v in settings.items()}  # the 4 kinds repeated
     rng = np.random.default_rng(7)
     X, Y = _data(rng)
     theta = _theta(rng, student)
@@ -78,9 +79,9 @@ def _both(student, settings, teacher=None, big_lr=False):
     g_l, g_s = np.full((M, E), np.nan), np.full((M, E), np.nan)
     g_bad = np.full(M, -1, np.int64)
     gpu.train_epochs(g_theta, g_m, g_v, X, Y, data, 0, 1, E, N_IN, H, N_OUT, DT, student, teacher=teacher,
-                     losses=g_l, mses=g_s, bad=g_bad, threads=THREADS, **settings)
+                     losses=g_l, mses=g_s, bad=g_bad, threads=threads, **settings)
     gpu.train_epochs(g_theta, g_m, g_v, X, Y, data, 1, E, E, N_IN, H, N_OUT, DT, student, teacher=teacher,
-                     losses=g_l, mses=g_s, bad=g_bad, threads=THREADS, **settings)
+                     losses=g_l, mses=g_s, bad=g_bad, threads=threads, **settings)
     # CPU, model index last, M padded to the kernel's lanes
     Mp = -(-M // KM.LANES) * KM.LANES
     pad = np.concatenate([np.arange(M), np.zeros(Mp - M, int)])
@@ -88,7 +89,7 @@ def _both(student, settings, teacher=None, big_lr=False):
     c_m, c_v = np.zeros_like(c_theta), np.zeros_like(c_theta)
     fset = np.zeros((KM.N_FSET, Mp))
     iset = np.zeros((KM.N_ISET, Mp), np.int64)
-    s = {k: np.broadcast_to(np.asarray(v), (M,))[pad] for k, v in settings.items()}
+    s = {k: v[pad] for k, v in settings.items()}
     fset[KM.F_LR], fset[KM.F_LR_MIN], fset[KM.F_CLIP] = s["lr"], s["lr_min"], s["clip"]
     iset[KM.I_LR_KIND] = s["lr_kind"]
     if student:
@@ -130,7 +131,7 @@ def test_students_every_mask_and_distillation_bit_identical_to_the_cpu():
     settings = dict(TEACHERS, mask_kind=[MASK_NONE, MASK_SEED, MASK_REFERENCE, MASK_SEED],
                     distill=[False, True, False, True], alpha0=0.3, alpha1=0.8, beta0=[1.0, 2.0, 3.0, 2.0],
                     beta1=[5.0, 8.0, 6.0, 2.0])
-    g, c = _both(True, settings, teacher=teacher)
+    g, c = _both(True, settings, teacher=teacher, threads=THREADS or 96)  # 96: several units per thread
     _same(g, c)
     assert np.isfinite(g[3]).all()
 
@@ -139,7 +140,7 @@ def test_students_every_mask_and_distillation_bit_identical_to_the_cpu():
 def test_a_diverging_model_freezes_where_the_cpu_freezes_it():
     g, c = _both(False, TEACHERS, big_lr=True)
     _same(g, c)
-    assert g[5][1] == 0 and (g[5][[0, 2, 3]] == -1).all()
+    assert g[5][1] == 0 and (np.delete(g[5], 1) == -1).all()
 
 
 @needs_device

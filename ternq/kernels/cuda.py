@@ -27,8 +27,14 @@ from .ternary import MASK_NONE, MASK_SEED, SCALE_MIN
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 
-# threads per block: a multiple of the warp; B*H work items are strided over them
-THREADS = 128
+# threads per block: a multiple of the warp; B*H work items are strided over them. Few models
+# (fewer blocks than the GPU has room for) get more threads each.
+THREADS = 256
+THREADS_FEW = 1024
+FEW_MODELS = 128
+# registers per thread: the kernel wants ~190, which would leave two blocks per multiprocessor; at 32
+# more blocks fit and, measured on an H200 (H=32, 4096 models), training runs 1.6x faster
+MAX_REGISTERS = 32
 # the most (sequence, unit) pairs one thread carries through BPTT: B*H <= UNITS_PER_THREAD * threads
 UNITS_PER_THREAD = 16
 
@@ -42,6 +48,9 @@ _SMIN = _f32(SCALE_MIN)
 _DBL_MAX = 1.7976931348623157e308
 
 if SIMULATED:
+    def _kernel(f):
+        return cuda.jit(f)
+
     def _mul(a, b):
         return a * b
 
@@ -69,6 +78,9 @@ if SIMULATED:
     _dmul, _dadd, _ddiv, _dsqrt = _mul, _add, _div, _sqrt
 else:  # pragma: no cover - needs a GPU
     from numba.cuda import libdevice as _ld
+
+    def _kernel(f):
+        return cuda.jit(max_registers=MAX_REGISTERS)(f)
 
     @cuda.jit(device=True, inline=True)
     def _mul(a, b):
@@ -386,7 +398,7 @@ def _clip(g, k0, k1, clip, acc, tid, nt):
     cuda.syncthreads()
 
 
-@cuda.jit
+@_kernel
 def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, student, distill, mask_kind,
            clip, adam_a, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad,
            P, G, HS, GS, CS, YS, HT, DP, DY, DEC, DDEC, ACC):
@@ -474,7 +486,7 @@ def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, s
         cuda.syncthreads()
 
 
-@cuda.jit
+@_kernel
 def _rollout(p, X, data, free, n_in, hidden, n_out, dt, Y, HS, GS, CS, YS, DEC, sse_out):
     """cell._forward with ``free`` steps for model m = blockIdx.x on data set data[m]; with free == 0 and
     Y given (its length > 0), sse_out[m] is cell._sse of the predictions."""
