@@ -211,3 +211,36 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     if with_mse:
         return hs.copy_to_host(), ys.copy_to_host(), sse.copy_to_host() / (B * W * n_out)
     return hs.copy_to_host(), ys.copy_to_host()
+
+
+def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
+                student: bool, teacher: np.ndarray | None = None, threads: int | None = None):
+    """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
+    :class:`ternq.multi.BatchResult`, the same bits."""
+    from .multi import BatchResult
+    from .train import DT, MASKS, SCHEDULES
+
+    n_in, hidden, n_out = (int(d) for d in dims)
+    theta = np.array(theta, np.float32)  # a copy: trained in place
+    if theta.ndim != 2 or theta.shape[0] == 0:
+        raise ValueError(f"theta must be (M, P) with M >= 1, not {theta.shape}")
+    M, E = theta.shape[0], np.shape(X)[1]
+    if len(lanes) != M:
+        raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
+    for lane in lanes:
+        if lane.schedule not in SCHEDULES or (lane.mask is not None and lane.mask not in MASKS):
+            raise ValueError(f"unknown schedule or mask: {lane.schedule!r}, {lane.mask!r}")
+        if lane.distill and not student:
+            raise ValueError("only students distill")
+    res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64))
+    train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
+                 np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
+                 lr=[ln.lr for ln in lanes], lr_min=[ln.lr_min for ln in lanes],
+                 lr_kind=[SCHEDULES[ln.schedule] for ln in lanes], clip=[ln.clip for ln in lanes],
+                 distill=[ln.distill for ln in lanes], alpha0=[ln.alpha[0] for ln in lanes],
+                 alpha1=[ln.alpha[1] for ln in lanes], beta0=[ln.beta[0] for ln in lanes],
+                 beta1=[ln.beta[1] for ln in lanes],
+                 mask_kind=[MASK_NONE if ln.mask is None else MASKS[ln.mask] for ln in lanes],
+                 teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
+                 losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
+    return res

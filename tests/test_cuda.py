@@ -175,3 +175,22 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="free"):
         gpu.rollout(np.zeros((1, n_params(2, 4, 1)), np.float32), np.zeros((1, 1, 1, 2), np.float32), [0], 2, 4, 1,
                     0.1, free=3)
+
+
+@needs_device
+def test_train_batch_is_the_cpu_train_batch():
+    """The typed wrapper: Lanes in, BatchResult out, as ternq.multi.train_batch."""
+    from ternq.multi import Lane, train_batch
+
+    rng = np.random.default_rng(11)
+    X, Y = _data(rng)
+    theta = _theta(rng, True)
+    teacher = _theta(rng, False)
+    lanes = [Lane(lr=0.01, mask="seed", beta=(1.0, 4.0)), Lane(lr=0.005, schedule="constant", clip=0.1),
+             Lane(mask="reference", beta=(2.0, 6.0), alpha=(0.3, 0.8), distill=True),
+             Lane(distill=True, alpha=(0.5, 0.5))]
+    lanes = [lanes[k % 4] for k in range(M)]
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher, threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
