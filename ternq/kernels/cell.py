@@ -88,9 +88,7 @@ def unpack(p, n_in, hidden, n_out):
 def _decay(tau, dt, out):
     eps = tau.dtype.type(TAU_EPS)
     for i in range(tau.shape[0]):
-        out[i] = np.exp(-dt / (abs(tau[i]) + eps))
-
-
+        out[i] = _exp(-dt / (abs(tau[i]) + eps))
 
 
 # ---------------------------------------------------------------- workspace
@@ -137,6 +135,45 @@ _LOG2E = 1.44269504088896341
 _C1 = 0.693359375
 _C2 = -2.12194440e-4
 _P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+def _exp(x):  # pragma: no cover - replaced by the overload below
+    """exp(x), for the decay: in float32 multiplies, adds and an exponent from integer bits."""
+    raise NotImplementedError
+
+
+@overload(_exp, jit_options={"nogil": True, "error_model": "numpy"}, inline="always")
+def _exp_impl(x):
+    if x == types.float32:
+        f = np.float32
+        log2e, c1, c2, half = f(_LOG2E), f(_C1), f(_C2), f(0.5)
+        p0, p1, p2, p3, p4, p5 = (f(c) for c in _P)
+        lo, hi, kmin = f(-80.0), f(80.0), f(-126.0)
+
+        def impl(x):
+            # Cephes expf, x clamped to [-80, 80] so that 2^k stays a normal float32; no libm,
+            # so any device that rounds each multiply and add computes the same bits. NaN gives NaN.
+            if x < lo:
+                x = lo
+            if x > hi:
+                x = hi
+            fk = np.floor(x * log2e + half)
+            r = x - fk * c1 - fk * c2
+            m = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r
+            kc = fk if fk >= kmin else kmin  # NaN: any finite exponent (m is NaN already)
+            sc = _bits_as_float32((np.int32(kc) + np.int32(127)) << np.int32(23))
+            return sc * m + sc
+        return impl
+
+    def impl(x):
+        return np.exp(x)
+    return impl
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def exp(x):
+    """The decay's exp, exactly as the kernels compute it (float32: Cephes, about 1 ulp; float64: libm)."""
+    return _exp(x)
 
 
 def _act(x, s):  # pragma: no cover - replaced by the overload below

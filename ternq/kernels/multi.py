@@ -38,7 +38,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cell import _C1, _C2, _LOG2E, _P, TAU_EPS, n_params
+from .cell import _C1, _C2, _LOG2E, _P, TAU_EPS, _exp, n_params
 from .loop import lr_at
 from .ternary import SCALE_MIN, mask, trit
 
@@ -296,7 +296,7 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R):
                 WT[j, r, m] = W[r, j, m]
     for i in range(hidden):
         for m in range(M):
-            decay[i, m] = np.exp(-dt_ / (abs(tau[i, m]) + eps))
+            decay[i, m] = _exp(-dt_ / (abs(tau[i, m]) + eps))
     # flat arrays reshaped once (a reshape costs a helper call); inside the loops, slices of
     # them indexed from 0 (an index o + k could be negative for LLVM: wraparound code, no SIMD)
     df = decay.reshape(HM)
