@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ternq import multi
-from ternq.bench import B_DEFAULT, T_DEFAULT, _run_epochs, _setup, flops_epoch
+from ternq.bench import B_DEFAULT, T_DEFAULT, _setup, flops_epoch, time_epochs
 
 
 def batched(theta0, X, Y, student, tp, H, M):
@@ -43,7 +43,7 @@ def main() -> None:
     a = ap.parse_args()
     H, sizes = a.hidden, [int(s) for s in a.sizes.split(",")]
     theta0, X, Y, student, tp = _setup(H, a.kind, a.epochs, B_DEFAULT, T_DEFAULT)
-    _run_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
+    time_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
     batched(theta0, X[:2], Y[:2], student, tp, H, 2)
     fl = flops_epoch(H, a.kind)
     print(f"H={H} {a.kind}: B={B_DEFAULT} T={T_DEFAULT}, {a.epochs} epochs, median of {a.repeat}")
@@ -52,7 +52,7 @@ def main() -> None:
     for M in sizes:
         ts, tb = [], []
         for _ in range(a.repeat):
-            ts.append(_run_epochs(theta0.copy(), X, Y, student, tp, H, a.epochs)[0])
+            ts.append(time_epochs(theta0.copy(), X, Y, student, tp, H, a.epochs)[0])
             tb.append(batched(theta0, X, Y, student, tp, H, M))
         s = a.epochs / np.median(ts)
         b = M * a.epochs / np.median(tb)

@@ -2,7 +2,7 @@
 
 Central differences with one Richardson step, ``(4 D(h/2) - D(h)) / 3``, so the
 truncation error is O(h^4) and the check can resolve errors far below the
-seeds' 1e-3 bar. Relative error is the seeds' ``|g_a - g_n| / max(|g_a|, |g_n|, 1e-7)``.
+notes' 1e-3 bar. Relative error is the notes' ``|g_a - g_n| / max(|g_a|, |g_n|, 1e-7)``.
 
 Coverage: the kernels unroll their loops by four (over the B*T steps of the
 weight gradients, over the columns of the row products), so :func:`check_all`
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels.cell import _forward, _loss_grad, forward, loss_grad, loss_grad_w, unpack, work
+from .kernels.cell import forward, forward_pass, loss_grad, loss_grad_pass, loss_grad_w, unpack, work
 from .kernels.ternary import (
     MASK_NONE,
+    MASK_NOTES,
     MASK_REFERENCE,
-    MASK_SEED,
     SCALE_LEARNED,
     SCALE_LSQ,
     SCALE_TWN,
@@ -44,7 +44,7 @@ from .model import init_teacher, student_from
 from .rng import stream
 from .train import DT
 
-TOLERANCE = 1e-3  # the seeds' bar
+TOLERANCE = 1e-3  # the notes' bar
 FLOOR = 1e-7
 DEFAULT_SHAPE = (1, 8)  # (batch, steps) of the checks at the requested widths
 ODD_BATCH = (3, 5)  # B*T = 15: three steps fall in the remainder loops, a fifth of every weight gradient
@@ -66,7 +66,7 @@ class BlockResult:
 
 
 def rel_err(ga: np.ndarray, gn: np.ndarray) -> np.ndarray:
-    """The seeds' relative error, element-wise."""
+    """The notes' relative error, element-wise."""
     return np.abs(ga - gn) / np.maximum(np.maximum(np.abs(ga), np.abs(gn)), FLOOR)
 
 
@@ -87,7 +87,7 @@ def numerical_grad(f, x: np.ndarray, idx: np.ndarray, h: float = 4e-3) -> np.nda
 @njit(cache=True, nogil=True, inline="always")  # inlined: one compiled level less on a first run
 def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk):
     """The loss of :func:`ternq.kernels.cell.loss_grad_w` (``hw`` all ones: :func:`loss_grad`), forward only."""
-    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     T, B = ys.shape[0], ys.shape[1]
     sse = 0.0
     straj = 0.0
@@ -138,7 +138,7 @@ def _blocks(I, H, O):
 class _Problem:
     """A loss over effective parameters ``p`` on fixed random data, in float64.
 
-    ``hw``: per-unit weights of the trajectory term (normalised hidden matching; None: the seeds'
+    ``hw``: per-unit weights of the trajectory term (normalised hidden matching; None: the notes'
     term). ``out_share``: output distillation, the share of the teacher's predictions in the target.
     """
 
@@ -207,7 +207,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     list of BlockResult
         Teacher blocks; student blocks (scales with trits frozen, biases, tau,
         effective ternary weights) without and with the trajectory term; and the
-        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla, the seeds' and the
+        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla, the notes' and the
         C program's masks, against :func:`protocol_mask`.
     """
     I, H, O = n_in, hidden, n_out
@@ -305,20 +305,20 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     out.append(_compare(model, "LSQ dL/ds (Esser et al.)", g[n_cell:], lsq))
 
     delta = TWN_DELTA * np.bincount(rows, np.abs(w), n_rows) / n_cols
-    g = run(True, delta, ones, SCALE_TWN, False, MASK_SEED, 7.0)
-    want = g_w * protocol_mask(w, 2.0 * delta[rows], 7.0, MASK_SEED)
+    g = run(True, delta, ones, SCALE_TWN, False, MASK_NOTES, 7.0)
+    want = g_w * protocol_mask(w, 2.0 * delta[rows], 7.0, MASK_NOTES)
     out.append(_compare(model, "TWN: STE = g_eff * mask(w/2delta)", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([want, np.zeros(n_rows)])))
 
     q_thr = np.where(np.abs(w) > delta[rows], np.sign(w), 0.0)
-    g = run(True, delta, ones, SCALE_LEARNED, True, MASK_SEED, 7.0)
+    g = run(True, delta, ones, SCALE_LEARNED, True, MASK_NOTES, 7.0)
     out.append(_compare(model, "fine-tune: W frozen, dL/ds", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([np.zeros_like(w), np.bincount(rows, g_w * q_thr, n_rows)])))
 
     live = (rng.random(n_rows) < 0.5).astype(np.int8)
-    g = run(False, zeros, live, SCALE_LEARNED, False, MASK_SEED, 7.0)
+    g = run(False, zeros, live, SCALE_LEARNED, False, MASK_NOTES, 7.0)
     on = live[rows] == 1
-    want = np.where(on, g_w * protocol_mask(w, s_row, 7.0, MASK_SEED), g_w)
+    want = np.where(on, g_w * protocol_mask(w, s_row, 7.0, MASK_NOTES), g_w)
     want_s = np.where(live == 1, np.bincount(rows, g_w * q, n_rows), 0.0)
     out.append(_compare(model, "progressive: float rows = g_eff", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([want, want_s])))
@@ -339,7 +339,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     r = np.asarray(w, np.float64) / np.asarray(s, np.float64)
     if kind == MASK_NONE:
         return np.ones_like(r)
-    if kind == MASK_SEED:
+    if kind == MASK_NOTES:
         u = np.clip((np.abs(r) - 0.5) * beta + 0.5, 0.0, 1.0)
         return 6.0 * u * (1.0 - u) * beta
     if kind == MASK_REFERENCE:
@@ -349,7 +349,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     raise ValueError(f"unknown mask kind {kind}")
 
 
-STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_SEED, "STE = g_eff * seeds' mask", 7.0),
+STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_NOTES, "STE = g_eff * seeds' mask", 7.0),
              (MASK_REFERENCE, "STE = g_eff * C program's mask", 7.0))
 
 
@@ -429,7 +429,7 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
     from .kernels.cache import can_share, compiled
 
     args = [[int(w) for w in widths], int(seed), int(n_in), int(n_out)]
-    if compiled(_loss_grad, np.float64) or not can_share():
+    if compiled(loss_grad_pass, np.float64) or not can_share():
         return check_all(*args)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ternq
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))

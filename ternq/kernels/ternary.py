@@ -8,7 +8,7 @@ Backward (:func:`ste_backward`), the straight-through estimator passes the
 effective-weight gradient to the shadow weight, times an optional mask:
 
 - ``MASK_NONE``: vanilla STE, mask 1.
-- ``MASK_SEED``: the seeds' smoothstep bump at the zero/non-zero boundary,
+- ``MASK_NOTES``: the design notes' smoothstep bump at the zero/non-zero boundary,
   ``t = clamp((|w/s| - 0.5) * beta + 0.5, 0, 1)``, ``mask = 6 t (1 - t) beta``.
 - ``MASK_REFERENCE``: the C program's ``1 - smoothstep(beta * |w/s - round(w/s)|)``,
   large at the trit centres instead.
@@ -22,7 +22,7 @@ from numba import njit
 from .cell import n_params, unpack
 
 MASK_NONE = 0
-MASK_SEED = 1
+MASK_NOTES = 1
 MASK_REFERENCE = 2
 SCALE_MIN = 1e-6
 
@@ -42,7 +42,7 @@ def mask(w, s, beta, kind):
     if kind == MASK_NONE:
         return 1.0
     a = abs(np.float64(w) / np.float64(s))
-    if kind == MASK_SEED:
+    if kind == MASK_NOTES:
         t = min(max((a - 0.5) * beta + 0.5, 0.0), 1.0)
         return 6.0 * t * (1.0 - t) * beta
     x = min(max(beta * abs(a - np.floor(a + 0.5)), 0.0), 1.0)
@@ -88,14 +88,14 @@ def absmean_scales(theta, n_in, hidden, n_out):
         scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
 
 
-# ---------------------------------------------------------------- recipes (issue 10)
+# ---------------------------------------------------------------- recipes
 #
-# The generalised path below runs only when a recipe asks for it (train.batchable is False then);
-# the seeds' path above is left exactly as it was. Per row r it knows:
+# The general forms of quantize and STE, which the training loop runs (the functions above are
+# them with every recipe off). Per row r they know:
 #   live[r]   1: the row runs hard-ternary; 0: it still runs its float shadow weights (progressive
 #             quantization), with the identity as its gradient and no scale gradient;
 #   thr[r]    with use_thr: the absolute threshold |w| > thr[r] of a non-zero trit (TWN, or the
-#             trits frozen for the final fine-tune); without: trit(w, s), the seeds' rounding.
+#             trits frozen for the final fine-tune); without: trit(w, s), the notes' rounding.
 
 SCALE_LEARNED = 0
 SCALE_LSQ = 1
@@ -211,7 +211,7 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
 @njit(cache=True, nogil=True, error_model="numpy")
 def bake(theta, n_in, hidden, n_out, use_thr, thr):
     """Shadow weights := their effective weights ``s * trit``, which quantize back to exactly the same
-    trits under the seeds' rounding (so a model trained with thresholds runs anywhere as trained)."""
+    trits under the notes' rounding (so a model trained with thresholds runs anywhere as trained)."""
     m = n_params(n_in, hidden, n_out)
     p = np.empty(m, theta.dtype)
     live = np.ones(2 * hidden + n_out, np.int8)
