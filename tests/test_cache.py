@@ -114,11 +114,11 @@ def test_an_interrupted_child_interrupts(monkeypatch):
 
 def test_stamp_covers_every_kernel_file(tmp_path, monkeypatch):
     """A compiled function of ternq is stale when any file of ternq/kernels changes, not only its own."""
-    from ternq.kernels.cell import _forward
+    from ternq.kernels.cell import forward_pass
 
     own = gradcheck._fd_cell._cache._cache_file._source_stamp
     assert own[1] == cache.kernels_digest()
-    assert _forward._cache._cache_file._source_stamp[1] == cache.kernels_digest()
+    assert forward_pass._cache._cache_file._source_stamp[1] == cache.kernels_digest()
     for name in ("a.py", "b.py"):
         (tmp_path / name).write_text("x = 1\n")
     (tmp_path / "notes.txt").write_text("not a source")

@@ -9,11 +9,11 @@ from numba import njit
 from ternq import multi
 from ternq.kernels import cell
 from ternq.kernels import multi as K
-from ternq.kernels.loop import LR_COSINE, train_epochs
+from ternq.kernels.loop import thresholds, train_epochs
 from ternq.model import init_teacher
 from ternq.rng import stream
 from ternq.tasks import Sine
-from ternq.train import DT, DivergedError, StudentConfig, TeacherConfig, train_student, train_teacher
+from ternq.train import DivergedError, Lane, StudentConfig, TeacherConfig, loop_of, train_student, train_teacher
 
 TASK = Sine(steps=12)  # short sequences: the arithmetic is the same, the tests are fast
 EPOCHS = 6
@@ -108,8 +108,8 @@ def single_until_divergence(theta, X, Y, dims, lr):
     theta = theta.copy()
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     losses, mses = np.full(EPOCHS * 5, np.nan), np.full(EPOCHS * 5, np.nan)
-    bad = train_epochs(theta, m, v, X, Y, 0, len(X), len(X), *dims, DT, lr, 0.0, LR_COSINE, 5.0,
-                       False, 0, 1.0, 1.0, np.empty(0, np.float32), 0.0, 0.0, losses, mses)
+    loop = loop_of([Lane(lr=lr, lr_min=0.0, schedule="cosine", clip=5.0)], dims, len(X), False)
+    bad = train_epochs(theta, m, v, X, Y, 0, len(X), loop, None, thresholds(loop, theta.dtype), losses, mses)
     return bad, theta, losses
 
 
