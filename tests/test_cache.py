@@ -11,7 +11,7 @@ from numba.core import caching
 
 from ternq import gradcheck
 from ternq.kernels import cache
-from ternq.kernels.cell import _loss_grad
+from ternq.kernels.cell import loss_grad_pass
 
 
 def test_lock_installed_on_import():
@@ -52,7 +52,7 @@ def test_compiled_tells_dtypes_apart():
     twice(np.ones(3, np.float32))
     assert cache.compiled(twice, np.float32)
     assert not cache.compiled(twice, np.float64)
-    assert not cache.compiled(_loss_grad, np.complex128)  # never compiled, here or on disk
+    assert not cache.compiled(loss_grad_pass, np.complex128)  # never compiled, here or on disk
 
 
 def test_gradient_check_in_a_child_process_gives_the_same_rows(monkeypatch):
