@@ -185,7 +185,7 @@ def test_ste_rows_catch_a_wrong_mask_formula():
         assert not bad["STE = g_eff * seeds' mask"] and bad["STE = g_eff (vanilla)"]
 
 
-# ---- the recipes' rows (issue 10)
+# ---- the recipes' rows
 
 
 def test_recipe_rows_are_in_the_check_and_pass():

@@ -1,4 +1,4 @@
-"""The recipes of issue 10: settings, the generalised loop against the seeds' loop, each technique's own
+"""The recipes: settings, each recipe batched against alone, each technique's own
 property, the design files."""
 
 from dataclasses import fields, replace

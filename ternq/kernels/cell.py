@@ -19,7 +19,7 @@ Per-step loss, averaged over the B*T steps of a batch::
 
     w_y * 0.5 * mean_o(err_o^2) + alpha * 0.5 * mean_i(c_i (h_i - h_teacher_i)^2)
 
-with c_i = 1 (the notes' trajectory term) or per-unit weights ``hw`` (hidden-state
+with c_i = 1 (the notes' trajectory term) or per-unit weights ``distill_hidden`` (hidden-state
 matching normalised by the teacher's variance of each unit, :func:`loss_grad_w`).
 
 How it is made fast (all single-threaded and deterministic, no fastmath):
@@ -400,8 +400,8 @@ def _outer_acc(G, U, V, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, hw):
-    """The loss and gradient; ``hw`` (H,) weights the trajectory term per unit (empty: weight 1, the
+def loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, distill_hidden):
+    """The loss and gradient; ``distill_hidden`` (H,) weights the trajectory term per unit (empty: weight 1, the
     notes' term, whose arithmetic is kept apart: it skips a multiply by 1 per element)."""
     forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
@@ -421,7 +421,7 @@ def loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, 
     cy = ty(w_y) / ty(n * n_out)
     ch = ty(alpha) / ty(n * hidden)
     distill = alpha != 0.0
-    weighted = hw.shape[0] > 0
+    weighted = distill_hidden.shape[0] > 0
     sse = 0.0
     for t in range(T):
         for bb in range(B):
@@ -435,7 +435,7 @@ def loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, 
             for bb in range(B):
                 for i in range(hidden):
                     d = np.float64(hs[t, bb, i] - ht[t, bb, i])
-                    straj += d * d * np.float64(hw[i])
+                    straj += d * d * np.float64(distill_hidden[i])
     elif distill:
         for t in range(1, T + 1):
             for bb in range(B):
@@ -458,7 +458,7 @@ def loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, 
                 hn = hs[t + 1, bb]
                 htn = ht[t + 1, bb]
                 for i in range(hidden):
-                    dhb[i] += ch * hw[i] * (hn[i] - htn[i])
+                    dhb[i] += ch * distill_hidden[i] * (hn[i] - htn[i])
             elif distill:
                 hn = hs[t + 1, bb]
                 htn = ht[t + 1, bb]
@@ -530,11 +530,12 @@ def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, y
     return loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, np.empty(0, p.dtype), g, hs, gs, cs, ys, WT)
 
 
-def loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, g, hs, gs, cs, ys, WT):
-    """:func:`loss_grad` with the trajectory term weighted per unit by ``hw`` (H,).
+def loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, distill_hidden, g, hs, gs, cs, ys, WT):
+    """:func:`loss_grad` with the trajectory term weighted per unit by ``distill_hidden`` (H,).
 
     The normalised hidden-state matching passes ``hw_i = 1 / var_i``, the teacher's
-    variance of unit i; an empty ``hw`` is :func:`loss_grad` exactly.
+    variance of unit i; an empty ``distill_hidden`` is :func:`loss_grad` exactly.
     """
     wk = work(X.shape[0], X.shape[1], n_in, hidden, n_out, p)
-    return loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, hw)
+    return loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk,
+                          distill_hidden)
