@@ -139,7 +139,7 @@ def flops_factorial(teacher_epochs: int = 2000, student_epochs: int = 1500, widt
 
 # ---------------------------------------------------------------- epoch timing
 
-def _setup(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
+def bench_inputs(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
     from .model import init_teacher, student_from
     from .rng import stream
     from .tasks import Sine
@@ -182,7 +182,7 @@ def time_epochs(theta, X, Y, student, tp, H, epochs):
 def epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat: int = 3,
                B: int = B_DEFAULT, T: int = T_DEFAULT) -> float:
     """Seconds per training epoch (best of ``repeat`` runs of ``epochs`` epochs), compiled."""
-    theta0, X, Y, student, tp = _setup(H, kind, epochs, B, T)
+    theta0, X, Y, student, tp = bench_inputs(H, kind, epochs, B, T)
     time_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
     best = np.inf
     for _ in range(repeat):
@@ -262,7 +262,7 @@ def batched_epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat:
     best of ``repeat``; the same model and settings as :func:`epoch_time`, one copy per lane."""
     from . import multi
 
-    theta0, X, Y, student, tp = _setup(H, kind, epochs, B, T)
+    theta0, X, Y, student, tp = bench_inputs(H, kind, epochs, B, T)
     lane = bench_lane(student, kind == "distill")
     th = np.repeat(theta0[None], M, axis=0)
     teacher = np.repeat(tp[None], M, axis=0) if kind == "distill" else None
@@ -282,10 +282,10 @@ def batched_epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat:
 _COMPILE_SNIPPET = """
 import sys, time
 t0 = time.perf_counter()
-from ternq.bench import _setup, time_epochs, batched_epoch_time
+from ternq.bench import bench_inputs, time_epochs, batched_epoch_time
 if sys.argv[1] == "single":
     for kind in ("teacher", "distill"):
-        th, X, Y, st, tp = _setup(4, kind, 2, 2, 5)
+        th, X, Y, st, tp = bench_inputs(4, kind, 2, 2, 5)
         time_epochs(th, X, Y, st, tp, 4, 2)
 else:
     batched_epoch_time(4, "distill", epochs=2, repeat=1, M=4, B=2, T=5)

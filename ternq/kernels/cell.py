@@ -151,10 +151,10 @@ def _bits_as_float32(typingctx, bits):
 
 
 # Cephes expf on |r| <= ln2/2: exp(r) - 1 = r + r^2 P(r)
-_LOG2E = 1.44269504088896341
-_C1 = 0.693359375
-_C2 = -2.12194440e-4
-_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+EXP_LOG2E = 1.44269504088896341
+EXP_C1 = 0.693359375
+EXP_C2 = -2.12194440e-4
+EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 
 
 def _act(x, s):  # pragma: no cover - replaced by the overload below
@@ -166,8 +166,8 @@ def _act(x, s):  # pragma: no cover - replaced by the overload below
 def _act_impl(x, s):
     if x == types.float32:
         f = np.float32
-        log2e, c1, c2 = f(_LOG2E), f(_C1), f(_C2)
-        p0, p1, p2, p3, p4, p5 = (f(c) for c in _P)
+        log2e, c1, c2 = f(EXP_LOG2E), f(EXP_C1), f(EXP_C2)
+        p0, p1, p2, p3, p4, p5 = (f(c) for c in EXP_POLY)
         one, half, zero, big, kmin = f(1.0), f(0.5), f(0.0), f(80.0), f(-126.0)
 
         def impl(x, s):

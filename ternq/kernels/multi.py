@@ -37,7 +37,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cell import _C1, _C2, _LOG2E, _P, TAU_EPS, n_params, unpack
+from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params, unpack
 from .loop import begin_epoch, end_epoch, loss_weights, output_target
 from .ternary import n_scales
 
@@ -185,10 +185,10 @@ def _act_codegen(s):
             ax = builder.fmul(call("fabs", x), c(s))
             ax = builder.select(builder.fcmp_ordered(">", ax, c(80.0)), c(80.0), ax)
             y = builder.fsub(c(-0.0), ax)  # -ax
-            fk = call("floor", builder.fadd(builder.fmul(y, c(_LOG2E)), c(0.5)))
-            r = builder.fsub(builder.fsub(y, builder.fmul(fk, c(_C1))), builder.fmul(fk, c(_C2)))
-            m = c(_P[0])
-            for p in _P[1:]:
+            fk = call("floor", builder.fadd(builder.fmul(y, c(EXP_LOG2E)), c(0.5)))
+            r = builder.fsub(builder.fsub(y, builder.fmul(fk, c(EXP_C1))), builder.fmul(fk, c(EXP_C2)))
+            m = c(EXP_POLY[0])
+            for p in EXP_POLY[1:]:
                 m = builder.fadd(builder.fmul(m, r), c(p))
             m = builder.fadd(builder.fmul(m, builder.fmul(r, r)), r)
             kc = builder.select(builder.fcmp_ordered(">=", fk, c(-126.0)), fk, c(-126.0))
