@@ -156,6 +156,16 @@ def test_progress_is_called():
                                [1], (1, 4, 1), [multi.Lane()], student=False), "data must hold"),
     (lambda: multi.train_batch(np.zeros((1, 57), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
                                [0], (1, 4, 1), [multi.Lane(mask="seed")], student=False), "only students"),
+    (lambda: multi.train_batch(np.zeros((1, 57), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
+                               [0], (1, 4, 1), [multi.Lane(scale_mode="twn")], student=False), "only students"),
+    (lambda: multi.train_batch(np.zeros((2, 66), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
+                               [0, 0], (1, 4, 1), [multi.Lane(), multi.Lane(finetune_epochs=1)], student=True),
+     "one fine-tune"),
+    (lambda: multi.train_batch(np.zeros((1, 66), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
+                               [0], (1, 4, 1), [multi.Lane(distill_output=0.5)], student=True), "teacher parameters"),
+    (lambda: multi.train_students(init_teacher(4, stream(0, "t")), TASK,
+                                  [StudentConfig(hidden=4), StudentConfig(hidden=4, finetune_epochs=2)], [0, 0]),
+     "fine-tune"),
 ])
 def test_bad_input_is_a_value_error(call, match):
     with pytest.raises(ValueError, match=match):
