@@ -2,8 +2,8 @@
 
 :func:`train_teachers` and :func:`train_students` return, for each model, the same
 ``(Model, History)`` (same bits, same meta) as :func:`ternq.train.train_teacher` and
-:func:`ternq.train.train_student` would, so seeds of a sweep, the students of one
-width of a factorial and the runs of a design can share a batch. Models that
+:func:`ternq.train.train_student` would, recipes included, so seeds of a sweep, the
+students of one width of a factorial and the runs of a design can share a batch. Models that
 share a seed share their data arrays (the common random numbers of the single path).
 
 :func:`train_batch` is the typed wrapper over the kernel
