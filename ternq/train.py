@@ -328,6 +328,10 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
     rows = n_scales(hidden, n_out)
 
     def one(lane: Lane) -> Loop:
+        if lane.distill_hidden is not None and np.shape(lane.distill_hidden) != (hidden,):
+            raise ValueError(f"distill_hidden must hold {hidden} weights, not shape {np.shape(lane.distill_hidden)}")
+        if lane.row_rank is not None and sorted(np.asarray(lane.row_rank).tolist()) != list(range(rows)):
+            raise ValueError(f"row_rank must be a permutation of 0..{rows - 1}")
         weights = np.empty((0, 1)) if lane.distill_hidden is None else np.reshape(lane.distill_hidden, (hidden, 1))
         rank = np.arange(rows) if lane.row_rank is None else np.asarray(lane.row_rank)
         return Loop(
