@@ -473,8 +473,10 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, loop, teacher, thres
     m_eff = n_params(n_in, hidden, n_out)
     p = np.empty((m_eff, M), dtype)
     g_eff = np.empty((m_eff, M), dtype)
-    p_k = np.empty(m_eff, dtype)  # one model's column of p, g_eff, contiguous for the per-model steps
-    g_k = np.empty(m_eff, dtype)
+    # p and g_eff model-major, for the per-model steps: transposed in one pass per epoch (each model's
+    # column on its own would touch a cache line per element)
+    p_rows = np.empty((M, m_eff), dtype)
+    g_rows = np.empty((M, m_eff), dtype)
     g = np.zeros(theta.shape[1], dtype)
     hs = np.empty((T + 1, B, hidden, M), dtype)
     gs = np.empty((T, B, hidden, M), dtype)
@@ -526,11 +528,13 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, loop, teacher, thres
         for m in range(M):
             if running[m]:
                 prog[m], fine[m], use_thr[m] = begin_epoch(loop, m, e, theta[m], adam_m[m], thresholds[m], live[m],
-                                                           p_k)
-                p[:, m] = p_k
+                                                           p_rows[m])
             alpha[m], w_y[m], share[m] = loss_weights(loop, m, prog[m], fine[m])
             traj[m] = running[m] and alpha[m] != 0.0
             needs_teacher = needs_teacher or (running[m] and (traj[m] or share[m] > 0.0))
+        for j in range(m_eff):
+            for m in range(M):
+                p[j, m] = p_rows[m, j]
         if needs_teacher and teacher.shape[0] > 0:
             forward(teacher, Xe, n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, decay, A, R)
             for m in range(M):
@@ -538,6 +542,9 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, loop, teacher, thres
                     output_target(Ye[:, :, :, m], tys[:, :, :, m], share[m], Ye[:, :, :, m])
         _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, traj, weights, ht, g_eff,
                    hs, gs, cs, ys, WT, decay, A, R, ddecay, dh, DP, DY, gWT, loss, mse_)
+        for j in range(m_eff):
+            for m in range(M):
+                g_rows[m, j] = g_eff[j, m]
         for m in range(M):
             if not running[m]:
                 continue
@@ -546,6 +553,5 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, loop, teacher, thres
                 continue
             losses[e, m] = loss[m]
             mses[e, m] = mse_[m]
-            g_k[:] = g_eff[:, m]
             end_epoch(loop, m, e, prog[m], fine[m], use_thr[m], theta[m], adam_m[m], adam_v[m], thresholds[m],
-                      live[m], g_k, g)
+                      live[m], g_rows[m], g)

@@ -155,9 +155,13 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p):
             row, prow = W[r], pW[r]
         else:
             row, prow = Wout[r - h2], pWout[r - h2]
-        for j in range(row.shape[0]):
-            q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
-            prow[j] = s * q
+        if use_thr:
+            t = thr[r]
+            for j in range(row.shape[0]):
+                prow[j] = s * trit_thr(row[j], t)
+        else:
+            for j in range(row.shape[0]):
+                prow[j] = s * trit(row[j], s)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -188,17 +192,25 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
         if live[r] == 0:
             gs[r] = ds
             continue
-        sm = ty(2.0) * thr[r] if use_thr else s
-        for j in range(row.shape[0]):
-            q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
-            if scale_kind == SCALE_LSQ and not freeze:
+        # the scale's gradient reads the effective gradient, then the shadow weights' is masked in place: two
+        # passes with the switches outside them, so that the second (no running sum) vectorizes
+        if scale_kind == SCALE_LSQ and not freeze:
+            for j in range(row.shape[0]):
+                q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
                 rr = row[j] / s
                 ds += grow[j] * (q - rr if abs(rr) < 1 else q)
-            else:
-                ds += grow[j] * q
-            if freeze:
-                grow[j] = ty(0.0)
-            else:
+        elif use_thr:
+            t = thr[r]
+            for j in range(row.shape[0]):
+                ds += grow[j] * trit_thr(row[j], t)
+        else:
+            for j in range(row.shape[0]):
+                ds += grow[j] * trit(row[j], s)
+        if freeze:
+            grow[:] = 0
+        elif kind != MASK_NONE:
+            sm = ty(2.0) * thr[r] if use_thr else s
+            for j in range(row.shape[0]):
                 grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
         if freeze or scale_kind == SCALE_LEARNED:
             gs[r] = ds
