@@ -9,7 +9,7 @@ One-step skill (:func:`baselines`, :func:`skill`)
       window where needed (the task's own past: earlier rows of the series, or the generated signal).
 
     MASE (Hyndman and Koehler 2006) divides each channel's mean absolute error by the in-sample
-    one-step naive MAE of that channel on the training part (:func:`naive_scale`), then averages
+    one-step naive MAE of that channel on the training part (:meth:`ternq.tasks.Task.naive_scale`), then averages
     over channels; below 1 beats the naive forecast's in-sample error.
 
 Multi-step rollouts (:func:`rollout`, :func:`rollout_errors`, :func:`horizon_curves`)
@@ -40,12 +40,9 @@ import numpy as np
 from .kernels import infer
 from .kernels.rollout import rollout as _rollout_kernel
 from .model import Model
-from .rng import stream
-from .tasks import TWO_PI, Lorenz, MultiSine, Series, Sine, Task
+from .tasks import Task
 from .train import DT, predict, predict_mse
 
-LORENZ_LYAPUNOV = 0.9056  # largest Lyapunov exponent of Lorenz (10, 28, 8/3), per time unit
-LORENZ_SAMPLE_TIME = 0.01 * 10  # time units per row: tasks.lorenz_trajectory's RK4 h = 0.01, every 10 steps
 DEFAULT_WARMUP = 25  # true steps before a rollout runs free (default_warmup)
 VPT_THRESHOLD = 0.5  # normalised-RMSE bar of the valid prediction time (Vlachas et al. 2020)
 
@@ -98,13 +95,13 @@ def check_horizon(task: Task, horizon, warmup=None) -> tuple[int, int]:
 def period_limit(task: Task) -> int:
     """Longest period a seasonal naive forecast can use on this task's held-out part.
 
-    A series: the rows held out, and no more than the rows before the first held-out window
-    plus one (the first target's value one period earlier must exist). A generated signal
-    (sine, multisine): the rows of one held-out window, T + 1.
+    The rows held out (:meth:`Task.held_out_span`; one window's T + 1 for a generated signal), and no
+    more than the rows before the first held-out window plus one, where the past is finite (the
+    first target's value one period earlier must exist).
     """
-    if isinstance(task, Series):
-        return int(min(task.length - task.n_train, int(task.eval_starts.min()) + 1))
-    return window_steps(task) + 1
+    past = task.past_rows()
+    span = task.held_out_span()
+    return int(span if past is None else min(span, past + 1))
 
 
 def check_period(task: Task, period) -> int:
@@ -153,83 +150,17 @@ def detect_period(values: np.ndarray, max_lag: int | None = None) -> int | None:
     return next(k for k in peaks if acf[k] >= 0.8 * top)
 
 
-def training_part(task: Task) -> np.ndarray | None:
-    """The training part of a series task as float64 (rows, channels); None for generated tasks."""
-    if isinstance(task, Series):
-        return task.data[: task.n_train].astype(np.float64)
-    return None
-
-
 def resolve_period(task: Task, period=None, detect: bool = False) -> int | None:
     """The seasonal period to use: ``period`` if given, else the task's own, else (``detect``) one
     detected on the training part (:func:`detect_period`), else None. Always validated."""
     if period is None:
         period = getattr(task, "period", None)
     if period is None and detect:
-        part = training_part(task)
+        part = task.training_part()
         period = None if part is None else detect_period(part)
         if period is not None and period > period_limit(task):
             period = None
     return None if period is None else check_period(task, period)
-
-
-# ---------------------------------------------------------------- the task's past and its naive scale
-
-def held_out_rows(task: Task, before: int = 0) -> np.ndarray:
-    """The held-out windows as rows, reaching ``before`` rows back: (N, before + T + 1, C) float32.
-
-    Row ``before + t`` of window n is X[n, t] for t < T, and the last row is Y[n, T - 1]; rows
-    before that are the task's own past (earlier rows of the series; the generated signal earlier).
-    """
-    X, Y = task.eval_set()
-    rows = np.concatenate([X, Y[:, -1:]], axis=1)
-    if before <= 0:
-        return rows
-    if isinstance(task, Series):
-        starts = task.eval_starts - before
-        if starts.min() < 0:
-            raise ValueError(f"{task.name}: {before} rows before the first held-out window are needed, "
-                             f"{int(task.eval_starts.min())} exist")
-        prefix = task.data[starts[:, None] + np.arange(before)]
-    elif isinstance(task, Sine):
-        phases = TWO_PI * (np.arange(task.n_eval) + 0.5) / task.n_eval  # as Sine.eval_set
-        prefix = task._seqs(phases - before * task.dt, before)[0]
-        _check_joins(task, task._seqs(phases, 1)[0], X)
-    elif isinstance(task, MultiSine):
-        starts = task.eval_starts()
-        prefix = task._seqs(starts - before * task.dt, before)[0]
-        _check_joins(task, task._seqs(starts, 1)[0], X)
-    else:
-        raise ValueError(f"task {task.name} does not expose its past before the held-out windows; "
-                         "a seasonal naive forecast needs it")
-    return np.ascontiguousarray(np.concatenate([prefix.astype(np.float32), rows], axis=1))
-
-
-def _check_joins(task: Task, first: np.ndarray, X: np.ndarray) -> None:
-    # the past is rebuilt from the task's formula: make sure it still is the one eval_set uses
-    if not np.array_equal(first[:, 0], X[:, 0]):
-        raise RuntimeError(f"{task.name}: held_out_rows no longer matches eval_set; update ternq.forecast")
-
-
-def naive_scale(task: Task) -> np.ndarray:
-    """In-sample one-step naive MAE per channel, the denominator of MASE: (C,) float64.
-
-    A series: mean |x_t - x_{t-1}| over its training part. Sine: the exact expectation over
-    the uniform training phase, 4 sin(dt / 2) / pi. Multisine: the signal sampled over its
-    training span. Any other task: mean |y - x| over 64 training sequences from the named
-    stream ("forecast", "naive-scale") of seed 0.
-    """
-    if isinstance(task, Series):
-        part = training_part(task)
-        return np.mean(np.abs(np.diff(part, axis=0)), axis=0)
-    if isinstance(task, Sine):
-        return np.array([4.0 * math.sin(task.dt / 2.0) / math.pi])
-    if isinstance(task, MultiSine):
-        t = np.arange(int(task.train_span / task.dt) + task.steps + 1) * task.dt
-        x = sum(np.sin(f * t) for f in task.FREQS) / task.NORM
-        return np.array([np.mean(np.abs(np.diff(x)))])
-    X, Y = task.batches(stream(0, "forecast", "naive-scale"), 1, 64)
-    return np.mean(np.abs(Y.astype(np.float64) - X), axis=(0, 1, 2))
 
 
 # ---------------------------------------------------------------- one-step baselines and skill
@@ -247,7 +178,7 @@ def seasonal_naive(task: Task, period: int) -> np.ndarray:
     X, Y = task.eval_set()
     _need_same_channels(X.shape[2], Y.shape[2], "seasonal naive")
     T = X.shape[1]
-    rows = held_out_rows(task, m - 1)  # row (m - 1) + j is x_j
+    rows = task.held_out_rows(m - 1)  # row (m - 1) + j is x_j
     return np.ascontiguousarray(rows[:, :T])  # x_{t+1-m} sits at row (m - 1) + t + 1 - m = t
 
 
@@ -283,7 +214,7 @@ def baselines(task: Task, period=None, detect: bool = False) -> dict:
     """
     m = resolve_period(task, period, detect)
     _, Y = task.eval_set()
-    scale = naive_scale(task)
+    scale = task.naive_scale()
     out = {"period": m, "scale": [float(s) for s in scale], "persistence": scores(persistence(task), Y, scale)}
     if m is not None:
         out["seasonal"] = scores(seasonal_naive(task, m), Y, scale)
@@ -424,7 +355,7 @@ def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detec
     out = {"persistence": _sq_errors(np.repeat(X[:, warmup - 1 : warmup], horizon, axis=1), target)}
     m = resolve_period(task, period, detect)
     if m is not None:
-        rows = held_out_rows(task, m - 1)  # row (m - 1) + j is x_j
+        rows = task.held_out_rows(m - 1)  # row (m - 1) + j is x_j
         k = np.arange(1, horizon + 1)
         j = warmup - 1 + k - m * ((k + m - 1) // m)
         out["seasonal"] = _sq_errors(rows[:, m - 1 + j], target)
@@ -455,13 +386,6 @@ def trace(model, task: Task, horizon, warmup=None, window: int = 0) -> dict:
 
 
 # ---------------------------------------------------------------- horizon summaries
-
-def lyapunov_per_step(task: Task) -> float | None:
-    """Lyapunov times per row, where the task has a known largest exponent (lorenz), else None."""
-    if isinstance(task, Lorenz):
-        return LORENZ_LYAPUNOV * LORENZ_SAMPLE_TIME
-    return None
-
 
 def first_pass(curve: np.ndarray, bar) -> int | None:
     """First horizon k (1-based) at which ``curve[k - 1]`` exceeds ``bar`` (a number or a curve), or None."""
@@ -557,4 +481,4 @@ def horizon_curves(models: Mapping[str, object], task: Task, horizon, warmup=Non
     errors = {name: rollout_errors(m, task, horizon, warmup) for name, m in models.items()}
     errors.update(base)
     return Horizons(task.name, horizon, warmup, resolve_period(task, period, detect), errors, float(threshold),
-                    lyapunov_per_step(task), tuple(base))
+                    task.lyapunov_per_step, tuple(base))

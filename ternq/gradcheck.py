@@ -42,6 +42,7 @@ from .kernels.ternary import (
 )
 from .model import init_teacher, student_from
 from .rng import stream
+from .settings import StudentSettings
 from .train import DT
 
 TOLERANCE = 1e-3  # the notes' bar
@@ -143,7 +144,8 @@ class _Problem:
     term). ``distill_output``: output distillation, the share of the teacher's predictions in the target.
     """
 
-    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p, distill_hidden=None, distill_output=0.0):
+    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p, distill_hidden=None,
+                 distill_output=StudentSettings.distill_output):
         self.dims = (I, H, O)
         self.X = rng.normal(size=(B, T, I))
         self.Y = rng.normal(size=(B, T, O))

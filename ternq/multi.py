@@ -38,6 +38,7 @@ from .train import (
     finish,
     loop_of,
     recipe_arrays,
+    uses_recipe,
 )
 
 __all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students", "BATCH_MIN", "BATCH_MAX",
@@ -249,7 +250,7 @@ def _results(models, res: BatchResult, cfgs, seeds, task, errors, lanes):
             out.append(err)
             continue
         model.theta = res.theta[m].copy()
-        if getattr(cfg, "uses_recipe", False):
+        if isinstance(cfg, StudentConfig) and uses_recipe(cfg):
             finish(model.theta, model.dims, lanes[m], res.thresholds[m].copy())
         model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
         out.append((model, History(res.losses[m].copy(), res.mses[m].copy())))

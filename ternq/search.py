@@ -18,8 +18,9 @@ import numpy as np
 from .kernels.cell import forward_pass, n_params, unpack, work
 from .model import Model, student_from
 from .rng import stream
+from .settings import SearchSettings
 from .tasks import Task
-from .train import DT, SettingsError, check_finetune, finetune_scales, predict_mse
+from .train import DT, finetune_scales, predict_mse
 
 
 def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
@@ -118,33 +119,6 @@ def coordinate_search(model: Model, X: np.ndarray, Y: np.ndarray, max_sweeps: in
 def quantize_teacher(teacher: Model) -> Model:
     """Post-training quantization: the teacher's weights as trits with absmean row scales."""
     return student_from(teacher)
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """The coordinate search: at most ``sweeps`` sweeps, scored on ``sequences`` fixed training-distribution
-    sequences of ``steps`` steps (never the held-out set).
-
-    As a refinement (issue 10): ``rounds`` rounds of search, each followed by ``finetune_epochs`` epochs of
-    scale, bias and tau fine-tuning with the trits frozen (learning rate ``finetune_lr``), on the training
-    distribution. A larger search set is ``sequences = 10`` (all of an epoch's sequences). The defaults
-    (one round, no fine-tune) are the C program's baseline.
-    """
-
-    sweeps: int = 5
-    sequences: int = 4
-    steps: int = 50
-    rounds: int = 1
-    finetune_epochs: int = 0
-    finetune_lr: float = 1e-3
-
-    def validate(self) -> None:
-        """Raise :class:`ternq.train.SettingsError` naming the first setting that cannot be used."""
-        for key in ("sweeps", "sequences", "steps", "rounds"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or int(value) != value or value <= 0:
-                raise SettingsError(key, f"must be positive, not {value}")
-        check_finetune(self.finetune_epochs, self.finetune_lr)
 
 
 def search_set(task: Task, settings: SearchSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:

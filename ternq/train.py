@@ -10,17 +10,6 @@ import numpy as np
 
 from .kernels.cell import forward, loss_grad, mse
 from .kernels.loop import (
-    ALPHA_CONSTANT,
-    ALPHA_EARLY,
-    ALPHA_FALLING,
-    ALPHA_LINEAR,
-    BETA_COSINE,
-    BETA_GEOMETRIC,
-    BETA_LINEAR,
-    LR_CONSTANT,
-    LR_COSINE,
-    OUTPUT_1_MINUS_ALPHA,
-    OUTPUT_ONE,
     Loop,
     stack,
     thresholds,
@@ -28,11 +17,7 @@ from .kernels.loop import (
 )
 from .kernels.ternary import (
     MASK_NONE,
-    MASK_NOTES,
-    MASK_REFERENCE,
     SCALE_ABSMEAN,
-    SCALE_LEARNED,
-    SCALE_LSQ,
     SCALE_TWN,
     bake,
     n_scales,
@@ -42,22 +27,24 @@ from .kernels.ternary import (
 from .memory import training_memory
 from .model import Model, init_teacher, student_from
 from .rng import stream
+from .settings import (
+    ALPHA_SCHEDULES,
+    BETA_SCHEDULES,
+    MASKS,
+    MAX_EPOCHS,
+    MAX_HIDDEN,
+    OUTPUT_WEIGHTS,
+    SCALE_MODES,
+    SCHEDULES,
+    OptimiserSettings,
+    SettingsError,
+    StudentSettings,
+    TeacherSettings,
+)
 from .tasks import Task
 
 DT = 0.1
-# Upper bounds: far above any useful run, low enough that a typo fails in one line instead of in the allocator.
-MAX_HIDDEN = 4096
-MAX_EPOCHS = 10_000_000
-MAX_BATCH = 100_000
 CHUNK_BYTES = 8 << 20  # the training sequences held at once (one chunk of epochs)
-SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
-MASKS = {"seed": MASK_NOTES, "reference": MASK_REFERENCE, "none": MASK_NONE}
-ALPHA_SCHEDULES = {"linear": ALPHA_LINEAR, "constant": ALPHA_CONSTANT, "falling": ALPHA_FALLING,
-                   "early": ALPHA_EARLY}
-BETA_SCHEDULES = {"linear": BETA_LINEAR, "geometric": BETA_GEOMETRIC, "cosine": BETA_COSINE}
-SCALE_MODES = {"learned": SCALE_LEARNED, "lsq": SCALE_LSQ, "absmean": SCALE_ABSMEAN, "twn": SCALE_TWN}
-HIDDEN_MATCHING = ("raw", "normalised")
-OUTPUT_WEIGHTS = {"1-alpha": OUTPUT_1_MINUS_ALPHA, "1": OUTPUT_ONE}
 VARIANCE_FLOOR = 1e-2  # normalised matching: var_i + 1e-2 * mean var, so a quiet unit does not dominate
 
 Progress = Callable[[int, int, float], None]  # (epochs done, total, last loss)
@@ -71,57 +58,11 @@ class DivergedError(RuntimeError):
         self.epoch = epoch
 
 
-class SettingsError(ValueError):
-    """A setting that cannot be used; ``key`` names it (the message starts with it)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
-
-
 def _positive_int(key: str, value, most: int) -> None:
     if isinstance(value, bool) or int(value) != value or value <= 0:
         raise SettingsError(key, f"must be a positive integer, not {value}")
     if value > most:
         raise SettingsError(key, f"{value} is more than the most allowed, {most:,}")
-
-
-def check_finetune(epochs, lr) -> None:
-    """The trits-frozen fine-tune's settings (a student's, a coordinate search's): 0 or more epochs, a positive rate."""
-    if isinstance(epochs, bool) or int(epochs) != epochs or not 0 <= epochs <= MAX_EPOCHS:
-        raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, not {epochs}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise SettingsError("finetune_lr", f"must be a finite positive number, not {lr}")
-
-
-@dataclass(frozen=True)
-class OptimiserSettings:
-    """What teacher and student training share: epochs, Adam's learning rate and schedule, batch, clipping."""
-
-    epochs: int = 2000
-    lr: float = 1e-2
-    lr_min: float = 1e-4
-    schedule: str = "cosine"
-    batch: int = 10
-    clip: float = 5.0
-
-    def validate(self) -> None:
-        """Raise :class:`SettingsError` naming the first setting that cannot be used."""
-        _positive_int("epochs", self.epochs, MAX_EPOCHS)
-        _positive_int("batch", self.batch, MAX_BATCH)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SettingsError("lr", f"must be a finite positive number, not {self.lr}")
-        if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
-            raise SettingsError("lr_min", f"must lie in [0, lr], not {self.lr_min}")
-        if self.schedule not in SCHEDULES:
-            raise SettingsError("schedule", f"one of {', '.join(map(repr, SCHEDULES))}, not {self.schedule!r}")
-        if not (math.isfinite(self.clip) and self.clip > 0):
-            raise SettingsError("clip", f"must be a finite positive number, not {self.clip}")
-
-
-@dataclass(frozen=True)
-class TeacherSettings(OptimiserSettings):
-    """How a float teacher trains (the C program's protocol, plus a learning-rate schedule)."""
 
 
 @dataclass(frozen=True)
@@ -135,76 +76,21 @@ class TeacherConfig(TeacherSettings):
         super().validate()
 
 
-@dataclass(frozen=True)
-class StudentSettings(OptimiserSettings):
-    """How a ternary student trains: optimiser, mask and the beta and alpha schedules."""
-
-    epochs: int = 1500
-    mask: str = "seed"
-    beta: tuple[float, float] = (1.0, 20.0)
-    alpha: tuple[float, float] = (0.3, 0.8)
-    # The recipes. Each default is the design notes' behaviour; :attr:`uses_recipe` says when one is not.
-    distill_hidden: str = "raw"  # the trajectory term (when distill): "raw" (the notes'), "normalised" per unit
-    #                              by the teacher's hidden-state variance
-    distill_output: float = 0.0  # output distillation, with or without distill: the share of the teacher's
-    #                              predictions in the output target (0: the data only, 1: the teacher's only)
-    alpha_schedule: str = "linear"  # "linear" (alpha start -> end), "constant", "falling", "early"
-    alpha_until: float = 0.5  # "early": the share of training with distillation (then alpha = 0)
-    output_weight: str = "1-alpha"  # the output term's weight under distillation: "1-alpha" or "1"
-    scale_mode: str = "learned"  # "learned", "lsq" (LSQ's gradient), "absmean" or "twn" (recomputed)
-    beta_schedule: str = "linear"  # "linear", "geometric", "cosine"
-    progressive: float = 0.0  # quantize a growing share of rows over this share of training (0: off)
-    finetune_epochs: int = 0  # epochs added at the end: scales, biases and tau only, trits frozen
-    finetune_lr: float = 1e-3  # their learning rate (scheduled down to lr_min)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.mask not in MASKS:
-            raise SettingsError("mask", f"one of {', '.join(map(repr, MASKS))}, not {self.mask!r}")
-        for key, known in (("distill_hidden", HIDDEN_MATCHING), ("alpha_schedule", ALPHA_SCHEDULES),
-                           ("output_weight", OUTPUT_WEIGHTS), ("scale_mode", SCALE_MODES),
-                           ("beta_schedule", BETA_SCHEDULES)):
-            if getattr(self, key) not in known:
-                raise SettingsError(key, f"one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
-        for key in ("distill_output", "progressive"):
-            x = getattr(self, key)
-            if not (math.isfinite(x) and 0.0 <= x <= 1.0):
-                raise SettingsError(key, f"must lie in [0, 1], not {x}")
-        if not (math.isfinite(self.alpha_until) and 0.0 < self.alpha_until <= 1.0):
-            raise SettingsError("alpha_until", f"must lie in (0, 1], not {self.alpha_until}")
-        check_finetune(self.finetune_epochs, self.finetune_lr)
-        for name in ("beta", "alpha"):
-            pair = getattr(self, name)
-            if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
-                raise SettingsError(name, f"must be two finite numbers (start, end), not {list(pair)}")
-        if not all(0.0 <= a < 1.0 for a in self.alpha):
-            raise SettingsError("alpha", f"values must lie in [0, 1), not {list(self.alpha)}")
-        if not all(b > 0 for b in self.beta):
-            raise SettingsError("beta", f"values must be positive, not {list(self.beta)}")
-
-    @property
-    def total_epochs(self) -> int:
-        """Epochs trained in all: the main ones and the fine-tune's (the budget)."""
-        return self.epochs + self.finetune_epochs
-
-    @property
-    def uses_recipe(self) -> bool:
-        """Whether any recipe setting (or the mask ``"none"``) leaves the notes' protocol; training then ends by
-        baking the trits as trained into the shadow weights, so that the model runs anywhere as it trained."""
-        return any(getattr(self, k) != getattr(StudentSettings, k) for k in RECIPE_KEYS) or self.mask == "none"
-
-
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
                "beta_schedule", "progressive", "finetune_epochs", "finetune_lr")
 
 
+def uses_recipe(cfg: StudentSettings) -> bool:
+    """Whether any recipe setting (or the mask ``"none"``) leaves the notes' protocol; training then ends by
+    baking the trits as trained into the shadow weights, so that the model runs anywhere as it trained."""
+    return any(getattr(cfg, k) != getattr(StudentSettings, k) for k in RECIPE_KEYS) or cfg.mask == "none"
+
+
 @dataclass(frozen=True)
 class StudentConfig(StudentSettings):
-    """One student: the factorial's switches (shaped A, distill B, width C) and its training settings."""
+    """One student: its width and training settings."""
 
     hidden: int = 16
-    shaped: bool = False
-    distill: bool = False
 
     def validate(self) -> None:
         _positive_int("hidden", self.hidden, MAX_HIDDEN)
@@ -447,7 +333,7 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
     teacher_p = teacher.params() if lane.uses_teacher else None
     hist, thr = _run(model.theta, chunks, model.dims, lane, E, True, teacher_p, progress)
-    if cfg.uses_recipe:
+    if uses_recipe(cfg):
         finish(model.theta, model.dims, lane, thr)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist

@@ -21,13 +21,17 @@ FACTORIAL = ["factorial", "--config", QUICK, "--task", "lorenz", "--no-gradcheck
 
 @pytest.fixture(scope="module")
 def lorenz_run(tmp_path_factory):
-    """The quick factorial on lorenz with --horizon: its stdout, results.json and folders."""
+    """The quick factorial on lorenz with --horizon: its stdout, results.json and folders (plots: None
+    without matplotlib, which only the plot test needs)."""
+    import importlib.util
     import subprocess
     import sys
 
     root = tmp_path_factory.mktemp("fc")  # a module fixture cannot use capsys: run the command in a subprocess
-    out, plots = root / "out", root / "plots"
-    proc = subprocess.run([sys.executable, "-m", "ternq", *FACTORIAL, "0:2", "--out", str(out), "--plot", str(plots)],
+    out = root / "out"
+    plots = root / "plots" if importlib.util.find_spec("matplotlib") else None
+    plot = [] if plots is None else ["--plot", str(plots)]
+    proc = subprocess.run([sys.executable, "-m", "ternq", *FACTORIAL, "0:2", "--out", str(out), *plot],
                           capture_output=True, text=True, env=_env())
     assert proc.returncode == 0, proc.stderr
     return {"stdout": proc.stdout, "doc": json.loads((out / "results.json").read_text()), "out": out, "plots": plots,
@@ -64,6 +68,11 @@ def test_factorial_horizon_prints_and_writes_horizon_results(lorenz_run):
     assert names == [f"config {i}" for i in range(1, 9)] + ["PTQ+CS", "1+CS", "teacher H=4", "teacher H=8"]
     for name in names:  # every model is a row of the free-running table
         assert any(line.lstrip("│ ").startswith(name) for line in stdout.splitlines() if "e+" in line or "e-" in line)
+
+
+def test_factorial_horizon_plots(lorenz_run):
+    if lorenz_run["plots"] is None:
+        pytest.skip("needs matplotlib")
     written = {p.name for p in lorenz_run["plots"].iterdir()}
     assert {"horizon-h4.png", "horizon-h8.png", "trace-h4.png", "trace-h8.png"} <= written
 

@@ -32,6 +32,7 @@ from ternq.train import (
     TeacherConfig,
     hidden_variance,
     predict,
+    uses_recipe,
 )
 
 ROOT = Path(__file__).parent.parent
@@ -49,12 +50,12 @@ def sine_teacher():
 
 def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
     assert set(RECIPE_KEYS) == set(CHANGED) <= {f.name for f in fields(StudentSettings)}
-    assert not StudentConfig().uses_recipe and not StudentConfig(shaped=True, distill=True).uses_recipe
+    assert not uses_recipe(StudentConfig()) and not uses_recipe(StudentConfig(shaped=True, distill=True))
     for key, value in CHANGED.items():
         cfg = replace(StudentConfig(), **{key: value})
         cfg.validate()
-        assert cfg.uses_recipe, key
-    assert StudentConfig(mask="none").uses_recipe
+        assert uses_recipe(cfg), key
+    assert uses_recipe(StudentConfig(mask="none"))
 
 
 @pytest.mark.parametrize("key,value", [("distill_hidden", "none"), ("distill_output", 1.5), ("alpha_schedule", "up"),
@@ -211,7 +212,7 @@ def test_design_files_plan(name):
     s = load(ROOT / "configs" / f"{name}.toml")
     p = plan(s)
     assert p.runs and all(u.kind in ("teacher", "student", "cs") for u in p.units)
-    assert any(r.student.uses_recipe for r in p.runs)  # every design file uses a recipe somewhere
+    assert any(uses_recipe(r.student) for r in p.runs)  # every design file uses a recipe somewhere
 
 
 def test_search_alternated_with_scale_finetuning(sine_teacher):

@@ -96,7 +96,7 @@ def test_cli_bad_sweep_one_line(tmp_path, capsys):
 def local_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local")
     out = tmp / "out"
-    doc = run_sweep(load_sweep(sweep_file(tmp)), out, workers=2)
+    doc = run_sweep(load_sweep(sweep_file(tmp)), out, workers=2)[0]
     return out, doc
 
 
@@ -148,7 +148,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
 def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     """kill -9 midway, rerun the same command: what was done is kept, the rest runs, the results match."""
     spec = sweep_file(tmp_path, teacher=600, student=400, configs="")  # one cell, 24 units, ~0.1 s each
-    ref = run_sweep(load_sweep(spec), tmp_path / "ref", workers=2, check_gradients=False)
+    ref = run_sweep(load_sweep(spec), tmp_path / "ref", workers=2, check_gradients=False)[0]
     assert ref["cells"][0]["name"] == "sine-w4x8-base"
     out = tmp_path / "out"
     units = out / "units"
@@ -168,3 +168,19 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     code, _, err = cli(argv[:-1], capsys)  # the same command (with progress, to see the resume note)
     assert code == 0 and f"resuming: {kept} of 24 units already done" in err
     assert outputs(out) == outputs(tmp_path / "ref")
+
+
+def test_a_one_cell_sweep_writes_the_factorials_results(tmp_path, capsys):
+    """One runner: a sweep of one cell and the equivalent factorial write the same results.json, byte for byte."""
+    spec = sweep_file(tmp_path, seeds="0:2", configs="[sweep.configs.base]\n[run]\nhorizon = 2\n")
+    code, _, err = cli(["sweep", "--config", str(spec), "--out", str(tmp_path / "sweep"), "-q"], capsys)
+    assert code == 0, err
+    plain = tmp_path / "plain.toml"
+    plain.write_text(SMALL.format(teacher=60, student=40, seeds="0:2", configs="").split("[sweep]")[0]
+                     + "[run]\nhorizon = 2\n")
+    code, _, err = cli(["factorial", "--config", str(plain), "--seeds", "0:2", "--out", str(tmp_path / "fact"), "-q"],
+                       capsys)
+    assert code == 0, err
+    cell = (tmp_path / "sweep" / "sine-w4x8-base" / "results.json").read_bytes()
+    assert cell == (tmp_path / "fact" / "results.json").read_bytes()
+    assert b'"rollout_mse"' in cell  # the sweep's cell has the forecasts a factorial has

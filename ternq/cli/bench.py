@@ -54,7 +54,7 @@ def _check_c_ref(path: str | None) -> str | None:
 @json_option
 def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_seeds10, runs, c_ref, c_runs, quiet,
           as_json):
-    """Time the compiled training kernels and whole commands, and set them against issue 12's targets.
+    """Time the compiled training kernels and whole commands, and set them against the speed targets.
 
     Reports epochs per second and achieved GFLOP/s per core of a teacher, a ternary
     student and a distilled student at each width, on the single-model path and 16
@@ -158,7 +158,7 @@ def tables(doc: dict) -> list[Table]:
                       _spread(cmd["vs_c"]["cpu_s"], "x", 1))
         out.append(t)
     if doc.get("targets"):
-        t = Table(title="Issue 12's targets (same machine, same run): median [min, max]")
+        t = Table(title="Speed targets (same machine, same run): median [min, max]")
         for col in ("target", "measured", "goal", ""):
             t.add_column(col, justify="left" if col == "target" else "right")
         for g in doc["targets"]:

@@ -126,7 +126,7 @@ class Forecaster:
     def _horizons(self, errors: dict[str, np.ndarray]) -> forecast.Horizons:
         s = self.settings
         return forecast.Horizons(self.task.name, s.horizon, s.warmup, self.period, {**errors, **self.base_errors},
-                                 forecast.VPT_THRESHOLD, forecast.lyapunov_per_step(self.task),
+                                 forecast.VPT_THRESHOLD, self.task.lyapunov_per_step,
                                  tuple(self.base_errors))
 
     def figures(self, model: Model) -> dict:

@@ -1,5 +1,5 @@
 """The one place where figures are made: per-seed rows, means with intervals, effects, verdicts, the
-checklist and the seeds' predictions, from the units' results.
+checklist and the notes' predictions, from the units' results.
 
 The *response* the effects are computed on is a parameter (today ``eval_mse``:
 log10 of the held-out MSE); :data:`RESPONSES` maps a name to the figures it
@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..gradcheck import TOLERANCE
 from ..stats import mean_ci
 from .effects import LETTERS, name
 from .forecasting import Forecaster, ForecastSettings, response_horizon
-from .plans import SEEDS_LABELS, Plan
+from .plans import Plan
 from .units import Result, TaskSpec
 
-CHECK_TOLERANCE = 1e-3  # the seeds' bar for the gradient check
-TEACHER_BAR = 0.005  # the seeds: a float teacher must reach this eval MSE on sine
+TEACHER_BAR = 0.005  # the notes: a float teacher must reach this eval MSE on sine
 BEST_BAR = 0.05
 MODEST = math.log10(2.0)  # "modest": less than halving the MSE
-WITHIN_REACH = 0.01  # the seeds' "within reach of the float teacher"
+WITHIN_REACH = 0.01  # the notes' "within reach of the float teacher"
 
 
 @dataclass(frozen=True)
@@ -81,20 +81,21 @@ def _levels(plan: Plan, run) -> dict:
 
 
 def _effect_label(plan: Plan, effect: str) -> str:
-    if plan.seeds_design:
-        return SEEDS_LABELS[effect]
+    if effect in plan.words.labels:
+        return plan.words.labels[effect]
     return " x ".join(plan.factors[LETTERS.index(ch)].name for ch in effect)
 
 
 def design_doc(plan: Plan) -> dict:
     """The design as results.json states it: factors, matrix, generators, resolution, aliases."""
     d = plan.design
-    return {"factors": [{"letter": LETTERS[i], "key": f.key, "label": f.name, "levels": [f.low, f.high]}
+    return {"name": plan.words.name,
+            "factors": [{"letter": LETTERS[i], "key": f.key, "label": f.name, "levels": [f.low, f.high]}
                         for i, f in enumerate(plan.factors)],
             "runs": d.runs, "k": d.k, "generators": list(d.generators), "resolution": d.resolution,
             "defining_relation": ["I"] + [name(w) for w in d.defining_relation()],
             "matrix": d.matrix().tolist(),
-            "aliases": {name(m): [name(a) for a in al] for m, al in d.estimable(3 if plan.seeds_design else 2)}}
+            "aliases": {name(m): [name(a) for a in al] for m, al in d.estimable(plan.words.order)}}
 
 
 def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | None = None,
@@ -102,10 +103,10 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
               forecast: ForecastSettings | None = None) -> dict:
     """The results document of a plan's results (by digest).
 
-    For the seeds' design: the matrix of the 8 configurations, the CS rows, the
-    teachers, the seven effects, the checklist and the seeds' predictions, as
-    ``ternq factorial`` has always printed them. For any other design: the runs
-    with their levels, and every main effect and two-factor interaction it can
+    Rows, teachers and effects are named by the design's :class:`~ternq.experiment.plans.Words`:
+    for the notes' design the matrix of the 8 configurations, the CS rows, the
+    seven effects and the notes' predictions; for any other design the runs with
+    their levels, and every main effect and two-factor interaction it can
     estimate with its aliases.
 
     Every model is also scored against the task's naive baselines (made once,
@@ -114,25 +115,23 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     ``naive`` (and ``horizon``) with their summaries over seeds.
     """
     resp = response(response_name)
-    forecaster = Forecaster(TaskSpec(plan.settings.task, plan.settings.data).make(),
+    forecaster = Forecaster(TaskSpec.of(plan.settings).make(),
                             (forecast or ForecastSettings()).for_response(response_name))
     extra = {u.digest: forecaster.figures(results[u.digest][1]) for u in plan.units}
     figs = {d: {**f, **extra.get(d, {})} for d, (f, _) in results.items()}
     seeds = list(plan.settings.seeds)
     lo = plan.settings.widths[0]
-    max_order = 3 if plan.seeds_design else 2
+    words = plan.words
     per_seed = []
     for seed in seeds:
         teachers, rows = {}, []
         for run in plan.runs:
             tu, su = plan.teachers[run.index, seed], plan.students[run.index, seed]
             t = {"key": tu.key, "kind": "teacher", "seed": seed, "hidden": tu.hidden, **figs[tu.digest]}
-            teachers[str(tu.hidden) if plan.seeds_design else tu.key.split("/", 1)[1]] = t
-            row = {"key": su.key, "kind": "student", "seed": seed, "hidden": su.hidden, **figs[su.digest]}
-            if plan.seeds_design:
-                row.update(shaped=su.config.shaped, distill=su.config.distill, config=run.index)
-            else:
-                row.update(run=run.index, levels=_levels(plan, run))
+            teachers[words.teacher.format(hidden=tu.hidden, key=tu.key.split("/", 1)[1])] = t
+            row = {"key": su.key, "kind": "student", "seed": seed, "hidden": su.hidden, **figs[su.digest],
+                   words.row: run.index, "shaped": su.config.shaped, "distill": su.config.distill,
+                   "levels": _levels(plan, run)}
             row["width"] = su.hidden
             row["vs_float"] = vs_float(row["eval_mse"], t["eval_mse"])
             rows.append(row)
@@ -148,16 +147,14 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
                 f.update(vs_float=vs_float(f["eval_mse"], teachers[str(lo)]["eval_mse"]),
                          vs_baseline=f["eval_mse"] / base)
                 cs.append(f)
-        eff = plan.design.effects(resp.values(rows), max_order)
-        per_seed.append({"seed": seed, "teachers": teachers, "configs" if plan.seeds_design else "runs": rows,
-                         "cs": cs, "effects": eff})
-    rows_of = "configs" if plan.seeds_design else "runs"
+        eff = plan.design.effects(resp.values(rows), words.order)
+        per_seed.append({"seed": seed, "teachers": teachers, words.rows: rows, "cs": cs, "effects": eff})
 
     matrix = []
     for i, run in enumerate(plan.runs):
-        rs = [s[rows_of][i] for s in per_seed]
-        head = ({"config": run.index, "shaped": run.student.shaped, "distill": run.student.distill}
-                if plan.seeds_design else {"run": run.index, "levels": _levels(plan, run)})
+        rs = [s[words.rows][i] for s in per_seed]
+        head = {words.row: run.index, "shaped": run.student.shaped, "distill": run.student.distill,
+                "levels": _levels(plan, run)}
         matrix.append({**head, "width": run.student.hidden,
                        **{k: geo([r[k] for r in rs]) for k in ("train_mse", "eval_mse", "vs_float", "vs_baseline")}})
     cs_rows = []
@@ -167,7 +164,7 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
                         **{k: geo([r[k] for r in rs]) for k in ("train_mse", "eval_mse", "vs_float", "vs_baseline")}})
     teacher_names = list(per_seed[0]["teachers"])
     teachers = {w: geo([s["teachers"][w]["eval_mse"] for s in per_seed]) for w in teacher_names}
-    aliases = dict(plan.design.estimable(max_order))
+    aliases = dict(plan.design.estimable(words.order))
     effects = {}
     for eff_name in per_seed[0]["effects"]:
         ci = mean_ci([s["effects"][eff_name] for s in per_seed])
@@ -177,18 +174,17 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
 
     best = min(matrix, key=lambda r: r["eval_mse"]["geo_mean"])
     worst_teacher = max(t["eval_mse"] for s in per_seed for t in s["teachers"].values())
-    n_ran = sum(len(s[rows_of]) for s in per_seed)
+    n_ran = sum(len(s[words.rows]) for s in per_seed)
     n_runs = len(plan.runs)
-    what = "configurations" if plan.seeds_design else "runs"
     checklist = [
-        {"item": f"gradient check passes (max rel. error < {CHECK_TOLERANCE:g})", "value": gradcheck_err,
-         "ok": None if gradcheck_err is None else gradcheck_err < CHECK_TOLERANCE},
+        {"item": f"gradient check passes (max rel. error < {TOLERANCE:g})", "value": gradcheck_err,
+         "ok": None if gradcheck_err is None else gradcheck_err < TOLERANCE},
         {"item": f"float teacher eval MSE < {TEACHER_BAR:g} (worst teacher)", "value": worst_teacher,
          "ok": worst_teacher < TEACHER_BAR},
-        {"item": f"all {n_runs} {what} ran", "value": f"{n_ran}/{n_runs * len(seeds)}",
+        {"item": f"all {n_runs} {words.rows} ran", "value": f"{n_ran}/{n_runs * len(seeds)}",
          "ok": n_ran == n_runs * len(seeds)},
         {"item": f"best ternary eval MSE < {BEST_BAR:g}", "value": best["eval_mse"]["geo_mean"],
-         "config" if plan.seeds_design else "run": best["config" if plan.seeds_design else "run"],
+         words.row: best[words.row],
          "ok": best["eval_mse"]["geo_mean"] < BEST_BAR},
         {"item": "main effects and interactions reported", "value": len(effects), "ok": True},
         {"item": "reproducible (a training rerun is bit-identical)", "value": reproducible, "ok": reproducible},
@@ -197,13 +193,9 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
         checklist.append({"item": "coordinate search baseline reported", "value": cs_rows[0]["eval_mse"]["geo_mean"],
                           "ok": True})
     doc = {"seeds": seeds, "widths": list(plan.settings.widths), "response": resp.label,
-           "design": design_doc(plan), "teachers": teachers}
-    if plan.seeds_design:
-        doc.update(matrix=matrix, cs=cs_rows)
-    else:
-        doc["runs"] = matrix
-    doc.update(effects=effects, checklist=checklist)
-    if plan.seeds_design:
+           "design": design_doc(plan), "teachers": teachers, words.table: matrix, "cs": cs_rows,
+           "effects": effects, "checklist": checklist}
+    if words.predictions:
         doc["predictions"] = predictions(per_seed, matrix)
     doc.update(forecast_summary(plan, per_seed, forecaster))
     doc["per_seed"] = per_seed
@@ -221,7 +213,7 @@ def _judge(ci: dict, held: Callable[[dict], bool], not_held: Callable[[dict], bo
 
 
 def predictions(per_seed: list[dict], matrix: list[dict]) -> list[dict]:
-    """The seeds' five expected outcomes, each with the measured figure and a verdict.
+    """The notes' five expected outcomes, each with the measured figure and a verdict.
 
     held / not held when the 95% interval over seeds settles it, else "undecided
     at this number of seeds" (always so with one seed). Effects are on
@@ -279,16 +271,15 @@ def predictions(per_seed: list[dict], matrix: list[dict]) -> list[dict]:
 
 def _forecast_rows(plan: Plan, per_seed: list[dict]) -> list[tuple[str, str, int, list[dict]]]:
     """(name, kind, width, that model's rows over seeds) for every run, CS row and teacher."""
-    rows_of = "configs" if plan.seeds_design else "runs"
+    words = plan.words
     out = []
     for i, run in enumerate(plan.runs):
-        label = f"config {run.index}" if plan.seeds_design else f"run {run.index}"
-        out.append((label, "student", run.student.hidden, [s[rows_of][i] for s in per_seed]))
+        out.append((f"{words.row} {run.index}", "student", run.student.hidden, [s[words.rows][i] for s in per_seed]))
     labels = {"teacher": "PTQ+CS", "config1": "1+CS"}
     for j, first in enumerate(per_seed[0]["cs"] if per_seed else []):
         out.append((labels[first["source"]], "cs", first["hidden"], [s["cs"][j] for s in per_seed]))
     for w, first in (per_seed[0]["teachers"].items() if per_seed else ()):
-        out.append((f"teacher H={w}" if plan.seeds_design else w, "teacher", first["hidden"],
+        out.append((words.teacher_label.format(name=w), "teacher", first["hidden"],
                     [s["teachers"][w] for s in per_seed]))
     return out
 

@@ -47,10 +47,18 @@ class TaskSpec:
 
     task: str = "sine"
     data: str = ""
+    columns: tuple = ()  # the data file's columns (names or indices; empty: all)
+
+    @classmethod
+    def of(cls, settings) -> TaskSpec:
+        """The task of experiment settings."""
+        return cls(settings.task, settings.data, tuple(settings.columns))
 
     def make(self) -> Task:
         """A fresh task object (tasks are cheap; each unit gets its own)."""
-        return from_file(self.data) if self.data else get_task(self.task)
+        if not self.data:
+            return get_task(self.task)
+        return from_file(self.data, columns=list(self.columns)) if self.columns else from_file(self.data)
 
 
 @lru_cache(maxsize=64)
@@ -105,7 +113,7 @@ class Unit:
         return 0.5 * self.deps[0].cost()
 
 
-COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks.py",
+COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks/*.py",
            "train.py")  # the modules a unit's numbers come from
 
 
@@ -149,25 +157,20 @@ def unit_digest(unit: Unit) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def evaluate_unit(model: Model, task: Task) -> dict[str, float]:
-    """A finished model's figures on the task's held-out data (one place to add more figures)."""
-    return evaluate(model, task)
-
-
 def trained_figures(model: Model, hist: History, task: Task) -> dict:
     """A trained model's figures: last epoch's loss and MSE, a student's zero share, the held-out figures."""
     fig = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1])}
     if model.kind == "student":
         fig["zero_share"] = model.zero_share()
-    fig.update(evaluate_unit(model, task))
+    fig.update(evaluate(model, task))
     return fig
 
 
 def search_figures(start: Model, model: Model, res: SearchResult, task: Task) -> dict:
     """A coordinate search's figures: held-out MSE before, the objective per sweep, flips, the held-out figures."""
-    fig = {"start_eval_mse": evaluate_unit(start, task)["eval_mse"], "train_mse": res.mse_history[-1],
+    fig = {"start_eval_mse": evaluate(start, task)["eval_mse"], "train_mse": res.mse_history[-1],
            "search_mse": res.mse_history, "flips": res.flips, "sweeps": res.sweeps, "zero_share": model.zero_share()}
-    fig.update(evaluate_unit(model, task))
+    fig.update(evaluate(model, task))
     return fig
 
 

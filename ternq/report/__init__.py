@@ -118,7 +118,7 @@ def _stacked(text: str) -> str:
 
 
 def matrix_compact(doc: dict) -> Table:
-    """The seeds' matrix in under 80 columns: switches as +/-, eval MSE and ratios with intervals below them."""
+    """The notes' matrix in under 80 columns: switches as +/-, eval MSE and ratios with intervals below them."""
     n = len(doc["seeds"])
     note = f"geometric mean over {n} seeds [95% CI]" if n > 1 else f"seed {doc['seeds'][0]}"
     m = Table(title=f"Factorial on {doc['task']['name']} ({note}); eval MSE, held out")
@@ -140,7 +140,7 @@ def matrix_compact(doc: dict) -> Table:
 
 
 def factorial_tables(doc: dict, width: int | None = None) -> list[Table]:
-    """The seeds' matrix, the CS rows, the effects and the success checklist.
+    """The notes' matrix, the CS rows, the effects and the success checklist.
 
     The matrix has every column when it fits in ``width`` (the console's by
     default), else the compact layout of :func:`matrix_compact`.
@@ -209,7 +209,7 @@ def _effects_table(doc: dict, stacked: bool) -> Table:
 
 
 def checklist_table(doc: dict) -> Table:
-    c = Table(title="Success criteria (the seeds')")
+    c = Table(title="Success criteria (the notes')")
     c.add_column("")
     c.add_column("Criterion")
     c.add_column("Measured", justify="right")
@@ -226,10 +226,10 @@ def checklist_table(doc: dict) -> Table:
 
 
 def predictions_table(doc: dict) -> Table | None:
-    """The seeds' five predictions with the measured figure and the verdict (seeds' design only)."""
+    """The notes' five predictions with the measured figure and the verdict (the notes' design only)."""
     if not doc.get("predictions"):
         return None
-    t = Table(title=f"The seeds' predictions ({len(doc['seeds'])} seed{'s' if len(doc['seeds']) > 1 else ''})")
+    t = Table(title=f"The notes' predictions ({len(doc['seeds'])} seed{'s' if len(doc['seeds']) > 1 else ''})")
     for col in ("Prediction", "Measured", "Verdict"):
         t.add_column(col)
     colour = {"held": "green", "not held": "red"}
