@@ -40,10 +40,10 @@ import numpy as np
 from .kernels import infer
 from .kernels.rollout import rollout as _rollout_kernel
 from .model import Model
-from .tasks import Task
-from .train import DT, predict, predict_mse
+from .tasks import MultiSine, Series, Sine, Task
+from .train import DT, predict
 
-DEFAULT_WARMUP = 25  # true steps before a rollout runs free (default_warmup)
+DEFAULT_WARMUP = 25  # true rows before the first scored forecast, in every evaluation (default_warmup)
 VPT_THRESHOLD = 0.5  # normalised-RMSE bar of the valid prediction time (Vlachas et al. 2020)
 
 
@@ -66,8 +66,10 @@ def default_warmup(task: Task) -> int:
     Why 25: the forecasts barely depend on it. On lorenz (H=32 teacher and shaped student,
     seed 0) warm-ups of 10, 20, 25, 30 and 50 steps gave the same horizon-1 MSE and valid
     prediction times within 10%: the cell forgets its zero initial state within about 10
-    steps. A short warm-up leaves the rest of the window to the horizon (up to 76 steps on
-    windows of 100; 26 on sunspots' windows of 50).
+    steps. One step ahead (benchmarks/warmup.py) the per-step error settles within 2x of
+    its later level by step 9-14 on sine and multisine, and steps 10-23 hold under 1% of
+    their teachers' error. A short warm-up leaves the rest of the window to the horizon
+    (up to 76 steps on windows of 100; 26 on sunspots' windows of 50).
     """
     return max(1, min(DEFAULT_WARMUP, window_steps(task) // 2))
 
@@ -82,14 +84,43 @@ def check_horizon(task: Task, horizon, warmup=None) -> tuple[int, int]:
         allows after the warm-up (K <= T + 1 - W); the message names the limit.
     """
     T = window_steps(task)
-    warmup = default_warmup(task) if warmup is None else _positive_int(warmup, "warm-up")
+    warmup = check_warmup(task, warmup)
     horizon = _positive_int(horizon, "horizon")
-    if warmup > T:
-        raise ValueError(f"warm-up {warmup} is longer than the held-out windows of {task.name} allow: at most {T}")
     if horizon > T + 1 - warmup:
         raise ValueError(f"horizon {horizon} is longer than the held-out windows of {task.name} allow: at most "
                          f"{T + 1 - warmup} (windows of {T} steps, after a warm-up of {warmup})")
     return horizon, warmup
+
+
+def check_warmup(task: Task, warmup=None) -> int:
+    """The warm-up W (default :func:`default_warmup`), validated against the held-out windows: 1 <= W <= T."""
+    T = window_steps(task)
+    warmup = default_warmup(task) if warmup is None else _positive_int(warmup, "warm-up")
+    if warmup > T:
+        raise ValueError(f"warm-up {warmup} is longer than the held-out windows of {task.name} allow: at most {T}")
+    return warmup
+
+
+def scored_steps(task: Task, warmup=None) -> np.ndarray:
+    """The steps t of a held-out window whose one-step forecasts are scored: W - 1 .. T - 1.
+
+    The forecast at step t is made after reading t + 1 true rows, so these are the forecasts made
+    after at least W rows: the first one is the horizon-1 forecast of a rollout with the same
+    warm-up. W = 1 scores every step (the whole-sequence metric).
+    """
+    return np.arange(check_warmup(task, warmup) - 1, window_steps(task))
+
+
+def step_errors(F: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Squared error per window and step, mean over channels: (N, T) float64."""
+    return _sq_errors(F, Y)
+
+
+def scored_mse(model, task: Task, warmup=None) -> float:
+    """One-step held-out MSE over the scored steps (:func:`scored_steps`), in float64."""
+    X, Y = task.eval_set()
+    ys, _ = predict(model, X)
+    return float(step_errors(ys, Y)[:, scored_steps(task, warmup)].mean())
 
 
 def period_limit(task: Task) -> int:
@@ -195,8 +226,8 @@ def scores(F: np.ndarray, Y: np.ndarray, scale: np.ndarray) -> dict[str, float]:
     return {"mse": float(np.mean(e * e)), "mae": float(np.mean(mae)), "mase": float(np.mean(mae / scale))}
 
 
-def baselines(task: Task, period=None, detect: bool = False) -> dict:
-    """The naive baselines on the held-out steps the models are scored on.
+def baselines(task: Task, period=None, detect: bool = False, warmup=None, fits: Classical | None = None) -> dict:
+    """The naive and classical baselines on the held-out steps the models are scored on.
 
     Parameters
     ----------
@@ -205,49 +236,71 @@ def baselines(task: Task, period=None, detect: bool = False) -> dict:
         Seasonal period in rows; default the task's own (:func:`resolve_period`).
     detect : bool
         Detect a period on the training part when neither is given (``--data``).
+    warmup : int, optional
+        W: only the forecasts made after W true rows are scored (:func:`scored_steps`).
+    fits : Classical, optional
+        The classical forecasts already fitted (:func:`fit_classical`).
 
     Returns
     -------
     dict
-        ``period`` (int or None), ``scale`` (in-sample naive MAE per channel),
-        ``persistence`` and, with a period, ``seasonal``: each ``{"mse", "mae", "mase"}``.
+        ``period`` (int or None), ``warmup``, ``scale`` (in-sample naive MAE per channel),
+        ``persistence``, with a period ``seasonal``, and the classical forecasts of
+        :func:`classical_one_step` (``ar`` with ``orders``, ``var`` with ``order``, ``climatology``,
+        ``anomaly``): each ``{"mse", "mae", "mase"}``; ``classical`` says which ran or why none did.
     """
     m = resolve_period(task, period, detect)
+    W = check_warmup(task, warmup)
+    steps = scored_steps(task, W)
     _, Y = task.eval_set()
+    Y = Y[:, steps]
     scale = task.naive_scale()
-    out = {"period": m, "scale": [float(s) for s in scale], "persistence": scores(persistence(task), Y, scale)}
+    out = {"period": m, "warmup": W, "scale": [float(s) for s in scale],
+           "persistence": scores(persistence(task)[:, steps], Y, scale)}
     if m is not None:
-        out["seasonal"] = scores(seasonal_naive(task, m), Y, scale)
+        out["seasonal"] = scores(seasonal_naive(task, m)[:, steps], Y, scale)
+    forecasts, out["classical"] = classical_one_step(task, W, m, fits)
+    for name, (F, info) in forecasts.items():
+        out[name] = {**scores(F, Y, scale), **info}
     return out
 
 
-def skill(model: Model, task: Task, period=None, base: dict | None = None, detect: bool = False) -> dict:
-    """A model's one-step figures next to the naive baselines.
+BASELINES = ("persistence", "seasonal", "ar", "var", "climatology", "anomaly")  # in the order tables show them
+
+
+def baseline_names(base: dict) -> list[str]:
+    """The baselines present in a :func:`baselines` document, in :data:`BASELINES` order."""
+    return [n for n in BASELINES if n in base]
+
+
+def skill(model: Model, task: Task, period=None, base: dict | None = None, detect: bool = False,
+          warmup=None) -> dict:
+    """A model's one-step figures on the scored steps, next to the baselines.
 
     Parameters
     ----------
     model : Model
         Teacher or student.
     task : Task
-    period, detect
-        As in :func:`baselines` (ignored when ``base`` is given).
+    period, detect, warmup
+        As in :func:`baselines` (ignored when ``base`` is given: its warm-up is used).
     base : dict, optional
         :func:`baselines` of this task, to compute them once for many models.
 
     Returns
     -------
     dict
-        ``mse`` (equal to ``evaluate(model, task)["eval_mse"]``), ``mae``, ``mase``,
-        ``persistence_mse``, ``persistence_mase``, ``vs_persistence`` (MSE ratio, < 1 is better),
-        with a period also ``seasonal_mse``, ``seasonal_mase``, ``vs_seasonal``; ``vs_naive``
-        (ratio to the better baseline), ``period``, and the flags ``beats_persistence`` and
-        ``beats_naive`` (lower MSE than persistence / than every baseline).
+        ``mse`` (:func:`scored_mse`), ``mae``, ``mase``, ``persistence_mse``, ``persistence_mase``,
+        ``vs_persistence`` (MSE ratio, < 1 is better), with a period also ``seasonal_mse``,
+        ``seasonal_mase``, ``vs_seasonal``; ``vs_naive`` (ratio to the better naive forecast),
+        ``vs_best`` and ``best_baseline`` (the baseline of lowest MSE, classical ones included),
+        ``period``, and the flags ``beats_persistence``, ``beats_naive`` and ``beats_best``.
     """
-    base = baselines(task, period, detect) if base is None else base
+    base = baselines(task, period, detect, warmup) if base is None else base
     X, Y = task.eval_set()
+    steps = scored_steps(task, base["warmup"])
     ys, _ = predict(model, X)
-    own = scores(ys, Y, np.asarray(base["scale"]))
-    own["mse"] = predict_mse(model, X, Y)  # the figure evaluate() reports, bit for bit
+    own = scores(ys[:, steps], Y[:, steps], np.asarray(base["scale"]))
     out = {**own, "period": base["period"], "persistence_mse": base["persistence"]["mse"],
            "persistence_mase": base["persistence"]["mase"],
            "vs_persistence": _ratio(own["mse"], base["persistence"]["mse"])}
@@ -259,6 +312,118 @@ def skill(model: Model, task: Task, period=None, base: dict | None = None, detec
     out["vs_naive"] = _ratio(own["mse"], best)
     out["beats_persistence"] = bool(own["mse"] < base["persistence"]["mse"])
     out["beats_naive"] = bool(own["mse"] < best)
+    top = min(baseline_names(base), key=lambda n: base[n]["mse"])
+    out.update(best_baseline=top, vs_best=_ratio(own["mse"], base[top]["mse"]),
+               beats_best=bool(own["mse"] < base[top]["mse"]))
+    return out
+
+
+# ---------------------------------------------------------------- classical baselines
+
+CLASSICAL_ROWS = 2000  # rows of a generated task's training signal the autoregressions are fitted on
+
+
+def training_series(task: Task) -> np.ndarray | None:
+    """One contiguous training series (rows, channels) float64 to fit the classical forecasts on:
+    a series' training part; for sine and multisine the signal from the start of their training
+    span; None for a task that has no such series."""
+    part = task.training_part()
+    if part is not None:
+        return part
+    if isinstance(task, Sine):
+        X, _ = task.signal(np.zeros(1), CLASSICAL_ROWS)
+    elif isinstance(task, MultiSine):
+        X, _ = task.signal(np.zeros(1), max(CLASSICAL_ROWS, int(task.train_span / task.dt)))
+    else:
+        return None
+    return X[0].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Classical:
+    """The classical forecasts of one task, fitted once: per-channel AR, VAR (several channels),
+    climatology (a series with a known period); ``why`` says what could not be fitted."""
+
+    ar: object = None
+    var: object = None
+    clim: np.ndarray | None = None
+    why: str = ""
+
+    def doc(self) -> dict:
+        out = {"fitted": [n for n in ("ar", "var", "climatology") if getattr(self, "clim" if n == "climatology"
+                                                                              else n) is not None]}
+        if self.why:
+            out["not_fitted"] = self.why
+        return out
+
+
+def fit_classical(task: Task, warmup: int, period: int | None) -> Classical:
+    """Fit the classical forecasts on ``task``'s training series. The AR order is chosen by AIC up to
+    min(10 log10(n), W): an autoregression reads no more past than the warm-up gives every forecaster."""
+    from . import classical
+
+    if task.n_in != task.n_out:
+        return Classical(why="the task's inputs are not its previous outputs")
+    train = training_series(task)
+    if train is None:
+        return Classical(why=f"task {task.name} has no training series to fit on")
+    clim = classical.climatology(train, period) if period is not None and isinstance(task, Series) else None
+    try:
+        top = min(classical.default_max_order(len(train)), warmup)
+        ar = classical.fit_ar(train, top)
+        var = classical.fit_var(train, top) if train.shape[1] > 1 else None
+    except classical.NeedsStatsmodels as exc:
+        return Classical(clim=clim, why=str(exc))
+    return Classical(ar, var, clim)
+
+
+def _linear_info(name: str, fit) -> dict:
+    from . import classical
+
+    return {"orders": classical.ar_orders(fit)} if name == "ar" else {"order": fit.order}
+
+
+def classical_one_step(task: Task, warmup: int, period: int | None, fits: Classical | None = None
+                       ) -> tuple[dict[str, tuple[np.ndarray, dict]], dict]:
+    """One-step forecasts of the scored steps' targets by each classical forecast: ``{name: (F, info)}``
+    (F: (N, scored steps, C); info: the AR orders, the VAR order) and the fits' :meth:`Classical.doc`."""
+    from . import classical
+
+    fits = fit_classical(task, warmup, period) if fits is None else fits
+    rows = task.held_out_rows().astype(np.float64)
+    steps = scored_steps(task, warmup)
+    out = {}
+    for name in ("ar", "var"):
+        fit = getattr(fits, name)
+        if fit is not None:
+            out[name] = (fit.one_step(rows, int(steps[0]) + 1), _linear_info(name, fit))
+    if fits.clim is not None:
+        origin = task.eval_starts[:, None] + steps  # absolute row index of x_t
+        out["climatology"] = (classical.climatology_forecast(fits.clim, origin + 1), {"period": period})
+        out["anomaly"] = (classical.anomaly_persistence(fits.clim, rows[:, steps], origin, origin + 1),
+                          {"period": period})
+    return out, fits.doc()
+
+
+def classical_rollout_errors(task: Task, horizon: int, warmup: int, period: int | None,
+                             fits: Classical | None = None) -> dict[str, np.ndarray]:
+    """Squared errors (N, K) of the classical forecasts from the rollouts' origins x_{W-1}."""
+    from . import classical
+
+    fits = fit_classical(task, warmup, period) if fits is None else fits
+    X, target = _targets(task, horizon, warmup)
+    rows = task.held_out_rows().astype(np.float64)
+    out = {}
+    for name in ("ar", "var"):
+        fit = getattr(fits, name)
+        if fit is not None:
+            out[name] = _sq_errors(fit.run_free(rows[:, :warmup], horizon), target)
+    if fits.clim is not None:
+        origin = task.eval_starts[:, None] + warmup - 1
+        index = origin + np.arange(1, horizon + 1)
+        out["climatology"] = _sq_errors(classical.climatology_forecast(fits.clim, index), target)
+        out["anomaly"] = _sq_errors(classical.anomaly_persistence(fits.clim, rows[:, warmup - 1:warmup, :], origin,
+                                                                  index), target)
     return out
 
 
@@ -342,12 +507,13 @@ def rollout_mse(model, task: Task, horizon, warmup=None) -> np.ndarray:
     return rollout_errors(model, task, horizon, warmup).mean(axis=0)
 
 
-def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detect: bool = False
-                            ) -> dict[str, np.ndarray]:
-    """Squared errors (N, K) of the naive forecasts from the same origins as :func:`rollout_errors`.
+def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detect: bool = False,
+                            fits: Classical | None = None) -> dict[str, np.ndarray]:
+    """Squared errors (N, K) of the baselines from the same origins as :func:`rollout_errors`.
 
     ``persistence`` repeats x_{W-1}; ``seasonal`` (with a period m) forecasts x_{W-1+k} by
-    x_{W-1+k-m*ceil(k/m)}, the last observed value in the same phase of the season.
+    x_{W-1+k-m*ceil(k/m)}, the last observed value in the same phase of the season; then the
+    classical forecasts (:func:`classical_rollout_errors`; ``fits`` to reuse fitted ones).
     """
     horizon, warmup = check_horizon(task, horizon, warmup)
     X, target = _targets(task, horizon, warmup)
@@ -359,6 +525,7 @@ def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detec
         k = np.arange(1, horizon + 1)
         j = warmup - 1 + k - m * ((k + m - 1) // m)
         out["seasonal"] = _sq_errors(rows[:, m - 1 + j], target)
+    out.update(classical_rollout_errors(task, horizon, warmup, m, fits))
     return out
 
 

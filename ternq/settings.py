@@ -362,8 +362,16 @@ class RunSettings:
     horizon: int | None = setting(None, "Rollouts of K free-running steps after a warm-up; the MSE per horizon "
                                   "1..K against the naive forecasts [none].", kind="int",
                                   flag="--horizon")
-    warmup: int | None = setting(None, "True steps before a rollout runs free [25, or half a held-out window if "
-                                 "shorter].", kind="int", flag="--warmup")
+    warmup: int | None = setting(None, "True rows that warm the state before the first scored forecast, in every "
+                                 "evaluation: the one-step eval MSE scores the forecasts made after them, rollouts "
+                                 "and baselines start after them [25, or half a held-out window if shorter].",
+                                 kind="int", flag="--warmup")
+    metric: str = setting("scored", "The eval MSE of tables, effects and vs-float ratios: scored (the forecasts "
+                          "after the warm-up) or whole (every step from h_0 = 0, the notes' metric); the other is "
+                          "printed beside it.", choices=("scored", "whole"), flag="--metric")
+    float_reference: bool = setting(True, "Divide vs-float by a float of the student's width trained with the "
+                                    "student's whole budget (main epochs and fine-tune) and schedule kind; off: by "
+                                    "the teacher (faster).", flag="--float-reference")
     period: int | None = setting(None, "Seasonal period in rows for the seasonal naive baseline [the task's: "
                                  "sine 63, ecg 64, sunspots 11, co2 52; none for lorenz, multisine and data "
                                  "files].", kind="int", flag="--period")

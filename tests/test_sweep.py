@@ -103,8 +103,9 @@ def local_sweep(tmp_path_factory):
 def test_local_sweep_cells_equal_factorials(local_sweep, tmp_path, capsys):
     out, doc = local_sweep
     assert [c["name"] for c in doc["cells"]] == ["sine-w4x8-seed-mask", "sine-w4x8-reference-mask"]
-    # one store: the second cell adds its 8 students and its 1+CS per seed (teachers and PTQ+CS are shared)
-    assert len(list((out / "units").glob("*.npz"))) == 2 * (12 + 9)
+    # one store: the second cell adds its 8 students and its 1+CS per seed (teachers, equal-budget floats and
+    # PTQ+CS are shared)
+    assert len(list((out / "units").glob("*.npz"))) == 2 * (14 + 9)
     # a cell is exactly the factorial with the same settings (and its units resume it)
     code, _, _ = cli(["factorial", "--config", QUICK, "--seeds", "0:2", "--out", str(tmp_path), "-q"], capsys)
     assert code == 0
@@ -136,7 +137,7 @@ def test_factorial_scheduler_same_results_json(dask_cluster, tmp_path, capsys):
     assert cli([*base, "--out", str(tmp_path / "local")], capsys)[0] == 0
     assert cli([*base, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address], capsys)[0] == 0
     assert outputs(tmp_path / "local") == outputs(tmp_path / "dask")
-    assert len(list((tmp_path / "dask" / "units").glob("*.npz"))) == 24
+    assert len(list((tmp_path / "dask" / "units").glob("*.npz"))) == 28
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
@@ -166,7 +167,7 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     assert proc.returncode == -signal.SIGKILL and 4 <= kept < 24, proc.stderr.read().decode()
     assert not (out / "sweep.json").exists()
     code, _, err = cli(argv[:-1], capsys)  # the same command (with progress, to see the resume note)
-    assert code == 0 and f"resuming: {kept} of 24 units already done" in err
+    assert code == 0 and f"resuming: {kept} of 28 units already done" in err
     assert outputs(out) == outputs(tmp_path / "ref")
 
 

@@ -264,13 +264,15 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
                    "learning curves (needs matplotlib: ternq[plot]).")
 @apply_options(forecast_options)
 @option(RunSettings, "response")
+@option(RunSettings, "metric")
+@option(RunSettings, "float_reference")
 @force_option
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
               student_epochs, no_gradcheck, plot_dir, force, task_name, data_path, quiet, as_json, response,
-              horizon, warmup, period):
+              horizon, warmup, period, metric, float_reference):
     """Run a two-level design of training recipes and report its effects.
 
     Without --factor: the notes' 2x2x2 (shaped x distill x width) plus coordinate search.
@@ -280,7 +282,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
     chosen = [seed] if seed is not None else seeds
     settings = command_settings(config_path, task_name, data_path, experiment__seeds=chosen, student__mask=mask,
                                 teacher__epochs=teacher_epochs, student__epochs=student_epochs, run__workers=workers,
-                                run__response=response, run__horizon=horizon, run__warmup=warmup, run__period=period)
+                                run__response=response, run__horizon=horizon, run__warmup=warmup, run__period=period,
+                                run__metric=metric, run__float_reference=float_reference)
     if factors or runs is not None:
         try:
             given = tuple(parse_factor(f) for f in factors) if factors else settings.design.factors

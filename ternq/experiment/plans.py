@@ -323,7 +323,9 @@ class Plan:
     """The units of an experiment and where each figure comes from.
 
     ``students[(run, seed)]`` and ``teachers[(run, seed)]`` are the units of a
-    run; ``cs[(source, seed)]`` the coordinate-search rows of a design that has them
+    run, ``references[(run, seed)]`` its equal-budget float (:func:`reference_config`; none when
+    ``settings.run.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of a
+    design that has them
     (source "teacher": PTQ+CS; "config1": CS refining config 1).
     """
 
@@ -335,6 +337,7 @@ class Plan:
     students: dict[tuple[int, int], Unit] = field(default_factory=dict)
     teachers: dict[tuple[int, int], Unit] = field(default_factory=dict)
     cs: dict[tuple[str, int], Unit] = field(default_factory=dict)
+    references: dict[tuple[int, int], Unit] = field(default_factory=dict)
 
     @property
     def units(self) -> list[Unit]:
@@ -353,10 +356,23 @@ class Plan:
                 add(self.teachers[run.index, seed])
             for run in self.runs:
                 add(self.students[run.index, seed])
+            for run in self.runs:
+                if (run.index, seed) in self.references:
+                    add(self.references[run.index, seed])
             for source in ("teacher", "config1"):
                 if (source, seed) in self.cs:
                     add(self.cs[source, seed])
         return out
+
+
+def reference_config(teacher: TeacherConfig, student: StudentConfig) -> TeacherConfig:
+    """The equal-budget float reference of a run: the teacher's optimiser settings at the student's width,
+    trained for the student's whole budget (main epochs and fine-tune) with the student's schedule kind.
+
+    Its seed streams are the teacher's, so where the budgets and schedules agree it is the teacher
+    itself (one unit, one digest).
+    """
+    return replace(teacher, hidden=student.hidden, epochs=student.total_epochs, schedule=student.schedule)
 
 
 def plan(settings: ExperimentSettings) -> Plan:
@@ -379,6 +395,10 @@ def plan(settings: ExperimentSettings) -> Plan:
             sk = words.student_key.format(seed=seed, index=run.index, hidden=run.student.hidden,
                                           S="S" if run.student.shaped else "s", D="D" if run.student.distill else "d")
             p.students[run.index, seed] = Unit("student", sk, seed, task, run.student, (teacher,))
+            if settings.run.float_reference:
+                ref = reference_config(t, run.student)
+                p.references[run.index, seed] = Unit("teacher", f"s{seed}/float-h{ref.hidden}-e{ref.epochs}"
+                                                     f"-{ref.schedule}", seed, task, ref)
         if words.cs:
             lo = settings.widths[0]
             cs: SearchSettings = settings.cs

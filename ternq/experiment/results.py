@@ -7,13 +7,16 @@ import io
 import json
 from pathlib import Path
 
+from ..forecast import baseline_names
 from ..jsonsafe import clean
 from ..model import atomic_write_bytes
 
-CSV_COLUMNS = ["seed", "row", "config", "shaped", "distill", "width", "train_mse", "eval_mse", "ref_mse",
-               "vs_float", "vs_baseline", "zero_share"]
-FORECAST_COLUMNS = ["eval_mae", "mase", "vs_persistence", "vs_naive", "beats_persistence", "rollout_mse_at_horizon",
-                    "passes_persistence", "passes_threshold", "vpt_lyapunov"]  # the naive baselines' and rollouts'
+CSV_COLUMNS = ["seed", "row", "config", "shaped", "distill", "width", "train_mse", "eval_mse", "eval_mse_scored",
+               "eval_mse_whole", "ref_mse", "vs_float", "vs_float_scored", "vs_float_whole", "reference", "vs_baseline",
+               "zero_share"]
+FORECAST_COLUMNS = ["eval_mae", "mase", "vs_persistence", "vs_naive", "beats_persistence", "vs_best", "best_baseline",
+                    "beats_best", "rollout_mse_at_horizon", "rollout_mse_mean", "passes_persistence",
+                    "passes_threshold", "vpt_lyapunov"]  # the naive baselines' and rollouts'
 CSV_COLUMNS += FORECAST_COLUMNS
 
 
@@ -23,7 +26,9 @@ def csv_rows(doc: dict) -> list[dict]:
     general = "runs" in doc
     for s in doc["per_seed"]:
         for t in s["teachers"].values():
-            rows.append({**t, "row": "teacher", "width": t["hidden"], "vs_float": 1.0})
+            rows.append({**t, "row": "teacher", "width": t["hidden"]})
+        for name, t in s.get("references", {}).items():
+            rows.append({**t, "row": name, "width": t["hidden"], "vs_float": 1.0})
         for r in s["runs" if general else "configs"]:
             rows.append({**r, "row": f"run{r['run']}" if general else f"config{r['config']}"})
         for r in s["cs"]:
@@ -33,21 +38,22 @@ def csv_rows(doc: dict) -> list[dict]:
 
 
 def baseline_csv_rows(doc: dict) -> list[dict]:
-    """The naive baselines as CSV rows (no seed: they depend only on the task)."""
+    """The naive and classical baselines as CSV rows (no seed: they depend only on the task); their eval MSE
+    is over the scored steps."""
     fc = doc.get("forecast")
     if not fc:
         return []
     base = fc["baselines"]
     hz = base.get("horizon")
     rows = []
-    for name in ("persistence", "seasonal"):
-        if name in base:
-            b = base[name]
-            row = {"seed": "", "row": name, "eval_mse": b["mse"], "eval_mae": b["mae"], "mase": b["mase"],
-                   "vs_persistence": b["vs_persistence"], "vs_naive": b["vs_naive"]}
-            if hz is not None:
-                row.update(rollout_mse_at_horizon=hz["mse"][name][-1], **hz["summary"][name])
-            rows.append(row)
+    for name in baseline_names(base):
+        b = base[name]
+        row = {"seed": "", "row": name, "eval_mse": b["mse"], "eval_mse_scored": b["mse"], "eval_mae": b["mae"],
+               "mase": b["mase"], "vs_persistence": b["vs_persistence"], "vs_naive": b["vs_naive"]}
+        if hz is not None:
+            row.update(rollout_mse_at_horizon=hz["mse"][name][-1], rollout_mse_mean=sum(hz["mse"][name]) / len(
+                hz["mse"][name]), **hz["summary"][name])
+        rows.append(row)
     return rows
 
 

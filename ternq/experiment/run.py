@@ -75,7 +75,7 @@ def forecast_of(settings: ExperimentSettings, task=None) -> ForecastSettings:
     r = settings.run
     task = task or settings_task(settings)
     try:
-        fs = ForecastSettings(r.horizon, r.warmup, r.period).checked(task)
+        fs = ForecastSettings(r.horizon, r.warmup, r.period, r.metric).checked(task)
         return fs.for_response(r.response).checked(task)
     except ValueError as exc:
         raise SettingsError("run", str(exc)) from None

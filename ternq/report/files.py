@@ -51,6 +51,10 @@ def forecast_models_of(plan, results: dict, seed: int) -> dict:
         u = plan.teachers[run.index, seed]
         name = plan.words.teacher.format(hidden=u.hidden, key=u.key.split("/", 1)[1])
         out.setdefault(plan.words.teacher_label.format(name=name), results[u.digest][1])
+    for run in plan.runs:
+        r = plan.references.get((run.index, seed))
+        if r is not None and r.digest != plan.teachers[run.index, seed].digest:
+            out.setdefault(r.key.split("/", 1)[1], results[r.digest][1])
     return out
 
 
