@@ -213,11 +213,20 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     return hs.copy_to_host(), ys.copy_to_host()
 
 
+# Lane fields of the recipes, which the GPU kernels do not run (the CPU's batched kernel does)
+_RECIPE_FIELDS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
+                  "beta_schedule", "progressive", "row_rank", "finetune_epochs", "finetune_lr")
+
+
+def _same_value(a, b) -> bool:
+    return (a is None and b is None) if (a is None or b is None) else bool(np.all(np.asarray(a) == np.asarray(b)))
+
+
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
                 student: bool, teacher: np.ndarray | None = None, threads: int | None = None):
     """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
     :class:`ternq.multi.BatchResult`, the same bits."""
-    from .multi import BatchResult
+    from .multi import BatchResult, Lane
     from .train import DT, MASKS, SCHEDULES
 
     n_in, hidden, n_out = (int(d) for d in dims)
@@ -227,12 +236,18 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     M, E = theta.shape[0], np.shape(X)[1]
     if len(lanes) != M:
         raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
+    neutral = Lane()
     for lane in lanes:
+        recipe = [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))]
+        if recipe:
+            raise ValueError(f"the GPU trains the notes' protocol only; this lane sets {', '.join(recipe)}")
         if lane.schedule not in SCHEDULES or (lane.mask is not None and lane.mask not in MASKS):
             raise ValueError(f"unknown schedule or mask: {lane.schedule!r}, {lane.mask!r}")
         if lane.distill and not student:
             raise ValueError("only students distill")
-    res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64))
+    # the notes' protocol leaves no per-row state (the recipes' thresholds stay zero, as on the CPU)
+    res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
+                      np.zeros((M, n_scales(hidden, n_out)), np.float32))
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
                  np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
                  lr=[ln.lr for ln in lanes], lr_min=[ln.lr_min for ln in lanes],

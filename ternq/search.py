@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels.cell import _forward, n_params, unpack, work
+from .kernels.cell import forward_pass, n_params, unpack, work
 from .model import Model, student_from
 from .rng import stream
 from .settings import SearchSettings
@@ -39,7 +39,7 @@ def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
     wk = work(B, 0, n_in, hidden, n_out, p)
 
     def sse() -> float:
-        _forward(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT, wk)
+        forward_pass(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT, wk)
         return float(np.sum((ys - target) ** 2))
 
     W, _, _, Wout, _ = unpack(p, n_in, hidden, n_out)

@@ -25,8 +25,10 @@ from .kernels.loop import (
     BETA_LINEAR,
     LR_CONSTANT,
     LR_COSINE,
+    OUTPUT_1_MINUS_ALPHA,
+    OUTPUT_ONE,
 )
-from .kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, SCALE_ABSMEAN, SCALE_LEARNED, SCALE_LSQ, SCALE_TWN
+from .kernels.ternary import MASK_NONE, MASK_NOTES, MASK_REFERENCE, SCALE_ABSMEAN, SCALE_LEARNED, SCALE_LSQ, SCALE_TWN
 
 # Upper bounds: far above any useful run, low enough that a typo fails in one line instead of in the allocator.
 MAX_HIDDEN = 4096
@@ -38,13 +40,13 @@ MAX_WORKERS = 1024
 
 # The names a setting may take, and the kernel's code for each.
 SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
-MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE, "none": MASK_NONE}
+MASKS = {"seed": MASK_NOTES, "reference": MASK_REFERENCE, "none": MASK_NONE}
 ALPHA_SCHEDULES = {"linear": ALPHA_LINEAR, "constant": ALPHA_CONSTANT, "falling": ALPHA_FALLING,
                    "early": ALPHA_EARLY}
 BETA_SCHEDULES = {"linear": BETA_LINEAR, "geometric": BETA_GEOMETRIC, "cosine": BETA_COSINE}
 SCALE_MODES = {"learned": SCALE_LEARNED, "lsq": SCALE_LSQ, "absmean": SCALE_ABSMEAN, "twn": SCALE_TWN}
 HIDDEN_MATCHING = ("raw", "normalised")
-OUTPUT_WEIGHTS = ("1-alpha", "1")
+OUTPUT_WEIGHTS = {"1-alpha": OUTPUT_1_MINUS_ALPHA, "1": OUTPUT_ONE}
 
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0"}

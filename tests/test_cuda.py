@@ -16,8 +16,12 @@ from numba import config  # noqa: E402
 from ternq import gpu  # noqa: E402
 from ternq.kernels import multi as KM  # noqa: E402
 from ternq.kernels.cell import mse, n_params  # noqa: E402
+from ternq.kernels.loop import select  # noqa: E402
 from ternq.kernels.rollout import rollout  # noqa: E402
-from ternq.kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, n_scales  # noqa: E402
+from ternq.kernels.ternary import MASK_NONE, MASK_NOTES, MASK_REFERENCE, n_scales  # noqa: E402
+from ternq.multi import Lane  # noqa: E402
+from ternq.settings import MASKS, SCHEDULES  # noqa: E402
+from ternq.train import loop_of  # noqa: E402
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 ON_DEVICE = SIMULATED or gpu.available()
@@ -82,27 +86,30 @@ def _both(student, settings, teacher=None, big_lr=False, threads=THREADS):
                      losses=g_l, mses=g_s, bad=g_bad, threads=threads, **settings)
     gpu.train_epochs(g_theta, g_m, g_v, X, Y, data, 1, E, E, N_IN, H, N_OUT, DT, student, teacher=teacher,
                      losses=g_l, mses=g_s, bad=g_bad, threads=threads, **settings)
-    # CPU, model index last, M padded to the kernel's lanes
+    # CPU: the batched kernel on the same models, M padded to whole vectors of its lanes
+    kinds = {v: k for k, v in SCHEDULES.items()}
+    masks = {v: k for k, v in MASKS.items() if v != MASK_NONE}
+    lanes = []
+    for k in range(M):
+        one = {name: v[k] for name, v in settings.items()}
+        extra = {}
+        if student:
+            extra = dict(mask=masks.get(int(one["mask_kind"])), beta=(one["beta0"], one["beta1"]),
+                         alpha=(one["alpha0"], one["alpha1"]), distill=bool(one["distill"]))
+        lanes.append(Lane(float(one["lr"]), float(one["lr_min"]), kinds[int(one["lr_kind"])], float(one["clip"]),
+                          **extra))
     Mp = -(-M // KM.LANES) * KM.LANES
     pad = np.concatenate([np.arange(M), np.zeros(Mp - M, int)])
-    c_theta = np.ascontiguousarray(theta[pad].T)
+    loop = select(loop_of(lanes, (N_IN, H, N_OUT), E, student), pad)
+    c_theta = np.ascontiguousarray(theta[pad])
     c_m, c_v = np.zeros_like(c_theta), np.zeros_like(c_theta)
-    fset = np.zeros((KM.N_FSET, Mp))
-    iset = np.zeros((KM.N_ISET, Mp), np.int64)
-    s = {k: v[pad] for k, v in settings.items()}
-    fset[KM.F_LR], fset[KM.F_LR_MIN], fset[KM.F_CLIP] = s["lr"], s["lr_min"], s["clip"]
-    iset[KM.I_LR_KIND] = s["lr_kind"]
-    if student:
-        fset[KM.F_BETA0], fset[KM.F_BETA1] = s["beta0"], s["beta1"]
-        fset[KM.F_ALPHA0], fset[KM.F_ALPHA1] = s["alpha0"], s["alpha1"]
-        iset[KM.I_MASK], iset[KM.I_DISTILL] = s["mask_kind"], s["distill"]
-    c_teacher = np.ascontiguousarray(teacher[pad].T) if teacher is not None else np.zeros((1, Mp), np.float32)
+    c_teacher = np.ascontiguousarray(teacher[pad].T) if teacher is not None else np.zeros((0, Mp), np.float32)
+    c_thr = np.zeros((Mp, n_scales(H, N_OUT)), np.float32)
     c_l, c_s = np.full((E, Mp), np.nan), np.full((E, Mp), np.nan)
     c_bad = np.full(Mp, -1, np.int64)
-    KM.train_epochs(c_theta, c_m, c_v, X, Y, data[pad], 0, E, E, N_IN, H, N_OUT, DT, student, fset, iset,
-                    c_teacher, c_l, c_s, c_bad)
+    KM.train_epochs(c_theta, c_m, c_v, X, Y, data[pad], 0, E, loop, c_teacher, c_thr, c_l, c_s, c_bad)
     gpu_res = (g_theta, g_m, g_v, g_l, g_s, g_bad)
-    cpu_res = (c_theta.T[:M], c_m.T[:M], c_v.T[:M], c_l.T[:M], c_s.T[:M], c_bad[:M])
+    cpu_res = (c_theta[:M], c_m[:M], c_v[:M], c_l.T[:M], c_s.T[:M], c_bad[:M])
     return gpu_res, cpu_res
 
 
@@ -128,7 +135,7 @@ def test_teachers_bit_identical_to_the_cpu():
 def test_students_every_mask_and_distillation_bit_identical_to_the_cpu():
     rng = np.random.default_rng(3)
     teacher = _theta(rng, False)
-    settings = dict(TEACHERS, mask_kind=[MASK_NONE, MASK_SEED, MASK_REFERENCE, MASK_SEED],
+    settings = dict(TEACHERS, mask_kind=[MASK_NONE, MASK_NOTES, MASK_REFERENCE, MASK_NOTES],
                     distill=[False, True, False, True], alpha0=0.3, alpha1=0.8, beta0=[1.0, 2.0, 3.0, 2.0],
                     beta1=[5.0, 8.0, 6.0, 2.0])
     g, c = _both(True, settings, teacher=teacher, threads=THREADS or 96)  # 96: several units per thread

@@ -30,7 +30,6 @@ from ..train import (
     Progress,
     StudentConfig,
     TeacherConfig,
-    batchable,
     evaluate,
     train_student,
     train_teacher,
@@ -175,7 +174,7 @@ def search_figures(start: Model, model: Model, res: SearchResult, task: Task) ->
     return fig
 
 
-def _own(model: Model) -> Model:
+def own(model: Model) -> Model:
     """A private, writable, contiguous float32 copy: models that came over the wire may be read-only,
     and a read-only array is another type to Numba (a fresh compile, not the cached kernel)."""
     m = model.copy()
@@ -218,12 +217,12 @@ def _keep_curve(model: Model, hist: History) -> None:
 
 def batch_key(unit: Unit) -> tuple | None:
     """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
-    width, epochs and batch size; ``None`` for a unit that trains alone (a coordinate search, or a student
-    using a recipe the batched kernel does not have: :func:`ternq.train.batchable`)."""
-    if unit.kind not in ("teacher", "student") or not batchable(unit.config):
+    width, epochs (the fine-tune's too) and batch size; ``None`` for a unit that trains alone (a coordinate
+    search)."""
+    if unit.kind not in ("teacher", "student"):
         return None
     c = unit.config
-    return unit.kind, unit.task, c.hidden, c.epochs, c.batch
+    return unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), c.batch
 
 
 def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None
@@ -269,7 +268,7 @@ def run_group(units: list[Unit], deps: dict[str, Model],
     batched call (:func:`run_batch`); any other group runs unit by unit. Either way
     every unit's result is the same bits.
     """
-    mine = {d: _own(m) for d, m in deps.items()}
+    mine = {d: own(m) for d, m in deps.items()}
     if len(units) > 1 and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1:
         return run_batch(units, mine, progress)
     return [run_unit(u, mine, (progress or {}).get(u.digest)) for u in units]

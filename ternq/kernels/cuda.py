@@ -22,8 +22,8 @@ effective parameters (M, Pe) in the cell's flat layout; per-model work arrays (M
 import numpy as np
 from numba import config, cuda
 
-from .cell import _C1, _C2, _LOG2E, _P, TAU_EPS, n_params
-from .ternary import MASK_NONE, MASK_SEED, SCALE_MIN
+from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params
+from .ternary import MASK_NONE, MASK_NOTES, SCALE_MIN
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 
@@ -39,8 +39,8 @@ MAX_REGISTERS = 32
 UNITS_PER_THREAD = 16
 
 _f32 = np.float32
-_LOG2E32, _C132, _C232 = _f32(_LOG2E), _f32(_C1), _f32(_C2)
-_P0, _P1, _P2, _P3, _P4, _P5 = (_f32(c) for c in _P)
+_LOG2E32, _C132, _C232 = _f32(EXP_LOG2E), _f32(EXP_C1), _f32(EXP_C2)
+_P0, _P1, _P2, _P3, _P4, _P5 = (_f32(c) for c in EXP_POLY)
 _ONE, _HALF, _ZERO = _f32(1.0), _f32(0.5), _f32(0.0)
 _BIG, _KMIN = _f32(80.0), _f32(-126.0)
 _EPS = _f32(TAU_EPS)
@@ -204,7 +204,7 @@ def _mask(w, s, beta, kind):
     if kind == MASK_NONE:
         return 1.0
     a = abs(_ddiv(np.float64(w), np.float64(s)))
-    if kind == MASK_SEED:
+    if kind == MASK_NOTES:
         t = min(max(_dadd(_dmul(_dadd(a, -0.5), beta), 0.5), 0.0), 1.0)
         return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
     x = min(max(_dmul(beta, abs(_dadd(a, -_dfloor(_dadd(a, 0.5))))), 0.0), 1.0)

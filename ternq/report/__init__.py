@@ -56,9 +56,8 @@ def print_json(obj) -> None:
 def kernels_compiled() -> bool:
     """Whether the training loop is compiled, here or in Numba's cache (else the first call compiles)."""
     from ..kernels import loop
-    from ..kernels.cache import compiled
 
-    return compiled(loop.train_recipe, np.float32)
+    return loop.compiled(np.float32)
 
 
 @contextmanager
