@@ -77,6 +77,8 @@ def _vec(x, M: int, dtype, name: str) -> np.ndarray:
 
 
 def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
+    if threads is None and K.SIMULATED:  # the simulator runs each thread in Python: the fewest that fit
+        threads = -(-B * hidden // K.UNITS_PER_THREAD)
     nt = (K.THREADS_FEW if M < K.FEW_MODELS else K.THREADS) if threads is None else int(threads)
     if nt < 1 or nt > 1024:
         raise ValueError("threads must be in 1..1024")
@@ -220,6 +222,14 @@ _RECIPE_FIELDS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_u
 
 def _same_value(a, b) -> bool:
     return (a is None and b is None) if (a is None or b is None) else bool(np.all(np.asarray(a) == np.asarray(b)))
+
+
+def trains(lane) -> bool:
+    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): no recipe settings."""
+    from .multi import Lane
+
+    neutral = Lane()
+    return all(_same_value(getattr(lane, k), getattr(neutral, k)) for k in _RECIPE_FIELDS)
 
 
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,

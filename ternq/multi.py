@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -262,8 +262,24 @@ def _check_errors(errors: str) -> None:
         raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def _on(device: str) -> Callable:
+    """The batch trainer of ``device``: :func:`train_batch`, or the GPU's drop-in (which reports no progress)."""
+    if device == "cpu":
+        return train_batch
+    if device != "cuda":
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    from . import gpu
+
+    def on_gpu(theta, X, Y, data, dims, lanes, *, student, teacher=None, progress=None):
+        return gpu.train_batch(theta, X, Y, data, dims, lanes, student=student, teacher=teacher)
+    return on_gpu
+
+
 def train_teachers(task: Task, cfgs: TeacherConfig | Sequence[TeacherConfig], seeds: Sequence[int],
-                   progress: Progress | None = None, errors: str = "raise") -> list:
+                   progress: Progress | None = None, errors: str = "raise", device: str = "cpu") -> list:
     """Train float teachers together; model k is bit-identical to ``train_teacher(task, cfgs[k], seeds[k])``.
 
     Parameters
@@ -279,6 +295,9 @@ def train_teachers(task: Task, cfgs: TeacherConfig | Sequence[TeacherConfig], se
     errors : {"raise", "return"}
         On a model's divergence: raise its :class:`DivergedError` (after the batch ran),
         or return the error in that model's place.
+    device : {"cpu", "cuda"}
+        Where the batch trains: "cuda" is one launch of :func:`ternq.gpu.train_batch` (the same bits; no
+        progress reports; refused for recipe settings).
 
     Returns
     -------
@@ -292,13 +311,14 @@ def train_teachers(task: Task, cfgs: TeacherConfig | Sequence[TeacherConfig], se
     models = [init_teacher(H, stream(s, "teacher-init", H), task.n_in, task.n_out) for s in seeds]
     X, Y, data = _data(task, seeds, "teacher-data", cfgs[0], H)
     lanes = [Lane.of(c) for c in cfgs]
-    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=False,
+    res = _on(device)(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=False,
                       progress=progress)
     return _results(models, res, cfgs, seeds, task, errors, lanes)
 
 
 def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentConfig | Sequence[StudentConfig],
-                   seeds: Sequence[int], progress: Progress | None = None, errors: str = "raise") -> list:
+                   seeds: Sequence[int], progress: Progress | None = None, errors: str = "raise",
+                   device: str = "cpu") -> list:
     """Train hard-ternary students together; model k is bit-identical to
     ``train_student(teachers[k], task, cfgs[k], seeds[k])``.
 
@@ -313,7 +333,7 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
         the same ``hidden``, ``epochs``, ``finetune_epochs`` and ``batch``.
     seeds : sequence of int
         Each student's seed (its data stream: students of one seed share their sequences).
-    progress, errors
+    progress, errors, device
         As in :func:`train_teachers`.
 
     Returns
@@ -337,6 +357,6 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
     X, Y, data = _data(task, seeds, "student-data", cfgs[0], None)
     tp = np.stack([t.params() for t in teachers])
     lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
-    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=True,
+    res = _on(device)(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=True,
                       teacher=tp, progress=progress)
     return _results(models, res, cfgs, seeds, task, errors, lanes)

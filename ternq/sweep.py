@@ -165,7 +165,7 @@ def cell_summary(cell: GridCell, doc: dict) -> dict:
                        "undecided": [c["item"] for c in doc["checklist"] if c["ok"] is None]}}
 
 
-def run_sweep(sweep: Sweep, out_dir: str | Path, client=None, workers: int | None = None,
+def run_sweep(sweep: Sweep, out_dir: str | Path, client=None, workers: int | None = None, device: str | None = None,
               check_gradients: bool = True, check_reproducible: bool = True, force: bool = False,
               warn: Warn = stderr_warn, on_resume: Callable[[int, int], None] | None = None,
               on_start: OnStart | None = None,
@@ -175,7 +175,7 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, client=None, workers: int | Non
     :func:`~ternq.experiment.run.run`'s."""
     out = Path(out_dir)
     cells = sweep.cells()
-    outcome = run([Cell(c.name, c.settings) for c in cells], out, workers=workers, client=client,
+    outcome = run([Cell(c.name, c.settings) for c in cells], out, workers=workers, device=device, client=client,
                   check_gradients=check_gradients, check_reproducible=check_reproducible, force=force, warn=warn,
                   on_resume=on_resume, on_start=on_start, on_done=on_done)
     summaries = [cell_summary(c, r.doc) for c, r in zip(cells, outcome.cells, strict=True)]

@@ -13,7 +13,7 @@ from ..experiment.execute import obtain
 from ..experiment.forecasting import model_forecasts
 from ..experiment.plans import DesignSettings, parse_factor
 from ..experiment.results import split_timing
-from ..experiment.run import Cell, GradientCheckError, forecast_of, run
+from ..experiment.run import Cell, GradientCheckError, check_device, forecast_of, run
 from ..experiment.store import Store, cache_dir
 from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
@@ -254,6 +254,7 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
               help="Write results.json, results.csv, timing.json and the models here; each finished training is "
                    "kept in OUT/units at once, and rerunning the same command resumes from them.")
 @option(RunSettings, "workers")
+@option(RunSettings, "device")
 @scheduler_option
 @option(StudentSettings, "mask")
 @option(TeacherSettings, "epochs", "--teacher-epochs", "teacher_epochs")
@@ -270,7 +271,7 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
 @task_option
 @quiet_option
 @json_option
-def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
+def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, device, scheduler, mask, teacher_epochs,
               student_epochs, no_gradcheck, plot_dir, force, task_name, data_path, quiet, as_json, response,
               horizon, warmup, period, metric, float_reference):
     """Run a two-level design of training recipes and report its effects.
@@ -282,6 +283,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
     chosen = [seed] if seed is not None else seeds
     settings = command_settings(config_path, task_name, data_path, experiment__seeds=chosen, student__mask=mask,
                                 teacher__epochs=teacher_epochs, student__epochs=student_epochs, run__workers=workers,
+                                run__device=device,
                                 run__response=response, run__horizon=horizon, run__warmup=warmup, run__period=period,
                                 run__metric=metric, run__float_reference=float_reference)
     if factors or runs is not None:
@@ -293,6 +295,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         except SettingsError as exc:
             raise InputError(f"design: {exc}") from None
     forecast_settings(settings, command_task(settings))  # a bad task, file or horizon: one line, before anything
+    check_device(settings.run.device)
     if plot_dir is not None:
         try:
             import matplotlib  # noqa: F401
@@ -330,4 +333,5 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
         report.out.print(table)
     t = doc["timing"]
     report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
-                     f"{t['training_s']:.2f} s on {t['workers']} workers)" + (f"; results in {out}" if out else ""))
+                     f"{t['training_s']:.2f} s on {t['workers']} workers"
+                     + (", GPU" if t.get("device") == "cuda" else "") + ")" + (f"; results in {out}" if out else ""))

@@ -9,7 +9,7 @@ import click
 
 from .. import config, report, settings
 from ..experiment.execute import CONNECT_TIMEOUT, WORKERS_TIMEOUT
-from ..experiment.run import GradientCheckError
+from ..experiment.run import GradientCheckError, check_device
 from . import InputError, cli
 from .options import check_writable, json_option, quiet_option
 
@@ -112,11 +112,12 @@ def warn_worse(worse: list, total: int) -> None:
 @click.option("--seeds", default=None, help="Replace the file's seeds: a count N (0..N-1) or a range A:B.")
 @scheduler_option
 @settings.option(settings.RunSettings, "workers")
+@settings.option(settings.RunSettings, "device")
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @force_option
 @quiet_option
 @json_option
-def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, quiet, as_json):
+def sweep(config_path, out_dir, seeds, scheduler, workers, device, no_gradcheck, force, quiet, as_json):
     """Run a grid of factorials (seeds x tasks x widths x configurations), resumable, locally or on Dask."""
     from ..sweep import load_sweep, run_sweep
 
@@ -127,10 +128,12 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
         spec.cells()
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
+    check_device(device or spec.base.run.device)
     out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
     with cluster(scheduler) as client, report.progress(not quiet) as p:
         try:
-            doc, outcome = run_sweep(spec, out, client=client, workers=workers, check_gradients=not no_gradcheck,
+            doc, outcome = run_sweep(spec, out, client=client, workers=workers, device=device,
+                                   check_gradients=not no_gradcheck,
                             force=force, warn=warn, **follow(p, quiet, "sweep", out / "units"))
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..model import Model
-from .units import Result, Unit, batch_key, own, run_group, versions
+from .units import Result, Unit, batch_key, on_gpu, own, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
@@ -102,11 +102,11 @@ class Dask:
         self._token = uuid.uuid4().hex[:8]
         self._finished = None  # a distributed.as_completed over every submitted task
 
-    def submit(self, fn, units, deps, progress=None):
+    def submit(self, fn, units, deps, progress=None, device="cpu"):
         from distributed import as_completed
 
         key = f"ternq-{units[0].key.replace('/', '-')}-{units[0].digest[:10]}-{self._token}"
-        fut = self.client.submit(fn, units, deps, None, pure=False, key=key)
+        fut = self.client.submit(fn, units, deps, None, device, pure=False, key=key)
         if self._finished is None:
             self._finished = as_completed([fut], loop=self.client.loop)
         else:
@@ -140,7 +140,7 @@ def singletons(ready: list[Unit]) -> list[list[Unit]]:
 BATCHING = "auto"  # how batches() groups by default: "auto", "always" or "never" (results are the same bits)
 
 
-def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
+def batches(ready: list[Unit], mode: str | None = None, device: str = "cpu") -> list[list[Unit]]:
     """Ready trainings that can share a compiled call (:func:`ternq.experiment.units.batch_key`) in groups
     of :data:`ternq.multi.BATCH_MIN` to :data:`ternq.multi.BATCH_MAX`; anything else one per group.
 
@@ -148,7 +148,9 @@ def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
     width (:func:`ternq.multi.batch_min`: fewer are slower batched than one by one) once
     the batched kernel is compiled, and before that (a first run) only full groups of
     BATCH_MAX, the only ones that repay compiling it; "always" batches from BATCH_MIN
-    at any width; "never" is :func:`singletons`. Groups come costliest first.
+    at any width; "never" is :func:`singletons`. With ``device`` "cuda", every ready training
+    of one key that the GPU runs (:func:`ternq.experiment.units.on_gpu`) is one group, of any
+    size (one launch), whatever the mode. Groups come costliest first.
     Results are the same bits whatever the grouping.
     """
     from .. import multi
@@ -156,11 +158,19 @@ def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
     mode = mode or BATCHING
     if mode not in ("auto", "always", "never"):
         raise ValueError(f"batching mode must be auto, always or never, not {mode!r}")
+    groups = []
+    if device == "cuda":
+        launches: dict = {}
+        for u in ready:
+            if batch_key(u) is not None and on_gpu(u):
+                launches.setdefault(batch_key(u), []).append(u)
+        groups = list(launches.values())
+        taken = {u.digest for g in groups for u in g}
+        ready = [u for u in ready if u.digest not in taken]
     if mode == "never":
-        return singletons(ready)
+        return sorted(groups + singletons(ready), key=lambda g: -sum(u.cost() for u in g))
     compiled = mode == "always" or multi.compiled()
     buckets: dict = {}
-    groups = []
     for u in ready:
         key = batch_key(u)
         if key is None:
@@ -177,7 +187,7 @@ def batches(ready: list[Unit], mode: str | None = None) -> list[list[Unit]]:
 
 def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None = None,
             on_start: OnStart | None = None, on_done: OnDone | None = None,
-            group: Callable[[list[Unit]], list[list[Unit]]] = batches) -> dict[str, Result]:
+            group: Callable[..., list[list[Unit]]] = batches, device: str = "cpu") -> dict[str, Result]:
     """Run ``units`` (each digest once) on ``backend``, each as soon as its dependencies are done.
 
     Parameters
@@ -195,7 +205,9 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
         (also for a unit whose digest another unit of the list already ran).
     group : callable
         Splits the ready units into the groups given to one :func:`run_group` call
-        [default: :func:`batches`, same-shaped trainings together].
+        [default: :func:`batches`, same-shaped trainings together]; called as ``group(ready, device=device)``.
+    device : {"cpu", "cuda"}
+        Where the trainings the GPU kernels run go (:func:`ternq.experiment.units.run_group`); the same bits.
 
     Returns
     -------
@@ -243,13 +255,13 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
         while pending or running:
             ready = sorted((unit_of(d) for d in pending if all(x.digest in results for x in unit_of(d).deps)),
                            key=lambda u: -u.cost())
-            for g in group(ready)[: max(0, backend.capacity - len(running))]:
+            for g in group(ready, device=device)[: max(0, backend.capacity - len(running))]:
                 for u in g:
                     del pending[u.digest]
                 deps = {x.digest: results[x.digest][1] for u in g for x in u.deps}
                 progress = ({u.digest: cancellable(stop, on_start(u) if on_start else None) for u in g}
                             if backend.local else None)
-                running[backend.submit(run_group, g, deps, progress)] = g
+                running[backend.submit(run_group, g, deps, progress, device)] = g
             if not running:
                 raise RuntimeError("unsatisfiable dependencies: " + ", ".join(unit_of(d).key for d in pending))
             for fut in backend.wait(running):

@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..gpu import available as gpu_available
 from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
 from ..settings import SettingsError
@@ -121,8 +122,10 @@ def document(p: Plan, results: dict[str, Result], grad_err: float | None = None,
              reproducible: bool | None = None, forecast: ForecastSettings | None = None) -> dict:
     """The results document (without timing): what was run, on what, with which code, and the summary."""
     doc = summarize(p, results, grad_err, reproducible, p.settings.run.response, forecast)
+    settings = p.settings.to_dict()
+    del settings["run"]["device"]  # the results are the same bits on either; timing.json says where they ran
     return {"ternq": "factorial", "version": RESULTS_VERSION, "task": settings_task(p.settings).describe(),
-            "settings": p.settings.to_dict(), "versions": versions(), **doc}
+            "settings": settings, "versions": versions(), **doc}
 
 
 def claim_settings(cells: list[Cell]):
@@ -136,7 +139,18 @@ def claim_settings(cells: list[Cell]):
     return [{"cell": c.name, "settings": units_of(c.settings)} for c in cells]
 
 
-def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | None = None, client=None,
+def check_device(device: str) -> str:
+    """``device``, or :class:`ternq.settings.SettingsError` where it is unknown or "cuda" finds no usable GPU."""
+    if device not in ("cpu", "cuda"):
+        raise SettingsError("device", f"must be cpu or cuda, not {device!r}")
+    if device == "cuda" and not gpu_available():
+        raise SettingsError("device", "cuda needs numba-cuda (pip install 'ternq[cuda]') and an NVIDIA GPU; "
+                                      "none is usable here")
+    return device
+
+
+def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | None = None,
+        device: str | None = None, client=None,
         check_gradients: bool = True, check_reproducible: bool = True, check_memory: bool = True,
         force: bool = False, warn: Warn = stderr_warn, on_resume: Callable[[int, int], None] | None = None,
         on_start: OnStart | None = None, on_done: Callable[[Unit, dict], None] | None = None) -> Outcome:
@@ -150,6 +164,9 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
         The output folder (locked while running; see the module docstring).
     workers : int, optional
         Local trainings at once (threads; results do not depend on it) [the first cell's ``run.workers``].
+    device : {"cpu", "cuda"}, optional
+        Where the trainings the GPU kernels run go (results do not depend on it) [the first cell's
+        ``run.device``]; "cuda" without a usable GPU raises :class:`ternq.settings.SettingsError` at once.
     client : distributed.Client, optional
         Run the units on this Dask cluster instead.
     check_gradients, check_reproducible : bool
@@ -164,6 +181,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
 
     t0 = time.perf_counter()
     workers = workers or cells[0].settings.run.workers
+    device = check_device(device or cells[0].settings.run.device)
     plans = [plan(c.settings) for c in cells]
     forecasts = [forecast_of(c.settings) for c in cells]
     if check_memory and client is None:
@@ -218,7 +236,8 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
             with ThreadPoolExecutor(max_workers=1) as side:
                 pending = side.submit(checks)
                 try:
-                    results = execute(units, backend, done=done, on_start=on_start, on_done=finished)
+                    results = execute(units, backend, done=done, on_start=on_start, on_done=finished,
+                                      device=device)
                 except BaseException:
                     stop.set()  # the rerun ends at its next progress report
                     raise
@@ -231,7 +250,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
             backend.close()
         t_train = time.perf_counter() - t0
         timing.update(training_s=t_train, total_s=time.perf_counter() - t0,
-                      workers=f"{backend.workers} Dask" if client is not None else workers)
+                      workers=f"{backend.workers} Dask" if client is not None else workers, device=device)
         timing.setdefault("gradcheck_s", 0.0)
         out_cells = []
         for c, p, fs in zip(cells, plans, forecasts, strict=True):
@@ -247,12 +266,13 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
     return Outcome(out_cells, worse, distinct, resumed, timing)
 
 
-def run_experiment(settings: ExperimentSettings, workers: int | None = None, client=None,
+def run_experiment(settings: ExperimentSettings, workers: int | None = None, device: str | None = None, client=None,
                    check_gradients: bool = True, check_reproducible: bool = True,
                    out_dir: str | Path | None = None, **events) -> tuple[dict, Plan, dict[str, Result]]:
     """Run the experiment of ``settings`` (one cell); return its results document, its plan and every result by
     digest. Arguments as :func:`run`'s."""
-    outcome = run([Cell("", settings)], out_dir, workers=workers, client=client, check_gradients=check_gradients,
+    outcome = run([Cell("", settings)], out_dir, workers=workers, device=device, client=client,
+                  check_gradients=check_gradients,
                   check_reproducible=check_reproducible, **events)
     c = outcome.cells[0]
     return c.doc, c.plan, c.results

@@ -225,10 +225,19 @@ def batch_key(unit: Unit) -> tuple | None:
     return unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), c.batch
 
 
-def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None
-              ) -> list[Result]:
-    """Train units of one :func:`batch_key` together (one SIMD lane per model); each result is the
-    same bits as :func:`run_unit`'s. A unit's ``seconds`` is its share of the batch and its own figures."""
+def on_gpu(unit: Unit) -> bool:
+    """Whether the GPU kernels can train ``unit``: a teacher, or a student without recipe settings."""
+    from ..gpu import trains
+    from ..train import Lane
+
+    return unit.kind == "teacher" or (unit.kind == "student" and trains(Lane.of(unit.config)))
+
+
+def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None,
+              device: str = "cpu") -> list[Result]:
+    """Train units of one :func:`batch_key` together (one SIMD lane per model, or on ``device`` "cuda" one
+    GPU launch); each result is the same bits as :func:`run_unit`'s. A unit's ``seconds`` is its share of
+    the batch and its own figures."""
     from .. import multi
 
     key = batch_key(units[0])
@@ -244,10 +253,10 @@ def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Cal
     t0 = time.perf_counter()
     cfgs, seeds = [u.config for u in units], [u.seed for u in units]
     if key[0] == "teacher":
-        pairs = multi.train_teachers(task, cfgs, seeds, report if calls else None)
+        pairs = multi.train_teachers(task, cfgs, seeds, report if calls else None, device=device)
     else:
         pairs = multi.train_students([deps[u.deps[0].digest] for u in units], task, cfgs, seeds,
-                                     report if calls else None)
+                                     report if calls else None, device=device)
     share = (time.perf_counter() - t0) / len(units)
     out = []
     for u, (model, hist) in zip(units, pairs, strict=True):
@@ -261,14 +270,18 @@ def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Cal
 
 
 def run_group(units: list[Unit], deps: dict[str, Model],
-              progress: dict[str, Callable] | None = None) -> list[Result]:
+              progress: dict[str, Callable] | None = None, device: str = "cpu") -> list[Result]:
     """Run a group of units that the executor found ready together; results in the group's order.
 
     A group of several same-shaped trainings (see :func:`batch_key`) trains in one
-    batched call (:func:`run_batch`); any other group runs unit by unit. Either way
-    every unit's result is the same bits.
+    batched call (:func:`run_batch`); any other group runs unit by unit. With ``device``
+    "cuda", a group of same-shaped trainings that the GPU runs (:func:`on_gpu`), one or
+    many, is one GPU launch. Either way every unit's result is the same bits.
     """
     mine = {d: own(m) for d, m in deps.items()}
+    same = batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1
+    if device == "cuda" and same and all(on_gpu(u) for u in units):
+        return run_batch(units, mine, progress, device)
     if len(units) > 1 and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1:
         return run_batch(units, mine, progress)
     return [run_unit(u, mine, (progress or {}).get(u.digest)) for u in units]
