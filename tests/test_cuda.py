@@ -2,9 +2,13 @@
 numba-cuda's simulator at tiny sizes (the simulator runs in a subprocess, as it must be chosen before
 numba starts)."""
 
+import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +17,11 @@ pytest.importorskip("numba_cuda")
 
 from numba import config  # noqa: E402
 
-from ternq import gpu  # noqa: E402
+from ternq import gpu, multi  # noqa: E402
+from ternq.config import load  # noqa: E402
+from ternq.experiment.plans import plan  # noqa: E402
+from ternq.experiment.run import run_experiment  # noqa: E402
+from ternq.experiment.units import batch_key, on_gpu  # noqa: E402
 from ternq.kernels import multi as KM  # noqa: E402
 from ternq.kernels.cell import mse, n_params  # noqa: E402
 from ternq.kernels.loop import select  # noqa: E402
@@ -201,3 +209,66 @@ def test_train_batch_is_the_cpu_train_batch():
     g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher, threads=THREADS)
     c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
     _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
+
+
+QUICK = Path(__file__).resolve().parent.parent / "configs" / "quick.toml"
+
+
+def _tiny(seeds=(0,)):
+    """The quick design, tiny under the simulator (it runs each GPU thread in Python)."""
+    s = replace(load(QUICK), seeds=tuple(seeds))
+    if SIMULATED:
+        s = replace(s, widths=(2, 4), teacher=replace(s.teacher, epochs=3, batch=2),
+                    student=replace(s.student, epochs=2, batch=2), cs=replace(s.cs, sweeps=1, sequences=1, steps=5))
+    return s
+
+
+@needs_device
+def test_factorial_on_the_gpu_writes_the_cpus_results(tmp_path):
+    """Every result file but timing.json is the same bytes whether the trainings ran on the GPU or the CPU."""
+    s = _tiny()
+    workers = 1 if SIMULATED else 2  # the simulator is not thread-safe
+    for device in ("cpu", "cuda"):
+        run_experiment(s, workers=workers, device=device, check_gradients=False, check_reproducible=False,
+                       out_dir=tmp_path / device)
+    for name in ("results.json", "results.csv"):
+        assert (tmp_path / "cpu" / name).read_bytes() == (tmp_path / "cuda" / name).read_bytes(), name
+    assert json.loads((tmp_path / "cuda" / "timing.json").read_text())["run"]["device"] == "cuda"
+    units = sorted(p.name for p in (tmp_path / "cuda" / "units").rglob("*") if p.is_file())
+    assert units == sorted(p.name for p in (tmp_path / "cpu" / "units").rglob("*") if p.is_file())
+
+
+@pytest.mark.skipif(ON_DEVICE, reason="needs a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, capsys):
+    from ternq.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["factorial", "--config", str(QUICK), "--device", "cuda", "--out", str(out), "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "device" in err and "GPU" in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
+    from ternq.experiment.execute import batches
+
+    s = replace(load(QUICK), seeds=tuple(range(40)))
+    cpu = plan(s)
+    on = plan(replace(s, run=replace(s.run, device="cuda")))
+    assert [u.digest for u in cpu.units] == [u.digest for u in on.units]  # a resume may switch device
+    teachers = list({u.digest: u for u in cpu.units if u.kind == "teacher"}.values())
+    shapes = Counter(batch_key(u) for u in teachers)
+    assert min(shapes.values()) == 40
+    launches = batches(teachers, "always", device="cuda")
+    assert sorted(len(g) for g in launches) == sorted(shapes.values())  # one launch per shape
+    assert all(len({batch_key(u) for u in g}) == 1 for g in launches)
+    assert max(len(g) for g in batches(teachers, "always")) == multi.BATCH_MAX
+    # students with recipe settings stay on the CPU's batched kernel
+    recipe = plan(replace(s, student=replace(s.student, progressive=0.5)))
+    students = [u for u in recipe.units if u.kind == "student" and u.seed < 4]
+    assert students and not any(on_gpu(u) for u in students)
+    assert max(len(g) for g in batches(students, "always", device="cuda")) <= multi.BATCH_MAX
+    plain = [u for u in cpu.units if u.kind == "student" and u.seed < 20]
+    assert all(on_gpu(u) for u in plain)
