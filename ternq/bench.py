@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ import time
 import numpy as np
 from numba import njit
 
-from .kernels.cell import matvec_rows2
+from .kernels.cell import matvec_rows2, n_params
 
 B_DEFAULT = 10
 T_DEFAULT = 50
@@ -423,6 +424,66 @@ def targets(doc: dict) -> list[dict]:
             met = s["median"] >= target if at_least else s["median"] <= target
             out.append({"key": key, "label": label, "target": target, "at_least": at_least, **s, "met": met})
     return out
+
+
+# ---------------------------------------------------------------- GPU against CPU
+
+DEVICE_MODELS = {"cuda": (1, 16, 256, 1024, 4096, 16384), "cpu": (4, 16, 64)}
+DEVICE_WIDTHS = (16, 32, 64)
+DEVICE_T = 100  # the reference size: B_DEFAULT sequences of 100 steps, one input and output
+
+
+def _device_problem(M: int, H: int, E: int, rng: np.random.Generator):
+    t = np.arange(DEVICE_T + 1) * 0.1
+    s = np.sin(t + rng.uniform(0, 2 * np.pi, (1, E, B_DEFAULT, 1)))
+    X = np.ascontiguousarray(s[..., :-1, None], np.float32)
+    Y = np.ascontiguousarray(s[..., 1:, None], np.float32)
+    theta = rng.normal(0, 0.3, (M, n_params(1, H, 1))).astype(np.float32)
+    otau = 2 * H * (1 + H) + 2 * H
+    theta[:, otau:otau + H] = 1.0
+    return X, Y, theta
+
+
+def _device_call(device: str, M: int, H: int, E: int, rng: np.random.Generator) -> float:
+    """Seconds of one call training M teachers for E epochs (cosine rate, clipping), copies included: the
+    GPU's one launch, or the CPU's batched kernel on this thread."""
+    from . import gpu, multi
+
+    X, Y, th = _device_problem(M, H, E, rng)
+    train = gpu.train_batch if device == "cuda" else multi.train_batch
+    lanes = [multi.Lane(lr=0.01, lr_min=0.0, schedule="cosine", clip=1.0)] * M
+    t0 = time.perf_counter()
+    train(th, X, Y, [0] * M, (1, H, 1), lanes, student=False)
+    return time.perf_counter() - t0
+
+
+def _device_point(device: str, M: int, H: int, rng, seconds: float, epochs: int | None = None) -> dict:
+    if epochs is None:  # enough epochs for a call of about ``seconds``
+        epochs = int(min(400, max(2, seconds / (_device_call(device, M, H, 2, rng) / 2))))
+    s = statistics.median(_device_call(device, M, H, epochs, rng) for _ in range(3))
+    return {"H": H, "models": M, "epochs": epochs, "seconds": s, "model_epochs_per_s": M * epochs / s,
+            "gflops": flops_epoch(H, T=DEVICE_T) * M * epochs / s / 1e9}
+
+
+def device_run(device: str, widths=DEVICE_WIDTHS, models=None, seconds: float = 0.5, progress=None) -> dict:
+    """Teacher training throughput of one device: M teachers in one call for each width and M (the CPU: one
+    core, its batched kernel), medians of 3 calls of about ``seconds``; and one teacher of 2000 epochs."""
+    if device not in DEVICE_MODELS:
+        raise ValueError(f"device must be one of {', '.join(DEVICE_MODELS)}, not {device!r}")
+    rng = np.random.default_rng(0)
+    _device_call(device, 4, widths[0], 2, rng)  # compiles
+    points = []
+    for H in widths:
+        for M in models or DEVICE_MODELS[device]:
+            if progress:
+                progress(f"{device}: H={H}, {M} models")
+            points.append(_device_point(device, M, H, rng, seconds))
+    if progress:
+        progress(f"{device}: one teacher of 2000 epochs")
+    single = _device_point(device, 1 if device == "cuda" else 4, 32, rng, seconds, epochs=2000)
+    if device == "cpu":  # the batched CPU kernel runs a multiple of 4 models: the time of one of them
+        single = dict(single, models=1, seconds=single["seconds"] / 4, note="4 models in one call, time / 4")
+    return {"device": device, "batch": B_DEFAULT, "steps": DEVICE_T, "points": points, "single": single}
 
 
 # ---------------------------------------------------------------- all together

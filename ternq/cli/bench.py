@@ -50,10 +50,17 @@ def _check_c_ref(path: str | None) -> str | None:
                    "way, its runs interleaved with 'ternq factorial --seed 0'.")
 @click.option("--c-runs", type=click.IntRange(1, 50), default=3, show_default=True,
               help="Runs of the C program (about a minute each).")
+@click.option("--device", type=click.Choice(("cpu", "cuda")), default=None,
+              help="Instead: teacher training throughput (model-epochs/s, GFLOP/s) at H = 16, 32, 64 for many "
+                   "models per call on this device, beside one CPU core's batched kernel (cuda needs numba-cuda "
+                   "and an NVIDIA GPU).")
+@click.option("--models", type=click.IntRange(1), multiple=True, default=(), metavar="M",
+              help="With --device: models per call to time on it; repeat for several [cuda: 1 to 16384, cpu: 4 to "
+                   "64].")
 @quiet_option
 @json_option
-def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_seeds10, runs, c_ref, c_runs, quiet,
-          as_json):
+def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_seeds10, runs, c_ref, c_runs, device,
+          models, quiet, as_json):
     """Time the compiled training kernels and whole commands, and set them against the speed targets.
 
     Reports epochs per second and achieved GFLOP/s per core of a teacher, a ternary
@@ -68,6 +75,8 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
         raise InputError("--hidden and --batched-hidden must be positive")
     if not budget > 0:
         raise InputError("--budget must be positive")
+    if device is not None:
+        return _device(device, models, budget, quiet, as_json)
     c_ref = _check_c_ref(c_ref)
     if c_ref and not with_factorial:
         raise InputError("--c-ref is compared with the factorial: leave out --no-factorial")
@@ -90,6 +99,53 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     for table in tables(doc):
         report.out.print(table)
     return 0
+
+
+def _device(device: str, models: tuple[int, ...], budget: float, quiet: bool, as_json: bool) -> int:
+    """``ternq bench --device``: the device's throughput and, for cuda, one CPU core's beside it."""
+    from ..gpu import available
+
+    if device == "cuda" and not available():
+        raise InputError("--device cuda needs numba-cuda (pip install 'ternq[cuda]') and an NVIDIA GPU; none is "
+                         "usable here")
+    status = report.err.status("benchmarking") if not (quiet or as_json) else None
+    if status:
+        status.start()
+    try:
+        step = (lambda s: status.update(f"benchmarking: {s}")) if status else None
+        doc = {device: _bench.device_run(device, models=models or None, seconds=2 * budget, progress=step)}
+        if device == "cuda":
+            doc["cpu"] = _bench.device_run("cpu", seconds=2 * budget, progress=step)
+    finally:
+        if status:
+            status.stop()
+    if as_json:
+        report.print_json(doc)
+        return 0
+    report.out.print(device_table(doc))
+    return 0
+
+
+def device_table(doc: dict) -> Table:
+    """Throughput per device (the ``--device`` document), with each point against one CPU core's best."""
+    first = next(iter(doc.values()))
+    t = Table(title=f"Teacher training, batch {first['batch']} x {first['steps']} steps, float32: many models per "
+                    "call (the CPU: one core, batched kernel)")
+    for col in ("device", "H", "models", "epochs", "model-epochs / s", "GFLOP/s", "vs CPU core"):
+        t.add_column(col, justify="left" if col == "device" else "right")
+    cpu = doc.get("cpu")
+    best = {}
+    for p in cpu["points"] if cpu else []:
+        best[p["H"]] = max(best.get(p["H"], 0.0), p["model_epochs_per_s"])
+    for name, d in doc.items():
+        for p in d["points"]:
+            vs = f"{p['model_epochs_per_s'] / best[p['H']]:.1f}x" if name != "cpu" and p["H"] in best else ""
+            t.add_row(name, str(p["H"]), str(p["models"]), str(p["epochs"]), f"{p['model_epochs_per_s']:,.0f}",
+                      f"{p['gflops']:.1f}", vs)
+        s = d["single"]
+        t.add_row(name, str(s["H"]), "1 (2000 epochs)", str(s["epochs"]), f"{s['model_epochs_per_s']:,.0f}",
+                  f"{s['gflops']:.1f}", f"{s['seconds']:.2f} s")
+    return t
 
 
 def _share(row: dict, doc: dict, key: str) -> str:
