@@ -4,100 +4,31 @@
     python benchmarks/cuda_bench.py --device cpu --out benchmarks/cuda_cpu.json    # one core, batched kernel
     python benchmarks/cuda_bench.py --report                                       # benchmarks/cuda.md from both
 
-Each point trains M teachers (reference size: B=10 sequences of T=100 steps, one input and output,
-cosine learning rate, clipping) for E epochs in one call, E chosen so that the call takes about half a
-second; the time is the whole call (copies to and from the GPU included), the median of three.
-Flops per model-epoch are ``ternq.bench.flops_epoch``. ``single`` is one teacher of 2000 epochs.
+The measurement is ``ternq bench --device`` (:func:`ternq.bench.device_run`): each point trains M teachers
+(reference size: B=10 sequences of T=100 steps, one input and output, cosine learning rate, clipping) for
+E epochs in one call, E chosen so that the call takes about half a second; the time is the whole call
+(copies to and from the GPU included), the median of three. ``single`` is one teacher of 2000 epochs.
 """
 
 import argparse
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
-
-from ternq.bench import flops_epoch
-from ternq.kernels.cell import n_params
+from ternq.bench import device_run
 
 HERE = Path(__file__).parent
-HIDDEN = (16, 32, 64)
-GPU_MODELS = (1, 16, 256, 1024, 4096, 16384)
-CPU_MODELS = (4, 16, 64)
-B, T, DT = 10, 100, 0.1
-TARGET_S = 0.5
-
-
-def _problem(M, H, E, rng):
-    t = np.arange(T + 1) * DT
-    ph = rng.uniform(0, 2 * np.pi, (1, E, B, 1))
-    s = np.sin(t + ph)
-    X = np.ascontiguousarray(s[..., :-1, None], np.float32)
-    Y = np.ascontiguousarray(s[..., 1:, None], np.float32)
-    th = rng.normal(0, 0.3, (M, n_params(1, H, 1))).astype(np.float32)
-    otau = 2 * H * (1 + H) + 2 * H
-    th[:, otau:otau + H] = 1.0
-    return X, Y, th
-
-
-def _run_gpu(M, H, E, rng):
-    from ternq import gpu
-
-    X, Y, th = _problem(M, H, E, rng)
-    z = np.zeros_like(th)
-    t0 = time.perf_counter()
-    gpu.train_epochs(th, z, z.copy(), X, Y, np.zeros(M, np.int64), 0, E, E, 1, H, 1, DT, False, lr=0.01,
-                     lr_min=0.0, lr_kind=1, clip=1.0, losses=np.zeros((M, E)), mses=np.zeros((M, E)),
-                     bad=np.full(M, -1, np.int64))
-    return time.perf_counter() - t0
-
-
-def _run_cpu(M, H, E, rng):
-    from ternq.kernels import multi as KM
-
-    X, Y, th = _problem(M, H, E, rng)
-    th = np.ascontiguousarray(th.T)
-    fset = np.zeros((KM.N_FSET, M))
-    iset = np.zeros((KM.N_ISET, M), np.int64)
-    fset[KM.F_LR], fset[KM.F_CLIP], iset[KM.I_LR_KIND] = 0.01, 1.0, 1
-    t0 = time.perf_counter()
-    KM.train_epochs(th, np.zeros_like(th), np.zeros_like(th), X, Y, np.zeros(M, np.int64), 0, E, E, 1, H, 1, DT,
-                    False, fset, iset, np.zeros((1, M), np.float32), np.zeros((E, M)), np.zeros((E, M)),
-                    np.full(M, -1, np.int64))
-    return time.perf_counter() - t0
-
-
-def _point(run, M, H, rng, epochs=None):
-    if epochs is None:
-        per = run(M, H, 2, rng) / 2
-        epochs = int(min(400, max(2, TARGET_S / per)))
-    times = [run(M, H, epochs, rng) for _ in range(3)]
-    s = statistics.median(times)
-    return {"H": H, "models": M, "epochs": epochs, "seconds": s, "model_epochs_per_s": M * epochs / s,
-            "gflops": flops_epoch(H) * M * epochs / s / 1e9}
 
 
 def measure(device):
-    rng = np.random.default_rng(0)
-    run = _run_gpu if device == "cuda" else _run_cpu
-    run(4, 16, 2, rng)  # compile
-    points = []
-    for H in HIDDEN:
-        for M in GPU_MODELS if device == "cuda" else CPU_MODELS:
-            points.append(_point(run, M, H, rng))
-            print(json.dumps(points[-1]), flush=True)
-    single = _point(run, 1 if device == "cuda" else 4, 32, rng, epochs=2000)
-    if device != "cuda":  # the batched CPU kernel runs a multiple of 4 models: the time of one of them
-        single = dict(single, models=1, seconds=single["seconds"] / 4, note="4 models in one call, time / 4")
-    print(json.dumps(single), flush=True)
-    doc = {"device": device, "machine": platform.node(), "points": points, "single": single}
+    """``ternq bench --device``'s figures (:func:`ternq.bench.device_run`), with the machine's names."""
+    doc = device_run(device, progress=lambda s: print(s, flush=True))
+    doc["machine"] = platform.node()
     if device == "cuda":
         from numba import cuda
 
-        doc["gpu"] = cuda.get_current_device().name.decode() if isinstance(
-            cuda.get_current_device().name, bytes) else str(cuda.get_current_device().name)
+        name = cuda.get_current_device().name
+        doc["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
     return doc
 
 

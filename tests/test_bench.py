@@ -128,3 +128,31 @@ def test_tables_show_the_ceiling_and_its_floors():
     for t in tables(doc):
         console.print(t)
     assert "ceiling, one core" not in console.export_text()
+
+
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(capsys, monkeypatch):
+    from ternq import gpu
+
+    monkeypatch.setattr(gpu, "available", lambda: False)
+    code, out, err = cli(["bench", "--device", "cuda"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "GPU" in err
+
+
+def test_device_points_time_the_batched_calls(monkeypatch):
+    """Each point's throughput is models x epochs over the median call; the table sets the GPU against the
+    CPU core's best at the same width."""
+    calls = iter([0.0, 0.02, 1.0, 3.0, 2.0, 1.0, 3.0, 2.0])  # compile, calibration, 3 timed; the single teacher
+    monkeypatch.setattr(bench, "_device_call", lambda device, M, H, E, rng: next(calls))
+    doc = {"cuda": bench.device_run("cuda", widths=(16,), models=(8,), seconds=0.5)}
+    p = doc["cuda"]["points"][0]
+    assert p["epochs"] == 50 and p["seconds"] == 2.0  # 0.5 s over 0.01 s per epoch; the median of 1, 3, 2
+    assert p["model_epochs_per_s"] == 8 * 50 / 2.0
+    assert p["gflops"] == pytest.approx(bench.flops_epoch(16, T=bench.DEVICE_T) * 200 / 1e9)
+    doc["cpu"] = {**doc["cuda"], "points": [dict(p, model_epochs_per_s=100.0)]}
+    from rich.console import Console
+
+    from ternq.cli.bench import device_table
+
+    con = Console(width=200, record=True)
+    con.print(device_table(doc))
+    assert "2.0x" in con.export_text()  # 200 against the core's 100
