@@ -272,3 +272,19 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     assert max(len(g) for g in batches(students, "always", device="cuda")) <= multi.BATCH_MAX
     plain = [u for u in cpu.units if u.kind == "student" and u.seed < 20]
     assert all(on_gpu(u) for u in plain)
+
+
+@needs_device
+def test_teacher_command_on_the_gpu_saves_the_cpus_model(tmp_path, capsys):
+    from conftest import invoke
+
+    conf = tmp_path / "tiny.toml"
+    conf.write_text("[teacher]\nbatch = 2\n" if SIMULATED else "")
+    thetas = []
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.npz"
+        code, _, err = invoke(["teacher", "--config", str(conf), "--hidden", "4", "--epochs", "3", "--device",
+                               device, "--out", str(out), "--quiet", "--json"], capsys)
+        assert code == 0, err
+        thetas.append(np.load(out)["theta"].tobytes())
+    assert thetas[0] == thetas[1]

@@ -67,24 +67,31 @@ def gradcheck(widths, seed, task_name, data_path, as_json):
 @option(RunSettings, "horizon")
 @option(RunSettings, "warmup")
 @option(RunSettings, "period")
+@option(RunSettings, "device")
 def teacher(config_path, hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_path, quiet, as_json,
-            horizon, warmup, period):
+            horizon, warmup, period, device):
     """Train a float CfC teacher with Adam, clipping and a learning-rate schedule."""
     from ..experiment.forecasting import model_forecasts
+    from ..experiment.run import check_device
+    from ..multi import train_teachers
     from .experiment import command_settings, command_task, forecast_settings
 
     settings = command_settings(config_path, task_name, data_path, teacher__epochs=epochs, teacher__lr=lr,
                                 teacher__lr_min=lr_min, teacher__schedule=schedule, run__horizon=horizon,
-                                run__warmup=warmup, run__period=period)
+                                run__warmup=warmup, run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
+    check_device(settings.run.device)
     out = check_writable(out or f"teacher-h{hidden}-s{seed}.npz", "model")
     cfg = TeacherConfig(hidden=hidden, **vars(settings.teacher))
     cfg.validate()
     check_fits(training_bytes(task, cfg), f"a teacher of width {hidden} over {cfg.epochs} epochs")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
-        model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", cfg.epochs))
+        if settings.run.device == "cpu":
+            model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", cfg.epochs))
+        else:  # the same bits, in one launch
+            model, hist = train_teachers(task, cfg, [seed], device=settings.run.device)[0]
     seconds = time.perf_counter() - t0
     warn_if_worse(hist, f"the teacher H={hidden}")
     figures = {**trained_figures(model, hist, task), "seconds": seconds}

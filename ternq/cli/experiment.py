@@ -19,6 +19,7 @@ from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..memory import check_fits
 from ..model import Model
+from ..multi import train_students
 from ..report.files import save_forecast_plots, save_plots
 from ..search import quantize_teacher, search_from
 from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings, option
@@ -134,16 +135,18 @@ def apply_options(opts):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @apply_options(common)
+@option(RunSettings, "device")
 def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, out, config_path,
-            seed, task_name, data_path, quiet, as_json, horizon, warmup, period):
+            seed, task_name, data_path, quiet, as_json, horizon, warmup, period, device):
     """Train a hard-ternary student from a float teacher of the same width."""
     settings = command_settings(config_path, task_name, data_path, student__shaped=shaped,
                                 student__distill=distill, student__mask=mask, student__beta=beta,
                                 student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__lr_min=lr_min,
                                 student__schedule=schedule, run__horizon=horizon, run__warmup=warmup,
-                                run__period=period)
+                                run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
+    check_device(settings.run.device)
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
     out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
@@ -152,8 +155,11 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     check_fits(training_bytes(task, cfg), f"a student of width {hidden}")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
-        model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
-                                                                              cfg.epochs))
+        if settings.run.device == "cpu":
+            model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
+                                                                                  cfg.epochs))
+        else:  # the same bits, in one launch (recipes on the CPU)
+            model, hist = train_students(teacher, task, cfg, [seed], device=settings.run.device)[0]
     seconds = time.perf_counter() - t0
     warn_if_worse(hist, f"the student H={hidden} {tag}")
     t_eval = evaluate(teacher, task)
