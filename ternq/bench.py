@@ -188,6 +188,14 @@ def epochs_for(H: int, budget: float = 0.25) -> int:
     return int(max(20, min(1000, budget / (2e-6 * H * H + 3e-5))))
 
 
+def memory_needed(widths=WIDTHS, batched_widths=(16, 32, 64), budget: float = 0.25) -> int:
+    """Bytes the largest timed run of :func:`run` allocates (an upper estimate: a batch of models at once)."""
+    from .memory import training_memory
+
+    return max((M * training_memory(epochs_for(H, budget), B_DEFAULT, T_DEFAULT, H)
+                for M, hs in ((1, widths), (BATCH_M, batched_widths)) for H in hs), default=0)
+
+
 # ---------------------------------------------------------------- machine peak
 
 _PEAK_SNIPPET = """
@@ -383,7 +391,7 @@ def bench_commands(runs: int = 3, c_ref: str | None = None, c_runs: int = 3, see
 
 # ---------------------------------------------------------------- targets
 
-TARGETS = (  # (figure, label, target, at least?): issue 12's targets
+TARGETS = (  # (figure, label, target, at least?): the speed targets
     ("seed0_vs_c_wall", "factorial --seed 0 warm vs C, wall (x)", 25.0, True),
     ("seed0_vs_c_cpu", "factorial --seed 0 warm vs C, CPU (x)", 15.0, True),
     ("seeds10_wall", "factorial --seeds 0:10 warm, wall (s)", 8.0, False),
@@ -394,7 +402,7 @@ TARGETS = (  # (figure, label, target, at least?): issue 12's targets
 
 
 def targets(doc: dict) -> list[dict]:
-    """Each target of issue 12 that ``doc`` has figures for: median, min, max and whether the median meets it.
+    """Each speed target that ``doc`` has figures for: median, min, max and whether the median meets it.
 
     The batched H=16 figure spreads over the three kinds (teacher, student, distilled student).
     """

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -106,7 +107,8 @@ class Deployable:
     def from_model(cls, model: Model) -> Deployable:
         """The deployable form of a ternary student (a teacher has no trits: ValueError)."""
         if model.kind != "student":
-            raise ValueError(f"only a ternary student can be exported, this is a {model.kind}")
+            raise ValueError(f"this is a {model.kind}; only a ternary student can be deployed (exported or run by "
+                             "'ternq predict')")
         I, H, O = model.dims
         trits = model.trits()
         nW = 2 * H * (I + H)
@@ -249,6 +251,9 @@ class Deployable:
         for key in ("task", "info"):
             need(isinstance(man.get(key, {}), dict), f"'{key}' must be an object")
         need(isinstance(man.get("sections"), list), "'sections' must be a list")
+        mse = man.get("info", {}).get("eval_mse_at_training")
+        need(mse is None or (isinstance(mse, (int, float)) and not isinstance(mse, bool) and math.isfinite(mse)
+                             and mse >= 0), "info.eval_mse_at_training must be a number >= 0")
         need(man.get("cell") == "CfC", "cell must be CfC")
         need(man.get("dt") == DT, f"dt must be {DT}")
         need(man["packing"] == PACKING, "unknown trit packing")

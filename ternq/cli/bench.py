@@ -9,8 +9,11 @@ from rich.table import Table
 
 from .. import bench as _bench
 from .. import report
+from ..memory import check_fits
 from . import InputError, cli
-from .options import json_option, quiet_option
+from .options import HIDDEN_INT, POSITIVE_FLOAT, json_option, quiet_option
+
+MAX_BUDGET = 60.0  # seconds per timed run: beyond it a benchmark takes hours
 
 
 def _spread(s: dict, unit: str = "", digits: int = 2) -> str:
@@ -31,12 +34,12 @@ def _check_c_ref(path: str | None) -> str | None:
 
 
 @cli.command()
-@click.option("--hidden", "widths", type=int, multiple=True, default=_bench.WIDTHS, show_default=True,
+@click.option("--hidden", "widths", type=HIDDEN_INT, multiple=True, default=_bench.WIDTHS, show_default=True,
               help="Width(s) to time on the single-model path; repeat the option for several.")
-@click.option("--batched-hidden", "batched_widths", type=int, multiple=True, default=(16, 32, 64),
+@click.option("--batched-hidden", "batched_widths", type=HIDDEN_INT, multiple=True, default=(16, 32, 64),
               show_default=True, help=f"Width(s) to time {_bench.BATCH_M} models batched; repeat for several.")
-@click.option("--budget", type=float, default=0.25, show_default=True,
-              help="Rough seconds of training per timed run (best of 3 runs).")
+@click.option("--budget", type=POSITIVE_FLOAT, default=0.25, show_default=True,
+              help=f"Rough seconds of training per timed run (best of 3 runs; at most {MAX_BUDGET:g}).")
 @click.option("--no-compile", "skip_compile", is_flag=True,
               help="Skip the compile-time measurements and the first runs with an empty cache.")
 @click.option("--factorial/--no-factorial", "with_factorial", default=True, show_default=True,
@@ -54,7 +57,7 @@ def _check_c_ref(path: str | None) -> str | None:
 @json_option
 def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_seeds10, runs, c_ref, c_runs, quiet,
           as_json):
-    """Time the compiled training kernels and whole commands, and set them against issue 12's targets.
+    """Time the compiled training kernels and whole commands, and set them against the speed targets.
 
     Reports epochs per second and achieved GFLOP/s per core of a teacher, a ternary
     student and a distilled student at each width, on the single-model path and 16
@@ -66,8 +69,9 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     """
     if not widths or any(h <= 0 for h in widths) or any(h <= 0 for h in batched_widths):
         raise InputError("--hidden and --batched-hidden must be positive")
-    if not budget > 0:
-        raise InputError("--budget must be positive")
+    if budget > MAX_BUDGET:
+        raise InputError(f"--budget {budget:g}: at most {MAX_BUDGET:g} seconds per timed run")
+    check_fits(_bench.memory_needed(widths, batched_widths, budget), "this benchmark")
     c_ref = _check_c_ref(c_ref)
     if c_ref and not with_factorial:
         raise InputError("--c-ref is compared with the factorial: leave out --no-factorial")
@@ -158,7 +162,7 @@ def tables(doc: dict) -> list[Table]:
                       _spread(cmd["vs_c"]["cpu_s"], "x", 1))
         out.append(t)
     if doc.get("targets"):
-        t = Table(title="Issue 12's targets (same machine, same run): median [min, max]")
+        t = Table(title="Speed targets (same machine, same run): median [min, max]")
         for col in ("target", "measured", "goal", ""):
             t.add_column(col, justify="left" if col == "target" else "right")
         for g in doc["targets"]:

@@ -81,8 +81,10 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
 
     task = load_task(task_name, data_path)
     fs = forecast_settings(task, horizon, warmup, period)
-    out = check_writable(out or f"teacher-h{hidden}-s{seed}.npz", "model")
-    cfg = TeacherConfig(hidden=hidden, epochs=epochs, lr=lr, lr_min=min(lr_min, lr), schedule=schedule)
+    out = check_writable(f"teacher-h{hidden}-s{seed}.npz" if out is None else out, "model")
+    if click.get_current_context().get_parameter_source("lr_min") is click.core.ParameterSource.DEFAULT:
+        lr_min = min(lr_min, lr)  # the default floor follows a lower --lr; a given --lr-min is checked as given
+    cfg = TeacherConfig(hidden=hidden, epochs=epochs, lr=lr, lr_min=lr_min, schedule=schedule)
     try:
         cfg.validate()
     except ValueError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from ..deploy import Deployable, save_npy
 from ..model import ModelFileError, atomic_write_bytes
 from ..tasks import task_of
 from . import InputError, cli
-from .options import check_writable, json_option, load_task, model_task_option
+from .options import check_writable, json_option, load_task, model_task_option, same_file
 
 
 def _load(model_path) -> Deployable:
@@ -25,13 +24,6 @@ def _load(model_path) -> Deployable:
         raise  # reported as one line, exit 2, by the CLI's main
     except ValueError as exc:
         raise InputError(f"{model_path}: {exc}") from None
-
-
-def _same_file(a, b) -> bool:
-    a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
 
 
 def _task(dep: Deployable, model_path, task_name, data_path):
@@ -86,7 +78,7 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
         if layout is not None or force:
             raise InputError("--layout and --force apply to --format c and c-int")
         out = out or Path(model_path).with_suffix(".tqd")
-        if _same_file(out, model_path):
+        if same_file(out, model_path):
             raise InputError(f"refusing to overwrite the model being exported ({model_path}); choose another --out")
         out = check_writable(out, "deployable model")
         _export_tqd(dep, model_path, out, as_json)
@@ -96,7 +88,7 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
     layout = layout or "sparse"
     suffix = "-c" if fmt == "c" else "-c-int"
     out = Path(out) if out else Path(model_path).with_name(Path(model_path).stem + suffix)
-    if _same_file(out, model_path):
+    if same_file(out, model_path):
         raise InputError(f"refusing to overwrite the model being exported ({model_path}); choose another --out")
     try:
         out = dx.check_out_dir(out, force, protect=(model_path,))
@@ -190,7 +182,7 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json, h
     task = _task(dep, model_path, task_name, data_path)
     rollout = _rollout(dep, task, horizon, warmup, factored)  # --horizon (issue 14)
     if out is not None:
-        if _same_file(out, model_path):
+        if same_file(out, model_path):
             raise InputError(f"refusing to overwrite the model ({model_path}) with predictions; choose another --out")
         out = check_writable(out, "predictions")
     X, Y = task.eval_set()

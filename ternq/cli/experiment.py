@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, replace
@@ -166,7 +167,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     task = load_task(settings.task, settings.data or None)
     fs = forecast_settings(task, horizon, warmup, period)
     tag = f"{'S' if shaped else 's'}{'D' if distill else 'd'}"
-    out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
+    out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
+                         reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
     cfg = StudentConfig(hidden=hidden, shaped=shaped, distill=distill, **vars(settings.student))
     cfg.validate()
@@ -221,9 +223,7 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
     settings = _settings(config_path, **_task_flags(task_name, data_path), cs__sweeps=sweeps)
     task = load_task(settings.task, settings.data or None)
     fs = forecast_settings(task, horizon, warmup, period)
-    if source == "teacher":
-        start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
-    else:
+    if source != "teacher":
         ctx = click.get_current_context()
         if teacher_path is not None:
             raise InputError("--teacher is for --from teacher; a student file to refine needs no teacher")
@@ -237,7 +237,10 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
             raise InputError(f"--hidden {hidden}: {source} has width {start.hidden} (leave --hidden out with a "
                              "student file)")
         hidden = start.hidden
-    out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
+    out = check_writable(f"cs-h{hidden}-s{seed}.npz" if out is None else out, "model",
+                         reads=teacher_path if source == "teacher" else source)
+    if source == "teacher":
+        start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
     t0 = time.perf_counter()
     model, res = search_from(start, task, settings.cs, seed)
     seconds = time.perf_counter() - t0
@@ -323,6 +326,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             import matplotlib  # noqa: F401
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'ternq[plot]'") from None
+        plot_made = not Path(plot_dir).exists()
         make_out_dir(plot_dir, "effects.png")
     from ..experiment.plans import plan as make_plan
 
@@ -389,6 +393,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             written = save_plots(doc, plan, results, plot_dir)
             written += save_forecast_plots(doc, plan, results, plot_dir)
         except OSError as exc:
+            if plot_made:  # only this run's plots are in it: leave no half-written folder
+                shutil.rmtree(plot_dir, ignore_errors=True)
             raise InputError(f"cannot write plots to {plot_dir}: {exc.strerror or exc}") from None
         if not quiet:
             report.err.print(f"plots: {', '.join(str(w) for w in written)}")

@@ -38,10 +38,22 @@ def _bounds():
 SEED_INT, HIDDEN_INT, EPOCHS_INT = _bounds()  # a seed (0 .. 2^32-1), a width, an epoch count: in range
 
 
-def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
-    """Fail early (before any training) if ``path`` cannot be written."""
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through links), or would once written."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_writable(path: str | os.PathLike, what: str = "output", reads: str | os.PathLike | None = None) -> Path:
+    """Fail early (before any training) if ``path`` cannot be written, or is the input file ``reads``."""
     from . import InputError
 
+    if not str(path).strip():
+        raise InputError(f"the {what} path is empty")
+    if reads is not None and same_file(path, reads):
+        raise InputError(f"refusing to overwrite the input {reads} with the {what}; choose another --out")
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():

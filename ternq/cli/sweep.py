@@ -65,6 +65,8 @@ def locked(folder: Path):
 
 
 def make_out_dir(out_dir: str, what: str) -> Path:
+    if not str(out_dir).strip():
+        raise InputError("the output folder's name is empty")
     path = Path(out_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -147,7 +149,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
         cells = spec.cells()
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
-    out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
+    out = make_out_dir(Path(config_path).stem if out_dir is None else out_dir, "sweep.json")
     plans = [plan(c.settings) for c in cells]
     total = len({u.digest for p in plans for u in p.units})
     if scheduler is None:

@@ -44,9 +44,17 @@ def write_c(dep: Deployable, out: str | os.PathLike, X: np.ndarray, fmt: str = "
     each file atomically; return {file name: bytes}. Check the folder with :func:`check_out_dir` first."""
     files = c99.sources(dep, X, fmt, layout, source)
     out = Path(out)
+    made = not out.exists()
     out.mkdir(exist_ok=True)
-    for name, text in files.items():
-        atomic_write_bytes(out / name, text.encode())
+    try:
+        for name, text in files.items():
+            atomic_write_bytes(out / name, text.encode())
+    except OSError:
+        if made:  # a folder this call made holds only its own files: leave nothing half-written behind
+            for name in files:
+                (out / name).unlink(missing_ok=True)
+            out.rmdir()
+        raise
     return {name: len(text.encode()) for name, text in files.items()}
 
 
