@@ -433,10 +433,10 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
         return check_all(*args)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ternq
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    code = "import sys; from ternq.gradcheck import _child; _child(sys.argv[1])"
+    code = "import sys; from ternq.gradcheck import _child; _child(sys.argv[1], int(sys.argv[2]))"
     try:
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(args), str(os.getpid())], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
     except OSError:  # no child could start: the check runs here
         return check_all(*args)
     if proc.returncode < 0 or proc.returncode == 130:
@@ -447,12 +447,28 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
         return check_all(*args)
 
 
-def _child(args: str) -> None:
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` dies (Linux), instead of compiling on alone for seconds at full CPU."""
+    import os
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the child runs to its end
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _child(args: str, parent: int) -> None:
     """The child of :func:`check_all_beside`: the rows of :func:`check_all` as JSON on stdout."""
     import json
     import sys
     from dataclasses import asdict
 
+    _die_with(parent)
     widths, seed, n_in, n_out = json.loads(args)
     try:
         rows = check_all(tuple(widths), seed, n_in, n_out)

@@ -34,7 +34,7 @@ from ..train import (
     training_bytes,
     worse_than_start,
 )
-from . import InputError, cli
+from . import InputError, cli, resumable
 from .options import (
     EPOCHS_INT,
     HIDDEN_INT,
@@ -342,6 +342,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             report.progress(not quiet) as p:
         if store is not None:
             claim_out_dir(out_path, settings.to_dict(), force)
+            resumable(out_path)
         done = store.scan(units) if store else {}
         if not quiet:
             resume_note(len(done), len(units), store.root if store else "")

@@ -13,7 +13,7 @@ from ..experiment.plans import plan
 from ..experiment.run import GradientCheckError, memory_needed
 from ..experiment.store import FolderLock, StoreLockedError
 from ..memory import check_fits
-from . import InputError, cli
+from . import InputError, cli, resumable
 from .options import POSITIVE_INT, check_writable, json_option, quiet_option
 
 scheduler_option = click.option(
@@ -28,6 +28,19 @@ def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
+def _silence_dask() -> None:
+    """Mute Dask's loggers: a lost cluster is told in one line by :func:`cluster`, not in pages of tracebacks."""
+    import logging
+
+    try:
+        import distributed  # noqa: F401 - its import sets its loggers' levels; override them afterwards
+    except ImportError:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 @contextmanager
 def cluster(address: str | None):
     """A Dask client on ``address`` (None: no cluster), closed on the way out; failures end as one line."""
@@ -36,6 +49,7 @@ def cluster(address: str | None):
         return
     from ..experiment.execute import ClusterError, connect
 
+    _silence_dask()
     try:
         client = connect(address)
     except ClusterError as exc:
@@ -44,10 +58,11 @@ def cluster(address: str | None):
         yield client
     except Exception as exc:
         if type(exc).__name__ == "KilledWorker":  # distributed.KilledWorker: the unit kills its workers
-            raise click.ClickException(f"Dask workers died repeatedly running {exc}; finished units are "
-                                       "saved: rerun the same command to resume") from None
+            raise click.ClickException(f"Dask workers died repeatedly running {' '.join(str(exc).split())}; "
+                                       "finished units are saved: rerun the same command to resume") from None
         if type(exc).__name__ in ("CommClosedError", "FutureCancelledError") or isinstance(exc, OSError):
-            raise click.ClickException(f"lost the Dask cluster ({exc.__class__.__name__}: {exc}); finished units "
+            why = " ".join(str(exc).split())  # Dask's messages run over several lines
+            raise click.ClickException(f"lost the Dask cluster ({exc.__class__.__name__}: {why}); finished units "
                                        "are saved: rerun the same command to resume") from None
         raise
     finally:
@@ -156,6 +171,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
         check_fits(max(memory_needed(p, workers) for p in plans), "this sweep")
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
         claim_out_dir(out, [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells], force)
+        resumable(out)
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
         finished, resumed = [], [0]
