@@ -120,6 +120,9 @@ def quantize_teacher(teacher: Model) -> Model:
     return student_from(teacher)
 
 
+MAX_SEARCH_STEPS = 100_000  # sequences x steps of the search set: 500 times the default's
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """The coordinate search: at most ``sweeps`` sweeps, scored on ``sequences`` fixed training-distribution
@@ -144,6 +147,9 @@ class SearchSettings:
             value = getattr(self, key)
             if isinstance(value, bool) or int(value) != value or value <= 0:
                 raise SettingsError(key, f"must be positive, not {value}")
+        if self.sequences * self.steps > MAX_SEARCH_STEPS:  # each trit's trial reruns the whole set
+            raise SettingsError("steps", f"sequences x steps = {self.sequences * self.steps} exceeds "
+                                f"{MAX_SEARCH_STEPS}: the search would take hours")
         check_finetune(self.finetune_epochs, self.finetune_lr)
 
 

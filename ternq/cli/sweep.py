@@ -172,6 +172,9 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
     with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
         claim_out_dir(out, [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells], force)
         resumable(out)
+        if not quiet:  # the gradient checks of many cells take a while before any training starts
+            report.err.print(f"sweep: {len(cells)} cells, {total} trainings, into {out}"
+                             + ("; checking gradients first" if not no_gradcheck else ""))
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
         finished, resumed = [], [0]
