@@ -45,6 +45,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turning every expected failure into one line."""
+    _resumable.clear()  # a fresh run (tests call main several times in one process)
     try:
         rv = cli.main(args=argv, prog_name="ternq", standalone_mode=False)
     except click.exceptions.Abort:

@@ -73,6 +73,8 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
     bit for bit); flash and RAM on a Cortex-M4F are reported when arm-none-eabi-gcc
     is installed.
     """
+    if out is not None and not str(out).strip():
+        raise InputError("the --out path is empty")
     dep = _load(model_path)
     if fmt == "tqd":
         if layout is not None or force:

@@ -174,7 +174,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
         resumable(out)
         if not quiet:  # the gradient checks of many cells take a while before any training starts
             report.err.print(f"sweep: {len(cells)} cells, {total} trainings, into {out}"
-                             + ("; checking gradients first" if not no_gradcheck else ""))
+                             + ("; checking gradients first" if not no_gradcheck else ""), soft_wrap=True)
         bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
 
         finished, resumed = [], [0]

@@ -5,6 +5,7 @@ No figure is computed here: the engine's summary (:mod:`ternq.experiment.summary
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,8 @@ from rich.table import Table
 
 from ..jsonsafe import dumps
 
-# a pipe or a file gets a fixed width wide enough for the factorial matrix
-out = Console(width=None if sys.stdout.isatty() else 160)
+# a pipe or a file gets a fixed width wide enough for the factorial matrix, unless COLUMNS says otherwise
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True)
 
 
