@@ -314,3 +314,12 @@ def test_lost_dask_scheduler_is_one_line(tmp_path):
                 p.wait()
     assert run.returncode == 1, err
     assert len(err.strip().splitlines()) == 1 and "lost the Dask cluster" in err, err
+
+
+def test_sine_bars_and_predictions_only_on_sine(tmp_path, capsys, cache):
+    code, out, err = cli(["factorial", "--config", QUICK, "-q", "--json", "--no-gradcheck", "--task", "lorenz"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    items = " ".join(c["item"] for c in doc["checklist"])
+    assert "teacher eval MSE <" not in items and "best ternary eval MSE <" not in items and "reproducible" in items
+    assert "predictions" not in doc
