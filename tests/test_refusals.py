@@ -323,3 +323,28 @@ def test_sine_bars_and_predictions_only_on_sine(tmp_path, capsys, cache):
     items = " ".join(c["item"] for c in doc["checklist"])
     assert "teacher eval MSE <" not in items and "best ternary eval MSE <" not in items and "reproducible" in items
     assert "predictions" not in doc
+
+
+# --- output width ---------------------------------------------------------------------------------------------
+
+def test_gradcheck_table_readable_in_80_columns():
+    from rich.console import Console
+
+    from ternq import report
+    from ternq.gradcheck import BlockResult
+
+    rows = [BlockResult("student H=5 B*T=3*5 out-distill", "TWN: STE = g_eff * mask(w/2delta)", 1056, 2.5e-7, 667),
+            BlockResult("teacher H=32", "W_gate", 1056, 4.6e-8, 12)]
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(report.gradcheck_table(rows, 1e-3))
+    text = console.export_text()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    for cell in ("checked", "max rel. err", "worst at", "1056", "2.50e-07", "667"):
+        assert cell in text
+
+
+def test_piped_output_honours_columns():
+    env = {**os.environ, "COLUMNS": "80"}
+    proc = subprocess.run([sys.executable, "-m", "ternq", "gradcheck", "--hidden", "3"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and max(len(line) for line in proc.stdout.splitlines()) <= 80, proc.stdout

@@ -32,8 +32,10 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def gradcheck_table(results, tolerance: float) -> Table:
     t = Table(title="Gradient check (float64, central differences + Richardson)")
-    for col in ("model", "block", "parameters checked", "max relative error", "worst index", ""):
-        t.add_column(col, justify="right" if col not in ("model", "block") else "left")
+    for col in ("model", "block", "checked", "max rel. err", "worst at", ""):  # at 80 columns names wrap, figures not
+        named = col in ("model", "block")
+        t.add_column(col, justify="left" if named else "right", no_wrap=not named,
+                     min_width=None if named else len(col))
     for r in results:
         t.add_row(r.model, r.block, str(r.checked), fmt(r.max_rel_err), str(r.worst_index),
                   "[green]ok[/]" if r.max_rel_err < tolerance else "[red]FAIL[/]")
