@@ -348,3 +348,20 @@ def test_piped_output_honours_columns():
     proc = subprocess.run([sys.executable, "-m", "ternq", "gradcheck", "--hidden", "3"], capture_output=True,
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0 and max(len(line) for line in proc.stdout.splitlines()) <= 80, proc.stdout
+
+
+def test_progress_labels_and_counts_never_cut(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from ternq import report
+
+    console = Console(width=80, file=io.StringIO(), record=True)
+    monkeypatch.setattr(report, "err", console)
+    with report.progress(True) as p:
+        p.add_task("student H=128 SD (cached for next time)", total=100000, completed=12345, loss="1.234e-03")
+        console.print(p.make_tasks_table(p.tasks))
+    text = console.export_text()
+    assert "12345/100000" in text and "1.234e-03" in text and "-:--:--" in text  # figures whole
+    assert " ".join(text.split()).count("H=128") == 1 and "…" not in text  # the label folds, never cut

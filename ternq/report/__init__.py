@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..jsonsafe import dumps
 
@@ -74,9 +74,14 @@ def progress(enabled: bool = True) -> Iterator[Progress | None]:
         return
     if not kernels_compiled():
         err.print("compiling kernels (first run only; cached for the next runs)")
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
-                 TimeRemainingColumn(), console=err, transient=True)
+    def whole():  # figures are never cut: on a narrow terminal the bar gives way and the label folds
+        return Column(no_wrap=True)
+
+    p = Progress(TextColumn("{task.description}", table_column=Column(overflow="fold")),
+                 BarColumn(bar_width=None, table_column=Column(ratio=1)), MofNCompleteColumn(table_column=whole()),
+                 TextColumn("loss {task.fields[loss]}", table_column=whole()), TimeElapsedColumn(table_column=whole()),
+                 TextColumn("eta", table_column=whole()), TimeRemainingColumn(table_column=whole()), console=err,
+                 transient=True)
     with p:
         yield p
 
