@@ -365,3 +365,26 @@ def test_progress_labels_and_counts_never_cut(monkeypatch):
     text = console.export_text()
     assert "12345/100000" in text and "1.234e-03" in text and "-:--:--" in text  # figures whole
     assert " ".join(text.split()).count("H=128") == 1 and "…" not in text  # the label folds, never cut
+
+
+def test_sweep_tables_readable_in_80_columns(tmp_path, capsys):
+    import io
+
+    from rich.console import Console
+
+    from ternq.cli.sweep import sweep_tables
+
+    body = Path(QUICK).read_text() + '\n[sweep]\nseeds = "0:2"\nwidths = [[4, 8], [8, 16]]\n'
+    (tmp_path / "s.toml").write_text(body)
+    code, _, err = cli(["sweep", "--config", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "-q",
+                        "--no-gradcheck"], capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    console = Console(width=80, file=io.StringIO(), record=True)
+    for table in sweep_tables(doc, 80):
+        console.print(table)
+    text = console.export_text()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    for c in doc["cells"]:
+        a = c["effects"]["A"]
+        assert c["name"] in text and f"[{a['lo']:+.2f}, {a['hi']:+.2f}]" in text

@@ -206,7 +206,8 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
 
         report.print_json(split_timing(doc)[0])
         return
-    report.out.print(sweep_table(doc))
+    for table in sweep_tables(doc):
+        report.out.print(table)
     t = doc["timing"]
     where = "on the Dask cluster" if client is not None else f"on {workers} local workers"
     report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
@@ -235,20 +236,46 @@ def _checks_cell(c: dict) -> str:
 
 
 def sweep_table(doc: dict):
+    """The whole sweep in one table (a wide terminal or a pipe)."""
+    return _sweep_table(doc, ("mse", "effects"))
+
+
+def sweep_tables(doc: dict, width: int | None = None) -> list:
+    """:func:`sweep_table` when it fits in ``width`` columns (the console's by default), else its errors and its
+    effects in two tables."""
+    wide = sweep_table(doc)
+    if report.fits(wide, width):
+        return [wide]
+    return [_sweep_table(doc, ("mse",)), _sweep_table(doc, ("effects",))]
+
+
+def _sweep_table(doc: dict, parts: tuple[str, ...]):
     from rich.table import Table
 
     n = len(doc["seeds"])
-    t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; eval MSE (geometric mean over seeds) and "
-                    "effects on log10(eval MSE)" + (" [95% CI]" if n > 1 else ""))
-    for col in ("Cell", "Config 1", "Best config", "Best eval MSE", "PTQ+CS", "A shaped", "B distill", "C width",
-                "Checks"):
+    what = {"mse": "eval MSE (geometric mean over seeds)",
+            "effects": "effects on log10(eval MSE)" + (" [95% CI]" if n > 1 else "")}
+    t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; " + " and ".join(what[k] for k in parts))
+    cols = ["Cell"]
+    if "mse" in parts:
+        cols += ["Config 1", "Best config", "Best eval MSE", "PTQ+CS"] if "effects" in parts else [
+            "Config 1", "Best", "Best MSE", "PTQ+CS"]
+    if "effects" in parts:
+        cols += ["A shaped", "B distill", "C width"]
+    cols += ["Checks"] if "mse" in parts else []
+    for col in cols:
         t.add_column(col, justify="left" if col in ("Cell", "Checks") else "right", no_wrap=col != "Checks",
-                     min_width=16 if col == "Checks" else None)
+                     min_width=16 if col == "Checks" and len(parts) > 1 else None)
     for c in doc["cells"]:
         best = min(c["eval_mse"], key=lambda k: c["eval_mse"][k]["geo_mean"])
-        eff = c["effects"]
-        t.add_row(c["name"], report.fmt(c["eval_mse"]["1"]["geo_mean"]), best,
-                  report.fmt(c["eval_mse"][best]["geo_mean"]), report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"]),
-                  *(_effect_cell(eff[k]) for k in ("A", "B", "C")), _checks_cell(c))
-    t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
+        row = [c["name"]]
+        if "mse" in parts:
+            row += [report.fmt(c["eval_mse"]["1"]["geo_mean"]), best, report.fmt(c["eval_mse"][best]["geo_mean"]),
+                    report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"])]
+        if "effects" in parts:
+            cells = [_effect_cell(c["effects"][k]) for k in ("A", "B", "C")]
+            row += cells if "mse" in parts else [x.replace(" [", "\n[") for x in cells]  # alone: interval below
+        t.add_row(*row, *([_checks_cell(c)] if "mse" in parts else []))
+    if "mse" in parts:
+        t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
     return t

@@ -176,12 +176,12 @@ def factorial_tables(doc: dict, width: int | None = None) -> list[Table]:
         m.add_row("float", "teacher", "", w, "", _ci(t), "1.00x", "")
 
     e = effects_table(doc, width)
-    if not _fits(m, width):
+    if not fits(m, width):
         m = matrix_compact(doc)
     return [m, e, checklist_table(doc), predictions_table(doc)]
 
 
-def _fits(table: Table, width: int | None) -> bool:
+def fits(table: Table, width: int | None = None) -> bool:
     """Whether ``table`` at its natural width fits in ``width`` columns (the console's by default)."""
     return out.measure(table, options=out.options.update_width(10_000)).maximum <= (width or out.width)
 
@@ -190,7 +190,7 @@ def effects_table(doc: dict, width: int | None = None) -> Table:
     """Every effect with its interval, x MSE, verdict (and aliases, for a fractional design); the interval under
     the estimate when the table would not fit in ``width`` columns."""
     wide = _effects_table(doc, stacked=False)
-    return wide if _fits(wide, width) else _effects_table(doc, stacked=True)
+    return wide if fits(wide, width) else _effects_table(doc, stacked=True)
 
 
 def _effects_table(doc: dict, stacked: bool) -> Table:
