@@ -436,7 +436,7 @@ def lost_scheduler():
     worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard"],
                               env=ENV, cwd=D, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = D / "o-dask"
-    run = subprocess.Popen([sys.executable, "-m", "ternq", "factorial", "-q", "--seeds", 30, "--config", QUICK,
+    run = subprocess.Popen([sys.executable, "-m", "ternq", "factorial", "-q", "--seeds", "30", "--config", QUICK,
                             "--scheduler", f"tcp://127.0.0.1:{port}", "--out", out], env=ENV, cwd=D,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
