@@ -388,9 +388,14 @@ def sweep_says_what_it_does():
     out = D / "big-sweep"
     p = subprocess.Popen([sys.executable, "-m", "ternq", "sweep", "--config", spec, "--out", out], env=ENV, cwd=D,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import threading
+
+    timer = threading.Timer(30, p.kill)  # no first line within 30 s: not handled
+    timer.start()
     try:
-        first = p.stderr.readline()  # blocks until the first line
+        first = p.stderr.readline()
     finally:
+        timer.cancel()
         p.kill()
         p.wait()
     return "2000 cells" in first and out.is_dir()
