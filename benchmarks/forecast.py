@@ -55,7 +55,7 @@ def run_task(name: str, seeds: list[int]) -> None:
     head += [f"MSE@{k}" for k in marks] + [{"passes_persistence": "passes persistence at",
                                             "passes_seasonal": "passes seasonal at",
                                             "passes_threshold": "sqrt(MSE) > 0.5 at"}[p] for p in passes]
-    if fc.lyapunov_per_step(task) is not None:
+    if task.lyapunov_per_step is not None:
         head += ["VPT (Lyapunov times)"]
     rows = []
     curves = {}
@@ -96,7 +96,7 @@ def run_task(name: str, seeds: list[int]) -> None:
                 vals = [i[2][key] for i in items]
                 m = med([K + 1 if v is None else v for v in vals])  # "not within K" ranks above K
                 row.append(f"> {K}" if m > K else _fmt(m))
-            if fc.lyapunov_per_step(task) is not None:
+            if task.lyapunov_per_step is not None:
                 row.append(f"{med([i[2]['vpt_lyapunov'] for i in items]):.2f}")
             rows.append(row)
     print("| " + " | ".join(head) + " |")

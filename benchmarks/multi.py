@@ -19,12 +19,11 @@ import time
 import numpy as np
 
 from ternq import multi
-from ternq.bench import B_DEFAULT, T_DEFAULT, _run_epochs, _setup, flops_epoch
+from ternq.bench import B_DEFAULT, T_DEFAULT, bench_inputs, bench_lane, flops_epoch, time_epochs
 
 
 def batched(theta0, X, Y, student, tp, H, M):
-    lane = multi.Lane(lr=1e-3 if student else 1e-2, lr_min=1e-4, mask="seed" if student else None,
-                      beta=(1.0, 20.0), alpha=(0.3, 0.8), distill=tp.shape[0] > 0)
+    lane = bench_lane(student, tp.shape[0] > 0)
     th = np.repeat(theta0[None], M, axis=0)
     teacher = np.repeat(tp[None], M, axis=0) if tp.shape[0] else None
     t0 = time.thread_time()
@@ -42,8 +41,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     H, sizes = a.hidden, [int(s) for s in a.sizes.split(",")]
-    theta0, X, Y, student, tp = _setup(H, a.kind, a.epochs, B_DEFAULT, T_DEFAULT)
-    _run_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
+    theta0, X, Y, student, tp = bench_inputs(H, a.kind, a.epochs, B_DEFAULT, T_DEFAULT)
+    time_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
     batched(theta0, X[:2], Y[:2], student, tp, H, 2)
     fl = flops_epoch(H, a.kind)
     print(f"H={H} {a.kind}: B={B_DEFAULT} T={T_DEFAULT}, {a.epochs} epochs, median of {a.repeat}")
@@ -52,7 +51,7 @@ def main() -> None:
     for M in sizes:
         ts, tb = [], []
         for _ in range(a.repeat):
-            ts.append(_run_epochs(theta0.copy(), X, Y, student, tp, H, a.epochs)[0])
+            ts.append(time_epochs(theta0.copy(), X, Y, student, tp, H, a.epochs)[0])
             tb.append(batched(theta0, X, Y, student, tp, H, M))
         s = a.epochs / np.median(ts)
         b = M * a.epochs / np.median(tb)

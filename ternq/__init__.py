@@ -9,8 +9,9 @@ The Python API, arrays in and arrays out::
     evaluate(student, task)            # {'eval_mse': ..., 'ref_mse': ...}
 
 Layout: ``ternq.kernels`` (compiled cell, ternary transform, optimiser, training loop),
-training (``train``, ``search``, ``gradcheck``), the experiment engine (``experiment``: units, plans, designs,
-executor, store, summary), presentation (``report``, ``cli``).
+``settings`` (every setting, defined once) and ``config`` (TOML files into them), training (``train``,
+``search``, ``gradcheck``), the experiment engine (``experiment``: units, plans, designs, executor, store,
+summary, and ``experiment.run``, the one runner of factorials and ``sweep``s), presentation (``report``, ``cli``).
 """
 
 from . import kernels  # noqa: F401 - first: Numba's cache is set up before any compiled function is defined

@@ -2,7 +2,7 @@
 
 What is measured
 ----------------
-- **Epoch time** of the compiled training loop (:func:`ternq.kernels.loop.train_recipe`, through `run_epochs`)
+- **Epoch time** of the compiled training loop (:func:`ternq.kernels.loop.train_epochs`)
   for a float teacher, a ternary student, and a student with trajectory distillation
   (which also runs a teacher forward every epoch), on the sine task: batch ``B`` = 10
   sequences of ``T`` = 50 steps, one Adam step per epoch, float32, one thread.
@@ -14,7 +14,7 @@ What is measured
   vectorized FMA code on this core; the cell's recurrences (short vectors,
   a serial time loop, transcendentals) cannot reach it.
 - **Ceiling of the kernels' arithmetic** (single thread, float32): the forward's own
-  multiply-add loop (:func:`ternq.kernels.cell._matvec_rows2`: two vectors against the
+  multiply-add loop (:func:`ternq.kernels.cell.matvec_rows2`: two vectors against the
   rows of a matrix, compiled as the training kernels are, a multiply and an add apiece
   with no fused multiply-add, which would change every result's bits) on rows of 256
   values held in the L1 cache, best of 7. What this code's arithmetic does on this
@@ -86,7 +86,7 @@ import time
 import numpy as np
 from numba import njit
 
-from .kernels.cell import _matvec_rows2
+from .kernels.cell import matvec_rows2
 
 B_DEFAULT = 10
 T_DEFAULT = 50
@@ -139,7 +139,7 @@ def flops_factorial(teacher_epochs: int = 2000, student_epochs: int = 1500, widt
 
 # ---------------------------------------------------------------- epoch timing
 
-def _setup(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
+def bench_inputs(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
     from .model import init_teacher, student_from
     from .rng import stream
     from .tasks import Sine
@@ -154,19 +154,27 @@ def _setup(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
     return student.theta.copy(), X, Y, True, tp
 
 
-def _run_epochs(theta, X, Y, student, tp, H, epochs):
-    from .kernels.loop import LR_COSINE, LoopSettings, run_epochs
-    from .kernels.ternary import MASK_SEED
-    from .train import DT
+def bench_lane(student: bool, distill: bool):
+    """The settings every timing trains with: the notes' student (mask, beta and alpha schedules) or teacher."""
+    from .train import Lane
+
+    return Lane(lr=1e-3 if student else 1e-2, lr_min=1e-4, mask="seed" if student else None, beta=(1.0, 20.0),
+                alpha=(0.3, 0.8), distill=distill)
+
+
+def time_epochs(theta, X, Y, student, tp, H, epochs):
+    """Seconds to train ``epochs`` epochs on the single-model path; (seconds, first diverged epoch or -1, losses)."""
+    from .kernels.loop import thresholds, train_epochs
+    from .train import loop_of
 
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     losses = np.full(epochs, np.nan)
     mses = np.full(epochs, np.nan)
-    s = LoopSettings(n_epochs=epochs, dt=DT, lr=1e-3 if student else 1e-2, lr_min=1e-4, lr_kind=LR_COSINE, clip=5.0,
-                     student=student, mask_kind=MASK_SEED if student else 0, beta=(1.0, 20.0), alpha=(0.3, 0.8))
+    loop = loop_of([bench_lane(student, tp.size > 0)], (1, H, 1), epochs, student)
+    thr = thresholds(loop, theta.dtype)
     t0 = time.perf_counter()
-    bad = run_epochs(theta, m, v, X, Y, 0, epochs, (1, H, 1), s, tp, losses, mses)
+    bad = train_epochs(theta, m, v, X, Y, 0, epochs, loop, tp if tp.size else None, thr, losses, mses)
     dt = time.perf_counter() - t0
     return dt, bad, losses
 
@@ -174,11 +182,11 @@ def _run_epochs(theta, X, Y, student, tp, H, epochs):
 def epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat: int = 3,
                B: int = B_DEFAULT, T: int = T_DEFAULT) -> float:
     """Seconds per training epoch (best of ``repeat`` runs of ``epochs`` epochs), compiled."""
-    theta0, X, Y, student, tp = _setup(H, kind, epochs, B, T)
-    _run_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
+    theta0, X, Y, student, tp = bench_inputs(H, kind, epochs, B, T)
+    time_epochs(theta0.copy(), X[:2], Y[:2], student, tp, H, 2)  # compile / load
     best = np.inf
     for _ in range(repeat):
-        dt, _, _ = _run_epochs(theta0.copy(), X, Y, student, tp, H, epochs)
+        dt, _, _ = time_epochs(theta0.copy(), X, Y, student, tp, H, epochs)
         best = min(best, dt)
     return best / epochs
 
@@ -247,7 +255,7 @@ def ceiling_gflops(repeat: int = 7) -> float:
 def _ceiling(acc, bcc, M, v, w, reps):
     """``reps`` passes of the forward's multiply-add loop: acc += M^T v, bcc += M^T w."""
     for _ in range(reps):
-        _matvec_rows2(acc, bcc, M, v, w, 0, M.shape[0])
+        matvec_rows2(acc, bcc, M, v, w, 0, M.shape[0])
     return acc[0] + bcc[0]
 
 
@@ -262,9 +270,8 @@ def batched_epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat:
     best of ``repeat``; the same model and settings as :func:`epoch_time`, one copy per lane."""
     from . import multi
 
-    theta0, X, Y, student, tp = _setup(H, kind, epochs, B, T)
-    lane = multi.Lane(lr=1e-3 if student else 1e-2, lr_min=1e-4, mask="seed" if student else None,
-                      beta=(1.0, 20.0), alpha=(0.3, 0.8), distill=kind == "distill")
+    theta0, X, Y, student, tp = bench_inputs(H, kind, epochs, B, T)
+    lane = bench_lane(student, kind == "distill")
     th = np.repeat(theta0[None], M, axis=0)
     teacher = np.repeat(tp[None], M, axis=0) if kind == "distill" else None
 
@@ -283,11 +290,11 @@ def batched_epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat:
 _COMPILE_SNIPPET = """
 import sys, time
 t0 = time.perf_counter()
-from ternq.bench import _setup, _run_epochs, batched_epoch_time
+from ternq.bench import bench_inputs, time_epochs, batched_epoch_time
 if sys.argv[1] == "single":
     for kind in ("teacher", "distill"):
-        th, X, Y, st, tp = _setup(4, kind, 2, 2, 5)
-        _run_epochs(th, X, Y, st, tp, 4, 2)
+        th, X, Y, st, tp = bench_inputs(4, kind, 2, 2, 5)
+        time_epochs(th, X, Y, st, tp, 4, 2)
 else:
     batched_epoch_time(4, "distill", epochs=2, repeat=1, M=4, B=2, T=5)
 print(time.perf_counter() - t0)

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import files
 from .kernels import infer
-from .kernels.cell import _decay, n_params, unpack
+from .kernels.cell import n_params, tau_decay, unpack
 from .model import Model, ModelFileError, atomic_write_bytes
 from .train import DT
 
@@ -136,7 +136,7 @@ class Deployable:
     def decay(self) -> np.ndarray:
         """The decay factors exp(-dt / (|tau| + 1e-6)), float32, exactly as the inference kernel computes them."""
         out = np.empty(self.hidden, np.float32)
-        _decay(np.ascontiguousarray(self.tau, np.float32), np.float32(DT), out)
+        tau_decay(np.ascontiguousarray(self.tau, np.float32), np.float32(DT), out)
         return out
 
     def predict(self, X: np.ndarray, factored: bool = False) -> tuple[np.ndarray, np.ndarray]:

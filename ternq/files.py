@@ -142,48 +142,61 @@ def npy_header(fh: IO[bytes], what: str = "array") -> NpyHeader:
     return NpyHeader(tuple(int(k) for k in shape), dtype, bool(fortran), offset)
 
 
-def read_npy(path: str | os.PathLike, max_count: int, what: str = "array file",
-             max_file_bytes: int | None = None, kinds: str = "biuf") -> np.ndarray:
-    """Read a ``.npy`` file of numbers whose header declares at most ``max_count`` of them.
-
-    The header is read and checked (dtype, shape, declared size against ``max_count``
-    and against the file's real size) before any array is allocated.
+def npy_array(fh: IO[bytes], size: int, max_count: int, what: str = "array", kinds: str = "biuf",
+              ndims: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read the ``.npy`` stream ``fh`` of ``size`` bytes, its header checked before any array is allocated.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The file.
+    fh : file
+        A seekable binary stream at the start of the ``.npy`` data.
+    size : int
+        Bytes in the stream: the header's declared data must fill it exactly.
     max_count : int
         Most elements the caller can use.
     what : str
-        How messages name the file.
-    max_file_bytes : int, optional
-        Cap on the file size; by default what ``max_count`` float64 numbers need plus headroom.
+        How messages name the array (with its path).
     kinds : str
         Accepted dtype kinds (numpy's ``dtype.kind`` letters): integers and floats by default.
+    ndims : tuple of int, optional
+        Accepted numbers of dimensions; any by default.
 
     Returns
     -------
     np.ndarray
         The array, as stored.
     """
+    start = fh.tell()
+    head = npy_header(fh, what)
+    if head.dtype.kind not in kinds:
+        raise FileInputError(f"{what} holds {head.dtype} values, not numbers")
+    if ndims is not None and len(head.shape) not in ndims:
+        raise FileInputError(f"{what} holds an array of shape {head.shape}, not of {' or '.join(map(str, ndims))} "
+                             "dimensions")
+    if head.count > max_count:
+        raise FileInputError(f"{what} declares shape {head.shape} ({head.count:.3g} values); "
+                             f"at most {max_count:.3g} are accepted")
+    if head.offset + head.nbytes != size:
+        raise FileInputError(f"{what} is damaged: its header declares {_size(head.nbytes)} of data, "
+                             f"the file holds {_size(size - head.offset)}")
+    fh.seek(start)
+    try:
+        return np.lib.format.read_array(fh, allow_pickle=False, max_header_size=NPY_MAX_HEADER)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FileInputError(f"cannot read {what} ({_first_line(exc)})") from None
+
+
+def read_npy(path: str | os.PathLike, max_count: int, what: str = "array file",
+             max_file_bytes: int | None = None, kinds: str = "biuf") -> np.ndarray:
+    """Read a ``.npy`` file of numbers whose header declares at most ``max_count`` of them (see :func:`npy_array`).
+
+    ``max_file_bytes`` caps the file size; by default what ``max_count`` float64
+    numbers need plus headroom.
+    """
     cap = max_file_bytes if max_file_bytes is not None else 8 * max_count + 1 * MiB
     fh, size = open_regular(path, cap, what)
     with fh:
-        head = npy_header(fh, f"{what} {path}")
-        if head.dtype.kind not in kinds:
-            raise FileInputError(f"{what} {path} holds {head.dtype} values")
-        if head.count > max_count:
-            raise FileInputError(f"{what} {path} declares shape {head.shape} ({head.count:.3g} values); "
-                                 f"at most {max_count:.3g} are accepted")
-        if head.offset + head.nbytes != size:
-            raise FileInputError(f"{what} {path} is damaged: its header declares {_size(head.nbytes)} of data, "
-                                 f"the file holds {_size(size - head.offset)}")
-        fh.seek(0)
-        try:
-            return np.lib.format.read_array(fh, allow_pickle=False, max_header_size=NPY_MAX_HEADER)
-        except (ValueError, OSError, EOFError) as exc:
-            raise FileInputError(f"cannot read {what} {path} ({_first_line(exc)})") from None
+        return npy_array(fh, size, max_count, f"{what} {path}", kinds)
 
 
 def npz_members(zf: zipfile.ZipFile, limits: dict[str, int], what: str) -> dict[str, zipfile.ZipInfo]:
@@ -345,6 +358,6 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-__all__ = ["FileInputError", "NpyHeader", "npy_header", "npz_members", "open_regular", "read_bytes", "read_npy",
-           "read_npz_member", "read_toml", "regular_file", "toml_depth"]
+__all__ = ["FileInputError", "NpyHeader", "npy_array", "npy_header", "npz_members", "open_regular", "read_bytes",
+           "read_npy", "read_npz_member", "read_toml", "regular_file", "toml_depth"]
 

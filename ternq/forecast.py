@@ -9,7 +9,7 @@ One-step skill (:func:`baselines`, :func:`skill`)
       window where needed (the task's own past: earlier rows of the series, or the generated signal).
 
     MASE (Hyndman and Koehler 2006) divides each channel's mean absolute error by the in-sample
-    one-step naive MAE of that channel on the training part (:func:`naive_scale`), then averages
+    one-step naive MAE of that channel on the training part (:meth:`ternq.tasks.Task.naive_scale`), then averages
     over channels; below 1 beats the naive forecast's in-sample error.
 
 Multi-step rollouts (:func:`rollout`, :func:`rollout_errors`, :func:`horizon_curves`)
@@ -40,13 +40,10 @@ import numpy as np
 from .kernels import infer
 from .kernels.rollout import rollout as _rollout_kernel
 from .model import Model
-from .rng import stream
-from .tasks import TWO_PI, Lorenz, MultiSine, Series, Sine, Task
-from .train import DT, predict, predict_mse
+from .tasks import MultiSine, Series, Sine, Task
+from .train import DT, predict
 
-LORENZ_LYAPUNOV = 0.9056  # largest Lyapunov exponent of Lorenz (10, 28, 8/3), per time unit
-LORENZ_SAMPLE_TIME = 0.01 * 10  # time units per row: tasks.lorenz_trajectory's RK4 h = 0.01, every 10 steps
-DEFAULT_WARMUP = 25  # true steps before a rollout runs free (default_warmup)
+DEFAULT_WARMUP = 25  # true rows before the first scored forecast, in every evaluation (default_warmup)
 VPT_THRESHOLD = 0.5  # normalised-RMSE bar of the valid prediction time (Vlachas et al. 2020)
 
 
@@ -69,8 +66,10 @@ def default_warmup(task: Task) -> int:
     Why 25: the forecasts barely depend on it. On lorenz (H=32 teacher and shaped student,
     seed 0) warm-ups of 10, 20, 25, 30 and 50 steps gave the same horizon-1 MSE and valid
     prediction times within 10%: the cell forgets its zero initial state within about 10
-    steps. A short warm-up leaves the rest of the window to the horizon (up to 76 steps on
-    windows of 100; 26 on sunspots' windows of 50).
+    steps. One step ahead (benchmarks/warmup.py) the per-step error settles within 2x of
+    its later level by step 9-14 on sine and multisine, and steps 10-23 hold under 1% of
+    their teachers' error. A short warm-up leaves the rest of the window to the horizon
+    (up to 76 steps on windows of 100; 26 on sunspots' windows of 50).
     """
     return max(1, min(DEFAULT_WARMUP, window_steps(task) // 2))
 
@@ -85,26 +84,55 @@ def check_horizon(task: Task, horizon, warmup=None) -> tuple[int, int]:
         allows after the warm-up (K <= T + 1 - W); the message names the limit.
     """
     T = window_steps(task)
-    warmup = default_warmup(task) if warmup is None else _positive_int(warmup, "warm-up")
+    warmup = check_warmup(task, warmup)
     horizon = _positive_int(horizon, "horizon")
-    if warmup > T:
-        raise ValueError(f"warm-up {warmup} is longer than the held-out windows of {task.name} allow: at most {T}")
     if horizon > T + 1 - warmup:
         raise ValueError(f"horizon {horizon} is longer than the held-out windows of {task.name} allow: at most "
                          f"{T + 1 - warmup} (windows of {T} steps, after a warm-up of {warmup})")
     return horizon, warmup
 
 
+def check_warmup(task: Task, warmup=None) -> int:
+    """The warm-up W (default :func:`default_warmup`), validated against the held-out windows: 1 <= W <= T."""
+    T = window_steps(task)
+    warmup = default_warmup(task) if warmup is None else _positive_int(warmup, "warm-up")
+    if warmup > T:
+        raise ValueError(f"warm-up {warmup} is longer than the held-out windows of {task.name} allow: at most {T}")
+    return warmup
+
+
+def scored_steps(task: Task, warmup=None) -> np.ndarray:
+    """The steps t of a held-out window whose one-step forecasts are scored: W - 1 .. T - 1.
+
+    The forecast at step t is made after reading t + 1 true rows, so these are the forecasts made
+    after at least W rows: the first one is the horizon-1 forecast of a rollout with the same
+    warm-up. W = 1 scores every step (the whole-sequence metric).
+    """
+    return np.arange(check_warmup(task, warmup) - 1, window_steps(task))
+
+
+def step_errors(F: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Squared error per window and step, mean over channels: (N, T) float64."""
+    return _sq_errors(F, Y)
+
+
+def scored_mse(model, task: Task, warmup=None) -> float:
+    """One-step held-out MSE over the scored steps (:func:`scored_steps`), in float64."""
+    X, Y = task.eval_set()
+    ys, _ = predict(model, X)
+    return float(step_errors(ys, Y)[:, scored_steps(task, warmup)].mean())
+
+
 def period_limit(task: Task) -> int:
     """Longest period a seasonal naive forecast can use on this task's held-out part.
 
-    A series: the rows held out, and no more than the rows before the first held-out window
-    plus one (the first target's value one period earlier must exist). A generated signal
-    (sine, multisine): the rows of one held-out window, T + 1.
+    The rows held out (:meth:`Task.held_out_span`; one window's T + 1 for a generated signal), and no
+    more than the rows before the first held-out window plus one, where the past is finite (the
+    first target's value one period earlier must exist).
     """
-    if isinstance(task, Series):
-        return int(min(task.length - task.n_train, int(task.eval_starts.min()) + 1))
-    return window_steps(task) + 1
+    past = task.past_rows()
+    span = task.held_out_span()
+    return int(span if past is None else min(span, past + 1))
 
 
 def check_period(task: Task, period) -> int:
@@ -153,83 +181,17 @@ def detect_period(values: np.ndarray, max_lag: int | None = None) -> int | None:
     return next(k for k in peaks if acf[k] >= 0.8 * top)
 
 
-def training_part(task: Task) -> np.ndarray | None:
-    """The training part of a series task as float64 (rows, channels); None for generated tasks."""
-    if isinstance(task, Series):
-        return task.data[: task.n_train].astype(np.float64)
-    return None
-
-
 def resolve_period(task: Task, period=None, detect: bool = False) -> int | None:
     """The seasonal period to use: ``period`` if given, else the task's own, else (``detect``) one
     detected on the training part (:func:`detect_period`), else None. Always validated."""
     if period is None:
         period = getattr(task, "period", None)
     if period is None and detect:
-        part = training_part(task)
+        part = task.training_part()
         period = None if part is None else detect_period(part)
         if period is not None and period > period_limit(task):
             period = None
     return None if period is None else check_period(task, period)
-
-
-# ---------------------------------------------------------------- the task's past and its naive scale
-
-def held_out_rows(task: Task, before: int = 0) -> np.ndarray:
-    """The held-out windows as rows, reaching ``before`` rows back: (N, before + T + 1, C) float32.
-
-    Row ``before + t`` of window n is X[n, t] for t < T, and the last row is Y[n, T - 1]; rows
-    before that are the task's own past (earlier rows of the series; the generated signal earlier).
-    """
-    X, Y = task.eval_set()
-    rows = np.concatenate([X, Y[:, -1:]], axis=1)
-    if before <= 0:
-        return rows
-    if isinstance(task, Series):
-        starts = task.eval_starts - before
-        if starts.min() < 0:
-            raise ValueError(f"{task.name}: {before} rows before the first held-out window are needed, "
-                             f"{int(task.eval_starts.min())} exist")
-        prefix = task.data[starts[:, None] + np.arange(before)]
-    elif isinstance(task, Sine):
-        phases = TWO_PI * (np.arange(task.n_eval) + 0.5) / task.n_eval  # as Sine.eval_set
-        prefix = task._seqs(phases - before * task.dt, before)[0]
-        _check_joins(task, task._seqs(phases, 1)[0], X)
-    elif isinstance(task, MultiSine):
-        starts = task.eval_starts()
-        prefix = task._seqs(starts - before * task.dt, before)[0]
-        _check_joins(task, task._seqs(starts, 1)[0], X)
-    else:
-        raise ValueError(f"task {task.name} does not expose its past before the held-out windows; "
-                         "a seasonal naive forecast needs it")
-    return np.ascontiguousarray(np.concatenate([prefix.astype(np.float32), rows], axis=1))
-
-
-def _check_joins(task: Task, first: np.ndarray, X: np.ndarray) -> None:
-    # the past is rebuilt from the task's formula: make sure it still is the one eval_set uses
-    if not np.array_equal(first[:, 0], X[:, 0]):
-        raise RuntimeError(f"{task.name}: held_out_rows no longer matches eval_set; update ternq.forecast")
-
-
-def naive_scale(task: Task) -> np.ndarray:
-    """In-sample one-step naive MAE per channel, the denominator of MASE: (C,) float64.
-
-    A series: mean |x_t - x_{t-1}| over its training part. Sine: the exact expectation over
-    the uniform training phase, 4 sin(dt / 2) / pi. Multisine: the signal sampled over its
-    training span. Any other task: mean |y - x| over 64 training sequences from the named
-    stream ("forecast", "naive-scale") of seed 0.
-    """
-    if isinstance(task, Series):
-        part = training_part(task)
-        return np.mean(np.abs(np.diff(part, axis=0)), axis=0)
-    if isinstance(task, Sine):
-        return np.array([4.0 * math.sin(task.dt / 2.0) / math.pi])
-    if isinstance(task, MultiSine):
-        t = np.arange(int(task.train_span / task.dt) + task.steps + 1) * task.dt
-        x = sum(np.sin(f * t) for f in task.FREQS) / task.NORM
-        return np.array([np.mean(np.abs(np.diff(x)))])
-    X, Y = task.batches(stream(0, "forecast", "naive-scale"), 1, 64)
-    return np.mean(np.abs(Y.astype(np.float64) - X), axis=(0, 1, 2))
 
 
 # ---------------------------------------------------------------- one-step baselines and skill
@@ -247,7 +209,7 @@ def seasonal_naive(task: Task, period: int) -> np.ndarray:
     X, Y = task.eval_set()
     _need_same_channels(X.shape[2], Y.shape[2], "seasonal naive")
     T = X.shape[1]
-    rows = held_out_rows(task, m - 1)  # row (m - 1) + j is x_j
+    rows = task.held_out_rows(m - 1)  # row (m - 1) + j is x_j
     return np.ascontiguousarray(rows[:, :T])  # x_{t+1-m} sits at row (m - 1) + t + 1 - m = t
 
 
@@ -264,8 +226,8 @@ def scores(F: np.ndarray, Y: np.ndarray, scale: np.ndarray) -> dict[str, float]:
     return {"mse": float(np.mean(e * e)), "mae": float(np.mean(mae)), "mase": float(np.mean(mae / scale))}
 
 
-def baselines(task: Task, period=None, detect: bool = False) -> dict:
-    """The naive baselines on the held-out steps the models are scored on.
+def baselines(task: Task, period=None, detect: bool = False, warmup=None, fits: Classical | None = None) -> dict:
+    """The naive and classical baselines on the held-out steps the models are scored on.
 
     Parameters
     ----------
@@ -274,49 +236,71 @@ def baselines(task: Task, period=None, detect: bool = False) -> dict:
         Seasonal period in rows; default the task's own (:func:`resolve_period`).
     detect : bool
         Detect a period on the training part when neither is given (``--data``).
+    warmup : int, optional
+        W: only the forecasts made after W true rows are scored (:func:`scored_steps`).
+    fits : Classical, optional
+        The classical forecasts already fitted (:func:`fit_classical`).
 
     Returns
     -------
     dict
-        ``period`` (int or None), ``scale`` (in-sample naive MAE per channel),
-        ``persistence`` and, with a period, ``seasonal``: each ``{"mse", "mae", "mase"}``.
+        ``period`` (int or None), ``warmup``, ``scale`` (in-sample naive MAE per channel),
+        ``persistence``, with a period ``seasonal``, and the classical forecasts of
+        :func:`classical_one_step` (``ar`` with ``orders``, ``var`` with ``order``, ``climatology``,
+        ``anomaly``): each ``{"mse", "mae", "mase"}``; ``classical`` says which ran or why none did.
     """
     m = resolve_period(task, period, detect)
+    W = check_warmup(task, warmup)
+    steps = scored_steps(task, W)
     _, Y = task.eval_set()
-    scale = naive_scale(task)
-    out = {"period": m, "scale": [float(s) for s in scale], "persistence": scores(persistence(task), Y, scale)}
+    Y = Y[:, steps]
+    scale = task.naive_scale()
+    out = {"period": m, "warmup": W, "scale": [float(s) for s in scale],
+           "persistence": scores(persistence(task)[:, steps], Y, scale)}
     if m is not None:
-        out["seasonal"] = scores(seasonal_naive(task, m), Y, scale)
+        out["seasonal"] = scores(seasonal_naive(task, m)[:, steps], Y, scale)
+    forecasts, out["classical"] = classical_one_step(task, W, m, fits)
+    for name, (F, info) in forecasts.items():
+        out[name] = {**scores(F, Y, scale), **info}
     return out
 
 
-def skill(model: Model, task: Task, period=None, base: dict | None = None, detect: bool = False) -> dict:
-    """A model's one-step figures next to the naive baselines.
+BASELINES = ("persistence", "seasonal", "ar", "var", "climatology", "anomaly")  # in the order tables show them
+
+
+def baseline_names(base: dict) -> list[str]:
+    """The baselines present in a :func:`baselines` document, in :data:`BASELINES` order."""
+    return [n for n in BASELINES if n in base]
+
+
+def skill(model: Model, task: Task, period=None, base: dict | None = None, detect: bool = False,
+          warmup=None) -> dict:
+    """A model's one-step figures on the scored steps, next to the baselines.
 
     Parameters
     ----------
     model : Model
         Teacher or student.
     task : Task
-    period, detect
-        As in :func:`baselines` (ignored when ``base`` is given).
+    period, detect, warmup
+        As in :func:`baselines` (ignored when ``base`` is given: its warm-up is used).
     base : dict, optional
         :func:`baselines` of this task, to compute them once for many models.
 
     Returns
     -------
     dict
-        ``mse`` (equal to ``evaluate(model, task)["eval_mse"]``), ``mae``, ``mase``,
-        ``persistence_mse``, ``persistence_mase``, ``vs_persistence`` (MSE ratio, < 1 is better),
-        with a period also ``seasonal_mse``, ``seasonal_mase``, ``vs_seasonal``; ``vs_naive``
-        (ratio to the better baseline), ``period``, and the flags ``beats_persistence`` and
-        ``beats_naive`` (lower MSE than persistence / than every baseline).
+        ``mse`` (:func:`scored_mse`), ``mae``, ``mase``, ``persistence_mse``, ``persistence_mase``,
+        ``vs_persistence`` (MSE ratio, < 1 is better), with a period also ``seasonal_mse``,
+        ``seasonal_mase``, ``vs_seasonal``; ``vs_naive`` (ratio to the better naive forecast),
+        ``vs_best`` and ``best_baseline`` (the baseline of lowest MSE, classical ones included),
+        ``period``, and the flags ``beats_persistence``, ``beats_naive`` and ``beats_best``.
     """
-    base = baselines(task, period, detect) if base is None else base
+    base = baselines(task, period, detect, warmup) if base is None else base
     X, Y = task.eval_set()
+    steps = scored_steps(task, base["warmup"])
     ys, _ = predict(model, X)
-    own = scores(ys, Y, np.asarray(base["scale"]))
-    own["mse"] = predict_mse(model, X, Y)  # the figure evaluate() reports, bit for bit
+    own = scores(ys[:, steps], Y[:, steps], np.asarray(base["scale"]))
     out = {**own, "period": base["period"], "persistence_mse": base["persistence"]["mse"],
            "persistence_mase": base["persistence"]["mase"],
            "vs_persistence": _ratio(own["mse"], base["persistence"]["mse"])}
@@ -328,6 +312,118 @@ def skill(model: Model, task: Task, period=None, base: dict | None = None, detec
     out["vs_naive"] = _ratio(own["mse"], best)
     out["beats_persistence"] = bool(own["mse"] < base["persistence"]["mse"])
     out["beats_naive"] = bool(own["mse"] < best)
+    top = min(baseline_names(base), key=lambda n: base[n]["mse"])
+    out.update(best_baseline=top, vs_best=_ratio(own["mse"], base[top]["mse"]),
+               beats_best=bool(own["mse"] < base[top]["mse"]))
+    return out
+
+
+# ---------------------------------------------------------------- classical baselines
+
+CLASSICAL_ROWS = 2000  # rows of a generated task's training signal the autoregressions are fitted on
+
+
+def training_series(task: Task) -> np.ndarray | None:
+    """One contiguous training series (rows, channels) float64 to fit the classical forecasts on:
+    a series' training part; for sine and multisine the signal from the start of their training
+    span; None for a task that has no such series."""
+    part = task.training_part()
+    if part is not None:
+        return part
+    if isinstance(task, Sine):
+        X, _ = task.signal(np.zeros(1), CLASSICAL_ROWS)
+    elif isinstance(task, MultiSine):
+        X, _ = task.signal(np.zeros(1), max(CLASSICAL_ROWS, int(task.train_span / task.dt)))
+    else:
+        return None
+    return X[0].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Classical:
+    """The classical forecasts of one task, fitted once: per-channel AR, VAR (several channels),
+    climatology (a series with a known period); ``why`` says what could not be fitted."""
+
+    ar: object = None
+    var: object = None
+    clim: np.ndarray | None = None
+    why: str = ""
+
+    def doc(self) -> dict:
+        out = {"fitted": [n for n in ("ar", "var", "climatology") if getattr(self, "clim" if n == "climatology"
+                                                                              else n) is not None]}
+        if self.why:
+            out["not_fitted"] = self.why
+        return out
+
+
+def fit_classical(task: Task, warmup: int, period: int | None) -> Classical:
+    """Fit the classical forecasts on ``task``'s training series. The AR order is chosen by AIC up to
+    min(10 log10(n), W): an autoregression reads no more past than the warm-up gives every forecaster."""
+    from . import classical
+
+    if task.n_in != task.n_out:
+        return Classical(why="the task's inputs are not its previous outputs")
+    train = training_series(task)
+    if train is None:
+        return Classical(why=f"task {task.name} has no training series to fit on")
+    clim = classical.climatology(train, period) if period is not None and isinstance(task, Series) else None
+    try:
+        top = min(classical.default_max_order(len(train)), warmup)
+        ar = classical.fit_ar(train, top)
+        var = classical.fit_var(train, top) if train.shape[1] > 1 else None
+    except classical.NeedsStatsmodels as exc:
+        return Classical(clim=clim, why=str(exc))
+    return Classical(ar, var, clim)
+
+
+def _linear_info(name: str, fit) -> dict:
+    from . import classical
+
+    return {"orders": classical.ar_orders(fit)} if name == "ar" else {"order": fit.order}
+
+
+def classical_one_step(task: Task, warmup: int, period: int | None, fits: Classical | None = None
+                       ) -> tuple[dict[str, tuple[np.ndarray, dict]], dict]:
+    """One-step forecasts of the scored steps' targets by each classical forecast: ``{name: (F, info)}``
+    (F: (N, scored steps, C); info: the AR orders, the VAR order) and the fits' :meth:`Classical.doc`."""
+    from . import classical
+
+    fits = fit_classical(task, warmup, period) if fits is None else fits
+    rows = task.held_out_rows().astype(np.float64)
+    steps = scored_steps(task, warmup)
+    out = {}
+    for name in ("ar", "var"):
+        fit = getattr(fits, name)
+        if fit is not None:
+            out[name] = (fit.one_step(rows, int(steps[0]) + 1), _linear_info(name, fit))
+    if fits.clim is not None:
+        origin = task.eval_starts[:, None] + steps  # absolute row index of x_t
+        out["climatology"] = (classical.climatology_forecast(fits.clim, origin + 1), {"period": period})
+        out["anomaly"] = (classical.anomaly_persistence(fits.clim, rows[:, steps], origin, origin + 1),
+                          {"period": period})
+    return out, fits.doc()
+
+
+def classical_rollout_errors(task: Task, horizon: int, warmup: int, period: int | None,
+                             fits: Classical | None = None) -> dict[str, np.ndarray]:
+    """Squared errors (N, K) of the classical forecasts from the rollouts' origins x_{W-1}."""
+    from . import classical
+
+    fits = fit_classical(task, warmup, period) if fits is None else fits
+    X, target = _targets(task, horizon, warmup)
+    rows = task.held_out_rows().astype(np.float64)
+    out = {}
+    for name in ("ar", "var"):
+        fit = getattr(fits, name)
+        if fit is not None:
+            out[name] = _sq_errors(fit.run_free(rows[:, :warmup], horizon), target)
+    if fits.clim is not None:
+        origin = task.eval_starts[:, None] + warmup - 1
+        index = origin + np.arange(1, horizon + 1)
+        out["climatology"] = _sq_errors(classical.climatology_forecast(fits.clim, index), target)
+        out["anomaly"] = _sq_errors(classical.anomaly_persistence(fits.clim, rows[:, warmup - 1:warmup, :], origin,
+                                                                  index), target)
     return out
 
 
@@ -411,12 +507,13 @@ def rollout_mse(model, task: Task, horizon, warmup=None) -> np.ndarray:
     return rollout_errors(model, task, horizon, warmup).mean(axis=0)
 
 
-def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detect: bool = False
-                            ) -> dict[str, np.ndarray]:
-    """Squared errors (N, K) of the naive forecasts from the same origins as :func:`rollout_errors`.
+def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detect: bool = False,
+                            fits: Classical | None = None) -> dict[str, np.ndarray]:
+    """Squared errors (N, K) of the baselines from the same origins as :func:`rollout_errors`.
 
     ``persistence`` repeats x_{W-1}; ``seasonal`` (with a period m) forecasts x_{W-1+k} by
-    x_{W-1+k-m*ceil(k/m)}, the last observed value in the same phase of the season.
+    x_{W-1+k-m*ceil(k/m)}, the last observed value in the same phase of the season; then the
+    classical forecasts (:func:`classical_rollout_errors`; ``fits`` to reuse fitted ones).
     """
     horizon, warmup = check_horizon(task, horizon, warmup)
     X, target = _targets(task, horizon, warmup)
@@ -424,10 +521,11 @@ def baseline_rollout_errors(task: Task, horizon, warmup=None, period=None, detec
     out = {"persistence": _sq_errors(np.repeat(X[:, warmup - 1 : warmup], horizon, axis=1), target)}
     m = resolve_period(task, period, detect)
     if m is not None:
-        rows = held_out_rows(task, m - 1)  # row (m - 1) + j is x_j
+        rows = task.held_out_rows(m - 1)  # row (m - 1) + j is x_j
         k = np.arange(1, horizon + 1)
         j = warmup - 1 + k - m * ((k + m - 1) // m)
         out["seasonal"] = _sq_errors(rows[:, m - 1 + j], target)
+    out.update(classical_rollout_errors(task, horizon, warmup, m, fits))
     return out
 
 
@@ -455,13 +553,6 @@ def trace(model, task: Task, horizon, warmup=None, window: int = 0) -> dict:
 
 
 # ---------------------------------------------------------------- horizon summaries
-
-def lyapunov_per_step(task: Task) -> float | None:
-    """Lyapunov times per row, where the task has a known largest exponent (lorenz), else None."""
-    if isinstance(task, Lorenz):
-        return LORENZ_LYAPUNOV * LORENZ_SAMPLE_TIME
-    return None
-
 
 def first_pass(curve: np.ndarray, bar) -> int | None:
     """First horizon k (1-based) at which ``curve[k - 1]`` exceeds ``bar`` (a number or a curve), or None."""
@@ -557,4 +648,4 @@ def horizon_curves(models: Mapping[str, object], task: Task, horizon, warmup=Non
     errors = {name: rollout_errors(m, task, horizon, warmup) for name, m in models.items()}
     errors.update(base)
     return Horizons(task.name, horizon, warmup, resolve_period(task, period, detect), errors, float(threshold),
-                    lyapunov_per_step(task), tuple(base))
+                    task.lyapunov_per_step, tuple(base))

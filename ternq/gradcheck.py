@@ -2,7 +2,7 @@
 
 Central differences with one Richardson step, ``(4 D(h/2) - D(h)) / 3``, so the
 truncation error is O(h^4) and the check can resolve errors far below the
-seeds' 1e-3 bar. Relative error is the seeds' ``|g_a - g_n| / max(|g_a|, |g_n|, 1e-7)``.
+notes' 1e-3 bar. Relative error is the notes' ``|g_a - g_n| / max(|g_a|, |g_n|, 1e-7)``.
 
 Coverage: the kernels unroll their loops by four (over the B*T steps of the
 weight gradients, over the columns of the row products), so :func:`check_all`
@@ -12,7 +12,7 @@ of each gradient. The straight-through rows compare the kernel against masks
 written here from the formulas of the protocol (:func:`protocol_mask`), not
 against the kernel's own ``mask()``.
 
-The recipes of issue 10 are covered too: the trajectory term weighted per unit
+The recipes are covered too: the trajectory term weighted per unit
 (normalised hidden-state matching) and output distillation by finite
 differences like every loss; the backward rules that are estimators rather
 than derivatives (LSQ's scale gradient, TWN's thresholds, the frozen-trit
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels.cell import _forward, _loss_grad, forward, loss_grad, loss_grad_w, unpack, work
+from .kernels.cell import forward, forward_pass, loss_grad, loss_grad_pass, loss_grad_w, unpack, work
 from .kernels.ternary import (
     MASK_NONE,
+    MASK_NOTES,
     MASK_REFERENCE,
-    MASK_SEED,
     SCALE_LEARNED,
     SCALE_LSQ,
     SCALE_TWN,
@@ -42,9 +42,10 @@ from .kernels.ternary import (
 )
 from .model import init_teacher, student_from
 from .rng import stream
+from .settings import StudentSettings
 from .train import DT
 
-TOLERANCE = 1e-3  # the seeds' bar
+TOLERANCE = 1e-3  # the notes' bar
 FLOOR = 1e-7
 DEFAULT_SHAPE = (1, 8)  # (batch, steps) of the checks at the requested widths
 ODD_BATCH = (3, 5)  # B*T = 15: three steps fall in the remainder loops, a fifth of every weight gradient
@@ -66,7 +67,7 @@ class BlockResult:
 
 
 def rel_err(ga: np.ndarray, gn: np.ndarray) -> np.ndarray:
-    """The seeds' relative error, element-wise."""
+    """The notes' relative error, element-wise."""
     return np.abs(ga - gn) / np.maximum(np.maximum(np.abs(ga), np.abs(gn)), FLOOR)
 
 
@@ -85,9 +86,10 @@ def numerical_grad(f, x: np.ndarray, idx: np.ndarray, h: float = 4e-3) -> np.nda
 
 
 @njit(cache=True, nogil=True, inline="always")  # inlined: one compiled level less on a first run
-def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk):
-    """The loss of :func:`ternq.kernels.cell.loss_grad_w` (``hw`` all ones: :func:`loss_grad`), forward only."""
-    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, distill_hidden, hs, gs, cs, ys, WT, wk):
+    """The loss of :func:`ternq.kernels.cell.loss_grad_w` (``distill_hidden`` all ones: :func:`loss_grad`),
+    forward only."""
+    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     T, B = ys.shape[0], ys.shape[1]
     sse = 0.0
     straj = 0.0
@@ -98,13 +100,13 @@ def _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, 
                 sse += e * e
             for i in range(hidden):
                 d = hs[t + 1, bb, i] - ht[t + 1, bb, i]
-                straj += d * d * hw[i]
+                straj += d * d * distill_hidden[i]
     n = B * T
     return w_y * 0.5 * sse / (n * n_out) + alpha * 0.5 * straj / (n * hidden)
 
 
 @njit(cache=True, nogil=True)
-def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT):
+def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, distill_hidden, hs, gs, cs, ys, WT):
     """:func:`numerical_grad` of the cell loss with respect to entries ``idx`` of p, compiled."""
     out = np.empty(idx.shape[0])
     wk = work(X.shape[0], 0, n_in, hidden, n_out, p)
@@ -114,9 +116,9 @@ def _fd_cell(p, idx, h, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, g
         d = np.empty(2)
         for m, step in enumerate((h, h / 2)):
             p[k] = x0 + step
-            fp = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk)
+            fp = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, distill_hidden, hs, gs, cs, ys, WT, wk)
             p[k] = x0 - step
-            fm = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, hs, gs, cs, ys, WT, wk)
+            fm = _loss(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, distill_hidden, hs, gs, cs, ys, WT, wk)
             p[k] = x0
             d[m] = (fp - fm) / (2 * step)
         out[n] = (4 * d[1] - d[0]) / 3
@@ -138,32 +140,33 @@ def _blocks(I, H, O):
 class _Problem:
     """A loss over effective parameters ``p`` on fixed random data, in float64.
 
-    ``hw``: per-unit weights of the trajectory term (normalised hidden matching; None: the seeds'
-    term). ``out_share``: output distillation, the share of the teacher's predictions in the target.
+    ``distill_hidden``: per-unit weights of the trajectory term (normalised hidden matching; None: the notes'
+    term). ``distill_output``: output distillation, the share of the teacher's predictions in the target.
     """
 
-    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p, hw=None, out_share=0.0):
+    def __init__(self, rng, I, H, O, B, T, alpha, teacher_p, distill_hidden=None,
+                 distill_output=StudentSettings.distill_output):
         self.dims = (I, H, O)
         self.X = rng.normal(size=(B, T, I))
         self.Y = rng.normal(size=(B, T, O))
         self.alpha = alpha
-        self.hw = hw
+        self.distill_hidden = distill_hidden
         self.ht = np.zeros((T + 1, B, H))
         self.ws = (np.empty((T + 1, B, H)), np.empty((T, B, H)), np.empty((T, B, H)),
                    np.empty((T, B, O)), np.empty((I + H, 2 * H)))
-        if alpha or out_share:
+        if alpha or distill_output:
             forward(teacher_p, self.X, I, H, O, DT, self.ht, *self.ws[1:])
-        if out_share:
-            self.Y = (1.0 - out_share) * self.Y + out_share * self.ws[3].transpose(1, 0, 2)
+        if distill_output:
+            self.Y = (1.0 - distill_output) * self.Y + distill_output * self.ws[3].transpose(1, 0, 2)
 
     def loss_grad(self, p):
         g = np.zeros_like(p)
-        if self.hw is None:
+        if self.distill_hidden is None:
             loss, _ = loss_grad(p, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha, self.alpha,
                                 self.ht, g, *self.ws)
         else:
             loss, _ = loss_grad_w(p, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha, self.alpha,
-                                  self.ht, self.hw, g, *self.ws)
+                                  self.ht, self.distill_hidden, g, *self.ws)
         return loss, g
 
     def loss(self, p):
@@ -171,9 +174,9 @@ class _Problem:
 
     def numerical(self, p, idx, h=4e-3):
         """Compiled :func:`numerical_grad` of this loss at the entries ``idx`` of ``p``."""
-        hw = np.ones(self.dims[1]) if self.hw is None else self.hw
+        distill_hidden = np.ones(self.dims[1]) if self.distill_hidden is None else self.distill_hidden
         return _fd_cell(p, np.asarray(idx, np.int64), h, self.X, self.Y, *self.dims, DT, 1.0 - self.alpha,
-                        self.alpha, self.ht, hw, *self.ws)
+                        self.alpha, self.ht, distill_hidden, *self.ws)
 
 
 def _random_teacher(seed, H, I, O):
@@ -207,7 +210,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     list of BlockResult
         Teacher blocks; student blocks (scales with trits frozen, biases, tau,
         effective ternary weights) without and with the trajectory term; and the
-        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla, the seeds' and the
+        STE identity ``dL/dW = dL/dWeff * mask`` for the vanilla, the notes' and the
         C program's masks, against :func:`protocol_mask`.
     """
     I, H, O = n_in, hidden, n_out
@@ -237,15 +240,15 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     w_idx = np.concatenate([blocks["W_gate"], blocks["W_cand"], blocks["W_out"]])
     rows = np.concatenate([np.repeat(np.arange(h2), I + H), h2 + np.repeat(np.arange(O), H)])
 
-    # the seeds' output term; with the trajectory term; and the recipes' forms (issue 10): the trajectory
+    # the notes' output term; with the trajectory term; and the recipes' forms: the trajectory
     # term weighted per unit (normalised hidden matching), and output distillation toward a blend of the
     # data and the teacher's predictions
-    hw = rng.uniform(0.5, 4.0, size=H)
-    forms = (("", 0.0, None, 0.0), (" traj", 0.5, None, 0.0), (" traj-norm", 0.5, hw, 0.0),
+    distill_hidden = rng.uniform(0.5, 4.0, size=H)
+    forms = (("", 0.0, None, 0.0), (" traj", 0.5, None, 0.0), (" traj-norm", 0.5, distill_hidden, 0.0),
              (" out-distill", 0.0, None, 0.5))
-    for suffix, alpha, weights, out_share in forms:
+    for suffix, alpha, weights, distill_output in forms:
         tag = f"student {shape}{suffix}"
-        prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64), weights, out_share)
+        prob = _Problem(rng, I, H, O, batch, steps, alpha, other.theta.astype(np.float64), weights, distill_output)
         g_eff = prob.loss_grad(p)[1]
         if suffix == " traj":
             g_traj = g_eff
@@ -271,7 +274,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
 
 
 def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext) -> list[BlockResult]:
-    """The recipes' backward (issue 10) against formulas written here from the papers:
+    """The recipes' backward against formulas written here from the papers:
 
     - LSQ (Esser et al. 2020, eq. 3 and the gradient scale of section 2.2) with Q_N = Q_P = 1: per row,
       ``dL/ds = (1/sqrt(n)) sum_j dL/dWeff_j (round(clip(r_j, -1, 1)) - r_j [|r_j| < 1])``, r = w / s;
@@ -305,20 +308,20 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     out.append(_compare(model, "LSQ dL/ds (Esser et al.)", g[n_cell:], lsq))
 
     delta = TWN_DELTA * np.bincount(rows, np.abs(w), n_rows) / n_cols
-    g = run(True, delta, ones, SCALE_TWN, False, MASK_SEED, 7.0)
-    want = g_w * protocol_mask(w, 2.0 * delta[rows], 7.0, MASK_SEED)
+    g = run(True, delta, ones, SCALE_TWN, False, MASK_NOTES, 7.0)
+    want = g_w * protocol_mask(w, 2.0 * delta[rows], 7.0, MASK_NOTES)
     out.append(_compare(model, "TWN: STE = g_eff * mask(w/2delta)", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([want, np.zeros(n_rows)])))
 
     q_thr = np.where(np.abs(w) > delta[rows], np.sign(w), 0.0)
-    g = run(True, delta, ones, SCALE_LEARNED, True, MASK_SEED, 7.0)
+    g = run(True, delta, ones, SCALE_LEARNED, True, MASK_NOTES, 7.0)
     out.append(_compare(model, "fine-tune: W frozen, dL/ds", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([np.zeros_like(w), np.bincount(rows, g_w * q_thr, n_rows)])))
 
     live = (rng.random(n_rows) < 0.5).astype(np.int8)
-    g = run(False, zeros, live, SCALE_LEARNED, False, MASK_SEED, 7.0)
+    g = run(False, zeros, live, SCALE_LEARNED, False, MASK_NOTES, 7.0)
     on = live[rows] == 1
-    want = np.where(on, g_w * protocol_mask(w, s_row, 7.0, MASK_SEED), g_w)
+    want = np.where(on, g_w * protocol_mask(w, s_row, 7.0, MASK_NOTES), g_w)
     want_s = np.where(live == 1, np.bincount(rows, g_w * q, n_rows), 0.0)
     out.append(_compare(model, "progressive: float rows = g_eff", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([want, want_s])))
@@ -339,7 +342,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     r = np.asarray(w, np.float64) / np.asarray(s, np.float64)
     if kind == MASK_NONE:
         return np.ones_like(r)
-    if kind == MASK_SEED:
+    if kind == MASK_NOTES:
         u = np.clip((np.abs(r) - 0.5) * beta + 0.5, 0.0, 1.0)
         return 6.0 * u * (1.0 - u) * beta
     if kind == MASK_REFERENCE:
@@ -349,7 +352,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     raise ValueError(f"unknown mask kind {kind}")
 
 
-STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_SEED, "STE = g_eff * seeds' mask", 7.0),
+STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_NOTES, "STE = g_eff * seeds' mask", 7.0),
              (MASK_REFERENCE, "STE = g_eff * C program's mask", 7.0))
 
 
@@ -429,7 +432,7 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
     from .kernels.cache import can_share, compiled
 
     args = [[int(w) for w in widths], int(seed), int(n_in), int(n_out)]
-    if compiled(_loss_grad, np.float64) or not can_share():
+    if compiled(loss_grad_pass, np.float64) or not can_share():
         return check_all(*args)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ternq
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))

@@ -2,8 +2,8 @@
 
 :func:`train_teachers` and :func:`train_students` return, for each model, the same
 ``(Model, History)`` (same bits, same meta) as :func:`ternq.train.train_teacher` and
-:func:`ternq.train.train_student` would, so seeds of a sweep, the students of one
-width of a factorial and the runs of a design can share a batch. Models that
+:func:`ternq.train.train_student` would, recipes included, so seeds of a sweep, the
+students of one width of a factorial and the runs of a design can share a batch. Models that
 share a seed share their data arrays (the common random numbers of the single path).
 
 :func:`train_batch` is the typed wrapper over the kernel
@@ -23,11 +23,23 @@ import numpy as np
 from .kernels import multi as K
 from .kernels.cache import compiled as kernels_compiled
 from .kernels.cell import n_params
-from .kernels.ternary import MASK_NONE, n_scales
+from .kernels.loop import Loop, select
+from .kernels.ternary import n_scales
 from .model import Model, init_teacher, student_from
 from .rng import stream
 from .tasks import Task
-from .train import DT, MASKS, SCHEDULES, DivergedError, History, Progress, StudentConfig, TeacherConfig
+from .train import (
+    DivergedError,
+    History,
+    Lane,
+    Progress,
+    StudentConfig,
+    TeacherConfig,
+    finish,
+    loop_of,
+    recipe_arrays,
+    uses_recipe,
+)
 
 __all__ = ["Lane", "BatchResult", "train_batch", "train_teachers", "train_students", "BATCH_MIN", "BATCH_MAX",
            "batch_min", "compiled"]
@@ -57,44 +69,20 @@ def compiled() -> bool:
     return kernels_compiled(K.train_epochs, np.float32)
 
 
-@dataclass(frozen=True)
-class Lane:
-    """One model's training settings inside a batch (everything that may differ between models).
-
-    ``mask`` is ``None`` for the vanilla straight-through estimator, else ``"seed"`` or
-    ``"reference"`` (students only). ``alpha`` matters only with ``distill``.
-    """
-
-    lr: float = 1e-2
-    lr_min: float = 1e-4
-    schedule: str = "cosine"
-    clip: float = 5.0
-    mask: str | None = None
-    beta: tuple[float, float] = (1.0, 1.0)
-    alpha: tuple[float, float] = (0.0, 0.0)
-    distill: bool = False
-
-    @classmethod
-    def of(cls, cfg: TeacherConfig | StudentConfig) -> Lane:
-        """The lane settings of a teacher or student configuration, as the single path reads them."""
-        if isinstance(cfg, StudentConfig):
-            return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip, cfg.mask if cfg.shaped else None,
-                       tuple(cfg.beta), tuple(cfg.alpha) if cfg.distill else (0.0, 0.0), cfg.distill)
-        return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip)
-
-
 @dataclass
 class BatchResult:
     """What :func:`train_batch` returns; model index first in every array.
 
     theta (M, P) trained parameters; losses, mses (M, E) per epoch (NaN from a
-    model's divergence on); diverged (M,) -1 or the first epoch whose loss was not finite.
+    model's divergence on); diverged (M,) -1 or the first epoch whose loss was not finite;
+    thresholds (M, 2H + O) the per-row state training left (:func:`ternq.train.finish` reads it).
     """
 
     theta: np.ndarray
     losses: np.ndarray
     mses: np.ndarray
     diverged: np.ndarray
+    thresholds: np.ndarray
 
 
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[int],
@@ -113,11 +101,11 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
         For each model, the index of its data set in X and Y.
     dims : (n_in, hidden, n_out)
     lanes : sequence of Lane
-        Each model's settings.
+        Each model's settings (:class:`ternq.train.Lane`); the same ``finetune_epochs`` for all.
     student : bool
         Hard-ternary students (theta has row scales) or float teachers.
     teacher : np.ndarray, optional
-        (M, Pe) float32 effective teacher parameters for the models with ``distill``
+        (M, Pe) float32 effective teacher parameters for the models with ``distill`` or ``distill_output``
         (rows of the others are ignored).
     progress : callable, optional
         ``progress(done, total, loss)`` between chunks; loss is the mean last loss of the live models.
@@ -152,17 +140,14 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
     data = np.asarray(data, np.int64)
     if data.shape != (M,) or data.min() < 0 or data.max() >= D:
         raise ValueError(f"data must hold {M} indices in [0, {D})")
-    fset = np.zeros((K.N_FSET, M))
-    iset = np.zeros((K.N_ISET, M), np.int64)
-    for m, lane in enumerate(lanes):
-        _check_lane(lane, student)
-        fset[K.F_LR, m], fset[K.F_LR_MIN, m], fset[K.F_CLIP, m] = lane.lr, lane.lr_min, lane.clip
-        fset[K.F_BETA0, m], fset[K.F_BETA1, m] = lane.beta
-        fset[K.F_ALPHA0, m], fset[K.F_ALPHA1, m] = lane.alpha
-        iset[K.I_LR_KIND, m] = SCHEDULES[lane.schedule]
-        iset[K.I_MASK, m] = MASK_NONE if lane.mask is None else MASKS[lane.mask]
-        iset[K.I_DISTILL, m] = int(lane.distill)
-    on = iset[K.I_DISTILL] != 0
+    for lane in lanes:
+        if not isinstance(lane, Lane):
+            raise TypeError(f"lanes must be Lane objects, not {type(lane).__name__}")
+        lane.check(student)
+    if len({lane.finetune_epochs for lane in lanes}) > 1 or lanes[0].finetune_epochs > E:
+        raise ValueError(f"the models of a batch need one fine-tune of at most {E} epochs")
+    loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
+    on = np.array([lane.uses_teacher for lane in lanes])
     if on.any():
         if not student:
             raise ValueError("only students distill")
@@ -173,25 +158,27 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
     if group < 1:
         raise ValueError(f"group must be positive, not {group}")
     # groups of at most `group` models, one compiled call each per chunk of epochs
-    groups = [_Group(np.arange(g0, min(M, g0 + group)), theta, data, fset, iset, teacher, on, pe, E)
+    groups = [_Group(np.arange(g0, min(M, g0 + group)), theta, data, loop, teacher, on, pe, E)
               for g0 in range(0, M, group)]
     step = max(1, -(-E // max(1, int(chunks))))
     for e0 in range(0, E, step):
         e1 = min(E, e0 + step)
         for gr in groups:
-            K.train_epochs(gr.theta, gr.adam_m, gr.adam_v, X, Y, gr.data, e0, e1, E, n_in, hidden, n_out, DT,
-                           student, gr.fset, gr.iset, gr.teacher, gr.losses, gr.mses, gr.bad)
+            K.train_epochs(gr.theta, gr.adam_m, gr.adam_v, X, Y, gr.data, e0, e1, gr.loop, gr.teacher,
+                           gr.thresholds, gr.losses, gr.mses, gr.bad)
         if progress is not None:
             last = np.concatenate([gr.losses[e1 - 1, : len(gr.idx)] for gr in groups])
             last = last[np.isfinite(last)]
             progress(e1, E, float(last.mean()) if last.size else math.nan)
-    out = BatchResult(np.empty((M, P), np.float32), np.empty((M, E)), np.empty((M, E)), np.empty(M, np.int64))
+    out = BatchResult(np.empty((M, P), np.float32), np.empty((M, E)), np.empty((M, E)), np.empty(M, np.int64),
+                      np.empty((M, n_scales(hidden, n_out)), np.float32))
     for gr in groups:
         n = len(gr.idx)
-        out.theta[gr.idx] = gr.theta[:, :n].T
+        out.theta[gr.idx] = gr.theta[:n]
         out.losses[gr.idx] = gr.losses[:, :n].T
         out.mses[gr.idx] = gr.mses[:, :n].T
         out.diverged[gr.idx] = gr.bad[:n]
+        out.thresholds[gr.idx] = gr.thresholds[:n]
     return out
 
 
@@ -199,17 +186,17 @@ class _Group:
     """The kernel's arrays for some of the models, padded to whole vectors of LANES with copies
     of the group's first model (deterministic; their results are discarded)."""
 
-    def __init__(self, idx, theta, data, fset, iset, teacher, on, pe, E):
+    def __init__(self, idx, theta, data, loop: Loop, teacher, on, pe, E):
         self.idx = idx
         n = len(idx)
         full = np.concatenate([idx, np.full(-(-n // K.LANES) * K.LANES - n, idx[0])])
         Mp = len(full)
-        self.theta = np.ascontiguousarray(theta[full].T, np.float32)
+        self.theta = np.ascontiguousarray(theta[full], np.float32)
         self.adam_m = np.zeros_like(self.theta)
         self.adam_v = np.zeros_like(self.theta)
         self.data = np.ascontiguousarray(data[full])
-        self.fset = np.ascontiguousarray(fset[:, full])
-        self.iset = np.ascontiguousarray(iset[:, full])
+        self.loop = select(loop, full)
+        self.thresholds = np.zeros((Mp, n_scales(loop.hidden, loop.n_out)), np.float32)
         if on[full].any():
             self.teacher = np.zeros((pe, Mp), np.float32)
             sel = on[full]
@@ -219,23 +206,6 @@ class _Group:
         self.losses = np.full((E, Mp), np.nan)
         self.mses = np.full((E, Mp), np.nan)
         self.bad = np.full(Mp, -1, np.int64)
-
-
-def _check_lane(lane: Lane, student: bool) -> None:
-    if not isinstance(lane, Lane):
-        raise TypeError(f"lanes must be Lane objects, not {type(lane).__name__}")
-    if lane.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {lane.schedule!r}")
-    if not (math.isfinite(lane.lr) and lane.lr > 0 and math.isfinite(lane.lr_min) and 0 <= lane.lr_min <= lane.lr):
-        raise ValueError(f"need lr > 0 and lr_min in [0, lr], not {lane.lr}, {lane.lr_min}")
-    if not (math.isfinite(lane.clip) and lane.clip > 0):
-        raise ValueError(f"clip must be a finite positive number, not {lane.clip}")
-    if lane.mask is not None and (not student or lane.mask not in MASKS):
-        raise ValueError(f"mask {lane.mask!r}: only students have one, of {', '.join(MASKS)}")
-    for name in ("beta", "alpha"):
-        pair = getattr(lane, name)
-        if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
-            raise ValueError(f"{name} must be two finite numbers (start, end)")
 
 
 def _group(cfgs, seeds, kind) -> tuple[list, list[int]]:
@@ -251,24 +221,26 @@ def _group(cfgs, seeds, kind) -> tuple[list, list[int]]:
         if not isinstance(c, kind):
             raise TypeError(f"configs must be {kind.__name__}, not {type(c).__name__}")
         c.validate()
-    first = cfgs[0] if cfgs else None
-    for c in cfgs:
-        if (c.hidden, c.epochs, c.batch) != (first.hidden, first.epochs, first.batch):
-            raise ValueError("models of one batch need the same hidden width, epochs and batch size")
+    if len({_shape(c) for c in cfgs}) > 1:
+        raise ValueError("models of one batch need the same hidden width, epochs (fine-tune's too) and batch size")
     return cfgs, [int(s) for s in seeds]
+
+
+def _shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, int]:
+    return cfg.hidden, cfg.epochs, getattr(cfg, "finetune_epochs", 0), cfg.batch
 
 
 def _data(task: Task, keys: list[int], name: str, cfg, hidden: int | None):
     """One data set per distinct seed, stacked (D, E, B, T, .), and each model's index into it."""
     uniq = sorted(set(keys))
     path = (name, hidden) if hidden is not None else (name,)
-    sets = [task.batches(stream(s, *path), cfg.epochs, cfg.batch) for s in uniq]
+    sets = [task.batches(stream(s, *path), getattr(cfg, "total_epochs", cfg.epochs), cfg.batch) for s in uniq]
     X = np.stack([x for x, _ in sets])
     Y = np.stack([y for _, y in sets])
     return X, Y, [uniq.index(s) for s in keys]
 
 
-def _results(models, res: BatchResult, cfgs, seeds, task, errors):
+def _results(models, res: BatchResult, cfgs, seeds, task, errors, lanes):
     out = []
     for m, (model, cfg, seed) in enumerate(zip(models, cfgs, seeds, strict=True)):
         if res.diverged[m] >= 0:
@@ -278,6 +250,8 @@ def _results(models, res: BatchResult, cfgs, seeds, task, errors):
             out.append(err)
             continue
         model.theta = res.theta[m].copy()
+        if isinstance(cfg, StudentConfig) and uses_recipe(cfg):
+            finish(model.theta, model.dims, lanes[m], res.thresholds[m].copy())
         model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
         out.append((model, History(res.losses[m].copy(), res.mses[m].copy())))
     return out
@@ -317,9 +291,10 @@ def train_teachers(task: Task, cfgs: TeacherConfig | Sequence[TeacherConfig], se
     H = cfgs[0].hidden
     models = [init_teacher(H, stream(s, "teacher-init", H), task.n_in, task.n_out) for s in seeds]
     X, Y, data = _data(task, seeds, "teacher-data", cfgs[0], H)
-    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims,
-                      [Lane.of(c) for c in cfgs], student=False, progress=progress)
-    return _results(models, res, cfgs, seeds, task, errors)
+    lanes = [Lane.of(c) for c in cfgs]
+    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=False,
+                      progress=progress)
+    return _results(models, res, cfgs, seeds, task, errors, lanes)
 
 
 def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentConfig | Sequence[StudentConfig],
@@ -334,8 +309,8 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
     task : Task
         Where the sequences come from.
     cfgs : StudentConfig or sequence of StudentConfig
-        One per seed (or one for all): switches, mask, schedules, optimiser;
-        the same ``hidden``, ``epochs`` and ``batch``.
+        One per seed (or one for all): switches, mask, schedules, optimiser, recipe;
+        the same ``hidden``, ``epochs``, ``finetune_epochs`` and ``batch``.
     seeds : sequence of int
         Each student's seed (its data stream: students of one seed share their sequences).
     progress, errors
@@ -361,6 +336,7 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
     models = [student_from(t) for t in teachers]
     X, Y, data = _data(task, seeds, "student-data", cfgs[0], None)
     tp = np.stack([t.params() for t in teachers])
-    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims,
-                      [Lane.of(c) for c in cfgs], student=True, teacher=tp, progress=progress)
-    return _results(models, res, cfgs, seeds, task, errors)
+    lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
+    res = train_batch(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=True,
+                      teacher=tp, progress=progress)
+    return _results(models, res, cfgs, seeds, task, errors, lanes)

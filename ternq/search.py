@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels.cell import _forward, n_params, unpack, work
+from .kernels.cell import forward_pass, n_params, unpack, work
 from .model import Model, student_from
 from .rng import stream
+from .settings import SearchSettings
 from .tasks import Task
-from .train import DT, SettingsError, check_finetune, finetune_scales, predict_mse
+from .train import DT, finetune_scales, predict_mse
 
 
 def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
@@ -38,7 +39,7 @@ def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
     wk = work(B, 0, n_in, hidden, n_out, p)
 
     def sse() -> float:
-        _forward(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT, wk)
+        forward_pass(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT, wk)
         return float(np.sum((ys - target) ** 2))
 
     W, _, _, Wout, _ = unpack(p, n_in, hidden, n_out)
@@ -118,39 +119,6 @@ def coordinate_search(model: Model, X: np.ndarray, Y: np.ndarray, max_sweeps: in
 def quantize_teacher(teacher: Model) -> Model:
     """Post-training quantization: the teacher's weights as trits with absmean row scales."""
     return student_from(teacher)
-
-
-MAX_SEARCH_STEPS = 100_000  # sequences x steps of the search set: 500 times the default's
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """The coordinate search: at most ``sweeps`` sweeps, scored on ``sequences`` fixed training-distribution
-    sequences of ``steps`` steps (never the held-out set).
-
-    As a refinement (issue 10): ``rounds`` rounds of search, each followed by ``finetune_epochs`` epochs of
-    scale, bias and tau fine-tuning with the trits frozen (learning rate ``finetune_lr``), on the training
-    distribution. A larger search set is ``sequences = 10`` (all of an epoch's sequences). The defaults
-    (one round, no fine-tune) are the C program's baseline.
-    """
-
-    sweeps: int = 5
-    sequences: int = 4
-    steps: int = 50
-    rounds: int = 1
-    finetune_epochs: int = 0
-    finetune_lr: float = 1e-3
-
-    def validate(self) -> None:
-        """Raise :class:`ternq.train.SettingsError` naming the first setting that cannot be used."""
-        for key in ("sweeps", "sequences", "steps", "rounds"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or int(value) != value or value <= 0:
-                raise SettingsError(key, f"must be positive, not {value}")
-        if self.sequences * self.steps > MAX_SEARCH_STEPS:  # each trit's trial reruns the whole set
-            raise SettingsError("steps", f"sequences x steps = {self.sequences * self.steps} exceeds "
-                                f"{MAX_SEARCH_STEPS}: the search would take hours")
-        check_finetune(self.finetune_epochs, self.finetune_lr)
 
 
 def search_set(task: Task, settings: SearchSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:

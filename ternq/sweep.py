@@ -27,19 +27,17 @@ shared by two cells, run once.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import config
 from .config import ConfigError, ExperimentSettings
-from .experiment.execute import backend_for, execute
-from .experiment.plans import plan
-from .experiment.run import document, gradient_error, plan_widths
-from .experiment.store import Store, Warn
+from .experiment.execute import OnStart
+from .experiment.results import split_timing, write_json
+from .experiment.run import RESULTS_VERSION, Cell, Outcome, run
+from .experiment.store import Warn, stderr_warn
 from .experiment.units import Unit, versions
-from .report.files import models_of, save_results, split_timing, write_json
 
 SWEEP_KEYS = {"seeds", "tasks", "widths", "configs"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -48,7 +46,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # --- sweep files ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Cell:
+class GridCell:
     """One (task, widths, configuration) of a sweep: a factorial over the sweep's seeds."""
 
     task: str
@@ -69,13 +67,13 @@ class Sweep:
     widths: tuple[tuple[int, int], ...]
     configs: dict[str, dict] = field(default_factory=dict)  # name -> changes (nested, as in TOML)
 
-    def cells(self) -> list[Cell]:
+    def cells(self) -> list[GridCell]:
         out = []
         for task in self.tasks:
             for w in self.widths:
                 for name, changes in self.configs.items():
                     s = config.from_dict(changes, replace(self.base, seeds=self.seeds, task=task, widths=w))
-                    out.append(Cell(task, w, name, s))
+                    out.append(GridCell(task, w, name, s))
         return out
 
     def with_seeds(self, seeds: tuple[int, ...]) -> Sweep:
@@ -153,7 +151,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 # --- running a sweep -----------------------------------------------------------------------------
 
-def cell_summary(cell: Cell, doc: dict) -> dict:
+def cell_summary(cell: GridCell, doc: dict) -> dict:
     """The lines of ``sweep.json`` about one cell (its results.json has everything)."""
     return {"name": cell.name, "task": cell.task, "widths": list(cell.widths), "config": cell.config,
             "results": f"{cell.name}/results.json",
@@ -167,68 +165,26 @@ def cell_summary(cell: Cell, doc: dict) -> dict:
                        "undecided": [c["item"] for c in doc["checklist"] if c["ok"] is None]}}
 
 
-def run_sweep(sweep: Sweep, out_dir: str | Path, client=None, workers: int = 2, check_gradients: bool = True,
-              check_reproducible: bool = True, warn: Warn | None = None,
-              on_done: Callable[[Unit], None] | None = None,
-              on_resume: Callable[[int, int], None] | None = None) -> dict:
-    """Run every cell of ``sweep`` (resuming from ``out_dir``), write all results, return the sweep document.
-
-    One plan: the units of every cell, each digest once (a teacher shared by two
-    cells trains once), in one store ``OUT/units``, through one executor
-    (``client``: a Dask cluster; else ``workers`` local threads).
-    ``on_done(unit)`` follows progress; ``on_resume(done, total)`` is told how many units were found done.
-    """
+def run_sweep(sweep: Sweep, out_dir: str | Path, client=None, workers: int | None = None,
+              check_gradients: bool = True, check_reproducible: bool = True, force: bool = False,
+              warn: Warn = stderr_warn, on_resume: Callable[[int, int], None] | None = None,
+              on_start: OnStart | None = None,
+              on_done: Callable[[Unit, dict], None] | None = None) -> tuple[dict, Outcome]:
+    """Run every cell of ``sweep`` (resuming from ``out_dir``) with :func:`ternq.experiment.run.run`, write
+    ``sweep.json`` beside the cells' folders; return it and the run's outcome. Arguments as
+    :func:`~ternq.experiment.run.run`'s."""
     out = Path(out_dir)
-    t0 = time.perf_counter()
     cells = sweep.cells()
-    plans = {c.name: plan(c.settings) for c in cells}
-    grad = {}
-    if check_gradients:  # every width set, before any training (the seeds require it)
-        for c in cells:
-            key = (tuple(plan_widths(plans[c.name])), c.settings.task, c.settings.seeds[0])
-            if key not in grad:
-                grad[key] = gradient_error(c.settings, plan_widths(plans[c.name]))
-    t_grad = time.perf_counter() - t0
-    store = Store(out / "units", warn)
-    units = [u for c in cells for u in plans[c.name].units]
-    done = store.scan(units)
-    if on_resume is not None:
-        on_resume(len(done), len({u.digest for u in units}))
-
-    def finished(unit: Unit, fig: dict, model) -> None:
-        store.save(unit, fig, model)
-        if on_done is not None:
-            on_done(unit)
-
-    backend = backend_for(workers, client)
-    try:
-        results = execute(units, backend, done=done, on_done=finished)
-    finally:
-        backend.close()
-    t_train = time.perf_counter() - t0 - t_grad
-    summaries = []
-    for c in cells:
-        p = plans[c.name]
-        rerun = None
-        if check_reproducible:
-            from .experiment.run import rerun_unit
-            from .experiment.units import run_unit
-
-            u = rerun_unit(p)
-            rerun = run_unit(u, {})[1].theta.tobytes() == results[u.digest][1].theta.tobytes()
-        err = grad.get((tuple(plan_widths(p)), c.settings.task, c.settings.seeds[0]))
-        doc = document(p, results, err, rerun)
-        doc["timing"] = {"workers": workers if client is None else "dask"}
-        save_results(doc, models_of(p, results), out / c.name)
-        summaries.append(cell_summary(c, doc))
-    doc = {"ternq": "sweep", "seeds": list(sweep.seeds), "tasks": list(sweep.tasks),
+    outcome = run([Cell(c.name, c.settings) for c in cells], out, workers=workers, client=client,
+                  check_gradients=check_gradients, check_reproducible=check_reproducible, force=force, warn=warn,
+                  on_resume=on_resume, on_start=on_start, on_done=on_done)
+    summaries = [cell_summary(c, r.doc) for c, r in zip(cells, outcome.cells, strict=True)]
+    doc = {"ternq": "sweep", "version": RESULTS_VERSION, "seeds": list(sweep.seeds), "tasks": list(sweep.tasks),
            "widths": [list(w) for w in sweep.widths], "configs": sweep.configs,
            "base": sweep.base.to_dict() | {"seeds": list(sweep.seeds)}, "versions": versions(),
            "effect_labels": {k: v["label"] for k, v in summaries[0]["effects"].items()} if summaries else {},
-           "cells": summaries,
-           "timing": {"gradcheck_s": t_grad, "training_s": t_train, "total_s": time.perf_counter() - t0,
-                      "workers": workers if client is None else "dask"}}
+           "cells": summaries, "timing": outcome.timing}
     figures, timing = split_timing(doc)
     write_json(out / "sweep.json", figures)
     write_json(out / "timing.json", timing)
-    return doc
+    return doc, outcome

@@ -10,48 +10,41 @@ import numpy as np
 
 from .kernels.cell import forward, loss_grad, mse
 from .kernels.loop import (
-    ALPHA_CONSTANT,
-    ALPHA_EARLY,
-    ALPHA_FALLING,
-    ALPHA_LINEAR,
-    BETA_COSINE,
-    BETA_GEOMETRIC,
-    BETA_LINEAR,
-    LR_CONSTANT,
-    LR_COSINE,
-    LoopSettings,
-    run_epochs,
+    Loop,
+    stack,
+    thresholds,
+    train_epochs,
 )
 from .kernels.ternary import (
     MASK_NONE,
-    MASK_REFERENCE,
-    MASK_SEED,
     SCALE_ABSMEAN,
-    SCALE_LEARNED,
-    SCALE_LSQ,
     SCALE_TWN,
     bake,
+    n_scales,
+    recompute_scales,
     ste_backward,
 )
 from .memory import training_memory
 from .model import Model, init_teacher, student_from
 from .rng import stream
+from .settings import (
+    ALPHA_SCHEDULES,
+    BETA_SCHEDULES,
+    MASKS,
+    MAX_EPOCHS,
+    MAX_HIDDEN,
+    OUTPUT_WEIGHTS,
+    SCALE_MODES,
+    SCHEDULES,
+    OptimiserSettings,
+    SettingsError,
+    StudentSettings,
+    TeacherSettings,
+)
 from .tasks import Task
 
 DT = 0.1
-# Upper bounds: far above any useful run, low enough that a typo fails in one line instead of in the allocator.
-MAX_HIDDEN = 4096
-MAX_EPOCHS = 10_000_000
-MAX_BATCH = 100_000
 CHUNK_BYTES = 8 << 20  # the training sequences held at once (one chunk of epochs)
-SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
-MASKS = {"seed": MASK_SEED, "reference": MASK_REFERENCE, "none": MASK_NONE}
-ALPHA_SCHEDULES = {"linear": ALPHA_LINEAR, "constant": ALPHA_CONSTANT, "falling": ALPHA_FALLING,
-                   "early": ALPHA_EARLY}
-BETA_SCHEDULES = {"linear": BETA_LINEAR, "geometric": BETA_GEOMETRIC, "cosine": BETA_COSINE}
-SCALE_MODES = {"learned": SCALE_LEARNED, "lsq": SCALE_LSQ, "absmean": SCALE_ABSMEAN, "twn": SCALE_TWN}
-HIDDEN_MATCHING = ("raw", "normalised")
-OUTPUT_WEIGHTS = ("1-alpha", "1")
 VARIANCE_FLOOR = 1e-2  # normalised matching: var_i + 1e-2 * mean var, so a quiet unit does not dominate
 
 Progress = Callable[[int, int, float], None]  # (epochs done, total, last loss)
@@ -65,57 +58,11 @@ class DivergedError(RuntimeError):
         self.epoch = epoch
 
 
-class SettingsError(ValueError):
-    """A setting that cannot be used; ``key`` names it (the message starts with it)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
-
-
 def _positive_int(key: str, value, most: int) -> None:
     if isinstance(value, bool) or int(value) != value or value <= 0:
         raise SettingsError(key, f"must be a positive integer, not {value}")
     if value > most:
         raise SettingsError(key, f"{value} is more than the most allowed, {most:,}")
-
-
-def check_finetune(epochs, lr) -> None:
-    """The trits-frozen fine-tune's settings (a student's, a coordinate search's): 0 or more epochs, a positive rate."""
-    if isinstance(epochs, bool) or int(epochs) != epochs or not 0 <= epochs <= MAX_EPOCHS:
-        raise SettingsError("finetune_epochs", f"must be an integer from 0 to {MAX_EPOCHS:,}, not {epochs}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise SettingsError("finetune_lr", f"must be a finite positive number, not {lr}")
-
-
-@dataclass(frozen=True)
-class OptimiserSettings:
-    """What teacher and student training share: epochs, Adam's learning rate and schedule, batch, clipping."""
-
-    epochs: int = 2000
-    lr: float = 1e-2
-    lr_min: float = 1e-4
-    schedule: str = "cosine"
-    batch: int = 10
-    clip: float = 5.0
-
-    def validate(self) -> None:
-        """Raise :class:`SettingsError` naming the first setting that cannot be used."""
-        _positive_int("epochs", self.epochs, MAX_EPOCHS)
-        _positive_int("batch", self.batch, MAX_BATCH)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SettingsError("lr", f"must be a finite positive number, not {self.lr}")
-        if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
-            raise SettingsError("lr_min", f"must lie in [0, lr], not {self.lr_min}")
-        if self.schedule not in SCHEDULES:
-            raise SettingsError("schedule", f"one of {', '.join(map(repr, SCHEDULES))}, not {self.schedule!r}")
-        if not (math.isfinite(self.clip) and self.clip > 0):
-            raise SettingsError("clip", f"must be a finite positive number, not {self.clip}")
-
-
-@dataclass(frozen=True)
-class TeacherSettings(OptimiserSettings):
-    """How a float teacher trains (the C program's protocol, plus a learning-rate schedule)."""
 
 
 @dataclass(frozen=True)
@@ -129,70 +76,21 @@ class TeacherConfig(TeacherSettings):
         super().validate()
 
 
-@dataclass(frozen=True)
-class StudentSettings(OptimiserSettings):
-    """How a ternary student trains: optimiser, mask and the beta and alpha schedules."""
-
-    epochs: int = 1500
-    mask: str = "seed"
-    beta: tuple[float, float] = (1.0, 20.0)
-    alpha: tuple[float, float] = (0.3, 0.8)
-    # The recipes of issue 10. Each default is the seeds' behaviour; :func:`batchable` says when all are.
-    distill_hidden: str = "raw"  # the trajectory term (when distill): "raw" (the seeds'), "normalised" per unit
-    #                              by the teacher's hidden-state variance
-    distill_output: float = 0.0  # output distillation, with or without distill: the share of the teacher's
-    #                              predictions in the output target (0: the data only, 1: the teacher's only)
-    alpha_schedule: str = "linear"  # "linear" (alpha start -> end), "constant", "falling", "early"
-    alpha_until: float = 0.5  # "early": the share of training with distillation (then alpha = 0)
-    output_weight: str = "1-alpha"  # the output term's weight under distillation: "1-alpha" or "1"
-    scale_mode: str = "learned"  # "learned", "lsq" (LSQ's gradient), "absmean" or "twn" (recomputed)
-    beta_schedule: str = "linear"  # "linear", "geometric", "cosine"
-    progressive: float = 0.0  # quantize a growing share of rows over this share of training (0: off)
-    finetune_epochs: int = 0  # epochs added at the end: scales, biases and tau only, trits frozen
-    finetune_lr: float = 1e-3  # their learning rate (scheduled down to lr_min)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.mask not in MASKS:
-            raise SettingsError("mask", f"one of {', '.join(map(repr, MASKS))}, not {self.mask!r}")
-        for key, known in (("distill_hidden", HIDDEN_MATCHING), ("alpha_schedule", ALPHA_SCHEDULES),
-                           ("output_weight", OUTPUT_WEIGHTS), ("scale_mode", SCALE_MODES),
-                           ("beta_schedule", BETA_SCHEDULES)):
-            if getattr(self, key) not in known:
-                raise SettingsError(key, f"one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
-        for key in ("distill_output", "progressive"):
-            x = getattr(self, key)
-            if not (math.isfinite(x) and 0.0 <= x <= 1.0):
-                raise SettingsError(key, f"must lie in [0, 1], not {x}")
-        if not (math.isfinite(self.alpha_until) and 0.0 < self.alpha_until <= 1.0):
-            raise SettingsError("alpha_until", f"must lie in (0, 1], not {self.alpha_until}")
-        check_finetune(self.finetune_epochs, self.finetune_lr)
-        for name in ("beta", "alpha"):
-            pair = getattr(self, name)
-            if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
-                raise SettingsError(name, f"must be two finite numbers (start, end), not {list(pair)}")
-        if not all(0.0 <= a < 1.0 for a in self.alpha):
-            raise SettingsError("alpha", f"values must lie in [0, 1), not {list(self.alpha)}")
-        if not all(b > 0 for b in self.beta):
-            raise SettingsError("beta", f"values must be positive, not {list(self.beta)}")
-
-    @property
-    def total_epochs(self) -> int:
-        """Epochs trained in all: the main ones and the fine-tune's (the budget)."""
-        return self.epochs + self.finetune_epochs
-
-
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
-               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr")  # issue 10's settings
+               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr")
+
+
+def uses_recipe(cfg: StudentSettings) -> bool:
+    """Whether any recipe setting (or the mask ``"none"``) leaves the notes' protocol; training then ends by
+    baking the trits as trained into the shadow weights, so that the model runs anywhere as it trained."""
+    return any(getattr(cfg, k) != getattr(StudentSettings, k) for k in RECIPE_KEYS) or cfg.mask == "none"
 
 
 @dataclass(frozen=True)
 class StudentConfig(StudentSettings):
-    """One student: the factorial's switches (shaped A, distill B, width C) and its training settings."""
+    """One student: its width and training settings."""
 
     hidden: int = 16
-    shaped: bool = False
-    distill: bool = False
 
     def validate(self) -> None:
         _positive_int("hidden", self.hidden, MAX_HIDDEN)
@@ -241,72 +139,142 @@ def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
                            distill=bool(getattr(cfg, "distill", False) or getattr(cfg, "distill_output", 0.0)))
 
 
-def batchable(cfg: StudentConfig | TeacherConfig) -> bool:
-    """True when ``cfg`` uses none of the recipes of issue 10 (every recipe setting at its default), so the
-    batched kernels (:mod:`ternq.multi`) compute exactly what :func:`train_student` would; False otherwise.
+@dataclass(frozen=True)
+class Lane:
+    """One model's training settings as the loop reads them: everything that may differ between the models of
+    a batch (:mod:`ternq.multi`), and what :func:`train_teacher` and :func:`train_student` run alone.
 
-    Teachers are always batchable. The engine's grouping calls this so that units using a recipe run on
-    the single path.
+    ``mask`` is ``None`` for the vanilla straight-through estimator, else a key of :data:`MASKS`
+    (students only). ``alpha`` matters only with ``distill``. ``distill_hidden`` holds the trajectory
+    term's per-unit weights (None: 1 for every unit) and ``row_rank`` the order in which progressive
+    quantization takes the rows (None: row order); :meth:`of` makes both from a configuration.
     """
-    if not isinstance(cfg, StudentSettings):
-        return True
-    base = StudentSettings()
-    return all(getattr(cfg, k) == getattr(base, k) for k in RECIPE_KEYS) and cfg.mask != "none"
+
+    lr: float = OptimiserSettings.lr
+    lr_min: float = OptimiserSettings.lr_min
+    schedule: str = OptimiserSettings.schedule
+    clip: float = OptimiserSettings.clip
+    mask: str | None = None
+    beta: tuple[float, float] = (1.0, 1.0)
+    alpha: tuple[float, float] = (0.0, 0.0)
+    distill: bool = False
+    distill_hidden: np.ndarray | None = None
+    distill_output: float = StudentSettings.distill_output
+    alpha_schedule: str = StudentSettings.alpha_schedule
+    alpha_until: float = StudentSettings.alpha_until
+    output_weight: str = StudentSettings.output_weight
+    scale_mode: str = StudentSettings.scale_mode
+    beta_schedule: str = StudentSettings.beta_schedule
+    progressive: float = StudentSettings.progressive
+    row_rank: np.ndarray | None = None
+    finetune_epochs: int = StudentSettings.finetune_epochs
+    finetune_lr: float = StudentSettings.finetune_lr
+
+    @classmethod
+    def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
+           row_rank: np.ndarray | None = None) -> Lane:
+        """The lane of a teacher or student configuration (with a recipe's arrays, :func:`recipe_arrays`)."""
+        if not isinstance(cfg, StudentConfig):
+            return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip)
+        return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip, cfg.mask if cfg.shaped else None, tuple(cfg.beta),
+                   tuple(cfg.alpha), cfg.distill, distill_hidden, cfg.distill_output, cfg.alpha_schedule,
+                   cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
+                   cfg.finetune_epochs, cfg.finetune_lr)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.distill or self.distill_output > 0
+
+    def check(self, student: bool) -> None:
+        """Raise ValueError naming the first setting the loop cannot use."""
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
+            raise ValueError(f"need lr > 0 and lr_min in [0, lr], not {self.lr}, {self.lr_min}")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise ValueError(f"clip must be a finite positive number, not {self.clip}")
+        if self.mask is not None and (not student or self.mask not in MASKS):
+            raise ValueError(f"mask {self.mask!r}: only students have one, of {', '.join(MASKS)}")
+        for name in ("beta", "alpha"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not all(math.isfinite(x) for x in pair):
+                raise ValueError(f"{name} must be two finite numbers (start, end)")
+        recipe = any(getattr(self, k) != getattr(Lane, k) for k in RECIPE_KEYS if k != "distill_hidden")
+        if (recipe or self.distill_hidden is not None or self.row_rank is not None) and not student:
+            raise ValueError("only students have recipe settings")
+        for key, known in (("alpha_schedule", ALPHA_SCHEDULES), ("output_weight", OUTPUT_WEIGHTS),
+                           ("scale_mode", SCALE_MODES), ("beta_schedule", BETA_SCHEDULES)):
+            if getattr(self, key) not in known:
+                raise ValueError(f"{key} must be one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
 
 
-def _recipe_loop(loop: LoopSettings, cfg: StudentConfig, hidden_weights, row_rank) -> LoopSettings:
-    """``loop`` with the recipe of ``cfg`` switched on (the loop :func:`ternq.kernels.loop.train_recipe`)."""
-    from dataclasses import replace
+def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, student: bool) -> Loop:
+    """The loop's record for models of one shape trained ``n_epochs`` epochs (the fine-tune's included)."""
+    n_in, hidden, n_out = dims
+    rows = n_scales(hidden, n_out)
 
-    alpha = cfg.alpha if cfg.distill else (0.0, 0.0)  # output distillation alone: no trajectory term
-    return replace(loop, ext=True, n_main=cfg.epochs, alpha=alpha, alpha_kind=ALPHA_SCHEDULES[cfg.alpha_schedule],
-                   alpha_until=cfg.alpha_until, beta_kind=BETA_SCHEDULES[cfg.beta_schedule],
-                   w_y_one=cfg.output_weight == "1", hidden_weights=hidden_weights,
-                   output_teacher=cfg.distill_output, scale_kind=SCALE_MODES[cfg.scale_mode], row_rank=row_rank,
-                   progressive=cfg.progressive, finetune_lr=cfg.finetune_lr)
+    def one(lane: Lane) -> Loop:
+        if lane.distill_hidden is not None and np.shape(lane.distill_hidden) != (hidden,):
+            raise ValueError(f"distill_hidden must hold {hidden} weights, not shape {np.shape(lane.distill_hidden)}")
+        if lane.row_rank is not None and sorted(np.asarray(lane.row_rank).tolist()) != list(range(rows)):
+            raise ValueError(f"row_rank must be a permutation of 0..{rows - 1}")
+        weights = np.empty((0, 1)) if lane.distill_hidden is None else np.reshape(lane.distill_hidden, (hidden, 1))
+        rank = np.arange(rows) if lane.row_rank is None else np.asarray(lane.row_rank)
+        return Loop(
+            n_in, hidden, n_out, DT, student, n_epochs,
+            n_main=np.array([n_epochs - lane.finetune_epochs], np.int64), lr=np.array([lane.lr], np.float64),
+            lr_min=np.array([lane.lr_min], np.float64), schedule=np.array([SCHEDULES[lane.schedule]], np.int64),
+            finetune_lr=np.array([lane.finetune_lr], np.float64), clip=np.array([lane.clip], np.float64),
+            mask=np.array([MASK_NONE if lane.mask is None else MASKS[lane.mask]], np.int64),
+            beta=np.array([lane.beta], np.float64),
+            beta_schedule=np.array([BETA_SCHEDULES[lane.beta_schedule]], np.int64),
+            alpha=np.array([lane.alpha if lane.distill else (0.0, 0.0)], np.float64),
+            alpha_schedule=np.array([ALPHA_SCHEDULES[lane.alpha_schedule]], np.int64),
+            alpha_until=np.array([lane.alpha_until], np.float64),
+            output_weight=np.array([OUTPUT_WEIGHTS[lane.output_weight]], np.int64),
+            distill_output=np.array([lane.distill_output], np.float64), distill_hidden=np.asarray(weights, np.float64),
+            scale_mode=np.array([SCALE_MODES[lane.scale_mode]], np.int64),
+            progressive=np.array([lane.progressive], np.float64),
+            row_rank=np.ascontiguousarray(rank, np.int64).reshape(rows, 1))
+
+    return stack([one(lane) for lane in lanes])
 
 
-def _run(theta, chunks, dims, cfg, student, mask_kind, teacher_p, progress, steps=100, recipe=None):
+def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.ndarray) -> None:
+    """After a student's recipe: the trits as trained (thresholds, scales recomputed or frozen) become the
+    shadow weights, so that the model runs anywhere exactly as it trained."""
+    frozen = lane.finetune_epochs > 0
+    kind = SCALE_MODES[lane.scale_mode]
+    if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
+        recompute_scales(theta, *dims, kind, thr)
+    bake(theta, *dims, frozen or kind == SCALE_TWN, thr)
+
+
+def _run(theta, chunks, dims, lane: Lane, E: int, student: bool, teacher_p, progress, steps=100):
     """Drive the compiled loop chunk by chunk of data, in at most ``steps`` calls' worth of progress reports.
 
-    ``recipe``: ``(hidden_weights, row_rank)`` to run a student's recipe (issue 10); None for the seeds' loop.
+    Returns the history and the per-row thresholds as training left them.
     """
-    E = cfg.total_epochs if recipe is not None else cfg.epochs
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     losses = np.full(E, np.nan)
     mses = np.full(E, np.nan)
-    loop = LoopSettings(n_epochs=E, dt=DT, lr=cfg.lr, lr_min=cfg.lr_min, lr_kind=SCHEDULES[cfg.schedule],
-                        clip=cfg.clip, student=student, mask_kind=mask_kind,
-                        beta=getattr(cfg, "beta", (1.0, 1.0)), alpha=getattr(cfg, "alpha", (0.0, 0.0)))
-    thr = None
-    if recipe is not None:
-        loop = _recipe_loop(loop, cfg, *recipe)
-        thr = loop.state(dims[1], dims[2], theta.dtype)
+    loop = loop_of([lane], dims, E, student)
+    thr = thresholds(loop, theta.dtype)
     step = max(1, -(-E // steps))
     for c0, X, Y in chunks:
         c1 = c0 + len(X)
         e0 = c0
         while e0 < c1:
             e1 = min(c1, (e0 // step + 1) * step)  # stop at chunk ends and at progress marks
-            bad = run_epochs(theta, m, v, X, Y, e0, e1, dims, loop, teacher_p, losses, mses, x0=c0, thr=thr)
+            bad = train_epochs(theta, m, v, X, Y, e0, e1, loop, teacher_p, thr, losses, mses, x0=c0)
             if bad >= 0:
                 raise DivergedError(bad)
             if progress is not None and (e1 % step == 0 or e1 == E):
                 progress(e1, E, float(losses[e1 - 1]))
             e0 = e1
         del X, Y  # free this chunk before the next one is built
-    if recipe is not None:
-        # the trits as trained (thresholds, scales recomputed or frozen) become the shadow weights,
-        # so that the model runs anywhere exactly as it trained
-        frozen = cfg.finetune_epochs > 0
-        kind = loop.scale_kind
-        if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
-            from .kernels.ternary import recompute_scales
-
-            recompute_scales(theta, *dims, kind, thr)
-        bake(theta, *dims, frozen or kind == SCALE_TWN, thr)
-    return History(losses, mses)
+    return History(losses, mses), thr
 
 
 def train_teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress | None = None
@@ -332,7 +300,7 @@ def train_teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress 
     model = init_teacher(cfg.hidden, stream(seed, "teacher-init", cfg.hidden), task.n_in, task.n_out)
     chunks = task.batch_chunks(stream(seed, "teacher-data", cfg.hidden), cfg.epochs, cfg.batch,
                           chunk_epochs(task, cfg.batch, cfg.epochs))
-    hist = _run(model.theta, chunks, model.dims, cfg, False, MASK_NONE, np.empty(0, np.float32), progress)
+    hist, _ = _run(model.theta, chunks, model.dims, Lane.of(cfg), cfg.epochs, False, None, progress)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
 
@@ -360,19 +328,20 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
     model = student_from(teacher)
-    recipe = None if batchable(cfg) else _recipe_arrays(teacher, task, cfg, seed)
-    E = cfg.total_epochs if recipe is not None else cfg.epochs
+    lane = Lane.of(cfg, *recipe_arrays(teacher, task, cfg, seed))
+    E = cfg.total_epochs
     chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
-    uses_teacher = cfg.distill or cfg.distill_output > 0
-    teacher_p = teacher.params() if uses_teacher else np.empty(0, np.float32)
-    kind = MASKS[cfg.mask] if cfg.shaped else MASK_NONE
-    hist = _run(model.theta, chunks, model.dims, cfg, True, kind, teacher_p, progress, recipe=recipe)
+    teacher_p = teacher.params() if lane.uses_teacher else None
+    hist, thr = _run(model.theta, chunks, model.dims, lane, E, True, teacher_p, progress)
+    if uses_recipe(cfg):
+        finish(model.theta, model.dims, lane, thr)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
     return model, hist
 
 
-def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int, batch: int = 10,
-                    lr_min: float = 1e-4, clip: float = 5.0, data: str = "scale-finetune") -> tuple[Model, History]:
+def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int,
+                    batch: int = OptimiserSettings.batch, lr_min: float = OptimiserSettings.lr_min,
+                    clip: float = OptimiserSettings.clip, data: str = "scale-finetune") -> tuple[Model, History]:
     """Fine-tune a student's scales, biases and tau with its trits frozen (the recipes' final fine-tune alone).
 
     Adam with a cosine schedule from ``lr`` to ``lr_min`` over ``epochs`` epochs of training sequences from
@@ -384,19 +353,11 @@ def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int,
     _positive_int("epochs", epochs, MAX_EPOCHS)
     out = model.copy()
     out.theta = np.ascontiguousarray(out.theta, np.float32)
-    dims = out.dims
     chunks = task.batch_chunks(stream(seed, data), epochs, batch, chunk_epochs(task, batch, epochs))
-    loop = LoopSettings(n_epochs=epochs, dt=DT, lr=lr, lr_min=lr_min, lr_kind=LR_COSINE, clip=clip, student=True,
-                        ext=True, n_main=0, finetune_lr=lr)
-    thr = loop.state(out.hidden, out.n_out, out.theta.dtype)
-    m, v = np.zeros_like(out.theta), np.zeros_like(out.theta)
-    losses, mses = np.full(epochs, np.nan), np.full(epochs, np.nan)
-    for c0, X, Y in chunks:
-        bad = run_epochs(out.theta, m, v, X, Y, c0, c0 + len(X), dims, loop, None, losses, mses, x0=c0, thr=thr)
-        if bad >= 0:
-            raise DivergedError(bad)
-    bake(out.theta, *dims, True, thr)
-    return out, History(losses, mses)
+    lane = Lane(lr=lr, lr_min=lr_min, schedule="cosine", clip=clip, finetune_epochs=epochs, finetune_lr=lr)
+    hist, thr = _run(out.theta, chunks, out.dims, lane, epochs, True, None, None)
+    finish(out.theta, out.dims, lane, thr)
+    return out, hist
 
 
 def hidden_variance(teacher: Model, X: np.ndarray) -> np.ndarray:
@@ -405,18 +366,20 @@ def hidden_variance(teacher: Model, X: np.ndarray) -> np.ndarray:
     return hs[:, 1:].reshape(-1, teacher.hidden).astype(np.float64).var(axis=0)
 
 
-def _recipe_arrays(teacher: Model, task: Task, cfg: StudentConfig, seed: int):
-    """What a recipe needs besides its settings: the per-unit weights of normalised hidden matching
-    (1 / (var_i + floor), from the teacher on sequences of the seed's own stream) and the order in which
-    progressive quantization takes the rows (a permutation from the seed's own stream)."""
-    hw = None
+def recipe_arrays(teacher: Model, task: Task, cfg: StudentConfig, seed: int
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What a recipe needs besides its settings, as :class:`Lane` takes them: ``distill_hidden``, the per-unit
+    weights of normalised hidden matching (1 / (var_i + floor), from the teacher on sequences of the seed's
+    own stream), and ``row_rank``, the order in which progressive quantization takes the rows (a permutation
+    from the seed's own stream); None where the recipe is off."""
+    weights = None
     if cfg.distill and cfg.distill_hidden == "normalised":
         X, _ = task.batches(stream(seed, "hidden-variance"), 1, cfg.batch)
         var = hidden_variance(teacher, X[0])
-        hw = 1.0 / (var + VARIANCE_FLOOR * max(float(var.mean()), 1e-12))
-    n_rows = 2 * cfg.hidden + task.n_out
+        weights = 1.0 / (var + VARIANCE_FLOOR * max(float(var.mean()), 1e-12))
+    n_rows = n_scales(cfg.hidden, task.n_out)
     rank = np.argsort(stream(seed, "progressive-rows").permutation(n_rows)) if cfg.progressive > 0 else None
-    return hw, rank
+    return weights, rank
 
 
 def evaluate(model: Model, task: Task) -> dict[str, float]:

@@ -11,7 +11,7 @@ from numba.core import caching
 
 from ternq import gradcheck
 from ternq.kernels import cache
-from ternq.kernels.cell import _loss_grad
+from ternq.kernels.cell import loss_grad_pass
 
 
 def test_lock_installed_on_import():
@@ -52,7 +52,7 @@ def test_compiled_tells_dtypes_apart():
     twice(np.ones(3, np.float32))
     assert cache.compiled(twice, np.float32)
     assert not cache.compiled(twice, np.float64)
-    assert not cache.compiled(_loss_grad, np.complex128)  # never compiled, here or on disk
+    assert not cache.compiled(loss_grad_pass, np.complex128)  # never compiled, here or on disk
 
 
 def test_gradient_check_in_a_child_process_gives_the_same_rows(monkeypatch):
@@ -114,11 +114,11 @@ def test_an_interrupted_child_interrupts(monkeypatch):
 
 def test_stamp_covers_every_kernel_file(tmp_path, monkeypatch):
     """A compiled function of ternq is stale when any file of ternq/kernels changes, not only its own."""
-    from ternq.kernels.cell import _forward
+    from ternq.kernels.cell import forward_pass
 
     own = gradcheck._fd_cell._cache._cache_file._source_stamp
     assert own[1] == cache.kernels_digest()
-    assert _forward._cache._cache_file._source_stamp[1] == cache.kernels_digest()
+    assert forward_pass._cache._cache_file._source_stamp[1] == cache.kernels_digest()
     for name in ("a.py", "b.py"):
         (tmp_path / name).write_text("x = 1\n")
     (tmp_path / "notes.txt").write_text("not a source")

@@ -162,13 +162,12 @@ def test_compiled_reads_the_cache(tmp_path):
     assert r.stdout.split() == ["False"]  # an empty cache: a first run
 
 
-def test_students_with_a_recipe_train_alone():
-    """A recipe the batched kernel does not have keeps its unit on the single path."""
-    from ternq.train import batchable
-
+def test_students_with_a_recipe_batch_with_their_epochs():
+    """Every recipe batches; a fine-tune adds epochs, so it batches only with students of the same fine-tune."""
     units = [u for u in plan(QUICK).units if u.kind == "student"]
     plain = units[0]
-    assert batchable(plain.config) and un.batch_key(plain) is not None
+    assert un.batch_key(plain) is not None
     tuned = replace(plain, config=replace(plain.config, finetune_epochs=5))
-    assert not batchable(tuned.config) and un.batch_key(tuned) is None
+    assert un.batch_key(tuned) is not None and un.batch_key(tuned) != un.batch_key(plain)
+    assert un.batch_key(replace(plain, config=replace(plain.config, scale_mode="twn"))) == un.batch_key(plain)
     assert tuned.cost() > plain.cost()

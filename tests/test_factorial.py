@@ -33,9 +33,10 @@ def test_outputs_written(quick_run):
     assert set(doc["effects"]) == {"A", "B", "C", "AB", "AC", "BC", "ABC"}
     assert doc["settings"]["teacher"]["epochs"] == 60 and doc["versions"]["numba"]
     rows = (quick_run / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * (2 + 8 + 2) + 2  # header + per seed: 2 teachers, 8 configs, 2 CS; + sine's 2 naive
-    assert [r.split(",")[1] for r in rows[-2:]] == ["persistence", "seasonal"]
-    assert len(list((quick_run / "models").glob("*.npz"))) == 2 * 12
+    # header + per seed: 2 teachers, 2 equal-budget floats, 8 configs, 2 CS; + sine's 2 naive and its AR
+    assert len(rows) == 1 + 2 * (2 + 2 + 8 + 2) + 3
+    assert [r.split(",")[1] for r in rows[-3:]] == ["persistence", "seasonal", "ar"]
+    assert len(list((quick_run / "models").glob("*.npz"))) == 2 * 14
     assert "units" in json.loads((quick_run / "timing.json").read_text())
 
 

@@ -270,7 +270,7 @@ def test_model_file_faults_through_the_cli(tmp_path, capsys, fifo):
 
 @pytest.mark.parametrize("make", ["dev_zero", "fifo", "npy_1e12", "npy_object", "binary_csv", "huge_csv"])
 def test_crafted_data_files_through_the_cli(tmp_path, capsys, fifo, make, monkeypatch):
-    from ternq import tasks
+    from ternq.tasks import series
     if make == "dev_zero":
         path = "/dev/zero"
     elif make == "fifo":
@@ -285,7 +285,7 @@ def test_crafted_data_files_through_the_cli(tmp_path, capsys, fifo, make, monkey
         path = tmp_path / "x.csv"
         path.write_bytes(b"\0" * 1000)
     else:
-        monkeypatch.setattr(tasks, "MAX_CSV_BYTES", 1000)
+        monkeypatch.setattr(series, "MAX_CSV_BYTES", 1000)
         path = tmp_path / "x.csv"
         path.write_text("1.0\n" * 1000)
     code, _, err = run(["teacher", "--data", str(path), "--epochs", "2", "--hidden", "2", "--quiet",

@@ -21,13 +21,17 @@ FACTORIAL = ["factorial", "--config", QUICK, "--task", "lorenz", "--no-gradcheck
 
 @pytest.fixture(scope="module")
 def lorenz_run(tmp_path_factory):
-    """The quick factorial on lorenz with --horizon: its stdout, results.json and folders."""
+    """The quick factorial on lorenz with --horizon: its stdout, results.json and folders (plots: None
+    without matplotlib, which only the plot test needs)."""
+    import importlib.util
     import subprocess
     import sys
 
     root = tmp_path_factory.mktemp("fc")  # a module fixture cannot use capsys: run the command in a subprocess
-    out, plots = root / "out", root / "plots"
-    proc = subprocess.run([sys.executable, "-m", "ternq", *FACTORIAL, "0:2", "--out", str(out), "--plot", str(plots)],
+    out = root / "out"
+    plots = root / "plots" if importlib.util.find_spec("matplotlib") else None
+    plot = [] if plots is None else ["--plot", str(plots)]
+    proc = subprocess.run([sys.executable, "-m", "ternq", *FACTORIAL, "0:2", "--out", str(out), *plot],
                           capture_output=True, text=True, env=_env())
     assert proc.returncode == 0, proc.stderr
     return {"stdout": proc.stdout, "doc": json.loads((out / "results.json").read_text()), "out": out, "plots": plots,
@@ -52,7 +56,7 @@ def _rows(doc):
 
 def test_factorial_horizon_prints_and_writes_horizon_results(lorenz_run):
     doc, stdout = lorenz_run["doc"], lorenz_run["stdout"]
-    assert "Against naive forecasts on lorenz" in stdout and "Free-running forecasts on lorenz" in stdout
+    assert "Against naive and classical forecasts on lorenz" in stdout and "Free-running forecasts on lorenz" in stdout
     assert "persistence" in stdout and "VPT (Lyapunov)" in stdout
     hz = doc["forecast"]["baselines"]["horizon"]
     assert hz["horizon"] == K and hz["warmup"] == fc.default_warmup(get_task("lorenz"))
@@ -61,9 +65,15 @@ def test_factorial_horizon_prints_and_writes_horizon_results(lorenz_run):
         assert len(r["rollout_mse"]) == K and r["rollout_mse_at_horizon"] == r["rollout_mse"][-1]
         assert "vpt_lyapunov" in r and "passes_persistence" in r
     names = [m["name"] for m in doc["forecast"]["models"]]
-    assert names == [f"config {i}" for i in range(1, 9)] + ["PTQ+CS", "1+CS", "teacher H=4", "teacher H=8"]
+    assert names == [f"config {i}" for i in range(1, 9)] + ["PTQ+CS", "1+CS", "teacher H=4", "teacher H=8",
+                                                          "float-h4-e40-cosine", "float-h8-e40-cosine"]
     for name in names:  # every model is a row of the free-running table
         assert any(line.lstrip("│ ").startswith(name) for line in stdout.splitlines() if "e+" in line or "e-" in line)
+
+
+def test_factorial_horizon_plots(lorenz_run):
+    if lorenz_run["plots"] is None:
+        pytest.skip("needs matplotlib")
     written = {p.name for p in lorenz_run["plots"].iterdir()}
     assert {"horizon-h4.png", "horizon-h8.png", "trace-h4.png", "trace-h8.png"} <= written
 
@@ -86,7 +96,9 @@ def test_vs_naive_is_model_mse_over_persistence_mse(lorenz_run):
     doc = lorenz_run["doc"]
     base = doc["forecast"]["baselines"]
     X, Y = get_task("lorenz").eval_set()
-    assert base["persistence"]["mse"] == pytest.approx(np.mean((X.astype(np.float64) - Y) ** 2), rel=1e-12)
+    W = base["warmup"]  # the forecasts made after W true rows are scored: steps W - 1 .. T - 1
+    assert base["persistence"]["mse"] == pytest.approx(np.mean((X[:, W - 1:].astype(np.float64) - Y[:, W - 1:]) ** 2),
+                                                       rel=1e-12)
     assert "seasonal" not in base and base["period"] is None  # lorenz has no season
     for r in _rows(doc):
         assert r["vs_persistence"] == pytest.approx(r["eval_mse"] / base["persistence"]["mse"], rel=1e-12)
@@ -162,7 +174,8 @@ def test_predict_horizon_bit_identical_to_training_rollout(tmp_path, capsys):
     assert res["rollout_mse"] == want == trained["rollout_mse"]
     assert res["vpt_lyapunov"] == trained["vpt_lyapunov"]
     # the student's one-step figures against the baselines
-    assert trained["vs_persistence"] == pytest.approx(trained["eval_mse"] / trained["naive"]["persistence"]["mse"])
+    assert trained["vs_persistence"] == pytest.approx(trained["eval_mse_scored"] /
+                                                      trained["naive"]["persistence"]["mse"])
     for argv, needle in ((["--horizon", "3", "--factored"], "--factored"), (["--horizon", "90"], "at most 76"),
                          (["--warmup", "3"], "--warmup needs --horizon")):
         code, _, err = run(["predict", str(tmp_path / "s.tqd"), *argv], capsys)
@@ -176,8 +189,9 @@ def test_period_option_adds_seasonal_naive_everywhere(tmp_path, capsys):
     res = json.loads(stdout)
     base = fc.baselines(get_task("lorenz"), period=7)
     assert res["naive"]["seasonal"]["mse"] == base["seasonal"]["mse"] and res["naive"]["period"] == 7
-    assert res["vs_seasonal"] == pytest.approx(res["eval_mse"] / base["seasonal"]["mse"])
-    assert res["vs_naive"] == pytest.approx(res["eval_mse"] / min(base["seasonal"]["mse"], base["persistence"]["mse"]))
+    assert res["vs_seasonal"] == pytest.approx(res["eval_mse_scored"] / base["seasonal"]["mse"])
+    assert res["vs_naive"] == pytest.approx(res["eval_mse_scored"] / min(base["seasonal"]["mse"],
+                                                                         base["persistence"]["mse"]))
 
 
 def test_serial_and_threads_identical_with_horizon(tmp_path, capsys):

@@ -16,7 +16,7 @@ from ternq.gradcheck import (
     rel_err,
     ste_rows,
 )
-from ternq.kernels.ternary import MASK_NONE, MASK_REFERENCE, MASK_SEED, mask, ste_backward
+from ternq.kernels.ternary import MASK_NONE, MASK_NOTES, MASK_REFERENCE, mask, ste_backward
 from ternq.model import student_from
 from ternq.rng import stream
 
@@ -47,11 +47,11 @@ def test_check_catches_a_wrong_gradient():
 
 def test_mask_matches_the_seeds_formula():
     w = np.linspace(-2, 2, 101)
-    got = np.array([mask(v, 0.8, 5.0, MASK_SEED) for v in w])
+    got = np.array([mask(v, 0.8, 5.0, MASK_NOTES) for v in w])
     np.testing.assert_allclose(got, oracle.seed_mask(w, 0.8, 5.0), rtol=1e-14)
     # peak at the zero/non-zero boundary |w/s| = 0.5, nothing at w = 0 for sharp beta
-    assert mask(0.4, 0.8, 5.0, MASK_SEED) == pytest.approx(6 * 0.25 * 5.0) == pytest.approx(got.max())
-    assert mask(0.0, 0.8, 5.0, MASK_SEED) == 0.0
+    assert mask(0.4, 0.8, 5.0, MASK_NOTES) == pytest.approx(6 * 0.25 * 5.0) == pytest.approx(got.max())
+    assert mask(0.0, 0.8, 5.0, MASK_NOTES) == 0.0
 
 
 # ---- coverage of the kernels' remainder loops
@@ -118,12 +118,12 @@ def test_a_one_percent_error_in_a_remainder_loop_fails_the_odd_shape():
 def test_protocol_mask_matches_the_formulas(beta):
     w = np.linspace(-2.3, 2.3, 207)
     s = 0.8
-    np.testing.assert_allclose(protocol_mask(w, s, beta, MASK_SEED), oracle.seed_mask(w, s, beta), rtol=1e-14)
+    np.testing.assert_allclose(protocol_mask(w, s, beta, MASK_NOTES), oracle.seed_mask(w, s, beta), rtol=1e-14)
     np.testing.assert_allclose(protocol_mask(w, s, beta, MASK_REFERENCE), oracle.c_program_mask(w, s, beta),
                                rtol=1e-14, atol=1e-15)
     assert np.all(protocol_mask(w, s, beta, MASK_NONE) == 1.0)
     # and the kernel's own mask agrees with both
-    for kind in (MASK_SEED, MASK_REFERENCE):
+    for kind in (MASK_NOTES, MASK_REFERENCE):
         got = np.array([mask(v, s, beta, kind) for v in w])
         np.testing.assert_allclose(got, protocol_mask(w, s, beta, kind), rtol=1e-13, atol=1e-15)
 
@@ -162,7 +162,7 @@ def test_ste_rows_catch_a_wrong_mask_formula():
     assert all(r.max_rel_err < 1e-12 for r in kernel)
 
     def seeds_formula(w, s, beta, kind):
-        if kind == MASK_SEED:
+        if kind == MASK_NOTES:
             return oracle.seed_mask(w, s, beta)
         if kind == MASK_REFERENCE:
             return oracle.c_program_mask(w, s, beta)
@@ -171,13 +171,13 @@ def test_ste_rows_catch_a_wrong_mask_formula():
     assert all(r.ok for r in ste_rows(theta, I, H, O, g_eff, rows, w_idx, "s", _numpy_ste(seeds_formula)))
 
     def off_centre(w, s, beta, kind):  # the bump at |w/s| = 0.45 instead of 0.5
-        if kind == MASK_SEED:
+        if kind == MASK_NOTES:
             t = np.clip((np.abs(w / s) - 0.45) * beta + 0.5, 0, 1)
             return 6 * t * (1 - t) * beta
         return seeds_formula(w, s, beta, kind)
 
     def swapped(w, s, beta, kind):  # the two masks exchanged, as the C program's inversion would be
-        other = {MASK_SEED: MASK_REFERENCE, MASK_REFERENCE: MASK_SEED}.get(kind, kind)
+        other = {MASK_NOTES: MASK_REFERENCE, MASK_REFERENCE: MASK_NOTES}.get(kind, kind)
         return seeds_formula(w, s, beta, other)
 
     for wrong in (off_centre, swapped):
@@ -185,7 +185,7 @@ def test_ste_rows_catch_a_wrong_mask_formula():
         assert not bad["STE = g_eff * seeds' mask"] and bad["STE = g_eff (vanilla)"]
 
 
-# ---- the recipes' rows (issue 10)
+# ---- the recipes' rows
 
 
 def test_recipe_rows_are_in_the_check_and_pass():

@@ -246,7 +246,7 @@ def test_exploding_learning_rate_warns(tmp_path, capsys):
 
 def test_exploding_learning_rate_warns_once_in_a_factorial(capsys):
     code, _, err = cli([*FACTORIAL, "--factor", "student.lr=0.01,1e10"], capsys)
-    assert code == 0 and err.count("learning rate is probably too high") == 1 and "1 of 3 trainings" in err
+    assert code == 0 and err.count("learning rate is probably too high") == 1 and "1 of 4 trainings" in err
 
 
 def test_worse_than_start():
@@ -323,7 +323,7 @@ def test_matrix_readable_in_80_columns(doc_two_seeds):
 def test_a_line_per_finished_unit_when_not_a_terminal(capsys):
     code, _, err = cli(["factorial", "--config", QUICK, "--no-gradcheck"], capsys)
     lines = [x for x in err.splitlines() if x.startswith("[")]
-    assert code == 0 and len(lines) == 12 and lines[-1].startswith("[12/12]") and "eval MSE" in lines[0]
+    assert code == 0 and len(lines) == 14 and lines[-1].startswith("[14/14]") and "eval MSE" in lines[0]
     code, _, err = cli(["factorial", "--config", QUICK, "--no-gradcheck", "-q"], capsys)
     assert code == 0 and not err.strip()
 

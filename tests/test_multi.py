@@ -9,11 +9,11 @@ from numba import njit
 from ternq import multi
 from ternq.kernels import cell
 from ternq.kernels import multi as K
-from ternq.kernels.loop import LR_COSINE, train_epochs
+from ternq.kernels.loop import thresholds, train_epochs
 from ternq.model import init_teacher
 from ternq.rng import stream
 from ternq.tasks import Sine
-from ternq.train import DT, DivergedError, StudentConfig, TeacherConfig, train_student, train_teacher
+from ternq.train import DivergedError, Lane, StudentConfig, TeacherConfig, loop_of, train_student, train_teacher
 
 TASK = Sine(steps=12)  # short sequences: the arithmetic is the same, the tests are fast
 EPOCHS = 6
@@ -108,8 +108,8 @@ def single_until_divergence(theta, X, Y, dims, lr):
     theta = theta.copy()
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     losses, mses = np.full(EPOCHS * 5, np.nan), np.full(EPOCHS * 5, np.nan)
-    bad = train_epochs(theta, m, v, X, Y, 0, len(X), len(X), *dims, DT, lr, 0.0, LR_COSINE, 5.0,
-                       False, 0, 1.0, 1.0, np.empty(0, np.float32), 0.0, 0.0, losses, mses)
+    loop = loop_of([Lane(lr=lr, lr_min=0.0, schedule="cosine", clip=5.0)], dims, len(X), False)
+    bad = train_epochs(theta, m, v, X, Y, 0, len(X), loop, None, thresholds(loop, theta.dtype), losses, mses)
     return bad, theta, losses
 
 
@@ -156,6 +156,16 @@ def test_progress_is_called():
                                [1], (1, 4, 1), [multi.Lane()], student=False), "data must hold"),
     (lambda: multi.train_batch(np.zeros((1, 57), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
                                [0], (1, 4, 1), [multi.Lane(mask="seed")], student=False), "only students"),
+    (lambda: multi.train_batch(np.zeros((1, 57), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
+                               [0], (1, 4, 1), [multi.Lane(scale_mode="twn")], student=False), "only students"),
+    (lambda: multi.train_batch(np.zeros((2, 66), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
+                               [0, 0], (1, 4, 1), [multi.Lane(), multi.Lane(finetune_epochs=1)], student=True),
+     "one fine-tune"),
+    (lambda: multi.train_batch(np.zeros((1, 66), np.float32), np.zeros((1, 2, 1, 3, 1)), np.zeros((1, 2, 1, 3, 1)),
+                               [0], (1, 4, 1), [multi.Lane(distill_output=0.5)], student=True), "teacher parameters"),
+    (lambda: multi.train_students(init_teacher(4, stream(0, "t")), TASK,
+                                  [StudentConfig(hidden=4), StudentConfig(hidden=4, finetune_epochs=2)], [0, 0]),
+     "fine-tune"),
 ])
 def test_bad_input_is_a_value_error(call, match):
     with pytest.raises(ValueError, match=match):

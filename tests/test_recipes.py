@@ -1,4 +1,4 @@
-"""The recipes of issue 10: settings, the generalised loop against the seeds' loop, each technique's own
+"""The recipes: settings, each recipe batched against alone, each technique's own
 property, the design files."""
 
 from dataclasses import fields, replace
@@ -18,24 +18,21 @@ from ternq.kernels.loop import (
     BETA_COSINE,
     BETA_GEOMETRIC,
     BETA_LINEAR,
-    LoopSettings,
     alpha_at,
     beta_at,
-    run_epochs,
 )
-from ternq.kernels.ternary import MASK_SEED, SCALE_ABSMEAN, SCALE_TWN, bake, quantize, quantize_ext, recompute_scales
+from ternq.kernels.ternary import SCALE_ABSMEAN, SCALE_TWN, bake, quantize, quantize_ext, recompute_scales
 from ternq.model import init_teacher, student_from
 from ternq.rng import stream
 from ternq.train import (
-    DT,
     RECIPE_KEYS,
     SettingsError,
     StudentConfig,
     StudentSettings,
     TeacherConfig,
-    batchable,
     hidden_variance,
     predict,
+    uses_recipe,
 )
 
 ROOT = Path(__file__).parent.parent
@@ -51,14 +48,14 @@ def sine_teacher():
     return task, teacher
 
 
-def test_recipe_settings_default_to_the_seeds_and_make_a_unit_unbatchable():
+def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
     assert set(RECIPE_KEYS) == set(CHANGED) <= {f.name for f in fields(StudentSettings)}
-    assert batchable(StudentConfig()) and batchable(TeacherConfig()) and batchable(StudentConfig(shaped=True))
+    assert not uses_recipe(StudentConfig()) and not uses_recipe(StudentConfig(shaped=True, distill=True))
     for key, value in CHANGED.items():
         cfg = replace(StudentConfig(), **{key: value})
         cfg.validate()
-        assert not batchable(cfg), key
-    assert not batchable(StudentConfig(mask="none"))
+        assert uses_recipe(cfg), key
+    assert uses_recipe(StudentConfig(mask="none"))
 
 
 @pytest.mark.parametrize("key,value", [("distill_hidden", "none"), ("distill_output", 1.5), ("alpha_schedule", "up"),
@@ -95,26 +92,31 @@ def _loop_inputs(dtype, H=5, E=24, seed=1):
     return teacher.params(dtype), student.theta.astype(dtype), X, Y, (I, H, O)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("distill,mask_kind", [(False, 0), (True, MASK_SEED)])
-def test_the_recipe_loop_with_neutral_settings_gives_the_seeds_bits(dtype, distill, mask_kind):
-    """One kernel source for the recipes: at neutral settings it computes exactly the seeds' loop."""
-    tp, theta0, X, Y, dims = _loop_inputs(dtype)
-    E = len(X)
-    s = LoopSettings(n_epochs=E, dt=DT, lr=1e-2, lr_min=1e-4, student=True, mask_kind=mask_kind, beta=(1.0, 20.0),
-                     alpha=(0.3, 0.8))
-    out = []
-    for ext in (False, True):
-        theta = theta0.copy()
-        m, v = np.zeros_like(theta), np.zeros_like(theta)
-        losses, mses = np.full(E, np.nan), np.full(E, np.nan)
-        # two calls, as training in chunks makes them
-        for e0, e1 in ((0, 10), (10, E)):
-            assert run_epochs(theta, m, v, X, Y, e0, e1, dims, replace(s, ext=ext), tp if distill else None,
-                              losses, mses) == -1
-        out.append((theta, m, v, losses, mses))
-    for a, b in zip(*out, strict=True):
-        assert a.tobytes() == b.tobytes()
+RECIPES = [{k: v} for k, v in CHANGED.items() if k != "finetune_epochs"] + [
+    {k: v for k, v in CHANGED.items() if k != "finetune_epochs"},
+    {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
+    {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},
+    {"beta_schedule": "cosine", "alpha_schedule": "constant"}, {}]
+
+
+@pytest.mark.parametrize("finetune_epochs", [0, 4])
+def test_every_recipe_trained_batched_gives_the_bits_it_gets_alone(sine_teacher, finetune_epochs):
+    """The batched kernel runs the single loop's per-model steps: each recipe in a batch of mixed recipes
+    (padded, each model its own schedules, scales, thresholds, fine-tune) is bit for bit the student
+    trained alone, baked shadow weights and history included."""
+    from ternq import multi
+
+    task, teacher = sine_teacher
+    base = StudentConfig(hidden=6, epochs=12, batch=4, shaped=True, distill=True, finetune_epochs=finetune_epochs)
+    cfgs = [replace(base, **r) for r in RECIPES]
+    seeds = [k % 3 for k in range(len(cfgs))]
+    got = multi.train_students(teacher, task, cfgs, seeds)
+    for (model, hist), cfg, seed in zip(got, cfgs, seeds, strict=True):
+        alone, hist1 = ternq.train_student(teacher, task, cfg, seed)
+        assert model.theta.tobytes() == alone.theta.tobytes(), cfg
+        assert hist.loss.tobytes() == hist1.loss.tobytes() and hist.mse.tobytes() == hist1.mse.tobytes()
+        assert model.meta == alone.meta
+    assert len({m.theta.tobytes() for m, _ in got}) == len(got)  # the recipes differ
 
 
 def test_twn_and_absmean_scales_follow_their_papers():
@@ -210,8 +212,7 @@ def test_design_files_plan(name):
     s = load(ROOT / "configs" / f"{name}.toml")
     p = plan(s)
     assert p.runs and all(u.kind in ("teacher", "student", "cs") for u in p.units)
-    # every design file uses a recipe somewhere, so its units run on the single path
-    assert any(not batchable(r.student) for r in p.runs)
+    assert any(uses_recipe(r.student) for r in p.runs)  # every design file uses a recipe somewhere
 
 
 def test_search_alternated_with_scale_finetuning(sine_teacher):

@@ -12,10 +12,10 @@ import pytest
 from numba import njit
 
 from ternq.kernels.cell import forward, loss_grad, n_params, sigmoid, tanh, unpack
-from ternq.kernels.loop import LR_COSINE, LoopSettings, run_epochs
-from ternq.kernels.ternary import MASK_SEED
+from ternq.kernels.loop import thresholds, train_epochs
 from ternq.model import init_teacher, student_from
 from ternq.rng import stream
+from ternq.train import Lane, loop_of
 
 TAU_EPS = 1e-6
 
@@ -210,9 +210,10 @@ def _train(kind, H=8, E=30):
         theta, student, tp = student_from(t).theta.copy(), True, t.params()
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     losses, mses = np.full(E, np.nan), np.full(E, np.nan)
-    s = LoopSettings(n_epochs=E, dt=0.1, lr=1e-2, lr_min=1e-4, lr_kind=LR_COSINE, clip=5.0, student=student,
-                     mask_kind=MASK_SEED if student else 0, beta=(1.0, 20.0), alpha=(0.3, 0.8))
-    run_epochs(theta, m, v, X, Y, 0, E, (1, H, 1), s, tp, losses, mses)
+    lane = Lane(lr=1e-2, lr_min=1e-4, schedule="cosine", clip=5.0, mask="seed" if student else None,
+                beta=(1.0, 20.0), alpha=(0.3, 0.8), distill=student)
+    loop = loop_of([lane], (1, H, 1), E, student)
+    train_epochs(theta, m, v, X, Y, 0, E, loop, tp if student else None, thresholds(loop, theta.dtype), losses, mses)
     return theta, losses
 
 

@@ -93,7 +93,7 @@ def test_many_bad_files_one_line_for_the_rest(tmp_path, settings):
     for u in plan(settings):
         store.path(u).write_bytes(b"junk")
     assert store.scan(plan(settings)) == {}
-    assert len(messages) == 4 and "9 more unit files" in messages[-1]
+    assert len(messages) == 4 and "11 more unit files" in messages[-1]  # 14 units: 2 teachers, 2 floats, 8, 2 CS
 
 
 def test_folder_lock(tmp_path):
@@ -114,7 +114,7 @@ def test_cli_recomputes_a_corrupt_unit(tmp_path, capsys):
     capsys.readouterr()
     first = (out / "results.json").read_bytes()
     units = sorted((out / "units").glob("*.npz"))
-    assert len(units) == 24
+    assert len(units) == 28  # per seed: 2 teachers, 2 equal-budget floats, 8 students, 2 CS
     bad = next((out / "units").glob("s1-student-Sd-h4.*.npz"))
     raw = bytearray(bad.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # a flipped byte inside the zip

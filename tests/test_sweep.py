@@ -96,15 +96,16 @@ def test_cli_bad_sweep_one_line(tmp_path, capsys):
 def local_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local")
     out = tmp / "out"
-    doc = run_sweep(load_sweep(sweep_file(tmp)), out, workers=2)
+    doc = run_sweep(load_sweep(sweep_file(tmp)), out, workers=2)[0]
     return out, doc
 
 
 def test_local_sweep_cells_equal_factorials(local_sweep, tmp_path, capsys):
     out, doc = local_sweep
     assert [c["name"] for c in doc["cells"]] == ["sine-w4x8-seed-mask", "sine-w4x8-reference-mask"]
-    # one store: the second cell adds its 8 students and its 1+CS per seed (teachers and PTQ+CS are shared)
-    assert len(list((out / "units").glob("*.npz"))) == 2 * (12 + 9)
+    # one store: the second cell adds its 8 students and its 1+CS per seed (teachers, equal-budget floats and
+    # PTQ+CS are shared)
+    assert len(list((out / "units").glob("*.npz"))) == 2 * (14 + 9)
     # a cell is exactly the factorial with the same settings (and its units resume it)
     code, _, _ = cli(["factorial", "--config", QUICK, "--seeds", "0:2", "--out", str(tmp_path), "-q"], capsys)
     assert code == 0
@@ -136,7 +137,7 @@ def test_factorial_scheduler_same_results_json(dask_cluster, tmp_path, capsys):
     assert cli([*base, "--out", str(tmp_path / "local")], capsys)[0] == 0
     assert cli([*base, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address], capsys)[0] == 0
     assert outputs(tmp_path / "local") == outputs(tmp_path / "dask")
-    assert len(list((tmp_path / "dask" / "units").glob("*.npz"))) == 24
+    assert len(list((tmp_path / "dask" / "units").glob("*.npz"))) == 28
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
@@ -148,7 +149,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
 def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     """kill -9 midway, rerun the same command: what was done is kept, the rest runs, the results match."""
     spec = sweep_file(tmp_path, teacher=600, student=400, configs="")  # one cell, 24 units, ~0.1 s each
-    ref = run_sweep(load_sweep(spec), tmp_path / "ref", workers=2, check_gradients=False)
+    ref = run_sweep(load_sweep(spec), tmp_path / "ref", workers=2, check_gradients=False)[0]
     assert ref["cells"][0]["name"] == "sine-w4x8-base"
     out = tmp_path / "out"
     units = out / "units"
@@ -166,5 +167,21 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path, capsys):
     assert proc.returncode == -signal.SIGKILL and 4 <= kept < 24, proc.stderr.read().decode()
     assert not (out / "sweep.json").exists()
     code, _, err = cli(argv[:-1], capsys)  # the same command (with progress, to see the resume note)
-    assert code == 0 and f"resuming: {kept} of 24 units already done" in err
+    assert code == 0 and f"resuming: {kept} of 28 units already done" in err
     assert outputs(out) == outputs(tmp_path / "ref")
+
+
+def test_a_one_cell_sweep_writes_the_factorials_results(tmp_path, capsys):
+    """One runner: a sweep of one cell and the equivalent factorial write the same results.json, byte for byte."""
+    spec = sweep_file(tmp_path, seeds="0:2", configs="[sweep.configs.base]\n[run]\nhorizon = 2\n")
+    code, _, err = cli(["sweep", "--config", str(spec), "--out", str(tmp_path / "sweep"), "-q"], capsys)
+    assert code == 0, err
+    plain = tmp_path / "plain.toml"
+    plain.write_text(SMALL.format(teacher=60, student=40, seeds="0:2", configs="").split("[sweep]")[0]
+                     + "[run]\nhorizon = 2\n")
+    code, _, err = cli(["factorial", "--config", str(plain), "--seeds", "0:2", "--out", str(tmp_path / "fact"), "-q"],
+                       capsys)
+    assert code == 0, err
+    cell = (tmp_path / "sweep" / "sine-w4x8-base" / "results.json").read_bytes()
+    assert cell == (tmp_path / "fact" / "results.json").read_bytes()
+    assert b'"rollout_mse"' in cell  # the sweep's cell has the forecasts a factorial has

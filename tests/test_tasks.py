@@ -23,7 +23,6 @@ from ternq.tasks import (
     MultiSine,
     Series,
     Sine,
-    _ecg_rk4,
     ecg_trajectory,
     from_file,
     get_task,
@@ -31,6 +30,7 @@ from ternq.tasks import (
     rr_process,
     statsmodels_series,
 )
+from ternq.tasks.simulated import _ecg_rk4
 from ternq.train import TeacherConfig, evaluate, train_teacher
 
 try:
@@ -88,7 +88,7 @@ def test_multisine_eval_starts_beyond_training():
     X, _ = task.batches(np.random.default_rng(0), 2, 3)
     t = 1000.0 + 7 * 0.1
     val = (np.sin(t) + np.sin(np.sqrt(2) * t) + np.sin(np.pi * t)) / np.sqrt(1.5)
-    assert abs(task._seqs(np.array([1000.0]), 10)[0][0, 7, 0] - val) < 1e-6
+    assert abs(task.signal(np.array([1000.0]), 10)[0][0, 7, 0] - val) < 1e-6
 
 
 def _rows_of(task: Series, X):
@@ -175,8 +175,8 @@ def test_from_file_csv_with_header_and_npy(tmp_path):
 @pytest.mark.parametrize("case,needle", [
     ("missing", "not found"),
     ("text", "line 3, column 2: 'abc' is not a number"),
-    ("nan", "non-finite value (nan) at row 2, column 1"),
-    ("inf", "non-finite value (inf) at row 5, column 2"),
+    ("nan", "non-finite value (nan) at row 2, channel 0 (1 in all)"),
+    ("inf", "non-finite value (inf) at row 5, channel 1 ('y')"),
     ("short", "has 20 rows; sequences of 50 steps need at least 68"),
     ("ragged", "line 2 has 1 columns"),
     ("empty", "no data rows"),

@@ -5,6 +5,7 @@ from ternq.model import Model
 from ternq.tasks import Sine
 from ternq.train import (
     DivergedError,
+    Lane,
     StudentConfig,
     TeacherConfig,
     _run,
@@ -46,11 +47,11 @@ def test_chunking_does_not_change_results(short_teacher):
     c = Model("teacher", 1, 8, 1, model.theta.copy())
     X, Y = TASK.batches(np.random.default_rng(0), 40, 10)
     cfg = TeacherConfig(hidden=8, epochs=40)
-    empty = np.empty(0, np.float32)
-    ha = _run(a.theta, [(0, X, Y)], a.dims, cfg, False, 0, empty, None, steps=1)
-    _run(b.theta, [(0, X, Y)], b.dims, cfg, False, 0, empty, None, steps=40)
-    hc = _run(c.theta, TASK.batch_chunks(np.random.default_rng(0), 40, 10, 7), c.dims, cfg, False, 0, empty, None,
-              steps=3)
+    lane = Lane.of(cfg)
+    ha, _ = _run(a.theta, [(0, X, Y)], a.dims, lane, 40, False, None, None, steps=1)
+    _run(b.theta, [(0, X, Y)], b.dims, lane, 40, False, None, None, steps=40)
+    hc, _ = _run(c.theta, TASK.batch_chunks(np.random.default_rng(0), 40, 10, 7), c.dims, lane, 40, False, None,
+                 None, steps=3)
     assert a.theta.tobytes() == b.theta.tobytes() == c.theta.tobytes()
     assert ha.loss.tobytes() == hc.loss.tobytes()
     c.theta[0] += 1.0  # the comparison can fail

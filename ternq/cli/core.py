@@ -10,12 +10,11 @@ from .. import report
 from ..experiment.units import trained_figures
 from ..gradcheck import TOLERANCE, check_all
 from ..memory import check_fits
-from ..train import SCHEDULES, TeacherConfig, train_teacher, training_bytes
+from ..settings import RunSettings, TeacherSettings, option
+from ..train import TeacherConfig, train_teacher, training_bytes
 from . import InputError, cli
 from .options import (
-    EPOCHS_INT,
     HIDDEN_INT,
-    POSITIVE_FLOAT,
     SEED_INT,
     check_writable,
     json_option,
@@ -35,7 +34,7 @@ from .options import (
 def gradcheck(widths, seed, task_name, data_path, as_json):
     """Check every analytical gradient against finite differences (float64).
 
-    Exits 1 when any relative error exceeds 1e-3, the seeds' bar.
+    Exits 1 when any relative error exceeds 1e-3, the notes' bar.
     """
     task = load_task(task_name, data_path)  # only its input and output sizes matter here
     results = check_all(widths, seed, task.n_in, task.n_out)
@@ -51,48 +50,41 @@ def gradcheck(widths, seed, task_name, data_path, as_json):
     return 0 if worst < TOLERANCE else 1
 
 
-def _forecast_options(f):
-    from .experiment import forecast_options  # --horizon, --warmup, --period, shared with student, cs, factorial
-
-    for o in reversed(forecast_options):
-        f = o(f)
-    return f
-
-
 @cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Settings file (TOML, see configs/): its [teacher] and [run]; flags override it.")
 @click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True, help="Hidden units.")
 @click.option("--seed", type=SEED_INT, default=0, show_default=True)
-@click.option("--epochs", type=EPOCHS_INT, default=TeacherConfig.epochs, show_default=True)
-@click.option("--lr", type=POSITIVE_FLOAT, default=TeacherConfig.lr, show_default=True, help="Peak learning rate.")
-@click.option("--lr-min", type=float, default=TeacherConfig.lr_min, show_default=True,
-              help="Final learning rate of the cosine schedule.")
-@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=TeacherConfig.schedule, show_default=True)
+@option(TeacherSettings, "epochs")
+@option(TeacherSettings, "lr")
+@option(TeacherSettings, "lr_min")
+@option(TeacherSettings, "schedule")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the model [default: teacher-h{H}-s{SEED}.npz].")
 @task_option
 @quiet_option
 @json_option
-@_forecast_options
-def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_path, quiet, as_json, horizon, warmup,
-            period):
+@option(RunSettings, "horizon")
+@option(RunSettings, "warmup")
+@option(RunSettings, "period")
+def teacher(config_path, hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_path, quiet, as_json,
+            horizon, warmup, period):
     """Train a float CfC teacher with Adam, clipping and a learning-rate schedule."""
     from ..experiment.forecasting import model_forecasts
-    from .experiment import forecast_settings
+    from .experiment import command_settings, command_task, forecast_settings
 
-    task = load_task(task_name, data_path)
-    fs = forecast_settings(task, horizon, warmup, period)
+    settings = command_settings(config_path, task_name, data_path, teacher__epochs=epochs, teacher__lr=lr,
+                                teacher__lr_min=lr_min, teacher__schedule=schedule, run__horizon=horizon,
+                                run__warmup=warmup, run__period=period)
+    task = command_task(settings)
+    fs = forecast_settings(settings, task)
     out = check_writable(f"teacher-h{hidden}-s{seed}.npz" if out is None else out, "model")
-    if click.get_current_context().get_parameter_source("lr_min") is click.core.ParameterSource.DEFAULT:
-        lr_min = min(lr_min, lr)  # the default floor follows a lower --lr; a given --lr-min is checked as given
-    cfg = TeacherConfig(hidden=hidden, epochs=epochs, lr=lr, lr_min=lr_min, schedule=schedule)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    check_fits(training_bytes(task, cfg), f"a teacher of width {hidden} over {epochs} epochs")
+    cfg = TeacherConfig(hidden=hidden, **vars(settings.teacher))
+    cfg.validate()
+    check_fits(training_bytes(task, cfg), f"a teacher of width {hidden} over {cfg.epochs} epochs")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
-        model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", epochs))
+        model, hist = train_teacher(task, cfg, seed, report.tracker(p, f"teacher H={hidden}", cfg.epochs))
     seconds = time.perf_counter() - t0
     warn_if_worse(hist, f"the teacher H={hidden}")
     t0 = time.perf_counter()
@@ -116,4 +108,4 @@ def teacher(hidden, seed, epochs, lr, lr_min, schedule, out, task_name, data_pat
         rows["training time (s)"] = f"{seconds:.2f}"
         rows["evaluation time (s)"] = f"{figures['eval_seconds']:.2f}"
         rows["saved to"] = str(out)
-        report.out.print(report.kv_table(f"Teacher H={hidden}, seed {seed}, {epochs} epochs", rows))
+        report.out.print(report.kv_table(f"Teacher H={hidden}, seed {seed}, {cfg.epochs} epochs", rows))

@@ -182,7 +182,7 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json, h
         raise InputError("--int and --horizon cannot be combined (the integer model has no rollout)")
     dep = _load(model_path)
     task = _task(dep, model_path, task_name, data_path)
-    rollout = _rollout(dep, task, horizon, warmup, factored)  # --horizon (issue 14)
+    rollout = _rollout(dep, task, horizon, warmup, factored)
     if out is not None:
         if same_file(out, model_path):
             raise InputError(f"refusing to overwrite the model ({model_path}) with predictions; choose another --out")

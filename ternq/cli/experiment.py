@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -12,33 +11,22 @@ import click
 
 from .. import config, report
 from ..experiment.execute import obtain
-from ..experiment.forecasting import ForecastSettings, model_forecasts
+from ..experiment.forecasting import model_forecasts
 from ..experiment.plans import DesignSettings, parse_factor
-from ..experiment.run import GradientCheckError, memory_needed, run_experiment
+from ..experiment.results import split_timing
+from ..experiment.run import Cell, GradientCheckError, forecast_of, run
 from ..experiment.store import Store, cache_dir
-from ..experiment.summary import response as summary_response
 from ..experiment.summary import vs_float
 from ..experiment.units import TaskSpec, Unit, search_figures, trained_figures
 from ..memory import check_fits
 from ..model import Model
-from ..report.files import models_of, save_forecast_plots, save_plots, save_results, split_timing
+from ..report.files import save_forecast_plots, save_plots
 from ..search import quantize_teacher, search_from
-from ..train import (
-    MASKS,
-    SCHEDULES,
-    SettingsError,
-    StudentConfig,
-    TeacherConfig,
-    evaluate,
-    train_student,
-    training_bytes,
-    worse_than_start,
-)
+from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings, option
+from ..train import StudentConfig, TeacherConfig, evaluate, train_student, training_bytes
 from . import InputError, cli, resumable
 from .options import (
-    EPOCHS_INT,
     HIDDEN_INT,
-    POSITIVE_FLOAT,
     POSITIVE_INT,
     SEED_INT,
     check_writable,
@@ -48,9 +36,7 @@ from .options import (
     task_option,
     warn_if_worse,
 )
-from .sweep import claim_out_dir, cluster, force_option, locked, make_out_dir, resume_note, scheduler_option, warn
-
-_D = config.StudentSettings()  # the defaults shown in --help
+from .sweep import cluster, follow, force_option, make_out_dir, scheduler_option, warn, warn_worse
 
 
 def _task_flags(task_name, data_path) -> dict:
@@ -63,17 +49,26 @@ def _task_flags(task_name, data_path) -> dict:
     return out
 
 
-def _settings(config_path, **overrides) -> config.ExperimentSettings:
-    """Settings file, then flags; a lower --lr also lowers the schedule's floor to match."""
+def command_settings(config_path, task_name=None, data_path=None, **overrides) -> config.ExperimentSettings:
+    """Settings file, then --task/--data, then the other flags (read and checked as the file's keys are)."""
     try:
-        base = config.load(config_path)
-        for sec in ("teacher", "student"):
-            lr = overrides.get(f"{sec}__lr")
-            if lr is not None and overrides.get(f"{sec}__lr_min") is None:
-                overrides[f"{sec}__lr_min"] = min(lr, getattr(base, sec).lr_min)
-        return config.override(base, **overrides)
+        return config.override(config.load(config_path), **_task_flags(task_name, data_path), **overrides)
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
+
+
+def command_task(settings: config.ExperimentSettings):
+    """The settings' task, with its file columns when set (one line, exit 2, on a bad task or file)."""
+    columns = {"columns": list(settings.columns)} if settings.columns else {}
+    return load_task(settings.task, settings.data or None, **columns)
+
+
+def forecast_settings(settings: config.ExperimentSettings, task):
+    """The ``[run]`` forecast settings checked against the task's held-out windows (one line, exit 2)."""
+    try:
+        return forecast_of(settings, task)
+    except SettingsError as exc:
+        raise InputError(str(exc).split(": ", 1)[1]) from None
 
 
 def _teacher(path, task, settings, hidden, seed, quiet):
@@ -85,7 +80,7 @@ def _teacher(path, task, settings, hidden, seed, quiet):
         if model.dims != (task.n_in, hidden, task.n_out):
             raise InputError(f"teacher {path} has dims {model.dims}, need {(task.n_in, hidden, task.n_out)}")
         return model
-    unit = Unit("teacher", f"s{seed}/teacher-h{hidden}", seed, TaskSpec(settings.task, settings.data),
+    unit = Unit("teacher", f"s{seed}/teacher-h{hidden}", seed, TaskSpec.of(settings),
                 TeacherConfig(hidden=hidden, **vars(settings.teacher)))
     unit.config.validate()
     check_fits(training_bytes(task, unit.config), f"a teacher of width {hidden}")
@@ -97,25 +92,7 @@ def _teacher(path, task, settings, hidden, seed, quiet):
     return model
 
 
-forecast_options = [
-    click.option("--horizon", type=int, default=None, metavar="K",
-                 help="Also let each model run free on its own predictions for K steps after a warm-up; report the "
-                      "MSE per horizon 1..K against the naive forecasts."),
-    click.option("--warmup", type=int, default=None, metavar="W",
-                 help="True steps before a rollout runs free [25, or half a held-out window if shorter]."),
-    click.option("--period", type=int, default=None, metavar="N",
-                 help="Seasonal period in rows for the seasonal naive baseline [the task's: sine 63, ecg 64, "
-                      "sunspots 11, co2 52; none for lorenz, multisine and --data files]."),
-]
-
-
-def forecast_settings(task, horizon, warmup, period, response: str | None = None) -> ForecastSettings:
-    """The forecast options checked against the task's held-out windows (one line, exit 2, naming the limit)."""
-    try:
-        fs = ForecastSettings(horizon, warmup, period).checked(task)
-        return fs if response is None else fs.for_response(response).checked(task)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+forecast_options = [option(RunSettings, "horizon"), option(RunSettings, "warmup"), option(RunSettings, "period")]
 
 
 def _save(model, out):
@@ -133,7 +110,8 @@ common = [
 ]
 
 
-def _apply(opts):  # the options the student and cs commands share
+def apply_options(opts):
+    """A decorator applying click options in the order listed."""
     def deco(f):
         for o in reversed(opts):
             f = o(f)
@@ -144,33 +122,34 @@ def _apply(opts):  # the options the student and cs commands share
 @cli.command()
 @click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
               help="Float teacher of the same width [default: train one from the same seed, cached].")
-@click.option("--shaped/--no-shaped", default=False, show_default=True, help="Smoothstep-shaped gradient (A).")
-@click.option("--distill/--no-distill", default=False, show_default=True, help="Trajectory distillation (B).")
+@option(StudentSettings, "shaped")
+@option(StudentSettings, "distill")
 @click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True, help="Width (C).")
-@click.option("--mask", type=click.Choice(list(MASKS)), default=None,
-              help="seed: the seeds' bump at |w/s| = 0.5 [default]; reference: the C program's.")
-@click.option("--beta", type=(float, float), default=None,
-              help=f"Smoothstep sharpness, start end [{_D.beta[0]:g} {_D.beta[1]:g}].")
-@click.option("--alpha", type=(float, float), default=None,
-              help=f"Trajectory weight, start end [{_D.alpha[0]:g} {_D.alpha[1]:g}].")
-@click.option("--epochs", type=EPOCHS_INT, default=None, help=f"[{_D.epochs}]")
-@click.option("--lr", type=POSITIVE_FLOAT, default=None, help=f"Peak learning rate [{_D.lr:g}].")
-@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None, help=f"[{_D.schedule}]")
+@option(StudentSettings, "mask")
+@option(StudentSettings, "beta")
+@option(StudentSettings, "alpha")
+@option(StudentSettings, "epochs")
+@option(StudentSettings, "lr")
+@option(StudentSettings, "lr_min")
+@option(StudentSettings, "schedule")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
-@_apply(common)
-def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, schedule, out, config_path, seed,
-            task_name, data_path, quiet, as_json, horizon, warmup, period):
+@apply_options(common)
+def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, out, config_path,
+            seed, task_name, data_path, quiet, as_json, horizon, warmup, period):
     """Train a hard-ternary student from a float teacher of the same width."""
-    settings = _settings(config_path, **_task_flags(task_name, data_path), student__mask=mask, student__beta=beta,
-                         student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__schedule=schedule)
-    task = load_task(settings.task, settings.data or None)
-    fs = forecast_settings(task, horizon, warmup, period)
-    tag = f"{'S' if shaped else 's'}{'D' if distill else 'd'}"
+    settings = command_settings(config_path, task_name, data_path, student__shaped=shaped,
+                                student__distill=distill, student__mask=mask, student__beta=beta,
+                                student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__lr_min=lr_min,
+                                student__schedule=schedule, run__horizon=horizon, run__warmup=warmup,
+                                run__period=period)
+    task = command_task(settings)
+    fs = forecast_settings(settings, task)
+    cfg = StudentConfig(hidden=hidden, **vars(settings.student))
+    tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
     out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
                          reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
-    cfg = StudentConfig(hidden=hidden, shaped=shaped, distill=distill, **vars(settings.student))
     cfg.validate()
     check_fits(training_bytes(task, cfg), f"a student of width {hidden}")
     t0 = time.perf_counter()
@@ -201,8 +180,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     if "teacher_vs_naive" in figures:
         rows["teacher vs naive (MSE ratio)"] = f"{figures['teacher_vs_naive']:.2f}x"
     rows.update({"time (s)": f"{seconds:.2f}", "saved to": str(out)})
-    title = (f"Student H={hidden}, shaped {'on' if shaped else 'off'} ({cfg.mask} mask), "
-             f"distill {'on' if distill else 'off'}, seed {seed}")
+    title = (f"Student H={hidden}, shaped {'on' if cfg.shaped else 'off'} ({cfg.mask} mask), "
+             f"distill {'on' if cfg.distill else 'off'}, seed {seed}")
     report.out.print(report.kv_table(title, rows))
 
 
@@ -212,17 +191,17 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
 @click.option("--teacher", "teacher_path", type=click.Path(dir_okay=False), default=None,
               help="With --from teacher: the teacher [default: train one from the seed, cached].")
 @click.option("--hidden", type=HIDDEN_INT, default=16, show_default=True)
-@click.option("--sweeps", type=POSITIVE_INT, default=None,
-              help=f"Most sweeps; stops early when nothing improves [{config.SearchSettings.sweeps}].")
+@option(SearchSettings, "sweeps")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the result [default: cs-h{H}-s{SEED}.npz].")
-@_apply(common)
+@apply_options(common)
 def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, data_path, quiet, as_json,
        horizon, warmup, period):
     """Coordinate search over trits (the C program's baseline)."""
-    settings = _settings(config_path, **_task_flags(task_name, data_path), cs__sweeps=sweeps)
-    task = load_task(settings.task, settings.data or None)
-    fs = forecast_settings(task, horizon, warmup, period)
+    settings = command_settings(config_path, task_name, data_path, cs__sweeps=sweeps, run__horizon=horizon,
+                                run__warmup=warmup, run__period=period)
+    task = command_task(settings)
+    fs = forecast_settings(settings, task)
     if source != "teacher":
         ctx = click.get_current_context()
         if teacher_path is not None:
@@ -270,43 +249,44 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
               help="Settings file (TOML; configs/default.toml is the reference size, configs/quick.toml a smoke run).")
 @click.option("--factor", "factors", multiple=True, metavar="KEY=LOW,HIGH",
               help="A two-level factor (repeatable): any settings key, e.g. student.lr=0.003,0.01, hidden=16,32, "
-                   "student.mask=reference,seed. Without any: the seeds' shaped x distill x width.")
+                   "student.mask=reference,seed. Without any: the notes' shaped x distill x width.")
 @click.option("--runs", type=POSITIVE_INT, default=None,
               help="Runs of the design (a power of two) [full 2^k up to 5 factors, else the smallest resolution-IV "
                    "fraction].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write results.json, results.csv, timing.json and the models here; each finished training is "
                    "kept in OUT/units at once, and rerunning the same command resumes from them.")
-@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
-              help="Trainings at once (threads); results are identical for any value.")
+@option(RunSettings, "workers")
 @scheduler_option
-@click.option("--mask", type=click.Choice(list(MASKS)), default=None, help="Shaped-gradient mask [seed].")
-@click.option("--teacher-epochs", type=EPOCHS_INT, default=None)
-@click.option("--student-epochs", type=EPOCHS_INT, default=None)
+@option(StudentSettings, "mask")
+@option(TeacherSettings, "epochs", "--teacher-epochs", "teacher_epochs")
+@option(StudentSettings, "epochs", "--student-epochs", "student_epochs")
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-              help="Write PNGs here: effects (bars and half-normal); for the seeds' design also predictions and "
+              help="Write PNGs here: effects (bars and half-normal); for the notes' design also predictions and "
                    "learning curves (needs matplotlib: ternq[plot]).")
-@click.option("--response", default="eval_mse", show_default=True, metavar="eval_mse|rollout:K",
-              help="What the effects are computed on: log10 of the one-step eval MSE, or of the free-running "
-                   "rollout MSE at horizon K (K at most --horizon; sets it when not given).")
-@_apply(forecast_options)
+@apply_options(forecast_options)
+@option(RunSettings, "response")
+@option(RunSettings, "metric")
+@option(RunSettings, "float_reference")
 @force_option
 @task_option
 @quiet_option
 @json_option
 def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, scheduler, mask, teacher_epochs,
               student_epochs, no_gradcheck, plot_dir, force, task_name, data_path, quiet, as_json, response,
-              horizon, warmup, period):
+              horizon, warmup, period, metric, float_reference):
     """Run a two-level design of training recipes and report its effects.
 
-    Without --factor: the seeds' 2x2x2 (shaped x distill x width) plus coordinate search.
+    Without --factor: the notes' 2x2x2 (shaped x distill x width) plus coordinate search.
     """
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
     chosen = [seed] if seed is not None else seeds
-    settings = _settings(config_path, experiment__seeds=chosen, **_task_flags(task_name, data_path),
-                         student__mask=mask, teacher__epochs=teacher_epochs, student__epochs=student_epochs)
+    settings = command_settings(config_path, task_name, data_path, experiment__seeds=chosen, student__mask=mask,
+                                teacher__epochs=teacher_epochs, student__epochs=student_epochs, run__workers=workers,
+                                run__response=response, run__horizon=horizon, run__warmup=warmup, run__period=period,
+                                run__metric=metric, run__float_reference=float_reference)
     if factors or runs is not None:
         try:
             given = tuple(parse_factor(f) for f in factors) if factors else settings.design.factors
@@ -315,12 +295,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             design.validate(settings)
         except SettingsError as exc:
             raise InputError(f"design: {exc}") from None
-    task = load_task(settings.task, settings.data or None)  # fail early on a bad task or file
-    try:
-        summary_response(response)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    fs = forecast_settings(task, horizon, warmup, period, response)
+    forecast_settings(settings, command_task(settings))  # a bad task, file or horizon: one line, before anything
     if plot_dir is not None:
         try:
             import matplotlib  # noqa: F401
@@ -328,67 +303,21 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             raise InputError("--plot needs matplotlib: pip install 'ternq[plot]'") from None
         plot_made = not Path(plot_dir).exists()
         make_out_dir(plot_dir, "effects.png")
-    from ..experiment.plans import plan as make_plan
-
-    the_plan = make_plan(settings)
-    units = the_plan.units
-    if scheduler is None:
-        check_fits(memory_needed(the_plan, workers), "this experiment")
-    store = None
-    if out_dir is not None:
-        out_path = make_out_dir(out_dir, "results.json")
-        store = Store(out_path / "units", warn)
-    with (locked(out_path) if store else nullcontext()), cluster(scheduler) as client, \
-            report.progress(not quiet) as p:
-        if store is not None:
-            claim_out_dir(out_path, settings.to_dict(), force)
-            resumable(out_path)
-        done = store.scan(units) if store else {}
-        if not quiet:
-            resume_note(len(done), len(units), store.root if store else "")
-        overall = p.add_task("factorial", total=len(units), completed=len(done), loss="-") if p else None
-        bars = {}
-        worse = []  # trainings that ended far worse than they started
-        finished = []
-
-        def on_start(unit: Unit):
-            if p is None:
-                return None
-            total = unit.config.epochs if unit.kind != "cs" else 1
-            bars[unit.key] = p.add_task(unit.key, total=total, loss="-")
-            tid = bars[unit.key]
-            return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
-
-        def on_done(unit, fig, model):
-            curve = model.meta.get("curve", {}).get("loss")
-            if curve and "train_loss" in fig:
-                ratio = worse_than_start(curve[0], fig["train_loss"])
-                if ratio is not None:
-                    worse.append((unit.key, ratio))
-            if store is not None:
-                store.save(unit, fig, model)
-            if p is not None:
-                if unit.key in bars:
-                    p.remove_task(bars.pop(unit.key))
-                p.advance(overall)
-                finished.append(unit.key)
-                report.unit_line(len(done) + len(finished), len(units), unit.key, fig)
-
+    out = make_out_dir(out_dir, "results.json") if out_dir is not None else None
+    if out is not None:
+        resumable(out)  # an interruption from here on leaves finished trainings to resume from
+    with cluster(scheduler) as client, report.progress(not quiet) as p:
         try:
-            doc, plan, results = run_experiment(settings, workers=workers, client=client,
-                                                check_gradients=not no_gradcheck, on_start=on_start,
-                                                on_done=on_done, done=done, response=response, forecast=fs)
+            outcome = run([Cell("", settings)], out, client=client, check_gradients=not no_gradcheck, force=force,
+                          warn=warn, **follow(p, quiet, "factorial", out / "units" if out else ""))
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
-    if worse:
-        key, ratio = max(worse, key=lambda kr: kr[1])
-        warn(f"{len(worse)} of {len(units)} trainings ended with a training loss far above their first epoch's "
-             f"(worst {key}: {ratio:.1e} times): the learning rate is probably too high")
-    if out_dir is not None:
-        try:
-            save_results(doc, models_of(plan, results), out_dir)
         except OSError as exc:
-            raise InputError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+            if client is not None or out is None:
+                raise
+            raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    warn_worse(outcome.worse, outcome.units)
+    doc, plan, results = outcome.cells[0].doc, outcome.cells[0].plan, outcome.cells[0].results
     if plot_dir is not None:
         try:
             written = save_plots(doc, plan, results, plot_dir)
@@ -401,14 +330,12 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, schedul
             report.err.print(f"plots: {', '.join(str(w) for w in written)}")
     if as_json:
         report.print_json(split_timing(doc)[0])
-    else:
-        tables = report.factorial_tables(doc) if plan.seeds_design else report.design_tables(doc)
-        for table in tables:
-            if table is not None:
-                report.out.print(table)
-        for table in report.forecast_tables(doc):
+        return
+    for table in report.factorial_tables(doc) if plan.words.predictions else report.design_tables(doc):
+        if table is not None:
             report.out.print(table)
-        t = doc["timing"]
-        report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
-                         f"{t['training_s']:.2f} s on {t['workers']} workers)"
-                         + (f"; results in {out_dir}" if out_dir else ""))
+    for table in report.forecast_tables(doc):
+        report.out.print(table)
+    t = doc["timing"]
+    report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
+                     f"{t['training_s']:.2f} s on {t['workers']} workers)" + (f"; results in {out}" if out else ""))

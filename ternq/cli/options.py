@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import click
 
-
-class PositiveFloat(click.ParamType):
-    """A finite number > 0 (rejects nan, inf, 0 and negatives with a clear message)."""
-
-    name = "number"
-
-    def convert(self, value, param, ctx):
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(x) or x <= 0:
-            self.fail(f"{value!r} must be a finite number greater than 0", param, ctx)
-        return x
-
-
-POSITIVE_FLOAT = PositiveFloat()
 POSITIVE_INT = click.IntRange(min=1)
 
 
 def _bounds():
-    from ..experiment.plans import MAX_SEED
-    from ..train import MAX_EPOCHS, MAX_HIDDEN
+    from ..settings import MAX_HIDDEN, MAX_SEED
 
-    return click.IntRange(0, MAX_SEED), click.IntRange(1, MAX_HIDDEN), click.IntRange(1, MAX_EPOCHS)
+    return click.IntRange(0, MAX_SEED), click.IntRange(1, MAX_HIDDEN)
 
 
-SEED_INT, HIDDEN_INT, EPOCHS_INT = _bounds()  # a seed (0 .. 2^32-1), a width, an epoch count: in range
+SEED_INT, HIDDEN_INT = _bounds()  # a seed (0 .. 2^32-1) and a width, in range
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -68,17 +49,12 @@ def check_writable(path: str | os.PathLike, what: str = "output", reads: str | o
 def task_option(f, default: str | None = "sine"):
     """``--task NAME`` and ``--data FILE`` (passed as ``task_name`` and ``data_path``).
 
-    Build the task with :func:`load_task`. A command whose function takes no
-    ``data_path`` still gets both options; there ``--data`` is refused with a
-    one-line error instead of being silently ignored. ``default=None``: the
-    command finds the task itself (a model's own), and --help says so.
+    Build the task with :func:`load_task`. ``default=None``: the command finds
+    the task itself (a model's own), and --help says so.
     """
     import functools
-    import inspect
 
     from ..tasks import TASK_HELP
-
-    takes_data = "data_path" in inspect.signature(f).parameters
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -90,11 +66,6 @@ def task_option(f, default: str | None = "sine"):
             src = ctx.get_parameter_source("task_name")
             if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
                 raise InputError("give --task or --data, not both")
-        if not takes_data:
-            kwargs.pop("data_path", None)
-            if data_path is not None:
-                raise InputError(f"--data is not supported by '{ctx.command_path if ctx else f.__name__}' yet; "
-                                 "use --task")
         return f(*args, **kwargs)
 
     wrapper = click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,

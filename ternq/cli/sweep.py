@@ -1,4 +1,4 @@
-"""``ternq sweep``, and the Dask and resume plumbing it shares with ``ternq factorial``."""
+"""``ternq sweep``, and the Dask and progress plumbing it shares with ``ternq factorial``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from pathlib import Path
 
 import click
 
-from .. import config, report
+from .. import config, report, settings
 from ..experiment.execute import CONNECT_TIMEOUT, WORKERS_TIMEOUT
-from ..experiment.plans import plan
-from ..experiment.run import GradientCheckError, memory_needed
-from ..experiment.store import FolderLock, StoreLockedError
-from ..memory import check_fits
+from ..experiment.run import GradientCheckError
 from . import InputError, cli, resumable
-from .options import POSITIVE_INT, check_writable, json_option, quiet_option
+from .options import check_writable, json_option, quiet_option
 
 scheduler_option = click.option(
     "--scheduler", default=None, metavar="ADDRESS",
@@ -69,16 +66,6 @@ def cluster(address: str | None):
         client.close()
 
 
-@contextmanager
-def locked(folder: Path):
-    """Hold the output folder for the whole run (two runs must not write the same unit files)."""
-    try:
-        with FolderLock(folder):
-            yield
-    except StoreLockedError as exc:
-        raise InputError(str(exc)) from None
-
-
 def make_out_dir(out_dir: str, what: str) -> Path:
     if not str(out_dir).strip():
         raise InputError("the output folder's name is empty")
@@ -91,53 +78,47 @@ def make_out_dir(out_dir: str, what: str) -> Path:
     return path
 
 
-SETTINGS_MARK = ".ternq-settings.json"  # what an output folder was made with (results.json says it too, at the end)
-
 force_option = click.option("--force", is_flag=True,
                             help="Write into an --out folder that holds results of other settings (they are replaced).")
 
 
-def _difference(there, here, path="") -> str:
-    """The first setting that differs, as 'key: A there, B here'."""
-    if isinstance(there, dict) and isinstance(here, dict):
-        for k in list(there) + [k for k in here if k not in there]:
-            if there.get(k) != here.get(k):
-                return _difference(there.get(k), here.get(k), f"{path}.{k}" if path else str(k))
-    return f"{path or 'settings'}: {there!r} there, {here!r} here"
+def follow(p, quiet: bool, title: str, where) -> dict:
+    """Progress callbacks for :func:`ternq.experiment.run.run`: an overall bar, a bar per running training and,
+    off a terminal, a line per finished unit."""
+    state = {"overall": None, "resumed": 0, "total": 0, "finished": 0}
+    bars = {}
+
+    def on_resume(done: int, total: int) -> None:
+        state.update(resumed=done, total=total)
+        if done and not quiet:
+            report.err.print(f"resuming: {done} of {total} units already done in {where}")
+        if p is not None:
+            state["overall"] = p.add_task(title, total=total, completed=done, loss="-")
+
+    def on_start(unit):
+        if p is None:
+            return None
+        tid = bars[unit.key] = p.add_task(unit.key, total=unit.config.epochs if unit.kind != "cs" else 1, loss="-")
+        return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
+
+    def on_done(unit, fig: dict) -> None:
+        if p is None:
+            return
+        if unit.key in bars:
+            p.remove_task(bars.pop(unit.key))
+        p.advance(state["overall"])
+        state["finished"] += 1
+        report.unit_line(state["resumed"] + state["finished"], state["total"], unit.key, fig)
+
+    return {"on_resume": on_resume, "on_start": on_start, "on_done": on_done}
 
 
-def claim_out_dir(folder: Path, settings, force: bool) -> None:
-    """Refuse ``folder`` if an earlier run wrote it with other settings (unless ``force``); then mark it with these.
-
-    Call with the folder locked. ``settings`` is JSON-ready (what results.json records).
-    """
-    import json
-
-    from ..jsonsafe import clean
-    from ..report.files import write_json
-
-    here = json.loads(json.dumps(clean(settings)))
-    mark, results = folder / SETTINGS_MARK, folder / "results.json"
-    there = None
-    try:
-        if mark.is_file():
-            there = json.loads(mark.read_text())
-        elif results.is_file():
-            there = json.loads(results.read_text()).get("settings")
-    except (OSError, ValueError, AttributeError):
-        there = None  # unreadable: nothing to compare with
-    if there is not None and there != here and not force:
-        raise InputError(f"{folder} holds results of other settings ({_difference(there, here)}); "
-                         "use another --out, or --force to replace them")
-    try:
-        write_json(mark, here)
-    except OSError as exc:
-        raise InputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
-
-
-def resume_note(done: int, total: int, where) -> None:
-    if done:
-        report.err.print(f"resuming: {done} of {total} units already done in {where}")
+def warn_worse(worse: list, total: int) -> None:
+    """One warning line for the trainings that ended far worse than they started."""
+    if worse:
+        key, ratio = max(worse, key=lambda kr: kr[1])
+        warn(f"{len(worse)} of {total} trainings ended with a training loss far above their first epoch's "
+             f"(worst {key}: {ratio:.1e} times): the learning rate is probably too high")
 
 
 @cli.command()
@@ -147,8 +128,7 @@ def resume_note(done: int, total: int, where) -> None:
               help="Results folder; rerunning into it resumes [default: the sweep file's name, in the current folder].")
 @click.option("--seeds", default=None, help="Replace the file's seeds: a count N (0..N-1) or a range A:B.")
 @scheduler_option
-@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
-              help="Local trainings at once (threads), without --scheduler; results are identical for any value.")
+@settings.option(settings.RunSettings, "workers")
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @force_option
 @quiet_option
@@ -165,51 +145,30 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, no_gradcheck, force, 
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     out = make_out_dir(Path(config_path).stem if out_dir is None else out_dir, "sweep.json")
-    plans = [plan(c.settings) for c in cells]
-    total = len({u.digest for p in plans for u in p.units})
-    if scheduler is None:
-        check_fits(max(memory_needed(p, workers) for p in plans), "this sweep")
-    with locked(out), cluster(scheduler) as client, report.progress(not quiet) as p:
-        claim_out_dir(out, [{"cell": c.name, "settings": c.settings.to_dict()} for c in cells], force)
-        resumable(out)
-        if not quiet:  # the gradient checks of many cells take a while before any training starts
-            report.err.print(f"sweep: {len(cells)} cells, {total} trainings, into {out}"
-                             + ("; checking gradients first" if not no_gradcheck else ""), soft_wrap=True)
-        bar = p.add_task(f"sweep: {len(cells)} cells", total=total, loss="-") if p else None
-
-        finished, resumed = [], [0]
-
-        def on_resume(done, total):
-            resumed[0] = done
-            if not quiet:
-                resume_note(done, total, out)
-            if p is not None:
-                p.advance(bar, done)
-
-        def on_done(unit):
-            if p is not None:
-                p.advance(bar)
-                finished.append(unit.key)
-                report.unit_line(resumed[0] + len(finished), total, unit.key, {})
-
+    resumable(out)
+    if not quiet:  # the gradient checks of many cells take a while before any training starts
+        report.err.print(f"sweep: {len(cells)} cells into {out}" + ("; checking gradients first" if not no_gradcheck
+                                                                    else ""), soft_wrap=True)
+    with cluster(scheduler) as client, report.progress(not quiet) as p:
         try:
-            doc = run_sweep(spec, out, client=client, workers=workers, check_gradients=not no_gradcheck,
-                            warn=warn, on_done=on_done, on_resume=on_resume)
+            doc, outcome = run_sweep(spec, out, client=client, workers=workers, check_gradients=not no_gradcheck,
+                            force=force, warn=warn, **follow(p, quiet, "sweep", out / "units"))
         except GradientCheckError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
             if client is not None:
                 raise
             raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    warn_worse(outcome.worse, outcome.units)
     if as_json:
-        from ..report.files import split_timing
+        from ..experiment.results import split_timing
 
         report.print_json(split_timing(doc)[0])
         return
     for table in sweep_tables(doc):
         report.out.print(table)
     t = doc["timing"]
-    where = "on the Dask cluster" if client is not None else f"on {workers} local workers"
+    where = "on the Dask cluster" if client is not None else f"on {t['workers']} local workers"
     report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
                      f"{t['training_s']:.2f} s {where}); results in {out}")
 
@@ -223,7 +182,7 @@ def _effect_cell(e: dict) -> str:
 
 
 def _checks_cell(c: dict) -> str:
-    """What the seeds' checklist says for a cell: how many passed, and which failed (or stayed undecided)."""
+    """What the notes' checklist says for a cell: how many passed, and which failed (or stayed undecided)."""
     checks = c.get("checks")
     if checks is None:  # a sweep.json from before the checks were kept
         return "[green]ok[/]" if c["checklist_ok"] else "[red]failed: see results.json[/]"
@@ -277,5 +236,6 @@ def _sweep_table(doc: dict, parts: tuple[str, ...]):
             row += cells if "mse" in parts else [x.replace(" [", "\n[") for x in cells]  # alone: interval below
         t.add_row(*row, *([_checks_cell(c)] if "mse" in parts else []))
     if "mse" in parts:
-        t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/, units/."
+        t.caption = ("Each cell's folder holds its full factorial: results.json, results.csv, models/ (every unit: "
+                     "units/).")
     return t

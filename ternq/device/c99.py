@@ -135,8 +135,8 @@ static float ternq_act(float x, float s)
 def _float_source(dep: Deployable, layout: str) -> str:
     I, H, O = dep.dims
     f32 = np.float32
-    consts = {"LOG2E": cell._LOG2E, "C1": cell._C1, "C2": cell._C2, "BIG": 80.0, "KMIN": -126.0}
-    consts.update({f"P{i}": c for i, c in enumerate(cell._P)})
+    consts = {"LOG2E": cell.EXP_LOG2E, "C1": cell.EXP_C1, "C2": cell.EXP_C2, "BIG": 80.0, "KMIN": -126.0}
+    consts.update({f"P{i}": c for i, c in enumerate(cell.EXP_POLY)})
     defs = "".join(f"#define {k} ({hex_float(f32(v))})\n" for k, v in consts.items())
     rows = _rows(dep)
     parts = [_array("float", "ternq_scale", dep.scales, fmt=hex_float),

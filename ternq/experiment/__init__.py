@@ -4,10 +4,12 @@
 - :mod:`.plans`: settings -> a two-level design -> runs -> units;
 - :mod:`.effects`: designs, generators, alias structure, effect estimates;
 - :mod:`.execute`: the executor (serial, threads, Dask: one loop), Dask connection;
-- :mod:`.store`: the content-addressed store of finished units, the folder lock;
+- :mod:`.store`: the content-addressed store of finished units, the folder lock and its settings mark;
+- :mod:`.results`: the result files (results.json, results.csv, timing.json, the models);
 - :mod:`.summary`: every figure of a results document (effects, verdicts, checklist, predictions);
 - :mod:`.forecasting`: each model against the naive baselines (made once per task), free-running rollouts;
-- :mod:`.run`: a whole experiment, with the gradient check and a reproducibility rerun beside it.
+- :mod:`.run`: the one runner: cells (a factorial is one, a sweep many) through one executor into one
+  store, with the gradient check and a reproducibility rerun beside them; writes the result files.
 
-Presentation (tables, plots, files) lives in :mod:`ternq.report`; nothing here imports it.
+Presentation (tables, plots) lives in :mod:`ternq.report`; nothing here imports it.
 """

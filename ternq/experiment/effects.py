@@ -2,7 +2,7 @@
 
 Factors are named by letters A, B, C, ... (I is skipped, as in the textbooks, so
 the tenth factor is K). Runs are in standard (Yates) order of the basic
-factors, the first varying fastest: for the seeds' 2^3 that is config
+factors, the first varying fastest: for the notes' 2^3 that is config
 1 + a + 2 b + 4 c. A fraction 2^(k-p) runs the full factorial of the first
 k - p factors and sets each other factor by a generator, e.g. ``E=ABC``.
 An effect is the mean response at its + level minus the mean at its - level:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..model import Model
-from .units import Result, Unit, _own, batch_key, run_group, versions
+from .units import Result, Unit, batch_key, own, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
@@ -117,7 +117,7 @@ class Dask:
         return {next(self._finished)}
 
     def result(self, fut) -> list[Result]:
-        out = [(fig, _own(model)) for fig, model in fut.result()]
+        out = [(fig, own(model)) for fig, model in fut.result()]
         fut.release()
         return out
 

@@ -1,11 +1,13 @@
 """Settings -> a design -> the units of work.
 
 A *run* of a design is one recipe: a width, the teacher's and the student's
-settings. The seeds' design (no factor given) is the 2^3 of shaped gradient (A),
-trajectory distillation (B) and width (C), plus two coordinate-search rows.
+settings. The notes' design (no factor given: the design notes the project
+follows) is the 2^3 of shaped gradient (A), trajectory distillation (B) and
+width (C), plus two coordinate-search rows; it is data (:data:`NOTES_WORDS` names
+its units and results), not a branch.
 Any other design names its factors by settings keys (``student.mask``,
 ``student.lr``, ``teacher.epochs``, ``hidden``, ...) with two levels each; its
-base recipe is the seeds' config 1 (no shaping, no distillation, the narrow
+base recipe is the notes' config 1 (no shaping, no distillation, the narrow
 width) with the settings file's values.
 
 For every seed each run gets a teacher (one per width and teacher settings:
@@ -18,17 +20,26 @@ from __future__ import annotations
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
-from ..search import SearchSettings
-from ..tasks import TASKS
-from ..train import MAX_HIDDEN, SettingsError, StudentConfig, StudentSettings, TeacherConfig, TeacherSettings
+from ..settings import (
+    MAX_HIDDEN,
+    RunSettings,
+    SearchSettings,
+    SettingsError,
+    Spec,
+    StudentSettings,
+    TeacherSettings,
+    check,
+    coerce,
+    setting,
+    spec_of,
+)
+from ..tasks import TASK_HELP, TASKS
+from ..train import StudentConfig, TeacherConfig
 from .effects import LETTERS, Design, DesignError, choose
 from .units import TaskSpec, Unit
 
 WIDTH = "hidden"
-MAX_SEED = 2**32 - 1  # seeds are 32-bit: the C program's and numpy's SeedSequence words
-MAX_SEEDS = 10_000  # seeds in one experiment
-TRUE = {"true", "yes", "on", "1"}
-FALSE = {"false", "no", "off", "0"}
+WIDTH_SPEC = Spec("int", "The width of teacher and student.", lo=1, hi=MAX_HIDDEN)
 
 
 @dataclass(frozen=True)
@@ -45,56 +56,41 @@ class Factor:
         return self.label or self.key
 
 
-def _default_of(key: str):
-    """The default value of a factor key (which tells its type); :class:`SettingsError` if no such key."""
+def _spec(key: str) -> Spec:
+    """The :class:`ternq.settings.Spec` of a factor key; :class:`SettingsError` if no such key or not two-level."""
     if key == WIDTH:
-        return 16
+        return WIDTH_SPEC
     sec, _, attr = key.partition(".")
-    blocks = {"teacher": TeacherConfig, "student": StudentConfig}
+    blocks = {"teacher": TeacherSettings, "student": StudentSettings}
     if sec not in blocks or not attr:
         raise SettingsError(key, "unknown factor key (a factor is 'hidden', 'teacher.KEY' or 'student.KEY')")
-    known = {f.name: f.default for f in fields(blocks[sec]) if f.name != "hidden"}
     if attr == "hidden":
         raise SettingsError(key, "the width is the factor 'hidden' (teacher and student share it)")
+    known = {f.name: spec_of(f) for f in fields(blocks[sec])}
     if attr not in known:
         raise SettingsError(key, f"unknown key (known: {', '.join(sorted(known))})")
+    if not known[attr].factor:
+        raise SettingsError(key, "a pair setting cannot be a two-level factor")
     return known[attr]
 
 
-def parse_level(key: str, value, default):
-    """A level (from TOML, or text from the command line) in the type of the setting's default."""
-    kind = type(default)
-    if isinstance(default, tuple):
-        raise SettingsError(key, "a pair setting cannot be a two-level factor")
-    if isinstance(value, str) and kind is not str:
-        text = value.strip().lower()
-        try:
-            if kind is bool:
-                if text not in TRUE | FALSE:
-                    raise ValueError
-                return text in TRUE
-            return kind(value)
-        except ValueError:
-            raise SettingsError(key, f"level {value!r} is not a {kind.__name__}") from None
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind is str and isinstance(value, str):
-        return value
-    raise SettingsError(key, f"level {value!r} is not a {kind.__name__}")
+def parse_level(key: str, value):
+    """A level (from TOML, or text from the command line) read as the setting reads it."""
+    spec = _spec(key)
+    try:
+        return coerce(key, value, spec)
+    except SettingsError as exc:
+        why = str(exc).split(": ", 1)[1]
+        if why.startswith("expected"):
+            raise SettingsError(key, f"level {value!r} is not a {spec.kind}") from None
+        raise SettingsError(key, f"level {value!r}: {why}") from None
 
 
 def make_factor(key: str, low, high, label: str = "") -> Factor:
     """A checked factor: the key exists, the levels have its type and differ."""
-    default = _default_of(key)
-    lo, hi = parse_level(key, low, default), parse_level(key, high, default)
+    lo, hi = parse_level(key, low), parse_level(key, high)
     if lo == hi:
         raise SettingsError(key, f"the two levels are equal ({lo!r})")
-    if key == WIDTH and min(lo, hi) <= 0:
-        raise SettingsError(key, "widths must be positive")
     return Factor(key, lo, hi, label)
 
 
@@ -106,9 +102,38 @@ def parse_factor(text: str) -> Factor:
     return make_factor(*m.groups())
 
 
+NOTES_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
+                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
+                "ABC": "shaped x distill x width"}
+
+
+@dataclass(frozen=True)
+class Words:
+    """How a design's units and results are named: the notes' words or a general design's."""
+
+    name: str  # results.json's design.name
+    row: str  # a row's number field, and its label: "config 3", "run 3"
+    rows: str  # the rows' key in each seed's results
+    table: str  # the rows' key in the results document
+    student_key: str  # a student unit's key: fields seed, index, hidden, S ("S"/"s": shaped), D ("D"/"d": distill)
+    teacher: str  # a teacher's name in the results: fields hidden, key (its unit key without the seed)
+    teacher_label: str  # a teacher's label in forecast tables and plots: field name
+    order: int  # the highest interaction estimated
+    labels: dict  # effect labels ({}: the factors' names joined)
+    cs: bool  # the coordinate-search rows (PTQ+CS from the narrow teacher, 1+CS refining config 1)
+    predictions: bool  # the notes' five predictions
+    plots_per_width: bool  # predictions and learning curves, one plot per width
+
+
+NOTES_WORDS = Words("notes", "config", "configs", "matrix", "s{seed}/student-{S}{D}-h{hidden}", "{hidden}",
+                    "teacher H={name}", 3, NOTES_LABELS, cs=True, predictions=True, plots_per_width=True)
+GENERAL_WORDS = Words("general", "run", "runs", "runs", "s{seed}/run{index:02d}-h{hidden}", "{key}", "{name}", 2, {},
+                      cs=False, predictions=False, plots_per_width=False)
+
+
 @dataclass(frozen=True)
 class DesignSettings:
-    """The ``[design]`` section: factors (none: the seeds' design), an optional run count and generators.
+    """The ``[design]`` section: factors (none: the notes' design), an optional run count and generators.
 
     In TOML::
 
@@ -123,6 +148,7 @@ class DesignSettings:
     factors: tuple[Factor, ...] = ()
     runs: int | None = None
     generators: tuple[str, ...] = ()
+    words: Words = field(default=GENERAL_WORDS, compare=False)  # how its units and results are named
 
     @classmethod
     def from_dict(cls, body: dict) -> DesignSettings:
@@ -185,18 +211,27 @@ class DesignSettings:
 class ExperimentSettings:
     """Everything an experiment reads: seeds, widths, task and one block per section."""
 
-    seeds: tuple[int, ...] = (0,)
-    widths: tuple[int, int] = (16, 32)
-    task: str = "sine"
-    data: str = ""  # a CSV or .npy series (replaces task when set)
+    seeds: tuple[int, ...] = setting((0,), "Seeds: a count N (0..N-1), a list, or a range A:B.", kind="seeds",
+                                     flag="--seeds")
+    widths: tuple[int, int] = setting((16, 32), "The narrow and the wide width (factor C of the notes' design).",
+                                      kind="widths")
+    task: str = setting("sine", f"Task: {TASK_HELP}.", flag="--task")
+    data: str = setting("", "A CSV or .npy series (replaces task when set).", flag="--data")
+    columns: tuple = setting((), "The data file's columns to use, by name or index from 0 [all].",
+                             kind="columns")
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     student: StudentSettings = field(default_factory=StudentSettings)
     cs: SearchSettings = field(default_factory=SearchSettings)
+    run: RunSettings = field(default_factory=RunSettings)
     design: DesignSettings = field(default_factory=DesignSettings)
 
     def validate(self) -> None:
-        """Raise :class:`ternq.train.SettingsError` naming the first setting (``section.key``) that cannot be used."""
-        if len(self.widths) != 2 or self.widths[0] == self.widths[1] or min(self.widths) <= 0:
+        """Raise :class:`SettingsError` naming the first setting (``section.key``) that cannot be used."""
+        try:
+            check(self)
+        except SettingsError as exc:
+            raise SettingsError(f"experiment.{exc.key}", str(exc).split(": ", 1)[1]) from None
+        if self.widths[0] == self.widths[1] or min(self.widths) <= 0:
             raise SettingsError("experiment.widths", f"two different positive widths, not {list(self.widths)}")
         if self.widths[0] > self.widths[1]:  # else the width effect (wide minus narrow) would change sign
             raise SettingsError("experiment.widths", f"give the narrow width first, [{self.widths[1]}, "
@@ -207,13 +242,8 @@ class ExperimentSettings:
         if not self.data and self.task not in TASKS:
             raise SettingsError("experiment.task",
                                 f"unknown task {self.task!r}; choose from {', '.join(sorted(TASKS))}")
-        if not self.seeds or len(self.seeds) > MAX_SEEDS:
-            raise SettingsError("experiment.seeds", f"between 1 and {MAX_SEEDS:,} seeds, not {len(self.seeds):,}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise SettingsError("experiment.seeds", "a seed is repeated")
-        bad = [x for x in self.seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_SEED]
-        if bad:
-            raise SettingsError("experiment.seeds", f"seeds are integers from 0 to {MAX_SEED}, not {bad[0]!r}")
+        if self.columns and not self.data:
+            raise SettingsError("experiment.columns", "columns choose from a data file; give data too")
         for sec in SECTIONS:
             try:
                 block = getattr(self, sec)
@@ -224,8 +254,9 @@ class ExperimentSettings:
     def to_dict(self) -> dict:
         """JSON-ready (tuples as lists), as written in results.json."""
         d = asdict(self)
+        del d["run"]["workers"]  # how fast, not what: results are identical for any value
         if not self.design.factors:
-            del d["design"]  # the seeds' design: results.json as before
+            del d["design"]  # the notes' design is named by the results' own "design" entry
         else:
             d["design"] = self.design.to_dict()
         return _lists(d)
@@ -240,24 +271,24 @@ def _lists(x):
 
 
 SECTIONS = [f.name for f in fields(ExperimentSettings) if f.default_factory is not MISSING]  # the blocks
-SEEDS_LABELS = {"A": "shaped gradient", "B": "trajectory distillation", "C": "width",
-                "AB": "shaped x distill", "AC": "shaped x width", "BC": "distill x width",
-                "ABC": "shaped x distill x width"}
-
-
-def seeds_design(settings: ExperimentSettings) -> DesignSettings:
-    """The seeds' 2^3: shaped gradient (A), trajectory distillation (B), width (C)."""
+def notes_design(settings: ExperimentSettings) -> DesignSettings:
+    """The notes' 2^3: shaped gradient (A), trajectory distillation (B), width (C)."""
     lo, hi = settings.widths
     return DesignSettings((Factor("student.shaped", False, True, "shaped gradient"),
                            Factor("student.distill", False, True, "trajectory distillation"),
-                           Factor(WIDTH, lo, hi, "width")))
+                           Factor(WIDTH, lo, hi, "width")), words=NOTES_WORDS)
+
+
+def design_of(settings: ExperimentSettings) -> DesignSettings:
+    """The design the settings run: their own factors, or the notes' design when they name none."""
+    return settings.design if settings.design.factors else notes_design(settings)
 
 
 @dataclass(frozen=True)
 class Run:
     """One recipe of a design: its levels (-1/+1 per factor) and the teacher and student it trains."""
 
-    index: int  # 1-based, design order (the seeds' config number for their design)
+    index: int  # 1-based, design order (the config number of the notes' design)
     levels: tuple[int, ...]
     teacher: TeacherConfig
     student: StudentConfig
@@ -273,8 +304,8 @@ def _apply(run_teacher: TeacherConfig, run_student: StudentConfig, factor: Facto
 
 
 def runs_of(settings: ExperimentSettings) -> list[Run]:
-    """Every run of the settings' design (the seeds' when it names no factor), in design order."""
-    spec = settings.design if settings.design.factors else seeds_design(settings)
+    """Every run of the settings' design (the notes' when it names no factor), in design order."""
+    spec = design_of(settings)
     matrix = spec.design().matrix()
     base_t = TeacherConfig(hidden=settings.widths[0], **vars(settings.teacher))
     base_s = StudentConfig(hidden=settings.widths[0], **vars(settings.student))
@@ -292,7 +323,9 @@ class Plan:
     """The units of an experiment and where each figure comes from.
 
     ``students[(run, seed)]`` and ``teachers[(run, seed)]`` are the units of a
-    run; ``cs[(source, seed)]`` the coordinate-search rows of the seeds' design
+    run, ``references[(run, seed)]`` its equal-budget float (:func:`reference_config`; none when
+    ``settings.run.float_reference`` is off); ``cs[(source, seed)]`` the coordinate-search rows of a
+    design that has them
     (source "teacher": PTQ+CS; "config1": CS refining config 1).
     """
 
@@ -300,10 +333,11 @@ class Plan:
     factors: tuple[Factor, ...]
     design: Design
     runs: list[Run]
-    seeds_design: bool
+    words: Words
     students: dict[tuple[int, int], Unit] = field(default_factory=dict)
     teachers: dict[tuple[int, int], Unit] = field(default_factory=dict)
     cs: dict[tuple[str, int], Unit] = field(default_factory=dict)
+    references: dict[tuple[int, int], Unit] = field(default_factory=dict)
 
     @property
     def units(self) -> list[Unit]:
@@ -322,27 +356,33 @@ class Plan:
                 add(self.teachers[run.index, seed])
             for run in self.runs:
                 add(self.students[run.index, seed])
+            for run in self.runs:
+                if (run.index, seed) in self.references:
+                    add(self.references[run.index, seed])
             for source in ("teacher", "config1"):
                 if (source, seed) in self.cs:
                     add(self.cs[source, seed])
         return out
 
 
-def _student_key(run: Run, seed: int, seeds: bool) -> str:
-    if seeds:  # the seeds' names: the same unit files as before the design became general
-        return f"s{seed}/student-{'S' if run.student.shaped else 's'}{'D' if run.student.distill else 'd'}" \
-               f"-h{run.student.hidden}"
-    return f"s{seed}/run{run.index:02d}-h{run.student.hidden}"
+def reference_config(teacher: TeacherConfig, student: StudentConfig) -> TeacherConfig:
+    """The equal-budget float reference of a run: the teacher's optimiser settings at the student's width,
+    trained for the student's whole budget (main epochs and fine-tune) with the student's schedule kind.
+
+    Its seed streams are the teacher's, so where the budgets and schedules agree it is the teacher
+    itself (one unit, one digest).
+    """
+    return replace(teacher, hidden=student.hidden, epochs=student.total_epochs, schedule=student.schedule)
 
 
 def plan(settings: ExperimentSettings) -> Plan:
-    """The plan of ``settings``: its design's runs for every seed (and the CS rows of the seeds' design)."""
-    seeds = not settings.design.factors
-    spec = seeds_design(settings) if seeds else settings.design
+    """The plan of ``settings``: its design's runs for every seed (and the CS rows where the design has them)."""
+    spec = design_of(settings)
+    words = spec.words
     runs = runs_of(settings)
-    task = TaskSpec(settings.task, settings.data)
+    task = TaskSpec.of(settings)
     base_teacher = TeacherConfig(hidden=0, **vars(settings.teacher))
-    p = Plan(settings, spec.factors, spec.design(), runs, seeds)
+    p = Plan(settings, spec.factors, spec.design(), runs, words)
     for seed in settings.seeds:
         for run in runs:
             t = run.teacher
@@ -352,9 +392,14 @@ def plan(settings: ExperimentSettings) -> Plan:
                                       if k != "hidden" and getattr(t, k) != getattr(base_teacher, k))
             teacher = Unit("teacher", key, seed, task, t)
             p.teachers[run.index, seed] = teacher
-            p.students[run.index, seed] = Unit("student", _student_key(run, seed, seeds), seed, task, run.student,
-                                               (teacher,))
-        if seeds:
+            sk = words.student_key.format(seed=seed, index=run.index, hidden=run.student.hidden,
+                                          S="S" if run.student.shaped else "s", D="D" if run.student.distill else "d")
+            p.students[run.index, seed] = Unit("student", sk, seed, task, run.student, (teacher,))
+            if settings.run.float_reference:
+                ref = reference_config(t, run.student)
+                p.references[run.index, seed] = Unit("teacher", f"s{seed}/float-h{ref.hidden}-e{ref.epochs}"
+                                                     f"-{ref.schedule}", seed, task, ref)
+        if words.cs:
             lo = settings.widths[0]
             cs: SearchSettings = settings.cs
             p.cs["teacher", seed] = Unit("cs", f"s{seed}/cs-teacher-h{lo}", seed, task, cs,

@@ -1,8 +1,15 @@
-"""A whole experiment: settings -> plan -> executor (+ the seeds' checks beside it) -> summary.
+"""The one runner: cells -> plans -> one executor -> result files. A factorial is a one-cell sweep.
 
-The gradient check (:func:`ternq.gradcheck.check_all`, the seeds' precondition)
-and a rerun of one training (bit-identity) run on a side thread beside the
-trainings; no result is reported unless the check passes.
+:func:`run` builds every cell's plan once and checks, before any training, the
+forecast settings against the task and the memory the trainings need. The
+gradient check (the notes' precondition) and a rerun of each cell's first
+training (bit-identity) run on a side thread beside the trainings; no result is
+reported unless the check passes. With an output folder, the runner holds its
+lock, refuses a folder written with other settings (unless ``force``), saves
+every finished unit into ``OUT/units`` at once (a rerun resumes from them) and
+writes each cell's results.json, results.csv, timing.json and models into
+``OUT/<cell name>`` (``OUT`` itself for a cell named ""). A training that ended
+far worse than it started is returned in :attr:`Outcome.worse`.
 """
 
 from __future__ import annotations
@@ -10,34 +17,83 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..gradcheck import check_all_beside
-from .execute import Cancelled, OnDone, OnStart, backend_for, cancellable, execute
-from .plans import Plan, plan
-from .summary import CHECK_TOLERANCE, summarize
-from .units import Result, Unit, run_unit, versions
+from ..gradcheck import TOLERANCE, check_all_beside
+from ..memory import check_fits
+from ..settings import SettingsError
+from .execute import Cancelled, OnStart, backend_for, cancellable, execute
+from .forecasting import ForecastSettings
+from .plans import ExperimentSettings, Plan, plan
+from .results import models_of, save_results
+from .store import FolderLock, Store, Warn, claim_out_dir, stderr_warn
+from .summary import summarize
+from .units import Result, TaskSpec, Unit, run_unit, versions
+
+RESULTS_VERSION = 2  # the results document's schema (results.json "version")
 
 
 class GradientCheckError(RuntimeError):
     """The analytical gradients disagree with finite differences: no result can be trusted."""
 
 
-def gradient_error(settings, widths=None) -> float:
+@dataclass(frozen=True)
+class Cell:
+    """One experiment of a run: its settings, and its folder under the output folder ("" for the folder itself)."""
+
+    name: str
+    settings: ExperimentSettings
+
+
+@dataclass
+class CellResult:
+    """What one cell produced: its plan, its results document and every result by digest."""
+
+    cell: Cell
+    plan: Plan
+    doc: dict
+    results: dict[str, Result]
+
+
+@dataclass
+class Outcome:
+    """A finished run: the cells' results, the trainings that ended far worse than they started, the timing."""
+
+    cells: list[CellResult]
+    worse: list[tuple[str, float]] = field(default_factory=list)  # (unit key, last loss / first loss)
+    units: int = 0  # distinct units
+    resumed: int = 0  # of them, found done in the store
+    timing: dict = field(default_factory=dict)
+
+
+def forecast_of(settings: ExperimentSettings, task=None) -> ForecastSettings:
+    """The ``[run]`` forecast settings checked against the task's held-out windows (:class:`SettingsError`)."""
+    r = settings.run
+    task = task or settings_task(settings)
+    try:
+        fs = ForecastSettings(r.horizon, r.warmup, r.period, r.metric).checked(task)
+        return fs.for_response(r.response).checked(task)
+    except ValueError as exc:
+        raise SettingsError("run", str(exc)) from None
+
+
+def settings_task(settings: ExperimentSettings):
+    return TaskSpec.of(settings).make()
+
+
+def gradient_error(settings: ExperimentSettings, widths=None) -> float:
     """The finite-difference check at the experiment's widths; raise :class:`GradientCheckError` if it fails."""
     task = settings_task(settings)
     widths = sorted(set(widths or settings.widths))
     err = max(r.max_rel_err for r in check_all_beside(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
-    if not err < CHECK_TOLERANCE:  # the seeds: abort before any training result
-        raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {CHECK_TOLERANCE:g}; "
+    if not err < TOLERANCE:  # the notes: abort before any training result
+        raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {TOLERANCE:g}; "
                                  "see 'ternq gradcheck'")
     return err
-
-
-def settings_task(settings):
-    from .units import TaskSpec
-
-    return TaskSpec(settings.task, settings.data).make()
 
 
 def memory_needed(p: Plan, workers: int = 1) -> int:
@@ -62,72 +118,142 @@ def plan_widths(p: Plan) -> list[int]:
 
 
 def document(p: Plan, results: dict[str, Result], grad_err: float | None = None,
-             reproducible: bool | None = None, response: str = "eval_mse", forecast=None) -> dict:
+             reproducible: bool | None = None, forecast: ForecastSettings | None = None) -> dict:
     """The results document (without timing): what was run, on what, with which code, and the summary."""
-    doc = summarize(p, results, grad_err, reproducible, response, forecast)
-    return {"ternq": "factorial", "task": settings_task(p.settings).describe(), "settings": p.settings.to_dict(),
-            "versions": versions(), **doc}
+    doc = summarize(p, results, grad_err, reproducible, p.settings.run.response, forecast)
+    return {"ternq": "factorial", "version": RESULTS_VERSION, "task": settings_task(p.settings).describe(),
+            "settings": p.settings.to_dict(), "versions": versions(), **doc}
 
 
-def run_experiment(settings, workers: int = 2, client=None, check_gradients: bool = True,
-                   check_reproducible: bool = True, on_start: OnStart | None = None,
-                   on_done: OnDone | None = None, done: dict[str, Result] | None = None,
-                   response: str = "eval_mse", forecast=None) -> tuple[dict, Plan, dict[str, Result]]:
-    """Run the experiment of ``settings``; return its results document, its plan and every result by digest.
+def claim_settings(cells: list[Cell]):
+    """What an output folder records as made with, compared on resume: the settings the units depend on (not
+    ``[run]``: another response or horizon over the same units is a resume)."""
+    def units_of(s: ExperimentSettings) -> dict:
+        return {k: v for k, v in s.to_dict().items() if k != "run"}
+
+    if len(cells) == 1 and not cells[0].name:
+        return units_of(cells[0].settings)
+    return [{"cell": c.name, "settings": units_of(c.settings)} for c in cells]
+
+
+def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | None = None, client=None,
+        check_gradients: bool = True, check_reproducible: bool = True, check_memory: bool = True,
+        force: bool = False, warn: Warn = stderr_warn, on_resume: Callable[[int, int], None] | None = None,
+        on_start: OnStart | None = None, on_done: Callable[[Unit, dict], None] | None = None) -> Outcome:
+    """Run ``cells`` through one executor; with ``out_dir``, keep every unit and write the result files.
 
     Parameters
     ----------
-    settings : ExperimentSettings
-        Seeds, widths, task, the training settings and the design (see :mod:`ternq.config`).
-    workers : int
-        Local trainings at once (threads; results do not depend on it).
+    cells : list of Cell
+        The experiments (a factorial: one cell named ""). Units equal in content run once across cells.
+    out_dir : path, optional
+        The output folder (locked while running; see the module docstring).
+    workers : int, optional
+        Local trainings at once (threads; results do not depend on it) [the first cell's ``run.workers``].
     client : distributed.Client, optional
         Run the units on this Dask cluster instead.
-    check_gradients : bool
-        Run the finite-difference check at every width first, as the seeds require.
-    check_reproducible : bool
-        Rerun the first seed's first teacher and compare its weights bit for bit.
-    on_start, on_done, done
-        Passed to :func:`ternq.experiment.execute.execute` (progress display, saving, resuming).
-    response : str
-        What the effects are computed on (:data:`ternq.experiment.summary.RESPONSES`, or ``rollout:K``).
-    forecast : ForecastSettings, optional
-        Horizon, warm-up and period of the forecast figures (:mod:`ternq.experiment.forecasting`).
+    check_gradients, check_reproducible : bool
+        The finite-difference check at every width set first; the rerun of each cell's first teacher.
+    check_memory : bool
+        Refuse (:class:`ternq.memory.MemoryShortError`) a run that does not fit this machine's memory.
+    on_resume, on_start, on_done
+        Progress: (units done in the store, distinct units); a unit starts (may return a progress callback);
+        a unit is done (its figures).
     """
+    from ..train import worse_than_start
+
     t0 = time.perf_counter()
-    p = plan(settings)
-    timing = {}
+    workers = workers or cells[0].settings.run.workers
+    plans = [plan(c.settings) for c in cells]
+    forecasts = [forecast_of(c.settings) for c in cells]
+    if check_memory and client is None:
+        check_fits(max(memory_needed(p, workers) for p in plans), "this run")
+    units = [u for p in plans for u in p.units]
+    out = Path(out_dir) if out_dir is not None else None
+    store = Store(out / "units", warn) if out is not None else None
+    worse: list[tuple[str, float]] = []
+    timing: dict = {}
+
+    def finished(unit: Unit, fig: dict, model) -> None:
+        curve = model.meta.get("curve", {}).get("loss")
+        if curve and "train_loss" in fig:
+            ratio = worse_than_start(curve[0], fig["train_loss"])
+            if ratio is not None:
+                worse.append((unit.key, ratio))
+        if store is not None:
+            store.save(unit, fig, model)
+        if on_done is not None:
+            on_done(unit, fig)
 
     stop = threading.Event()
+    grad_keys = {}
+    for c, p in zip(cells, plans, strict=True):
+        grad_keys.setdefault((tuple(plan_widths(p)), c.settings.task, c.settings.data, c.settings.seeds[0]), c)
+    reruns = {rerun_unit(p).digest: rerun_unit(p) for p in plans}
 
     def checks():
-        grad_err = gradient_error(settings, plan_widths(p)) if check_gradients else None
+        grad = {}
+        if check_gradients:
+            for key, c in grad_keys.items():
+                grad[key] = gradient_error(c.settings, list(key[0]))
         timing["gradcheck_s"] = time.perf_counter() - t0
-        rerun = run_unit(rerun_unit(p), {}, cancellable(stop))[1] if check_reproducible and not stop.is_set() else None
-        return grad_err, rerun
+        again = {}
+        if check_reproducible:
+            for digest, u in reruns.items():
+                if stop.is_set():
+                    break
+                again[digest] = run_unit(u, {}, cancellable(stop))[1]
+        return grad, again
 
-    backend = backend_for(workers, client)
-    try:
-        with ThreadPoolExecutor(max_workers=1) as side:
-            pending_checks = side.submit(checks)
-            try:
-                results = execute(p.units, backend, done=done, on_start=on_start, on_done=on_done)
-            except BaseException:
-                stop.set()  # the rerun ends at its next progress report
-                raise
-            finally:
+    with FolderLock(out) if out is not None else nullcontext():
+        if out is not None:
+            claim_out_dir(out, claim_settings(cells), force)
+        done = store.scan(units) if store is not None else {}
+        distinct = len({u.digest for u in units})
+        resumed = len(done)
+        if on_resume is not None:
+            on_resume(resumed, distinct)
+        backend = backend_for(workers, client)
+        try:
+            with ThreadPoolExecutor(max_workers=1) as side:
+                pending = side.submit(checks)
                 try:
-                    grad_err, rerun = pending_checks.result()  # a failed check wins over any training error
-                except Cancelled:
-                    pass
-    finally:
-        backend.close()
-    t_train = time.perf_counter() - t0
-    reproducible = None
-    if rerun is not None:
-        reproducible = rerun.theta.tobytes() == results[rerun_unit(p).digest][1].theta.tobytes()
-    doc = document(p, results, grad_err, reproducible, response, forecast)
-    doc["timing"] = {"gradcheck_s": timing.get("gradcheck_s", 0.0), "training_s": t_train,
-                     "total_s": time.perf_counter() - t0,
-                     "workers": f"{backend.workers} Dask" if client is not None else workers}
-    return doc, p, results
+                    results = execute(units, backend, done=done, on_start=on_start, on_done=finished)
+                except BaseException:
+                    stop.set()  # the rerun ends at its next progress report
+                    raise
+                finally:
+                    try:
+                        grad, again = pending.result()  # a failed check wins over any training error
+                    except Cancelled:
+                        pass
+        finally:
+            backend.close()
+        t_train = time.perf_counter() - t0
+        timing.update(training_s=t_train, total_s=time.perf_counter() - t0,
+                      workers=f"{backend.workers} Dask" if client is not None else workers)
+        timing.setdefault("gradcheck_s", 0.0)
+        out_cells = []
+        for c, p, fs in zip(cells, plans, forecasts, strict=True):
+            u = rerun_unit(p)
+            reproducible = (again[u.digest].theta.tobytes() == results[u.digest][1].theta.tobytes()
+                            if u.digest in again else None)
+            err = grad.get((tuple(plan_widths(p)), c.settings.task, c.settings.data, c.settings.seeds[0]))
+            doc = document(p, results, err, reproducible, fs)
+            doc["timing"] = dict(timing)
+            if out is not None:
+                save_results(doc, models_of(p, results), out / c.name)
+            out_cells.append(CellResult(c, p, doc, results))
+    return Outcome(out_cells, worse, distinct, resumed, timing)
+
+
+def run_experiment(settings: ExperimentSettings, workers: int | None = None, client=None,
+                   check_gradients: bool = True, check_reproducible: bool = True,
+                   out_dir: str | Path | None = None, **events) -> tuple[dict, Plan, dict[str, Result]]:
+    """Run the experiment of ``settings`` (one cell); return its results document, its plan and every result by
+    digest. Arguments as :func:`run`'s."""
+    outcome = run([Cell("", settings)], out_dir, workers=workers, client=client, check_gradients=check_gradients,
+                  check_reproducible=check_reproducible, **events)
+    c = outcome.cells[0]
+    return c.doc, c.plan, c.results
+

@@ -150,7 +150,49 @@ class Store:
         return done
 
 
-class StoreLockedError(RuntimeError):
+class OtherSettingsError(StoreWriteError):
+    """The output folder holds results of other settings."""
+
+
+SETTINGS_MARK = ".ternq-settings.json"  # what an output folder was made with (results.json says it too, at the end)
+
+def _difference(there, here, path="") -> str:
+    """The first setting that differs, as 'key: A there, B here'."""
+    if isinstance(there, dict) and isinstance(here, dict):
+        for k in list(there) + [k for k in here if k not in there]:
+            if there.get(k) != here.get(k):
+                return _difference(there.get(k), here.get(k), f"{path}.{k}" if path else str(k))
+    return f"{path or 'settings'}: {there!r} there, {here!r} here"
+
+
+def claim_out_dir(folder: Path, settings, force: bool) -> None:
+    """Refuse ``folder`` if an earlier run wrote it with other settings (unless ``force``); then mark it with these.
+
+    Call with the folder locked. ``settings`` is JSON-ready (what results.json records).
+    """
+    from ..jsonsafe import clean
+    from .results import write_json
+
+    here = json.loads(json.dumps(clean(settings)))
+    mark, results = folder / SETTINGS_MARK, folder / "results.json"
+    there = None
+    try:
+        if mark.is_file():
+            there = json.loads(mark.read_text())
+        elif results.is_file():
+            there = json.loads(results.read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        there = None  # unreadable: nothing to compare with
+    if there is not None and there != here and not force:
+        raise OtherSettingsError(f"{folder} holds results of other settings ({_difference(there, here)}); "
+                         "use another --out, or --force to replace them")
+    try:
+        write_json(mark, here)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
+class StoreLockedError(StoreWriteError):
     """Another run holds the output folder."""
 
 

@@ -30,7 +30,6 @@ from ..train import (
     Progress,
     StudentConfig,
     TeacherConfig,
-    batchable,
     evaluate,
     train_student,
     train_teacher,
@@ -48,10 +47,18 @@ class TaskSpec:
 
     task: str = "sine"
     data: str = ""
+    columns: tuple = ()  # the data file's columns (names or indices; empty: all)
+
+    @classmethod
+    def of(cls, settings) -> TaskSpec:
+        """The task of experiment settings."""
+        return cls(settings.task, settings.data, tuple(settings.columns))
 
     def make(self) -> Task:
         """A fresh task object (tasks are cheap; each unit gets its own)."""
-        return from_file(self.data) if self.data else get_task(self.task)
+        if not self.data:
+            return get_task(self.task)
+        return from_file(self.data, columns=list(self.columns)) if self.columns else from_file(self.data)
 
 
 @lru_cache(maxsize=64)
@@ -106,7 +113,7 @@ class Unit:
         return 0.5 * self.deps[0].cost()
 
 
-COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks.py",
+COMPUTE = ("kernels/*.py", "experiment/units.py", "model.py", "multi.py", "rng.py", "search.py", "tasks/*.py",
            "train.py")  # the modules a unit's numbers come from
 
 
@@ -150,29 +157,24 @@ def unit_digest(unit: Unit) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def evaluate_unit(model: Model, task: Task) -> dict[str, float]:
-    """A finished model's figures on the task's held-out data (one place to add more figures)."""
-    return evaluate(model, task)
-
-
 def trained_figures(model: Model, hist: History, task: Task) -> dict:
     """A trained model's figures: last epoch's loss and MSE, a student's zero share, the held-out figures."""
     fig = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1])}
     if model.kind == "student":
         fig["zero_share"] = model.zero_share()
-    fig.update(evaluate_unit(model, task))
+    fig.update(evaluate(model, task))
     return fig
 
 
 def search_figures(start: Model, model: Model, res: SearchResult, task: Task) -> dict:
     """A coordinate search's figures: held-out MSE before, the objective per sweep, flips, the held-out figures."""
-    fig = {"start_eval_mse": evaluate_unit(start, task)["eval_mse"], "train_mse": res.mse_history[-1],
+    fig = {"start_eval_mse": evaluate(start, task)["eval_mse"], "train_mse": res.mse_history[-1],
            "search_mse": res.mse_history, "flips": res.flips, "sweeps": res.sweeps, "zero_share": model.zero_share()}
-    fig.update(evaluate_unit(model, task))
+    fig.update(evaluate(model, task))
     return fig
 
 
-def _own(model: Model) -> Model:
+def own(model: Model) -> Model:
     """A private, writable, contiguous float32 copy: models that came over the wire may be read-only,
     and a read-only array is another type to Numba (a fresh compile, not the cached kernel)."""
     m = model.copy()
@@ -215,12 +217,12 @@ def _keep_curve(model: Model, hist: History) -> None:
 
 def batch_key(unit: Unit) -> tuple | None:
     """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
-    width, epochs and batch size; ``None`` for a unit that trains alone (a coordinate search, or a student
-    using a recipe the batched kernel does not have: :func:`ternq.train.batchable`)."""
-    if unit.kind not in ("teacher", "student") or not batchable(unit.config):
+    width, epochs (the fine-tune's too) and batch size; ``None`` for a unit that trains alone (a coordinate
+    search)."""
+    if unit.kind not in ("teacher", "student"):
         return None
     c = unit.config
-    return unit.kind, unit.task, c.hidden, c.epochs, c.batch
+    return unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), c.batch
 
 
 def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None
@@ -266,7 +268,7 @@ def run_group(units: list[Unit], deps: dict[str, Model],
     batched call (:func:`run_batch`); any other group runs unit by unit. Either way
     every unit's result is the same bits.
     """
-    mine = {d: _own(m) for d, m in deps.items()}
+    mine = {d: own(m) for d, m in deps.items()}
     if len(units) > 1 and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1:
         return run_batch(units, mine, progress)
     return [run_unit(u, mine, (progress or {}).get(u.digest)) for u in units]

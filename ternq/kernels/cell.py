@@ -5,13 +5,8 @@ the float weights for a teacher, the scaled trits for a student (see
 :mod:`ternq.kernels.ternary`). It compiles for float32 (training) and float64
 (gradient checks) from the dtype of its arrays.
 
-Flat parameter layout (``unpack``), for input size I, hidden H, output O::
-
-    W     (2H, I+H)   rows 0..H-1 gate, rows H..2H-1 candidate; columns [x ; h]
-    b     (2H,)
-    tau   (H,)
-    Wout  (O, H)
-    bout  (O,)
+The flat parameter vector holds W, b, tau, Wout and bout one after the other
+(:class:`Layout` gives each block's start and shape; :func:`unpack` the views).
 
 The cell, for one step::
 
@@ -24,7 +19,7 @@ Per-step loss, averaged over the B*T steps of a batch::
 
     w_y * 0.5 * mean_o(err_o^2) + alpha * 0.5 * mean_i(c_i (h_i - h_teacher_i)^2)
 
-with c_i = 1 (the seeds' trajectory term) or per-unit weights ``hw`` (hidden-state
+with c_i = 1 (the notes' trajectory term) or per-unit weights ``distill_hidden`` (hidden-state
 matching normalised by the teacher's variance of each unit, :func:`loss_grad_w`).
 
 How it is made fast (all single-threaded and deterministic, no fastmath):
@@ -47,10 +42,12 @@ How it is made fast (all single-threaded and deterministic, no fastmath):
   :func:`forward`, :func:`loss_grad` and :func:`mse` keep their signatures and
   allocate their own when called directly.
 - The public entry points (:func:`forward`, :func:`mse`, :func:`loss_grad`) are
-  plain functions over the compiled ``_forward`` / ``_loss_grad``: Numba
+  plain functions over the compiled ``forward_pass`` / ``loss_grad_pass``: Numba
   re-optimises everything a compiled caller links in, so thin compiled wrappers
   only lengthen a first run's compilation.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir as llvm_ir
@@ -60,63 +57,84 @@ from numba.extending import intrinsic, overload
 TAU_EPS = 1e-6
 
 
+class Layout(NamedTuple):
+    """Where each block of the flat parameter vector starts, for input size I, hidden H, output O."""
+
+    W: int  # (2H, I+H)  rows 0..H-1 gate, rows H..2H-1 candidate; columns [x ; h]
+    b: int  # (2H,)
+    tau: int  # (H,)
+    Wout: int  # (O, H)
+    bout: int  # (O,)
+    scales: int  # (2H + O,)  a student's row scales, after the effective parameters
+    end: int  # a student's theta length
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def layout(n_in, hidden, n_out):
+    """The :class:`Layout` of a model of these dims."""
+    h2 = 2 * hidden
+    b = h2 * (n_in + hidden)
+    tau = b + h2
+    Wout = tau + hidden
+    bout = Wout + n_out * hidden
+    scales = bout + n_out
+    return Layout(0, b, tau, Wout, bout, scales, scales + h2 + n_out)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def n_params(n_in: int, hidden: int, n_out: int) -> int:
     """Length of the flat effective-parameter vector."""
-    return 2 * hidden * (n_in + hidden) + 3 * hidden + n_out * hidden + n_out
+    return layout(n_in, hidden, n_out).scales
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def unpack(p, n_in, hidden, n_out):
-    """Views (W, b, tau, Wout, bout) into a flat parameter vector."""
-    z = n_in + hidden
-    h2 = 2 * hidden
-    o = 0
-    W = p[o : o + h2 * z].reshape((h2, z))
-    o += h2 * z
-    b = p[o : o + h2]
-    o += h2
-    tau = p[o : o + hidden]
-    o += hidden
-    Wout = p[o : o + n_out * hidden].reshape((n_out, hidden))
-    o += n_out * hidden
-    bout = p[o : o + n_out]
-    return W, b, tau, Wout, bout
+    """Views (W, b, tau, Wout, bout) into a flat parameter vector (the last axis may be the model's)."""
+    at = layout(n_in, hidden, n_out)
+    return (p[at.W : at.b].reshape((2 * hidden, n_in + hidden) + p.shape[1:]), p[at.b : at.tau],
+            p[at.tau : at.Wout], p[at.Wout : at.bout].reshape((n_out, hidden) + p.shape[1:]), p[at.bout : at.scales])
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _decay(tau, dt, out):
+def tau_decay(tau, dt, out):
+    """out = exp(-dt / (|tau| + TAU_EPS)), each unit's decay per step."""
     eps = tau.dtype.type(TAU_EPS)
     for i in range(tau.shape[0]):
-        out[i] = np.exp(-dt / (abs(tau[i]) + eps))
-
-
+        out[i] = _exp(-dt / (abs(tau[i]) + eps))
 
 
 # ---------------------------------------------------------------- workspace
 
+class Work(NamedTuple):
+    """Scratch arrays of the cell for a batch of B sequences of T steps."""
+
+    decay: np.ndarray  # (H,)
+    ddecay: np.ndarray  # (H,)  d decay / d tau
+    A: np.ndarray  # (B, 2H)  pre-activations of one step
+    R: np.ndarray  # (B, 2H)  squashed: gates then candidates
+    s2: np.ndarray  # (B * 2H,)  1 for gate entries, 2 for candidate entries
+    dh: np.ndarray  # (B, H)  dL/dh, carried back in time
+    DP: np.ndarray  # (T, B, 2H)  dL/dpre of every step
+    DY: np.ndarray  # (T, B, O)  dL/dy of every step
+    gWT: np.ndarray  # (I+H, 2H)  dL/dW, transposed
+    Wh: np.ndarray  # (2H, H)  W's recurrent columns as rows of their own (aligned, no slicing in BPTT)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def work(B, T, n_in, hidden, n_out, dtype_like):
-    """Scratch arrays of the cell for a batch (B, T): (decay, ddecay, A, R, s2, dh, DP, DY, gWT, Wh).
+    """The cell's :class:`Work` for a batch (B, T); ``dtype_like`` is any array of the working dtype.
 
-    ``dtype_like`` is any array of the working dtype. Allocate once, reuse every epoch.
+    Allocate once, reuse every epoch.
     """
     dt = dtype_like.dtype
     h2 = 2 * hidden
-    decay = np.empty(hidden, dt)
-    ddecay = np.empty(hidden, dt)
-    A = np.empty((B, h2), dt)  # pre-activations of one step
-    R = np.empty((B, h2), dt)  # squashed: gates then candidates
-    s2 = np.empty(B * h2, dt)  # 1 for gate entries, 2 for candidate entries
+    s2 = np.empty(B * h2, dt)
     for bb in range(B):
         for r in range(h2):
             s2[bb * h2 + r] = 1 if r < hidden else 2
-    dh = np.empty((B, hidden), dt)
-    DP = np.empty((T, B, h2), dt)  # dL/dpre of every step
-    DY = np.empty((T, B, n_out), dt)  # dL/dy of every step
-    gWT = np.empty((n_in + hidden, h2), dt)  # dL/dW, transposed
-    Wh = np.empty((h2, hidden), dt)  # W's recurrent columns as rows of their own (aligned, no slicing in BPTT)
-    return decay, ddecay, A, R, s2, dh, DP, DY, gWT, Wh
+    return Work(np.empty(hidden, dt), np.empty(hidden, dt), np.empty((B, h2), dt), np.empty((B, h2), dt), s2,
+                np.empty((B, hidden), dt), np.empty((T, B, h2), dt), np.empty((T, B, n_out), dt),
+                np.empty((n_in + hidden, h2), dt), np.empty((h2, hidden), dt))
 
 
 # ---------------------------------------------------------------- gate and candidate
@@ -133,10 +151,49 @@ def _bits_as_float32(typingctx, bits):
 
 
 # Cephes expf on |r| <= ln2/2: exp(r) - 1 = r + r^2 P(r)
-_LOG2E = 1.44269504088896341
-_C1 = 0.693359375
-_C2 = -2.12194440e-4
-_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+EXP_LOG2E = 1.44269504088896341
+EXP_C1 = 0.693359375
+EXP_C2 = -2.12194440e-4
+EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+def _exp(x):  # pragma: no cover - replaced by the overload below
+    """exp(x), for the decay: in float32 multiplies, adds and an exponent from integer bits."""
+    raise NotImplementedError
+
+
+@overload(_exp, jit_options={"nogil": True, "error_model": "numpy"}, inline="always")
+def _exp_impl(x):
+    if x == types.float32:
+        f = np.float32
+        log2e, c1, c2, half = f(EXP_LOG2E), f(EXP_C1), f(EXP_C2), f(0.5)
+        p0, p1, p2, p3, p4, p5 = (f(c) for c in EXP_POLY)
+        lo, hi, kmin = f(-80.0), f(80.0), f(-126.0)
+
+        def impl(x):
+            # Cephes expf, x clamped to [-80, 80] so that 2^k stays a normal float32; no libm,
+            # so any device that rounds each multiply and add computes the same bits. NaN gives NaN.
+            if x < lo:
+                x = lo
+            if x > hi:
+                x = hi
+            fk = np.floor(x * log2e + half)
+            r = x - fk * c1 - fk * c2
+            m = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r
+            kc = fk if fk >= kmin else kmin  # NaN: any finite exponent (m is NaN already)
+            sc = _bits_as_float32((np.int32(kc) + np.int32(127)) << np.int32(23))
+            return sc * m + sc
+        return impl
+
+    def impl(x):
+        return np.exp(x)
+    return impl
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def exp(x):
+    """The decay's exp, exactly as the kernels compute it (float32: Cephes, about 1 ulp; float64: libm)."""
+    return _exp(x)
 
 
 def _act(x, s):  # pragma: no cover - replaced by the overload below
@@ -148,8 +205,8 @@ def _act(x, s):  # pragma: no cover - replaced by the overload below
 def _act_impl(x, s):
     if x == types.float32:
         f = np.float32
-        log2e, c1, c2 = f(_LOG2E), f(_C1), f(_C2)
-        p0, p1, p2, p3, p4, p5 = (f(c) for c in _P)
+        log2e, c1, c2 = f(EXP_LOG2E), f(EXP_C1), f(EXP_C2)
+        p0, p1, p2, p3, p4, p5 = (f(c) for c in EXP_POLY)
         one, half, zero, big, kmin = f(1.0), f(0.5), f(0.0), f(80.0), f(-126.0)
 
         def impl(x, s):
@@ -205,7 +262,7 @@ def _squash(a, s2, out):
 # ---------------------------------------------------------------- forward
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _matvec_rows(acc, M, v, j0, n):
+def matvec_rows(acc, M, v, j0, n):
     """acc += sum_{j < n} v[j] * M[j0 + j, :], four rows per pass over acc.
 
     The additions run in ascending j (as a plain loop would), four per load/store of acc.
@@ -227,11 +284,11 @@ def _matvec_rows(acc, M, v, j0, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _matvec_rows2(acc, bcc, M, v, w, j0, n):
-    """:func:`_matvec_rows` for two vectors at once: acc += sum_j v[j] M[j0 + j, :], bcc likewise with w.
+def matvec_rows2(acc, bcc, M, v, w, j0, n):
+    """:func:`matvec_rows` for two vectors at once: acc += sum_j v[j] M[j0 + j, :], bcc likewise with w.
 
     Each row of M is loaded once for both; every element of acc and bcc gets the same
-    additions in the same order as from :func:`_matvec_rows` (same bits).
+    additions in the same order as from :func:`matvec_rows` (same bits).
     """
     m = acc.shape[0]
     j = 0
@@ -254,19 +311,19 @@ def _matvec_rows2(acc, bcc, M, v, w, j0, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk, free=0):
+def forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk, free=0):
     """The forward pass over X (B, T, I), then ``free`` steps that read the previous prediction as
     their input (a free-running rollout, :mod:`ternq.kernels.rollout`; needs n_in == n_out).
     hs, gs, cs, ys have room for T + free steps."""
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
-    decay, _, A, R, s2, _, _, _, _, _ = wk
+    decay, A, R, s2 = wk.decay, wk.A, wk.R, wk.s2
     B, T = X.shape[0], X.shape[1] + free
     z, h2 = n_in + hidden, 2 * hidden
     one = p.dtype.type(1.0)
     for r in range(h2):
         for j in range(z):
             WT[j, r] = W[r, j]
-    _decay(tau, p.dtype.type(dt), decay)
+    tau_decay(tau, p.dtype.type(dt), decay)
     hs[0, :, :] = 0
     Af = A.reshape(B * h2)
     Rf = R.reshape(B * h2)
@@ -279,20 +336,20 @@ def _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk, free=0):
                 a[r] = b[r]
                 c[r] = b[r]
             if t < Tx:
-                _matvec_rows2(a, c, WT, X[bb, t], X[bb + 1, t], 0, n_in)
+                matvec_rows2(a, c, WT, X[bb, t], X[bb + 1, t], 0, n_in)
             else:  # free-running: the last predictions
-                _matvec_rows2(a, c, WT, ys[t - 1, bb], ys[t - 1, bb + 1], 0, n_in)
-            _matvec_rows2(a, c, WT, hs[t, bb], hs[t, bb + 1], n_in, hidden)
+                matvec_rows2(a, c, WT, ys[t - 1, bb], ys[t - 1, bb + 1], 0, n_in)
+            matvec_rows2(a, c, WT, hs[t, bb], hs[t, bb + 1], n_in, hidden)
         if B % 2 == 1:
             bb = B - 1
             a = A[bb]
             for r in range(h2):
                 a[r] = b[r]
             if t < Tx:
-                _matvec_rows(a, WT, X[bb, t], 0, n_in)
+                matvec_rows(a, WT, X[bb, t], 0, n_in)
             else:
-                _matvec_rows(a, WT, ys[t - 1, bb], 0, n_in)
-            _matvec_rows(a, WT, hs[t, bb], n_in, hidden)
+                matvec_rows(a, WT, ys[t - 1, bb], 0, n_in)
+            matvec_rows(a, WT, hs[t, bb], n_in, hidden)
         _squash(Af, s2, Rf)
         for bb in range(B):
             g = gs[t, bb]
@@ -322,12 +379,12 @@ def forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk=None):
     ys (T, B, O) predictions. WT (I+H, 2H) is workspace for W transposed;
     ``wk`` the cell's scratch (:func:`work`), made here when not given.
 
-    A plain function over the compiled :func:`_forward`: a compiled wrapper would
+    A plain function over the compiled :func:`forward_pass`: a compiled wrapper would
     only make Numba optimise the whole forward a second time on a first run.
     """
     if wk is None:
         wk = work(X.shape[0], 0, n_in, hidden, n_out, p)
-    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -382,13 +439,13 @@ def _outer_acc(G, U, V, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, hw):
-    """The loss and gradient; ``hw`` (H,) weights the trajectory term per unit (empty: weight 1, the
-    seeds' term, whose arithmetic is kept apart so that it stays bit for bit what it was)."""
-    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+def loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, distill_hidden):
+    """The loss and gradient; ``distill_hidden`` (H,) weights the trajectory term per unit (empty: weight 1, the
+    notes' term, whose arithmetic is kept apart: it skips a multiply by 1 per element)."""
+    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
     W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
     gW, gb, gtau, gWout, gbout = unpack(g, n_in, hidden, n_out)
-    decay, ddecay, _, _, _, dh, DP, DY, gWT, Wh = wk
+    decay, ddecay, dh, DP, DY, gWT, Wh = wk.decay, wk.ddecay, wk.dh, wk.DP, wk.DY, wk.gWT, wk.Wh
     B, T = X.shape[0], X.shape[1]
     h2 = 2 * hidden
     ty = p.dtype.type
@@ -403,7 +460,7 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
     cy = ty(w_y) / ty(n * n_out)
     ch = ty(alpha) / ty(n * hidden)
     distill = alpha != 0.0
-    weighted = hw.shape[0] > 0
+    weighted = distill_hidden.shape[0] > 0
     sse = 0.0
     for t in range(T):
         for bb in range(B):
@@ -417,7 +474,7 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
             for bb in range(B):
                 for i in range(hidden):
                     d = np.float64(hs[t, bb, i] - ht[t, bb, i])
-                    straj += d * d * np.float64(hw[i])
+                    straj += d * d * np.float64(distill_hidden[i])
     elif distill:
         for t in range(1, T + 1):
             for bb in range(B):
@@ -440,7 +497,7 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
                 hn = hs[t + 1, bb]
                 htn = ht[t + 1, bb]
                 for i in range(hidden):
-                    dhb[i] += ch * hw[i] * (hn[i] - htn[i])
+                    dhb[i] += ch * distill_hidden[i] * (hn[i] - htn[i])
             elif distill:
                 hn = hs[t + 1, bb]
                 htn = ht[t + 1, bb]
@@ -456,7 +513,7 @@ def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, 
                 dhb[i] = d * omg * decay[i]  # now dL/dh_t, direct path
             # dL/dh_t += W_h^T dpre, four rows of W_h per pass (pairing sequences here, as the forward does,
             # measured no faster: the derivative loops between the products dominate)
-            _matvec_rows(dhb, Wh, dp, 0, h2)
+            matvec_rows(dhb, Wh, dp, 0, h2)
     # weight gradients: batched over all B*T steps
     DPf = DP.reshape((n, h2))
     for k in range(n):
@@ -512,11 +569,12 @@ def loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, y
     return loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, np.empty(0, p.dtype), g, hs, gs, cs, ys, WT)
 
 
-def loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, hw, g, hs, gs, cs, ys, WT):
-    """:func:`loss_grad` with the trajectory term weighted per unit by ``hw`` (H,).
+def loss_grad_w(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, distill_hidden, g, hs, gs, cs, ys, WT):
+    """:func:`loss_grad` with the trajectory term weighted per unit by ``distill_hidden`` (H,).
 
     The normalised hidden-state matching passes ``hw_i = 1 / var_i``, the teacher's
-    variance of unit i; an empty ``hw`` is :func:`loss_grad` exactly.
+    variance of unit i; an empty ``distill_hidden`` is :func:`loss_grad` exactly.
     """
     wk = work(X.shape[0], X.shape[1], n_in, hidden, n_out, p)
-    return _loss_grad(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk, hw)
+    return loss_grad_pass(p, X, Y, n_in, hidden, n_out, dt, w_y, alpha, ht, g, hs, gs, cs, ys, WT, wk,
+                          distill_hidden)

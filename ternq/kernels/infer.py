@@ -36,7 +36,7 @@ changes its summation order, change this kernel to match;
 import numpy as np
 from numba import njit
 
-from .cell import sigmoid, tanh
+from .cell import exp, sigmoid, tanh
 
 TAU_EPS = 1e-6  # as ternq.kernels.cell.TAU_EPS
 
@@ -92,7 +92,7 @@ def _run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, free, ys, hs):
     eps = ty(TAU_EPS)
     decay = np.empty(H, X.dtype)
     for i in range(H):
-        decay[i] = np.exp(-dt_ / (abs(tau[i]) + eps))
+        decay[i] = exp(-dt_ / (abs(tau[i]) + eps))
     z = np.empty(I + H, X.dtype)
     pre = np.empty(h2, X.dtype)
     hs[:, 0, :] = 0

@@ -1,27 +1,31 @@
-"""The training loop over epochs, compiled: teacher and student share it.
+"""The training loop over epochs, compiled: teachers and students, one model or many, share it.
 
 Each epoch: quantize once (student), run the teacher alongside (distillation),
-BPTT on the epoch's batch, STE mapping and mask (student), clip, Adam.
+BPTT on the epoch's batch, STE mapping and mask (student), clip, Adam; the
+epochs from ``n_main`` on are a fine-tune with the trits frozen. Everything
+the loop reads besides the arrays it trains is one record, :class:`Loop`, with
+one entry per model.
 
-The recipes of issue 10 (``ext``: schedules' shapes, normalised hidden matching,
-output distillation, LSQ / absmean / TWN scales, progressive quantization, a final
-fine-tune with trits frozen) run in branches of their own; with ``ext`` off the loop
-does exactly the seeds' arithmetic.
+The single-model kernel here and the batched one (:mod:`ternq.kernels.multi`)
+differ only in how they run the cell (forward, loss, backward). Every other step
+of a model's epoch is one of this module's per-model functions
+(:func:`begin_epoch`, :func:`loss_weights`, :func:`output_target`, :func:`end_epoch`),
+so a model trained in a batch gets the bits it gets alone.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from .cell import _forward, _loss_grad, n_params, work
+from .cell import forward_pass, layout, loss_grad_pass, n_params, work
 from .optim import adam, clip_norm
 from .ternary import (
     SCALE_ABSMEAN,
-    SCALE_LEARNED,
     SCALE_MIN,
     SCALE_TWN,
     bake,
+    n_scales,
     quantize_ext,
     recompute_scales,
     ste_ext,
@@ -29,16 +33,82 @@ from .ternary import (
 
 LR_CONSTANT = 0
 LR_COSINE = 1
-# alpha schedules: linear start -> end (the seeds'), constant start, falling max -> min, early: linear
-# start -> end over the first ``until`` of training, then 0 (distillation only while the trits settle)
+# alpha schedules: linear start -> end, constant start, falling max -> min, early: linear
+# start -> end over the first ``alpha_until`` of training, then 0 (distillation only while the trits settle)
 ALPHA_LINEAR = 0
 ALPHA_CONSTANT = 1
 ALPHA_FALLING = 2
 ALPHA_EARLY = 3
-# beta schedules: linear (the seeds'), geometric start * (end/start)^prog, cosine (slow at both ends)
+# beta schedules: linear, geometric start * (end/start)^prog, cosine (slow at both ends)
 BETA_LINEAR = 0
 BETA_GEOMETRIC = 1
 BETA_COSINE = 2
+# the output term's weight under distillation
+OUTPUT_1_MINUS_ALPHA = 0
+OUTPUT_ONE = 1
+
+
+class Loop(NamedTuple):
+    """What the epoch loop reads besides the arrays it trains, for the M models of one call (M = 1 alone).
+
+    The first fields are the call's; the rest hold one entry per model (model k reads
+    index k). Settings keep their names from the settings down to here; a string
+    setting becomes its integer code (``LR_*``, ``ALPHA_*``, ``BETA_*``, ``OUTPUT_*``,
+    :mod:`ternq.kernels.ternary`'s ``MASK_*`` and ``SCALE_*``).
+    """
+
+    n_in: int
+    hidden: int
+    n_out: int
+    dt: float
+    student: bool  # theta holds shadow weights and row scales, run hard-ternary
+    n_epochs: int  # epochs in all, the fine-tune's included
+    n_main: np.ndarray  # (M,) int64: epochs before the fine-tune with trits frozen
+    lr: np.ndarray  # (M,) float64
+    lr_min: np.ndarray  # (M,) float64
+    schedule: np.ndarray  # (M,) int64: LR_*
+    finetune_lr: np.ndarray  # (M,) float64: the fine-tune's rate, scheduled down to lr_min
+    clip: np.ndarray  # (M,) float64: the largest gradient norm (shadow weights and scales apart)
+    mask: np.ndarray  # (M,) int64: MASK_*
+    beta: np.ndarray  # (M, 2) float64: smoothstep sharpness, start and end
+    beta_schedule: np.ndarray  # (M,) int64: BETA_*
+    alpha: np.ndarray  # (M, 2) float64: trajectory weight, start and end ((0, 0): no trajectory term)
+    alpha_schedule: np.ndarray  # (M,) int64: ALPHA_*
+    alpha_until: np.ndarray  # (M,) float64: ALPHA_EARLY's share of the main epochs with distillation
+    output_weight: np.ndarray  # (M,) int64: OUTPUT_*
+    distill_output: np.ndarray  # (M,) float64: the teacher's share in the output target
+    distill_hidden: np.ndarray  # (H, M) or (0, M): per-unit weights of the trajectory term ((0, M): all 1)
+    scale_mode: np.ndarray  # (M,) int64: SCALE_*
+    progressive: np.ndarray  # (M,) float64: share of the main epochs over which quantized rows grow to all
+    row_rank: np.ndarray  # (2H + O, M) int64: the order in which progressive quantization takes the rows
+
+    @property
+    def models(self) -> int:
+        return len(self.lr)
+
+
+def stack(loops: list[Loop]) -> Loop:
+    """One record for the models of ``loops`` (records of one call's dims, dt, student switch and epochs)."""
+    head = tuple(loops[0][:_SHARED])
+    if any(tuple(s[:_SHARED]) != head for s in loops):
+        raise ValueError("models of one call need the same dims, dt, student switch and epochs")
+    H = max(s.distill_hidden.shape[0] for s in loops)
+    weights = [s.distill_hidden if s.distill_hidden.shape[0] == H else np.ones((H, s.models)) for s in loops]
+    cols = {f: np.concatenate([getattr(s, f) for s in loops], axis=-1 if f in _MODEL_LAST else 0)
+            for f in Loop._fields[_SHARED:] if f != "distill_hidden"}
+    cols["distill_hidden"] = np.concatenate(weights, axis=1)
+    return Loop(*head, **cols)
+
+
+def select(loop: Loop, models: np.ndarray) -> Loop:
+    """The record of some of ``loop``'s models (indices, in their order; repeats allowed)."""
+    return loop._replace(**{f: np.ascontiguousarray(getattr(loop, f)[..., models] if f in _MODEL_LAST
+                                                    else getattr(loop, f)[models])
+                            for f in Loop._fields[_SHARED:]})
+
+
+_SHARED = Loop._fields.index("n_main")  # the fields before it are the call's, the rest one entry per model
+_MODEL_LAST = ("distill_hidden", "row_rank")  # (., M); the other per-model fields (M,) or (M, 2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -74,21 +144,109 @@ def beta_at(kind, b0, b1, prog):
     return b0 + (b1 - b0) * prog
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, lr, lr_min, lr_kind,
-                 clip, student, mask_kind, beta0, beta1, teacher, alpha0, alpha1, losses, mses, x0,
-                 n_main, alpha_kind, alpha_until, beta_kind, w_y_one, hw, lam, scale_kind, rank,
-                 prog_frac, ft_lr, thr):
-    """:func:`train_epochs` for a recipe (issue 10); :class:`LoopSettings` documents the extra arguments.
+# ---------------------------------------------------------------- one model's epoch, outside the cell
 
-    :func:`train_epochs` is this loop with every recipe setting neutral. The
-    schedules run over the ``n_main`` main epochs; epochs ``n_main .. n_epochs-1``
-    are the fine-tune with trits frozen. ``thr`` (one per row) is state the caller
-    keeps between calls (TWN thresholds, the frozen trits' thresholds).
+@njit(cache=True, nogil=True, error_model="numpy")
+def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
+    """Model ``k``'s epoch ``e`` up to its forward pass; returns (prog, fine, use_thr).
+
+    At the fine-tune's first epoch the trits freeze as they are (shadow weights baked to
+    ``s * trit``, thresholds halfway to the baked values, no momentum for the shadow
+    weights). Writes the effective parameters into ``p``. ``thresholds`` (2H + O,) is
+    state kept between calls (TWN's, the frozen trits'); ``live`` (2H + O,) int8 marks
+    the rows that run ternary (progressive quantization).
     """
+    n_in, hidden, n_out = loop.n_in, loop.hidden, loop.n_out
+    at = layout(n_in, hidden, n_out)
+    n_main = loop.n_main[k]
+    scale_mode = loop.scale_mode[k]
+    n_rows = n_scales(hidden, n_out)
+    fine = e >= n_main
+    if fine and e == n_main and loop.student:
+        if scale_mode >= SCALE_ABSMEAN:
+            recompute_scales(theta, n_in, hidden, n_out, scale_mode, thresholds)
+        bake(theta, n_in, hidden, n_out, scale_mode == SCALE_TWN, thresholds)
+        for r in range(n_rows):
+            thresholds[r] = theta.dtype.type(0.5) * theta[at.scales + r]
+        adam_m[at.W : at.b] = 0
+        adam_m[at.Wout : at.bout] = 0
+    prog = e / n_main if not fine else (e - n_main) / (loop.n_epochs - n_main)
+    use_thr = False
+    if not loop.student:
+        p[:] = theta
+        return prog, fine, use_thr
+    if fine:
+        use_thr = True
+    else:
+        if scale_mode >= SCALE_ABSMEAN:
+            recompute_scales(theta, n_in, hidden, n_out, scale_mode, thresholds)
+        use_thr = scale_mode == SCALE_TWN
+        share = loop.progressive[k]
+        if share > 0.0:
+            n_q = int(n_rows * (e + 1) / (share * n_main))
+            for r in range(n_rows):
+                live[r] = 1 if loop.row_rank[r, k] < n_q else 0
+    quantize_ext(theta, n_in, hidden, n_out, use_thr, thresholds, live, p)
+    return prog, fine, use_thr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def loss_weights(loop, k, prog, fine):
+    """Model ``k``'s (alpha, w_y, distill_output) this epoch: the trajectory term's weight, the output term's,
+    and the teacher's share in the output target (none of them during the fine-tune)."""
+    if fine:
+        return 0.0, 1.0, 0.0
+    alpha = alpha_at(loop.alpha_schedule[k], loop.alpha[k, 0], loop.alpha[k, 1], prog, loop.alpha_until[k])
+    w_y = 1.0 if loop.output_weight[k] == OUTPUT_ONE else 1.0 - alpha
+    return alpha, w_y, loop.distill_output[k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def output_target(target, y_teacher, share, out):
+    """out[b, t, o] = (1 - share) target[b, t, o] + share y_teacher[t, b, o]: the output target with the
+    teacher's predictions blended in (``out`` may be ``target``)."""
+    ty = out.dtype.type
+    a, b = ty(1.0 - share), ty(share)
+    for bb in range(out.shape[0]):
+        for t in range(out.shape[1]):
+            for o in range(out.shape[2]):
+                out[bb, t, o] = a * target[bb, t, o] + b * y_teacher[t, bb, o]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds, live, g_eff, g):
+    """Model ``k``'s epoch ``e`` after its backward pass: STE and mask (student), clipping, Adam, the scales' floor.
+
+    ``g_eff`` is the effective parameters' gradient; ``g`` (theta's length) is scratch.
+    """
+    n_in, hidden, n_out = loop.n_in, loop.hidden, loop.n_out
+    m_eff = n_params(n_in, hidden, n_out)
+    clip = loop.clip[k]
+    if loop.student:
+        beta = beta_at(loop.beta_schedule[k], loop.beta[k, 0], loop.beta[k, 1], min(prog, 1.0) if not fine else 1.0)
+        ste_ext(theta, n_in, hidden, n_out, g_eff, beta, loop.mask[k], use_thr, thresholds, live,
+                loop.scale_mode[k], fine, g)
+        clip_norm(g[:m_eff], clip)
+        clip_norm(g[m_eff:], clip)
+    else:
+        g[:] = g_eff
+        clip_norm(g, clip)
+    rate = loop.finetune_lr[k] if fine else loop.lr[k]
+    adam(theta, g, adam_m, adam_v, lr_at(rate, loop.lr_min[k], loop.schedule[k], prog), e + 1)
+    if loop.student:
+        smin = theta.dtype.type(SCALE_MIN)
+        for j in range(m_eff, theta.shape[0]):
+            if theta[j] < smin:
+                theta[j] = smin
+
+
+# ---------------------------------------------------------------- the single-model kernel
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _train_epochs(theta, adam_m, adam_v, X, Y, e0, e1, x0, loop, teacher, thresholds, losses, mses):
     B, T = X.shape[1], X.shape[2]
+    n_in, hidden, n_out, dt = loop.n_in, loop.hidden, loop.n_out, loop.dt
     dtype = theta.dtype
-    ty = dtype.type
     m_eff = n_params(n_in, hidden, n_out)
     p = np.empty(m_eff, dtype)
     g_eff = np.empty(m_eff, dtype)
@@ -98,201 +256,86 @@ def train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, l
     cs = np.empty((T, B, hidden), dtype)
     ys = np.empty((T, B, n_out), dtype)
     WT = np.empty((n_in + hidden, 2 * hidden), dtype)
-    distill = teacher.shape[0] > 0
     ht = np.empty((T + 1, B, hidden), dtype)
     tgs = np.empty((T, B, hidden), dtype)
     tcs = np.empty((T, B, hidden), dtype)
     tys = np.empty((T, B, n_out), dtype)
     Yb = np.empty((B, T, n_out), dtype)  # the output target blended with the teacher's predictions
-    no_hw = np.empty(0, dtype)
-    n_rows = 2 * hidden + n_out
-    live = np.ones(n_rows, np.int8)
+    no_weights = np.empty(0, dtype)
+    weights = np.empty(loop.distill_hidden.shape[0], dtype)  # empty: every unit weighs 1
+    weights[:] = loop.distill_hidden[:, 0]
+    live = np.ones(n_scales(hidden, n_out), np.int8)
     wk = work(B, T, n_in, hidden, n_out, theta)
-    W0 = 2 * hidden * (n_in + hidden)  # the shadow weights: W, then Wout after b and tau
-    o0 = W0 + 3 * hidden
     for e in range(e0, e1):
-        fine = e >= n_main
-        if fine and e == n_main and student:
-            # the fine-tune starts: trits frozen as they are now, shadow weights baked to s * trit and
-            # held (no gradient, no Adam momentum), thresholds halfway to the baked values
-            if scale_kind >= SCALE_ABSMEAN:
-                recompute_scales(theta, n_in, hidden, n_out, scale_kind, thr)
-            bake(theta, n_in, hidden, n_out, scale_kind == SCALE_TWN, thr)
-            for r in range(n_rows):
-                thr[r] = ty(0.5) * theta[m_eff + r]
-            m[:W0] = 0
-            m[o0 : o0 + n_out * hidden] = 0
-        prog = e / n_main if not fine else (e - n_main) / (n_epochs - n_main)
-        use_thr = False
-        if student:
-            if fine:
-                use_thr = True
-            else:
-                if scale_kind >= SCALE_ABSMEAN:
-                    recompute_scales(theta, n_in, hidden, n_out, scale_kind, thr)
-                use_thr = scale_kind == SCALE_TWN
-                if prog_frac > 0.0:
-                    n_q = int(n_rows * (e + 1) / (prog_frac * n_main))
-                    for r in range(n_rows):
-                        live[r] = 1 if rank[r] < n_q else 0
-            quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p)
-        else:
-            p[:] = theta
-        alpha = 0.0
-        w_y = 1.0
+        prog, fine, use_thr = begin_epoch(loop, 0, e, theta, adam_m, thresholds, live, p)
+        alpha, w_y, share = loss_weights(loop, 0, prog, fine)
         target = Y[e - x0]
-        if distill and not fine:
-            alpha = alpha_at(alpha_kind, alpha0, alpha1, prog, alpha_until)
-            w_y = 1.0 if w_y_one else 1.0 - alpha
-            _forward(teacher, X[e - x0], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, wk)
-            if lam > 0.0:
-                a, b = ty(1.0 - lam), ty(lam)
-                for bb in range(B):
-                    for t in range(T):
-                        for o in range(n_out):
-                            Yb[bb, t, o] = a * target[bb, t, o] + b * tys[t, bb, o]
+        if teacher.shape[0] > 0 and (alpha != 0.0 or share > 0.0):
+            forward_pass(teacher, X[e - x0], n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, wk)
+            if share > 0.0:
+                output_target(target, tys, share, Yb)
                 target = Yb
-        loss, mse_ = _loss_grad(p, X[e - x0], target, n_in, hidden, n_out, dt, w_y, alpha,
-                                ht, g_eff, hs, gs, cs, ys, WT, wk, hw if not fine else no_hw)
+        loss, mse_ = loss_grad_pass(p, X[e - x0], target, n_in, hidden, n_out, dt, w_y, alpha,
+                                ht, g_eff, hs, gs, cs, ys, WT, wk, weights if not fine else no_weights)
         if not np.isfinite(loss):
             return e
         losses[e] = loss
         mses[e] = mse_
-        if student:
-            beta = beta_at(beta_kind, beta0, beta1, min(prog, 1.0) if not fine else 1.0)
-            ste_ext(theta, n_in, hidden, n_out, g_eff, beta, mask_kind, use_thr, thr, live, scale_kind, fine, g)
-            clip_norm(g[:m_eff], clip)
-            clip_norm(g[m_eff:], clip)
-        else:
-            g[:] = g_eff
-            clip_norm(g, clip)
-        rate = lr_at(ft_lr, lr_min, lr_kind, prog) if fine else lr_at(lr, lr_min, lr_kind, prog)
-        adam(theta, g, m, v, rate, e + 1)
-        if student:
-            smin = dtype.type(SCALE_MIN)
-            for k in range(m_eff, theta.shape[0]):
-                if theta[k] < smin:
-                    theta[k] = smin
+        end_epoch(loop, 0, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds, live, g_eff, g)
     return -1
 
 
-def train_epochs(
-    theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt,
-    lr, lr_min, lr_kind, clip,
-    student, mask_kind, beta0, beta1,
-    teacher, alpha0, alpha1,
-    losses, mses, x0=0,
-):
-    """Train ``theta`` in place for epochs ``e0 .. e1-1`` of ``n_epochs``.
-
-    X, Y (E', B, T, I/O): the batches of epochs x0 .. x0 + E' - 1 (epoch e reads
-    X[e - x0]), so the data can be made a chunk of epochs at a time. ``student``: theta holds
-    shadow weights and scales, run hard-ternary. ``teacher``: effective
-    parameters of the float teacher for trajectory distillation, or an empty
-    array for none. Schedules run linearly over progress e / n_epochs.
-    Writes each epoch's loss and output MSE (before its update) into
-    ``losses``/``mses``. Returns -1, or the first epoch whose loss was not
-    finite (training stops there, theta as it was before that epoch).
-    """
-    # the seeds' loop is the recipe loop with every recipe setting neutral: one loop body, one source of bits
-    # (a plain function: a compiled wrapper would make Numba optimise the whole loop twice on a first run)
-    empty = np.empty(0, theta.dtype)
-    n_rows = 2 * hidden + n_out
-    return int(train_recipe(theta, m, v, X, Y, e0, e1, n_epochs, n_in, hidden, n_out, dt, float(lr), float(lr_min),
-                            lr_kind, float(clip), bool(student), mask_kind, float(beta0), float(beta1), teacher,
-                            float(alpha0), float(alpha1), losses, mses, x0, n_epochs, ALPHA_LINEAR, 0.5, BETA_LINEAR,
-                            False, empty, 0.0, SCALE_LEARNED, np.zeros(n_rows, np.int64), 0.0, float(lr),
-                            np.zeros(n_rows, theta.dtype)))
-
-
-# --- the typed entry point: callers name the schedule instead of passing 25 positional arguments ----
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """What :func:`train_epochs` needs besides the arrays: schedule, optimiser and the student's switches.
-
-    ``beta`` and ``alpha`` are (start, end) of the smoothstep sharpness and the
-    trajectory weight, run linearly over the epochs; ``lr_kind`` is
-    :data:`LR_CONSTANT` or :data:`LR_COSINE`; ``mask_kind`` a mask of
-    :mod:`ternq.kernels.ternary`.
-    """
-
-    n_epochs: int
-    dt: float
-    lr: float
-    lr_min: float
-    lr_kind: int = LR_COSINE
-    clip: float = 5.0
-    student: bool = False
-    mask_kind: int = 0
-    beta: tuple[float, float] = (1.0, 1.0)
-    alpha: tuple[float, float] = (0.0, 0.0)
-    # the recipes (issue 10); with ext False none of these is read and the seeds' loop runs
-    ext: bool = False
-    n_main: int = -1  # epochs before the fine-tune (-1: all of n_epochs; 0: all are fine-tune)
-    alpha_kind: int = ALPHA_LINEAR
-    alpha_until: float = 0.5  # ALPHA_EARLY: the share of the main epochs with distillation
-    beta_kind: int = BETA_LINEAR
-    w_y_one: bool = False  # the output term's weight: 1 instead of 1 - alpha
-    hidden_weights: np.ndarray | None = None  # per-unit weights of the trajectory term (None: 1)
-    output_teacher: float = 0.0  # share of the teacher's predictions in the output target
-    scale_kind: int = 0  # ternary.SCALE_*
-    row_rank: np.ndarray | None = None  # progressive: the order in which rows are quantized
-    progressive: float = 0.0  # share of the main epochs over which the quantized rows grow to all
-    finetune_lr: float = 1e-3  # the fine-tune's learning rate, scheduled as lr_kind down to lr_min
-
-    def state(self, hidden: int, n_out: int, dtype) -> np.ndarray:
-        """The per-row thresholds :func:`train_recipe` keeps between calls (make once per training)."""
-        return np.zeros(2 * hidden + n_out, dtype)
-
-
-def run_epochs(theta: np.ndarray, m: np.ndarray, v: np.ndarray, X: np.ndarray, Y: np.ndarray, e0: int, e1: int,
-               dims: tuple[int, int, int], s: LoopSettings, teacher: np.ndarray | None,
-               losses: np.ndarray, mses: np.ndarray, x0: int = 0, thr: np.ndarray | None = None) -> int:
-    """Train ``theta`` (with Adam moments ``m``, ``v``) in place for epochs ``e0 .. e1-1``.
+def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: np.ndarray, Y: np.ndarray,
+                 e0: int, e1: int, loop: Loop, teacher: np.ndarray | None, thresholds: np.ndarray,
+                 losses: np.ndarray, mses: np.ndarray, x0: int = 0) -> int:
+    """Train one model's ``theta`` (with Adam moments ``adam_m``, ``adam_v``) in place for epochs ``e0 .. e1-1``.
 
     Parameters
     ----------
-    theta, m, v : np.ndarray
+    theta, adam_m, adam_v : np.ndarray
         Parameters and Adam moments, one dtype, updated in place.
     X, Y : np.ndarray
-        The batches of epochs ``x0 ..``, (E', B, T, n_in) and (E', B, T, n_out); they must hold e0 .. e1-1.
+        The batches of epochs ``x0 ..``, (E', B, T, n_in) and (E', B, T, n_out) (epoch e reads
+        X[e - x0]), so the data can be made a chunk of epochs at a time.
     e0, e1 : int
-        The epochs to run, of ``s.n_epochs``.
-    dims : (n_in, hidden, n_out)
-    s : LoopSettings
-        Schedule, optimiser and the student's switches.
+        The epochs to run, of ``loop.n_epochs``.
+    loop : Loop
+        The settings, for one model.
     teacher : np.ndarray or None
-        The float teacher's effective parameters for trajectory distillation (None: none).
+        The float teacher's effective parameters (trajectory and output distillation); None: none.
+    thresholds : np.ndarray
+        (2H + O,) zeros at the start of training, then kept by the caller between calls.
     losses, mses : np.ndarray
-        Per-epoch loss and output MSE, written for the epochs run.
+        Each epoch's loss and output MSE (before its update), written for the epochs run.
     x0 : int
         The epoch of ``X[0]``.
-    thr : np.ndarray, optional
-        A recipe's per-row state (:meth:`LoopSettings.state`), kept by the caller between calls.
 
     Returns
     -------
     int
-        -1, or the first epoch whose loss was not finite.
+        -1, or the first epoch whose loss was not finite (training stops there, theta as it was before it).
     """
-    n_in, hidden, n_out = dims
+    if loop.models != 1:
+        raise ValueError(f"the single-model loop takes one model's settings, not {loop.models}")
     if not (x0 <= e0 <= e1 <= x0 + len(X)):
         raise ValueError(f"epochs {e0}..{e1 - 1} are not in the batches given (epochs {x0}..{x0 + len(X) - 1})")
-    tp = np.empty(0, theta.dtype) if teacher is None else teacher
-    if s.ext:
-        dt = theta.dtype
-        hw = np.empty(0, dt) if s.hidden_weights is None else np.ascontiguousarray(s.hidden_weights, dt)
-        n_rows = 2 * hidden + n_out
-        rank = np.arange(n_rows) if s.row_rank is None else np.ascontiguousarray(s.row_rank, np.int64)
-        if thr is None:
-            thr = s.state(hidden, n_out, dt)
-        n_main = s.n_epochs if s.n_main < 0 else s.n_main
-        return int(train_recipe(theta, m, v, X, Y, e0, e1, s.n_epochs, n_in, hidden, n_out, s.dt,
-                                s.lr, s.lr_min, s.lr_kind, s.clip, s.student, s.mask_kind, s.beta[0], s.beta[1],
-                                tp, s.alpha[0], s.alpha[1], losses, mses, x0,
-                                n_main, s.alpha_kind, s.alpha_until, s.beta_kind, s.w_y_one, hw,
-                                s.output_teacher, s.scale_kind, rank, s.progressive, s.finetune_lr, thr))
-    return int(train_epochs(theta, m, v, X, Y, e0, e1, s.n_epochs, n_in, hidden, n_out, s.dt,
-                            s.lr, s.lr_min, s.lr_kind, s.clip, s.student, s.mask_kind, s.beta[0], s.beta[1],
-                            tp, s.alpha[0], s.alpha[1], losses, mses, x0))
+    if teacher is None:
+        if loop.alpha.any() or loop.distill_output.any():
+            raise ValueError("distillation (alpha, distill_output) needs a teacher")
+        teacher = np.empty(0, theta.dtype)
+    # a plain function: a compiled wrapper would make Numba optimise the whole loop twice on a first run
+    return int(_train_epochs(theta, adam_m, adam_v, X, Y, e0, e1, x0, loop, teacher, thresholds, losses, mses))
+
+
+def compiled(dtype=np.float32) -> bool:
+    """Whether the loop is compiled for ``dtype``, here or in Numba's cache (else the first call compiles)."""
+    from .cache import compiled as cached
+
+    return cached(_train_epochs, dtype)
+
+
+def thresholds(loop: Loop, dtype) -> np.ndarray:
+    """The per-row state the loop keeps between calls, as it starts: (2H + O, M) zeros ((2H + O,) for M = 1)."""
+    n_rows = n_scales(loop.hidden, loop.n_out)
+    return np.zeros(n_rows if loop.models == 1 else (loop.models, n_rows), dtype)
+

@@ -4,26 +4,25 @@ Every hot array carries the model index ``m`` last, so each elementwise pass and
 each row of a matrix-vector product is one contiguous run over the M models: one
 SIMD lane per model, and no sum is ever reordered (the vectors run across
 models, never along a sum).
-Each model's arithmetic is, operation for operation, the float32 sequence of the
-single-model path (:mod:`ternq.kernels.cell`, :mod:`ternq.kernels.loop`): the
-same association of every sum, the same float64 accumulators for the loss and
-the clipping norm, the same casts. So each model's result is bit-identical to
-training it alone. Nothing here changes the single-model kernels; the few small
-pieces that must run per lane (matrix-vector passes, sigmoid and tanh, BPTT, STE,
-clip, Adam) are written again below with ``m`` innermost, and the scalar pieces
-are imported (``trit``, ``mask``, ``lr_at``). The products and the nonlinearities
-are explicit vector instructions (LLVM IR through Numba intrinsics) in blocks of
-16, 8 and 4 lanes.
+Each model's arithmetic in the cell (forward, loss, BPTT) is, operation for
+operation, the float32 sequence of the single-model cell (:mod:`ternq.kernels.cell`):
+the same association of every sum, the same float64 accumulators for the loss, the
+same casts, the same activation polynomial. Everything else of a model's epoch
+(quantization, schedules, STE, clipping, Adam, the fine-tune) is the single loop's
+own per-model code (:mod:`ternq.kernels.loop`), run on that model's row. So each
+model's result is bit-identical to training it alone. The products and the
+nonlinearities are explicit vector instructions (LLVM IR through Numba
+intrinsics) in blocks of 16, 8 and 4 lanes.
 
-Layouts, for M models, flat effective-parameter length Pe (cell layout) and
-theta length P (Pe, plus 2H + O scales for a student)::
+Layouts, for M models, flat effective-parameter length Pe (:class:`ternq.kernels.cell.Layout`)
+and theta length P (Pe, plus 2H + O scales for a student)::
 
-    theta, adam_m, adam_v   (P, M)       flat index as in the single path
-    teacher                 (Pe, M)      teachers' effective parameters (distillation)
+    theta, adam_m, adam_v   (M, P)       one model's row each, as the single path's vector
+    thresholds              (M, 2H + O)  per-row state kept between calls (zeros at the start)
+    teacher                 (Pe, M)      teachers' effective parameters (distillation), or (0, M)
     X, Y                    (D, E, B, T, I / O)  D distinct data sets
     data                    (M,)         which data set each model trains on
-    fset                    (N_FSET, M)  float64 settings per model (F_* rows)
-    iset                    (N_ISET, M)  int64 settings per model (I_* rows)
+    loop                    Loop         the settings, one entry per model
     losses, mses            (E, M)       per epoch, before its update
     bad                     (M,)         -1, or the first epoch whose loss was not finite
 
@@ -38,17 +37,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cell import _C1, _C2, _LOG2E, _P, TAU_EPS, n_params
-from .loop import lr_at
-from .ternary import SCALE_MIN, mask, trit
-
-# rows of ``fset`` (float64 settings per model)
-F_LR, F_LR_MIN, F_CLIP, F_BETA0, F_BETA1, F_ALPHA0, F_ALPHA1 = range(7)
-N_FSET = 7
-# rows of ``iset`` (int64 settings per model)
-I_LR_KIND, I_MASK, I_DISTILL = range(3)
-N_ISET = 3
-
+from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, _exp, n_params, unpack
+from .loop import begin_epoch, end_epoch, loss_weights, output_target
+from .ternary import n_scales
 
 # Vector widths of the hand-written products below: blocks of 16 float32 lanes (one
 # AVX-512 register, two AVX2 ones), then one block of 8 and one of 4 for the rest.
@@ -194,10 +185,10 @@ def _act_codegen(s):
             ax = builder.fmul(call("fabs", x), c(s))
             ax = builder.select(builder.fcmp_ordered(">", ax, c(80.0)), c(80.0), ax)
             y = builder.fsub(c(-0.0), ax)  # -ax
-            fk = call("floor", builder.fadd(builder.fmul(y, c(_LOG2E)), c(0.5)))
-            r = builder.fsub(builder.fsub(y, builder.fmul(fk, c(_C1))), builder.fmul(fk, c(_C2)))
-            m = c(_P[0])
-            for p in _P[1:]:
+            fk = call("floor", builder.fadd(builder.fmul(y, c(EXP_LOG2E)), c(0.5)))
+            r = builder.fsub(builder.fsub(y, builder.fmul(fk, c(EXP_C1))), builder.fmul(fk, c(EXP_C2)))
+            m = c(EXP_POLY[0])
+            for p in EXP_POLY[1:]:
                 m = builder.fadd(builder.fmul(m, r), c(p))
             m = builder.fadd(builder.fmul(m, builder.fmul(r, r)), r)
             kc = builder.select(builder.fcmp_ordered(">=", fk, c(-126.0)), fk, c(-126.0))
@@ -261,28 +252,9 @@ def _mv(acc, Mat, v, j0, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _views(p, n_in, hidden, n_out):
-    """(W (2H, Z, M), b (2H, M), tau (H, M), Wout (O, H, M), bout (O, M)) views of p (Pe, M)."""
-    z = n_in + hidden
-    h2 = 2 * hidden
-    M = p.shape[1]
-    o = 0
-    W = p[o : o + h2 * z].reshape((h2, z, M))
-    o += h2 * z
-    b = p[o : o + h2]
-    o += h2
-    tau = p[o : o + hidden]
-    o += hidden
-    Wout = p[o : o + n_out * hidden].reshape((n_out, hidden, M))
-    o += n_out * hidden
-    bout = p[o : o + n_out]
-    return W, b, tau, Wout, bout
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R):
-    """The cell over a batch for M models; Xe (B, T, I, M); as ``cell._forward`` per model."""
-    W, b, tau, Wout, bout = _views(p, n_in, hidden, n_out)
+def forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R):
+    """The cell over a batch for M models; Xe (B, T, I, M); as ``cell.forward_pass`` per model."""
+    W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
     B, T = Xe.shape[0], Xe.shape[1]
     M = p.shape[1]
     z, h2 = n_in + hidden, 2 * hidden
@@ -296,7 +268,7 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R):
                 WT[j, r, m] = W[r, j, m]
     for i in range(hidden):
         for m in range(M):
-            decay[i, m] = np.exp(-dt_ / (abs(tau[i, m]) + eps))
+            decay[i, m] = _exp(-dt_ / (abs(tau[i, m]) + eps))
     # flat arrays reshaped once (a reshape costs a helper call); inside the loops, slices of
     # them indexed from 0 (an index o + k could be negative for LLVM: wraparound code, no SIMD)
     df = decay.reshape(HM)
@@ -342,15 +314,17 @@ def _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
+def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, weights, ht, g,
                hs, gs, cs, ys, WT, decay, A, R, ddecay, dh, DP, DY, gWT, loss, mse_):
-    """Loss, output MSE and dL/dp for M models (as ``cell._loss_grad`` per model).
+    """Loss, output MSE and dL/dp for M models (as ``cell.loss_grad_pass`` per model).
 
-    ``w_y``, ``alpha`` (M,) float64; ``distill`` (M,) bool; writes g (Pe, M), loss and mse_ (M,).
+    ``w_y``, ``alpha`` (M,) float64; ``distill`` (M,) bool: the trajectory term on; ``weights`` (H, M):
+    its per-unit weights (1 for every unit: the unweighted term's bits, a multiply by 1 being exact);
+    writes g (Pe, M), loss and mse_ (M,).
     """
-    _forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R)
-    W, b, tau, Wout, bout = _views(p, n_in, hidden, n_out)
-    gW, gb, gtau, gWout, gbout = _views(g, n_in, hidden, n_out)
+    forward(p, Xe, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, decay, A, R)
+    W, b, tau, Wout, bout = unpack(p, n_in, hidden, n_out)
+    gW, gb, gtau, gWout, gbout = unpack(g, n_in, hidden, n_out)
     B, T = Xe.shape[0], Xe.shape[1]
     M = p.shape[1]
     h2 = 2 * hidden
@@ -394,7 +368,7 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
                 for i in range(hidden):
                     for m in range(M):
                         d = np.float64(hs[t, bb, i, m] - ht[t, bb, i, m])
-                        straj[m] += d * d
+                        straj[m] += d * d * np.float64(weights[i, m])
     dh[:] = 0  # dL/dh_{t+1}, carried back in time
     for t in range(T - 1, -1, -1):
         for bb in range(B):
@@ -407,7 +381,7 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
                 for i in range(hidden):
                     for m in range(M):
                         x = dhb[i, m]
-                        y = x + ch[m] * (hn[i, m] - htn[i, m])
+                        y = x + ch[m] * weights[i, m] * (hn[i, m] - htn[i, m])
                         dhb[i, m] = y if distill[m] else x
             o = (t * B + bb) * HM
             og = (t * B + bb) * h2 * M
@@ -482,110 +456,28 @@ def _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _quantize(theta, n_in, hidden, n_out, p):
-    """Effective (hard-ternary) parameters of M students (as ``ternary.quantize`` per model)."""
-    m_eff = n_params(n_in, hidden, n_out)
-    M = theta.shape[1]
-    p[:] = theta[:m_eff]
-    z = n_in + hidden
-    h2 = 2 * hidden
-    for r in range(h2 + n_out):
-        if r < h2:
-            o, w = r * z, z
-        else:
-            o, w = h2 * z + 3 * hidden + (r - h2) * hidden, hidden
-        for j in range(w):
-            for m in range(M):
-                s = theta[m_eff + r, m]
-                p[o + j, m] = s * trit(theta[o + j, m], s)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
-    """Shadow-weight and scale gradients of M students (as ``ternary.ste_backward`` per model)."""
-    m_eff = n_params(n_in, hidden, n_out)
-    M = theta.shape[1]
-    g[:m_eff] = g_eff
-    z = n_in + hidden
-    h2 = 2 * hidden
-    ty = np.float32
-    # float64, as the single path's scalar: trit() returns float64 there (float32 * int literal)
-    ds = np.empty(M)
-    for r in range(h2 + n_out):
-        if r < h2:
-            o, w = r * z, z
-        else:
-            o, w = h2 * z + 3 * hidden + (r - h2) * hidden, hidden
-        for m in range(M):
-            ds[m] = 0.0
-        for j in range(w):
-            for m in range(M):
-                s = theta[m_eff + r, m]
-                x = theta[o + j, m]
-                ds[m] += g[o + j, m] * trit(x, s)
-                g[o + j, m] = g[o + j, m] * ty(mask(x, s, beta[m], kind[m]))
-        for m in range(M):
-            g[m_eff + r, m] = ds[m]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _clip_norm(g, k0, k1, clip, ss):
-    """Rows k0..k1-1 of g (., M): each model's block scaled to L2 norm <= clip (as ``optim.clip_norm``)."""
-    M = g.shape[1]
-    ss[:] = 0.0
-    for k in range(k0, k1):
-        for m in range(M):
-            ss[m] += np.float64(g[k, m]) * np.float64(g[k, m])
-    for m in range(M):
-        norm = np.sqrt(ss[m])
-        c = np.float32(clip[m] / norm) if norm > clip[m] else np.float32(1.0)
-        if norm > clip[m]:
-            for k in range(k0, k1):
-                g[k, m] *= c
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _adam(theta, g, am, av, lr, step, live):
-    """One Adam update of every live model (as ``optim.adam`` per model, default betas and eps)."""
-    ty = np.float32
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    b1, b2 = ty(beta1), ty(beta2)
-    c1 = 1.0 - beta1**step
-    c2 = 1.0 - beta2**step
-    M = theta.shape[1]
-    a = np.empty(M, ty)
-    e = np.empty(M, ty)
-    for m in range(M):
-        a[m] = ty(lr[m] * np.sqrt(c2) / c1)
-        e[m] = ty(eps * np.sqrt(c2))
-    u1, u2 = ty(1.0) - b1, ty(1.0) - b2
-    for k in range(theta.shape[0]):
-        for m in range(M):
-            if live[m]:
-                am[k, m] = b1 * am[k, m] + u1 * g[k, m]
-                av[k, m] = b2 * av[k, m] + u2 * g[k, m] * g[k, m]
-                theta[k, m] -= a[m] * am[k, m] / (np.sqrt(av[k, m]) + e[m])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidden, n_out, dt,
-                 student, fset, iset, teacher, losses, mses, bad):
-    """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs`` (see the module docstring).
+def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, loop, teacher, thresholds, losses, mses, bad):
+    """Train M models in place for epochs ``e0 .. e1-1`` of ``loop.n_epochs`` (see the module docstring).
 
     Per model, the same computation as :func:`ternq.kernels.loop.train_epochs`.
     ``bad[m] >= 0`` marks a frozen model; it stays frozen across calls.
     """
     B, T = X.shape[2], X.shape[3]
-    M = theta.shape[1]
+    M = theta.shape[0]
     if M % LANES != 0:
         raise ValueError("the number of models must be a multiple of LANES")
+    n_in, hidden, n_out, dt = loop.n_in, loop.hidden, loop.n_out, loop.dt
     dtype = theta.dtype
     h2 = 2 * hidden
     z = n_in + hidden
     m_eff = n_params(n_in, hidden, n_out)
     p = np.empty((m_eff, M), dtype)
     g_eff = np.empty((m_eff, M), dtype)
-    g = np.zeros((theta.shape[0], M), dtype)
+    # p and g_eff model-major, for the per-model steps: transposed in one pass per epoch (each model's
+    # column on its own would touch a cache line per element)
+    p_rows = np.empty((M, m_eff), dtype)
+    g_rows = np.empty((M, m_eff), dtype)
+    g = np.zeros(theta.shape[1], dtype)
     hs = np.empty((T + 1, B, hidden, M), dtype)
     gs = np.empty((T, B, hidden, M), dtype)
     cs = np.empty((T, B, hidden, M), dtype)
@@ -605,23 +497,23 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidd
     gWT = np.empty((z, h2, M), dtype)
     Xe = np.empty((B, T, n_in, M), dtype)
     Ye = np.empty((B, T, n_out, M), dtype)
+    weights = np.ones((hidden, M), dtype)
+    if loop.distill_hidden.shape[0] > 0:
+        weights[:] = loop.distill_hidden
     loss = np.empty(M)
     mse_ = np.empty(M)
     alpha = np.empty(M)
     w_y = np.empty(M)
-    beta = np.empty(M)
-    lr = np.empty(M)
-    ss = np.empty(M)
-    live = np.empty(M, np.bool_)
-    distill = np.empty(M, np.bool_)
-    any_distill = False
-    for m in range(M):
-        distill[m] = iset[I_DISTILL, m] != 0
-        any_distill = any_distill or distill[m]
+    share = np.empty(M)
+    prog = np.empty(M)
+    fine = np.empty(M, np.bool_)
+    use_thr = np.empty(M, np.bool_)
+    running = np.empty(M, np.bool_)
+    traj = np.empty(M, np.bool_)
+    live = np.ones((M, n_scales(hidden, n_out)), np.int8)
     for e in range(e0, e1):
-        prog = e / n_epochs
         for m in range(M):
-            live[m] = bad[m] < 0
+            running[m] = bad[m] < 0
         # this epoch's sequences, model index innermost
         for m in range(M):
             xs = X[data[m], e]
@@ -632,43 +524,34 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, n_epochs, n_in, hidd
                         Xe[bb, t, j, m] = xs[bb, t, j]
                     for o in range(n_out):
                         Ye[bb, t, o, m] = ysrc[bb, t, o]
-        if student:
-            _quantize(theta, n_in, hidden, n_out, p)
-        else:
-            p[:] = theta
+        needs_teacher = False
         for m in range(M):
-            alpha[m] = 0.0
-            w_y[m] = 1.0
-            if distill[m]:
-                alpha[m] = fset[F_ALPHA0, m] + (fset[F_ALPHA1, m] - fset[F_ALPHA0, m]) * prog
-                w_y[m] = 1.0 - alpha[m]
-        if any_distill:
-            _forward(teacher, Xe, n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, decay, A, R)
-        _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, distill, ht, g_eff,
-                   hs, gs, cs, ys, WT, decay, A, R, ddecay, dh, DP, DY, gWT, loss, mse_)
-        for m in range(M):
-            if live[m]:
-                if not np.isfinite(loss[m]):
-                    bad[m] = e
-                    live[m] = False
-                else:
-                    losses[e, m] = loss[m]
-                    mses[e, m] = mse_[m]
-        if student:
+            if running[m]:
+                prog[m], fine[m], use_thr[m] = begin_epoch(loop, m, e, theta[m], adam_m[m], thresholds[m], live[m],
+                                                           p_rows[m])
+            alpha[m], w_y[m], share[m] = loss_weights(loop, m, prog[m], fine[m])
+            traj[m] = running[m] and alpha[m] != 0.0
+            needs_teacher = needs_teacher or (running[m] and (traj[m] or share[m] > 0.0))
+        for j in range(m_eff):
             for m in range(M):
-                beta[m] = fset[F_BETA0, m] + (fset[F_BETA1, m] - fset[F_BETA0, m]) * prog
-            _ste_backward(theta, n_in, hidden, n_out, g_eff, beta, iset[I_MASK], g)
-            _clip_norm(g, 0, m_eff, fset[F_CLIP], ss)
-            _clip_norm(g, m_eff, theta.shape[0], fset[F_CLIP], ss)
-        else:
-            g[:] = g_eff
-            _clip_norm(g, 0, theta.shape[0], fset[F_CLIP], ss)
+                p[j, m] = p_rows[m, j]
+        if needs_teacher and teacher.shape[0] > 0:
+            forward(teacher, Xe, n_in, hidden, n_out, dt, ht, tgs, tcs, tys, WT, decay, A, R)
+            for m in range(M):
+                if running[m] and share[m] > 0.0:
+                    output_target(Ye[:, :, :, m], tys[:, :, :, m], share[m], Ye[:, :, :, m])
+        _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, w_y, alpha, traj, weights, ht, g_eff,
+                   hs, gs, cs, ys, WT, decay, A, R, ddecay, dh, DP, DY, gWT, loss, mse_)
+        for j in range(m_eff):
+            for m in range(M):
+                g_rows[m, j] = g_eff[j, m]
         for m in range(M):
-            lr[m] = lr_at(fset[F_LR, m], fset[F_LR_MIN, m], iset[I_LR_KIND, m], prog)
-        _adam(theta, g, adam_m, adam_v, lr, e + 1, live)
-        if student:
-            smin = dtype.type(SCALE_MIN)
-            for k in range(m_eff, theta.shape[0]):
-                for m in range(M):
-                    if live[m] and theta[k, m] < smin:
-                        theta[k, m] = smin
+            if not running[m]:
+                continue
+            if not np.isfinite(loss[m]):
+                bad[m] = e
+                continue
+            losses[e, m] = loss[m]
+            mses[e, m] = mse_[m]
+            end_epoch(loop, m, e, prog[m], fine[m], use_thr[m], theta[m], adam_m[m], adam_v[m], thresholds[m],
+                      live[m], g_rows[m], g)

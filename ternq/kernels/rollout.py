@@ -1,7 +1,7 @@
 """Free-running rollouts of the CfC cell: warm up on true inputs, then feed the predictions back.
 
 One kernel source for float32 (evaluation) and float64 (checks), chosen by the dtype of its
-arrays, like :mod:`ternq.kernels.cell`. It is the cell's own forward pass (``cell._forward``
+arrays, like :mod:`ternq.kernels.cell`. It is the cell's own forward pass (``cell.forward_pass``
 with ``free`` steps), so the teacher-forced part is the training forward bit for bit, and a free
 step differs from a teacher-forced one only in where its input comes from.
 """
@@ -9,7 +9,7 @@ step differs from a teacher-forced one only in where its input comes from.
 import numpy as np
 from numba import njit
 
-from .cell import _forward, work
+from .cell import forward_pass, work
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -37,4 +37,4 @@ def rollout(p, X, n_in, hidden, n_out, dt, free, hs, ys):
     gs = np.empty((Tw + free, B, hidden), p.dtype)
     cs = np.empty((Tw + free, B, hidden), p.dtype)
     WT = np.empty((n_in + hidden, 2 * hidden), p.dtype)
-    _forward(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, work(B, 0, n_in, hidden, n_out, p), free)
+    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, work(B, 0, n_in, hidden, n_out, p), free)

@@ -8,7 +8,7 @@ Backward (:func:`ste_backward`), the straight-through estimator passes the
 effective-weight gradient to the shadow weight, times an optional mask:
 
 - ``MASK_NONE``: vanilla STE, mask 1.
-- ``MASK_SEED``: the seeds' smoothstep bump at the zero/non-zero boundary,
+- ``MASK_NOTES``: the design notes' smoothstep bump at the zero/non-zero boundary,
   ``t = clamp((|w/s| - 0.5) * beta + 0.5, 0, 1)``, ``mask = 6 t (1 - t) beta``.
 - ``MASK_REFERENCE``: the C program's ``1 - smoothstep(beta * |w/s - round(w/s)|)``,
   large at the trit centres instead.
@@ -22,7 +22,7 @@ from numba import njit
 from .cell import n_params, unpack
 
 MASK_NONE = 0
-MASK_SEED = 1
+MASK_NOTES = 1
 MASK_REFERENCE = 2
 SCALE_MIN = 1e-6
 
@@ -42,7 +42,7 @@ def mask(w, s, beta, kind):
     if kind == MASK_NONE:
         return 1.0
     a = abs(np.float64(w) / np.float64(s))
-    if kind == MASK_SEED:
+    if kind == MASK_NOTES:
         t = min(max((a - 0.5) * beta + 0.5, 0.0), 1.0)
         return 6.0 * t * (1.0 - t) * beta
     x = min(max(beta * abs(a - np.floor(a + 0.5)), 0.0), 1.0)
@@ -88,14 +88,14 @@ def absmean_scales(theta, n_in, hidden, n_out):
         scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
 
 
-# ---------------------------------------------------------------- recipes (issue 10)
+# ---------------------------------------------------------------- recipes
 #
-# The generalised path below runs only when a recipe asks for it (train.batchable is False then);
-# the seeds' path above is left exactly as it was. Per row r it knows:
+# The general forms of quantize and STE, which the training loop runs (the functions above are
+# them with every recipe off). Per row r they know:
 #   live[r]   1: the row runs hard-ternary; 0: it still runs its float shadow weights (progressive
 #             quantization), with the identity as its gradient and no scale gradient;
 #   thr[r]    with use_thr: the absolute threshold |w| > thr[r] of a non-zero trit (TWN, or the
-#             trits frozen for the final fine-tune); without: trit(w, s), the seeds' rounding.
+#             trits frozen for the final fine-tune); without: trit(w, s), the notes' rounding.
 
 SCALE_LEARNED = 0
 SCALE_LSQ = 1
@@ -155,9 +155,13 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p):
             row, prow = W[r], pW[r]
         else:
             row, prow = Wout[r - h2], pWout[r - h2]
-        for j in range(row.shape[0]):
-            q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
-            prow[j] = s * q
+        if use_thr:
+            t = thr[r]
+            for j in range(row.shape[0]):
+                prow[j] = s * trit_thr(row[j], t)
+        else:
+            for j in range(row.shape[0]):
+                prow[j] = s * trit(row[j], s)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -188,17 +192,25 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
         if live[r] == 0:
             gs[r] = ds
             continue
-        sm = ty(2.0) * thr[r] if use_thr else s
-        for j in range(row.shape[0]):
-            q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
-            if scale_kind == SCALE_LSQ and not freeze:
+        # the scale's gradient reads the effective gradient, then the shadow weights' is masked in place: two
+        # passes with the switches outside them, so that the second (no running sum) vectorizes
+        if scale_kind == SCALE_LSQ and not freeze:
+            for j in range(row.shape[0]):
+                q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
                 rr = row[j] / s
                 ds += grow[j] * (q - rr if abs(rr) < 1 else q)
-            else:
-                ds += grow[j] * q
-            if freeze:
-                grow[j] = ty(0.0)
-            else:
+        elif use_thr:
+            t = thr[r]
+            for j in range(row.shape[0]):
+                ds += grow[j] * trit_thr(row[j], t)
+        else:
+            for j in range(row.shape[0]):
+                ds += grow[j] * trit(row[j], s)
+        if freeze:
+            grow[:] = 0
+        elif kind != MASK_NONE:
+            sm = ty(2.0) * thr[r] if use_thr else s
+            for j in range(row.shape[0]):
                 grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
         if freeze or scale_kind == SCALE_LEARNED:
             gs[r] = ds
@@ -211,7 +223,7 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
 @njit(cache=True, nogil=True, error_model="numpy")
 def bake(theta, n_in, hidden, n_out, use_thr, thr):
     """Shadow weights := their effective weights ``s * trit``, which quantize back to exactly the same
-    trits under the seeds' rounding (so a model trained with thresholds runs anywhere as trained)."""
+    trits under the notes' rounding (so a model trained with thresholds runs anywhere as trained)."""
     m = n_params(n_in, hidden, n_out)
     p = np.empty(m, theta.dtype)
     live = np.ones(2 * hidden + n_out, np.int8)

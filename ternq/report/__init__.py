@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from ..forecast import baseline_names
 from ..jsonsafe import dumps
 
 # a pipe or a file gets a fixed width wide enough for the factorial matrix, unless COLUMNS says otherwise
@@ -58,9 +59,8 @@ def print_json(obj) -> None:
 def kernels_compiled() -> bool:
     """Whether the training loop is compiled, here or in Numba's cache (else the first call compiles)."""
     from ..kernels import loop
-    from ..kernels.cache import compiled
 
-    return compiled(loop.train_recipe, np.float32)
+    return loop.compiled(np.float32)
 
 
 @contextmanager
@@ -127,10 +127,10 @@ def _stacked(text: str) -> str:
 
 
 def matrix_compact(doc: dict) -> Table:
-    """The seeds' matrix in under 80 columns: switches as +/-, eval MSE and ratios with intervals below them."""
+    """The notes' matrix in under 80 columns: switches as +/-, eval MSE and ratios with intervals below them."""
     n = len(doc["seeds"])
     note = f"geometric mean over {n} seeds [95% CI]" if n > 1 else f"seed {doc['seeds'][0]}"
-    m = Table(title=f"Factorial on {doc['task']['name']} ({note}); eval MSE, held out")
+    m = Table(title=f"Factorial on {doc['task']['name']} ({note}); {metric_note(doc)}")
     for col in ("Config", "A", "B", "H", "Eval MSE", "vs Float", "vs Base"):
         m.add_column(col, justify="center" if col in ("A", "B") else "right", no_wrap=True)
     for r in doc["matrix"]:
@@ -142,38 +142,93 @@ def matrix_compact(doc: dict) -> Table:
         m.add_row(labels[r["source"]], "", "", str(r["width"]), _stacked(_ci(r["eval_mse"])),
                   _stacked(_ratio(r["vs_float"])), _stacked(_ratio(r["vs_baseline"])))
     for w, t in doc["teachers"].items():
-        m.add_row("teacher", "", "", w, _stacked(_ci(t)), "1.00x", "")
+        m.add_row("teacher", "", "", w, _stacked(_ci(t)), "", "")
+    for ref in doc.get("float_reference", {}).get("models", {}).values():
+        m.add_row("float", "", "", str(ref["hidden"]), _stacked(_ci(ref["eval_mse"])), "1.00x", "")
     m.caption = ("A: shaped gradient, B: trajectory distillation (+ on, - off), H: width. PTQ+CS: the quantized "
-                 "teacher, then coordinate search; 1+CS: search refining config 1. A wider terminal shows train MSE.")
+                 "teacher, then coordinate search; 1+CS: search refining config 1. A wider terminal shows train MSE "
+                 "and the other metric. " + reference_caption(doc))
     return m
 
 
+def metric_note(doc: dict) -> str:
+    """The metric in a few words: which steps are scored."""
+    m = doc.get("metric")
+    if m is None:
+        return "eval MSE on held-out sequences"
+    if m["name"] == "whole":
+        return "eval MSE over every step from h_0 = 0 (the notes' metric)"
+    a, b = m["scored_steps"]
+    return f"eval MSE over steps {a}-{b} (warm-up {m['warmup']})"
+
+
+def reference_caption(doc: dict) -> str:
+    """What "vs Float" divides by, with the budgets."""
+    budgets = sorted({(r["width"], r["reference"]["kind"], r["reference"]["epochs"], r["reference"]["student_epochs"],
+                       r["reference"]["teacher_epochs"]) for r in doc.get("matrix", doc.get("runs", []))
+                      if "reference" in r})
+    if not budgets:
+        return ""
+    parts = [f"H={h}: {'an equal-budget float, ' + str(e) + ' epochs' if k != 'teacher' else 'the teacher'}"
+             f" (student {se}, teacher {te} epochs)" for h, k, e, se, te in budgets]
+    lead = ("vs Float: against a float of the student's width trained with the student's whole budget and schedule "
+            "kind" if budgets[0][1] != "teacher" else
+            "vs Float: against the teacher, NOT an equal-budget float (the float reference is off)")
+    return f"{lead}; " + "; ".join(parts) + "."
+
+
+def _other_metric(doc: dict) -> str | None:
+    m = doc.get("metric")
+    return None if m is None else "whole" if m["name"] == "scored" else "scored"
+
+
 def factorial_tables(doc: dict, width: int | None = None) -> list[Table]:
-    """The seeds' matrix, the CS rows, the effects and the success checklist.
+    """The notes' matrix, the CS rows, the effects and the success checklist.
 
     The matrix has every column when it fits in ``width`` (the console's by
-    default), else the compact layout of :func:`matrix_compact`.
+    default), else the compact layout of :func:`matrix_compact`. Beside the metric's
+    eval MSE and "vs Float" stand the other metric's (scored after the warm-up, or whole).
     """
     n = len(doc["seeds"])
     many = n > 1
     note = f"geometric mean over {n} seeds [95% CI]" if many else f"seed {doc['seeds'][0]}"
-    m = Table(title=f"Factorial on {doc['task']['name']} ({note}); eval MSE on held-out sequences")
-    for col in ("Config", "Shaped", "Distill", "Width", "Train MSE", "Eval MSE", "vs Float", "vs Baseline"):
+    other = _other_metric(doc)
+    m = Table(title=f"Factorial on {doc['task']['name']} ({note}); {metric_note(doc)}")
+    cols = ["Config", "Shaped", "Distill", "Width", "Train MSE", "Eval MSE"]
+    if other:
+        cols.append(f"Eval MSE ({other})")
+    cols.append("vs Float")
+    if other:
+        cols.append(f"vs Float ({other})")
+    cols.append("vs Baseline")
+    for col in cols:
         m.add_column(col, justify="right" if col not in ("Shaped", "Distill") else "center", no_wrap=True)
+
+    def cells(r):
+        out = [_ci(r["train_mse"]), _ci(r["eval_mse"])]
+        if other:
+            out.append(_ci(r[f"eval_mse_{other}"]))
+        out.append(_ratio(r["vs_float"]))
+        if other:
+            out.append(_ratio(r[f"vs_float_{other}"]))
+        return [*out, _ratio(r["vs_baseline"])]
+
     for r in doc["matrix"]:
         m.add_row(str(r["config"]), "Yes" if r["shaped"] else "No", "Yes" if r["distill"] else "No",
-                  str(r["width"]), _ci(r["train_mse"]), _ci(r["eval_mse"]), _ratio(r["vs_float"]),
-                  _ratio(r["vs_baseline"]))
+                  str(r["width"]), *cells(r))
     m.add_section()
     labels = {"teacher": "PTQ+CS", "config1": "1+CS"}
     m.caption = (f"PTQ+CS: the H={doc['widths'][0]} teacher quantized with absmean scales, then coordinate search "
                  "(the C program's baseline); 1+CS: coordinate search refining config 1. CS train MSE is its search "
-                 "objective.")
+                 "objective. " + reference_caption(doc))
     for r in doc["cs"]:
-        m.add_row("CS", labels[r["source"]], "", str(r["width"]), _ci(r["train_mse"]), _ci(r["eval_mse"]),
-                  _ratio(r["vs_float"]), _ratio(r["vs_baseline"]))
+        m.add_row("CS", labels[r["source"]], "", str(r["width"]), *cells(r))
+    blank = [""] * (2 if other else 1)
     for w, t in doc["teachers"].items():
-        m.add_row("float", "teacher", "", w, "", _ci(t), "1.00x", "")
+        m.add_row("float", "teacher", "", w, "", _ci(t), *([""] if other else []), *blank, "")
+    for ref in doc.get("float_reference", {}).get("models", {}).values():
+        m.add_row("float", f"{ref['epochs']} epochs", "", str(ref["hidden"]), "", _ci(ref["eval_mse"]),
+                  *([_ci(ref[f"eval_mse_{other}"])] if other else []), "1.00x", *([""] if other else []), "")
 
     e = effects_table(doc, width)
     if not fits(m, width):
@@ -218,7 +273,7 @@ def _effects_table(doc: dict, stacked: bool) -> Table:
 
 
 def checklist_table(doc: dict) -> Table:
-    c = Table(title="Success criteria (the seeds')")
+    c = Table(title="Success criteria (the notes')")
     c.add_column("")
     c.add_column("Criterion")
     c.add_column("Measured", justify="right")
@@ -235,10 +290,10 @@ def checklist_table(doc: dict) -> Table:
 
 
 def predictions_table(doc: dict) -> Table | None:
-    """The seeds' five predictions with the measured figure and the verdict (seeds' design only)."""
+    """The notes' five predictions with the measured figure and the verdict (the notes' design only)."""
     if not doc.get("predictions"):
         return None
-    t = Table(title=f"The seeds' predictions ({len(doc['seeds'])} seed{'s' if len(doc['seeds']) > 1 else ''})")
+    t = Table(title=f"The notes' predictions ({len(doc['seeds'])} seed{'s' if len(doc['seeds']) > 1 else ''})")
     for col in ("Prediction", "Measured", "Verdict"):
         t.add_column(col)
     colour = {"held": "green", "not held": "red"}
@@ -263,15 +318,20 @@ def design_tables(doc: dict) -> list[Table]:
         f.add_row(fac["letter"], fac["key"], str(fac["levels"][0]), str(fac["levels"][1]))
     if d["generators"]:
         f.caption = "Defining relation: " + " = ".join(d["defining_relation"])
-    r = Table(title="Runs: eval MSE on held-out sequences" + (" (geometric mean over seeds [95% CI])" if n > 1 else ""))
+    other = _other_metric(doc)
+    r = Table(title=f"Runs: {metric_note(doc)}" + (" (geometric mean over seeds [95% CI])" if n > 1 else ""))
     r.add_column("Run", justify="right")
     for fac in d["factors"]:
         r.add_column(fac["letter"], justify="center")
-    for col in ("Width", "Train MSE", "Eval MSE", "vs Float", "vs Run 1"):
+    for col in ("Width", "Train MSE", "Eval MSE", *([f"Eval MSE ({other})"] if other else []), "vs Float",
+                *([f"vs Float ({other})"] if other else []), "vs Run 1"):
         r.add_column(col, justify="right", no_wrap=True)
     for i, row in enumerate(doc["runs"]):
         r.add_row(str(row["run"]), *("+" if x > 0 else "-" for x in d["matrix"][i]), str(row["width"]),
-                  _ci(row["train_mse"]), _ci(row["eval_mse"]), _ratio(row["vs_float"]), _ratio(row["vs_baseline"]))
+                  _ci(row["train_mse"]), _ci(row["eval_mse"]), *([_ci(row[f"eval_mse_{other}"])] if other else []),
+                  _ratio(row["vs_float"]), *([_ratio(row[f"vs_float_{other}"])] if other else []),
+                  _ratio(row["vs_baseline"]))
+    r.caption = reference_caption(doc)
     return [f, r, effects_table(doc), checklist_table(doc)]
 
 
@@ -299,8 +359,30 @@ def _beats(m: dict, n: int) -> str:
     return f"yes{mixed}" if m["beats_persistence"] else f"[red]NO{mixed}[/]"
 
 
-def _baseline_label(name: str, period) -> str:
-    return f"seasonal (m={period})" if name == "seasonal" else name
+def _baseline_label(name: str, period, info: dict | None = None) -> str:
+    info = info or {}
+    if name == "seasonal":
+        return f"seasonal (m={period})"
+    if name == "ar":
+        orders = info.get("orders", [])
+        return f"AR({orders[0]})" if len(set(orders)) == 1 else f"AR({','.join(map(str, orders))})" if orders else "AR"
+    if name == "var":
+        return f"VAR({info['order']})" if "order" in info else "VAR"
+    return {"climatology": f"climatology (m={period})", "anomaly": f"anomaly persistence (m={period})"}.get(name, name)
+
+
+def base_label(models: list[dict], key: str, base: dict) -> str:
+    """The label of the best baseline the models are compared with (the same for every model)."""
+    name = models[0][key] if models else "persistence"
+    return _baseline_label(name, base["period"], base.get(name))
+
+
+def _best_line(models: list[dict], losers: list[str], best: str, where: str) -> list[str]:
+    if not losers:
+        return []
+    if len(losers) == len(models):
+        return [f"[red]✗ no model beats the best simple forecast, {escape(best)}, {where}[/]"]
+    return [f"[red]✗ no better than the best simple forecast ({escape(best)}) {where}: {', '.join(losers)}[/]"]
 
 
 def forecast_tables(doc: dict) -> list:
@@ -312,33 +394,41 @@ def forecast_tables(doc: dict) -> list:
     n = len(doc["seeds"])
     base = fc["baselines"]
     note = f"geometric mean over {n} seeds" if n > 1 else f"seed {doc['seeds'][0]}"
-    t = Table(title=f"Against naive forecasts on {doc['task']['name']}, one step ahead ({note})")
-    for col in ("Model", "Eval MSE", "vs naive", "MASE", "Beats persistence"):
+    t = Table(title=f"Against naive and classical forecasts on {doc['task']['name']}, one step ahead, "
+                    f"steps scored after a warm-up of {base['warmup']} ({note})")
+    for col in ("Model", "Eval MSE", "vs naive", "vs best", "MASE", "Beats persistence"):
         t.add_column(col, justify="left" if col == "Model" else "right", no_wrap=col != "Beats persistence")
     for m in fc["models"]:
-        t.add_row(m["name"], fmt(m["eval_mse"]["geo_mean"]), _times(m["vs_naive"]["geo_mean"]),
-                  f"{m['mase']['geo_mean']:.2f}", _beats(m, n))
+        t.add_row(m["name"], fmt(m["eval_mse_scored"]["geo_mean"]), _times(m["vs_naive"]["geo_mean"]),
+                  _times(m["vs_best"]["geo_mean"]), f"{m['mase']['geo_mean']:.2f}", _beats(m, n))
     t.add_section()
-    names = [b for b in ("persistence", "seasonal") if b in base]
-    for b in names:
-        t.add_row(_baseline_label(b, base["period"]), fmt(base[b]["mse"]), _times(base[b]["vs_naive"]),
-                  f"{base[b]['mase']:.2f}", "")
-    t.caption = escape("vs naive: eval MSE over the better naive forecast's (persistence repeats the last value"
+    best = min(base[b]["mse"] for b in baseline_names(base))
+    for b in baseline_names(base):
+        t.add_row(_baseline_label(b, base["period"], base[b]), fmt(base[b]["mse"]), _times(base[b]["vs_naive"]),
+                  _times(base[b]["mse"] / best) if best > 0 else "-", f"{base[b]['mase']:.2f}", "")
+    t.caption = escape("Eval MSE: the forecasts made after the warm-up, as every baseline. vs naive: over the better "
+                 "naive forecast's (persistence repeats the last value"
                  + (f"; seasonal naive the value {base['period']} rows earlier" if "seasonal" in base else "")
-                 + "), below 1 beats it; MASE: mean absolute error over the in-sample one-step naive one "
-                 "(Hyndman & Koehler 2006)" + ("; (k/n): the seeds that beat persistence." if n > 1 else "."))
+                 + "), below 1 beats it; vs best: over the best baseline's, naive or classical (AR: one autoregression "
+                 "per channel, order by AIC; VAR: one over all channels; climatology: the training mean at the "
+                 "position in the season; anomaly: the deviation from it persists); MASE: mean absolute error "
+                 "over the in-sample one-step naive one (Hyndman & Koehler 2006)"
+                 + ("; (k/n): the seeds that beat persistence." if n > 1 else ".")
+                 + (f" Not fitted: {base['classical']['not_fitted']}." if base["classical"].get("not_fitted") else ""))
     out: list = [t]
     losers = fc["loses_to_persistence"]
     if losers:
         out.append("[red]✗ no model beats persistence (copying the last value)[/]" if len(losers) == len(fc["models"])
                    else f"[red]✗ no better than persistence (copying the last value): {', '.join(losers)}[/]")
+    out.extend(_best_line(fc["models"], fc["loses_to_best"], base_label(fc["models"], "best_baseline", base),
+                          "one step ahead"))
     hz = base.get("horizon")
     if hz is None:
         return out
     K = hz["horizon"]
     h = Table(title=f"Free-running forecasts on {doc['task']['name']}: horizons 1-{K} after {hz['warmup']} true "
                     f"steps, {hz['windows']} held-out windows ({note})")
-    cols = ["Model", f"MSE at {K}", "Passes persist."]
+    cols = ["Model", f"MSE at {K}", f"Mean MSE 1-{K}", "Passes persist."]
     seasonal = "seasonal" in hz["mse"]
     if seasonal:
         cols.append("Passes seasonal")
@@ -349,7 +439,8 @@ def forecast_tables(doc: dict) -> list:
     for col in cols:
         h.add_column(col, justify="left" if col == "Model" else "right", no_wrap=True)
     for m in fc["models"]:
-        row = [m["name"], fmt(m["rollout_mse_at_horizon"]["geo_mean"]), _passes(m["passes_persistence"], K)]
+        row = [m["name"], fmt(m["rollout_mse_at_horizon"]["geo_mean"]), fmt(m["rollout_mse_mean"]["geo_mean"]),
+               _passes(m["passes_persistence"], K)]
         if seasonal:
             row.append(_passes(m.get("passes_seasonal"), K))
         row.append(_passes(m["passes_threshold"], K))
@@ -360,8 +451,8 @@ def forecast_tables(doc: dict) -> list:
     h.add_section()
     for b in hz["mse"]:
         s = hz["summary"][b]
-        row = [_baseline_label(b, hz["period"]), fmt(hz["mse"][b][-1]), "-" if b == "persistence" else
-               _passes({"median": s["passes_persistence"], "n": 1}, K)]
+        row = [_baseline_label(b, hz["period"], base.get(b)), fmt(hz["mse"][b][-1]), fmt(float(np.mean(hz["mse"][b]))),
+               "-" if b == "persistence" else _passes({"median": s["passes_persistence"], "n": 1}, K)]
         if seasonal:
             row.append("-" if b == "seasonal" else _passes({"median": s["passes_seasonal"], "n": 1}, K))
         row.append(_passes({"median": s["passes_threshold"], "n": 1}, K))
@@ -374,6 +465,8 @@ def forecast_tables(doc: dict) -> list:
                  + (f" VPT: valid prediction time (RMSE <= {hz['threshold']:g}), mean over windows in Lyapunov "
                     "times (largest exponent 0.91), ± the 95% half-interval over seeds." if vpt else ""))
     out.append(h)
+    out.extend(_best_line(fc["models"], fc.get("loses_to_best_over_horizon", []),
+                          base_label(fc["models"], "rollout_best_baseline", base), f"over horizons 1-{K}"))
     return out
 
 
@@ -383,12 +476,17 @@ def forecast_rows(fig: dict, base: dict | None, settings: dict) -> dict:
     if base is None or not fig:
         return {}
     rows = {}
+    if "eval_mse_scored" in fig:
+        rows[f"eval MSE after a warm-up of {settings['warmup']} (scored steps)"] = fig["eval_mse_scored"]
     if "vs_naive" in fig:  # one-step figures (a deployable file's rollout comes without them)
         rows["persistence MSE (naive)"] = base["persistence"]["mse"]
         if "seasonal" in base:
             rows[f"seasonal naive MSE (period {base['period']})"] = base["seasonal"]["mse"]
         flag = "" if fig["beats_persistence"] else "  [red]✗ no better than persistence[/]"
         rows["vs naive (MSE ratio)"] = f"{fig['vs_naive']:.2f}x{flag}"
+        best = _baseline_label(fig["best_baseline"], base["period"], base.get(fig["best_baseline"]))
+        flag = "" if fig["beats_best"] else "  [red]✗ no better than the best simple forecast[/]"
+        rows[f"vs best simple forecast, {escape(best)} (MSE ratio)"] = f"{fig['vs_best']:.3g}x{flag}"
         rows["MASE"] = f"{fig['mase']:.3f}"
     K = settings.get("horizon")
     if K is not None and "rollout_mse" in fig:

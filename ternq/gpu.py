@@ -1,0 +1,261 @@
+"""Training, evaluation and rollouts of many models on an NVIDIA GPU, bit-identical to the CPU kernels.
+
+The kernels are :mod:`ternq.kernels.cuda` (one thread block per model). This module checks inputs,
+packs models into arrays (model index first), computes the float64 schedules with the CPU's own
+code, launches and copies results back. Each call is one launch over every model it is given.
+
+Needs the optional extra ``cuda`` (numba-cuda) and a GPU, or numba-cuda's simulator
+(``NUMBA_ENABLE_CUDASIM=1``, slow: tests only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .kernels.cell import n_params
+from .kernels.loop import lr_at
+from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
+
+
+class GPUUnavailable(RuntimeError):
+    """No usable GPU: numba-cuda is missing, or it finds no device."""
+
+
+def available() -> bool:
+    """True when numba-cuda imports and sees a GPU (or its simulator is on)."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver or toolkit counts as no GPU
+        return False
+
+
+def _kernels():
+    if not available():
+        raise GPUUnavailable("no GPU: install the 'cuda' extra (numba-cuda) on a machine with an NVIDIA GPU")
+    from numba import cuda
+
+    from .kernels import cuda as K
+    return cuda, K
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _schedules(lr, lr_min, lr_kind, alpha0, alpha1, beta0, beta1, distill, e0, e1, n_epochs, n, hidden, n_out,
+               adam_a, adam_e, cy, ch, w_y, alpha, beta):
+    """Per epoch and model: Adam's step size and epsilon (bias corrections folded in, as ``optim.adam``),
+    the loss weights and the STE sharpness, in the CPU training loop's float64 expressions."""
+    beta_1, beta_2, eps = 0.9, 0.999, 1e-8
+    for e in range(e0, e1):
+        prog = e / n_epochs
+        step = e + 1
+        c1 = 1.0 - beta_1**step
+        c2 = 1.0 - beta_2**step
+        adam_e[e] = np.float32(eps * np.sqrt(c2))
+        for m in range(lr.shape[0]):
+            r = lr_at(lr[m], lr_min[m], lr_kind[m], prog)
+            adam_a[e, m] = np.float32(r * np.sqrt(c2) / c1)
+            a, wy = 0.0, 1.0
+            if distill[m]:
+                a = alpha0[m] + (alpha1[m] - alpha0[m]) * prog
+                wy = 1.0 - a
+            alpha[e, m] = a
+            w_y[e, m] = wy
+            cy[e, m] = np.float32(wy) / np.float32(n * n_out)
+            ch[e, m] = np.float32(a) / np.float32(n * hidden)
+            beta[e, m] = beta0[m] + (beta1[m] - beta0[m]) * prog
+
+
+def _vec(x, M: int, dtype, name: str) -> np.ndarray:
+    a = np.broadcast_to(np.asarray(x, dtype), (M,))
+    if dtype is np.float64 and not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite")
+    return np.ascontiguousarray(a)
+
+
+def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
+    nt = (K.THREADS_FEW if M < K.FEW_MODELS else K.THREADS) if threads is None else int(threads)
+    if nt < 1 or nt > 1024:
+        raise ValueError("threads must be in 1..1024")
+    if B * hidden > K.UNITS_PER_THREAD * nt:
+        raise ValueError(f"B * hidden = {B * hidden} is more than {K.UNITS_PER_THREAD} x {nt} threads")
+    return nt
+
+
+def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: np.ndarray, Y: np.ndarray,
+                 data: np.ndarray, e0: int, e1: int, n_epochs: int, n_in: int, hidden: int, n_out: int, dt: float,
+                 student: bool, *, lr, lr_min, lr_kind, clip, distill=False, alpha0=0.0, alpha1=0.0,
+                 beta0=1.0, beta1=1.0, mask_kind=MASK_NONE, teacher: np.ndarray | None = None,
+                 losses: np.ndarray, mses: np.ndarray, bad: np.ndarray, threads: int | None = None) -> None:
+    """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
+
+    Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the seeds' recipe:
+    cosine or constant learning rate, global-norm clipping, Adam; a student's STE with its mask and
+    linear beta; distillation towards ``teacher`` with linear alpha), bit for bit.
+
+    theta, adam_m, adam_v (M, P) float32, model index first (P = n_params, plus the scales for a
+    student); X (D, E, B, T, n_in), Y (D, E, B, T, n_out) float32; data (M,) which data set each
+    model trains on; per-model settings are scalars or (M,) arrays; teacher (M, Pe) for distilled
+    students; losses, mses (M, E) float64 (epochs not trained keep their values); bad (M,) int64,
+    -1 or the first epoch whose loss was not finite (such a model is frozen there).
+    """
+    cuda, K = _kernels()
+    theta = np.asarray(theta)
+    if theta.ndim != 2 or theta.dtype != np.float32:
+        raise ValueError("theta must be float32 (M, P)")
+    M, P = theta.shape
+    m_eff = n_params(n_in, hidden, n_out)
+    if P != m_eff + (n_scales(hidden, n_out) if student else 0):
+        raise ValueError(f"theta has {P} parameters; this shape needs {m_eff}{' plus scales' if student else ''}")
+    for name, a in (("adam_m", adam_m), ("adam_v", adam_v)):
+        if a.shape != theta.shape or a.dtype != np.float32:
+            raise ValueError(f"{name} must be float32 like theta")
+    if X.dtype != np.float32 or Y.dtype != np.float32 or X.ndim != 5 or Y.ndim != 5:
+        raise ValueError("X and Y must be float32 (D, E, B, T, .)")
+    D, E, B, T = X.shape[:4]
+    if X.shape[4] != n_in or Y.shape != (D, E, B, T, n_out):
+        raise ValueError("X, Y shapes do not match n_in, n_out")
+    if not 0 <= e0 <= e1 <= min(n_epochs, E):
+        raise ValueError("need 0 <= e0 <= e1 <= n_epochs, and data for every epoch")
+    data = _vec(data, M, np.int64, "data")
+    if ((data < 0) | (data >= D)).any():
+        raise ValueError("data indices out of range")
+    if losses.shape != (M, n_epochs) or mses.shape != (M, n_epochs) or bad.shape != (M,):
+        raise ValueError("losses, mses must be (M, n_epochs) and bad (M,)")
+    distill = _vec(distill, M, np.bool_, "distill")
+    if distill.any() and (teacher is None or teacher.shape != (M, m_eff) or teacher.dtype != np.float32):
+        raise ValueError("distillation needs teacher float32 (M, n_params)")
+    mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
+    if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
+        raise ValueError("unknown mask kind")
+    nt = _threads(M, B, hidden, threads, K)
+    f64 = np.float64
+    n = B * T
+    adam_a = np.zeros((n_epochs, M), np.float32)
+    adam_e = np.zeros(n_epochs, np.float32)
+    cy = np.zeros((n_epochs, M), np.float32)
+    ch = np.zeros((n_epochs, M), np.float32)
+    w_y, alpha, beta = (np.zeros((n_epochs, M)) for _ in range(3))
+    _schedules(_vec(lr, M, f64, "lr"), _vec(lr_min, M, f64, "lr_min"), _vec(lr_kind, M, np.int64, "lr_kind"),
+               _vec(alpha0, M, f64, "alpha0"), _vec(alpha1, M, f64, "alpha1"), _vec(beta0, M, f64, "beta0"),
+               _vec(beta1, M, f64, "beta1"), distill, e0, e1, n_epochs, n, hidden, n_out,
+               adam_a, adam_e, cy, ch, w_y, alpha, beta)
+    if teacher is None:
+        teacher = np.zeros((M, m_eff), np.float32)
+    dv = cuda.to_device
+    d_theta, d_m, d_v, d_losses, d_mses = (dv(np.ascontiguousarray(a)) for a in (theta, adam_m, adam_v, losses, mses))
+    d_bad = dv(bad.astype(np.int64))
+    f32 = np.float32
+    work = [cuda.device_array((M, m_eff), f32), cuda.device_array((M, P), f32),
+            cuda.device_array((M, T + 1, B, hidden), f32), cuda.device_array((M, T, B, hidden), f32),
+            cuda.device_array((M, T, B, hidden), f32), cuda.device_array((M, T, B, n_out), f32),
+            dv(np.zeros((M, T + 1, B, hidden), f32) if distill.any() else np.zeros((M, 1, 1, 1), f32)),
+            cuda.device_array((M, T, B, 2 * hidden), f32), cuda.device_array((M, T, B, n_out), f32),
+            cuda.device_array((M, hidden), f32), cuda.device_array((M, hidden), f32),
+            cuda.device_array((M, 4), f64)]
+    if M > 0 and e1 > e0:
+        K._train[M, nt](d_theta, d_m, d_v, dv(np.ascontiguousarray(X)), dv(np.ascontiguousarray(Y)), dv(data),
+                        e0, e1, n_in, hidden, n_out, f32(dt), bool(student), dv(distill), dv(mask_kind),
+                        dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_e), dv(cy), dv(ch), dv(w_y),
+                        dv(alpha), dv(beta), dv(np.ascontiguousarray(teacher)), d_losses, d_mses, d_bad, *work)
+        cuda.synchronize()
+    theta[...] = d_theta.copy_to_host()
+    adam_m[...] = d_m.copy_to_host()
+    adam_v[...] = d_v.copy_to_host()
+    losses[...] = d_losses.copy_to_host()
+    mses[...] = d_mses.copy_to_host()
+    bad[...] = d_bad.copy_to_host()
+
+
+def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: int, dt: float, free: int = 0,
+            Y: np.ndarray | None = None, threads: int | None = None):
+    """Forward passes of M models from h_0 = 0: each on X[data[m]] (B, W, n_in), then ``free`` steps
+    that read the last prediction (``ternq.kernels.rollout.rollout`` per model, bit for bit).
+
+    p (M, n_params) float32 effective parameters; X (D, B, W, n_in) float32. Returns (hs, ys):
+    (M, W + free + 1, B, H) and (M, W + free, B, n_out), time-major per model as the CPU kernels; with
+    ``Y`` (D, B, W, n_out) and free == 0 also each model's MSE (M,), float64, as ``cell.mse``.
+    """
+    cuda, K = _kernels()
+    p = np.asarray(p)
+    if p.ndim != 2 or p.dtype != np.float32 or p.shape[1] != n_params(n_in, hidden, n_out):
+        raise ValueError("p must be float32 (M, n_params)")
+    if X.dtype != np.float32 or X.ndim != 4 or X.shape[3] != n_in:
+        raise ValueError("X must be float32 (D, B, W, n_in)")
+    if free < 0 or (free > 0 and n_in != n_out):
+        raise ValueError("free steps need free >= 0 and n_in == n_out")
+    M = p.shape[0]
+    D, B, W = X.shape[:3]
+    data = _vec(data, M, np.int64, "data")
+    if ((data < 0) | (data >= D)).any():
+        raise ValueError("data indices out of range")
+    with_mse = Y is not None
+    if with_mse and (free != 0 or Y.shape != (D, B, W, n_out) or Y.dtype != np.float32):
+        raise ValueError("Y must be float32 (D, B, W, n_out), with free == 0")
+    nt = _threads(M, B, hidden, threads, K)
+    T = W + free
+    f32 = np.float32
+    hs = cuda.device_array((M, T + 1, B, hidden), f32)
+    ys = cuda.device_array((M, T, B, n_out), f32)
+    sse = cuda.device_array(M, np.float64)
+    Yd = np.ascontiguousarray(Y) if with_mse else np.zeros((0, 1, 1, 1), f32)
+    if M > 0:
+        K._rollout[M, nt](cuda.to_device(np.ascontiguousarray(p)), cuda.to_device(np.ascontiguousarray(X)),
+                          cuda.to_device(data), free, n_in, hidden, n_out, f32(dt), cuda.to_device(Yd), hs,
+                          cuda.device_array((M, T, B, hidden), f32), cuda.device_array((M, T, B, hidden), f32),
+                          ys, cuda.device_array((M, hidden), f32), sse)
+        cuda.synchronize()
+    if with_mse:
+        return hs.copy_to_host(), ys.copy_to_host(), sse.copy_to_host() / (B * W * n_out)
+    return hs.copy_to_host(), ys.copy_to_host()
+
+
+# Lane fields of the recipes, which the GPU kernels do not run (the CPU's batched kernel does)
+_RECIPE_FIELDS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
+                  "beta_schedule", "progressive", "row_rank", "finetune_epochs", "finetune_lr")
+
+
+def _same_value(a, b) -> bool:
+    return (a is None and b is None) if (a is None or b is None) else bool(np.all(np.asarray(a) == np.asarray(b)))
+
+
+def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
+                student: bool, teacher: np.ndarray | None = None, threads: int | None = None):
+    """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
+    :class:`ternq.multi.BatchResult`, the same bits."""
+    from .multi import BatchResult, Lane
+    from .train import DT, MASKS, SCHEDULES
+
+    n_in, hidden, n_out = (int(d) for d in dims)
+    theta = np.array(theta, np.float32)  # a copy: trained in place
+    if theta.ndim != 2 or theta.shape[0] == 0:
+        raise ValueError(f"theta must be (M, P) with M >= 1, not {theta.shape}")
+    M, E = theta.shape[0], np.shape(X)[1]
+    if len(lanes) != M:
+        raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
+    neutral = Lane()
+    for lane in lanes:
+        recipe = [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))]
+        if recipe:
+            raise ValueError(f"the GPU trains the notes' protocol only; this lane sets {', '.join(recipe)}")
+        if lane.schedule not in SCHEDULES or (lane.mask is not None and lane.mask not in MASKS):
+            raise ValueError(f"unknown schedule or mask: {lane.schedule!r}, {lane.mask!r}")
+        if lane.distill and not student:
+            raise ValueError("only students distill")
+    # the notes' protocol leaves no per-row state (the recipes' thresholds stay zero, as on the CPU)
+    res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
+                      np.zeros((M, n_scales(hidden, n_out)), np.float32))
+    train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
+                 np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
+                 lr=[ln.lr for ln in lanes], lr_min=[ln.lr_min for ln in lanes],
+                 lr_kind=[SCHEDULES[ln.schedule] for ln in lanes], clip=[ln.clip for ln in lanes],
+                 distill=[ln.distill for ln in lanes], alpha0=[ln.alpha[0] for ln in lanes],
+                 alpha1=[ln.alpha[1] for ln in lanes], beta0=[ln.beta[0] for ln in lanes],
+                 beta1=[ln.beta[1] for ln in lanes],
+                 mask_kind=[MASK_NONE if ln.mask is None else MASKS[ln.mask] for ln in lanes],
+                 teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
+                 losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
+    return res

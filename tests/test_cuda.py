@@ -1,0 +1,203 @@
+"""The CUDA kernels against the CPU kernels, bit for bit: on a GPU at full size, elsewhere under
+numba-cuda's simulator at tiny sizes (the simulator runs in a subprocess, as it must be chosen before
+numba starts)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numba import config  # noqa: E402
+
+from ternq import gpu  # noqa: E402
+from ternq.kernels import multi as KM  # noqa: E402
+from ternq.kernels.cell import mse, n_params  # noqa: E402
+from ternq.kernels.loop import select  # noqa: E402
+from ternq.kernels.rollout import rollout  # noqa: E402
+from ternq.kernels.ternary import MASK_NONE, MASK_NOTES, MASK_REFERENCE, n_scales  # noqa: E402
+from ternq.multi import Lane  # noqa: E402
+from ternq.settings import MASKS, SCHEDULES  # noqa: E402
+from ternq.train import loop_of  # noqa: E402
+
+SIMULATED = bool(config.ENABLE_CUDASIM)
+ON_DEVICE = SIMULATED or gpu.available()
+needs_device = pytest.mark.skipif(not ON_DEVICE, reason="no GPU and not under the simulator")
+
+# tiny under the simulator (it runs every thread as a Python thread), the reference size on a GPU
+if SIMULATED or not ON_DEVICE:
+    N_IN, H, N_OUT, B, T, E, M, THREADS = 1, 4, 1, 2, 3, 3, 4, 4
+else:  # pragma: no cover - on a GPU
+    N_IN, H, N_OUT, B, T, E, M, THREADS = 1, 32, 1, 10, 100, 30, 16, None
+DT = 0.1
+D = 2
+
+
+@pytest.mark.skipif(SIMULATED or gpu.available(), reason="runs the simulator where there is no GPU")
+def test_simulator():
+    """This file's tests under the simulator, in a subprocess."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-x", "-p", "no:cacheprovider", __file__]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout and " skipped" in r.stdout  # test_simulator itself is skipped there
+
+
+def _data(rng):
+    t = np.arange(T + 1) * DT
+    X = np.empty((D, E, B, T, N_IN), np.float32)
+    Y = np.empty((D, E, B, T, N_OUT), np.float32)
+    for d in range(D):
+        ph = rng.uniform(0, 2 * np.pi, (E, B, 1))
+        s = np.sin((d + 1) * t[None, None, :] + ph)
+        X[d] = s[..., :-1, None]
+        Y[d] = s[..., 1:, None]
+    return X, Y
+
+
+def _theta(rng, student):
+    pe = n_params(N_IN, H, N_OUT)
+    th = (rng.normal(0, 0.4, (M, pe))).astype(np.float32)
+    z = N_IN + H
+    otau = 2 * H * z + 2 * H
+    th[:, otau:otau + H] = rng.uniform(0.5, 2.0, (M, H))
+    if student:
+        th = np.concatenate([th, rng.uniform(0.2, 0.6, (M, n_scales(H, N_OUT))).astype(np.float32)], axis=1)
+    return th
+
+
+def _both(student, settings, teacher=None, big_lr=False, threads=THREADS):
+    """Train on the GPU and with the batched CPU kernel from the same start; return both results."""
+    settings = {k: np.resize(np.asarray(v), M) for k, v in settings.items()}  # the 4 kinds repeated
+    rng = np.random.default_rng(7)
+    X, Y = _data(rng)
+    theta = _theta(rng, student)
+    if big_lr:
+        theta[1, 0] = np.nan  # this model's loss is NaN: it must freeze where the CPU freezes it
+    data = np.arange(M) % D
+    # GPU, model index first
+    g_theta, g_m, g_v = theta.copy(), np.zeros_like(theta), np.zeros_like(theta)
+    g_l, g_s = np.full((M, E), np.nan), np.full((M, E), np.nan)
+    g_bad = np.full(M, -1, np.int64)
+    gpu.train_epochs(g_theta, g_m, g_v, X, Y, data, 0, 1, E, N_IN, H, N_OUT, DT, student, teacher=teacher,
+                     losses=g_l, mses=g_s, bad=g_bad, threads=threads, **settings)
+    gpu.train_epochs(g_theta, g_m, g_v, X, Y, data, 1, E, E, N_IN, H, N_OUT, DT, student, teacher=teacher,
+                     losses=g_l, mses=g_s, bad=g_bad, threads=threads, **settings)
+    # CPU: the batched kernel on the same models, M padded to whole vectors of its lanes
+    kinds = {v: k for k, v in SCHEDULES.items()}
+    masks = {v: k for k, v in MASKS.items() if v != MASK_NONE}
+    lanes = []
+    for k in range(M):
+        one = {name: v[k] for name, v in settings.items()}
+        extra = {}
+        if student:
+            extra = dict(mask=masks.get(int(one["mask_kind"])), beta=(one["beta0"], one["beta1"]),
+                         alpha=(one["alpha0"], one["alpha1"]), distill=bool(one["distill"]))
+        lanes.append(Lane(float(one["lr"]), float(one["lr_min"]), kinds[int(one["lr_kind"])], float(one["clip"]),
+                          **extra))
+    Mp = -(-M // KM.LANES) * KM.LANES
+    pad = np.concatenate([np.arange(M), np.zeros(Mp - M, int)])
+    loop = select(loop_of(lanes, (N_IN, H, N_OUT), E, student), pad)
+    c_theta = np.ascontiguousarray(theta[pad])
+    c_m, c_v = np.zeros_like(c_theta), np.zeros_like(c_theta)
+    c_teacher = np.ascontiguousarray(teacher[pad].T) if teacher is not None else np.zeros((0, Mp), np.float32)
+    c_thr = np.zeros((Mp, n_scales(H, N_OUT)), np.float32)
+    c_l, c_s = np.full((E, Mp), np.nan), np.full((E, Mp), np.nan)
+    c_bad = np.full(Mp, -1, np.int64)
+    KM.train_epochs(c_theta, c_m, c_v, X, Y, data[pad], 0, E, loop, c_teacher, c_thr, c_l, c_s, c_bad)
+    gpu_res = (g_theta, g_m, g_v, g_l, g_s, g_bad)
+    cpu_res = (c_theta[:M], c_m[:M], c_v[:M], c_l.T[:M], c_s.T[:M], c_bad[:M])
+    return gpu_res, cpu_res
+
+
+def _same(a, b):
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)  # NaN == NaN here; every other value bit for bit
+        assert np.array_equal(np.asarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8))
+
+
+TEACHERS = dict(lr=[0.01, 0.003, 0.02, 0.005], lr_min=[0.0, 0.0, 0.001, 0.0], lr_kind=[1, 0, 1, 1],
+                clip=[1.0, 0.05, 10.0, 0.5])
+
+
+@needs_device
+def test_teachers_bit_identical_to_the_cpu():
+    g, c = _both(False, TEACHERS)
+    _same(g, c)
+    assert np.isfinite(g[3]).all() and (g[5] == -1).all()
+    assert (g[3][:, -1] < g[3][:, 0]).any()  # it learns
+
+
+@needs_device
+def test_students_every_mask_and_distillation_bit_identical_to_the_cpu():
+    rng = np.random.default_rng(3)
+    teacher = _theta(rng, False)
+    settings = dict(TEACHERS, mask_kind=[MASK_NONE, MASK_NOTES, MASK_REFERENCE, MASK_NOTES],
+                    distill=[False, True, False, True], alpha0=0.3, alpha1=0.8, beta0=[1.0, 2.0, 3.0, 2.0],
+                    beta1=[5.0, 8.0, 6.0, 2.0])
+    g, c = _both(True, settings, teacher=teacher, threads=THREADS or 96)  # 96: several units per thread
+    _same(g, c)
+    assert np.isfinite(g[3]).all()
+
+
+@needs_device
+def test_a_diverging_model_freezes_where_the_cpu_freezes_it():
+    g, c = _both(False, TEACHERS, big_lr=True)
+    _same(g, c)
+    assert g[5][1] == 0 and (np.delete(g[5], 1) == -1).all()
+
+
+@needs_device
+def test_rollouts_and_held_out_mse_bit_identical_to_the_cpu():
+    rng = np.random.default_rng(5)
+    X, Y = _data(rng)
+    p = _theta(rng, False)
+    data = np.arange(M) % D
+    hs, ys, m = gpu.rollout(p, X[:, 0], data, N_IN, H, N_OUT, DT, Y=Y[:, 0], threads=THREADS)
+    free = 4
+    fhs, fys = gpu.rollout(p, X[:, 0], data, N_IN, H, N_OUT, DT, free=free, threads=THREADS)
+    for k in range(M):
+        x, y = X[data[k], 0], Y[data[k], 0]
+        assert m[k] == mse(p[k], x, y, N_IN, H, N_OUT, DT)
+        chs = np.empty((T + free + 1, B, H), np.float32)
+        cys = np.empty((T + free, B, N_OUT), np.float32)
+        rollout(p[k], x, N_IN, H, N_OUT, DT, free, chs, cys)
+        _same((fhs[k], fys[k], hs[k], ys[k]), (chs, cys, chs[: T + 1], cys[:T]))
+
+
+def test_no_gpu_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(gpu, "available", lambda: False)
+    with pytest.raises(gpu.GPUUnavailable, match="no GPU"):
+        gpu.rollout(np.zeros((1, n_params(1, 4, 1)), np.float32), np.zeros((1, 1, 1, 1), np.float32), [0], 1, 4, 1,
+                    0.1)
+
+
+@needs_device
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="float32"):
+        gpu.rollout(np.zeros((1, n_params(1, 4, 1))), np.zeros((1, 1, 1, 1), np.float32), [0], 1, 4, 1, 0.1)
+    with pytest.raises(ValueError, match="free"):
+        gpu.rollout(np.zeros((1, n_params(2, 4, 1)), np.float32), np.zeros((1, 1, 1, 2), np.float32), [0], 2, 4, 1,
+                    0.1, free=3)
+
+
+@needs_device
+def test_train_batch_is_the_cpu_train_batch():
+    """The typed wrapper: Lanes in, BatchResult out, as ternq.multi.train_batch."""
+    from ternq.multi import Lane, train_batch
+
+    rng = np.random.default_rng(11)
+    X, Y = _data(rng)
+    theta = _theta(rng, True)
+    teacher = _theta(rng, False)
+    lanes = [Lane(lr=0.01, mask="seed", beta=(1.0, 4.0)), Lane(lr=0.005, schedule="constant", clip=0.1),
+             Lane(mask="reference", beta=(2.0, 6.0), alpha=(0.3, 0.8), distill=True),
+             Lane(distill=True, alpha=(0.5, 0.5))]
+    lanes = [lanes[k % 4] for k in range(M)]
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher, threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
