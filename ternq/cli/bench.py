@@ -11,7 +11,7 @@ from .. import bench as _bench
 from .. import report
 from ..memory import check_fits
 from . import InputError, cli
-from .options import HIDDEN_INT, POSITIVE_FLOAT, json_option, quiet_option
+from .options import HIDDEN_INT, json_option, quiet_option
 
 MAX_BUDGET = 60.0  # seconds per timed run: beyond it a benchmark takes hours
 
@@ -38,7 +38,7 @@ def _check_c_ref(path: str | None) -> str | None:
               help="Width(s) to time on the single-model path; repeat the option for several.")
 @click.option("--batched-hidden", "batched_widths", type=HIDDEN_INT, multiple=True, default=(16, 32, 64),
               show_default=True, help=f"Width(s) to time {_bench.BATCH_M} models batched; repeat for several.")
-@click.option("--budget", type=POSITIVE_FLOAT, default=0.25, show_default=True,
+@click.option("--budget", type=float, default=0.25, show_default=True,
               help=f"Rough seconds of training per timed run (best of 3 runs; at most {MAX_BUDGET:g}).")
 @click.option("--no-compile", "skip_compile", is_flag=True,
               help="Skip the compile-time measurements and the first runs with an empty cache.")
@@ -69,8 +69,8 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     """
     if not widths or any(h <= 0 for h in widths) or any(h <= 0 for h in batched_widths):
         raise InputError("--hidden and --batched-hidden must be positive")
-    if budget > MAX_BUDGET:
-        raise InputError(f"--budget {budget:g}: at most {MAX_BUDGET:g} seconds per timed run")
+    if not 0 < budget <= MAX_BUDGET:  # false for nan too
+        raise InputError(f"--budget {budget:g}: a number of seconds above 0 and at most {MAX_BUDGET:g}")
     check_fits(_bench.memory_needed(widths, batched_widths, budget), "this benchmark")
     c_ref = _check_c_ref(c_ref)
     if c_ref and not with_factorial:
