@@ -51,8 +51,8 @@ def test_threads_batched_equal_serial_unbatched(serial_unbatched, tmp_path, monk
 
     monkeypatch.setattr(un, "run_batch", spy)
     got = _run(tmp_path, "threads", "always", monkeypatch, workers=2)
-    # the batches ran: 4 teachers of each width, then 16 students of each width
-    assert sorted(calls) == [4, 4, 16, 16]
+    # the batches ran: 4 teachers and 4 equal-budget floats of each width, then 16 students of each width
+    assert sorted(calls) == [4, 4, 4, 4, 16, 16]
     assert got[1] == serial_unbatched[1]
     assert got[0] == serial_unbatched[0]
 
@@ -68,7 +68,8 @@ def test_dask_batched_equal_serial_unbatched(serial_unbatched, tmp_path, monkeyp
 
 
 def _ready_units(seeds=(0, 1, 2, 3, 4)):
-    p = plan(replace(QUICK, seeds=seeds))
+    # without the equal-budget floats: teacher-kind units of other epochs, batched apart
+    p = plan(replace(QUICK, seeds=seeds, run=replace(QUICK.run, float_reference=False)))
     return p, [u for u in p.units if u.kind == "teacher"], [u for u in p.units if u.kind != "teacher"]
 
 
@@ -110,7 +111,8 @@ def test_auto_batches_full_groups_only_before_the_kernel_is_compiled(monkeypatch
     monkeypatch.setattr(multi, "compiled", lambda: True)
     assert sorted(len(g) for g in ex.batches(teachers, "auto")) == [4, 4, 16, 16]
     # wider than multi.NARROW: only full groups repay a batch
-    wide = [u for u in plan(replace(QUICK, seeds=tuple(range(20)), widths=(16, 32))).units if u.kind == "teacher"]
+    wide = plan(replace(QUICK, seeds=tuple(range(20)), widths=(16, 32), run=replace(QUICK.run, float_reference=False)))
+    wide = [u for u in wide.units if u.kind == "teacher"]
     groups = ex.batches(wide, "auto")
     assert sorted((g[0].hidden, len(g)) for g in groups if len(g) > 1) == [(16, 4), (16, 16), (32, 16)]
     assert sum(len(g) == 1 for g in groups) == 4
