@@ -334,6 +334,40 @@ def mse_as_text(raw):
 
 cases["predict: .tqd whose info.eval_mse_at_training is a string"] = lambda: (
     (p := tqd("mse-text.tqd", mse_as_text)) is not None and refused(ternq("predict", p)))
+def data_student_file():
+    """A student of a two-channel CSV far from mean 0, sd 1 (the user's own series)."""
+    s = D / "data-st.npz"
+    if not s.exists():
+        t = np.arange(300) * 0.2
+        data = csv("own.csv", np.stack([20 + 5 * np.sin(t), 1013 + 3 * np.cos(0.7 * t)], 1))
+        if ternq("student", "-q", "--data", data, "--hidden", 4, "--epochs", 5, "--out", s)[0] != 0:
+            return None
+    return s
+
+
+def std_negative(raw):
+    m = int.from_bytes(raw[8:12], "little")
+    man = json.loads(raw[12:12 + m])
+    man["task"]["std"] = [-abs(v) for v in man["task"]["std"]]
+    text = json.dumps(man).encode()
+    return raw[:8] + len(text).to_bytes(4, "little") + text + raw[12 + m:]
+
+
+def predict_input(rows):
+    s = data_student_file()
+    return s is not None and refused(ternq("predict", s, "--input", csv("in.csv", np.array(rows))))
+
+
+cases["predict --input: a value beyond float32"] = lambda: predict_input([[20.0, 1e39], [21.0, 1013.0]])
+cases["predict --input: one column for a two-channel model"] = lambda: predict_input([[20.0], [21.0]])
+cases["predict --input: .tqd whose task.std is negative"] = lambda: (s := data_student_file()) is not None and (
+    ternq("export", s, "--out", D / "own.tqd")[0] == 0 and (p := D / "own-bad.tqd").write_bytes(
+        std_negative((D / "own.tqd").read_bytes())) > 0 and refused(ternq("predict", p, "--input", D / "own.csv")))
+cases["export --format c-int --input (the integer library is normalised)"] = lambda: (
+    (s := data_student_file()) is not None and empty_out("export", s, "--format", "c-int", "--input", D / "own.csv",
+                                                        "--out", "d"))
+
+
 cases["predict on a teacher says what predict needs"] = lambda: (t := teacher_file()) is not None and (
     refused(res := ternq("predict", t)) and "exported," not in res[2] and "predict" in res[2])
 for name, args in {"--hidden 100000": ["--hidden", 100000], "--batched-hidden 100000": ["--batched-hidden", 100000],

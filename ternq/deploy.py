@@ -197,7 +197,8 @@ class Deployable:
         :meth:`predict` between :meth:`Units.to_normalised` and :meth:`Units.to_units` (the identity for a
         task without normalisation). ValueError when a value is not finite in float32."""
         units = self.units
-        Xn = np.asarray(X, np.float32) if units is None else units.to_normalised(X)
+        with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32 is refused below
+            Xn = np.asarray(X, np.float32) if units is None else units.to_normalised(X)
         if not np.all(np.isfinite(Xn)):
             raise ValueError("the inputs must be finite float32 values (also once normalised)")
         ys = self.predict(Xn, factored)[0]
