@@ -137,9 +137,12 @@ def test_refusals(model, tmp_path, capsys):
 
 def _export_units(model, tmp_path, capsys):
     out = tmp_path / "c"
-    code, _, err = run(["export", str(model / "s.npz"), "--format", "c", "--input", str(model / "later.csv"),
-                        "--out", str(out)], capsys)
+    code, stdout, err = run(["export", str(model / "s.npz"), "--format", "c", "--input", str(model / "later.csv"),
+                             "--out", str(out), "--json"], capsys)
     assert code == 0, err
+    res = json.loads(stdout)
+    assert res["normalised"] and res["golden_units"] == "own" and res["golden"] == {"sequences": 1, "steps": 40}
+    assert "input values in the series' own units" in (out / "golden.h").read_text()
     code, _, err = run(["predict", str(model / "s.npz"), "--input", str(model / "later.csv"),
                         "--out", str(tmp_path / "p.csv")], capsys)
     assert code == 0, err

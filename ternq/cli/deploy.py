@@ -124,7 +124,8 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json, i
         boards = {"error": str(exc)}
     res = {"model": str(model_path), "out": str(out), "format": fmt, "layout": layout, "dims": list(dep.dims),
            "task": task_label, "golden": {"sequences": int(X.shape[0]), "steps": int(X.shape[1])},
-           "files": files, "boards": boards}
+           "files": files, "boards": boards, "normalised": dep.units is not None,
+           "golden_units": "own" if input_path is not None and dep.units is not None else "model"}
     if as_json:
         report.print_json(res)
         return

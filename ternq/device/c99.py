@@ -385,9 +385,10 @@ void ternq_step(ternq_state *state, const int32_t x[TERNQ_N_IN], int32_t y[TERNQ
 """
 
 
-def golden_h(fmt: str, X: np.ndarray, Y: np.ndarray, units: bool = False) -> str:
+def golden_h(fmt: str, X: np.ndarray, Y: np.ndarray, units: bool = False, normalised: bool = False) -> str:
     """``golden.h``: the inputs X (N, T, I) and the expected outputs Y (N, T, O) of the exported model;
-    with ``units``, both in the series' own units (``main.c`` then runs ``ternq_step_units``).
+    with ``units``, both in the series' own units (``main.c`` then runs ``ternq_step_units``); ``normalised``
+    says that the model's own inputs are normalised values.
 
     Float: inputs as exact hexadecimal literals, outputs as their float32 bit patterns; integer: int32.
     """
@@ -400,7 +401,7 @@ def golden_h(fmt: str, X: np.ndarray, Y: np.ndarray, units: bool = False) -> str
         xs = _array("int32_t", "ternq_golden_x", X, fmt=lambda v: f"{int(v)}")
         ys = _array("int32_t", "ternq_golden_y", Y, fmt=lambda v: f"{int(v)}")
     cmd = "ternq predict --int" if fmt != "c" else "ternq predict"
-    what = "held-out input sequences (normalised)"
+    what = "held-out input sequences" + (" (normalised)" if normalised else "")
     flag = ""
     if units:
         cmd, what = "ternq predict --input", "input values in the series' own units"
@@ -500,7 +501,7 @@ def sources(dep: Deployable, X: np.ndarray, fmt: str = "c", layout: str = "spars
     files = model_sources(dep, fmt, layout, source)
     units = units and dep.units is not None  # without normalisation the own units are the model's
     Xg, Yg = golden_outputs(dep, fmt, X, units)
-    files["golden.h"] = golden_h(fmt, Xg, Yg, units)
+    files["golden.h"] = golden_h(fmt, Xg, Yg, units, dep.units is not None)
     files["main.c"] = main_c(fmt)
     return files
 
