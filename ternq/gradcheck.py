@@ -335,7 +335,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     there shows up as a mismatch here. With ``r = w / s``:
 
     - vanilla: 1;
-    - seeds' smoothstep bump: ``u = clip((|r| - 1/2) beta + 1/2, 0, 1)``, ``6 u (1 - u) beta``;
+    - notes' smoothstep bump: ``u = clip((|r| - 1/2) beta + 1/2, 0, 1)``, ``6 u (1 - u) beta``;
     - C program's: ``1 - smoothstep(beta |r - round(r)|)`` with halves rounded away
       from zero and ``smoothstep(x) = 3x^2 - 2x^3`` on x clipped to [0, 1].
     """
@@ -352,7 +352,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     raise ValueError(f"unknown mask kind {kind}")
 
 
-STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_NOTES, "STE = g_eff * seeds' mask", 7.0),
+STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_NOTES, "STE = g_eff * notes' mask", 7.0),
              (MASK_REFERENCE, "STE = g_eff * C program's mask", 7.0))
 
 
