@@ -96,6 +96,12 @@ def test_predict_input_reports_errors_in_the_users_units(model, tmp_path, capsys
     assert res["rmse"] == pytest.approx(np.sqrt(np.mean(err_units ** 2, axis=0)).tolist(), rel=1e-12)
     assert res["channels"] == ["temp", "pressure"] and res["rows"] == 40 and res["normalised"]
     assert np.max(np.abs(raw - X[0])) < 1e-3
+    # the deployable file keeps the normalisation: the same bits from a .tqd
+    assert run(["export", str(model / "s.npz"), "--out", str(tmp_path / "s.tqd")], capsys)[0] == 0
+    code, _, err = run(["predict", str(tmp_path / "s.tqd"), "--input", str(model / "later.csv"),
+                        "--out", str(tmp_path / "q.npy")], capsys)
+    assert code == 0, err
+    assert np.load(tmp_path / "q.npy").tobytes() == ys.tobytes()
     # the rich table names the channels and the units
     code, stdout, err = run(["predict", str(model / "s.npz"), "--input", str(model / "later.csv")], capsys)
     assert code == 0, err
