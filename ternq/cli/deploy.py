@@ -183,7 +183,8 @@ def _export_tqd(dep: Deployable, model_path, out, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also save the predictions: FILE.csv as one '%.9g' value per line (sequences, steps, channels "
                    "in order; integers with --int), exactly what the C harness prints, so 'cmp' compares them; "
-                   "any other name: .npy, (N, T, n_out) float32 (int32 Q16 with --int).")
+                   "any other name: .npy, (N, T, n_out) float32 (int32 Q16 with --int). Normalised values for a "
+                   "model of a --data series, its own units with --input.")
 @click.option("--factored", is_flag=True,
               help="Sum inputs with adds/subtracts only and multiply each row by its scale once "
                    "(not bit-identical to training; differs by ~1e-7).")
