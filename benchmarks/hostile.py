@@ -353,19 +353,27 @@ def std_negative(raw):
     return raw[:8] + len(text).to_bytes(4, "little") + text + raw[12 + m:]
 
 
-def predict_input(rows):
+def refused_saying(res, needle):
+    """Refused for the reason the case is about (an unknown option is refused too, in one line)."""
+    return refused(res) and needle in res[2]
+
+
+def predict_input(rows, needle):
     s = data_student_file()
-    return s is not None and refused(ternq("predict", s, "--input", csv("in.csv", np.array(rows))))
+    return s is not None and refused_saying(ternq("predict", s, "--input", csv("in.csv", np.array(rows))), needle)
 
 
-cases["predict --input: a value beyond float32"] = lambda: predict_input([[20.0, 1e39], [21.0, 1013.0]])
-cases["predict --input: one column for a two-channel model"] = lambda: predict_input([[20.0], [21.0]])
+cases["predict --input: a value beyond float32"] = lambda: predict_input([[20.0, 1e39], [21.0, 1013.0]], "float32")
+cases["predict --input: one column for a two-channel model"] = lambda: predict_input([[20.0], [21.0]], "2 inputs")
 cases["predict --input: .tqd whose task.std is negative"] = lambda: (s := data_student_file()) is not None and (
     ternq("export", s, "--out", D / "own.tqd")[0] == 0 and (p := D / "own-bad.tqd").write_bytes(
-        std_negative((D / "own.tqd").read_bytes())) > 0 and refused(ternq("predict", p, "--input", D / "own.csv")))
+        std_negative((D / "own.tqd").read_bytes())) > 0 and refused_saying(
+        ternq("predict", p, "--input", D / "own.csv"), "task.mean and task.std"))
 cases["export --format c-int --input (the integer library is normalised)"] = lambda: (
     (s := data_student_file()) is not None and empty_out("export", s, "--format", "c-int", "--input", D / "own.csv",
-                                                        "--out", "d"))
+                                                        "--out", "d")
+    and refused_saying(ternq("export", s, "--format", "c-int", "--input", D / "own.csv", "--out", D / "d"),
+                       "--format c"))
 
 
 cases["predict on a teacher says what predict needs"] = lambda: (t := teacher_file()) is not None and (
