@@ -127,8 +127,14 @@ def flops_epoch(H: int, kind: str = "teacher", I: int = 1, O: int = 1, B: int = 
     return f
 
 
-def flops_factorial(teacher_epochs: int = 2000, student_epochs: int = 1500, widths=(16, 32)) -> int:
-    """Flops of a reference factorial's training (2 teachers, 8 students)."""
+def flops_factorial(teacher_epochs: int | None = None, student_epochs: int | None = None, widths=None) -> int:
+    """Flops of a reference factorial's training (2 teachers, 8 students) [the default settings' epochs, widths]."""
+    from .experiment.plans import ExperimentSettings
+
+    defaults = ExperimentSettings()
+    teacher_epochs = defaults.teacher.epochs if teacher_epochs is None else teacher_epochs
+    student_epochs = defaults.student.epochs if student_epochs is None else student_epochs
+    widths = defaults.widths if widths is None else widths
     total = 0
     for H in widths:
         total += teacher_epochs * flops_epoch(H, "teacher")
@@ -155,11 +161,15 @@ def bench_inputs(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
 
 
 def bench_lane(student: bool, distill: bool):
-    """The settings every timing trains with: the notes' student (mask, beta and alpha schedules) or teacher."""
-    from .train import Lane
+    """The settings every timing trains with: the notes' shaped student (its mask, beta and alpha schedules) or
+    teacher, with the default settings."""
+    from dataclasses import replace
 
-    return Lane(lr=1e-3 if student else 1e-2, lr_min=1e-4, mask="seed" if student else None, beta=(1.0, 20.0),
-                alpha=(0.3, 0.8), distill=distill)
+    from .train import Lane, StudentConfig, TeacherConfig
+
+    if not student:
+        return Lane.of(TeacherConfig())
+    return Lane.of(replace(StudentConfig(), shaped=True, distill=distill))
 
 
 def time_epochs(theta, X, Y, student, tp, H, epochs):

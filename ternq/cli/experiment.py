@@ -30,6 +30,7 @@ from .options import (
     POSITIVE_INT,
     SEED_INT,
     check_writable,
+    given_columns,
     json_option,
     load_task,
     quiet_option,
@@ -46,6 +47,7 @@ def _task_flags(task_name, data_path) -> dict:
     out = {"experiment__task": task_name if given else None}
     if data_path is not None:
         out["experiment__data"] = str(Path(data_path).resolve())
+        out["experiment__columns"] = given_columns()
     return out
 
 
