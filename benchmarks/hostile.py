@@ -1,7 +1,8 @@
-"""Hostile inputs of issue 13, through the real CLI (subprocesses): data, model, deploy and settings files,
+"""Hostile inputs through the real CLI (subprocesses): data, model, deploy and settings files,
 flags, output folders, schedulers.
 
-usage: python benchmarks/hostile.py TREE   (PYTHONPATH=TREE is set for the children; TREE may be an old checkout)
+usage: python benchmarks/hostile.py TREE [TEXT]   (PYTHONPATH=TREE is set for the children; TREE may be an old
+checkout; with TEXT, only the cases whose names hold it)
 A case is handled when it ends in exit 2 with one 'Error:' line on stderr (no traceback, no
 'Internal error', no warning) within 60 s, or, where a correct result exists, exit 0 with it.
 """
@@ -22,10 +23,11 @@ D = Path(tempfile.mkdtemp(prefix="hostile-"))
 ENV = {**os.environ, "PYTHONPATH": TREE, "TERNQ_CACHE": str(D / "cache")}
 
 
-def ternq(*args, timeout=60):
+def ternq(*args, timeout=60, env=None, cwd=None):
     try:
         p = subprocess.run([sys.executable, "-m", "ternq", *map(str, args)], capture_output=True, text=True,
-                           env=ENV, timeout=timeout, cwd=D, preexec_fn=lambda: __import__("resource").setrlimit(
+                           env=env or ENV, timeout=timeout, cwd=cwd or D,
+                           preexec_fn=lambda: __import__("resource").setrlimit(
                                __import__("resource").RLIMIT_AS, (3 << 30, 3 << 30)))
     except subprocess.TimeoutExpired:
         return None, "", "TIMEOUT"
@@ -280,6 +282,228 @@ cases["predict: deploy file with a non-table manifest field"] = lambda: (
     (p := tqd("bad-manifest.tqd", manifest_field_not_a_table)) is not None and refused(ternq("predict", p)))
 
 
+
+
+# ---- inputs overwritten, empty paths, files in the way, sizes, silent acceptance, signals
+def unchanged_and_refused(argv, *paths):
+    before = [Path(p).read_bytes() for p in paths]
+    return refused(ternq(*argv)) and [Path(p).read_bytes() for p in paths] == before
+
+
+def teacher_file():
+    t = D / "tt.npz"
+    if not t.exists() and ternq("teacher", "-q", "--hidden", 4, "--epochs", 5, "--out", t)[0] != 0:
+        return None
+    return t
+
+
+cases["student --teacher X --out X"] = lambda: (t := teacher_file()) is not None and unchanged_and_refused(
+    ["student", "-q", "--hidden", 4, "--epochs", 2, "--teacher", t, "--out", t], t)
+cases["cs --from X --out X"] = lambda: (s := student_file()) is not None and unchanged_and_refused(
+    ["cs", "-q", "--from", s, "--out", s], s)
+
+
+def empty_out(*argv):
+    where = Path(tempfile.mkdtemp(dir=D))
+    return refused(ternq(*argv, cwd=where)) and not any(where.iterdir())
+
+
+cases["factorial --out ''"] = lambda: empty_out("factorial", "-q", "--config", QUICK, "--out", "")
+cases["teacher --out ''"] = lambda: empty_out("teacher", "-q", "--epochs", 2, "--out", "")
+cases["export --out ''"] = lambda: (s := student_file()) is not None and empty_out("export", s, "--out", "")
+
+
+def lock_in_the_way(make):
+    out = Path(tempfile.mkdtemp(dir=D))
+    make(out / ".ternq.lock")
+    return refused(ternq("factorial", "-q", "--config", QUICK, "--out", out))
+
+
+cases["factorial: a folder at OUT/.ternq.lock"] = lambda: lock_in_the_way(lambda p: p.mkdir())
+cases["factorial: a dangling symlink at OUT/.ternq.lock"] = lambda: lock_in_the_way(
+    lambda p: p.symlink_to(D / "no" / "such" / "lock"))
+
+
+def mse_as_text(raw):
+    m = int.from_bytes(raw[8:12], "little")
+    man = json.loads(raw[12:12 + m])
+    man["info"]["eval_mse_at_training"] = "0.1"
+    text = json.dumps(man).encode()
+    return raw[:8] + len(text).to_bytes(4, "little") + text + raw[12 + m:]
+
+
+cases["predict: .tqd whose info.eval_mse_at_training is a string"] = lambda: (
+    (p := tqd("mse-text.tqd", mse_as_text)) is not None and refused(ternq("predict", p)))
+def data_student_file():
+    """A student of a two-channel CSV far from mean 0, sd 1 (the user's own series)."""
+    s = D / "data-st.npz"
+    if not s.exists():
+        t = np.arange(300) * 0.2
+        data = csv("own.csv", np.stack([20 + 5 * np.sin(t), 1013 + 3 * np.cos(0.7 * t)], 1))
+        if ternq("student", "-q", "--data", data, "--hidden", 4, "--epochs", 5, "--out", s)[0] != 0:
+            return None
+    return s
+
+
+def std_negative(raw):
+    m = int.from_bytes(raw[8:12], "little")
+    man = json.loads(raw[12:12 + m])
+    man["task"]["std"] = [-abs(v) for v in man["task"]["std"]]
+    text = json.dumps(man).encode()
+    return raw[:8] + len(text).to_bytes(4, "little") + text + raw[12 + m:]
+
+
+def refused_saying(res, needle):
+    """Refused for the reason the case is about (an unknown option is refused too, in one line)."""
+    return refused(res) and needle in res[2]
+
+
+def predict_input(rows, needle):
+    s = data_student_file()
+    return s is not None and refused_saying(ternq("predict", s, "--input", csv("in.csv", np.array(rows))), needle)
+
+
+cases["predict --input: a value beyond float32"] = lambda: predict_input([[20.0, 1e39], [21.0, 1013.0]], "float32")
+cases["predict --input: one column for a two-channel model"] = lambda: predict_input([[20.0], [21.0]], "2 inputs")
+cases["predict --input: .tqd whose task.std is negative"] = lambda: (s := data_student_file()) is not None and (
+    ternq("export", s, "--out", D / "own.tqd")[0] == 0 and (p := D / "own-bad.tqd").write_bytes(
+        std_negative((D / "own.tqd").read_bytes())) > 0 and refused_saying(
+        ternq("predict", p, "--input", D / "own.csv"), "task.mean and task.std"))
+cases["export --format c-int --input (the integer library is normalised)"] = lambda: (
+    (s := data_student_file()) is not None and empty_out("export", s, "--format", "c-int", "--input", D / "own.csv",
+                                                        "--out", "d")
+    and refused_saying(ternq("export", s, "--format", "c-int", "--input", D / "own.csv", "--out", D / "d"),
+                       "--format c"))
+
+
+cases["predict on a teacher says what predict needs"] = lambda: (t := teacher_file()) is not None and (
+    refused(res := ternq("predict", t)) and "exported," not in res[2] and "predict" in res[2])
+for name, args in {"--hidden 100000": ["--hidden", 100000], "--batched-hidden 100000": ["--batched-hidden", 100000],
+                   "--budget inf": ["--budget", "inf"]}.items():
+    cases[f"bench {name}"] = lambda a=args: refused(ternq("bench", "-q", "--no-factorial", "--no-compile", *a))
+for name, body in {"steps = 100000000": "[cs]\nsteps = 100000000\n",
+                   "sequences = 100000": "[cs]\nsequences = 100000\n"}.items():
+    cases[f"factorial config [cs] {name}"] = lambda b=body, n=name: refused(
+        ternq("factorial", "-q", "--config", toml(f"cs-{n.split()[0]}.toml", b)))
+    cases[f"cs config [cs] {name}"] = lambda b=body, n=name: refused(
+        ternq("cs", "-q", "--config", toml(f"cs-{n.split()[0]}.toml", b), "--out", D / "c.npz"))
+for value in ("1", "inf"):
+    cases[f"teacher --lr 0.01 --lr-min {value}"] = lambda v=value: refused(
+        ternq("teacher", "-q", "--lr", "0.01", "--lr-min", v, "--out", D / "t.npz"))
+
+
+def cache_unusable(where):
+    env = {**ENV, "TERNQ_CACHE": str(where)}
+    return warned(ternq("student", "-q", "--hidden", 2, "--epochs", 2, "--out", D / "s2.npz", env=env), "cache")
+
+
+(D / "cache-file").write_text("x")
+cases["TERNQ_CACHE a regular file: warned"] = lambda: cache_unusable(D / "cache-file")
+cases["TERNQ_CACHE=/proc: warned"] = lambda: cache_unusable("/proc")
+
+
+def cs_out_first():
+    env = {**ENV, "TERNQ_CACHE": str(D / "cache-cs")}
+    return refused(ternq("cs", "-q", "--hidden", 3, "--out", D / "no" / "c.npz", env=env)) and not (
+        D / "cache-cs").exists()
+
+
+cases["cs --out into a missing folder refused before its teacher trains"] = cs_out_first
+
+
+def bom_settings():
+    path = D / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + QUICK.read_bytes())
+    return ternq("factorial", "-q", "--config", path, "--no-gradcheck")[0] == 0
+
+
+cases["factorial --config: TOML starting with a UTF-8 byte-order mark"] = bom_settings
+cases["teacher: evaluation time shown apart from training"] = lambda: (
+    (res := ternq("teacher", "--hidden", 3, "--epochs", 2, "-q", "--out", D / "t.npz"))[0] == 0
+    and "evaluation time" in res[1])
+
+
+def sweep_says_what_it_does():
+    pairs = [[a, a + 1 + b] for a in range(1, 60) for b in range(40)][:2000]
+    spec = toml("big-sweep.toml", f"[teacher]\nepochs = 2\n[student]\nepochs = 2\n[sweep]\nseeds = 1\n"
+                                  f"widths = {pairs}\n")
+    out = D / "big-sweep"
+    p = subprocess.Popen([sys.executable, "-m", "ternq", "sweep", "--config", spec, "--out", out], env=ENV, cwd=D,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import threading
+
+    timer = threading.Timer(30, p.kill)  # no first line within 30 s: not handled
+    timer.start()
+    try:
+        first = p.stderr.readline()
+    finally:
+        timer.cancel()
+        p.kill()
+        p.wait()
+    return "2000 cells" in first and out.is_dir()
+
+
+cases["sweep of 2,000 width pairs says what it does and makes its folder at once"] = sweep_says_what_it_does
+
+
+def interrupted_note(argv):
+    p = subprocess.Popen([sys.executable, "-m", "ternq", *map(str, argv)], env=ENV, cwd=D,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import time
+
+    time.sleep(5)
+    p.send_signal(__import__("signal").SIGINT)
+    try:
+        err = p.communicate(timeout=120)[1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return False
+    return p.returncode == 130 and "Traceback" not in err and "resumes" not in err
+
+
+cases["teacher interrupted: no false 'rerunning resumes'"] = lambda: interrupted_note(
+    ["teacher", "-q", "--hidden", 4, "--epochs", 20000, "--out", D / "t.npz"])
+
+
+def lost_scheduler():
+    import shutil
+    import socket
+    import time
+
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent))
+    if dask is None:
+        return False
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sched = subprocess.Popen([dask, "scheduler", "--port", str(port), "--no-dashboard"], env=ENV, cwd=D,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(3)
+    worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard"],
+                              env=ENV, cwd=D, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = D / "o-dask"
+    run = subprocess.Popen([sys.executable, "-m", "ternq", "factorial", "-q", "--seeds", "30", "--config", QUICK,
+                            "--scheduler", f"tcp://127.0.0.1:{port}", "--out", out], env=ENV, cwd=D,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while run.poll() is None and time.monotonic() < deadline and not list((out / "units").glob("*.npz")):
+        time.sleep(0.1)
+    sched.kill()
+    try:
+        err = run.communicate(timeout=120)[1]
+    finally:
+        for p in (sched, worker, run):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return run.returncode == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+cases["factorial --scheduler: the scheduler killed mid-run, one line"] = lost_scheduler
+
+only = sys.argv[2] if len(sys.argv) > 2 else ""  # run only the cases whose names hold this text
+cases = {name: fn for name, fn in cases.items() if only in name}
 handled = 0
 for name, fn in cases.items():
     ok = bool(fn())

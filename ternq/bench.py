@@ -128,8 +128,14 @@ def flops_epoch(H: int, kind: str = "teacher", I: int = 1, O: int = 1, B: int = 
     return f
 
 
-def flops_factorial(teacher_epochs: int = 2000, student_epochs: int = 1500, widths=(16, 32)) -> int:
-    """Flops of a reference factorial's training (2 teachers, 8 students)."""
+def flops_factorial(teacher_epochs: int | None = None, student_epochs: int | None = None, widths=None) -> int:
+    """Flops of a reference factorial's training (2 teachers, 8 students) [the default settings' epochs, widths]."""
+    from .experiment.plans import ExperimentSettings
+
+    defaults = ExperimentSettings()
+    teacher_epochs = defaults.teacher.epochs if teacher_epochs is None else teacher_epochs
+    student_epochs = defaults.student.epochs if student_epochs is None else student_epochs
+    widths = defaults.widths if widths is None else widths
     total = 0
     for H in widths:
         total += teacher_epochs * flops_epoch(H, "teacher")
@@ -156,11 +162,15 @@ def bench_inputs(H: int, kind: str, epochs: int, B: int, T: int, seed: int = 0):
 
 
 def bench_lane(student: bool, distill: bool):
-    """The settings every timing trains with: the notes' student (mask, beta and alpha schedules) or teacher."""
-    from .train import Lane
+    """The settings every timing trains with: the notes' shaped student (its mask, beta and alpha schedules) or
+    teacher, with the default settings."""
+    from dataclasses import replace
 
-    return Lane(lr=1e-3 if student else 1e-2, lr_min=1e-4, mask="seed" if student else None, beta=(1.0, 20.0),
-                alpha=(0.3, 0.8), distill=distill)
+    from .train import Lane, StudentConfig, TeacherConfig
+
+    if not student:
+        return Lane.of(TeacherConfig())
+    return Lane.of(replace(StudentConfig(), shaped=True, distill=distill))
 
 
 def time_epochs(theta, X, Y, student, tp, H, epochs):
@@ -195,6 +205,14 @@ def epoch_time(H: int, kind: str = "teacher", epochs: int = 200, repeat: int = 3
 def epochs_for(H: int, budget: float = 0.25) -> int:
     """A number of epochs that takes roughly ``budget`` seconds at width H (rough guess)."""
     return int(max(20, min(1000, budget / (2e-6 * H * H + 3e-5))))
+
+
+def memory_needed(widths=WIDTHS, batched_widths=(16, 32, 64), budget: float = 0.25) -> int:
+    """Bytes the largest timed run of :func:`run` allocates (an upper estimate: a batch of models at once)."""
+    from .memory import training_memory
+
+    return max((M * training_memory(epochs_for(H, budget), B_DEFAULT, T_DEFAULT, H)
+                for M, hs in ((1, widths), (BATCH_M, batched_widths)) for H in hs), default=0)
 
 
 # ---------------------------------------------------------------- machine peak

@@ -19,6 +19,11 @@ payload. A file is written atomically (temporary file, then rename).
 
 Inference (:meth:`Deployable.predict`) runs :func:`ternq.kernels.infer.run`,
 bit-identical to the training forward of the student it came from.
+
+A model trained on a recorded series works in normalised units; the manifest's
+``task`` keeps the training part's per-channel ``mean`` and ``std``, from which
+:class:`Units` derives the float32 constants that :meth:`Deployable.predict_units`
+and the C library's ``ternq_step_units`` apply, in the same float32 operations.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -78,6 +84,49 @@ def unpack_trits(data: bytes, n: int) -> np.ndarray:
     return np.ascontiguousarray(flat[:n])
 
 
+@dataclass(frozen=True)
+class Units:
+    """The per-channel normalisation of a model trained on a recorded series, as float32 constants.
+
+    Into the model: ``x_n = (x - mean_in) * inv_sd_in``; out of it: ``y = y_n * sd_out + mean_out``; each a
+    float32 subtraction or multiplication then a separate float32 multiplication or addition (no fused
+    multiply-add), so Python and C round identically. ``inv_sd_in`` is ``1 / std`` in float64, rounded once.
+    """
+
+    mean_in: np.ndarray  # float32 (I,)
+    inv_sd_in: np.ndarray  # float32 (I,)
+    mean_out: np.ndarray  # float32 (O,)
+    sd_out: np.ndarray  # float32 (O,)
+
+    @classmethod
+    def of_task(cls, task: dict, n_in: int, n_out: int) -> Units | None:
+        """The constants from a task description's ``mean`` and ``std`` (a series' channels are both the inputs
+        and the outputs); None for a task without them. ValueError (one line) when they are malformed."""
+        if "mean" not in task and "std" not in task:
+            return None
+        mean, std = task.get("mean"), task.get("std")
+        for key, v in (("mean", mean), ("std", std)):
+            if not (isinstance(v, list) and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)):
+                raise ValueError(f"task.{key} must be a list of numbers")
+        if not len(mean) == len(std) == n_in == n_out:
+            raise ValueError(f"task.mean and task.std must have {n_in} values (one per channel)")
+        mean64, std64 = np.array(mean, np.float64), np.array(std, np.float64)
+        with np.errstate(over="ignore", divide="ignore"):
+            m, sd, inv = mean64.astype(np.float32), std64.astype(np.float32), (1.0 / std64).astype(np.float32)
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(sd)) and np.all(np.isfinite(inv)) and np.all(sd > 0)
+                and np.all(inv > 0)):
+            raise ValueError("task.mean and task.std must be finite in float32, std > 0")
+        return cls(m, inv, m.copy(), sd)
+
+    def to_normalised(self, x: np.ndarray) -> np.ndarray:
+        """Values in the series' units (..., I) as the model's normalised float32 inputs."""
+        return (np.asarray(x, np.float32) - self.mean_in) * self.inv_sd_in
+
+    def to_units(self, y: np.ndarray) -> np.ndarray:
+        """The model's normalised float32 outputs (..., O) in the series' units."""
+        return np.asarray(y, np.float32) * self.sd_out + self.mean_out
+
+
 @dataclass
 class Deployable:
     """A deployed ternary CfC: trits (int8), row scales, biases and tau (float32)."""
@@ -106,7 +155,8 @@ class Deployable:
     def from_model(cls, model: Model) -> Deployable:
         """The deployable form of a ternary student (a teacher has no trits: ValueError)."""
         if model.kind != "student":
-            raise ValueError(f"only a ternary student can be exported, this is a {model.kind}")
+            raise ValueError(f"this is a {model.kind}; only a ternary student can be deployed (exported or run by "
+                             "'ternq predict')")
         I, H, O = model.dims
         trits = model.trits()
         nW = 2 * H * (I + H)
@@ -136,6 +186,23 @@ class Deployable:
         out = np.empty(self.hidden, np.float32)
         tau_decay(np.ascontiguousarray(self.tau, np.float32), np.float32(DT), out)
         return out
+
+    @property
+    def units(self) -> Units | None:
+        """The normalisation of the series the model was trained on; None for a task that has none."""
+        return Units.of_task(self.task, self.n_in, self.n_out)
+
+    def predict_units(self, X: np.ndarray, factored: bool = False) -> np.ndarray:
+        """Predictions (N, T, O) in the series' own units on inputs X (N, T, I) in those units, from h_0 = 0:
+        :meth:`predict` between :meth:`Units.to_normalised` and :meth:`Units.to_units` (the identity for a
+        task without normalisation). ValueError when a value is not finite in float32."""
+        units = self.units
+        with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32 is refused below
+            Xn = np.asarray(X, np.float32) if units is None else units.to_normalised(X)
+        if not np.all(np.isfinite(Xn)):
+            raise ValueError("the inputs must be finite float32 values (also once normalised)")
+        ys = self.predict(Xn, factored)[0]
+        return ys if units is None else units.to_units(ys)
 
     def predict(self, X: np.ndarray, factored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (N, T, O) and hidden states (N, T+1, H) on X (N, T, I), from h_0 = 0."""
@@ -249,7 +316,11 @@ class Deployable:
         for key in ("task", "info"):
             need(isinstance(man.get(key, {}), dict), f"'{key}' must be an object")
         need(isinstance(man.get("sections"), list), "'sections' must be a list")
+        mse = man.get("info", {}).get("eval_mse_at_training")
+        need(mse is None or (isinstance(mse, (int, float)) and not isinstance(mse, bool) and math.isfinite(mse)
+                             and mse >= 0), "info.eval_mse_at_training must be a number >= 0")
         need(man.get("cell") == "CfC", "cell must be CfC")
+        Units.of_task(man.get("task", {}), man["dims"].get("n_in"), man["dims"].get("n_out"))
         need(man.get("dt") == DT, f"dt must be {DT}")
         need(man["packing"] == PACKING, "unknown trit packing")
         dims = man["dims"]
@@ -317,6 +388,60 @@ class Deployable:
                 "float_bytes": payload - sections["trits"], "trits": self.n_trits,
                 "zero_share": float((self.trits_W == 0).sum() + (self.trits_out == 0).sum()) / self.n_trits,
                 "float32_bytes": f32, "file_vs_float32": file_bytes / f32, "payload_vs_float32": payload / f32}
+
+
+def channel_names(task: dict, n: int) -> list[str]:
+    """The names of a model's n channels from its task description: the data file's column names where the
+    description has them, else "channel k"."""
+    names = task.get("channels") or task.get("columns")
+    if isinstance(names, list) and len(names) == n and all(isinstance(c, str) for c in names):
+        return list(names)
+    return [f"channel {k}" for k in range(n)]
+
+
+def read_values(dep: Deployable, path: str | os.PathLike) -> np.ndarray:
+    """One input sequence (1, T, I) in the series' own units: the rows of a CSV or ``.npy`` file, with the
+    columns the model's data file was trained on (``task.columns``, when it selected some). ValueError
+    (one line) for an unreadable file or a wrong number of columns."""
+    from .tasks.series import read_table
+
+    columns = dep.task.get("columns") if isinstance(dep.task.get("columns"), list) else None
+    table, _ = read_table(path, columns=columns)
+    if table.shape[1] != dep.n_in:
+        raise ValueError(f"{path} has {table.shape[1]} columns; the model takes {dep.n_in} inputs")
+    return table[None]
+
+
+def held_out_rmse(ys: np.ndarray, Y: np.ndarray, task: dict) -> list[float] | None:
+    """Per output channel, the RMSE of normalised predictions ys against Y (N, T, O) in the series' own units:
+    the normalised RMSE times the channel's training ``std`` from the task description, in float64; None for a
+    task without normalisation."""
+    std = task.get("std")
+    if not isinstance(std, list) or len(std) != np.shape(Y)[-1]:
+        return None
+    err = np.asarray(ys, np.float64) - np.asarray(Y, np.float64)
+    return [float(v) for v in np.sqrt(np.mean(err * err, axis=(0, 1))) * np.asarray(std, np.float64)]
+
+
+def score_values(dep: Deployable, X: np.ndarray, factored: bool = False) -> dict:
+    """Predictions on one sequence X (1, T, I) in the series' own units, each row predicting the next, and
+    their errors on rows 2..T: ``predictions`` (1, T, O) float32 in the series' units, ``rmse`` per channel
+    (float64, the series' units) and ``mse_normalised`` (both None for fewer than 2 rows)."""
+    ys = dep.predict_units(X, factored)
+    res = {"predictions": ys, "rows": int(X.shape[1]), "rmse": None, "mse_normalised": None}
+    if X.shape[1] < 2:
+        return res
+    target = np.asarray(X[:, 1:], np.float32)
+    err = np.asarray(ys[:, :-1], np.float64) - target.astype(np.float64)
+    res["rmse"] = [float(v) for v in np.sqrt(np.mean(err * err, axis=(0, 1)))]
+    units = dep.units
+    if units is None:
+        res["mse_normalised"] = float(infer.mse(np.ascontiguousarray(ys[:, :-1]), np.ascontiguousarray(target)))
+    else:
+        yn = dep.predict(units.to_normalised(X), factored)[0]
+        res["mse_normalised"] = float(infer.mse(np.ascontiguousarray(yn[:, :-1]),
+                                                np.ascontiguousarray(units.to_normalised(target))))
+    return res
 
 
 def float32_bytes(n_in: int, hidden: int, n_out: int) -> int:

@@ -330,7 +330,7 @@ def read_toml(path: str | os.PathLike, max_bytes: int = TOML_MAX_BYTES, max_dept
     """
     raw = read_bytes(path, max_bytes, what)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # editors on Windows start UTF-8 files with a byte-order mark
     except UnicodeDecodeError:
         raise FileInputError(f"{what} {path} is not UTF-8 text") from None
     if toml_depth(text) > max_depth:

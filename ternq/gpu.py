@@ -94,7 +94,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  losses: np.ndarray, mses: np.ndarray, bad: np.ndarray, threads: int | None = None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
-    Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the seeds' recipe:
+    Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
     cosine or constant learning rate, global-norm clipping, Adam; a student's STE with its mask and
     linear beta; distillation towards ``teacher`` with linear alpha), bit for bit.
 

@@ -335,7 +335,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     there shows up as a mismatch here. With ``r = w / s``:
 
     - vanilla: 1;
-    - seeds' smoothstep bump: ``u = clip((|r| - 1/2) beta + 1/2, 0, 1)``, ``6 u (1 - u) beta``;
+    - notes' smoothstep bump: ``u = clip((|r| - 1/2) beta + 1/2, 0, 1)``, ``6 u (1 - u) beta``;
     - C program's: ``1 - smoothstep(beta |r - round(r)|)`` with halves rounded away
       from zero and ``smoothstep(x) = 3x^2 - 2x^3`` on x clipped to [0, 1].
     """
@@ -352,7 +352,7 @@ def protocol_mask(w: np.ndarray, s: np.ndarray, beta: float, kind: int) -> np.nd
     raise ValueError(f"unknown mask kind {kind}")
 
 
-STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_NOTES, "STE = g_eff * seeds' mask", 7.0),
+STE_MASKS = ((MASK_NONE, "STE = g_eff (vanilla)", 1.0), (MASK_NOTES, "STE = g_eff * notes' mask", 7.0),
              (MASK_REFERENCE, "STE = g_eff * C program's mask", 7.0))
 
 
@@ -436,10 +436,10 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
         return check_all(*args)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ternq
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    code = "import sys; from ternq.gradcheck import _child; _child(sys.argv[1])"
+    code = "import sys; from ternq.gradcheck import _child; _child(sys.argv[1], int(sys.argv[2]))"
     try:
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(args), str(os.getpid())], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
     except OSError:  # no child could start: the check runs here
         return check_all(*args)
     if proc.returncode < 0 or proc.returncode == 130:
@@ -450,12 +450,28 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
         return check_all(*args)
 
 
-def _child(args: str) -> None:
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` dies (Linux), instead of compiling on alone for seconds at full CPU."""
+    import os
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the child runs to its end
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _child(args: str, parent: int) -> None:
     """The child of :func:`check_all_beside`: the rows of :func:`check_all` as JSON on stdout."""
     import json
     import sys
     from dataclasses import asdict
 
+    _die_with(parent)
     widths, seed, n_in, n_out = json.loads(args)
     try:
         rows = check_all(tuple(widths), seed, n_in, n_out)

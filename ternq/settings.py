@@ -327,6 +327,9 @@ class StudentSettings(OptimiserSettings):
         return self.epochs + self.finetune_epochs
 
 
+MAX_SEARCH_STEPS = 100_000  # sequences x steps of the search set: 500 times the default's
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """The coordinate search: at most ``sweeps`` sweeps, scored on ``sequences`` fixed training-distribution
@@ -349,6 +352,9 @@ class SearchSettings:
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first setting that cannot be used."""
         check(self)
+        if self.sequences * self.steps > MAX_SEARCH_STEPS:  # each trit's trial reruns the whole set
+            raise SettingsError("steps", f"sequences x steps = {self.sequences * self.steps} exceeds "
+                                f"{MAX_SEARCH_STEPS}: the search would take hours")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def quantize(theta, I, H, O):
 
 
 def seed_mask(w, s, beta):
-    """The seeds' smoothstep bump (reflections.md)."""
+    """The design notes' smoothstep bump."""
     t = np.clip((np.abs(w / s) - 0.5) * beta + 0.5, 0.0, 1.0)
     return 6.0 * t * (1.0 - t) * beta
 

@@ -163,7 +163,7 @@ def test_general_design_cli_writes_aliases_and_plot(tmp_path, capsys):
 
 
 def test_every_key_combination_of_2_3_matches_yates():
-    """The seeds' 2^3 through the general design equals the textbook contrasts."""
+    """The notes' 2^3 through the general design equals the textbook contrasts."""
     d = Design(3)
     y = np.arange(8.0) ** 1.5
     for r in range(1, 4):

@@ -19,7 +19,9 @@ gives up).
 import itertools
 import json
 import os
+import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,9 +175,11 @@ def model_paths(models, folder):
                             str(folder / "missing.npz"), str(folder), "", "/dev/zero"])
 
 
-def out_paths(folder, suffix):
+def out_paths(folder, suffix, models=None):
+    """Where a command may be told to write; with ``models``, also over the models it may read."""
+    inputs = [str(models / "teacher.npz"), str(models / "student.npz")] if models is not None else []
     return st.sampled_from([str(folder / f"out{suffix}"), str(folder / "no" / "such" / f"x{suffix}"), str(folder),
-                            str(folder / "d.csv"), str(folder / "out-dir")])
+                            str(folder / "d.csv"), str(folder / "out-dir"), "", *inputs])
 
 
 @st.composite
@@ -193,14 +197,14 @@ def argv(draw, folder, models):
             ["constant", "cosine", "x"]), "--out": out_paths(folder, ".npz")},
         "student": {"--teacher": model_paths(models, folder), "--mask": st.sampled_from(["seed", "reference", "x"]),
                     "--beta": st.tuples(FLOATS, FLOATS), "--alpha": st.tuples(FLOATS, FLOATS), "--lr": RATES,
-                    "--seed": SEEDS, "--out": out_paths(folder, ".npz")},
+                    "--seed": SEEDS, "--out": out_paths(folder, ".npz", models)},
         "cs": {"--from": st.one_of(st.just("teacher"), model_paths(models, folder)),
-               "--teacher": model_paths(models, folder), "--seed": SEEDS, "--out": out_paths(folder, ".npz")},
+               "--teacher": model_paths(models, folder), "--seed": SEEDS, "--out": out_paths(folder, ".npz", models)},
         "factorial": {"--seed": SEEDS, "--seeds": SEED_SETS, "--workers": COUNTS, "--out": out_paths(folder, ""),
                       "--mask": st.sampled_from(["seed", "reference", ""])},
         "sweep": {"--seeds": SEED_SETS, "--workers": COUNTS, "--out": out_paths(folder, "")},
         "gradcheck": {"--seed": SEEDS},
-        "export": {"--out": out_paths(folder, ".tqd")},
+        "export": {"--out": out_paths(folder, ".tqd", models)},
         "predict": {"--out": out_paths(folder, ".npy"), "--task": TASKS},
     }.get(cmd, {})
     args = [cmd]
@@ -235,10 +239,20 @@ def test_cli_never_crashes(data, tmp_path, capsys, monkeypatch, models):
     (folder / "out-dir").mkdir()
     monkeypatch.setenv("TERNQ_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(folder)
-    args = data.draw(argv(folder, models), label="argv")
+    mine = folder / "models"  # each example's own copies: a command may legitimately write over one it does not read
+    shutil.copytree(models, mine)
+    args = data.draw(argv(folder, mine), label="argv")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code, out, err = run(args, capsys)
+    read = {args[i + 1] for i in range(len(args) - 1) if args[i] in ("--teacher", "--from")}
+    read |= {args[1]} if args[0] in ("export", "predict") and len(args) > 1 else set()
+    target = args[args.index("--out") + 1] if "--out" in args[:-1] else None
+    if target in read and Path(target).is_file():  # told to write over its own input: refused, input intact
+        assert code == 2 and Path(target).read_bytes() == before[Path(target).name], (args, code, err)
+    if target == "":
+        assert code == 2, (args, code, err)
     event(f"{args[0]}: exit {code}")  # pytest --hypothesis-show-statistics shows the mix
     assert code in (0, 1, 2), (args, code, err)
     assert "Traceback" not in err and "Internal error" not in err, (args, err)

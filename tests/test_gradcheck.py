@@ -63,7 +63,7 @@ def test_check_all_runs_an_odd_width_on_an_odd_batch():
     assert H % 2 == 1 and (1 + H) % 4 and (B * T) % 4
     odd = [r for r in results if f"H={H} B*T={B}*{T}" in r.model]
     assert {r.block for r in odd} >= {"W_gate", "W_cand", "W_out", "scales", "W_eff (trits frozen)",
-                                      "STE = g_eff * seeds' mask", "STE = g_eff * C program's mask"}
+                                      "STE = g_eff * notes' mask", "STE = g_eff * C program's mask"}
     assert any(r.model.startswith("teacher") for r in odd) and any("traj" in r.model for r in odd)
     assert max(r.max_rel_err for r in results) < 1e-6
     for n_in in (1, 2, 3, 4, 7):
@@ -182,7 +182,7 @@ def test_ste_rows_catch_a_wrong_mask_formula():
 
     for wrong in (off_centre, swapped):
         bad = {r.block: r.ok for r in ste_rows(theta, I, H, O, g_eff, rows, w_idx, "s", _numpy_ste(wrong))}
-        assert not bad["STE = g_eff * seeds' mask"] and bad["STE = g_eff (vanilla)"]
+        assert not bad["STE = g_eff * notes' mask"] and bad["STE = g_eff (vanilla)"]
 
 
 # ---- the recipes' rows

@@ -1,4 +1,4 @@
-"""Issue 13, the experiment layer: every hostile input ends in one line and exit 2, or a correct result."""
+"""The experiment layer under hostile input: every hostile input ends in one line and exit 2, or a correct result."""
 
 import subprocess
 import sys

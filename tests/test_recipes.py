@@ -133,7 +133,7 @@ def test_twn_and_absmean_scales_follow_their_papers():
         delta = 0.7 * a.mean()
         assert thr[r] == pytest.approx(delta, rel=1e-12)
         assert scales[r] == pytest.approx(a[a > delta].mean(), rel=1e-12)
-    # the effective weights: s * sign(w) where |w| > delta, else 0; baked, the seeds' rounding gives the same
+    # the effective weights: s * sign(w) where |w| > delta, else 0; baked, the notes' rounding gives the same
     p = np.empty(len(theta) - n_rows)
     quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), p)
     pW = p[: W.size].reshape(W.shape)

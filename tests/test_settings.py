@@ -163,9 +163,8 @@ def _literals(x) -> set[str]:
 
 OTHER_QUANTITY = {("experiment.widths", "ternq/gradcheck.py"),  # the widths the gradient check runs at
                   ("cs.steps", "ternq/tasks/")}  # a task's sequence length
-# The training loop's modules: their neutral values are the loop's own; remove a module from here once its
-# defaults come from ternq.settings.
-LOOP_MODULES = {"ternq/train.py", "ternq/multi.py", "ternq/kernels/loop.py", "ternq/bench.py"}
+# Modules allowed to restate a default (none: every default comes from ternq.settings).
+LOOP_MODULES: set[str] = set()
 
 
 def test_each_default_is_written_once():

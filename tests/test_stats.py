@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ternq.experiment.effects import Design
 from ternq.stats import mean_ci, t975
 
-SEEDS = Design(3)  # the seeds' 2^3, config k+1 in row k
+SEEDS = Design(3)  # the notes' 2^3, config k+1 in row k
 EFFECTS = ("A", "B", "C", "AB", "AC", "BC", "ABC")
 
 

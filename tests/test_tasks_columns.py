@@ -38,15 +38,39 @@ def test_a_timestamp_column_is_refused_naming_it_and_the_columns_to_choose(stamp
         from_file(stamped)
     msg = str(exc.value)
     assert "column 0 ('time')" in msg and "'2024-03-01T00:00:00'" in msg
-    assert 'columns = ["temp", "hum"]' in msg and "\n" not in msg
+    assert 'columns = ["temp", "hum"]' in msg and "--columns temp,hum" in msg and "\n" not in msg
 
 
 def test_a_timestamp_column_through_the_cli_is_one_line_exit_2(stamped, tmp_path, capsys):
     out = tmp_path / "t.npz"
     code, _, err = run(["teacher", "--hidden", "2", "--epochs", "2", "--quiet", "--out", str(out),
                         "--data", str(stamped)], capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "'time'" in err and "columns" in err, err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'time'" in err and "--columns temp,hum" in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_columns_flag_selects_the_channels_and_the_model_keeps_them(stamped, plain, tmp_path, capsys):
+    """--columns on the command line trains on exactly the numbers of a file of those columns."""
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    code, _, err = run(["teacher", "--hidden", "2", "--epochs", "3", "--quiet", "--out", str(a),
+                        "--data", str(stamped), "--columns", "temp,2"], capsys)
+    assert code == 0, err
+    code, _, err = run(["teacher", "--hidden", "2", "--epochs", "3", "--quiet", "--out", str(b),
+                        "--data", str(plain)], capsys)
+    assert code == 0, err
+    from ternq.model import Model
+
+    assert np.array_equal(Model.load(a).theta, Model.load(b).theta)
+    assert task_of(Model.load(a).meta["task"]).channels == ["temp", "hum"]
+
+
+@pytest.mark.parametrize("args, needle", [(["--columns", "temp"], "give --data too"),
+                                          (["--data", "STAMPED", "--columns", "nope"], "no column 'nope'"),
+                                          (["--data", "STAMPED", "--columns", ""], "columns")])
+def test_columns_flag_refusals_are_one_line(stamped, capsys, args, needle):
+    args = [str(stamped) if a == "STAMPED" else a for a in args]
+    code, _, err = run(["teacher", "--hidden", "2", "--epochs", "2", "--quiet", *args], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
 
 
 @pytest.mark.parametrize("columns", [["temp", "hum"], [1, 2], ["temp", 2], (np.int64(1), "hum")])

@@ -82,7 +82,7 @@ def test_student_shaping_changes_only_the_mask(short_teacher):
     # the first epoch's forward pass (before any update) is the same model on the same data
     assert ha.loss[0] == hb.loss[0]
     assert a.theta.tobytes() != b.theta.tobytes()
-    # with beta fixed where the seeds' mask is 1 everywhere... there is no such beta; instead a mask of
+    # with beta fixed where the notes' mask is 1 everywhere... there is no such beta; instead a mask of
     # ones is exactly vanilla: the reference mask with beta -> 0 is 1 - smoothstep(0) = 1
     c, _ = train_student(teacher, TASK, StudentConfig(shaped=True, mask="reference", beta=(1e-12, 1e-12), **base),
                          seed=0)

@@ -17,8 +17,18 @@ from ..memory import MemoryShortError
 from ..model import ModelFileError
 from ..train import DivergedError, SettingsError
 
-INTERRUPTED = ("Interrupted: rerunning the same command resumes (factorial and sweep keep every finished "
-               "training in --out)")
+_resumable: list[str] = []  # the output folder of a run that keeps its finished trainings, once it has one
+
+
+def resumable(folder) -> None:
+    """Mark this run as one that keeps every finished training in ``folder``: an interruption says it resumes."""
+    _resumable.append(str(folder))
+
+
+def _interrupted() -> str:
+    if _resumable:
+        return f"Interrupted: rerunning the same command resumes from the finished trainings in {_resumable[-1]}"
+    return "Interrupted"
 
 
 class InputError(click.ClickException):
@@ -35,10 +45,11 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turning every expected failure into one line."""
+    _resumable.clear()  # a fresh run (tests call main several times in one process)
     try:
         rv = cli.main(args=argv, prog_name="ternq", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo(INTERRUPTED, err=True)
+        click.echo(_interrupted(), err=True)
         sys.exit(130)
     except click.UsageError as exc:  # includes BadParameter, NoSuchOption
         path = exc.ctx.command_path if exc.ctx else ""
@@ -55,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc}; try a smaller --lr", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo(INTERRUPTED, err=True)
+        click.echo(_interrupted(), err=True)
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: one line, the traceback on request
         if os.environ.get("TERNQ_DEBUG"):

@@ -9,8 +9,11 @@ from rich.table import Table
 
 from .. import bench as _bench
 from .. import report
+from ..memory import check_fits
 from . import InputError, cli
-from .options import json_option, quiet_option
+from .options import HIDDEN_INT, json_option, quiet_option
+
+MAX_BUDGET = 60.0  # seconds per timed run: beyond it a benchmark takes hours
 
 
 def _spread(s: dict, unit: str = "", digits: int = 2) -> str:
@@ -31,12 +34,12 @@ def _check_c_ref(path: str | None) -> str | None:
 
 
 @cli.command()
-@click.option("--hidden", "widths", type=int, multiple=True, default=_bench.WIDTHS, show_default=True,
+@click.option("--hidden", "widths", type=HIDDEN_INT, multiple=True, default=_bench.WIDTHS, show_default=True,
               help="Width(s) to time on the single-model path; repeat the option for several.")
-@click.option("--batched-hidden", "batched_widths", type=int, multiple=True, default=(16, 32, 64),
+@click.option("--batched-hidden", "batched_widths", type=HIDDEN_INT, multiple=True, default=(16, 32, 64),
               show_default=True, help=f"Width(s) to time {_bench.BATCH_M} models batched; repeat for several.")
 @click.option("--budget", type=float, default=0.25, show_default=True,
-              help="Rough seconds of training per timed run (best of 3 runs).")
+              help=f"Rough seconds of training per timed run (best of 3 runs; at most {MAX_BUDGET:g}).")
 @click.option("--no-compile", "skip_compile", is_flag=True,
               help="Skip the compile-time measurements and the first runs with an empty cache.")
 @click.option("--factorial/--no-factorial", "with_factorial", default=True, show_default=True,
@@ -73,10 +76,11 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     """
     if not widths or any(h <= 0 for h in widths) or any(h <= 0 for h in batched_widths):
         raise InputError("--hidden and --batched-hidden must be positive")
-    if not budget > 0:
-        raise InputError("--budget must be positive")
+    if not 0 < budget <= MAX_BUDGET:  # false for nan too
+        raise InputError(f"--budget {budget:g}: a number of seconds above 0 and at most {MAX_BUDGET:g}")
     if device is not None:
         return _device(device, models, budget, quiet, as_json)
+    check_fits(_bench.memory_needed(widths, batched_widths, budget), "this benchmark")
     c_ref = _check_c_ref(c_ref)
     if c_ref and not with_factorial:
         raise InputError("--c-ref is compared with the factorial: leave out --no-factorial")

@@ -82,7 +82,7 @@ def teacher(config_path, hidden, seed, epochs, lr, lr_min, schedule, out, task_n
     task = command_task(settings)
     fs = forecast_settings(settings, task)
     check_device(settings.run.device)
-    out = check_writable(out or f"teacher-h{hidden}-s{seed}.npz", "model")
+    out = check_writable(f"teacher-h{hidden}-s{seed}.npz" if out is None else out, "model")
     cfg = TeacherConfig(hidden=hidden, **vars(settings.teacher))
     cfg.validate()
     check_fits(training_bytes(task, cfg), f"a teacher of width {hidden} over {cfg.epochs} epochs")
@@ -94,9 +94,10 @@ def teacher(config_path, hidden, seed, epochs, lr, lr_min, schedule, out, task_n
             model, hist = train_teachers(task, cfg, [seed], device=settings.run.device)[0]
     seconds = time.perf_counter() - t0
     warn_if_worse(hist, f"the teacher H={hidden}")
+    t0 = time.perf_counter()
     figures = {**trained_figures(model, hist, task), "seconds": seconds}
     naive, fc = model_forecasts({"teacher": model}, task, fs)
-    figures.update(fc["teacher"])
+    figures.update(fc["teacher"], eval_seconds=time.perf_counter() - t0)
     model.meta["figures"] = figures
     try:
         model.save(out)
@@ -111,6 +112,7 @@ def teacher(config_path, hidden, seed, epochs, lr, lr_min, schedule, out, task_n
         if "ref_mse" in figures:
             rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
         rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
-        rows["time (s)"] = f"{seconds:.2f}"
+        rows["training time (s)"] = f"{seconds:.2f}"
+        rows["evaluation time (s)"] = f"{figures['eval_seconds']:.2f}"
         rows["saved to"] = str(out)
         report.out.print(report.kv_table(f"Teacher H={hidden}, seed {seed}, {cfg.epochs} epochs", rows))

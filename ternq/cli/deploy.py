@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .. import report
-from ..deploy import Deployable, save_npy
+from ..deploy import Deployable, channel_names, held_out_rmse, read_values, save_npy, score_values
 from ..model import ModelFileError, atomic_write_bytes
 from ..tasks import task_of
 from . import InputError, cli
-from .options import check_writable, json_option, load_task, model_task_option
+from .options import check_writable, json_option, load_task, model_task_option, same_file
 
 
 def _load(model_path) -> Deployable:
@@ -25,13 +25,6 @@ def _load(model_path) -> Deployable:
         raise  # reported as one line, exit 2, by the CLI's main
     except ValueError as exc:
         raise InputError(f"{model_path}: {exc}") from None
-
-
-def _same_file(a, b) -> bool:
-    a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
 
 
 def _task(dep: Deployable, model_path, task_name, data_path):
@@ -69,9 +62,13 @@ def _size_row(s: dict | None) -> str:
               help="C only: sparse keeps per-row lists of non-zero trits (zero trits cost nothing) [default]; "
                    "dense visits every trit.")
 @click.option("--force", is_flag=True, help="C only: write the export files into a non-empty folder.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="--format c only: golden.h holds the rows of FILE (CSV or .npy, the series' own units) as one "
+                   "sequence, and main.c runs them through ternq_step_units: it prints what 'ternq predict "
+                   "--input FILE' saves with --out FILE.csv.")
 @model_task_option
 @json_option
-def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
+def export(model_path, out, fmt, layout, force, task_name, data_path, as_json, input_path=None):
     """Export a ternary student (.npz, or a .tqd file) for deployment.
 
     --format tqd packs trits 5 per byte (base 3) with float32 row scales, biases and
@@ -81,12 +78,18 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
     bit for bit); flash and RAM on a Cortex-M4F are reported when arm-none-eabi-gcc
     is installed.
     """
+    if out is not None and not str(out).strip():
+        raise InputError("the --out path is empty")
     dep = _load(model_path)
+    if input_path is not None and fmt != "c":
+        raise InputError("--input applies to --format c (the integer library takes normalised Q15.16 values)")
+    if input_path is not None and (task_name is not None or data_path is not None):
+        raise InputError("--input and --task/--data cannot be combined (the input file is the golden sequence)")
     if fmt == "tqd":
         if layout is not None or force:
             raise InputError("--layout and --force apply to --format c and c-int")
         out = out or Path(model_path).with_suffix(".tqd")
-        if _same_file(out, model_path):
+        if same_file(out, model_path):
             raise InputError(f"refusing to overwrite the model being exported ({model_path}); choose another --out")
         out = check_writable(out, "deployable model")
         _export_tqd(dep, model_path, out, as_json)
@@ -96,16 +99,19 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
     layout = layout or "sparse"
     suffix = "-c" if fmt == "c" else "-c-int"
     out = Path(out) if out else Path(model_path).with_name(Path(model_path).stem + suffix)
-    if _same_file(out, model_path):
+    if same_file(out, model_path):
         raise InputError(f"refusing to overwrite the model being exported ({model_path}); choose another --out")
     try:
         out = dx.check_out_dir(out, force, protect=(model_path,))
     except dx.ExportError as exc:
         raise InputError(str(exc)) from None
-    task = _task(dep, model_path, task_name, data_path)
-    X, _ = task.eval_set()
+    if input_path is None:
+        task = _task(dep, model_path, task_name, data_path)
+        task_label, X = task.name, task.eval_set()[0]
+    else:
+        task_label, X = f"{input_path} (own units)", _read_values(dep, input_path)
     try:
-        files = dx.write_c(dep, out, X, fmt, layout, source=Path(model_path).name)
+        files = dx.write_c(dep, out, X, fmt, layout, source=Path(model_path).name, units=input_path is not None)
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
     except ValueError as exc:
@@ -117,15 +123,20 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
     except ToolchainError as exc:
         boards = {"error": str(exc)}
     res = {"model": str(model_path), "out": str(out), "format": fmt, "layout": layout, "dims": list(dep.dims),
-           "task": task.name, "golden": {"sequences": int(X.shape[0]), "steps": int(X.shape[1])},
-           "files": files, "boards": boards}
+           "task": task_label, "golden": {"sequences": int(X.shape[0]), "steps": int(X.shape[1])},
+           "files": files, "boards": boards, "normalised": dep.units is not None,
+           "golden_units": "own" if input_path is not None and dep.units is not None else "model"}
     if as_json:
         report.print_json(res)
         return
     rows = {"written to": f"{out}/ ({', '.join(files)})", "format": fmt + (" (integer only)" if fmt == "c-int"
                                                                             else " (float32, bit-exact)"),
             "trit layout": layout, "dims (in, hidden, out)": str(tuple(dep.dims)),
-            "golden.h": f"{X.shape[0]} x {X.shape[1]} held-out steps of {task.name}"}
+            "golden.h": (f"{X.shape[0]} x {X.shape[1]} held-out steps of {task_label}" if input_path is None else
+                         f"{X.shape[1]} rows of {input_path} in the series' own units (ternq_step_units)")}
+    if dep.units is not None:
+        rows["units"] = ("ternq_step: normalised; ternq_step_units: the series' own units" if fmt == "c" else
+                         "normalised Q15.16 (mean and sd in ternq_model.h)")
     if "error" in boards:
         rows["board sizes"] = boards["error"]
     for target, s in boards.items():
@@ -133,6 +144,13 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json):
             rows[f"Cortex-{target.upper()} (library only)"] = _size_row(s)
     rows["check"] = f"cc -std=c99 -O2 -ffp-contract=off {out}/*.c -o m && ./m"
     report.out.print(report.kv_table(f"Exported {model_path}", rows))
+
+
+def _read_values(dep: Deployable, path):
+    try:
+        return read_values(dep, path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _export_tqd(dep: Deployable, model_path, out, as_json):
@@ -165,7 +183,8 @@ def _export_tqd(dep: Deployable, model_path, out, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also save the predictions: FILE.csv as one '%.9g' value per line (sequences, steps, channels "
                    "in order; integers with --int), exactly what the C harness prints, so 'cmp' compares them; "
-                   "any other name: .npy, (N, T, n_out) float32 (int32 Q16 with --int).")
+                   "any other name: .npy, (N, T, n_out) float32 (int32 Q16 with --int). Normalised values for a "
+                   "model of a --data series, its own units with --input.")
 @click.option("--factored", is_flag=True,
               help="Sum inputs with adds/subtracts only and multiply each row by its scale once "
                    "(not bit-identical to training; differs by ~1e-7).")
@@ -176,30 +195,45 @@ def _export_tqd(dep: Deployable, model_path, out, as_json):
               help="Also run the model free on its own predictions for K steps after a warm-up on every held-out "
                    "window; print the MSE at each horizon (bit-identical to the training-side rollout).")
 @click.option("--warmup", type=int, default=None, metavar="W", help="With --horizon: true steps first [25].")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Run on the rows of FILE (CSV or .npy, in the series' own units, the model's columns) as one "
+                   "sequence instead of the held-out set: --out gets predictions in those units, and the errors "
+                   "on rows 2.. are printed per channel in those units beside the normalised MSE.")
 @json_option
-def predict(model_path, task_name, data_path, out, factored, integer, as_json, horizon=None, warmup=None):
+def predict(model_path, task_name, data_path, out, factored, integer, as_json, horizon=None, warmup=None,
+            input_path=None):
     """Run a deployable file (from 'ternq export') or a student .npz on a task's held-out set; print the eval MSE.
 
-    Without --task or --data, the task the model was trained on is used.
+    Without --task or --data, the task the model was trained on is used. A model
+    trained on --data works in normalised units; --input takes and --out returns
+    the series' own units.
     """
     if factored and integer:
         raise InputError("--factored and --int cannot be combined")
+    if input_path is not None:
+        if integer or horizon is not None or warmup is not None:
+            raise InputError("--input runs the float32 model on one sequence: drop --int, --horizon and --warmup")
+        if task_name is not None or data_path is not None:
+            raise InputError("--input and --task/--data cannot be combined (the input file is the sequence)")
+        _predict_values(model_path, input_path, out, factored, as_json)
+        return
     if integer and horizon is not None:
         raise InputError("--int and --horizon cannot be combined (the integer model has no rollout)")
     dep = _load(model_path)
     task = _task(dep, model_path, task_name, data_path)
     rollout = _rollout(dep, task, horizon, warmup, factored)
     if out is not None:
-        if _same_file(out, model_path):
+        if same_file(out, model_path):
             raise InputError(f"refusing to overwrite the model ({model_path}) with predictions; choose another --out")
         out = check_writable(out, "predictions")
     X, Y = task.eval_set()
     t0 = time.perf_counter()
     mse, ys = dep.mse(X, Y, factored)
     seconds = time.perf_counter() - t0
+    rmse = held_out_rmse(ys, Y, task.describe())
     int_mse = None
     if integer:
-        from ..device.fixed import IntModel
+        from ..device.fixed import ONE, IntModel
 
         try:
             im = IntModel.from_deployable(dep)
@@ -208,27 +242,23 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json, h
         t0 = time.perf_counter()
         int_mse, ys = im.mse(X, Y)
         seconds = time.perf_counter() - t0
+        rmse = held_out_rmse(ys.astype(np.float64) / ONE, Y, task.describe())
     if out is not None:
-        try:
-            if str(out).lower().endswith(".csv"):
-                from ..device.c99 import csv_lines
-
-                atomic_write_bytes(Path(out), csv_lines(ys).encode())
-            else:
-                save_npy(out, ys)
-        except OSError as exc:
-            raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
+        _write_predictions(out, ys)
     same_task = dep.task == json.loads(json.dumps(task.describe()))
     recorded = dep.info.get("eval_mse_at_training") if same_task else None
     res = {"model": str(model_path), "task": task.describe(), "eval_mse": int_mse if integer else mse,
            "sequences": int(X.shape[0]), "steps": int(X.shape[1]), "factored": factored, "integer": integer,
-           "seconds": seconds, "eval_mse_at_training": recorded, "out": str(out) if out else None, **rollout}
+           "seconds": seconds, "eval_mse_at_training": recorded, "out": str(out) if out else None,
+           "eval_rmse_units": rmse, **rollout}
     if integer:
         res.update({"float32_eval_mse": mse, "int_vs_float32": int_mse / mse if mse > 0 else None})
     if as_json:
         report.print_json(res)
         return
-    rows = {"eval MSE (held-out)": res["eval_mse"], "sequences x steps": f"{X.shape[0]} x {X.shape[1]}"}
+    rows = {"eval MSE (held-out)": res["eval_mse"] if rmse is None else f"{report.fmt(res['eval_mse'])} (normalised)"}
+    rows.update(_rmse_rows(rmse, channel_names(task.describe(), task.n_out), "eval RMSE"))
+    rows["sequences x steps"] = f"{X.shape[0]} x {X.shape[1]}"
     if integer:
         rows["kernel"] = "integer only (Q15.16 state, table sigmoid; bit-identical to --format c-int)"
         rows["float32 model eval MSE"] = mse
@@ -246,6 +276,58 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json, h
     if rollout:
         rows.update(report.forecast_rows(rollout, rollout["naive"], rollout["forecast_settings"]))
     report.out.print(report.kv_table(f"{model_path} on {task.name}", rows))
+
+
+def _rmse_rows(rmse: list[float] | None, names: list[str], label: str) -> dict:
+    if rmse is None:
+        return {}
+    return {f"{label}, {name} (own units)": report.fmt(v) for name, v in zip(names, rmse, strict=True)}
+
+
+def _write_predictions(out, ys) -> None:
+    try:
+        if str(out).lower().endswith(".csv"):
+            from ..device.c99 import csv_lines
+
+            atomic_write_bytes(Path(out), csv_lines(ys).encode())
+        else:
+            save_npy(out, ys)
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _predict_values(model_path, input_path, out, factored, as_json) -> None:
+    """``predict --input``: one sequence in the series' own units."""
+    dep = _load(model_path)
+    X = _read_values(dep, input_path)
+    if out is not None:
+        if same_file(out, model_path) or same_file(out, input_path):
+            raise InputError(f"refusing to overwrite an input ({model_path} or {input_path}); choose another --out")
+        out = check_writable(out, "predictions")
+    try:
+        res = score_values(dep, X, factored)
+    except ValueError as exc:
+        raise InputError(f"{input_path}: {exc}") from None
+    ys = res.pop("predictions")
+    if out is not None:
+        _write_predictions(out, ys)
+    names = channel_names(dep.task, dep.n_out)
+    res.update({"model": str(model_path), "input": str(input_path), "channels": names,
+                "normalised": dep.units is not None, "factored": factored, "out": str(out) if out else None})
+    if as_json:
+        report.print_json(res)
+        return
+    rows = {"rows": f"{res['rows']} (each predicts the next; errors on rows 2..{res['rows']})"}
+    if res["rmse"] is None:
+        rows["errors"] = "none (one row: nothing to compare with)"
+    else:
+        rows["MSE (normalised)" if dep.units is not None else "MSE"] = res["mse_normalised"]
+        rows.update(_rmse_rows(res["rmse"], names, "RMSE"))
+    rows["units"] = ("the series' own units in and out (normalised inside the model)" if dep.units is not None
+                     else "the task's own values (no normalisation)")
+    if out:
+        rows["predictions saved to"] = f"{out} (own units)"
+    report.out.print(report.kv_table(f"{model_path} on {input_path}", rows))
 
 
 def _rollout(dep, task, horizon, warmup, factored) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,12 +25,13 @@ from ..report.files import save_forecast_plots, save_plots
 from ..search import quantize_teacher, search_from
 from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings, option
 from ..train import StudentConfig, TeacherConfig, evaluate, train_student, training_bytes
-from . import InputError, cli
+from . import InputError, cli, resumable
 from .options import (
     HIDDEN_INT,
     POSITIVE_INT,
     SEED_INT,
     check_writable,
+    given_columns,
     json_option,
     load_task,
     quiet_option,
@@ -46,6 +48,7 @@ def _task_flags(task_name, data_path) -> dict:
     out = {"experiment__task": task_name if given else None}
     if data_path is not None:
         out["experiment__data"] = str(Path(data_path).resolve())
+        out["experiment__columns"] = given_columns()
     return out
 
 
@@ -149,7 +152,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     check_device(settings.run.device)
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
-    out = check_writable(out or f"student-h{hidden}-{tag}-s{seed}.npz", "model")
+    out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
+                         reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
     cfg.validate()
     check_fits(training_bytes(task, cfg), f"a student of width {hidden}")
@@ -206,9 +210,7 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
                                 run__warmup=warmup, run__period=period)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
-    if source == "teacher":
-        start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
-    else:
+    if source != "teacher":
         ctx = click.get_current_context()
         if teacher_path is not None:
             raise InputError("--teacher is for --from teacher; a student file to refine needs no teacher")
@@ -222,7 +224,10 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
             raise InputError(f"--hidden {hidden}: {source} has width {start.hidden} (leave --hidden out with a "
                              "student file)")
         hidden = start.hidden
-    out = check_writable(out or f"cs-h{hidden}-s{seed}.npz", "model")
+    out = check_writable(f"cs-h{hidden}-s{seed}.npz" if out is None else out, "model",
+                         reads=teacher_path if source == "teacher" else source)
+    if source == "teacher":
+        start = quantize_teacher(_teacher(teacher_path, task, settings, hidden, seed, quiet))
     t0 = time.perf_counter()
     model, res = search_from(start, task, settings.cs, seed)
     seconds = time.perf_counter() - t0
@@ -307,8 +312,11 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, device,
             import matplotlib  # noqa: F401
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'ternq[plot]'") from None
+        plot_made = not Path(plot_dir).exists()
         make_out_dir(plot_dir, "effects.png")
     out = make_out_dir(out_dir, "results.json") if out_dir is not None else None
+    if out is not None:
+        resumable(out)  # an interruption from here on leaves finished trainings to resume from
     with cluster(scheduler) as client, report.progress(not quiet) as p:
         try:
             outcome = run([Cell("", settings)], out, client=client, check_gradients=not no_gradcheck, force=force,
@@ -326,6 +334,8 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, device,
             written = save_plots(doc, plan, results, plot_dir)
             written += save_forecast_plots(doc, plan, results, plot_dir)
         except OSError as exc:
+            if plot_made:  # only this run's plots are in it: leave no half-written folder
+                shutil.rmtree(plot_dir, ignore_errors=True)
             raise InputError(f"cannot write plots to {plot_dir}: {exc.strerror or exc}") from None
         if not quiet:
             report.err.print(f"plots: {', '.join(str(w) for w in written)}")

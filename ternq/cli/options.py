@@ -19,10 +19,22 @@ def _bounds():
 SEED_INT, HIDDEN_INT = _bounds()  # a seed (0 .. 2^32-1) and a width, in range
 
 
-def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
-    """Fail early (before any training) if ``path`` cannot be written."""
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through links), or would once written."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_writable(path: str | os.PathLike, what: str = "output", reads: str | os.PathLike | None = None) -> Path:
+    """Fail early (before any training) if ``path`` cannot be written, or is the input file ``reads``."""
     from . import InputError
 
+    if not str(path).strip():
+        raise InputError(f"the {what} path is empty")
+    if reads is not None and same_file(path, reads):
+        raise InputError(f"refusing to overwrite the input {reads} with the {what}; choose another --out")
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -32,6 +44,15 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     if not os.access(parent, os.W_OK):
         raise InputError(f"cannot write {what} {path}: folder {parent} is not writable")
     return path
+
+
+COLUMNS_KEY = "ternq.columns"
+
+
+def given_columns():
+    """The columns given with --columns on this command line (text, as typed), or None."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(COLUMNS_KEY)
 
 
 def task_option(f, default: str | None = "sine"):
@@ -49,13 +70,21 @@ def task_option(f, default: str | None = "sine"):
         from . import InputError
 
         data_path = kwargs.get("data_path")
+        columns = kwargs.pop("columns", None)
         ctx = click.get_current_context(silent=True)
         if data_path is not None and ctx is not None:
             src = ctx.get_parameter_source("task_name")
             if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
                 raise InputError("give --task or --data, not both")
+        if columns is not None:
+            if data_path is None:
+                raise InputError("--columns selects the columns of a --data file: give --data too")
+            ctx.meta[COLUMNS_KEY] = columns  # read by load_task and by the settings of the command
         return f(*args, **kwargs)
 
+    wrapper = click.option("--columns", "columns", default=None, metavar="A,B,...",
+                           help="The --data file's columns to use, by header name or index from 0 "
+                                "(e.g. temp,hum or 1,2) [all].")(wrapper)
     wrapper = click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
                            help="Train and evaluate on a series from a CSV or .npy file (one column per "
                                 "channel; predicts the next row). Replaces --task.")(wrapper)
@@ -79,6 +108,15 @@ def load_task(task_name: str | None = "sine", data_path: str | os.PathLike | Non
 
     try:
         if data_path is not None:
+            if given_columns() is not None and "columns" not in kwargs:
+                from ..experiment.plans import ExperimentSettings
+                from ..settings import SettingsError, coerce, spec_of
+
+                field = ExperimentSettings.__dataclass_fields__["columns"]
+                try:
+                    kwargs["columns"] = list(coerce("columns", given_columns(), spec_of(field)))
+                except SettingsError as exc:
+                    raise ValueError(str(exc)) from None
             return from_file(data_path, **kwargs)
         return get_task("sine" if task_name is None else task_name, **kwargs)
     except ValueError as exc:

@@ -10,7 +10,7 @@ import click
 from .. import config, report, settings
 from ..experiment.execute import CONNECT_TIMEOUT, WORKERS_TIMEOUT
 from ..experiment.run import GradientCheckError, check_device
-from . import InputError, cli
+from . import InputError, cli, resumable
 from .options import check_writable, json_option, quiet_option
 
 scheduler_option = click.option(
@@ -25,6 +25,19 @@ def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
+def _silence_dask() -> None:
+    """Mute Dask's loggers: a lost cluster is told in one line by :func:`cluster`, not in pages of tracebacks."""
+    import logging
+
+    try:
+        import distributed  # noqa: F401 - its import sets its loggers' levels; override them afterwards
+    except ImportError:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 @contextmanager
 def cluster(address: str | None):
     """A Dask client on ``address`` (None: no cluster), closed on the way out; failures end as one line."""
@@ -33,6 +46,7 @@ def cluster(address: str | None):
         return
     from ..experiment.execute import ClusterError, connect
 
+    _silence_dask()
     try:
         client = connect(address)
     except ClusterError as exc:
@@ -41,10 +55,11 @@ def cluster(address: str | None):
         yield client
     except Exception as exc:
         if type(exc).__name__ == "KilledWorker":  # distributed.KilledWorker: the unit kills its workers
-            raise click.ClickException(f"Dask workers died repeatedly running {exc}; finished units are "
-                                       "saved: rerun the same command to resume") from None
+            raise click.ClickException(f"Dask workers died repeatedly running {' '.join(str(exc).split())}; "
+                                       "finished units are saved: rerun the same command to resume") from None
         if type(exc).__name__ in ("CommClosedError", "FutureCancelledError") or isinstance(exc, OSError):
-            raise click.ClickException(f"lost the Dask cluster ({exc.__class__.__name__}: {exc}); finished units "
+            why = " ".join(str(exc).split())  # Dask's messages run over several lines
+            raise click.ClickException(f"lost the Dask cluster ({exc.__class__.__name__}: {why}); finished units "
                                        "are saved: rerun the same command to resume") from None
         raise
     finally:
@@ -52,6 +67,8 @@ def cluster(address: str | None):
 
 
 def make_out_dir(out_dir: str, what: str) -> Path:
+    if not str(out_dir).strip():
+        raise InputError("the output folder's name is empty")
     path = Path(out_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -125,11 +142,15 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, device, no_gradcheck,
         spec = load_sweep(config_path)
         if seeds is not None:
             spec = spec.with_seeds(config.parse_seeds(seeds))
-        spec.cells()
+        cells = spec.cells()
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     check_device(device or spec.base.run.device)
-    out = make_out_dir(out_dir or Path(config_path).stem, "sweep.json")
+    out = make_out_dir(Path(config_path).stem if out_dir is None else out_dir, "sweep.json")
+    resumable(out)
+    if not quiet:  # the gradient checks of many cells take a while before any training starts
+        report.err.print(f"sweep: {len(cells)} cells into {out}" + ("; checking gradients first" if not no_gradcheck
+                                                                    else ""), soft_wrap=True)
     with cluster(scheduler) as client, report.progress(not quiet) as p:
         try:
             doc, outcome = run_sweep(spec, out, client=client, workers=workers, device=device,
@@ -147,7 +168,8 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, device, no_gradcheck,
 
         report.print_json(split_timing(doc)[0])
         return
-    report.out.print(sweep_table(doc))
+    for table in sweep_tables(doc):
+        report.out.print(table)
     t = doc["timing"]
     where = "on the Dask cluster" if client is not None else f"on {t['workers']} local workers"
     report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
@@ -176,20 +198,47 @@ def _checks_cell(c: dict) -> str:
 
 
 def sweep_table(doc: dict):
+    """The whole sweep in one table (a wide terminal or a pipe)."""
+    return _sweep_table(doc, ("mse", "effects"))
+
+
+def sweep_tables(doc: dict, width: int | None = None) -> list:
+    """:func:`sweep_table` when it fits in ``width`` columns (the console's by default), else its errors and its
+    effects in two tables."""
+    wide = sweep_table(doc)
+    if report.fits(wide, width):
+        return [wide]
+    return [_sweep_table(doc, ("mse",)), _sweep_table(doc, ("effects",))]
+
+
+def _sweep_table(doc: dict, parts: tuple[str, ...]):
     from rich.table import Table
 
     n = len(doc["seeds"])
-    t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; eval MSE (geometric mean over seeds) and "
-                    "effects on log10(eval MSE)" + (" [95% CI]" if n > 1 else ""))
-    for col in ("Cell", "Config 1", "Best config", "Best eval MSE", "PTQ+CS", "A shaped", "B distill", "C width",
-                "Checks"):
+    what = {"mse": "eval MSE (geometric mean over seeds)",
+            "effects": "effects on log10(eval MSE)" + (" [95% CI]" if n > 1 else "")}
+    t = Table(title=f"Sweep: {len(doc['cells'])} cells x {n} seeds; " + " and ".join(what[k] for k in parts))
+    cols = ["Cell"]
+    if "mse" in parts:
+        cols += ["Config 1", "Best config", "Best eval MSE", "PTQ+CS"] if "effects" in parts else [
+            "Config 1", "Best", "Best MSE", "PTQ+CS"]
+    if "effects" in parts:
+        cols += ["A shaped", "B distill", "C width"]
+    cols += ["Checks"] if "mse" in parts else []
+    for col in cols:
         t.add_column(col, justify="left" if col in ("Cell", "Checks") else "right", no_wrap=col != "Checks",
-                     min_width=16 if col == "Checks" else None)
+                     min_width=16 if col == "Checks" and len(parts) > 1 else None)
     for c in doc["cells"]:
         best = min(c["eval_mse"], key=lambda k: c["eval_mse"][k]["geo_mean"])
-        eff = c["effects"]
-        t.add_row(c["name"], report.fmt(c["eval_mse"]["1"]["geo_mean"]), best,
-                  report.fmt(c["eval_mse"][best]["geo_mean"]), report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"]),
-                  *(_effect_cell(eff[k]) for k in ("A", "B", "C")), _checks_cell(c))
-    t.caption = "Each cell's folder holds its full factorial: results.json, results.csv, models/ (every unit: units/)."
+        row = [c["name"]]
+        if "mse" in parts:
+            row += [report.fmt(c["eval_mse"]["1"]["geo_mean"]), best, report.fmt(c["eval_mse"][best]["geo_mean"]),
+                    report.fmt(c["cs_eval_mse"]["teacher"]["geo_mean"])]
+        if "effects" in parts:
+            cells = [_effect_cell(c["effects"][k]) for k in ("A", "B", "C")]
+            row += cells if "mse" in parts else [x.replace(" [", "\n[") for x in cells]  # alone: interval below
+        t.add_row(*row, *([_checks_cell(c)] if "mse" in parts else []))
+    if "mse" in parts:
+        t.caption = ("Each cell's folder holds its full factorial: results.json, results.csv, models/ (every unit: "
+                     "units/).")
     return t

@@ -39,14 +39,23 @@ def check_out_dir(out: str | os.PathLike, force: bool = False, protect: tuple[st
 
 
 def write_c(dep: Deployable, out: str | os.PathLike, X: np.ndarray, fmt: str = "c", layout: str = "sparse",
-            source: str = "a model") -> dict[str, int]:
-    """Write the C library, ``golden.h`` (inputs X (N, T, I)) and ``main.c`` into ``out`` (created if needed),
-    each file atomically; return {file name: bytes}. Check the folder with :func:`check_out_dir` first."""
-    files = c99.sources(dep, X, fmt, layout, source)
+            source: str = "a model", units: bool = False) -> dict[str, int]:
+    """Write the C library, ``golden.h`` (inputs X (N, T, I), in the series' own units with ``units``) and
+    ``main.c`` into ``out`` (created if needed), each file atomically; return {file name: bytes}. Check the
+    folder with :func:`check_out_dir` first."""
+    files = c99.sources(dep, X, fmt, layout, source, units)
     out = Path(out)
+    made = not out.exists()
     out.mkdir(exist_ok=True)
-    for name, text in files.items():
-        atomic_write_bytes(out / name, text.encode())
+    try:
+        for name, text in files.items():
+            atomic_write_bytes(out / name, text.encode())
+    except OSError:
+        if made:  # a folder this call made holds only its own files: leave nothing half-written behind
+            for name in files:
+                (out / name).unlink(missing_ok=True)
+            out.rmdir()
+        raise
     return {name: len(text.encode()) for name, text in files.items()}
 
 

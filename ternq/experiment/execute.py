@@ -373,16 +373,19 @@ def obtain(unit: Unit, store, progress: Callable | None = None) -> tuple[Result,
 
     try:
         done = store.scan([unit])
-    except StoreWriteError:
-        done = {}  # an unusable cache: train, keep nothing
-    if unit.digest in done:
+    except StoreWriteError as exc:
+        store.warn(f"{exc}; nothing is cached there")  # an unusable cache: train, keep nothing
+        done = None
+    if done and unit.digest in done:
         return done[unit.digest], True
 
     def save(u: Unit, fig: dict, model: Model) -> None:
+        if done is None:
+            return
         try:
             store.save(u, fig, model)
-        except StoreWriteError:
-            pass  # a read-only cache only costs a rerun next time
+        except StoreWriteError:  # a read-only cache only costs a rerun next time, but say so
+            store.warn(f"cannot cache {u.key} in {store.root}; it is trained again next time")
 
     results = execute([unit], Serial(), on_start=lambda u: progress if u is unit else None, on_done=save)
     return results[unit.digest], False

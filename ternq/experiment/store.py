@@ -205,7 +205,11 @@ class FolderLock:
 
     def __enter__(self) -> FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a+")  # noqa: SIM115
+        try:
+            self._fh = open(self.path, "a+")  # noqa: SIM115
+        except OSError as exc:  # a folder, a dangling link or a special file in the way
+            raise StoreWriteError(f"cannot open the lock file {self.path} ({exc.strerror or exc}); "
+                                  "move it away") from None
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no lock

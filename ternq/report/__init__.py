@@ -5,6 +5,7 @@ No figure is computed here: the engine's summary (:mod:`ternq.experiment.summary
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,13 +14,13 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..forecast import baseline_names
 from ..jsonsafe import dumps
 
-# a pipe or a file gets a fixed width wide enough for the factorial matrix
-out = Console(width=None if sys.stdout.isatty() else 160)
+# a pipe or a file gets a fixed width wide enough for the factorial matrix, unless COLUMNS says otherwise
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True)
 
 
@@ -32,8 +33,10 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def gradcheck_table(results, tolerance: float) -> Table:
     t = Table(title="Gradient check (float64, central differences + Richardson)")
-    for col in ("model", "block", "parameters checked", "max relative error", "worst index", ""):
-        t.add_column(col, justify="right" if col not in ("model", "block") else "left")
+    for col in ("model", "block", "checked", "max rel. err", "worst at", ""):  # at 80 columns names wrap, figures not
+        named = col in ("model", "block")
+        t.add_column(col, justify="left" if named else "right", no_wrap=not named,
+                     min_width=None if named else len(col))
     for r in results:
         t.add_row(r.model, r.block, str(r.checked), fmt(r.max_rel_err), str(r.worst_index),
                   "[green]ok[/]" if r.max_rel_err < tolerance else "[red]FAIL[/]")
@@ -71,9 +74,14 @@ def progress(enabled: bool = True) -> Iterator[Progress | None]:
         return
     if not kernels_compiled():
         err.print("compiling kernels (first run only; cached for the next runs)")
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
-                 TimeRemainingColumn(), console=err, transient=True)
+    def whole():  # figures are never cut: on a narrow terminal the bar gives way and the label folds
+        return Column(no_wrap=True)
+
+    p = Progress(TextColumn("{task.description}", table_column=Column(overflow="fold")),
+                 BarColumn(bar_width=None, table_column=Column(ratio=1)), MofNCompleteColumn(table_column=whole()),
+                 TextColumn("loss {task.fields[loss]}", table_column=whole()), TimeElapsedColumn(table_column=whole()),
+                 TextColumn("eta", table_column=whole()), TimeRemainingColumn(table_column=whole()), console=err,
+                 transient=True)
     with p:
         yield p
 
@@ -223,12 +231,12 @@ def factorial_tables(doc: dict, width: int | None = None) -> list[Table]:
                   *([_ci(ref[f"eval_mse_{other}"])] if other else []), "1.00x", *([""] if other else []), "")
 
     e = effects_table(doc, width)
-    if not _fits(m, width):
+    if not fits(m, width):
         m = matrix_compact(doc)
     return [m, e, checklist_table(doc), predictions_table(doc)]
 
 
-def _fits(table: Table, width: int | None) -> bool:
+def fits(table: Table, width: int | None = None) -> bool:
     """Whether ``table`` at its natural width fits in ``width`` columns (the console's by default)."""
     return out.measure(table, options=out.options.update_width(10_000)).maximum <= (width or out.width)
 
@@ -237,7 +245,7 @@ def effects_table(doc: dict, width: int | None = None) -> Table:
     """Every effect with its interval, x MSE, verdict (and aliases, for a fractional design); the interval under
     the estimate when the table would not fit in ``width`` columns."""
     wide = _effects_table(doc, stacked=False)
-    return wide if _fits(wide, width) else _effects_table(doc, stacked=True)
+    return wide if fits(wide, width) else _effects_table(doc, stacked=True)
 
 
 def _effects_table(doc: dict, stacked: bool) -> Table:

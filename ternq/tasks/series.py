@@ -343,7 +343,10 @@ def _not_a_number(path: Path, rows: list, header: list[str] | None, c: int, line
     if not numeric:
         return f"{what}, and no column holds only numbers"
     example = ", ".join(json.dumps(header[k], ensure_ascii=False) if header else str(k) for k in numeric[:8])
-    return f"{what}; choose the numeric columns, e.g. columns = [{example}{', ...' if len(numeric) > 8 else ''}]"
+    more = ", ..." if len(numeric) > 8 else ""
+    flag = ",".join(header[k] if header else str(k) for k in numeric[:8])
+    return (f"{what}; choose the numeric columns, e.g. --columns {flag}{more} "
+            f"(columns = [{example}{more}] in a settings file)")
 
 
 def _pick_columns(columns: list[str | int] | None, width: int, header: list[str] | None, path: Path) -> list[int]:
