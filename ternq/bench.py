@@ -463,13 +463,13 @@ def _device_problem(M: int, H: int, E: int, rng: np.random.Generator):
 
 
 def _device_call(device: str, M: int, H: int, E: int, rng: np.random.Generator) -> float:
-    """Seconds of one call training M teachers for E epochs (cosine rate, clipping), copies included: the
+    """Seconds of one call training M teachers for E epochs (the default settings), copies included: the
     GPU's one launch, or the CPU's batched kernel on this thread."""
     from . import gpu, multi
 
     X, Y, th = _device_problem(M, H, E, rng)
     train = gpu.train_batch if device == "cuda" else multi.train_batch
-    lanes = [multi.Lane(lr=0.01, lr_min=0.0, schedule="cosine", clip=1.0)] * M
+    lanes = [bench_lane(False, False)] * M
     t0 = time.perf_counter()
     train(th, X, Y, [0] * M, (1, H, 1), lanes, student=False)
     return time.perf_counter() - t0
@@ -485,7 +485,7 @@ def _device_point(device: str, M: int, H: int, rng, seconds: float, epochs: int 
 
 def device_run(device: str, widths=DEVICE_WIDTHS, models=None, seconds: float = 0.5, progress=None) -> dict:
     """Teacher training throughput of one device: M teachers in one call for each width and M (the CPU: one
-    core, its batched kernel), medians of 3 calls of about ``seconds``; and one teacher of 2000 epochs."""
+    core, its batched kernel), medians of 3 calls of about ``seconds``; and one teacher of the default epochs."""
     if device not in DEVICE_MODELS:
         raise ValueError(f"device must be one of {', '.join(DEVICE_MODELS)}, not {device!r}")
     rng = np.random.default_rng(0)
@@ -496,9 +496,12 @@ def device_run(device: str, widths=DEVICE_WIDTHS, models=None, seconds: float = 
             if progress:
                 progress(f"{device}: H={H}, {M} models")
             points.append(_device_point(device, M, H, rng, seconds))
+    from .train import TeacherConfig
+
+    epochs = TeacherConfig().epochs
     if progress:
-        progress(f"{device}: one teacher of 2000 epochs")
-    single = _device_point(device, 1 if device == "cuda" else 4, 32, rng, seconds, epochs=2000)
+        progress(f"{device}: one teacher of {epochs} epochs")
+    single = _device_point(device, 1 if device == "cuda" else 4, 32, rng, seconds, epochs=epochs)
     if device == "cpu":  # the batched CPU kernel runs a multiple of 4 models: the time of one of them
         single = dict(single, models=1, seconds=single["seconds"] / 4, note="4 models in one call, time / 4")
     return {"device": device, "batch": B_DEFAULT, "steps": DEVICE_T, "points": points, "single": single}

@@ -147,7 +147,7 @@ def device_table(doc: dict) -> Table:
             t.add_row(name, str(p["H"]), str(p["models"]), str(p["epochs"]), f"{p['model_epochs_per_s']:,.0f}",
                       f"{p['gflops']:.1f}", vs)
         s = d["single"]
-        t.add_row(name, str(s["H"]), "1 (2000 epochs)", str(s["epochs"]), f"{s['model_epochs_per_s']:,.0f}",
+        t.add_row(name, str(s["H"]), "1, one teacher", str(s["epochs"]), f"{s['model_epochs_per_s']:,.0f}",
                   f"{s['gflops']:.1f}", f"{s['seconds']:.2f} s")
     return t
 
