@@ -10,7 +10,7 @@ from .. import report
 from ..experiment.units import trained_figures
 from ..gradcheck import TOLERANCE, check_all
 from ..memory import check_fits
-from ..settings import RunSettings, TeacherSettings, option
+from ..settings import RunSettings, TeacherSettings
 from ..train import TeacherConfig, train_teacher, training_bytes
 from . import InputError, cli
 from .options import (
@@ -19,6 +19,7 @@ from .options import (
     check_writable,
     json_option,
     load_task,
+    option,
     quiet_option,
     task_option,
     warn_if_worse,

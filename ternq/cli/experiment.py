@@ -23,7 +23,7 @@ from ..model import Model
 from ..multi import train_students
 from ..report.files import save_forecast_plots, save_plots
 from ..search import quantize_teacher, search_from
-from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings, option
+from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings
 from ..train import StudentConfig, TeacherConfig, evaluate, train_student, training_bytes
 from . import InputError, cli, resumable
 from .options import (
@@ -34,6 +34,7 @@ from .options import (
     given_columns,
     json_option,
     load_task,
+    option,
     quiet_option,
     task_option,
     warn_if_worse,

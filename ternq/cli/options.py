@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import click
+
+from ..settings import SECTIONS, SettingsError, coerce, default_text, spec_of
 
 POSITIVE_INT = click.IntRange(min=1)
 
@@ -110,7 +113,6 @@ def load_task(task_name: str | None = "sine", data_path: str | os.PathLike | Non
         if data_path is not None:
             if given_columns() is not None and "columns" not in kwargs:
                 from ..experiment.plans import ExperimentSettings
-                from ..settings import SettingsError, coerce, spec_of
 
                 field = ExperimentSettings.__dataclass_fields__["columns"]
                 try:
@@ -139,3 +141,46 @@ def quiet_option(f):
 
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")(f)
+
+
+def option(block: type, name: str, flag: str | None = None, dest: str | None = None):
+    """A click option for setting ``name`` of section class ``block``: its flag (or ``flag``), help with the
+    default, read through :func:`coerce`; ``None`` when not given (the settings file's value stands). The click
+    parameter's ``setting`` attribute names the setting (``section.name``)."""
+    f = next(f for f in fields(block) if f.name == name)
+    spec = spec_of(f)
+    section = next(sec for sec, cls in SECTIONS.items() if cls is block)
+    flag = flag or spec.flag or "--" + name.replace("_", "-")
+    dest = dest or name
+    shown = default_text(f.default)
+    help_ = spec.help + (f" [{shown}]" if shown and not spec.help.endswith("]") else "")
+
+    class _Type(click.ParamType):
+        name = "|".join(spec.choices) if spec.choices else spec.kind.upper()
+
+        def convert(self, value, param, ctx):
+            try:
+                return coerce(name, value, spec)
+            except SettingsError as exc:
+                self.fail(str(exc).split(": ", 1)[1], param, ctx)
+
+    if spec.kind == "bool":
+        deco = click.option(flag if "/" in flag else f"{flag}/--no-{flag[2:]}", dest, default=None, help=help_)
+    elif spec.kind == "pair":
+        def pair(ctx, param, value):
+            if value is None:
+                return None
+            try:
+                return coerce(name, value, spec)
+            except SettingsError as exc:
+                raise click.BadParameter(str(exc).split(": ", 1)[1], ctx, param) from None
+        deco = click.option(flag, dest, type=(float, float), default=None, callback=pair, help=help_)
+    else:
+        metavar = "[" + "|".join(spec.choices) + "]" if spec.choices else None
+        deco = click.option(flag, dest, type=_Type(), default=None, metavar=metavar, help=help_)
+
+    def apply(fn):
+        fn = deco(fn)
+        fn.__click_params__[-1].setting = f"{section}.{name}"
+        return fn
+    return apply

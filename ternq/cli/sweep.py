@@ -11,7 +11,7 @@ from .. import config, report, settings
 from ..experiment.execute import CONNECT_TIMEOUT, WORKERS_TIMEOUT
 from ..experiment.run import GradientCheckError, check_device
 from . import InputError, cli, resumable
-from .options import check_writable, json_option, quiet_option
+from .options import check_writable, json_option, option, quiet_option
 
 scheduler_option = click.option(
     "--scheduler", default=None, metavar="ADDRESS",
@@ -128,8 +128,8 @@ def warn_worse(worse: list, total: int) -> None:
               help="Results folder; rerunning into it resumes [default: the sweep file's name, in the current folder].")
 @click.option("--seeds", default=None, help="Replace the file's seeds: a count N (0..N-1) or a range A:B.")
 @scheduler_option
-@settings.option(settings.RunSettings, "workers")
-@settings.option(settings.RunSettings, "device")
+@option(settings.RunSettings, "workers")
+@option(settings.RunSettings, "device")
 @click.option("--no-gradcheck", is_flag=True, help="Skip the finite-difference check (not recommended).")
 @force_option
 @quiet_option
