@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import QUICK, one_line_exit_2
 from conftest import invoke as cli
 
 from ternq import memory, train
@@ -15,18 +16,6 @@ from ternq.model import Model
 from ternq.rng import stream
 from ternq.tasks import get_task
 from ternq.train import TeacherConfig, train_teacher, training_bytes
-
-QUICK = str(Path(__file__).parent.parent / "configs" / "quick.toml")
-
-
-def one_line_exit_2(argv, capsys, needle=""):
-    code, out, err = cli(argv, capsys)
-    assert code == 2, (code, out, err)
-    assert len(err.strip().splitlines()) == 1 and err.startswith("Error:"), err
-    assert "Traceback" not in err and "Internal error" not in err
-    assert needle in err, err
-    return err
-
 
 # --- 1. --scheduler -------------------------------------------------------------------------------------------
 

@@ -14,20 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import QUICK, one_line_exit_2
 from conftest import invoke as cli
 
 from ternq import config
-
-QUICK = str(Path(__file__).parent.parent / "configs" / "quick.toml")
-
-
-def one_line_exit_2(argv, capsys, needle=""):
-    code, out, err = cli(argv, capsys)
-    assert code == 2, (code, out, err)
-    assert len(err.strip().splitlines()) == 1 and err.startswith("Error:"), err
-    assert "Traceback" not in err and "Internal error" not in err
-    assert needle in err, err
-    return err
 
 
 @pytest.fixture
