@@ -65,7 +65,7 @@ def measure(task_name: str, H: int) -> dict:
     mse32, _ = dep.mse(X, Y)
     mse_int, _ = IntModel.from_deployable(dep).mse(X, Y)
     row = {"task": task_name, "hidden": H, "train_s": train_s, "eval_mse_float32": mse32, "eval_mse_int": mse_int,
-           "zero_share": float(np.mean(np.concatenate([dep.trits_W.ravel(), dep.trits_out.ravel()]) == 0))}
+           "zero_share": float(np.mean(np.concatenate([dep.levels_W.ravel(), dep.levels_out.ravel()]) == 0))}
     with tempfile.TemporaryDirectory(prefix="ternq-dev-") as tmp:
         for fmt in c99.FORMATS:
             key = "float" if fmt == "c" else "int"

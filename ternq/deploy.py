@@ -1,24 +1,37 @@
-"""A compact, deployable file for a ternary student, and inference on it.
+"""A compact, deployable file for a quantized student (ternary, binary or intN weights), and inference on it.
 
 File layout (all little-endian)::
 
     8 bytes   magic b"TERNQDEP"
     4 bytes   uint32 length M of the manifest
-    M bytes   manifest, UTF-8 JSON (format, version, dims, task, packing, counts, sections, sha256)
+    M bytes   manifest, UTF-8 JSON (format, version, dims, task, packing, counts, sections, sha256;
+              ``weight_format`` for every format but ternary)
     payload   the sections listed in the manifest, back to back:
-              trits   packed 5 per byte (base 3), W rows (2H, I+H) then W_out rows (O, H), row-major
+              trits   (ternary) or levels (other formats): packed, W rows (2H, I+H) then W_out rows (O, H),
+                      row-major, as one stream
               scales  float32 (2H + O): one per row of W, then of W_out
               b       float32 (2H): gate then candidate biases
               tau     float32 (H)
               b_out   float32 (O)
 
-Trit packing: digit d = trit + 1 in {0, 1, 2}; five digits per byte, least
-significant first, byte = d0 + 3 d1 + 9 d2 + 27 d3 + 81 d4 (at most 242). The
-last byte is padded with trit 0. The manifest's ``sha256`` is that of the whole
-payload. A file is written atomically (temporary file, then rename).
+Level packing, by the section's encoding (its ``dtype``); every encoding pads the last byte with zero bits
+(a zero trit for ``trit5``) and a reader refuses other padding:
 
-Inference (:meth:`Deployable.predict`) runs :func:`ternq.kernels.infer.run`,
-bit-identical to the training forward of the student it came from.
+``trit5`` (ternary)
+    digit d = trit + 1 in {0, 1, 2}; five digits per byte, least significant first,
+    byte = d0 + 3 d1 + 9 d2 + 27 d3 + 81 d4 (at most 242). A ternary file is byte for
+    byte what ternq wrote before other formats existed (no ``weight_format`` key).
+``sign8`` (binary)
+    one bit per weight, 1 for +1 and 0 for -1, eight per byte, least significant bit first.
+``intNxK`` (intN, K = 8 // N per byte)
+    each level in a field of 8 // K bits, two's complement, least significant field first:
+    int4 (``int4x2``) puts the first weight in the low nibble; int8 (``int8x1``) is one int8
+    per byte; int2 (``int2x4``) four 2-bit fields. A code beyond +-qmax (int4's -8) is refused.
+
+The manifest's ``sha256`` is that of the whole payload. A file is written atomically (temporary file, then rename).
+
+Inference (:meth:`Deployable.predict`) runs :func:`ternq.kernels.infer.run` on the levels and row scales,
+bit-identical to the training forward of the student it came from (effective weight ``s * float32(q)``).
 
 A model trained on a recorded series works in normalised units; the manifest's
 ``task`` keeps the training part's per-channel ``mean`` and ``std``, from which
@@ -39,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
+from . import files, formats
 from .kernels import infer
 from .kernels.cell import n_params, tau_decay, unpack
 from .model import Model, ModelFileError, atomic_write_bytes
@@ -49,8 +62,9 @@ MAGIC = b"TERNQDEP"
 FORMAT = "ternq-deploy"
 VERSION = 1
 MAX_FILE_BYTES = 64 << 20  # a deployable file of the widest model ternq trains (H = 4096) is about 15 MB
+LAYOUT = "W (2H, I+H) then W_out (O, H), row-major"
 PACKING = {"scheme": "base3", "trits_per_byte": 5, "digit": "trit+1", "order": "lsd-first", "pad": "trit 0",
-           "layout": "W (2H, I+H) then W_out (O, H), row-major"}
+           "layout": LAYOUT}
 MAX_DIM = 1 << 16  # no dimension of a file may exceed this (refuses crafted sizes before allocating)
 _POW3 = np.array([1, 3, 9, 27, 81], np.uint8)
 
@@ -82,6 +96,78 @@ def unpack_trits(data: bytes, n: int) -> np.ndarray:
     if np.any(flat[n:] != 0):
         raise ValueError("packed trits have non-zero padding")
     return np.ascontiguousarray(flat[:n])
+
+
+def encoding(fmt: formats.Format) -> str:
+    """The name of a format's packing in the file (a section's ``dtype``): trit5, sign8 or intNxK."""
+    if fmt.name == "ternary":
+        return "trit5"
+    if fmt.qmax == formats.BINARY:
+        return "sign8"
+    return f"{fmt.name}x{fmt.per_byte}"
+
+
+def packing(fmt: formats.Format) -> dict:
+    """The manifest's ``packing`` object for a format (ternary: :data:`PACKING`, as ever)."""
+    if fmt.name == "ternary":
+        return PACKING
+    code = "bit 1 = +1, bit 0 = -1" if fmt.qmax == formats.BINARY else "two's complement"
+    return {"scheme": encoding(fmt), "per_byte": fmt.per_byte, "field_bits": 8 // fmt.per_byte, "code": code,
+            "order": "least significant field first", "pad": "zero bits", "layout": LAYOUT}
+
+
+def _field_codes(levels: np.ndarray, fmt: formats.Format) -> np.ndarray:
+    """The unsigned field value of each level (binary: 1 for +1, 0 for -1; intN: two's complement)."""
+    bits = 8 // fmt.per_byte
+    if fmt.qmax == formats.BINARY:
+        return (levels > 0).astype(np.uint8)
+    return (levels.astype(np.int16) & ((1 << bits) - 1)).astype(np.uint8)
+
+
+def check_levels(levels: np.ndarray, fmt: formats.Format) -> None:
+    """ValueError unless every level is one of the format's (binary: +-1; otherwise -qmax..qmax)."""
+    q = np.asarray(levels)
+    if not q.size:
+        return
+    if fmt.qmax == formats.BINARY:
+        if not np.all(np.abs(q) == 1):
+            raise ValueError("binary levels must be -1 or +1")
+    elif q.min() < -fmt.qmax or q.max() > fmt.qmax:
+        raise ValueError(f"{fmt.name} levels must lie in -{fmt.qmax}..{fmt.qmax}")
+
+
+def pack_levels(levels: np.ndarray, fmt: formats.Format) -> bytes:
+    """Pack int levels in the format's encoding (see the module docstring); ValueError for a level out of range."""
+    q = np.asarray(levels).ravel()
+    if fmt.name == "ternary":
+        return pack_trits(q)
+    check_levels(q, fmt)
+    k, bits = fmt.per_byte, 8 // fmt.per_byte
+    codes = np.zeros(fmt.packed_bytes(q.size) * k, np.uint16)
+    codes[: q.size] = _field_codes(q, fmt)
+    shifts = (bits * np.arange(k)).astype(np.uint16)
+    return (codes.reshape(-1, k) << shifts).sum(axis=1).astype(np.uint8).tobytes()
+
+
+def unpack_levels(data: bytes, n: int, fmt: formats.Format) -> np.ndarray:
+    """The first ``n`` levels (int8) packed in ``data``; ValueError on a wrong length, a code out of the format's
+    range or non-zero padding."""
+    if fmt.name == "ternary":
+        return unpack_trits(data, n)
+    b = np.frombuffer(data, np.uint8)
+    if b.size != fmt.packed_bytes(n):
+        raise ValueError(f"{b.size} packed bytes cannot hold exactly {n} {fmt.name} levels")
+    k, bits = fmt.per_byte, 8 // fmt.per_byte
+    codes = ((b[:, None].astype(np.int16) >> (bits * np.arange(k))) & ((1 << bits) - 1)).ravel()
+    if np.any(codes[n:] != 0):
+        raise ValueError(f"packed {fmt.name} levels have non-zero padding")
+    codes = codes[:n]
+    if fmt.qmax == formats.BINARY:
+        return np.ascontiguousarray(2 * codes - 1, np.int8)
+    q = np.where(codes >= 1 << (bits - 1), codes - (1 << bits), codes)
+    if q.size and (q.min() < -fmt.qmax or q.max() > fmt.qmax):
+        raise ValueError(f"packed {fmt.name} level out of range (beyond +-{fmt.qmax})")
+    return np.ascontiguousarray(q, np.int8)
 
 
 @dataclass(frozen=True)
@@ -129,55 +215,73 @@ class Units:
 
 @dataclass
 class Deployable:
-    """A deployed ternary CfC: trits (int8), row scales, biases and tau (float32)."""
+    """A deployed quantized CfC: integer levels (int8; trits for ternary), row scales, biases and tau (float32).
+
+    The effective weight of row r, column j is ``scales[r] * float32(level[r, j])``, as in training.
+    """
 
     n_in: int
     hidden: int
     n_out: int
-    trits_W: np.ndarray  # int8 (2H, I+H)
-    trits_out: np.ndarray  # int8 (O, H)
+    levels_W: np.ndarray  # int8 (2H, I+H)
+    levels_out: np.ndarray  # int8 (O, H)
     scales: np.ndarray  # float32 (2H + O)
     b: np.ndarray  # float32 (2H)
     tau: np.ndarray  # float32 (H)
     b_out: np.ndarray  # float32 (O)
     task: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    weight_format: str = "ternary"  # a name of ternq.formats.FORMATS
+
+    def __post_init__(self) -> None:
+        check_levels(self.levels_W, self.format)
+        check_levels(self.levels_out, self.format)
 
     @property
     def dims(self) -> tuple[int, int, int]:
         return self.n_in, self.hidden, self.n_out
 
     @property
-    def n_trits(self) -> int:
-        return self.trits_W.size + self.trits_out.size
+    def format(self) -> formats.Format:
+        return formats.get(self.weight_format)
+
+    @property
+    def n_weights(self) -> int:
+        return self.levels_W.size + self.levels_out.size
+
+    def levels(self) -> np.ndarray:
+        """Every level (int8): W's 2H rows, then W_out's O rows, flattened."""
+        return np.concatenate([self.levels_W.ravel(), self.levels_out.ravel()])
 
     @classmethod
     def from_model(cls, model: Model) -> Deployable:
-        """The deployable form of a ternary student (a teacher has no trits: ValueError)."""
+        """The deployable form of a student (a teacher has no levels: ValueError)."""
         if model.kind != "student":
-            raise ValueError(f"this is a {model.kind}; only a ternary student can be deployed (exported or run by "
-                             "'ternq predict')")
+            raise ValueError(f"this is a {model.kind}; only a quantized student can be deployed (exported or run "
+                             "by 'ternq predict')")
         I, H, O = model.dims
-        trits = model.trits()
+        weight_format = getattr(model, "weight_format", "ternary")
+        levels = model.levels() if hasattr(model, "levels") else model.trits()
         nW = 2 * H * (I + H)
         scales = np.ascontiguousarray(model.theta[model.n_cell:], np.float32)
         _, b, tau, _, bout = unpack(model.params(), I, H, O)
-        dep = cls(I, H, O, trits[:nW].reshape(2 * H, I + H).copy(), trits[nW:].reshape(O, H).copy(), scales,
-                  b.copy(), tau.copy(), bout.copy(), dict(model.meta.get("task", {})))
+        dep = cls(I, H, O, levels[:nW].reshape(2 * H, I + H).astype(np.int8), levels[nW:].reshape(O, H).astype(
+            np.int8), scales, b.copy(), tau.copy(), bout.copy(), dict(model.meta.get("task", {})),
+                  weight_format=weight_format)
         figs = model.meta.get("figures", {})
         if "eval_mse" in figs:
             dep.info["eval_mse_at_training"] = figs["eval_mse"]
         if not np.array_equal(dep.params(), model.params()):  # == ignores the sign of zeros, by design
-            raise ValueError("trits times scales do not reproduce the student's weights")
+            raise ValueError("levels times scales do not reproduce the student's weights")
         return dep
 
     def params(self) -> np.ndarray:
-        """The effective float32 parameters in the training cell's layout (for checks and comparisons)."""
+        """The effective float32 parameters in the training cell's layout: ``s * float32(level)`` per weight."""
         I, H, O = self.dims
         p = np.zeros(n_params(I, H, O), np.float32)
         W, b, tau, Wout, bout = unpack(p, I, H, O)
-        W[:] = self.trits_W * self.scales[: 2 * H, None]
-        Wout[:] = self.trits_out * self.scales[2 * H:, None]
+        W[:] = self.scales[: 2 * H, None] * self.levels_W.astype(np.float32)
+        Wout[:] = self.scales[2 * H:, None] * self.levels_out.astype(np.float32)
         b[:], tau[:], bout[:] = self.b, self.tau, self.b_out
         return p
 
@@ -212,7 +316,7 @@ class Deployable:
         N, T = X.shape[:2]
         ys = np.empty((N, T, self.n_out), np.float32)
         hs = np.empty((N, T + 1, self.hidden), np.float32)
-        infer.run(self.trits_W, self.scales[: 2 * self.hidden], self.b, self.tau, self.trits_out,
+        infer.run(self.levels_W, self.scales[: 2 * self.hidden], self.b, self.tau, self.levels_out,
                   self.scales[2 * self.hidden:], self.b_out, X, DT, factored, ys, hs)
         return ys, hs
 
@@ -223,11 +327,15 @@ class Deployable:
 
     # ---- the file
 
+    @property
+    def _levels_section(self) -> str:
+        return "trits" if self.weight_format == "ternary" else "levels"
+
     def _sections(self) -> list[tuple[str, bytes, str, list[int]]]:
         f32 = "<f4"
+        fmt = self.format
         return [
-            ("trits", pack_trits(np.concatenate([self.trits_W.ravel(), self.trits_out.ravel()])), "trit5",
-             [self.n_trits]),
+            (self._levels_section, pack_levels(self.levels(), fmt), encoding(fmt), [self.n_weights]),
             ("scales", self.scales.astype(f32).tobytes(), "float32", [self.scales.size]),
             ("b", self.b.astype(f32).tobytes(), "float32", [self.b.size]),
             ("tau", self.tau.astype(f32).tobytes(), "float32", [self.tau.size]),
@@ -237,7 +345,6 @@ class Deployable:
     def to_bytes(self) -> bytes:
         sections = self._sections()
         payload = b"".join(s[1] for s in sections)
-        all_t = np.concatenate([self.trits_W.ravel(), self.trits_out.ravel()])
         offset, table = 0, []
         for name, data, dtype, shape in sections:
             table.append({"name": name, "offset": offset, "bytes": len(data), "dtype": dtype, "shape": shape})
@@ -245,13 +352,13 @@ class Deployable:
         manifest = {
             "format": FORMAT, "version": VERSION, "cell": "CfC", "dt": DT,
             "dims": {"n_in": self.n_in, "hidden": self.hidden, "n_out": self.n_out},
-            "task": self.task, "packing": PACKING,
-            "counts": {"trits": int(all_t.size), "plus": int(np.sum(all_t > 0)), "minus": int(np.sum(all_t < 0)),
-                       "zero": int(np.sum(all_t == 0)), "float32": int(self.scales.size + self.b.size
-                                                                         + self.tau.size + self.b_out.size)},
+            "task": self.task, "packing": packing(self.format), "counts": _counts(self.levels(), self.weight_format,
+                                                                                  *self.dims),
             "sections": table, "payload_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
             "info": self.info,
         }
+        if self.weight_format != "ternary":  # a ternary file stays byte for byte what older ternq wrote
+            manifest["weight_format"] = self.weight_format
         head = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
         return MAGIC + struct.pack("<I", len(head)) + head + payload
 
@@ -322,7 +429,12 @@ class Deployable:
         need(man.get("cell") == "CfC", "cell must be CfC")
         Units.of_task(man.get("task", {}), man["dims"].get("n_in"), man["dims"].get("n_out"))
         need(man.get("dt") == DT, f"dt must be {DT}")
-        need(man["packing"] == PACKING, "unknown trit packing")
+        name = man.get("weight_format", "ternary")
+        need(isinstance(name, str) and name in formats.FORMATS and not (name == "ternary" and "weight_format" in man),
+             "weight_format must be one of " + ", ".join(f for f in formats.FORMATS if f != "ternary")
+             + " (absent for ternary)")
+        fmt = formats.get(name)
+        need(man["packing"] == packing(fmt), f"unknown {name} packing")
         dims = man["dims"]
         need(set(dims) == {"n_in", "hidden", "n_out"}, "dims must be n_in, hidden, n_out")
         I, H, O = (count(dims[k], f"dims.{k}", 1) for k in ("n_in", "hidden", "n_out"))
@@ -335,13 +447,14 @@ class Deployable:
             need(off + nb <= len(payload), f"section {s['name']!r} lies beyond the payload")
             need(s["name"] not in sec, f"section {s['name']!r} appears twice")
             sec[s["name"]] = (payload[off : off + nb], s["dtype"], s["shape"])
-        want = {"trits": ("trit5", 2 * H * (I + H) + O * H), "scales": ("float32", 2 * H + O),
+        section = "trits" if name == "ternary" else "levels"
+        want = {section: (encoding(fmt), 2 * H * (I + H) + O * H), "scales": ("float32", 2 * H + O),
                 "b": ("float32", 2 * H), "tau": ("float32", H), "b_out": ("float32", O)}
         need(set(sec) == set(want), f"sections must be {', '.join(want)}")
         for key, (dtype, size) in want.items():
             need(sec[key][1] == dtype and sec[key][2] == [size], f"section {key} must be {dtype} [{size}]")
         nW = 2 * H * (I + H)
-        trits = unpack_trits(sec["trits"][0], want["trits"][1])
+        levels = unpack_levels(sec[section][0], want[section][1], fmt)
 
         def f32(key):
             data = sec[key][0]
@@ -350,19 +463,17 @@ class Deployable:
             need(bool(np.all(np.isfinite(a))), f"section {key} holds non-finite values")
             return a
 
-        counts = man["counts"]
-        real = {"trits": trits.size, "plus": int(np.sum(trits > 0)), "minus": int(np.sum(trits < 0)),
-                "zero": int(np.sum(trits == 0)), "float32": 5 * H + 2 * O}
-        need(counts == real, "counts do not match the trits")
-        return cls(I, H, O, trits[:nW].reshape(2 * H, I + H).copy(), trits[nW:].reshape(O, H).copy(), f32("scales"),
-                   f32("b"), f32("tau"), f32("b_out"), dict(man.get("task", {})), dict(man.get("info", {})))
+        need(man["counts"] == _counts(levels, name, I, H, O), f"counts do not match the {section}")
+        return cls(I, H, O, levels[:nW].reshape(2 * H, I + H).copy(), levels[nW:].reshape(O, H).copy(),
+                   f32("scales"), f32("b"), f32("tau"), f32("b_out"), dict(man.get("task", {})),
+                   dict(man.get("info", {})), name)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Deployable:
         """A deployable file (``.tqd``), or a ternary student ``.npz`` converted in memory.
 
         :class:`DeployFileError` / :class:`ModelFileError` for unreadable files, ValueError (one line) for a
-        teacher or a student whose trits do not reproduce its weights.
+        teacher or a student whose levels do not reproduce its weights.
         """
         path = Path(path)
         try:  # only a regular file is opened: a FIFO would block, a device never end
@@ -378,16 +489,26 @@ class Deployable:
         return cls.from_model(Model.load(path))
 
     def sizes(self) -> dict:
-        """Byte accounting of the file: total, payload (trits, float32), manifest; against plain float32."""
+        """Byte accounting of the file: total, payload (packed levels, float32), manifest; against plain float32."""
         sections = {s[0]: len(s[1]) for s in self._sections()}
         file_bytes = len(self.to_bytes())
         payload = sum(sections.values())
         f32 = float32_bytes(*self.dims)
-        return {"dims": list(self.dims), "file_bytes": file_bytes, "payload_bytes": payload,
-                "manifest_bytes": file_bytes - payload - 12, "trit_bytes": sections["trits"],
-                "float_bytes": payload - sections["trits"], "trits": self.n_trits,
-                "zero_share": float((self.trits_W == 0).sum() + (self.trits_out == 0).sum()) / self.n_trits,
+        packed = sections[self._levels_section]
+        return {"dims": list(self.dims), "weight_format": self.weight_format, "file_bytes": file_bytes,
+                "payload_bytes": payload, "manifest_bytes": file_bytes - payload - 12, "level_bytes": packed,
+                "float_bytes": payload - packed, "levels": self.n_weights, "per_byte": self.format.per_byte,
+                "zero_share": float(np.count_nonzero(self.levels() == 0)) / self.n_weights,
                 "float32_bytes": f32, "file_vs_float32": file_bytes / f32, "payload_vs_float32": payload / f32}
+
+
+def _counts(levels: np.ndarray, weight_format: str, n_in: int, hidden: int, n_out: int) -> dict:
+    """The manifest's ``counts``: trits with their signs for ternary (as ever), levels and zeros otherwise."""
+    n_float = 5 * hidden + 2 * n_out
+    if weight_format == "ternary":
+        return {"trits": int(levels.size), "plus": int(np.sum(levels > 0)), "minus": int(np.sum(levels < 0)),
+                "zero": int(np.sum(levels == 0)), "float32": n_float}
+    return {"levels": int(levels.size), "zero": int(np.sum(levels == 0)), "float32": n_float}
 
 
 def channel_names(task: dict, n: int) -> list[str]:

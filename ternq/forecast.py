@@ -478,7 +478,7 @@ def rollout(model, X: np.ndarray, warmup: int, horizon: int, dtype=np.float32) -
     ys = np.empty((N, steps, O), np.float32)
     hs = np.empty((N, steps + 1, H), np.float32)
     h2 = 2 * H
-    infer.rollout(model.trits_W, model.scales[:h2], model.b, model.tau, model.trits_out, model.scales[h2:],
+    infer.rollout(model.levels_W, model.scales[:h2], model.b, model.tau, model.levels_out, model.scales[h2:],
                   model.b_out, Xw, DT, free, ys, hs)
     return ys
 

@@ -48,8 +48,8 @@ def forward(im, Xq) -> tuple[list, list]:
     """Predictions [n][t][o] and hidden states [n][t+1][i] of an :class:`ternq.device.fixed.IntModel` on Q16
     integer inputs Xq [n][t][j] (nested lists or an array)."""
     I, H, O = im.dims
-    tW = [[int(v) for v in row] for row in im.trits_W]
-    tO = [[int(v) for v in row] for row in im.trits_out]
+    tW = [[int(v) for v in row] for row in im.levels_W]
+    tO = [[int(v) for v in row] for row in im.levels_out]
     mW, kW, bW = [int(v) for v in im.mW], [int(v) for v in im.kW], [int(v) for v in im.bW]
     mO, kO, bO = [int(v) for v in im.mO], [int(v) for v in im.kO], [int(v) for v in im.bO]
     D = [int(v) for v in im.decay]

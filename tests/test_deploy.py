@@ -118,11 +118,11 @@ def test_file_round_trip_and_manifest(sine_student, tmp_path):
     assert back.params().tobytes() == dep.params().tobytes()
     # equal values; only the sign of zero weights is not kept (it never changes a prediction, see infer.py)
     assert np.array_equal(back.params(), sine_student.params())
-    assert np.array_equal(np.concatenate([back.trits_W.ravel(), back.trits_out.ravel()]), sine_student.trits())
+    assert np.array_equal(np.concatenate([back.levels_W.ravel(), back.levels_out.ravel()]), sine_student.trits())
 
 
 def test_teacher_cannot_be_exported():
-    with pytest.raises(ValueError, match="only a ternary student"):
+    with pytest.raises(ValueError, match="only a quantized student"):
         Deployable.from_model(init_teacher(4, np.random.default_rng(0)))
 
 
@@ -205,7 +205,7 @@ def test_cli_export_and_predict_refusals(tmp_path, student_file, capsys):
     t = init_teacher(4, np.random.default_rng(0))
     t.save(tmp_path / "t.npz")
     code, _, err = run(["export", str(tmp_path / "t.npz")], capsys)
-    assert code == 2 and "only a ternary student" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "only a quantized student" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["export", str(tmp_path / "missing.npz")], capsys)
     assert code == 2 and "not found" in err
     out = tmp_path / "m.tqd"
@@ -305,8 +305,8 @@ def test_sizes_account_for_every_byte(sine_student, student_file, tmp_path, caps
     dep = Deployable.from_model(sine_student)
     s = dep.sizes()
     assert s["file_bytes"] == len(dep.to_bytes()) == 12 + s["manifest_bytes"] + s["payload_bytes"]
-    assert s["payload_bytes"] == s["trit_bytes"] + s["float_bytes"]
-    assert s["trit_bytes"] == -(-dep.n_trits // 5) and s["float_bytes"] == 4 * (5 * 8 + 2)
+    assert s["payload_bytes"] == s["level_bytes"] + s["float_bytes"] and s["weight_format"] == "ternary"
+    assert s["level_bytes"] == -(-dep.n_weights // 5) and s["float_bytes"] == 4 * (5 * 8 + 2)
     code, stdout, _ = run(["export", str(student_file), "--out", str(tmp_path / "m.tqd"), "--json"], capsys)
     res = json.loads(stdout)
     assert code == 0 and {k: res[k] for k in s} == s

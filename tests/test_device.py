@@ -206,7 +206,7 @@ def test_board_sizes(students, tmp_path):
     assert s["state"] == 4 * 32 and s["ram"] == s["data"] + s["bss"] + s["state"] and s["data"] + s["bss"] == 0
     assert s["flash"] == s["text"] + s["rodata"]
     # the constants hold at least the float32 scales, biases and decays and the sparse column lists
-    nnz = int(np.count_nonzero(dep.trits_W) + np.count_nonzero(dep.trits_out))
+    nnz = int(np.count_nonzero(dep.levels_W) + np.count_nonzero(dep.levels_out))
     assert s["rodata"] >= 4 * (dep.scales.size + dep.b.size + dep.hidden + dep.n_out) + nnz
     _, dense, _ = _export(students["sine", 32], tmp_path, "c", "dense")
     assert board_sizes(dense, dep, "c")["m4"]["rodata"] >= dep.n_trits  # one byte per trit
@@ -337,7 +337,7 @@ def test_cli_export_refusals(student_file, tmp_path, capsys):
     t = init_teacher(4, np.random.default_rng(0))
     t.save(tmp_path / "t.npz")
     code, _, err = run(["export", str(tmp_path / "t.npz"), "--format", "c", "--out", str(tmp_path / "e")], capsys)
-    _one_line_exit_2(code, err, "only a ternary student")
+    _one_line_exit_2(code, err, "only a quantized student")
     assert not (tmp_path / "e").exists()
     import io
     import zipfile

@@ -69,9 +69,10 @@ def _size_row(s: dict | None) -> str:
 @model_task_option
 @json_option
 def export(model_path, out, fmt, layout, force, task_name, data_path, as_json, input_path=None):
-    """Export a ternary student (.npz, or a .tqd file) for deployment.
+    """Export a quantized student (.npz, or a .tqd file) for deployment.
 
-    --format tqd packs trits 5 per byte (base 3) with float32 row scales, biases and
+    --format tqd packs the weight levels (ternary 5 per byte in base 3, binary 8 per
+    byte, int4 2 per byte, int8 1 per byte, ...) with float32 row scales, biases and
     tau and a JSON manifest. --format c / c-int write ternq_model.h, ternq_model.c,
     golden.h (the held-out sequences of the model's task, or --task/--data, with the
     expected outputs) and main.c (prints every output, exits 0 only if all match
@@ -168,11 +169,12 @@ def _export_tqd(dep: Deployable, model_path, out, as_json):
     rows = {"written to": str(out), "dims (in, hidden, out)": str(tuple(dep.dims)),
             "file size": f"{res['file_bytes']} B ({res['file_vs_float32']:.1%} of float32)",
             "  payload": f"{res['payload_bytes']} B ({res['payload_vs_float32']:.1%} of float32): "
-                         f"{res['trit_bytes']} B for {dep.n_trits} trits (5 per byte) + {res['float_bytes']} B "
+                         f"{res['level_bytes']} B for {dep.n_weights} {dep.weight_format} weights "
+                         f"({res['per_byte']} per byte) + {res['float_bytes']} B "
                          "float32 scales, biases, tau",
             "  header + manifest": f"{res['manifest_bytes'] + 12} B",
             "float32 size of the same model": f"{res['float32_bytes']} B",
-            "zero trits": f"{100 * res['zero_share']:.1f}%",
+            "zero weights": f"{100 * res['zero_share']:.1f}%",
             "input file": f"{res['npz_bytes']} B"}
     report.out.print(report.kv_table(f"Exported {model_path}", rows))
 

@@ -1,4 +1,4 @@
-"""Fixed-point (integer-only) form of a deployed ternary CfC: the Q formats and the conversion.
+"""Fixed-point (integer-only) form of a deployed quantized CfC: the Q formats and the conversion.
 
 Formats (int32 storage, int64 products, rounding right shifts)::
 
@@ -14,7 +14,9 @@ mantissa, so the 31-bit multiplier with a per-row shift holds it exactly;
 the decay factors sit just below 1, where Q30 keeps their float32 precision.
 tanh(x) is 2 sigmoid(2x) - 1 from the same table. Pre-activations are clamped
 to +-16384, hidden states to +-1 and inputs to +-``x_max`` (chosen per model so
-that ``I * x_max + H * 2^16 < 2^31``): no sum or product can overflow.
+that ``L (I * x_max + H * 2^16) < 2^31`` with L the largest level magnitude: 1 for
+ternary and binary, 127 for int8): no sum or product can overflow. So an int8
+model has at most 257 hidden units in this format, an int4 one 4681.
 
 The arithmetic itself is :mod:`ternq.kernels.infer_int` (Numba), emitted as C
 by :mod:`ternq.device.c99`; :func:`IntModel.from_deployable` is deterministic
@@ -78,8 +80,8 @@ class IntModel:
     n_in: int
     hidden: int
     n_out: int
-    trits_W: np.ndarray  # int8 (2H, I+H)
-    trits_out: np.ndarray  # int8 (O, H)
+    levels_W: np.ndarray  # int8 (2H, I+H)
+    levels_out: np.ndarray  # int8 (O, H)
     mW: np.ndarray  # int64 (2H,)
     kW: np.ndarray
     bW: np.ndarray  # Q16
@@ -89,6 +91,7 @@ class IntModel:
     bO: np.ndarray  # Q16
     x_max: int  # inputs clamped to +-x_max (Q16)
     table: np.ndarray
+    weight_format: str = "ternary"
 
     @property
     def dims(self) -> tuple[int, int, int]:
@@ -101,16 +104,18 @@ class IntModel:
         parts = [scale_parts(s) for s in dep.scales]
         m = np.array([p[0] for p in parts], np.int64)
         k = np.array([p[1] for p in parts], np.int64)
-        x_max = min(PRE_MAX, (INT32_MAX - H * ONE) // I)
+        big = max(1, dep.format.qmax)  # the largest level magnitude (binary's is 1)
+        x_max = min(PRE_MAX, (INT32_MAX - big * H * ONE) // (big * I))
         if x_max <= 0:
-            raise ValueError(f"hidden size {H} is too large for the integer format")
+            raise ValueError(f"hidden size {H} is too large for the integer format of {dep.weight_format} weights")
         for name, v in (("biases", dep.b), ("output biases", dep.b_out)):
             if not np.all(np.isfinite(v)):
                 raise ValueError(f"{name} are not finite")
-        return cls(I, H, O, dep.trits_W.astype(np.int8), dep.trits_out.astype(np.int8), m[: 2 * H].copy(),
+        return cls(I, H, O, dep.levels_W.astype(np.int8), dep.levels_out.astype(np.int8), m[: 2 * H].copy(),
                    k[: 2 * H].copy(), to_q(dep.b, FRAC, PRE_MAX), to_q(dep.decay(), DECAY_FRAC,
                                                                       1 << DECAY_FRAC),
-                   m[2 * H:].copy(), k[2 * H:].copy(), to_q(dep.b_out, FRAC, PRE_MAX), int(x_max), _TABLE.copy())
+                   m[2 * H:].copy(), k[2 * H:].copy(), to_q(dep.b_out, FRAC, PRE_MAX), int(x_max), _TABLE.copy(),
+                   dep.weight_format)
 
     def quantize_inputs(self, X: np.ndarray) -> np.ndarray:
         """Float inputs (N, T, I) as Q16 int32, rounded to nearest (ties to even) and clamped to +-x_max."""
@@ -135,7 +140,7 @@ class IntModel:
         N, T = Xq.shape[:2]
         ys = np.empty((N, T, self.n_out), np.int32)
         hs = np.empty((N, T + 1, self.hidden), np.int32)
-        infer_int.run(self.trits_W, self.mW, self.kW, self.bW, self.decay, self.trits_out, self.mO, self.kO,
+        infer_int.run(self.levels_W, self.mW, self.kW, self.bW, self.decay, self.levels_out, self.mO, self.kO,
                       self.bO, self.table, np.int64(self.x_max), Xq, ys, hs)
         return ys, hs
 

@@ -1,25 +1,24 @@
-"""Inference of a deployed ternary CfC model: trits as int8, one float32 scale per row.
+"""Inference of a deployed quantized CfC model: levels as int8, one float32 scale per row.
 
-The matrix part never multiplies by a weight. For row r with scale s_r and
-trits t_rj in {-1, 0, +1}::
+For row r with scale s_r and levels q_rj (ternary -1..1, binary +-1, intN -qmax..qmax)::
 
     pre[r] = b[r]
     for j over z = [x ; h_prev] in order:
-        t_rj == +1:  pre[r] += z_j * s_r
-        t_rj == -1:  pre[r] -= z_j * s_r
-        t_rj ==  0:  nothing
+        q_rj != 0:  pre[r] += z_j * (s_r * float32(q_rj))
+        q_rj == 0:  nothing
 
-Why this form and not ``s_r * (sum of +z_j - sum of -z_j)`` (one multiply per
-row, see ``factored=True``): the training forward
-(:func:`ternq.kernels.cell.forward`) runs on the effective weights
-``s_r * t_rj`` and accumulates ``pre[r] += z_j * (s_r * t_rj)`` in float32, in
-the order j = 0 .. I+H-1 starting from b[r]. ``z * (+s) == z * s`` and
-``z * (-s) == -(z * s)`` exactly (rounding is symmetric), and ``a + (-c) == a -
-c``, so the form above performs *the same roundings in the same order* and is
-bit-identical to the training forward. Factoring the scale out rounds
-differently (about 1e-7 relative), so it is offered only as an option.
+Why this form and not ``s_r * sum_j q_rj z_j`` (one multiply per row, see
+``factored=True``): the training forward (:func:`ternq.kernels.cell.forward`)
+runs on the effective weights ``w_rj = s_r * float32(q_rj)`` (one float32
+rounding) and accumulates ``pre[r] += z_j * w_rj`` in float32, in the order
+j = 0 .. I+H-1 starting from b[r]; the form above forms the same w_rj and
+performs *the same roundings in the same order*, so it is bit-identical to the
+training forward. For ternary it is the add/subtract of ``z_j * s_r``: ``s * 1
+== s``, ``s * -1 == -s`` and ``z * (-s) == -(z * s)`` exactly. Factoring the
+scale out rounds differently (about 1e-7 relative), so it is offered only as
+an option.
 
-Skipping a zero trit drops an addition of a signed zero, ``pre + (+-0.0)``,
+Skipping a zero level drops an addition of a signed zero, ``pre + (+-0.0)``,
 which leaves ``pre`` unchanged unless ``pre`` is itself -0.0 (then ``-0.0 +
 +0.0`` is +0.0). That needs b[r] == -0.0, which training never produces
 (biases start at +0.0 and ``x - y`` is never -0.0 for x = +0.0); even then only
@@ -48,18 +47,18 @@ def run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, ys, hs):
     Parameters
     ----------
     tW : int8 (2H, I+H)
-        Trits of the gate (rows 0..H-1) and candidate (rows H..2H-1) weights; columns [x ; h].
+        Levels of the gate (rows 0..H-1) and candidate (rows H..2H-1) weights; columns [x ; h].
     sW : float32 (2H,)
         Row scales of tW.
     b, tau : float32 (2H,), (H,)
     tO : int8 (O, H), sO : float32 (O,), bout : float32 (O,)
-        Output trits, their row scales and the output bias.
+        Output levels, their row scales and the output bias.
     X : float32 (N, T, I)
     dt : float
         The cell's time step (0.1 in ternq).
     factored : bool
-        False (bit-identical to the training forward): ``pre +-= z_j * s_r``.
-        True: sum the selected inputs with adds and subtracts only, multiply by ``s_r`` once.
+        False (bit-identical to the training forward): ``pre += z_j * (s_r * q_rj)``.
+        True: sum ``q_rj * z_j`` (adds and subtracts only for ternary and binary), multiply by ``s_r`` once.
     ys : float32 (N, T, O), hs : float32 (N, T+1, H)
         Outputs: predictions and hidden states (hs[:, 0] = 0).
     """
@@ -107,20 +106,16 @@ def _run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, free, ys, hs):
                 if factored:
                     acc = zero
                     for j in range(I + H):
-                        tr = tW[r, j]
-                        if tr > 0:
-                            acc += z[j]
-                        elif tr < 0:
-                            acc -= z[j]
+                        q = tW[r, j]
+                        if q != 0:
+                            acc += z[j] * ty(q)
                     pre[r] = b[r] + acc * s
                 else:
                     acc = b[r]
                     for j in range(I + H):
-                        tr = tW[r, j]
-                        if tr > 0:
-                            acc += z[j] * s
-                        elif tr < 0:
-                            acc -= z[j] * s
+                        q = tW[r, j]
+                        if q != 0:
+                            acc += z[j] * (s * ty(q))
                     pre[r] = acc
             for i in range(H):
                 gate = sigmoid(pre[i])
@@ -131,20 +126,16 @@ def _run(tW, sW, b, tau, tO, sO, bout, X, dt, factored, free, ys, hs):
                 if factored:
                     acc = zero
                     for i in range(H):
-                        tr = tO[o, i]
-                        if tr > 0:
-                            acc += hs[n, t + 1, i]
-                        elif tr < 0:
-                            acc -= hs[n, t + 1, i]
+                        q = tO[o, i]
+                        if q != 0:
+                            acc += hs[n, t + 1, i] * ty(q)
                     ys[n, t, o] = bout[o] + acc * s
                 else:
                     y = bout[o]
                     for i in range(H):
-                        tr = tO[o, i]
-                        if tr > 0:
-                            y += s * hs[n, t + 1, i]
-                        elif tr < 0:
-                            y -= s * hs[n, t + 1, i]
+                        q = tO[o, i]
+                        if q != 0:
+                            y += (s * ty(q)) * hs[n, t + 1, i]
                     ys[n, t, o] = y
 
 

@@ -1,12 +1,12 @@
-"""Integer-only inference of a deployed ternary CfC: the arithmetic of ``ternq export --format c-int``.
+"""Integer-only inference of a deployed quantized CfC: the arithmetic of ``ternq export --format c-int``.
 
 Every value is an int32 in a fixed-point format (see :mod:`ternq.device.fixed`
 for the formats and how a model is converted); products are formed in int64
 and brought back with a rounding right shift, ``(v + 2^(k-1)) >> k`` (an
 arithmetic shift: floor). One step, for rows r of the gate (0..H-1) and
-candidate (H..2H-1) and z = [clamp(x) ; h]::
+candidate (H..2H-1), levels q_rj and z = [clamp(x) ; h]::
 
-    acc_r = sum_{t_rj = +1} z_j - sum_{t_rj = -1} z_j                (exact, int32)
+    acc_r = sum_j q_rj z_j         (exact, int32; adds and subtracts only for ternary and binary)
     pre_r = clamp(b_r + rshr(acc_r * m_r, k_r), +-2^30)               (Q16)
     g_i   = sigmoid_q(pre_i),  c_i = tanh_q(pre_{H+i})                (Q16, table)
     h_i   = clamp(rshr(rshr((2^16 - g_i) * h_i, 16) * D_i, 30) + rshr(g_i * c_i, 16), +-2^16)
@@ -70,7 +70,7 @@ def run(tW, mW, kW, bW, D, tO, mO, kO, bO, table, x_max, Xq, ys, hs):
     Parameters
     ----------
     tW : int8 (2H, I+H)
-        Trits of the gate and candidate rows; columns [x ; h].
+        Levels of the gate and candidate rows; columns [x ; h].
     mW, kW : int64 (2H,)
         Row scale s_r = mW[r] * 2^-kW[r] (kW >= 1).
     bW : int64 (2H,)
@@ -78,11 +78,12 @@ def run(tW, mW, kW, bW, D, tO, mO, kO, bO, table, x_max, Xq, ys, hs):
     D : int64 (H,)
         Decay factors exp(-dt / (|tau| + 1e-6)), Q30.
     tO : int8 (O, H); mO, kO, bO : int64 (O,)
-        Output trits, scales (as above) and biases (Q16).
+        Output levels, scales (as above) and biases (Q16).
     table : int64 (TABLE_LEN,)
         2^16 sigmoid(-k / 32), rounded.
     x_max : int
-        Inputs are clamped to +-x_max (Q16) so that no sum can overflow int32.
+        Inputs are clamped to +-x_max (Q16) so that no sum can overflow int32 (see
+        :func:`ternq.device.fixed.IntModel.from_deployable`).
     Xq : int32 (N, T, I)
         Inputs, Q16.
     ys : int32 (N, T, O), hs : int32 (N, T+1, H)
@@ -109,11 +110,9 @@ def run(tW, mW, kW, bW, D, tO, mO, kO, bO, table, x_max, Xq, ys, hs):
             for o in range(O):
                 acc = np.int64(0)
                 for i in range(H):
-                    tr = tO[o, i]
-                    if tr > 0:
-                        acc += hs[n, t + 1, i]
-                    elif tr < 0:
-                        acc -= hs[n, t + 1, i]
+                    q = tO[o, i]
+                    if q != 0:
+                        acc += np.int64(q) * hs[n, t + 1, i]
                 y = bO[o] + rshr(acc * mO[o], kO[o])
                 lim = np.int64(2147483647)
                 ys[n, t, o] = lim if y > lim else (-lim - 1 if y < -lim - 1 else y)
@@ -123,10 +122,8 @@ def run(tW, mW, kW, bW, D, tO, mO, kO, bO, table, x_max, Xq, ys, hs):
 def _pre(tW, mW, kW, bW, z, r):
     acc = np.int64(0)
     for j in range(z.shape[0]):
-        tr = tW[r, j]
-        if tr > 0:
-            acc += z[j]
-        elif tr < 0:
-            acc -= z[j]
+        q = tW[r, j]
+        if q != 0:
+            acc += np.int64(q) * z[j]
     p = bW[r] + rshr(acc * mW[r], kW[r])
     return PRE_MAX if p > PRE_MAX else (-PRE_MAX if p < -PRE_MAX else p)
