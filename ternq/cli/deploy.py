@@ -59,8 +59,9 @@ def _size_row(s: dict | None) -> str:
               help="tqd: compact deployable file; c: C99 library, float32, bit-identical to 'ternq predict'; "
                    "c-int: C99 library, integers only, bit-identical to 'ternq predict --int'.")
 @click.option("--layout", type=click.Choice(["sparse", "dense"]), default=None,
-              help="C only: sparse keeps per-row lists of non-zero trits (zero trits cost nothing) [default]; "
-                   "dense visits every trit.")
+              help="C only: sparse keeps per-row lists of non-zero trits (zero trits cost nothing) [default for "
+                   "ternary and binary weights]; dense visits every level (the only layout of int3..int8 weights, "
+                   "packed as in the .tqd file and multiplied).")
 @click.option("--force", is_flag=True, help="C only: write the export files into a non-empty folder.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="--format c only: golden.h holds the rows of FILE (CSV or .npy, the series' own units) as one "
@@ -95,9 +96,10 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json, i
         out = check_writable(out, "deployable model")
         _export_tqd(dep, model_path, out, as_json)
         return
+    from ..device import c99
     from ..device import export as dx
 
-    layout = layout or "sparse"
+    layout = layout or c99.layouts(dep)[0]
     suffix = "-c" if fmt == "c" else "-c-int"
     out = Path(out) if out else Path(model_path).with_name(Path(model_path).stem + suffix)
     if same_file(out, model_path):

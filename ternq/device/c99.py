@@ -1,4 +1,4 @@
-"""C99 source for a deployed ternary CfC: the library, ``golden.h`` and the ``main.c`` harness.
+"""C99 source for a deployed quantized CfC: the library, ``golden.h`` and the ``main.c`` harness.
 
 Two formats:
 
@@ -11,12 +11,20 @@ Two formats:
     integer only (:mod:`ternq.device.fixed`, :mod:`ternq.kernels.infer_int`), no
     float or double anywhere, bit-identical to ``ternq predict --int``.
 
-Two layouts of the trits: ``sparse`` (default) stores per row the list of its
-non-zero columns, so a zero trit costs nothing (float: ascending columns with the
-sign in the low bit, to keep the training forward's summation order; integer: the
-+1 columns then the -1 columns, as integer sums are exact in any order);
-``dense`` stores every trit as an int8 and visits it (the baseline without
-zero-trit skipping).
+Weights whose levels are signs (ternary, binary, int2: levels in -1..1) are added or
+subtracted, never multiplied, in one of two layouts: ``sparse`` (their default) stores
+per row the list of its non-zero columns, so a zero trit costs nothing (float:
+ascending columns with the sign in the low bit, to keep the training forward's
+summation order; integer: the +1 columns then the -1 columns, as integer sums are
+exact in any order); ``dense`` stores every level as an int8 and visits it (the
+baseline without zero-trit skipping).
+
+Wider levels (int3 .. int8) are multiplied: float ``acc + v[j] * (s * (float)q)``, the
+training forward's operation; integer ``acc += q * v[j]`` in int32 (exact: the input
+bound of :mod:`ternq.device.fixed` keeps every sum in range). Their only layout is
+``dense``, the levels packed as in the deployable file but each row starting on a byte:
+int8 (and int5..int7) one ``int8_t`` per weight; int4 (and int3) two per byte, the
+first of a pair in the low nibble, unpacked in C by sign-extending each nibble.
 
 A model trained on a recorded series (``--data``) works in normalised units.
 The float library then also has ``ternq_step_units``, which takes and returns the
@@ -40,7 +48,7 @@ import re
 
 import numpy as np
 
-from ..deploy import Deployable, channel_names
+from ..deploy import Deployable, channel_names, pack_levels
 from ..kernels import cell
 from ..kernels.infer_int import DECAY_FRAC, FRAC, ONE, PRE_MAX, SIG_SAT, TABLE_STEP, TANH_SAT
 from .fixed import IntModel
@@ -71,8 +79,90 @@ def _uint(maxval: int) -> str:
 
 
 def _rows(dep: Deployable) -> list[np.ndarray]:
-    """Trit rows: 2H rows over [x ; h], then O output rows over h."""
-    return [dep.trits_W[r] for r in range(2 * dep.hidden)] + [dep.trits_out[o] for o in range(dep.n_out)]
+    """Level rows: 2H rows over [x ; h], then O output rows over h."""
+    return [dep.levels_W[r] for r in range(2 * dep.hidden)] + [dep.levels_out[o] for o in range(dep.n_out)]
+
+
+def multiplies(dep: Deployable) -> bool:
+    """Whether the library multiplies by the levels (int3 .. int8) rather than adding or subtracting (signs)."""
+    return dep.format.qmax > 1
+
+
+def layouts(dep: Deployable) -> tuple[str, ...]:
+    """The layouts the library of ``dep`` can have, its default first."""
+    return ("dense",) if multiplies(dep) else LAYOUTS
+
+
+def _packed_rows(dep: Deployable) -> tuple[str, list, int, int]:
+    """(C type, values, bytes per W row, bytes per W_out row) of the levels stored row by row, each row starting
+    on a byte: int8_t values for one level per byte, else bytes of two nibbles (see the module docstring)."""
+    fmt = dep.format
+    I, H = dep.n_in, dep.hidden
+    if fmt.per_byte == 1:
+        return "int8_t", [int(v) for row in _rows(dep) for v in row], I + H, H
+    if fmt.per_byte != 2:
+        raise ValueError(f"no packed C layout for {fmt.name} weights")
+    data = b"".join(pack_levels(row, fmt) for row in _rows(dep))
+    return "uint8_t", list(data), fmt.packed_bytes(I + H), fmt.packed_bytes(H)
+
+
+def _level_loop(dep: Deployable, integer: bool) -> str:
+    """The body that runs one packed row's levels q over v in ascending j (float: acc = acc + v[j] * (s * q))."""
+    step = "acc += (int32_t)({q}) * v[{j}];" if integer else "acc = acc + v[{j}] * (s * (float)({q}));"
+    if dep.format.per_byte == 1:
+        return f"    for (j = 0; j < n; ++j) {step.format(q='row[j]', j='j')}\n"
+    lo, hi = "TERNQ_LO(row[j >> 1])", "TERNQ_HI(row[j >> 1])"
+    return (f"    for (j = 0; j + 1 < n; j += 2) {{\n        {step.format(q=lo, j='j')}\n"
+            f"        {step.format(q=hi, j='j + 1')}\n    }}\n"
+            f"    if (j < n) {step.format(q=lo, j='j')}\n")
+
+
+def _packed_row_fn(dep: Deployable, integer: bool) -> tuple[str, str]:
+    """(the levels array, the row function) of the multiplying libraries."""
+    ctype, values, row_w, row_o = _packed_rows(dep)
+    fmt = dep.format
+    array = _array(ctype, "ternq_levels", values, per_line=16 if ctype == "uint8_t" else 24,
+                   fmt=(lambda v: f"0x{int(v):02x}") if ctype == "uint8_t" else str)
+    nibbles = ("" if fmt.per_byte == 1 else
+               "/* a nibble as a signed level: two's complement in 4 bits */\n"
+               "#define TERNQ_LO(b) ((int)(((unsigned)(b) & 15u) ^ 8u) - 8)\n"
+               "#define TERNQ_HI(b) ((int)(((unsigned)(b) >> 4) ^ 8u) - 8)\n")
+    head = f"""{nibbles}#define TERNQ_ROW_W {row_w} /* bytes per row of W */
+#define TERNQ_ROW_O {row_o} /* bytes per row of W_out */
+
+static const {ctype} *ternq_row_levels(int r)
+{{
+    return ternq_levels + (r < 2 * TERNQ_HIDDEN ? r * TERNQ_ROW_W
+                           : 2 * TERNQ_HIDDEN * TERNQ_ROW_W + (r - 2 * TERNQ_HIDDEN) * TERNQ_ROW_O);
+}}
+"""
+    n = "const int n = r < 2 * TERNQ_HIDDEN ? TERNQ_N_IN + TERNQ_HIDDEN : TERNQ_HIDDEN;"
+    if integer:
+        fn = f"""{head}
+/* sum of q * v[j] over the row's {fmt.name} levels (exact in int32: see TERNQ_X_MAX) */
+static int32_t ternq_sum(int r, const int32_t *v)
+{{
+    {n}
+    const {ctype} *row = ternq_row_levels(r);
+    int32_t acc = 0;
+    int j;
+{_level_loop(dep, True)}    return acc;
+}}
+"""
+    else:
+        fn = f"""{head}
+/* acc (the bias) + v[j] * (s * q) over the row's {fmt.name} levels, ascending j: the training forward's
+   operations on its effective weights s * q */
+static float ternq_row(int r, const float *v, float acc)
+{{
+    const float s = ternq_scale[r];
+    {n}
+    const {ctype} *row = ternq_row_levels(r);
+    int j;
+{_level_loop(dep, False)}    return acc;
+}}
+"""
+    return array, fn
 
 
 def _header(dep: Deployable, fmt: str, layout: str, source: str) -> str:
@@ -85,8 +175,8 @@ def _header(dep: Deployable, fmt: str, layout: str, source: str) -> str:
     what = ("integer-only (no floating point), bit-identical to 'ternq predict --int'" if integer else
             "float32, bit-identical to 'ternq predict' (compile with -ffp-contract=off)")
     units_doc, units_defs, units_decl = _units_header(dep, integer)
-    return f"""/* ternq_model.h: a ternary CfC recurrent network, generated by ternq from {source}.
- * Format {fmt} ({what}), trit layout {layout}.
+    return f"""/* ternq_model.h: a CfC recurrent network, generated by ternq from {source}.
+ * Weights {dep.weight_format}; format {fmt} ({what}), weight layout {layout}.
  * Usage: ternq_state s; ternq_reset(&s); then ternq_step(&s, x, y) once per time step.
 {units_doc} * No malloc, no libm, no writable globals: all state is in the caller's ternq_state. The only library
  * functions the object may need are memcpy/memset, which GCC can emit for plain copy loops. */
@@ -201,7 +291,10 @@ def _float_source(dep: Deployable, layout: str) -> str:
              _array("float", "ternq_bias", dep.b, fmt=hex_float),
              _array("float", "ternq_decay", dep.decay(), fmt=hex_float),
              _array("float", "ternq_bias_out", dep.b_out, fmt=hex_float)]
-    if layout == "sparse":
+    if multiplies(dep):
+        array, row_fn = _packed_row_fn(dep, integer=False)
+        parts.append(array)
+    elif layout == "sparse":
         cols = [int(2 * j + (row[j] < 0)) for row in rows for j in np.flatnonzero(row)]
         start = np.cumsum([0] + [int(np.count_nonzero(row)) for row in rows])
         parts += [_array(_uint(int(start[-1])), "ternq_start", start),
@@ -271,7 +364,10 @@ def _int_source(dep: Deployable, layout: str) -> str:
     parts = [_array("int32_t", "ternq_mult", m), _array("uint8_t", "ternq_shift", k, per_line=16),
              _array("int32_t", "ternq_bias", np.concatenate([im.bW, im.bO])),
              _array("int32_t", "ternq_decay", im.decay), _array("uint16_t", "ternq_table", im.table, per_line=12)]
-    if layout == "sparse":
+    if multiplies(dep):
+        array, sum_fn = _packed_row_fn(dep, integer=True)
+        parts.append(array)
+    elif layout == "sparse":
         cols, start, mid = [], [0], []
         for row in rows:
             cols += [int(j) for j in np.flatnonzero(row > 0)]
@@ -472,6 +568,9 @@ def model_sources(dep: Deployable, fmt: str = "c", layout: str = "sparse", sourc
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if layout not in layouts(dep):
+        raise ValueError(f"{dep.weight_format} weights are multiplied, stored packed: the layout is "
+                         f"{' or '.join(layouts(dep))}, not {layout}")
     body = _float_source(dep, layout) if fmt == "c" else _int_source(dep, layout)
     return {"ternq_model.h": _header(dep, fmt, layout, source), "ternq_model.c": body}
 
