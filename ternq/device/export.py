@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..deploy import Deployable
 from ..model import atomic_write_bytes
+from ..rng import stream
 from . import c99, toolchain
+
+BUDGET_STEPS = 16  # steps of the default inputs of budget()
 
 
 class ExportError(ValueError):
@@ -70,3 +74,41 @@ def board_sizes(out: str | os.PathLike, dep: Deployable, fmt: str, targets: tupl
             continue
         res[target] = toolchain.sizes(out, target, state_bytes)
     return res
+
+
+def budget(dep: Deployable, board: str = "m4", library: str | None = None, layout: str | None = None,
+           X: np.ndarray | None = None) -> dict:
+    """What the C library of ``dep`` costs on an emulated board: flash, RAM and instructions per step.
+
+    board : ``m4`` (Cortex-M4F) or ``m3`` (Cortex-M3, no FPU)
+    library : ``c`` (float32) or ``c-int`` (integer only); default the float library on the m4 and the integer
+        one on the m3 (a float library there runs on software floating point)
+    layout : the library's weight layout; default its first (:func:`ternq.device.c99.layouts`)
+    X : inputs (N, T, I) the steps run on; default one sequence of :data:`BUDGET_STEPS` standard-normal
+        inputs from the named stream ``budget-inputs`` (seed 0), so the figures are deterministic
+
+    Flash and RAM are :func:`ternq.device.toolchain.sizes` of the library alone (RAM includes the caller's
+    ``ternq_state``; ``stack`` is ``ternq_step``'s frame). ``instructions_per_step`` is
+    :func:`ternq.device.toolchain.count_instructions` divided by the steps, counted by the emulated board itself
+    (``counted_on`` says how). Nothing is cached. ToolchainError when the board's tools are missing, ValueError
+    for a library, layout or board this model has not.
+    """
+    if board not in toolchain.TARGETS:
+        raise ValueError(f"board must be one of {', '.join(toolchain.TARGETS)}, not {board!r}")
+    library = library or ("c" if board == "m4" else "c-int")
+    layout = layout or c99.layouts(dep)[0]
+    gone = toolchain.missing(board)
+    if gone:
+        raise toolchain.ToolchainError(f"{', '.join(gone)} not installed: cannot measure on {board}")
+    if X is None:
+        X = stream(0, "budget-inputs").standard_normal((1, BUDGET_STEPS, dep.n_in)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="ternq-budget-") as tmp:
+        out = Path(tmp) / "c"
+        write_c(dep, out, X, library, layout)
+        sizes = toolchain.sizes(out, board, 4 * dep.hidden)
+        count = toolchain.count_instructions(out, board, integer=library == "c-int")
+    steps = int(X.shape[0] * X.shape[1])
+    return {"board": board, "library": library, "layout": layout, "weight_format": dep.weight_format,
+            "dims": list(dep.dims), "flash": sizes["flash"], "ram": sizes["ram"], "stack": sizes["stack"],
+            "instructions_per_step": count / steps, "steps": steps,
+            "counted_on": f"{toolchain.TARGETS[board].description}, {toolchain.COUNTED_ON}"}
