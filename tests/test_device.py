@@ -209,7 +209,7 @@ def test_board_sizes(students, tmp_path):
     nnz = int(np.count_nonzero(dep.levels_W) + np.count_nonzero(dep.levels_out))
     assert s["rodata"] >= 4 * (dep.scales.size + dep.b.size + dep.hidden + dep.n_out) + nnz
     _, dense, _ = _export(students["sine", 32], tmp_path, "c", "dense")
-    assert board_sizes(dense, dep, "c")["m4"]["rodata"] >= dep.n_trits  # one byte per trit
+    assert board_sizes(dense, dep, "c")["m4"]["rodata"] >= dep.n_weights  # one byte per trit
 
 
 # ---------------------------------------------------------------- the integer model
@@ -377,3 +377,161 @@ def test_export_from_a_tqd_equals_export_from_the_npz(student_file, tmp_path, ca
         assert run(["export", str(src), "--format", "c", "--out", str(tmp_path / name)], capsys)[0] == 0
     for f in ("ternq_model.c", "golden.h", "main.c"):
         assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
+
+
+# ---------------------------------------------------------------- every weight format
+
+FORMAT_CASES = ["binary", "int2", "int3", "int4", "int8"]
+
+
+@pytest.fixture(scope="module")
+def format_deployables():
+    """Deployables of each format on lorenz's dims, from random levels and scales (not trained: bit-identity is
+    the point), with a 16-wide and an odd 7-wide model (int4 rows of odd length end in half a byte)."""
+    from deployables import random_deployable
+
+    rng = np.random.default_rng(23)
+    return {(name, H): random_deployable(rng, name, 3, H, 3) for name in FORMAT_CASES for H in (7, 16)}
+
+
+def _export_dep(dep, tmp_path, fmt, layout):
+    X, _ = get_task("lorenz").eval_set()
+    X = X[:4, :40]
+    out = tmp_path / f"{dep.weight_format}-{fmt}-{layout}"
+    write_c(dep, out, X, fmt, layout)
+    _, Y = c99.golden_outputs(dep, fmt, X)
+    return out, c99.csv_lines(Y), X
+
+
+@HOST
+@pytest.mark.parametrize("H", [7, 16])
+@pytest.mark.parametrize("fmt", c99.FORMATS)
+@pytest.mark.parametrize("name", FORMAT_CASES)
+def test_every_format_c_is_bit_identical_to_predict_on_the_host(format_deployables, name, H, fmt, tmp_path):
+    from deployables import training_forward
+
+    dep = format_deployables[name, H]
+    for layout in c99.layouts(dep):
+        out, expected, X = _export_dep(dep, tmp_path, fmt, layout)
+        code, stdout = toolchain.run(toolchain.build_host(out, tmp_path / f"m-{layout}"))
+        assert code == 0 and stdout == expected, layout
+    if fmt == "c":  # and ternq predict is the training forward on s * level
+        assert dep.predict(X)[0].tobytes() == training_forward(dep.params(), X, dep.dims)[0].tobytes()
+    else:  # and predict --int is the plain-Python oracle
+        im = IntModel.from_deployable(dep)
+        Xq = im.quantize_inputs(X)
+        assert im.predict_q(Xq)[0].tolist() == oracle_int.forward(im, Xq)[0]
+
+
+def test_wide_levels_are_multiplied_from_packed_rows(format_deployables):
+    """int4: two levels a byte, each row from a byte boundary, low nibble first; int8: one int8 a level."""
+    dep = format_deployables["int4", 7]
+    src = c99.model_sources(dep, "c-int", "dense")["ternq_model.c"]
+    assert c99.layouts(dep) == ("dense",) and "TERNQ_LO" in src and "* v[j]" in src
+    row = dep.levels_W[0]  # 10 levels: 5 bytes
+    pairs = zip(row[0::2], row[1::2], strict=True)
+    first = ", ".join(f"0x{(int(a) & 15) | ((int(b) & 15) << 4):02x}" for a, b in pairs)
+    assert f"ternq_levels[{2 * 7 * 5 + 3 * 4}] = {{\n    {first}" in src  # W rows of 5 bytes, W_out rows of 4
+    dep8 = format_deployables["int8", 7]
+    src8 = c99.model_sources(dep8, "c", "dense")["ternq_model.c"]
+    assert f"static const int8_t ternq_levels[{dep8.n_weights}]" in src8
+    with pytest.raises(ValueError, match="layout is dense"):
+        c99.model_sources(dep8, "c", "sparse")
+
+
+@pytest.mark.parametrize("board_name", ["m4", "m3"])
+@pytest.mark.parametrize("fmt", c99.FORMATS)
+@pytest.mark.parametrize("name", ["binary", "int4", "int8"])
+def test_every_format_c_is_bit_identical_on_both_emulated_boards(format_deployables, name, fmt, board_name,
+                                                                 tmp_path):
+    """The float library on the Cortex-M4F (hardware float) and the Cortex-M3 (software float), the integer one
+    on both."""
+    gone = toolchain.missing(board_name)
+    if gone:
+        pytest.skip(f"{', '.join(gone)} not installed (see .ci/run)")
+    dep = format_deployables[name, 7]
+    out, expected, _ = _export_dep(dep, tmp_path, fmt, c99.layouts(dep)[0])
+    code, stdout = toolchain.run_board(toolchain.build_board(out, board_name, tmp_path), board_name)
+    assert code == 0 and stdout == expected
+
+
+@board("m3")
+@pytest.mark.parametrize("name", ["int4", "int8"])
+def test_wide_integer_c_needs_no_floating_point(format_deployables, name, tmp_path):
+    out, _, _ = _export_dep(format_deployables[name, 16], tmp_path, "c-int", "dense")
+    assert toolchain.float_symbols(out) == []
+    assert not re.search(r"\b(float|double)\b", (out / "ternq_model.c").read_text())
+
+
+@board("m4")
+def test_board_sizes_hold_the_packed_levels(format_deployables, tmp_path):
+    sizes = {}
+    for name in ("int4", "int8"):
+        dep = format_deployables[name, 16]
+        out, _, _ = _export_dep(dep, tmp_path, "c", "dense")
+        sizes[name] = board_sizes(out, dep, "c")["m4"]
+        assert sizes[name]["rodata"] >= dep.format.packed_bytes(dep.n_weights) + 4 * (dep.scales.size + dep.b.size)
+    dep = format_deployables["int4", 16]
+    n = dep.n_weights
+    saved = n - (2 * 16 * 10 + 3 * 8)  # int4 rows take 10 B (19 levels) or 8 B
+    assert abs(sizes["int8"]["rodata"] - sizes["int4"]["rodata"] - saved) <= 16  # the rest: alignment, constants
+
+
+def _budget_inputs(n_seq):
+    from ternq.rng import stream
+
+    x = stream(0, "test-budget").standard_normal((1, 6, 3)).astype(np.float32)
+    return np.repeat(x, n_seq, axis=0)
+
+
+@board("m3")
+@pytest.mark.parametrize("name", ["ternary", "int4", "int8"])
+def test_instructions_are_counted_on_the_board_step_by_step(format_deployables, name, tmp_path):
+    """Identical sequences run identical instructions: the counts of 1, 2 and 3 copies differ by one sequence's
+    exactly, and a step runs at least one instruction per weight it multiplies or adds."""
+    from deployables import random_deployable
+
+    from ternq.device.export import budget
+
+    dep = (format_deployables[name, 16] if name != "ternary"
+           else random_deployable(np.random.default_rng(29), "ternary", 3, 16, 3))
+    counts = [budget(dep, "m3", X=_budget_inputs(k))["instructions"] for k in (1, 2, 3)]
+    assert counts[2] - counts[1] == counts[1] - counts[0] > 0
+    per_step = (counts[1] - counts[0]) / 6
+    assert per_step >= np.count_nonzero(dep.levels())
+    res = budget(dep, "m3", X=_budget_inputs(1))
+    assert res == budget(dep, "m3", X=_budget_inputs(1))  # deterministic
+    assert res["library"] == "c-int" and res["weight_format"] == name and "singlestep" in res["counted_on"]
+    assert res["ram"] == 4 * 16 and res["flash"] > dep.format.packed_bytes(dep.n_weights)
+
+
+@board("m4")
+def test_budget_on_the_m4_counts_the_float_library(format_deployables):
+    from ternq.device.export import budget
+
+    dep = format_deployables["int8", 7]
+    res = budget(dep, "m4")
+    assert res["library"] == "c" and res["steps"] == 16 and res["instructions_per_step"] > dep.n_weights
+    assert budget(dep, "m4", "c-int")["instructions_per_step"] != res["instructions_per_step"]
+    with pytest.raises(ValueError, match="board"):
+        budget(dep, "m7")
+
+
+@HOST
+def test_cli_export_of_an_int4_file(format_deployables, tmp_path, capsys):
+    dep = format_deployables["int4", 16]
+    path = tmp_path / "m.tqd"
+    dep.save(path)
+    out = tmp_path / "c"
+    code, stdout, err = run(["export", str(path), "--format", "c-int", "--task", "lorenz", "--out", str(out),
+                             "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["layout"] == "dense"
+    code, harness = toolchain.run(toolchain.build_host(out, tmp_path / "m"))
+    assert code == 0
+    code, _, err = run(["predict", str(path), "--task", "lorenz", "--int", "--out", str(tmp_path / "q.csv")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "q.csv").read_text() == harness
+    code, _, err = run(["export", str(path), "--format", "c", "--task", "lorenz", "--layout", "sparse", "--out",
+                        str(tmp_path / "s")], capsys)
+    _one_line_exit_2(code, err, "layout is dense")

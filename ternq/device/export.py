@@ -88,10 +88,10 @@ def budget(dep: Deployable, board: str = "m4", library: str | None = None, layou
         inputs from the named stream ``budget-inputs`` (seed 0), so the figures are deterministic
 
     Flash and RAM are :func:`ternq.device.toolchain.sizes` of the library alone (RAM includes the caller's
-    ``ternq_state``; ``stack`` is ``ternq_step``'s frame). ``instructions_per_step`` is
-    :func:`ternq.device.toolchain.count_instructions` divided by the steps, counted by the emulated board itself
-    (``counted_on`` says how). Nothing is cached. ToolchainError when the board's tools are missing, ValueError
-    for a library, layout or board this model has not.
+    ``ternq_state``; ``stack`` is ``ternq_step``'s frame). ``instructions`` is
+    :func:`ternq.device.toolchain.count_instructions`, counted by the emulated board itself (``counted_on`` says
+    how), and ``instructions_per_step`` that over the ``steps``. Nothing is cached. ToolchainError when the
+    board's tools are missing, ValueError for a library, layout or board this model has not.
     """
     if board not in toolchain.TARGETS:
         raise ValueError(f"board must be one of {', '.join(toolchain.TARGETS)}, not {board!r}")
@@ -110,5 +110,5 @@ def budget(dep: Deployable, board: str = "m4", library: str | None = None, layou
     steps = int(X.shape[0] * X.shape[1])
     return {"board": board, "library": library, "layout": layout, "weight_format": dep.weight_format,
             "dims": list(dep.dims), "flash": sizes["flash"], "ram": sizes["ram"], "stack": sizes["stack"],
-            "instructions_per_step": count / steps, "steps": steps,
+            "instructions_per_step": count / steps, "instructions": count, "steps": steps,
             "counted_on": f"{toolchain.TARGETS[board].description}, {toolchain.COUNTED_ON}"}

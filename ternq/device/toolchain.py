@@ -181,17 +181,20 @@ COUNT_C = """/* count.c: golden.h's inputs through ternq_step between two marker
 __attribute__((noinline)) void ternq_mark_begin(void) { __asm__ volatile(""); }
 __attribute__((noinline)) void ternq_mark_end(void) { __asm__ volatile(""); }
 static volatile %(ty)s ternq_sink;
+/* read at run time, so that the loops compile the same whatever the counts (no unrolling of a known count) */
+static volatile long ternq_count_n = TERNQ_GOLDEN_N, ternq_count_t = TERNQ_GOLDEN_T;
 
 int main(void)
 {
     ternq_state s;
     %(ty)s y[TERNQ_N_OUT];
+    const long N = ternq_count_n, T = ternq_count_t;
     long n, t;
     ternq_mark_begin();
-    for (n = 0; n < TERNQ_GOLDEN_N; ++n) {
+    for (n = 0; n < N; ++n) {
         ternq_reset(&s);
-        for (t = 0; t < TERNQ_GOLDEN_T; ++t)
-            ternq_step(&s, &ternq_golden_x[(n * TERNQ_GOLDEN_T + t) * TERNQ_N_IN], y);
+        for (t = 0; t < T; ++t)
+            ternq_step(&s, &ternq_golden_x[(n * T + t) * TERNQ_N_IN], y);
     }
     ternq_mark_end();
     ternq_sink = y[0];
