@@ -125,7 +125,8 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json, i
         boards = dx.board_sizes(out, dep, fmt, ("m4", "m3") if fmt == "c-int" else ("m4",))
     except ToolchainError as exc:
         boards = {"error": str(exc)}
-    res = {"model": str(model_path), "out": str(out), "format": fmt, "layout": layout, "dims": list(dep.dims),
+    res = {"model": str(model_path), "out": str(out), "format": fmt, "weight_format": dep.weight_format,
+           "layout": layout, "dims": list(dep.dims),
            "task": task_label, "golden": {"sequences": int(X.shape[0]), "steps": int(X.shape[1])},
            "files": files, "boards": boards, "normalised": dep.units is not None,
            "golden_units": "own" if input_path is not None and dep.units is not None else "model"}
@@ -134,7 +135,7 @@ def export(model_path, out, fmt, layout, force, task_name, data_path, as_json, i
         return
     rows = {"written to": f"{out}/ ({', '.join(files)})", "format": fmt + (" (integer only)" if fmt == "c-int"
                                                                             else " (float32, bit-exact)"),
-            "trit layout": layout, "dims (in, hidden, out)": str(tuple(dep.dims)),
+            "weights": dep.weight_format, "weight layout": layout, "dims (in, hidden, out)": str(tuple(dep.dims)),
             "golden.h": (f"{X.shape[0]} x {X.shape[1]} held-out steps of {task_label}" if input_path is None else
                          f"{X.shape[1]} rows of {input_path} in the series' own units (ternq_step_units)")}
     if dep.units is not None:
@@ -251,7 +252,8 @@ def predict(model_path, task_name, data_path, out, factored, integer, as_json, h
         _write_predictions(out, ys)
     same_task = dep.task == json.loads(json.dumps(task.describe()))
     recorded = dep.info.get("eval_mse_at_training") if same_task else None
-    res = {"model": str(model_path), "task": task.describe(), "eval_mse": int_mse if integer else mse,
+    res = {"model": str(model_path), "weight_format": dep.weight_format, "task": task.describe(),
+           "eval_mse": int_mse if integer else mse,
            "sequences": int(X.shape[0]), "steps": int(X.shape[1]), "factored": factored, "integer": integer,
            "seconds": seconds, "eval_mse_at_training": recorded, "out": str(out) if out else None,
            "eval_rmse_units": rmse, **rollout}
