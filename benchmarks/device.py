@@ -153,14 +153,18 @@ def write_md(rows: list[dict], env: dict) -> None:
                  f"{fmt_int(r[f'int_{lay}_instr'])} | {idn} | "
                  f"{r[f'float_{lay}_ns']:.0f} | {r['float_predict_ns']:.0f} | {r[f'int_{lay}_ns']:.0f} | "
                  f"{r['int_predict_ns']:.0f} |")
-    L += ["", "## Ternary: flash with and without zero-trit skipping", "",
-          "| task | H | float sparse flash | float dense flash | int sparse flash | int dense flash |",
+    L += ["", "## Ternary: flash and instructions per layout", "",
+          "sparse: per-row lists of non-zero columns (zero trits skipped; the default); dense: one int8 per trit; "
+          "packed: five trits per byte as in the .tqd file, decoded in C (zero trits skipped). Flash on the "
+          "board of the library (float: M4F, integer: M3); instructions on the host (callgrind).", "",
+          "| task | H | float flash sparse / dense / packed | float instr sparse / dense / packed | "
+          "int flash sparse / dense / packed | int instr sparse / dense / packed |",
           "|---|---|---|---|---|---|"]
     for (t, H, f), r in g.items():
         if f == "ternary":
-            L.append(f"| {t} | {H} | {fmt_int(r.get('float_sparse_flash'))} | "
-                     f"{fmt_int(r.get('float_dense_flash'))} | {fmt_int(r.get('int_sparse_flash'))} | "
-                     f"{fmt_int(r.get('int_dense_flash'))} |")
+            cells = [" / ".join(fmt_int(r.get(f"{k}_{lay}_{m}")) for lay in ("sparse", "dense", "packed"))
+                     for k, m in (("float", "flash"), ("float", "instr"), ("int", "flash"), ("int", "instr"))]
+            L.append(f"| {t} | {H} | " + " | ".join(cells) + " |")
     ok = [r.get("float_board_identical") for r in rows] + [r.get("int_board_identical") for r in rows]
     L += ["", f"Bit-identity: host C = `ternq predict` / `--int` for every row and layout (checked); "
               f"emulated boards (float on mps2-an386, integer on mps2-an385): "

@@ -426,16 +426,17 @@ def test_every_format_c_is_bit_identical_to_predict_on_the_host(format_deployabl
 def test_wide_levels_are_multiplied_from_packed_rows(format_deployables):
     """int4: two levels a byte, each row from a byte boundary, low nibble first; int8: one int8 a level."""
     dep = format_deployables["int4", 7]
-    src = c99.model_sources(dep, "c-int", "dense")["ternq_model.c"]
-    assert c99.layouts(dep) == ("dense",) and "TERNQ_LO" in src and "* v[j]" in src
+    src = c99.model_sources(dep, "c-int", "packed")["ternq_model.c"]
+    assert c99.layouts(dep) == ("packed", "dense") and "TERNQ_LO" in src and "* v[j]" in src
     row = dep.levels_W[0]  # 10 levels: 5 bytes
     pairs = zip(row[0::2], row[1::2], strict=True)
     first = ", ".join(f"0x{(int(a) & 15) | ((int(b) & 15) << 4):02x}" for a, b in pairs)
     assert f"ternq_levels[{2 * 7 * 5 + 3 * 4}] = {{\n    {first}" in src  # W rows of 5 bytes, W_out rows of 4
     dep8 = format_deployables["int8", 7]
-    src8 = c99.model_sources(dep8, "c", "dense")["ternq_model.c"]
+    src8 = c99.model_sources(dep8, "c", "packed")["ternq_model.c"]
     assert f"static const int8_t ternq_levels[{dep8.n_weights}]" in src8
-    with pytest.raises(ValueError, match="layout is dense"):
+    assert c99.model_sources(dep8, "c", "dense")["ternq_model.c"] == src8.replace("layout packed", "layout dense")
+    with pytest.raises(ValueError, match="layout is packed or dense"):
         c99.model_sources(dep8, "c", "sparse")
 
 
@@ -458,7 +459,7 @@ def test_every_format_c_is_bit_identical_on_both_emulated_boards(format_deployab
 @board("m3")
 @pytest.mark.parametrize("name", ["int4", "int8"])
 def test_wide_integer_c_needs_no_floating_point(format_deployables, name, tmp_path):
-    out, _, _ = _export_dep(format_deployables[name, 16], tmp_path, "c-int", "dense")
+    out, _, _ = _export_dep(format_deployables[name, 16], tmp_path, "c-int", "packed")
     assert toolchain.float_symbols(out) == []
     assert not re.search(r"\b(float|double)\b", (out / "ternq_model.c").read_text())
 
@@ -468,7 +469,7 @@ def test_board_sizes_hold_the_packed_levels(format_deployables, tmp_path):
     sizes = {}
     for name in ("int4", "int8"):
         dep = format_deployables[name, 16]
-        out, _, _ = _export_dep(dep, tmp_path, "c", "dense")
+        out, _, _ = _export_dep(dep, tmp_path, "c", "packed")
         sizes[name] = board_sizes(out, dep, "c")["m4"]
         assert sizes[name]["rodata"] >= dep.format.packed_bytes(dep.n_weights) + 4 * (dep.scales.size + dep.b.size)
     dep = format_deployables["int4", 16]
@@ -526,7 +527,7 @@ def test_cli_export_of_an_int4_file(format_deployables, tmp_path, capsys):
     code, stdout, err = run(["export", str(path), "--format", "c-int", "--task", "lorenz", "--out", str(out),
                              "--json"], capsys)
     assert code == 0, err
-    assert json.loads(stdout)["layout"] == "dense"
+    assert json.loads(stdout)["layout"] == "packed"
     code, harness = toolchain.run(toolchain.build_host(out, tmp_path / "m"))
     assert code == 0
     code, _, err = run(["predict", str(path), "--task", "lorenz", "--int", "--out", str(tmp_path / "q.csv")], capsys)
@@ -534,4 +535,25 @@ def test_cli_export_of_an_int4_file(format_deployables, tmp_path, capsys):
     assert (tmp_path / "q.csv").read_text() == harness
     code, _, err = run(["export", str(path), "--format", "c", "--task", "lorenz", "--layout", "sparse", "--out",
                         str(tmp_path / "s")], capsys)
-    _one_line_exit_2(code, err, "layout is dense")
+    _one_line_exit_2(code, err, "layout is packed or dense")
+
+
+@board("m4")
+def test_packed_ternary_takes_the_files_bytes_on_the_board(students, tmp_path):
+    """Five trits a byte in flash (row-aligned), decoded in C: less flash than a byte per trit or per non-zero
+    trit, bit-identical on the boards."""
+    dep = Deployable.from_model(students["lorenz", 32])
+    flash = {}
+    for layout in c99.LAYOUTS:
+        _, out, expected = _export(students["lorenz", 32], tmp_path, "c", layout)
+        flash[layout] = board_sizes(out, dep, "c")["m4"]["rodata"]
+    rows = 2 * 32 * dep.format.packed_bytes(35) + 3 * dep.format.packed_bytes(32)
+    assert flash["packed"] - rows < flash["sparse"] - np.count_nonzero(dep.levels()) + 64
+    assert flash["packed"] < flash["sparse"] < flash["dense"]
+    for target, fmt in (("m4", "c"), ("m3", "c-int")):
+        if toolchain.missing(target):
+            continue
+        (tmp_path / target).mkdir()
+        _, out, expected = _export(students["lorenz", 32], tmp_path / target, fmt, "packed")
+        code, stdout = toolchain.run_board(toolchain.build_board(out, target, out), target)
+        assert code == 0 and stdout == expected

@@ -12,19 +12,22 @@ Two formats:
     float or double anywhere, bit-identical to ``ternq predict --int``.
 
 Weights whose levels are signs (ternary, binary, int2: levels in -1..1) are added or
-subtracted, never multiplied, in one of two layouts: ``sparse`` (their default) stores
+subtracted, never multiplied, in one of three layouts: ``sparse`` (their default) stores
 per row the list of its non-zero columns, so a zero trit costs nothing (float:
 ascending columns with the sign in the low bit, to keep the training forward's
 summation order; integer: the +1 columns then the -1 columns, as integer sums are
 exact in any order); ``dense`` stores every level as an int8 and visits it (the
-baseline without zero-trit skipping).
+baseline without zero-trit skipping); ``packed`` stores the levels as the deployable
+file does (ternary five per byte in base 3, binary eight per byte, int2 four), each row
+starting on a byte, and decodes them in C (the least flash, more instructions).
 
 Wider levels (int3 .. int8) are multiplied: float ``acc + v[j] * (s * (float)q)``, the
 training forward's operation; integer ``acc += q * v[j]`` in int32 (exact: the input
-bound of :mod:`ternq.device.fixed` keeps every sum in range). Their only layout is
-``dense``, the levels packed as in the deployable file but each row starting on a byte:
-int8 (and int5..int7) one ``int8_t`` per weight; int4 (and int3) two per byte, the
-first of a pair in the low nibble, unpacked in C by sign-extending each nibble.
+bound of :mod:`ternq.device.fixed` keeps every sum in range). Their layouts: ``packed``
+(default), as in the deployable file but each row starting on a byte: int8 (and
+int5..int7) one ``int8_t`` per weight; int4 (and int3) two per byte, the first of a
+pair in the low nibble, unpacked in C by sign-extending each nibble; ``dense``, one
+``int8_t`` per weight (for int8 the same as packed).
 
 A model trained on a recorded series (``--data``) works in normalised units.
 The float library then also has ``ternq_step_units``, which takes and returns the
@@ -54,7 +57,7 @@ from ..kernels.infer_int import DECAY_FRAC, FRAC, ONE, PRE_MAX, SIG_SAT, TABLE_S
 from .fixed import IntModel
 
 FORMATS = ("c", "c-int")
-LAYOUTS = ("sparse", "dense")
+LAYOUTS = ("sparse", "dense", "packed")
 FILES = ("ternq_model.h", "ternq_model.c", "golden.h", "main.c")
 
 
@@ -90,26 +93,25 @@ def multiplies(dep: Deployable) -> bool:
 
 def layouts(dep: Deployable) -> tuple[str, ...]:
     """The layouts the library of ``dep`` can have, its default first."""
-    return ("dense",) if multiplies(dep) else LAYOUTS
+    return ("packed", "dense") if multiplies(dep) else LAYOUTS
 
 
-def _packed_rows(dep: Deployable) -> tuple[str, list, int, int]:
+def _packed_rows(dep: Deployable, layout: str) -> tuple[str, list, int, int]:
     """(C type, values, bytes per W row, bytes per W_out row) of the levels stored row by row, each row starting
-    on a byte: int8_t values for one level per byte, else bytes of two nibbles (see the module docstring)."""
+    on a byte: int8_t values for one level per byte (``dense``, or a packed format of one per byte), else the
+    bytes of the deployable file's packing (see the module docstring)."""
     fmt = dep.format
     I, H = dep.n_in, dep.hidden
-    if fmt.per_byte == 1:
+    if layout == "dense" or fmt.per_byte == 1:
         return "int8_t", [int(v) for row in _rows(dep) for v in row], I + H, H
-    if fmt.per_byte != 2:
-        raise ValueError(f"no packed C layout for {fmt.name} weights")
     data = b"".join(pack_levels(row, fmt) for row in _rows(dep))
     return "uint8_t", list(data), fmt.packed_bytes(I + H), fmt.packed_bytes(H)
 
 
-def _level_loop(dep: Deployable, integer: bool) -> str:
+def _level_loop(dep: Deployable, integer: bool, layout: str) -> str:
     """The body that runs one packed row's levels q over v in ascending j (float: acc = acc + v[j] * (s * q))."""
     step = "acc += (int32_t)({q}) * v[{j}];" if integer else "acc = acc + v[{j}] * (s * (float)({q}));"
-    if dep.format.per_byte == 1:
+    if layout == "dense" or dep.format.per_byte == 1:
         return f"    for (j = 0; j < n; ++j) {step.format(q='row[j]', j='j')}\n"
     lo, hi = "TERNQ_LO(row[j >> 1])", "TERNQ_HI(row[j >> 1])"
     return (f"    for (j = 0; j + 1 < n; j += 2) {{\n        {step.format(q=lo, j='j')}\n"
@@ -117,13 +119,62 @@ def _level_loop(dep: Deployable, integer: bool) -> str:
             f"    if (j < n) {step.format(q=lo, j='j')}\n")
 
 
-def _packed_row_fn(dep: Deployable, integer: bool) -> tuple[str, str]:
+_SIGN_DIGIT = {  # the next level (-1, 0, +1) of a packed byte b, consuming it: per sign format
+    "ternary": "const unsigned d = b % 3u; /* base 3, least significant digit first: level d - 1 */\n"
+               "            const int q = (int)d - 1;\n            b /= 3u;",
+    "binary": "const int q = (int)(b & 1u) * 2 - 1; /* bit 1: +1, bit 0: -1 */\n            b >>= 1;",
+    "int2": "const int q = (int)((b & 3u) ^ 2u) - 2; /* two's complement in 2 bits */\n            b >>= 2;",
+}
+
+
+def _sign_packed_row_fn(dep: Deployable, integer: bool) -> tuple[str, str]:
+    """(the levels array, the row function) of a sign format's ``packed`` layout: the file's bytes, row-aligned,
+    decoded level by level; a zero level is skipped (as the sparse layout skips it)."""
+    fmt = dep.format
+    if fmt.name not in _SIGN_DIGIT:
+        raise ValueError(f"no packed C layout for {fmt.name} weights")
+    _, values, row_w, row_o = _packed_rows(dep, "packed")
+    array = _array("uint8_t", "ternq_levels", values, per_line=16, fmt=lambda v: f"0x{int(v):02x}")
+    use = ("if (q > 0) acc += v[j];\n            else if (q < 0) acc -= v[j];" if integer else
+           "if (q != 0) acc = acc + v[j] * w[q > 0];")
+    head = f"""#define TERNQ_ROW_W {row_w} /* bytes per row of W ({fmt.per_byte} levels a byte) */
+#define TERNQ_ROW_O {row_o} /* bytes per row of W_out */
+"""
+    sig, init = (("static int32_t ternq_sum(int r, const int32_t *v)", "int32_t acc = 0;") if integer else
+                 ("static float ternq_row(int r, const float *v, float acc)",
+                  "const float w[2] = {-ternq_scale[r], ternq_scale[r]}; /* level -1, +1 */"))
+    what = ("the sum of v[j] over the row's +1 levels minus over its -1 levels" if integer else
+            "acc (the bias) + v[j] * (+-s) over the row's non-zero levels, ascending j: the training forward's "
+            "acc + v[j] * (s * q)\n   without its zero levels, which add nothing (see ternq/kernels/infer.py)")
+    fn = f"""{head}
+/* {what}; the levels decoded from the row's packed bytes */
+{sig}
+{{
+    const int n = r < 2 * TERNQ_HIDDEN ? TERNQ_N_IN + TERNQ_HIDDEN : TERNQ_HIDDEN;
+    const uint8_t *row = ternq_levels + (r < 2 * TERNQ_HIDDEN ? r * TERNQ_ROW_W
+                                         : 2 * TERNQ_HIDDEN * TERNQ_ROW_W + (r - 2 * TERNQ_HIDDEN) * TERNQ_ROW_O);
+    {init}
+    int j = 0, k;
+    while (j < n) {{
+        unsigned b = *row++;
+        for (k = 0; k < {fmt.per_byte} && j < n; ++k, ++j) {{
+            {_SIGN_DIGIT[fmt.name]}
+            {use}
+        }}
+    }}
+    return acc;
+}}
+"""
+    return array, fn
+
+
+def _packed_row_fn(dep: Deployable, integer: bool, layout: str) -> tuple[str, str]:
     """(the levels array, the row function) of the multiplying libraries."""
-    ctype, values, row_w, row_o = _packed_rows(dep)
+    ctype, values, row_w, row_o = _packed_rows(dep, layout)
     fmt = dep.format
     array = _array(ctype, "ternq_levels", values, per_line=16 if ctype == "uint8_t" else 24,
                    fmt=(lambda v: f"0x{int(v):02x}") if ctype == "uint8_t" else str)
-    nibbles = ("" if fmt.per_byte == 1 else
+    nibbles = ("" if ctype == "int8_t" else
                "/* a nibble as a signed level: two's complement in 4 bits */\n"
                "#define TERNQ_LO(b) ((int)(((unsigned)(b) & 15u) ^ 8u) - 8)\n"
                "#define TERNQ_HI(b) ((int)(((unsigned)(b) >> 4) ^ 8u) - 8)\n")
@@ -146,7 +197,7 @@ static int32_t ternq_sum(int r, const int32_t *v)
     const {ctype} *row = ternq_row_levels(r);
     int32_t acc = 0;
     int j;
-{_level_loop(dep, True)}    return acc;
+{_level_loop(dep, True, layout)}    return acc;
 }}
 """
     else:
@@ -159,7 +210,7 @@ static float ternq_row(int r, const float *v, float acc)
     {n}
     const {ctype} *row = ternq_row_levels(r);
     int j;
-{_level_loop(dep, False)}    return acc;
+{_level_loop(dep, False, layout)}    return acc;
 }}
 """
     return array, fn
@@ -292,7 +343,10 @@ def _float_source(dep: Deployable, layout: str) -> str:
              _array("float", "ternq_decay", dep.decay(), fmt=hex_float),
              _array("float", "ternq_bias_out", dep.b_out, fmt=hex_float)]
     if multiplies(dep):
-        array, row_fn = _packed_row_fn(dep, integer=False)
+        array, row_fn = _packed_row_fn(dep, False, layout)
+        parts.append(array)
+    elif layout == "packed":
+        array, row_fn = _sign_packed_row_fn(dep, integer=False)
         parts.append(array)
     elif layout == "sparse":
         cols = [int(2 * j + (row[j] < 0)) for row in rows for j in np.flatnonzero(row)]
@@ -365,7 +419,10 @@ def _int_source(dep: Deployable, layout: str) -> str:
              _array("int32_t", "ternq_bias", np.concatenate([im.bW, im.bO])),
              _array("int32_t", "ternq_decay", im.decay), _array("uint16_t", "ternq_table", im.table, per_line=12)]
     if multiplies(dep):
-        array, sum_fn = _packed_row_fn(dep, integer=True)
+        array, sum_fn = _packed_row_fn(dep, True, layout)
+        parts.append(array)
+    elif layout == "packed":
+        array, sum_fn = _sign_packed_row_fn(dep, integer=True)
         parts.append(array)
     elif layout == "sparse":
         cols, start, mid = [], [0], []
@@ -569,7 +626,7 @@ def model_sources(dep: Deployable, fmt: str = "c", layout: str = "sparse", sourc
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if layout not in layouts(dep):
-        raise ValueError(f"{dep.weight_format} weights are multiplied, stored packed: the layout is "
+        raise ValueError(f"{dep.weight_format} weights are multiplied: the layout is "
                          f"{' or '.join(layouts(dep))}, not {layout}")
     body = _float_source(dep, layout) if fmt == "c" else _int_source(dep, layout)
     return {"ternq_model.h": _header(dep, fmt, layout, source), "ternq_model.c": body}
