@@ -209,15 +209,26 @@ def test_integer_inference_tracks_the_float_model(name):
 
 
 def test_integer_input_bound_keeps_sums_in_int32():
-    """x_max leaves room for the largest level times every input and state: L (I x_max + H 2^16) < 2^31."""
+    """x_max leaves room in every row for its |levels| times the largest input and state, and no more room than
+    that (up to PRE_MAX): the sum of a row that meets the bound, computed in Python integers, fits int32."""
     rng = np.random.default_rng(17)
-    for name, H in (("int8", 200), ("int4", 300), ("ternary", 300)):
+    for name, H in (("int8", 200), ("int8", 260), ("int4", 300), ("ternary", 300), ("binary", 40)):
         dep = random_deployable(rng, name, 3, H, 1)
         im = IntModel.from_deployable(dep)
-        big = max(1, dep.format.qmax)
-        assert big * (3 * im.x_max + H * 65536) < 2**31
-    with pytest.raises(ValueError, match="too large"):
-        IntModel.from_deployable(random_deployable(rng, "int8", 1, 260, 1))
+        a = np.abs(dep.levels_W.astype(np.int64))
+        worst = a[:, :3].sum(axis=1) * im.x_max + a[:, 3:].sum(axis=1) * 65536
+        assert worst.max() <= 2**31 - 1
+        assert im.x_max == 2**30 or (a[:, :3].sum(axis=1) * (im.x_max + 1) + a[:, 3:].sum(axis=1) * 65536).max() \
+            > 2**31 - 1  # the largest such bound
+        assert oracle_int.forward(im, np.full((1, 2, 3), im.x_max, np.int64))[0]  # the oracle runs at the bound
+    dep = random_deployable(rng, "int8", 1, 259, 1)
+    dep.levels_W[0, 1:] = 127  # 259 hidden levels of 127: 259 * 127 * 2^16 > 2^31 - 1 (258 of them fit)
+    with pytest.raises(ValueError, match="overflow"):
+        IntModel.from_deployable(dep)
+    dep = random_deployable(rng, "int8", 1, 259, 1)
+    dep.levels_out[0] = -127
+    with pytest.raises(ValueError, match="overflow"):
+        IntModel.from_deployable(dep)
 
 
 @pytest.mark.parametrize("name", ["int4", "int8", "binary"])

@@ -13,10 +13,11 @@ leaves 15 bits of headroom for inputs and sums; a float32 scale has a 24-bit
 mantissa, so the 31-bit multiplier with a per-row shift holds it exactly;
 the decay factors sit just below 1, where Q30 keeps their float32 precision.
 tanh(x) is 2 sigmoid(2x) - 1 from the same table. Pre-activations are clamped
-to +-16384, hidden states to +-1 and inputs to +-``x_max`` (chosen per model so
-that ``L (I * x_max + H * 2^16) < 2^31`` with L the largest level magnitude: 1 for
-ternary and binary, 127 for int8): no sum or product can overflow. So an int8
-model has at most 257 hidden units in this format, an int4 one 4681.
+to +-16384, hidden states to +-1 and inputs to +-``x_max``, chosen per model from
+its levels so that every row's sum fits int32: ``X_r x_max + H_r 2^16 <= 2^31 - 1``
+with X_r and H_r the sums of |level| over the row's input and hidden columns (an
+output row needs ``H_r 2^16 <= 2^31 - 1``). No sum or product can overflow; a model
+whose hidden columns alone could (an int8 row of 258 levels of 127) is refused.
 
 The arithmetic itself is :mod:`ternq.kernels.infer_int` (Numba), emitted as C
 by :mod:`ternq.device.c99`; :func:`IntModel.from_deployable` is deterministic
@@ -73,6 +74,20 @@ def to_q(v: np.ndarray, frac: int, limit: int) -> np.ndarray:
     return np.clip(q, -limit, limit).astype(np.int64)
 
 
+def input_bound(levels_W: np.ndarray, levels_out: np.ndarray, n_in: int) -> int:
+    """The largest input magnitude x_max (Q16, at most PRE_MAX) for which no row sum can leave int32 (see the
+    module docstring); 0 or less when even zero inputs could overflow."""
+    a = np.abs(levels_W.astype(np.int64))
+    lx, lh = a[:, :n_in].sum(axis=1), a[:, n_in:].sum(axis=1)
+    if np.abs(levels_out.astype(np.int64)).sum(axis=1).max(initial=0) * ONE > INT32_MAX:
+        return 0
+    room = INT32_MAX - lh * ONE
+    if room.min(initial=INT32_MAX) < 0:
+        return 0
+    per_row = np.where(lx > 0, room // np.maximum(lx, 1), PRE_MAX)
+    return int(min(PRE_MAX, per_row.min(initial=PRE_MAX)))
+
+
 @dataclass
 class IntModel:
     """The integer constants of a deployed model (see the module docstring for the formats)."""
@@ -104,10 +119,10 @@ class IntModel:
         parts = [scale_parts(s) for s in dep.scales]
         m = np.array([p[0] for p in parts], np.int64)
         k = np.array([p[1] for p in parts], np.int64)
-        big = max(1, dep.format.qmax)  # the largest level magnitude (binary's is 1)
-        x_max = min(PRE_MAX, (INT32_MAX - big * H * ONE) // (big * I))
+        x_max = input_bound(dep.levels_W, dep.levels_out, I)
         if x_max <= 0:
-            raise ValueError(f"hidden size {H} is too large for the integer format of {dep.weight_format} weights")
+            raise ValueError(f"the {dep.weight_format} levels of hidden size {H} can overflow the integer format's "
+                             "int32 sums")
         for name, v in (("biases", dep.b), ("output biases", dep.b_out)):
             if not np.all(np.isfinite(v)):
                 raise ValueError(f"{name} are not finite")
