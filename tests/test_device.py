@@ -557,3 +557,18 @@ def test_packed_ternary_takes_the_files_bytes_on_the_board(students, tmp_path):
         _, out, expected = _export(students["lorenz", 32], tmp_path / target, fmt, "packed")
         code, stdout = toolchain.run_board(toolchain.build_board(out, target, out), target)
         assert code == 0 and stdout == expected
+
+
+@board("m3")
+@pytest.mark.parametrize("name", ["ternary", "binary", "int4", "int8"])
+def test_packed_integer_libraries_need_no_library_function_on_the_m3(name, tmp_path):
+    """Decoding the packed levels (base 3, bits, nibbles) compiles to plain instructions: no division routine."""
+    import subprocess
+
+    from deployables import random_deployable
+
+    dep = random_deployable(np.random.default_rng(31), name, 3, 16, 3)
+    out, _, _ = _export_dep(dep, tmp_path, "c-int", "packed")
+    obj = toolchain._object(out, "m3", tmp_path)
+    needed = subprocess.run([toolchain.ARM_NM, "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert {line.split()[-1] for line in needed.splitlines() if line.strip()} <= {"memcpy", "memset", "memmove"}
