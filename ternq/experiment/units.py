@@ -217,12 +217,13 @@ def _keep_curve(model: Model, hist: History) -> None:
 
 def batch_key(unit: Unit) -> tuple | None:
     """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
-    width, epochs (the fine-tune's too) and batch size; ``None`` for a unit that trains alone (a coordinate
-    search)."""
+    width, epochs (the fine-tune's too, and whether ``ptq`` skips the main ones) and batch size; ``None`` for a
+    unit that trains alone (a coordinate search)."""
     if unit.kind not in ("teacher", "student"):
         return None
     c = unit.config
-    return unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), c.batch
+    return (unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), getattr(c, "ptq", False),
+            c.batch)
 
 
 def on_gpu(unit: Unit) -> bool:
