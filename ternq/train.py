@@ -136,7 +136,7 @@ def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
     The data is made a chunk of epochs at a time (:func:`chunk_epochs`); see
     :func:`ternq.memory.training_memory` for what is counted.
     """
-    epochs = getattr(cfg, "total_epochs", cfg.epochs)
+    epochs = max(1, getattr(cfg, "total_epochs", cfg.epochs))  # plain post-training quantization trains none
     chunk = chunk_epochs(task, cfg.batch, epochs)
     return training_memory(epochs, cfg.batch, task.steps, cfg.hidden, task.n_in, task.n_out, chunk=chunk,
                            distill=bool(getattr(cfg, "distill", False) or getattr(cfg, "distill_output", 0.0)))

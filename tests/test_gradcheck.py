@@ -222,14 +222,14 @@ def test_recipe_rows_catch_a_wrong_backward():
     good = recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"))
     assert all(r.max_rel_err < 1e-12 for r in good)
 
-    def no_gradient_scale(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g)
+    def no_gradient_scale(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LSQ:  # LSQ's gradient without its 1/sqrt(n)
             g[g_eff.size:] *= np.sqrt(I + H)
 
-    def mask_at_threshold(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
+    def mask_at_threshold(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr * 0.5 if use_thr else thr, live, scale_kind,
-                freeze, g)  # the mask's boundary at w / thr instead of w / (2 thr)
+                freeze, qmax, g)  # the mask's boundary at w / thr instead of w / (2 thr)
 
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
                                               no_gradient_scale)}

@@ -218,6 +218,9 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
         start = Model.load(source)
         if start.kind != "student":
             raise InputError(f"{source} holds a {start.kind}; --from takes 'teacher' or a student file")
+        if start.weight_format != "ternary":
+            raise InputError(f"{source} is a {start.weight_format} student; coordinate search refines ternary "
+                             "students only")
         if (start.n_in, start.n_out) != (task.n_in, task.n_out):
             raise InputError(f"{source} has {start.n_in} inputs / {start.n_out} outputs; the task has "
                              f"{task.n_in} / {task.n_out}")
