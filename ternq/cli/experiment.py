@@ -136,23 +136,27 @@ def apply_options(opts):
 @option(StudentSettings, "lr")
 @option(StudentSettings, "lr_min")
 @option(StudentSettings, "schedule")
+@option(StudentSettings, "weight_format")
+@option(StudentSettings, "ptq")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @apply_options(common)
 @option(RunSettings, "device")
-def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, out, config_path,
-            seed, task_name, data_path, quiet, as_json, horizon, warmup, period, device):
-    """Train a hard-ternary student from a float teacher of the same width."""
+def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, weight_format, ptq,
+            out, config_path, seed, task_name, data_path, quiet, as_json, horizon, warmup, period, device):
+    """Train a quantized student (ternary unless --weight-format) from a float teacher of the same width."""
     settings = command_settings(config_path, task_name, data_path, student__shaped=shaped,
                                 student__distill=distill, student__mask=mask, student__beta=beta,
                                 student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__lr_min=lr_min,
-                                student__schedule=schedule, run__horizon=horizon, run__warmup=warmup,
+                                student__schedule=schedule, student__weight_format=weight_format, student__ptq=ptq,
+                                run__horizon=horizon, run__warmup=warmup,
                                 run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
     check_device(settings.run.device)
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
+    tag += ("" if cfg.weight_format == "ternary" else f"-{cfg.weight_format}") + ("-ptq" if cfg.ptq else "")
     out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
                          reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
