@@ -53,7 +53,7 @@ def level(w, s, qmax):
         return np.float64(trit(w, s))
     a = abs(w / s)
     if a < 0.5:
-        return 0.0
+        return np.float64(w) * 0.0  # zero with w's sign, as trit's
     f = np.floor(a)
     k = np.float64(f)
     if a - f >= 0.5:  # the fraction is exact; floor(a + 0.5) may round up just below a half
