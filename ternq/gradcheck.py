@@ -320,7 +320,8 @@ def format_mask(r: np.ndarray, beta: float, kind: int, qmax: int) -> np.ndarray:
 
 def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
                 backward=ste_ext) -> list[BlockResult]:
-    """The rows of one weight format, for the shadow weights of ``theta`` with the format's starting scales:
+    """The rows of one weight format, for the shadow weights of ``theta`` with 0.8 times the format's starting
+    scales (so that some weights lie beyond the largest level):
 
     - the scale gradient ``sum_j dL/dWeff_j level_j`` (learned scales) against finite differences of the loss
       with the levels frozen;
@@ -336,6 +337,7 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
     theta = theta.copy()
     init_scales(theta, I, H, O, qmax)
     n_cell = theta.shape[0] - (2 * H + O)
+    theta[n_cell:] *= 0.8  # a row's largest weights beyond its largest level: the clipping ranges and caps run
     scales = theta[n_cell:]
     n_rows = len(scales)
     p = np.empty(n_cell)
@@ -374,7 +376,7 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
         out.append(_compare(model, "LSQ dL/ds (Esser et al.)", g[n_cell:], lsq))
     baked = theta.copy()
     baked[w_idx] = s_row * lv
-    g = run(baked, True, 0.5 * scales, SCALE_LEARNED, True, MASK_NOTES, 7.0)
+    g = run(baked, True, 0.5 * scales, SCALE_LEARNED, True)  # vanilla STE: any shadow gradient shows
     out.append(_compare(model, "fine-tune: W frozen, dL/ds", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([np.zeros_like(w), np.bincount(rows, g_w * lv, n_rows)])))
     return out
