@@ -295,8 +295,8 @@ class StudentSettings(OptimiserSettings):
     epochs: int = _epochs(1500)
     shaped: bool = setting(False, "Smoothstep-shaped gradient (A).", flag="--shaped/--no-shaped")
     distill: bool = setting(False, "Trajectory distillation (B).", flag="--distill/--no-distill")
-    mask: str = setting("seed", "Shaped-gradient mask: seed (the notes' bump at |w/s| = 0.5), reference (the C "
-                        "program's) or none.", choices=MASKS, flag="--mask")
+    mask: str = setting("seed", "Shaped-gradient mask: seed (the notes' bump at |w/s| = 0.5, the boundaries "
+                        "between levels), reference (the C program's) or none.", choices=MASKS, flag="--mask")
     beta: tuple[float, float] = setting((1.0, 20.0), "Smoothstep sharpness, start and end.", flag="--beta")
     alpha: tuple[float, float] = setting((0.3, 0.8), "Trajectory weight, start and end.", flag="--alpha")
     distill_hidden: str = setting("raw", "The trajectory term: raw, or normalised per unit by the teacher's "
