@@ -232,6 +232,9 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
             t = thr[r]
             for j in range(row.shape[0]):
                 prow[j] = s * ty(level_thr(row[j], t, qmax))
+        elif qmax == 1:  # ternary's own loop: the format's switch outside it
+            for j in range(row.shape[0]):
+                prow[j] = s * trit(row[j], s)
         else:
             for j in range(row.shape[0]):
                 prow[j] = s * ty(level(row[j], s, qmax))
@@ -279,6 +282,9 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
             t = thr[r]
             for j in range(row.shape[0]):
                 ds += grow[j] * level_thr(row[j], t, qmax)
+        elif qmax == 1:
+            for j in range(row.shape[0]):
+                ds += grow[j] * trit(row[j], s)
         else:
             for j in range(row.shape[0]):
                 ds += grow[j] * level(row[j], s, qmax)
@@ -286,8 +292,12 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
             grow[:] = 0
         elif kind != MASK_NONE or qmax == BINARY:
             sm = ty(2.0) * thr[r] if use_thr else s
-            for j in range(row.shape[0]):
-                grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, qmax))
+            if qmax == 1:
+                for j in range(row.shape[0]):
+                    grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
+            else:
+                for j in range(row.shape[0]):
+                    grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, qmax))
         if freeze or scale_kind == SCALE_LEARNED:
             gs[r] = ds
         elif scale_kind == SCALE_LSQ:
