@@ -232,3 +232,18 @@ def test_gpu_refuses_other_formats():
         gpu.train_batch(np.zeros((1, 10), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32),
                         np.zeros((1, 1, 1, 1, 1), np.float32), [0], (1, 1, 1), [Lane(weight_format="int8")],
                         student=True)
+
+
+def test_student_command_trains_a_format_and_ptq(tmp_path, capsys):
+    from conftest import invoke
+
+    out = tmp_path / "s.npz"
+    code, js, err = invoke(["student", "--hidden", "4", "--epochs", "20", "--task", "sine", "--weight-format",
+                            "int8", "--ptq", "--out", str(out), "-q", "--json"], capsys)
+    assert code == 0, err
+    fig = json.loads(js)
+    assert fig["weight_format"] == "int8" and fig["config"]["ptq"] and np.isnan(fig["train_mse"] or np.nan)
+    model = Model.load(out)
+    assert model.weight_format == "int8" and np.abs(model.levels()).max() == 127
+    one_line_exit_2(["student", "--hidden", "4", "--epochs", "20", "--task", "sine", "--weight-format", "int8",
+                     "--ptq", "--distill", "-q", "--out", str(out)], capsys, "ptq")

@@ -188,7 +188,10 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     if "ref_mse" in figures:
         rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
     rows.update({"teacher eval MSE": figures["teacher_eval_mse"], "vs float (ratio)": f"{figures['vs_float']:.2f}x",
-                 "zero trits": f"{100 * figures['zero_share']:.1f}%"})
+                 "zero trits" if model.weight_format == "ternary" else "zero levels":
+                     f"{100 * figures['zero_share']:.1f}%"})
+    if model.weight_format != "ternary":
+        rows["weight format (weight bytes)"] = f"{model.weight_format} ({figures['weight_bytes']:,})"
     rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
     if "teacher_vs_naive" in figures:
         rows["teacher vs naive (MSE ratio)"] = f"{figures['teacher_vs_naive']:.2f}x"
