@@ -260,14 +260,13 @@ class Deployable:
             raise ValueError(f"this is a {model.kind}; only a quantized student can be deployed (exported or run "
                              "by 'ternq predict')")
         I, H, O = model.dims
-        weight_format = getattr(model, "weight_format", "ternary")
-        levels = model.levels() if hasattr(model, "levels") else model.trits()
+        levels = model.levels()
         nW = 2 * H * (I + H)
         scales = np.ascontiguousarray(model.theta[model.n_cell:], np.float32)
         _, b, tau, _, bout = unpack(model.params(), I, H, O)
         dep = cls(I, H, O, levels[:nW].reshape(2 * H, I + H).astype(np.int8), levels[nW:].reshape(O, H).astype(
             np.int8), scales, b.copy(), tau.copy(), bout.copy(), dict(model.meta.get("task", {})),
-                  weight_format=weight_format)
+                  weight_format=model.weight_format)
         figs = model.meta.get("figures", {})
         if "eval_mse" in figs:
             dep.info["eval_mse_at_training"] = figs["eval_mse"]

@@ -251,3 +251,48 @@ def test_cli_predict_runs_a_file_of_each_format(name, tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "again.tqd").read_bytes() == path.read_bytes()
     assert json.loads(stdout)["weight_format"] == name
+
+
+# ---- trained students of each format
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """Tiny trained sine students of each format from one teacher (few epochs: bit-identity is the point)."""
+    from ternq import StudentConfig, TeacherConfig, evaluate, train_student, train_teacher
+
+    task = get_task("sine")
+    teacher, _ = train_teacher(task, TeacherConfig(hidden=8, epochs=40), seed=0)
+    out = {}
+    for name in ("binary", "int4", "int8"):
+        s, _ = train_student(teacher, task, StudentConfig(hidden=8, epochs=40, weight_format=name), seed=0)
+        s.meta["figures"] = evaluate(s, task)
+        out[name] = s
+    return out
+
+
+@pytest.mark.parametrize("name", ["binary", "int4", "int8"])
+def test_a_trained_student_of_each_format_deploys_bit_identically(trained, name, tmp_path, capsys):
+    from ternq import evaluate, predict
+
+    s = trained[name]
+    dep = Deployable.from_bytes(Deployable.from_model(s).to_bytes())
+    assert dep.weight_format == name and np.array_equal(dep.levels(), s.levels())
+    assert np.array_equal(dep.params(), s.params())
+    X, Y = get_task("sine").eval_set()
+    ys, hs = dep.predict(X)
+    ys0, hs0 = predict(s, X)
+    assert ys.tobytes() == np.ascontiguousarray(ys0).tobytes()
+    path = tmp_path / "s.npz"
+    s.save(path)
+    code, stdout, err = run(["predict", str(path), "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["eval_mse"] == evaluate(s, get_task("sine"))["eval_mse"] == res["eval_mse_at_training"]
+    assert res["weight_format"] == name
+    code, stdout, err = run(["predict", str(path), "--int", "--json"], capsys)
+    assert code == 0, err
+    im = IntModel.from_deployable(dep)
+    assert json.loads(stdout)["eval_mse"] == im.mse(X, Y)[0] <= 1.1 * res["eval_mse"]
+    Xq = im.quantize_inputs(X[:3, :30])
+    assert im.predict_q(Xq)[0].tolist() == oracle_int.forward(im, Xq)[0]

@@ -572,3 +572,36 @@ def test_packed_integer_libraries_need_no_library_function_on_the_m3(name, tmp_p
     obj = toolchain._object(out, "m3", tmp_path)
     needed = subprocess.run([toolchain.ARM_NM, "-u", str(obj)], capture_output=True, text=True, check=True).stdout
     assert {line.split()[-1] for line in needed.splitlines() if line.strip()} <= {"memcpy", "memset", "memmove"}
+
+
+@pytest.fixture(scope="module")
+def format_students():
+    """Tiny trained lorenz students, int4 and int8, from one teacher."""
+    task = get_task("lorenz")
+    teacher, _ = train_teacher(task, TeacherConfig(hidden=16, epochs=40), seed=0)
+    return {name: train_student(teacher, task, StudentConfig(hidden=16, epochs=40, shaped=True,
+                                                             weight_format=name), seed=0)[0]
+            for name in ("int4", "int8")}
+
+
+@pytest.mark.parametrize("fmt", c99.FORMATS)
+@pytest.mark.parametrize("name", ["int4", "int8"])
+def test_trained_int4_and_int8_students_are_bit_identical_on_host_and_boards(format_students, name, fmt, tmp_path):
+    student = format_students[name]
+    X, _ = get_task("lorenz").eval_set()
+    if fmt == "c":  # ternq predict is the training forward
+        dep = Deployable.from_model(student)
+        assert dep.predict(X)[0].tobytes() == __import__("ternq").predict(student, X)[0].tobytes()
+    ran = 0
+    for target in (None, "m4", "m3"):
+        if toolchain.missing(target):
+            continue
+        (tmp_path / str(target)).mkdir()
+        _, out, expected = _export(student, tmp_path / str(target), fmt, "packed")
+        exe = (toolchain.build_host(out, out / "m") if target is None else
+               toolchain.build_board(out, target, out))
+        code, stdout = toolchain.run(exe) if target is None else toolchain.run_board(exe, target)
+        assert code == 0 and stdout == expected, target
+        ran += 1
+    if not ran:
+        pytest.skip("no C compiler")
