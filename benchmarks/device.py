@@ -139,18 +139,17 @@ def write_md(rows: list[dict], env: dict) -> None:
                  f"{r['eval_mse_int']:.2e} |")
     L += ["", "## Cost per step on the host", "",
           "Instructions per `ternq_step` (callgrind, host build `cc -std=c99 -O2 -ffp-contract=off`) in the "
-          "default layout (ternary: sparse, zero trits skipped; int4/int8: dense, packed), and ternary's dense "
-          "layout (every trit visited). ns per step: host CPU time of the C, and of `ternq predict` (Numba, same "
+          "default layout (ternary: sparse, zero trits skipped; int4/int8: packed as in the .tqd file), and in "
+          "the dense layout (one int8 per weight, every weight visited: the same code for every format). "
+          "ns per step: host CPU time of the C, and of `ternq predict` (Numba, same "
           "inputs) -- **taken on a loaded shared 2-core machine**, indicative only.", "",
           "| task | H | weights | float instr | float dense instr | int instr | int dense instr | float C ns | "
           "predict ns | int C ns | predict --int ns |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (t, H, f), r in g.items():
-        lay = "sparse" if "float_sparse_instr" in r else "dense"
-        one = lay == "dense"  # int4 / int8: one layout
-        fd, idn = ("-", "-") if one else (fmt_int(r["float_dense_instr"]), fmt_int(r["int_dense_instr"]))
-        L.append(f"| {t} | {H} | {f} | {fmt_int(r[f'float_{lay}_instr'])} | {fd} | "
-                 f"{fmt_int(r[f'int_{lay}_instr'])} | {idn} | "
+        lay = "sparse" if "float_sparse_instr" in r else "packed"
+        L.append(f"| {t} | {H} | {f} | {fmt_int(r[f'float_{lay}_instr'])} | {fmt_int(r['float_dense_instr'])} | "
+                 f"{fmt_int(r[f'int_{lay}_instr'])} | {fmt_int(r['int_dense_instr'])} | "
                  f"{r[f'float_{lay}_ns']:.0f} | {r['float_predict_ns']:.0f} | {r[f'int_{lay}_ns']:.0f} | "
                  f"{r['int_predict_ns']:.0f} |")
     L += ["", "## Ternary: flash and instructions per layout", "",
