@@ -155,21 +155,24 @@ def method_settings(base: ExperimentSettings, fmt: str, method: str) -> Experime
 
     PTQ quantizes the equal-budget float of each width: the cell's teacher is trained with the recipe's whole
     budget and schedule kind (so it is that float, one unit), and the student only rounds it (PTQ) or rounds
-    it and fine-tunes scales, biases and tau with the levels frozen for the recipe's fine-tune epochs
-    (PTQ+FT). The float reference comes from the recipe's cells, so PTQ cells train none of their own.
+    it and fine-tunes scales, biases and tau with the levels frozen for the recipe's fine-tune epochs (its main
+    epochs when it has none) (PTQ+FT). The float reference comes from the recipe's cells, so PTQ cells train
+    none of their own.
     """
     s = config.from_dict(format_changes(fmt), base)
     if method == QAT:
         return s
     st = base.student
-    teacher = replace(s.teacher, epochs=st.total_epochs, schedule=st.schedule)
-    student = replace(s.student, **ptq_student(method == PTQ_FT, st.finetune_epochs or st.epochs))
-    return replace(s, teacher=teacher, student=student, run=replace(s.run, float_reference=False))
+    return config.from_dict({"teacher": {"epochs": st.total_epochs, "schedule": st.schedule},
+                             "student": ptq_student(method == PTQ_FT, st.finetune_epochs or st.epochs),
+                             "run": {"float_reference": False}}, s)
 
 
 def ptq_student(finetune: bool, finetune_epochs: int) -> dict:
-    """The student settings of post-training quantization, with or without the levels-frozen fine-tune."""
-    return {"init": "ptq", "finetune_epochs": finetune_epochs if finetune else 0}
+    """The student settings of post-training quantization, with or without the levels-frozen fine-tune (PTQ has
+    no quantization-aware epochs, so nothing of them: no progressive quantization, no distillation)."""
+    return {"ptq": True, "progressive": 0.0, "distill": False, "distill_output": 0.0,
+            "finetune_epochs": finetune_epochs if finetune else 0}
 
 
 # --- reading a frontier file ---------------------------------------------------------------------
@@ -190,6 +193,9 @@ def parse_frontier(data: dict) -> Frontier:
             raise ConfigError(f"frontier.{key}: unknown key (known: {', '.join(sorted(FRONTIER_KEYS))})")
     if "design" in data:
         raise ConfigError("design: a frontier's design is its grid ([frontier.widths]), not a [design] section")
+    for key in ("seeds", "widths"):
+        if isinstance(data.get("experiment"), dict) and key in data["experiment"]:
+            raise ConfigError(f"experiment.{key}: a frontier's {key} are set in [frontier]")
     base = config.from_dict(data, recipe_base())
     seeds = DEFAULT_SEEDS
     if "seeds" in body:
