@@ -269,11 +269,12 @@ def pareto_front(costs: list[float | None], errors: list[float]) -> list[bool]:
 
 @dataclass(frozen=True)
 class InstructionCounter:
-    """Counts a student's instructions per step on a board, or says why it cannot (``count`` None)."""
+    """Measures a student on a board (``count``: Model -> {"instructions_per_step", "flash", "ram",
+    "counted_on"}), or says why it cannot (``count`` None, ``note`` "not counted (...)")."""
 
     board: str
-    note: str  # how they are counted, or "not counted (...)"
-    count: Callable | None = None  # Model -> instructions per step
+    note: str
+    count: Callable | None = None
 
     @property
     def available(self) -> bool:
@@ -281,8 +282,10 @@ class InstructionCounter:
 
 
 def instruction_counter(board: str = "m4") -> InstructionCounter:
-    """The instructions axis: the deployed model's budget on the emulated ``board`` where this ternq has one for
-    every format and the Arm toolchain is present; otherwise a counter that says plainly why not."""
+    """The instructions axis, wired in this one place: the deployed model's budget on the emulated ``board``
+    (:func:`ternq.device.export.budget`: its C library run on the board's emulator, which counts the
+    instructions) where this ternq has it and the Arm toolchain is present; otherwise a counter that says
+    plainly why not."""
     from .device import toolchain
 
     absent = toolchain.missing(board)
@@ -291,15 +294,15 @@ def instruction_counter(board: str = "m4") -> InstructionCounter:
     try:
         from .device.export import budget
     except ImportError:
-        return InstructionCounter(board, "not counted (no budget of the weight formats on a board in this ternq)")
+        return InstructionCounter(board, "not counted (this ternq has no per-format budget on a board)")
 
-    def count(model) -> float:
+    def count(model) -> dict:
         from .deploy import Deployable
 
-        return float(budget(Deployable.from_model(model), board)["instructions_per_step"])
+        b = budget(Deployable.from_model(model), board)
+        return {k: b.get(k) for k in ("instructions_per_step", "flash", "ram", "counted_on")}
 
-    return InstructionCounter(board, f"instructions per step on the emulated {toolchain.TARGETS[board].description}",
-                              count)
+    return InstructionCounter(board, f"counted on the emulated {toolchain.TARGETS[board].description}", count)
 
 
 # --- running and reading a frontier --------------------------------------------------------------
@@ -312,8 +315,10 @@ class Point:
     method: str
     hidden: int
     weight_bytes: int
-    seeds: dict[int, dict] = field(default_factory=dict)  # seed -> its row (figures, key, model digest)
-    instructions: float | None = None
+    seeds: dict[int, dict] = field(default_factory=dict)  # seed -> its row of the cell's results
+    instructions: float | None = None  # on the board, mean over seeds (None: not counted)
+    flash: int | None = None
+    ram: int | None = None
 
     @property
     def label(self) -> str:
@@ -355,10 +360,14 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
     order = list(spec.widths)
     keys = sorted(points, key=lambda k: (order.index(k[0]), (QAT, PTQ, PTQ_FT).index(k[1]), k[2]))
     ordered = [points[k] for k in keys]
+    note = counter.note
     if counter.available:
         for k, p in zip(keys, ordered, strict=True):
-            counts = [counter.count(m) for m in models[k]]
-            p.instructions = sum(counts) / len(counts)
+            budgets = [counter.count(m) for m in models[k]]
+            p.instructions = sum(b["instructions_per_step"] for b in budgets) / len(budgets)
+            p.flash = max(b["flash"] for b in budgets)
+            p.ram = max(b["ram"] for b in budgets)
+            note = f"counted on {budgets[0]['counted_on']}" if budgets[0].get("counted_on") else note
     errors = [geo([r["eval_mse_scored"] for r in p.seeds.values()])["geo_mean"] for p in ordered]
     on_bytes = pareto_front([p.weight_bytes for p in ordered], errors)
     on_instr = pareto_front([p.instructions for p in ordered], errors) if counter.available else [None] * len(
@@ -368,7 +377,7 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
         rows = [p.seeds[k] for k in sorted(p.seeds)]
         doc_points.append({
             "label": p.label, "format": p.format, "method": p.method, "hidden": p.hidden,
-            "weight_bytes": p.weight_bytes, "instructions_per_step": p.instructions,
+            "weight_bytes": p.weight_bytes, "instructions_per_step": p.instructions, "flash": p.flash, "ram": p.ram,
             "eval_mse_scored": geo([r["eval_mse_scored"] for r in rows]),
             "eval_mse_whole": geo([r["eval_mse_whole"] for r in rows]),
             "vs_float_scored": geo([r["vs_float_scored"] for r in rows]) if p.method == QAT else None,
@@ -399,7 +408,8 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
             "metric": first["metric"],
             "weight_bytes": "levels packed (ternary 5 a byte, binary 8, intN 8 // N) plus a float32 scale per row; "
                             "biases and tau not counted; floats: 4 bytes a weight",
-            "instructions": {"counted": counter.available, "board": counter.board, "note": counter.note},
+            "instructions": {"counted": counter.available, "board": counter.board, "note": note,
+                             "what": "instructions per step: the mean over seeds; flash and RAM: the largest"},
             "float_reference": {"what": "a float of each width trained with the student's whole budget (main epochs "
                                         "and fine-tune) and schedule kind", "models": references},
             "best_simple_forecast": best,

@@ -235,3 +235,52 @@ def test_bad_file_one_line(body, needle, capsys, tmp_path):
 def test_plain_invoke_help(capsys):
     code, out, _ = invoke(["frontier", "--help"], capsys)
     assert code == 0 and "--widths FORMAT=W1,W2,..." in out
+
+
+def test_instructions_axis_from_a_counter(tiny_run, tmp_path):
+    """With a counter the instructions axis is filled (mean over seeds), its front marked and both plots drawn;
+    the counter here counts the nonzero parameters, so the figures are known."""
+    import numpy as np
+
+    from ternq.frontier import InstructionCounter, save
+    from ternq.report.frontier import frontier_table, markdown, plot_files, save_plots
+
+    _, _, _, d = tiny_run
+    seen = []
+
+    def count(model):
+        n = int(np.count_nonzero(model.theta))
+        seen.append(n)
+        return {"instructions_per_step": 10.0 * n, "flash": 100 + n, "ram": 4 * model.hidden,
+                "counted_on": "a test board"}
+
+    doc, _ = run_frontier(load_frontier(d / "tiny.toml"), d / "out", workers=1, check_gradients=False,
+                          check_reproducible=False, counter=InstructionCounter("m4", "counted on a test", count))
+    instr = [p["instructions_per_step"] for p in doc["points"]]
+    assert all(x is not None and x > 0 for x in instr)
+    assert sorted(x / 10 for x in instr) == sorted(seen)  # one seed: each point's one count
+    errors = [p["eval_mse_scored"]["geo_mean"] for p in doc["points"]]
+    assert [p["front_instructions"] for p in doc["points"]] == slow_front(instr, errors)
+    assert doc["instructions"] == {"counted": True, "board": "m4", "note": "counted on a test board",
+                                   "what": "instructions per step: the mean over seeds; flash and RAM: the largest"}
+    from rich.console import Console
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(frontier_table(doc, 80))
+    text = console.export_text()
+    assert f"{instr[0]:,.0f}" in text and "counted on a test board" in " ".join(text.split())
+    assert max(len(line) for line in text.splitlines()) <= 80
+    md = markdown(doc)
+    assert f"{instr[0]:,.0f}" in md and "counted on a test board" in md
+    pytest.importorskip("matplotlib")
+    save(doc, tmp_path)
+    assert save_plots(doc, tmp_path) == plot_files(tmp_path)
+
+
+def test_no_toolchain_says_so(monkeypatch):
+    from ternq.device import toolchain
+    from ternq.frontier import instruction_counter
+
+    monkeypatch.setattr(toolchain, "missing", lambda target=None, emulator=True: ["qemu-system-arm"])
+    c = instruction_counter("m4")
+    assert not c.available and c.note == "not counted (no toolchain: qemu-system-arm missing)"
