@@ -380,7 +380,7 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
             "weight_bytes": p.weight_bytes, "instructions_per_step": p.instructions, "flash": p.flash, "ram": p.ram,
             "eval_mse_scored": geo([r["eval_mse_scored"] for r in rows]),
             "eval_mse_whole": geo([r["eval_mse_whole"] for r in rows]),
-            "vs_float_scored": geo([r["vs_float_scored"] for r in rows]) if p.method == QAT else None,
+            "vs_float_scored": geo([r["vs_float_scored"] for r in rows]),  # PTQ: against its own float, the same
             "front_bytes": b, "front_instructions": i,
             "per_seed": [{"seed": r["seed"], "key": r["key"], "eval_mse_scored": r["eval_mse_scored"],
                           "eval_mse_whole": r["eval_mse_whole"]} for r in rows]})

@@ -70,7 +70,8 @@ def frontier(config_path, grid, seeds, ptq, out_dir, workers, device, scheduler,
     forecast_settings(spec.base, command_task(spec.base))  # a bad task or file: one line, before anything
     check_device(spec.base.run.device)
     if out_dir is None:
-        out_dir = Path(config_path).stem if config_path is not None else f"frontier-{spec.base.task}"
+        out_dir = (Path(config_path).stem if config_path is not None
+                   else f"frontier-{Path(spec.base.data).stem if spec.base.data else spec.base.task}")
     out = make_out_dir(out_dir, "results.json")
     resumable(out)
     try:

@@ -146,17 +146,20 @@ def plot(doc: dict, axis: str, path: str | Path) -> Path:
         for r, xi, yi in zip(refs, x, y, strict=True):
             ax.annotate(f"H={r['hidden']}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7,
                         color="gray")
-    elif refs:
+    elif refs:  # no instructions are counted for a float: a level per width
         for i, r in enumerate(refs):
-            ax.axhline(r["eval_mse_scored"]["geo_mean"], color="gray", ls=":", lw=0.8,
-                       label=f"equal-budget float ({refs[0]['epochs']} epochs), H={r['hidden']}..{refs[-1]['hidden']}"
-                       if i == 0 else None)
+            y = r["eval_mse_scored"]["geo_mean"]
+            ax.axhline(y, color="gray", ls=":", lw=0.8,
+                       label=f"equal-budget float ({refs[0]['epochs']} epochs) of each width" if i == 0 else None)
+            ax.annotate(f"float H={r['hidden']}", (1.0, y), xycoords=("axes fraction", "data"), xytext=(-4, 2),
+                        textcoords="offset points", ha="right", fontsize=7, color="gray")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel + (f" ({doc['instructions']['note']})" if axis == "instructions" else ""))
     m = doc["metric"]
     n = len(doc["seeds"])
-    ax.set_ylabel(f"eval MSE, steps {m['scored_steps'][0]}..{m['scored_steps'][1]} (geo. mean, {n} seeds)")
+    ax.set_ylabel(f"eval MSE, steps {m['scored_steps'][0]}..{m['scored_steps'][1]} (geo. mean, {n} seed"
+                  + ("s)" if n > 1 else ")"))
     ax.set_title(f"{doc['task']['name']}: eval MSE against {xlabel.split(' (')[0]}")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
