@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -336,11 +338,14 @@ def run_frontier(spec: Frontier, out_dir: str | Path | None = None, *, counter: 
     client, device, force, progress) and return the frontier document and the run's outcome."""
     cells = spec.cells()
     outcome = run([c.cell for c in cells], out_dir, **kwargs)
-    return frontier_doc(spec, cells, outcome, counter or instruction_counter(spec.board)), outcome
+    workers = kwargs.get("workers") or spec.base.run.workers
+    return frontier_doc(spec, cells, outcome, counter or instruction_counter(spec.board), workers), outcome
 
 
-def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, counter: InstructionCounter) -> dict:
-    """The frontier's results document from a finished run of its cells (``outcome.cells`` in ``cells``' order)."""
+def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, counter: InstructionCounter,
+                 workers: int = 1) -> dict:
+    """The frontier's results document from a finished run of its cells (``outcome.cells`` in ``cells``' order);
+    ``workers`` models are measured on the board at once (each measurement is a compiler and an emulator)."""
     task = spec.task.make()
     n_in, n_out = task.n_in, task.n_out
     points: dict[tuple[str, str, int], Point] = {}
@@ -361,9 +366,12 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
     keys = sorted(points, key=lambda k: (order.index(k[0]), (QAT, PTQ, PTQ_FT).index(k[1]), k[2]))
     ordered = [points[k] for k in keys]
     note = counter.note
+    t0 = time.perf_counter()
     if counter.available:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            measured = {k: list(pool.map(counter.count, models[k])) for k in keys}
         for k, p in zip(keys, ordered, strict=True):
-            budgets = [counter.count(m) for m in models[k]]
+            budgets = measured[k]
             p.instructions = sum(b["instructions_per_step"] for b in budgets) / len(budgets)
             p.flash = max(b["flash"] for b in budgets)
             p.ram = max(b["ram"] for b in budgets)
@@ -414,7 +422,7 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
                                         "and fine-tune) and schedule kind", "models": references},
             "best_simple_forecast": best,
             "points": doc_points, "cells": [c.cell.name for c in outcome.cells], "versions": versions(),
-            "timing": outcome.timing}
+            "timing": {**outcome.timing, "counting_s": time.perf_counter() - t0}}
 
 
 CSV_COLUMNS = ["label", "format", "method", "hidden", "seed", "weight_bytes", "instructions_per_step",

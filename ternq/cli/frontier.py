@@ -110,5 +110,5 @@ def frontier(config_path, grid, seeds, ptq, out_dir, workers, device, scheduler,
     report.out.print(frontier_table(doc, 80))
     t = doc["timing"]
     where = "on the Dask cluster" if client is not None else f"on {t['workers']} local workers"
-    report.out.print(f"wall time {t['total_s']:.2f} s (trainings {t['training_s']:.2f} s {where}; "
-                     f"{outcome.resumed} of {outcome.units} trainings found done); results in {out}", soft_wrap=True)
+    report.out.print(f"trainings {t['training_s']:.2f} s {where} ({outcome.resumed} of {outcome.units} found done), "
+                     f"instructions counted in {t['counting_s']:.2f} s; results in {out}", soft_wrap=True)
