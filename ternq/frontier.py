@@ -412,7 +412,8 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
                 "info": {k: base[name][k] for k in ("orders", "order") if k in base[name]}} if name else None
     return {"ternq": "frontier", "version": RESULTS_VERSION, "task": task.describe(), "seeds": list(spec.seeds),
             "grid": {k: sorted(v) for k, v in spec.widths.items()}, "ptq": spec.ptq,
-            "recipe": spec.base.to_dict()["student"], "teacher": spec.base.to_dict()["teacher"],
+            "recipe": {k: v for k, v in spec.base.to_dict()["student"].items() if k not in ("weight_format", "ptq")},
+            "teacher": spec.base.to_dict()["teacher"],
             "metric": first["metric"],
             "weight_bytes": "levels packed (ternary 5 a byte, binary 8, intN 8 // N) plus a float32 scale per row; "
                             "biases and tau not counted; floats: 4 bytes a weight",
