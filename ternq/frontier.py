@@ -7,7 +7,7 @@ width (the reference line) and, on request, post-training quantization (PTQ) of 
 format, with and without the levels-frozen fine-tune.
 
 Everything trains through the one runner (:func:`ternq.experiment.run.run`): each format's widths become
-cells of neighbouring pairs (a general design whose one factor is the width), so an output folder resumes,
+cells of two widths each (a general design whose one factor is the width), so an output folder resumes,
 units equal in content (a teacher, the float of a width) train once, and Dask runs them when asked. The
 frontier then reads each model's scored eval MSE from the cells' documents, puts every model at its
 weight bytes (:func:`ternq.formats.weight_bytes`) and, where they can be counted, its instructions per
@@ -87,7 +87,7 @@ class Frontier:
                 raise ConfigError(f"frontier.widths.{fmt}: this ternq cannot train it ({exc})") from None
 
     def cells(self) -> list[FrontierCell]:
-        """Every cell: per format (and, with ``ptq``, per PTQ method) its widths as neighbouring pairs."""
+        """Every cell: per format (and, with ``ptq``, per PTQ method) its widths two by two (:func:`pairs`)."""
         out = []
         for fmt, widths in self.widths.items():
             for method in (QAT, PTQ, PTQ_FT) if self.ptq else (QAT,):
@@ -132,9 +132,10 @@ def check_widths(widths: dict[str, tuple[int, ...]]) -> None:
 
 
 def pairs(widths: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Neighbouring pairs of the sorted widths (one width: itself twice, trained once)."""
+    """The sorted widths two by two (an odd one out: itself twice, trained once). Each pair is one cell; fewer
+    cells summarise faster (every cell scores its models against the simple forecasts)."""
     ws = sorted(widths)
-    return list(zip(ws, ws[1:], strict=False)) if len(ws) > 1 else [(ws[0], ws[0])]
+    return [(ws[i], ws[min(i + 1, len(ws) - 1)]) for i in range(0, len(ws), 2)]
 
 
 def cell_name(fmt: str, method: str, lo: int, hi: int) -> str:

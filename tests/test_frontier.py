@@ -21,6 +21,7 @@ from ternq.frontier import (
     QAT,
     RECIPE,
     load_frontier,
+    pairs,
     pareto_front,
     parse_frontier,
     parse_grid,
@@ -103,8 +104,8 @@ def test_cells_share_units_and_set_the_format():
     f = parse_frontier({"frontier": {"widths": {"ternary": [16, 24, 32], "int8": [8]}, "ptq": True}})
     cells = f.cells()
     names = [c.cell.name for c in cells]
-    assert names == ["ternary-h16-h24", "ternary-h24-h32", "ternary-ptq-h16-h24", "ternary-ptq-h24-h32",
-                     "ternary-ptq-ft-h16-h24", "ternary-ptq-ft-h24-h32", "int8-h8", "int8-ptq-h8", "int8-ptq-ft-h8"]
+    assert names == ["ternary-h16-h24", "ternary-h32", "ternary-ptq-h16-h24", "ternary-ptq-h32",
+                     "ternary-ptq-ft-h16-h24", "ternary-ptq-ft-h32", "int8-h8", "int8-ptq-h8", "int8-ptq-ft-h8"]
     by = {c.cell.name: c.cell.settings for c in cells}
     assert by["int8-h8"].student.weight_format == "int8"
     assert by["ternary-h16-h24"].student.total_epochs == 9000 and not by["ternary-h16-h24"].student.ptq
@@ -119,6 +120,7 @@ def test_cells_share_units_and_set_the_format():
     assert {u.digest for u in quant.teachers.values()} <= ref
     assert not quant.references
     assert [c.method for c in cells[:6]] == [QAT, QAT, PTQ, PTQ, PTQ_FT, PTQ_FT]
+    assert pairs((32, 8, 16, 12)) == [(8, 12), (16, 32)] and pairs((5, 3, 4)) == [(3, 4), (5, 5)]
 
 
 @pytest.mark.parametrize("items, needle", [
