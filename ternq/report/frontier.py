@@ -92,6 +92,9 @@ AXES = {"bytes": ("weight_bytes", "weight bytes (levels packed + a float32 scale
                          "front_instructions")}
 
 
+METHOD_STYLE = {"qat": ("-", "o"), "ptq": (":", "v"), "ptq+ft": ("--", "s")}  # line and marker: one colour a format
+
+
 def plot_files(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / AXES[a][2] for a in AXES]
 
@@ -109,7 +112,9 @@ def plot(doc: dict, axis: str, path: str | Path) -> Path:
 
     plt = _plt()
     key, xlabel, _, front_key = AXES[axis]
-    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {f: colours[i % len(colours)] for i, f in enumerate(dict.fromkeys(p["format"] for p in doc["points"]))}
     series: dict[str, list[dict]] = {}
     for p in doc["points"]:
         series.setdefault(p["label"], []).append(p)
@@ -126,8 +131,10 @@ def plot(doc: dict, axis: str, path: str | Path) -> Path:
         y = np.array([p["eval_mse_scored"]["geo_mean"] for p in ps])
         lo = np.array([p["eval_mse_scored"]["lo"] for p in ps], float)
         hi = np.array([p["eval_mse_scored"]["hi"] for p in ps], float)
-        ls = "-" if ps and ps[0]["method"] == "qat" else "--" if ps and ps[0]["method"] == "ptq+ft" else ":"
-        line = ax.plot(x, y, marker="o", ls=ls, lw=1.3, label=label)[0]
+        if not ps:
+            continue
+        ls, marker = METHOD_STYLE[ps[0]["method"]]
+        line = ax.plot(x, y, marker=marker, ls=ls, lw=1.3, color=colour[ps[0]["format"]], label=label)[0]
         if np.all(np.isfinite(lo)):
             ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="none", ecolor=line.get_color(), capsize=3, lw=0.8)
         for p, xi, yi in zip(ps, x, y, strict=True):
@@ -162,5 +169,5 @@ def plot(doc: dict, axis: str, path: str | Path) -> Path:
                   + ("s)" if n > 1 else ")"))
     ax.set_title(f"{doc['task']['name']}: eval MSE against {xlabel.split(' (')[0]}")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, Path(path))
