@@ -36,8 +36,8 @@ def caption(doc: dict) -> str:
     lines = [f"eval MSE: one-step, steps {m['scored_steps'][0]}..{m['scored_steps'][1]} of each held-out window "
              f"(after a warm-up of {m['warmup']}); geometric mean over {n} seed{'s' if n > 1 else ''}"
              + (" [95% CI]" if n > 1 else "") + ".",
-             "front: lowest error at no more weight bytes (bytes) or instructions per step (instr).",
-             f"instructions per step: {doc['instructions']['note']}."]
+             "bytes: weight bytes; instr.: instructions per step, " + doc["instructions"]["note"] + ".",
+             "front: lowest error at no more weight bytes (bytes) or instructions per step (instr)."]
     if refs:
         lines.append(f"float: the equal-budget float of each width ({refs[0]['epochs']} epochs, {refs[0]['schedule']}),"
                      " its weights as float32; the reference, not on the front.")
@@ -63,8 +63,8 @@ def frontier_table(doc: dict, width: int | None = None) -> Table:
 def _table(doc: dict, stacked: bool) -> Table:
     n = len(doc["seeds"])
     t = Table(title=title(doc), caption=caption(doc), caption_justify="left")
-    for col in ("format", "H", "weight bytes" if not stacked else "bytes", "instr./step", "eval MSE"
-                + (" [95% CI]" if n > 1 and not stacked else ""), "front"):
+    for col in ("format", "H", "bytes", "instr.", "eval MSE" + (" [95% CI]" if n > 1 and not stacked else ""),
+                "front"):
         t.add_column(col, justify="left" if col in ("format", "front") else "right", no_wrap=True)
     for row in _rows(doc):
         t.add_row(*row[:4], _stacked(row[4]) if stacked else row[4], row[5])
