@@ -85,6 +85,7 @@ class Frontier:
                 config.from_dict(format_changes(fmt), self.base)
             except ConfigError as exc:
                 raise ConfigError(f"frontier.widths.{fmt}: this ternq cannot train it ({exc})") from None
+        self.cells()  # each method's settings (PTQ's too) are read and checked here, before anything runs
 
     def cells(self) -> list[FrontierCell]:
         """Every cell: per format (and, with ``ptq``, per PTQ method) its widths two by two (:func:`pairs`)."""
