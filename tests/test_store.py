@@ -48,6 +48,18 @@ def test_roundtrip_is_exact_and_a_model_file(tmp_path, settings, results):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_student_keeps_its_weight_format(tmp_path, settings, results):
+    """A unit file read back gives the student of the format it was saved as (an int4 student evaluated as a
+    ternary one would be another model)."""
+    from dataclasses import replace as copy_with
+
+    store = Store(tmp_path)
+    u = unit(settings, "s0/student-SD-h8")
+    fig, model = results[u.digest]
+    store.save(u, fig, copy_with(model, weight_format="int4"))
+    assert store.scan([u])[u.digest][1].weight_format == "int4"
+
+
 def test_digest_covers_what_the_unit_reads(settings):
     def digests(s):
         return {u.key: u.digest for u in plan(s)}

@@ -79,3 +79,4 @@ def main(argv: list[str] | None = None) -> None:
 from . import deploy  # noqa: E402,F401,I001  (ternq export, ternq predict)
 from . import core, experiment, sweep  # noqa: E402,F401  (registers the subcommands)
 from . import bench  # noqa: E402,F401,I001  (ternq bench)
+from . import frontier  # noqa: E402,F401,I001  (ternq frontier)

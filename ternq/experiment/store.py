@@ -44,6 +44,8 @@ def encode(unit: Unit, fig: dict, model: Model) -> bytes:
     """The bytes of a unit file."""
     header = {"format": "ternq-model", "version": FORMAT_VERSION, "kind": model.kind, "n_in": model.n_in,
               "hidden": model.hidden, "n_out": model.n_out, "meta": model.meta}
+    if model.kind == "student":
+        header["weight_format"] = model.weight_format  # read back by Model.load: a resumed int8 student stays int8
     record = {"format": UNIT_FORMAT, "version": UNIT_VERSION, "key": unit.key, "digest": unit.digest,
               "figures": fig}
     buf = io.BytesIO()
