@@ -34,6 +34,14 @@ def available() -> bool:
         return False
 
 
+def launches_at_once() -> int:
+    """GPU launches worth having in flight together (each on its own stream): several where a launch of
+    few models leaves most of the GPU idle; one under the simulator, which is not thread-safe."""
+    from numba import config
+
+    return 1 if config.ENABLE_CUDASIM else 4
+
+
 def _kernels():
     if not available():
         raise GPUUnavailable("no GPU: install the 'cuda' extra (numba-cuda) on a machine with an NVIDIA GPU")

@@ -288,3 +288,24 @@ def test_teacher_command_on_the_gpu_saves_the_cpus_model(tmp_path, capsys):
         assert code == 0, err
         thetas.append(np.load(out)["theta"].tobytes())
     assert thetas[0] == thetas[1]
+
+
+@needs_device
+def test_parameters_in_global_memory_and_predictions_on_idle_threads_are_the_same_bits(monkeypatch):
+    """Where the parameters do not fit in shared memory they stay in global memory; where a block has
+    threads to spare the predictions are made by them: neither changes a bit."""
+    from ternq.kernels import cuda as K
+
+    rng = np.random.default_rng(3)
+    teacher = _theta(rng, False)
+    settings = dict(TEACHERS, mask_kind=[MASK_NONE, MASK_NOTES, MASK_REFERENCE, MASK_NOTES],
+                    distill=[False, True, False, True], alpha0=0.3, alpha1=0.8, beta0=[1.0, 2.0, 3.0, 2.0],
+                    beta1=[5.0, 8.0, 6.0, 2.0])
+    many = B * H + B * N_OUT if SIMULATED else 1024  # enough threads for a unit each and the predictions
+    assert K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
+    g_shared, c = _both(True, settings, teacher=teacher, threads=many)
+    _same(g_shared, c)
+    monkeypatch.setattr(K, "SHARED_BYTES", 4 * K.shared_words(B, H))
+    assert not K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
+    g_global, c = _both(True, settings, teacher=teacher, threads=many)
+    _same(g_global, c)
