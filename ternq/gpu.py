@@ -10,12 +10,18 @@ Needs the optional extra ``cuda`` (numba-cuda) and a GPU, or numba-cuda's simula
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
 
 from .kernels.cell import n_params
 from .kernels.loop import lr_at
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
+
+# numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
+# launches (quick: they only queue the work on the call's stream) are taken one at a time
+_LAUNCH = threading.Lock()
 
 
 class GPUUnavailable(RuntimeError):
@@ -168,13 +174,14 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
 
     if M > 0 and e1 > e0:
         kernel = K._train_few if nt > K.THREADS else K._train
-        kernel[M, nt, stream, shmem](
-            d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out, B, T,
-            f32(dt), bool(student), dv(distill), dv(mask_kind), dv(_vec(clip, M, f64, "clip")), dv(adam_a),
-            dv(adam_e), dv(cy), dv(ch), dv(w_y), dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
-            p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
-            work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if distill.any() else 1),
-            work(M, T * B * 2 * hidden), work(M, T * B * n_out))
+        with _LAUNCH:
+            kernel[M, nt, stream, shmem](
+                d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out, B, T,
+                f32(dt), bool(student), dv(distill), dv(mask_kind), dv(_vec(clip, M, f64, "clip")), dv(adam_a),
+                dv(adam_e), dv(cy), dv(ch), dv(w_y), dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
+                p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
+                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if distill.any() else 1),
+                work(M, T * B * 2 * hidden), work(M, T * B * n_out))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad)]
     stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad), outs, strict=True):
@@ -219,12 +226,13 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     Yd = np.ascontiguousarray(Y).reshape(-1) if with_mse else np.zeros(0, f32)
     if M > 0:
         kernel = K._rollout_few if nt > K.THREADS else K._rollout
-        kernel[M, nt, stream, shmem](
-            cuda.to_device(np.ascontiguousarray(p), stream=stream),
-            cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream), cuda.to_device(data, stream=stream),
-            W, free, n_in, hidden, n_out, B, f32(dt), cuda.to_device(Yd, stream=stream), p_shared, hs,
-            cuda.device_array((M, T * BH), f32, stream=stream), cuda.device_array((M, T * BH), f32, stream=stream),
-            ys, sse)
+        with _LAUNCH:
+            kernel[M, nt, stream, shmem](
+                cuda.to_device(np.ascontiguousarray(p), stream=stream),
+                cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream), cuda.to_device(data, stream=stream),
+                W, free, n_in, hidden, n_out, B, f32(dt), cuda.to_device(Yd, stream=stream), p_shared, hs,
+                cuda.device_array((M, T * BH), f32, stream=stream), cuda.device_array((M, T * BH), f32, stream=stream),
+                ys, sse)
     out = (hs.copy_to_host(stream=stream).reshape(M, T + 1, B, hidden),
            ys.copy_to_host(stream=stream).reshape(M, T, B, n_out))
     if with_mse:
