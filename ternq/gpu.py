@@ -256,7 +256,8 @@ def trains(lane) -> bool:
     from .multi import Lane
 
     neutral = Lane()
-    return all(_same_value(getattr(lane, k), getattr(neutral, k)) for k in _RECIPE_FIELDS)
+    return lane.weight_format == "ternary" and all(_same_value(getattr(lane, k), getattr(neutral, k))
+                                                   for k in _RECIPE_FIELDS)
 
 
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
@@ -275,6 +276,8 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
         raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
     neutral = Lane()
     for lane in lanes:
+        if lane.weight_format != "ternary":
+            raise ValueError(f"the GPU trains ternary students only; this lane's weight format is {lane.weight_format}")
         recipe = [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))]
         if recipe:
             raise ValueError(f"the GPU trains the notes' protocol only; this lane sets {', '.join(recipe)}")

@@ -18,6 +18,11 @@ differences like every loss; the backward rules that are estimators rather
 than derivatives (LSQ's scale gradient, TWN's thresholds, the frozen-trit
 fine-tune, progressive quantization's float rows) against formulas written
 here from the papers (:func:`recipe_rows`).
+
+Every other weight format (binary, int4, int8: :data:`FORMAT_ROWS`) gets its own rows
+(:func:`format_rows`): the scale gradient with the levels frozen by finite differences,
+the STE of every mask against :func:`format_mask`, LSQ with its clipping range and
+gradient scale of ``qmax``, and the levels-frozen fine-tune.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from . import formats
 from .kernels.cell import forward, forward_pass, loss_grad, loss_grad_pass, loss_grad_w, unpack, work
 from .kernels.ternary import (
     MASK_NONE,
@@ -36,6 +42,7 @@ from .kernels.ternary import (
     SCALE_LSQ,
     SCALE_TWN,
     TWN_DELTA,
+    init_scales,
     quantize,
     ste_backward,
     ste_ext,
@@ -270,7 +277,109 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
 
     results += ste_rows(theta, I, H, O, g_traj, rows, w_idx, f"student {shape}")
     results += recipe_rows(theta, I, H, O, g_traj, rows, w_idx, f"student {shape}", rng)
+    prob = _Problem(rng, I, H, O, batch, steps, 0.0, None)
+    for name in FORMAT_ROWS:
+        results += format_rows(theta, I, H, O, prob, rows, w_idx, f"{name} student {shape}", formats.get(name))
     return results
+
+
+FORMAT_ROWS = ("binary", "int4", "int8")  # ternary's rows are the ones above
+
+
+def format_level(r: np.ndarray, qmax: int) -> np.ndarray:
+    """The level of ``r = w / s`` in the format ``qmax``, from the definition: binary sign(r) with +1 at 0, else
+    sign(r) min(floor(|r| + 1/2), qmax)."""
+    if qmax == formats.BINARY:
+        return np.where(r < 0, -1.0, 1.0)
+    return np.sign(r) * np.minimum(np.floor(np.abs(r) + 0.5), qmax)
+
+
+def format_mask(r: np.ndarray, beta: float, kind: int, qmax: int) -> np.ndarray:
+    """The STE multiplier of a format at ``r = w / s``, written from the module docstring of
+    :mod:`ternq.kernels.ternary` (independent of its ``level_mask``), ``a = |r|``:
+
+    - vanilla: 1; binary: 1 where a <= 1, else 0 (clipped identity);
+    - notes' bump at the nearest boundary b (k + 1/2 for k in 0..qmax-1; binary 0):
+      ``u = clip((a - b) beta + 1/2, 0, 1)``, ``6 u (1 - u) beta``;
+    - C program's: ``1 - smoothstep(beta |a - c|)``, c the nearest level (capped at qmax; binary 1).
+    """
+    a = np.abs(np.asarray(r, np.float64))
+    binary = qmax == formats.BINARY
+    if kind == MASK_NONE:
+        return (a <= 1.0).astype(np.float64) if binary else np.ones_like(a)
+    if kind == MASK_NOTES:
+        b = np.zeros_like(a) if binary else np.clip(np.floor(a) + 0.5, 0.5, qmax - 0.5)
+        u = np.clip((a - b) * beta + 0.5, 0.0, 1.0)
+        return 6.0 * u * (1.0 - u) * beta
+    if kind == MASK_REFERENCE:
+        c = np.ones_like(a) if binary else np.minimum(np.floor(a + 0.5), qmax)
+        x = np.clip(beta * np.abs(a - c), 0.0, 1.0)
+        return 1.0 - (3.0 * x**2 - 2.0 * x**3)
+    raise ValueError(f"unknown mask kind {kind}")
+
+
+def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
+                backward=ste_ext) -> list[BlockResult]:
+    """The rows of one weight format, for the shadow weights of ``theta`` with 0.8 times the format's starting
+    scales (so that some weights lie beyond the largest level):
+
+    - the scale gradient ``sum_j dL/dWeff_j level_j`` (learned scales) against finite differences of the loss
+      with the levels frozen;
+    - the STE for every mask: ``g_eff * format_mask``;
+    - LSQ (Esser et al. 2020) with Q_N = Q_P = qmax (not binary): per row
+      ``dL/ds = (1/sqrt(n qmax)) sum_j dL/dWeff_j (level_j - r_j [|r_j| < qmax])``;
+    - the levels-frozen fine-tune on the baked weights ``s level`` (thresholds s/2): no shadow gradient,
+      ``dL/ds = sum_j dL/dWeff_j level_j``.
+
+    ``backward`` is the kernel (:func:`ternq.kernels.ternary.ste_ext`) by default; tests pass a wrong one.
+    """
+    qmax = fmt.qmax
+    theta = theta.copy()
+    init_scales(theta, I, H, O, qmax)
+    n_cell = theta.shape[0] - (2 * H + O)
+    theta[n_cell:] *= 0.8  # a row's largest weights beyond its largest level: the clipping ranges and caps run
+    scales = theta[n_cell:]
+    n_rows = len(scales)
+    p = np.empty(n_cell)
+    quantize(theta, I, H, O, p, qmax)
+    w = theta[w_idx]
+    s_row = scales[rows]
+    r = w / s_row
+    lv = format_level(r, qmax)
+    g_eff = prob.loss_grad(p)[1]
+    g_w = g_eff[w_idx]
+    ones = np.ones(n_rows, np.int8)
+    zeros = np.zeros(n_rows)
+    out = []
+
+    def run(th, use_thr, thr, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
+        g = np.zeros_like(th)
+        backward(th, I, H, O, g_eff, beta, mask_kind, use_thr, thr, ones, kind, freeze, qmax, g)
+        return g
+
+    def loss_of_scales(s):
+        q = p.copy()
+        q[w_idx] = s[rows] * lv  # levels frozen, scales free
+        return prob.loss(q)
+
+    g = run(theta, False, zeros, SCALE_LEARNED, False)
+    h = 1e-2 * float(scales.min())  # a step below the scales (int8's are a 127th of a row's largest weight)
+    out.append(_compare(model, "dL/ds (levels frozen)", g[n_cell:],
+                        numerical_grad(loss_of_scales, scales.copy(), np.arange(n_rows), h)))
+    for kind, label, beta in STE_MASKS:
+        g = run(theta, False, zeros, SCALE_LEARNED, False, kind, beta)
+        out.append(_compare(model, label, g[w_idx], g_w * format_mask(r, beta, kind, qmax)))
+    if qmax != formats.BINARY:
+        n_cols = np.bincount(rows, minlength=n_rows)
+        g = run(theta, False, zeros, SCALE_LSQ, False)
+        lsq = np.bincount(rows, g_w * (lv - r * (np.abs(r) < qmax)), n_rows) / np.sqrt(n_cols * qmax)
+        out.append(_compare(model, "LSQ dL/ds (Esser et al.)", g[n_cell:], lsq))
+    baked = theta.copy()
+    baked[w_idx] = s_row * lv
+    g = run(baked, True, 0.5 * scales, SCALE_LEARNED, True)  # vanilla STE: any shadow gradient shows
+    out.append(_compare(model, "fine-tune: W frozen, dL/ds", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([np.zeros_like(w), np.bincount(rows, g_w * lv, n_rows)])))
+    return out
 
 
 def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext) -> list[BlockResult]:
@@ -300,7 +409,7 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
 
     def run(use_thr, thr, live, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
         g = np.zeros_like(theta)
-        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, g)
+        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, 1, g)
         return g
 
     g = run(False, zeros, ones, SCALE_LSQ, False)

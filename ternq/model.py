@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
+from . import files, formats
 from .kernels.cell import n_params, unpack
-from .kernels.ternary import absmean_scales, n_scales, quantize
+from .kernels.ternary import init_scales, n_scales, quantize
 
 FORMAT_VERSION = 1
 KINDS = ("teacher", "student")
@@ -31,13 +31,15 @@ class Model:
     Parameters
     ----------
     kind : {"teacher", "student"}
-        A teacher runs its float weights; a student runs hard-ternary weights.
+        A teacher runs its float weights; a student runs its weights quantized to ``weight_format``.
     n_in, hidden, n_out : int
         Input, hidden and output sizes.
     theta : np.ndarray
         The trained parameters (for a student: float shadow weights and scales).
     meta : dict
         Free-form provenance: config, seed, task, figures. Saved with the model.
+    weight_format : str
+        A student's weight format, a name of :data:`ternq.formats.FORMATS` (a teacher's stays "ternary", unused).
     """
 
     kind: str
@@ -46,6 +48,12 @@ class Model:
     n_out: int
     theta: np.ndarray
     meta: dict = field(default_factory=dict)
+    weight_format: str = "ternary"
+
+    @property
+    def format(self) -> formats.Format:
+        """The :class:`ternq.formats.Format` of ``weight_format``."""
+        return formats.get(self.weight_format)
 
     @property
     def n_cell(self) -> int:
@@ -56,12 +64,12 @@ class Model:
         return self.n_in, self.hidden, self.n_out
 
     def params(self, dtype=np.float32) -> np.ndarray:
-        """The effective parameters the forward pass runs (hard-ternary for a student)."""
+        """The effective parameters the forward pass runs (for a student, its weights' levels times the scales)."""
         theta = np.ascontiguousarray(self.theta, dtype=dtype)
         if self.kind == "teacher":
             return theta
         p = np.empty(self.n_cell, dtype)
-        quantize(theta, *self.dims, p)
+        quantize(theta, *self.dims, p, self.format.qmax)
         return p
 
     def weights(self, effective: bool = False) -> dict[str, np.ndarray]:
@@ -75,11 +83,11 @@ class Model:
             out["scales"] = self.theta[self.n_cell:]
         return out
 
-    def trits(self) -> np.ndarray:
-        """The student's trits of W (2H rows) then W_out, as int8 (a flat array per layout)."""
+    def levels(self) -> np.ndarray:
+        """The student's integer weight levels of W (2H rows) then W_out, as int8 (a flat array per layout)."""
         if self.kind != "student":
-            raise ValueError("only a student has trits")
-        p = self.params()  # s * trit is exact in float32, and so is dividing it by s
+            raise ValueError("only a student has weight levels")
+        p = self.params()  # s * level rounds to the float32 nearest; dividing it by s comes back within an ulp
         scales = self.theta[self.n_cell:]
         W, _, _, Wout, _ = unpack(p, *self.dims)
         h2 = 2 * self.hidden
@@ -87,25 +95,41 @@ class Model:
         tO = np.rint(Wout / scales[h2:, None]).astype(np.int8)
         return np.concatenate([tW.ravel(), tO.ravel()])
 
+    def trits(self) -> np.ndarray:
+        """A ternary student's trits: :meth:`levels` (ValueError for another format)."""
+        if self.kind == "student" and self.weight_format != "ternary":
+            raise ValueError(f"a {self.weight_format} student has levels, not trits")
+        return self.levels()
+
     def zero_share(self) -> float:
-        """Share of the student's trits that are zero."""
-        return float(np.mean(self.trits() == 0))
+        """Share of the student's weight levels that are zero (none for binary)."""
+        return float(np.mean(self.levels() == 0))
+
+    def weight_bytes(self) -> int:
+        """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes`)."""
+        return formats.weight_bytes(self.format, *self.dims)
 
     def copy(self) -> Model:
-        return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta))
+        return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta),
+                     self.weight_format)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename).
 
         It holds ``theta`` (float shadow weights, then scales for a student), a
-        JSON ``header`` (format version, kind, sizes, meta: config, seed, figures)
-        and, for a student, its ``trits`` (int8, W rows then W_out rows).
+        JSON ``header`` (format version, kind, sizes, a student's weight format, meta: config, seed, figures)
+        and, for a student, its weight levels (int8, W rows then W_out rows) as ``trits`` (ternary) or
+        ``levels`` (other formats).
         """
         path = Path(path)
         header = {"format": "ternq-model", "version": FORMAT_VERSION, "kind": self.kind,
                   "n_in": self.n_in, "hidden": self.hidden, "n_out": self.n_out, "meta": self.meta}
-        # a student also carries its trits (what it runs), for readers other than ternq
-        extra = {"trits": self.trits()} if self.kind == "student" else {}
+        if self.kind == "student":
+            header["weight_format"] = self.format.name
+        # a student also carries its levels (what it runs), for readers other than ternq
+        extra = {}
+        if self.kind == "student":
+            extra = {"trits" if self.weight_format == "ternary" else "levels": self.levels()}
         buf = io.BytesIO()
         np.savez(buf, theta=self.theta, header=np.array(json.dumps(header)), **extra)
         atomic_write_bytes(path, buf.getvalue())
@@ -139,7 +163,7 @@ class Model:
                 if header.get("version") != FORMAT_VERSION:
                     raise ModelFileError(f"model file {path} has format version {header.get('version')!r}, "
                                          f"this ternq reads {FORMAT_VERSION}")
-                kind, dims, meta = _check_header(header, path)
+                kind, dims, meta, weight_format = _check_header(header, path)
                 want = n_params(*dims) + (n_scales(dims[1], dims[2]) if kind == "student" else 0)
                 theta = files.read_npz_member(zf, members["theta"], (want,), "f", f"model file {path}")
         except files.FileInputError as exc:
@@ -153,7 +177,7 @@ class Model:
             theta = theta.astype(np.float32)
         if not np.all(np.isfinite(theta)):
             raise ModelFileError(f"model file {path} holds non-finite parameters")
-        model = cls(kind, *dims, theta, meta)
+        model = cls(kind, *dims, theta, meta, weight_format)
         if kind == "student" and not np.all(theta[model.n_cell:] > 0):
             raise ModelFileError(f"model file {path} holds a scale that is not positive")
         return model
@@ -164,11 +188,16 @@ MAX_FILE_BYTES = 8 * MAX_PARAMS + (64 << 20)
 MAX_HEADER_BYTES = 16 << 20  # the JSON header, stored as UTF-32 by numpy
 
 
-def _check_header(header: dict, path) -> tuple[str, tuple[int, int, int], dict]:
-    """Kind, (n_in, hidden, n_out) and meta of a model header, each validated; sizes bounded by MAX_PARAMS."""
+def _check_header(header: dict, path) -> tuple[str, tuple[int, int, int], dict, str]:
+    """Kind, (n_in, hidden, n_out), meta and weight format of a model header, each validated; sizes bounded by
+    MAX_PARAMS. A file without a weight format (written before there were others) is ternary."""
     kind = header.get("kind")
     if kind not in KINDS:
         raise ModelFileError(f"model file {path} has an unknown kind {kind!r}")
+    weight_format = header.get("weight_format", "ternary")
+    if not isinstance(weight_format, str) or weight_format not in formats.FORMATS:
+        raise ModelFileError(f"model file {path} has an unknown weight format {weight_format!r} "
+                             f"(this ternq reads {', '.join(formats.FORMATS)})")
     dims = []
     for name in ("n_in", "hidden", "n_out"):
         v = header.get(name)
@@ -181,7 +210,7 @@ def _check_header(header: dict, path) -> tuple[str, tuple[int, int, int], dict]:
     meta = header.get("meta", {})
     if not isinstance(meta, dict):
         raise ModelFileError(f"model file {path} has a damaged header (meta is not a table)")
-    return kind, (dims[0], dims[1], dims[2]), meta
+    return kind, (dims[0], dims[1], dims[2]), meta, weight_format
 
 
 def _umask() -> int:
@@ -229,9 +258,11 @@ def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: in
     return Model("teacher", n_in, hidden, n_out, theta)
 
 
-def student_from(teacher: Model) -> Model:
-    """A student that starts as a copy of ``teacher``, with absmean row scales."""
+def student_from(teacher: Model, weight_format: str = "ternary") -> Model:
+    """A student of ``weight_format`` that starts as a copy of ``teacher``, with the format's starting row scales
+    (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax)."""
+    fmt = formats.get(weight_format)
     theta = np.concatenate([teacher.theta.astype(np.float32),
                             np.zeros(n_scales(teacher.hidden, teacher.n_out), np.float32)])
-    absmean_scales(theta, *teacher.dims)
-    return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta)
+    init_scales(theta, *teacher.dims, fmt.qmax)
+    return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta, weight_format=fmt.name)

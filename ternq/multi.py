@@ -226,8 +226,8 @@ def _group(cfgs, seeds, kind) -> tuple[list, list[int]]:
     return cfgs, [int(s) for s in seeds]
 
 
-def _shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, int]:
-    return cfg.hidden, cfg.epochs, getattr(cfg, "finetune_epochs", 0), cfg.batch
+def _shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, bool, int]:
+    return cfg.hidden, cfg.epochs, getattr(cfg, "finetune_epochs", 0), getattr(cfg, "ptq", False), cfg.batch
 
 
 def _data(task: Task, keys: list[int], name: str, cfg, hidden: int | None):
@@ -356,10 +356,16 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
             raise ValueError(f"need float teachers of width {H}")
         if (t.n_in, t.n_out) != (task.n_in, task.n_out):
             raise ValueError(f"teacher has {t.n_in} inputs / {t.n_out} outputs, the task {task.n_in} / {task.n_out}")
-    models = [student_from(t) for t in teachers]
+    models = [student_from(t, c.weight_format) for t, c in zip(teachers, cfgs, strict=True)]
+    lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
+    if cfgs[0].total_epochs == 0:  # plain post-training quantization: nothing trains
+        n_rows = n_scales(H, task.n_out)
+        res = BatchResult(np.stack([m.theta for m in models]), np.empty((len(models), 0)),
+                          np.empty((len(models), 0)), np.full(len(models), -1, np.int64),
+                          np.zeros((len(models), n_rows), np.float32))
+        return _results(models, res, cfgs, seeds, task, errors, lanes)
     X, Y, data = _data(task, seeds, "student-data", cfgs[0], None)
     tp = np.stack([t.params() for t in teachers])
-    lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
     res = _on(device)(np.stack([m.theta for m in models]), X, Y, data, models[0].dims, lanes, student=True,
                       teacher=tp, progress=progress)
     return _results(models, res, cfgs, seeds, task, errors, lanes)

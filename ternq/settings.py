@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import formats
 from .kernels.loop import (
     ALPHA_CONSTANT,
     ALPHA_EARLY,
@@ -294,8 +295,8 @@ class StudentSettings(OptimiserSettings):
     epochs: int = _epochs(1500)
     shaped: bool = setting(False, "Smoothstep-shaped gradient (A).", flag="--shaped/--no-shaped")
     distill: bool = setting(False, "Trajectory distillation (B).", flag="--distill/--no-distill")
-    mask: str = setting("seed", "Shaped-gradient mask: seed (the notes' bump at |w/s| = 0.5), reference (the C "
-                        "program's) or none.", choices=MASKS, flag="--mask")
+    mask: str = setting("seed", "Shaped-gradient mask: seed (the notes' bump at |w/s| = 0.5, the boundaries "
+                        "between levels), reference (the C program's) or none.", choices=MASKS, flag="--mask")
     beta: tuple[float, float] = setting((1.0, 20.0), "Smoothstep sharpness, start and end.", flag="--beta")
     alpha: tuple[float, float] = setting((0.3, 0.8), "Trajectory weight, start and end.", flag="--alpha")
     distill_hidden: str = setting("raw", "The trajectory term: raw, or normalised per unit by the teacher's "
@@ -313,6 +314,15 @@ class StudentSettings(OptimiserSettings):
                                  lo=0.0, hi=1.0)
     finetune_epochs: int = _finetune_epochs()
     finetune_lr: float = _finetune_lr()
+    weight_format: str = setting("ternary", "What the weights are: ternary, binary (+-1) or int2..int8 (symmetric "
+                                 "signed levels), each times a float32 scale per row.", choices=formats.FORMATS,
+                                 flag="--weight-format")
+    # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
+    # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the
+    # quantization-aware epochs are skipped, so only the levels-frozen fine-tune trains (none: plain PTQ).
+    ptq: bool = setting(False, "Post-training quantization: the float teacher's weights quantized at the format's "
+                        "starting scales, no quantization-aware epochs (epochs is not used), then finetune_epochs "
+                        "of scales, biases and tau with the levels frozen (0: plain PTQ).", flag="--ptq/--no-ptq")
 
     def validate(self) -> None:
         super().validate()
@@ -320,11 +330,28 @@ class StudentSettings(OptimiserSettings):
             raise SettingsError("alpha", f"values must lie in [0, 1), not {list(self.alpha)}")
         if not all(b > 0 for b in self.beta):
             raise SettingsError("beta", f"values must be positive, not {list(self.beta)}")
+        fmt = formats.get(self.weight_format)
+        if self.scale_mode in ("absmean", "twn") and fmt.qmax != 1:
+            raise SettingsError("scale_mode", f"{self.scale_mode} recomputes ternary scales; weight_format "
+                                f"{self.weight_format} takes learned or lsq")
+        if self.scale_mode == "lsq" and fmt.qmax == formats.BINARY:
+            raise SettingsError("scale_mode", "lsq's gradient is of a rounding step, which binary's sign has not; "
+                                "weight_format binary takes learned")
+        if self.ptq:
+            qat = [k for k in ("distill", "progressive", "distill_output") if getattr(self, k)]
+            if qat:
+                raise SettingsError("ptq", f"post-training quantization has no quantization-aware epochs for "
+                                    f"{', '.join(qat)}; turn {'them' if len(qat) > 1 else 'it'} off")
+
+    @property
+    def qmax(self) -> int:
+        """The kernels' code of ``weight_format`` (:mod:`ternq.formats`)."""
+        return formats.get(self.weight_format).qmax
 
     @property
     def total_epochs(self) -> int:
-        """Epochs trained in all: the main ones and the fine-tune's (the budget)."""
-        return self.epochs + self.finetune_epochs
+        """Epochs trained in all: the main ones (none under ``ptq``) and the fine-tune's (the budget)."""
+        return (0 if self.ptq else self.epochs) + self.finetune_epochs
 
 
 MAX_SEARCH_STEPS = 100_000  # sequences x steps of the search set: 500 times the default's

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import formats
 from .kernels.cell import forward, loss_grad, mse
 from .kernels.loop import (
     Loop,
@@ -77,13 +78,15 @@ class TeacherConfig(TeacherSettings):
 
 
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
-               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr")
+               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format")
 
 
 def uses_recipe(cfg: StudentSettings) -> bool:
-    """Whether any recipe setting (or the mask ``"none"``) leaves the notes' protocol; training then ends by
-    baking the trits as trained into the shadow weights, so that the model runs anywhere as it trained."""
-    return any(getattr(cfg, k) != getattr(StudentSettings, k) for k in RECIPE_KEYS) or cfg.mask == "none"
+    """Whether any recipe setting (a weight format other than ternary, post-training quantization, or the mask
+    ``"none"``) leaves the notes' protocol; training then ends by baking the levels as trained into the shadow
+    weights, so that the model runs anywhere as it trained."""
+    return (any(getattr(cfg, k) != getattr(StudentSettings, k) for k in RECIPE_KEYS) or cfg.mask == "none"
+            or cfg.ptq)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def training_bytes(task: Task, cfg: TeacherConfig | StudentConfig) -> int:
     The data is made a chunk of epochs at a time (:func:`chunk_epochs`); see
     :func:`ternq.memory.training_memory` for what is counted.
     """
-    epochs = getattr(cfg, "total_epochs", cfg.epochs)
+    epochs = max(1, getattr(cfg, "total_epochs", cfg.epochs))  # plain post-training quantization trains none
     chunk = chunk_epochs(task, cfg.batch, epochs)
     return training_memory(epochs, cfg.batch, task.steps, cfg.hidden, task.n_in, task.n_out, chunk=chunk,
                            distill=bool(getattr(cfg, "distill", False) or getattr(cfg, "distill_output", 0.0)))
@@ -169,6 +172,7 @@ class Lane:
     row_rank: np.ndarray | None = None
     finetune_epochs: int = StudentSettings.finetune_epochs
     finetune_lr: float = StudentSettings.finetune_lr
+    weight_format: str = StudentSettings.weight_format
 
     @classmethod
     def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
@@ -179,7 +183,7 @@ class Lane:
         return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip, cfg.mask if cfg.shaped else None, tuple(cfg.beta),
                    tuple(cfg.alpha), cfg.distill, distill_hidden, cfg.distill_output, cfg.alpha_schedule,
                    cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
-                   cfg.finetune_epochs, cfg.finetune_lr)
+                   cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format)
 
     @property
     def uses_teacher(self) -> bool:
@@ -203,7 +207,8 @@ class Lane:
         if (recipe or self.distill_hidden is not None or self.row_rank is not None) and not student:
             raise ValueError("only students have recipe settings")
         for key, known in (("alpha_schedule", ALPHA_SCHEDULES), ("output_weight", OUTPUT_WEIGHTS),
-                           ("scale_mode", SCALE_MODES), ("beta_schedule", BETA_SCHEDULES)):
+                           ("scale_mode", SCALE_MODES), ("beta_schedule", BETA_SCHEDULES),
+                           ("weight_format", formats.FORMATS)):
             if getattr(self, key) not in known:
                 raise ValueError(f"{key} must be one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
 
@@ -235,19 +240,20 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             distill_output=np.array([lane.distill_output], np.float64), distill_hidden=np.asarray(weights, np.float64),
             scale_mode=np.array([SCALE_MODES[lane.scale_mode]], np.int64),
             progressive=np.array([lane.progressive], np.float64),
-            row_rank=np.ascontiguousarray(rank, np.int64).reshape(rows, 1))
+            row_rank=np.ascontiguousarray(rank, np.int64).reshape(rows, 1),
+            qmax=np.array([formats.get(lane.weight_format).qmax], np.int64))
 
     return stack([one(lane) for lane in lanes])
 
 
 def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.ndarray) -> None:
-    """After a student's recipe: the trits as trained (thresholds, scales recomputed or frozen) become the
+    """After a student's recipe: the levels as trained (thresholds, scales recomputed or frozen) become the
     shadow weights, so that the model runs anywhere exactly as it trained."""
     frozen = lane.finetune_epochs > 0
     kind = SCALE_MODES[lane.scale_mode]
     if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
         recompute_scales(theta, *dims, kind, thr)
-    bake(theta, *dims, frozen or kind == SCALE_TWN, thr)
+    bake(theta, *dims, frozen or kind == SCALE_TWN, thr, formats.get(lane.weight_format).qmax)
 
 
 def _run(theta, chunks, dims, lane: Lane, E: int, student: bool, teacher_p, progress, steps=100):
@@ -307,7 +313,8 @@ def train_teacher(task: Task, cfg: TeacherConfig, seed: int, progress: Progress 
 
 def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
                   progress: Progress | None = None) -> tuple[Model, History]:
-    """Train a hard-ternary student that starts as a copy of ``teacher``.
+    """Train a student of ``cfg.weight_format`` that starts as a copy of ``teacher`` (under ``cfg.ptq``: is
+    ``teacher`` quantized, then only fine-tuned with its levels frozen).
 
     Parameters
     ----------
@@ -327,12 +334,15 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     cfg.validate()
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
-    model = student_from(teacher)
+    model = student_from(teacher, cfg.weight_format)
     lane = Lane.of(cfg, *recipe_arrays(teacher, task, cfg, seed))
     E = cfg.total_epochs
-    chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
-    teacher_p = teacher.params() if lane.uses_teacher else None
-    hist, thr = _run(model.theta, chunks, model.dims, lane, E, True, teacher_p, progress)
+    if E == 0:  # plain post-training quantization: nothing trains
+        hist, thr = History(np.empty(0), np.empty(0)), np.zeros(n_scales(cfg.hidden, task.n_out), np.float32)
+    else:
+        chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
+        teacher_p = teacher.params() if lane.uses_teacher else None
+        hist, thr = _run(model.theta, chunks, model.dims, lane, E, True, teacher_p, progress)
     if uses_recipe(cfg):
         finish(model.theta, model.dims, lane, thr)
     model.meta = {"config": asdict(cfg), "seed": seed, "task": task.describe()}
@@ -354,7 +364,8 @@ def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int,
     out = model.copy()
     out.theta = np.ascontiguousarray(out.theta, np.float32)
     chunks = task.batch_chunks(stream(seed, data), epochs, batch, chunk_epochs(task, batch, epochs))
-    lane = Lane(lr=lr, lr_min=lr_min, schedule="cosine", clip=clip, finetune_epochs=epochs, finetune_lr=lr)
+    lane = Lane(lr=lr, lr_min=lr_min, schedule="cosine", clip=clip, finetune_epochs=epochs, finetune_lr=lr,
+                weight_format=model.weight_format)
     hist, thr = _run(out.theta, chunks, out.dims, lane, epochs, True, None, None)
     finish(out.theta, out.dims, lane, thr)
     return out, hist
@@ -459,7 +470,7 @@ def loss_and_grad(model: Model, X: np.ndarray, Y: np.ndarray, *, alpha: float = 
         return float(loss), g_eff
     g = np.zeros_like(theta)
     kind = MASK_NONE if mask is None else MASKS[mask]
-    ste_backward(theta, I, H, O, g_eff, beta, kind, g)
+    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.format.qmax)
     return float(loss), g
 
 

@@ -1,4 +1,5 @@
-"""Plain NumPy versions of the cell, the loss and the ternary transform: the kernels' oracle.
+"""Plain NumPy versions of the cell, the loss and the ternary (and every weight format's) transform: the kernels'
+oracle.
 
 Written for clarity, one step at a time, with no shared code from ``ternq.kernels``.
 """
@@ -59,6 +60,33 @@ def quantize(theta, I, H, O):
     for M, s in ((W, scales[: 2 * H]), (Wo, scales[2 * H :])):
         r = M / s[:, None]
         q = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), -1, 1)
+        M[:] = q * s[:, None]
+    return p
+
+
+def level(r, qmax):
+    """The integer level of r = w / s in the format ``qmax``: binary (0) sign(r) with +1 at 0; otherwise
+    sign(r) min(round(|r|), qmax), halves rounded away from zero (the fraction compared with 1/2, exactly)."""
+    r = np.asarray(r, np.float64)
+    if qmax == 0:
+        return np.where(r < 0, -1.0, 1.0)
+    a = np.abs(r)
+    whole = np.floor(a)
+    k = whole + (a - whole >= 0.5)
+    return np.sign(r) * np.minimum(k, qmax)
+
+
+def quantize_format(theta, I, H, O, qmax):
+    """Effective parameters of a student of the format ``qmax``: s_r * level(w / s_r), the ratio and the product
+    in theta's type."""
+    n = theta.size - (2 * H + O)
+    p, scales = theta[:n].copy(), theta[n:]
+    Z = I + H
+    W = p[: 2 * H * Z].reshape(2 * H, Z)
+    o = 2 * H * Z + 3 * H
+    Wo = p[o : o + O * H].reshape(O, H)
+    for M, s in ((W, scales[: 2 * H]), (Wo, scales[2 * H :])):
+        q = level(M / s[:, None], qmax).astype(theta.dtype)
         M[:] = q * s[:, None]
     return p
 

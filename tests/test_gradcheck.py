@@ -222,14 +222,14 @@ def test_recipe_rows_catch_a_wrong_backward():
     good = recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"))
     assert all(r.max_rel_err < 1e-12 for r in good)
 
-    def no_gradient_scale(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g)
+    def no_gradient_scale(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LSQ:  # LSQ's gradient without its 1/sqrt(n)
             g[g_eff.size:] *= np.sqrt(I + H)
 
-    def mask_at_threshold(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
+    def mask_at_threshold(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr * 0.5 if use_thr else thr, live, scale_kind,
-                freeze, g)  # the mask's boundary at w / thr instead of w / (2 thr)
+                freeze, qmax, g)  # the mask's boundary at w / thr instead of w / (2 thr)
 
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
                                               no_gradient_scale)}
@@ -237,3 +237,83 @@ def test_recipe_rows_catch_a_wrong_backward():
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
                                               mask_at_threshold)}
     assert not bad["TWN: STE = g_eff * mask(w/2delta)"]
+
+
+def _format_rows(backward=None, name="int4"):
+    from ternq import formats
+    from ternq.gradcheck import _Problem, format_rows
+    from ternq.kernels.ternary import ste_ext
+
+    theta, (I, H, O), _, rows, w_idx = _ste_setup()
+    prob = _Problem(stream(5, "test-format"), I, H, O, 2, 6, 0.0, None)
+    return {r.block: r for r in format_rows(theta, I, H, O, prob, rows, w_idx, name, formats.get(name),
+                                            backward or ste_ext)}
+
+
+@pytest.mark.parametrize("name", ["binary", "int4", "int8"])
+def test_format_rows_pass_for_the_kernel(name):
+    got = _format_rows(name=name)
+    assert len(got) == (5 if name == "binary" else 6) and all(r.ok for r in got.values()), got
+
+
+def test_format_rows_catch_a_planted_error_in_each_term():
+    """Each new backward term of a format, planted wrong in turn, fails its row (and only the rows it touches)."""
+    from ternq.kernels.ternary import SCALE_LEARNED, SCALE_LSQ, ste_ext
+
+    def kernel(*args):
+        ste_ext(*args)
+
+    def ternary_scale_gradient(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        if scale_kind == SCALE_LEARNED and not freeze:  # the scale gradient of trits, not of the format's levels
+            t = np.zeros_like(g)
+            kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, 1, t)
+            g[g_eff.size:] = t[g_eff.size:]
+
+    def ternary_mask(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        t = np.zeros_like(g)  # the shadow weights' mask of ternary's one boundary
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, 1, t)
+        g[: g_eff.size] = t[: g_eff.size]
+
+    def lsq_scale_of_ternary(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        if scale_kind == SCALE_LSQ:  # 1/sqrt(n) instead of 1/sqrt(n qmax)
+            g[g_eff.size:] *= np.sqrt(qmax)
+
+    def lsq_clipped_at_one(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        if scale_kind == SCALE_LSQ:  # the -w/s term only inside |w/s| < 1, ternary's range
+            n = g_eff.size
+            s = theta[n:]
+            for r in range(len(s)):
+                W = theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
+                o = 2 * H * (I + H) + 3 * H
+                Wo = theta[o: o + O * H].reshape(O, H)
+                gW = g_eff[: 2 * H * (I + H)].reshape(2 * H, I + H)
+                gO = g_eff[o: o + O * H].reshape(O, H)
+                w, gw = (W[r], gW[r]) if r < 2 * H else (Wo[r - 2 * H], gO[r - 2 * H])
+                x = w / s[r]
+                k = np.sign(x) * np.minimum(np.floor(np.abs(x) + 0.5), qmax)
+                g[n + r] = np.sum(gw * (k - x * (np.abs(x) < 1))) / np.sqrt(w.size * qmax)
+
+    def unfrozen(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, False, qmax, g)
+
+    def unclipped_binary(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        if kind == MASK_NONE and not freeze:
+            g[: g_eff.size] = g_eff  # the plain identity: binary's STE is clipped at |w/s| = 1
+
+    planted = [(ternary_scale_gradient, "int4", {"dL/ds (levels frozen)"}),
+               (ternary_mask, "int4", {"STE = g_eff * notes' mask", "STE = g_eff * C program's mask"}),
+               (ternary_mask, "binary", {"STE = g_eff (vanilla)", "STE = g_eff * notes' mask",
+                                         "STE = g_eff * C program's mask"}),
+               (lsq_scale_of_ternary, "int8", {"LSQ dL/ds (Esser et al.)"}),
+               (lsq_clipped_at_one, "int4", {"LSQ dL/ds (Esser et al.)"}),
+               (unfrozen, "int8", {"fine-tune: W frozen, dL/ds"}),
+               (unclipped_binary, "binary", {"STE = g_eff (vanilla)"})]
+    for backward, name, rows in planted:
+        got = _format_rows(backward, name)
+        failed = {block for block, r in got.items() if not r.ok}
+        assert failed == rows, (backward.__name__, name, failed)

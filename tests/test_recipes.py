@@ -38,7 +38,7 @@ from ternq.train import (
 ROOT = Path(__file__).parent.parent
 CHANGED = {"distill_hidden": "normalised", "distill_output": 0.5, "alpha_schedule": "early", "alpha_until": 0.3,
            "output_weight": "1", "scale_mode": "lsq", "beta_schedule": "geometric", "progressive": 0.5,
-           "finetune_epochs": 10, "finetune_lr": 3e-3}
+           "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
         cfg = replace(StudentConfig(), **{key: value})
         cfg.validate()
         assert uses_recipe(cfg), key
-    assert uses_recipe(StudentConfig(mask="none"))
+    assert uses_recipe(StudentConfig(mask="none")) and uses_recipe(StudentConfig(ptq=True))
 
 
 @pytest.mark.parametrize("key,value", [("distill_hidden", "none"), ("distill_output", 1.5), ("alpha_schedule", "up"),
@@ -135,11 +135,11 @@ def test_twn_and_absmean_scales_follow_their_papers():
         assert scales[r] == pytest.approx(a[a > delta].mean(), rel=1e-12)
     # the effective weights: s * sign(w) where |w| > delta, else 0; baked, the notes' rounding gives the same
     p = np.empty(len(theta) - n_rows)
-    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), p)
+    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), 1, p)
     pW = p[: W.size].reshape(W.shape)
     np.testing.assert_array_equal(pW, scales[:2 * H, None] * np.where(np.abs(W) > thr[:2 * H, None], np.sign(W), 0))
     baked = theta.copy()
-    bake(baked, I, H, O, True, thr)
+    bake(baked, I, H, O, True, thr, 1)
     q = np.empty_like(p)
     quantize(baked, I, H, O, q)
     np.testing.assert_array_equal(q, p)

@@ -136,23 +136,27 @@ def apply_options(opts):
 @option(StudentSettings, "lr")
 @option(StudentSettings, "lr_min")
 @option(StudentSettings, "schedule")
+@option(StudentSettings, "weight_format")
+@option(StudentSettings, "ptq")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @apply_options(common)
 @option(RunSettings, "device")
-def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, out, config_path,
-            seed, task_name, data_path, quiet, as_json, horizon, warmup, period, device):
-    """Train a hard-ternary student from a float teacher of the same width."""
+def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, weight_format, ptq,
+            out, config_path, seed, task_name, data_path, quiet, as_json, horizon, warmup, period, device):
+    """Train a quantized student (ternary unless --weight-format) from a float teacher of the same width."""
     settings = command_settings(config_path, task_name, data_path, student__shaped=shaped,
                                 student__distill=distill, student__mask=mask, student__beta=beta,
                                 student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__lr_min=lr_min,
-                                student__schedule=schedule, run__horizon=horizon, run__warmup=warmup,
+                                student__schedule=schedule, student__weight_format=weight_format, student__ptq=ptq,
+                                run__horizon=horizon, run__warmup=warmup,
                                 run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
     check_device(settings.run.device)
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
+    tag += ("" if cfg.weight_format == "ternary" else f"-{cfg.weight_format}") + ("-ptq" if cfg.ptq else "")
     out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
                          reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
@@ -184,7 +188,10 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     if "ref_mse" in figures:
         rows["eval MSE (phase 0, 100 steps; C protocol)"] = figures["ref_mse"]
     rows.update({"teacher eval MSE": figures["teacher_eval_mse"], "vs float (ratio)": f"{figures['vs_float']:.2f}x",
-                 "zero trits": f"{100 * figures['zero_share']:.1f}%"})
+                 "zero trits" if model.weight_format == "ternary" else "zero levels":
+                     f"{100 * figures['zero_share']:.1f}%"})
+    if model.weight_format != "ternary":
+        rows["weight format (weight bytes)"] = f"{model.weight_format} ({figures['weight_bytes']:,})"
     rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
     if "teacher_vs_naive" in figures:
         rows["teacher vs naive (MSE ratio)"] = f"{figures['teacher_vs_naive']:.2f}x"
@@ -218,6 +225,9 @@ def cs(source, teacher_path, hidden, sweeps, out, config_path, seed, task_name, 
         start = Model.load(source)
         if start.kind != "student":
             raise InputError(f"{source} holds a {start.kind}; --from takes 'teacher' or a student file")
+        if start.weight_format != "ternary":
+            raise InputError(f"{source} is a {start.weight_format} student; coordinate search refines ternary "
+                             "students only")
         if (start.n_in, start.n_out) != (task.n_in, task.n_out):
             raise InputError(f"{source} has {start.n_in} inputs / {start.n_out} outputs; the task has "
                              f"{task.n_in} / {task.n_out}")

@@ -129,6 +129,8 @@ def warn_if_worse(hist, what: str) -> None:
     """One warning line when a training ended far worse than it started (a learning rate too high)."""
     from ..train import worse_than_start
 
+    if len(hist.loss) == 0:  # nothing trained (plain post-training quantization)
+        return
     ratio = worse_than_start(float(hist.loss[0]), float(hist.loss[-1]))
     if ratio is not None:
         click.echo(f"Warning: {what} ended with a training loss {ratio:.1e} times its first epoch's: the learning "

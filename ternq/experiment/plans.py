@@ -372,7 +372,9 @@ def reference_config(teacher: TeacherConfig, student: StudentConfig) -> TeacherC
     Its seed streams are the teacher's, so where the budgets and schedules agree it is the teacher
     itself (one unit, one digest).
     """
-    return replace(teacher, hidden=student.hidden, epochs=student.total_epochs, schedule=student.schedule)
+    # post-training quantization's budget is the float it quantizes and its fine-tune
+    epochs = student.total_epochs + (teacher.epochs if student.ptq else 0)
+    return replace(teacher, hidden=student.hidden, epochs=epochs, schedule=student.schedule)
 
 
 def plan(settings: ExperimentSettings) -> Plan:
@@ -383,6 +385,9 @@ def plan(settings: ExperimentSettings) -> Plan:
     task = TaskSpec.of(settings)
     base_teacher = TeacherConfig(hidden=0, **vars(settings.teacher))
     p = Plan(settings, spec.factors, spec.design(), runs, words)
+    if words.cs and any(run.student.weight_format != "ternary" for run in runs):
+        raise SettingsError("weight_format", "this design's coordinate-search rows refine ternary students; "
+                            "run other weight formats in a design without them")
     for seed in settings.seeds:
         for run in runs:
             t = run.teacher

@@ -13,7 +13,7 @@ from ..model import atomic_write_bytes
 
 CSV_COLUMNS = ["seed", "row", "config", "shaped", "distill", "width", "train_mse", "eval_mse", "eval_mse_scored",
                "eval_mse_whole", "ref_mse", "vs_float", "vs_float_scored", "vs_float_whole", "reference", "vs_baseline",
-               "zero_share"]
+               "zero_share", "weight_format", "weight_bytes"]
 FORECAST_COLUMNS = ["eval_mae", "mase", "vs_persistence", "vs_naive", "beats_persistence", "vs_best", "best_baseline",
                     "beats_best", "rollout_mse_at_horizon", "rollout_mse_mean", "passes_persistence",
                     "passes_threshold", "vpt_lyapunov"]  # the naive baselines' and rollouts'

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -158,10 +159,14 @@ def unit_digest(unit: Unit) -> str:
 
 
 def trained_figures(model: Model, hist: History, task: Task) -> dict:
-    """A trained model's figures: last epoch's loss and MSE, a student's zero share, the held-out figures."""
-    fig = {"train_loss": float(hist.loss[-1]), "train_mse": float(hist.mse[-1])}
+    """A trained model's figures: last epoch's loss and MSE (NaN where nothing trained: plain post-training
+    quantization), a student's zero share, weight format and weight bytes, the held-out figures."""
+    fig = {"train_loss": float(hist.loss[-1]) if len(hist.loss) else math.nan,
+           "train_mse": float(hist.mse[-1]) if len(hist.mse) else math.nan}
     if model.kind == "student":
         fig["zero_share"] = model.zero_share()
+        fig["weight_format"] = model.weight_format
+        fig["weight_bytes"] = model.weight_bytes()
     fig.update(evaluate(model, task))
     return fig
 
@@ -217,12 +222,13 @@ def _keep_curve(model: Model, hist: History) -> None:
 
 def batch_key(unit: Unit) -> tuple | None:
     """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
-    width, epochs (the fine-tune's too) and batch size; ``None`` for a unit that trains alone (a coordinate
-    search)."""
+    width, epochs (the fine-tune's too, and whether ``ptq`` skips the main ones) and batch size; ``None`` for a
+    unit that trains alone (a coordinate search)."""
     if unit.kind not in ("teacher", "student"):
         return None
     c = unit.config
-    return unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), c.batch
+    return (unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), getattr(c, "ptq", False),
+            c.batch)
 
 
 def on_gpu(unit: Unit) -> bool:

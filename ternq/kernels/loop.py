@@ -2,7 +2,7 @@
 
 Each epoch: quantize once (student), run the teacher alongside (distillation),
 BPTT on the epoch's batch, STE mapping and mask (student), clip, Adam; the
-epochs from ``n_main`` on are a fine-tune with the trits frozen. Everything
+epochs from ``n_main`` on are a fine-tune with the levels frozen. Everything
 the loop reads besides the arrays it trains is one record, :class:`Loop`, with
 one entry per model.
 
@@ -61,9 +61,9 @@ class Loop(NamedTuple):
     hidden: int
     n_out: int
     dt: float
-    student: bool  # theta holds shadow weights and row scales, run hard-ternary
+    student: bool  # theta holds shadow weights and row scales, run quantized (each model's qmax)
     n_epochs: int  # epochs in all, the fine-tune's included
-    n_main: np.ndarray  # (M,) int64: epochs before the fine-tune with trits frozen
+    n_main: np.ndarray  # (M,) int64: epochs before the fine-tune with levels frozen
     lr: np.ndarray  # (M,) float64
     lr_min: np.ndarray  # (M,) float64
     schedule: np.ndarray  # (M,) int64: LR_*
@@ -81,6 +81,7 @@ class Loop(NamedTuple):
     scale_mode: np.ndarray  # (M,) int64: SCALE_*
     progressive: np.ndarray  # (M,) float64: share of the main epochs over which quantized rows grow to all
     row_rank: np.ndarray  # (2H + O, M) int64: the order in which progressive quantization takes the rows
+    qmax: np.ndarray  # (M,) int64: the weight format's code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
 
     @property
     def models(self) -> int:
@@ -150,22 +151,23 @@ def beta_at(kind, b0, b1, prog):
 def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
     """Model ``k``'s epoch ``e`` up to its forward pass; returns (prog, fine, use_thr).
 
-    At the fine-tune's first epoch the trits freeze as they are (shadow weights baked to
-    ``s * trit``, thresholds halfway to the baked values, no momentum for the shadow
+    At the fine-tune's first epoch the levels freeze as they are (shadow weights baked to
+    ``s * level``, thresholds half the scales, no momentum for the shadow
     weights). Writes the effective parameters into ``p``. ``thresholds`` (2H + O,) is
-    state kept between calls (TWN's, the frozen trits'); ``live`` (2H + O,) int8 marks
-    the rows that run ternary (progressive quantization).
+    state kept between calls (TWN's, the frozen levels'); ``live`` (2H + O,) int8 marks
+    the rows that run quantized (progressive quantization).
     """
     n_in, hidden, n_out = loop.n_in, loop.hidden, loop.n_out
     at = layout(n_in, hidden, n_out)
     n_main = loop.n_main[k]
     scale_mode = loop.scale_mode[k]
+    qmax = loop.qmax[k]
     n_rows = n_scales(hidden, n_out)
     fine = e >= n_main
     if fine and e == n_main and loop.student:
         if scale_mode >= SCALE_ABSMEAN:
             recompute_scales(theta, n_in, hidden, n_out, scale_mode, thresholds)
-        bake(theta, n_in, hidden, n_out, scale_mode == SCALE_TWN, thresholds)
+        bake(theta, n_in, hidden, n_out, scale_mode == SCALE_TWN, thresholds, qmax)
         for r in range(n_rows):
             thresholds[r] = theta.dtype.type(0.5) * theta[at.scales + r]
         adam_m[at.W : at.b] = 0
@@ -186,7 +188,7 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
             n_q = int(n_rows * (e + 1) / (share * n_main))
             for r in range(n_rows):
                 live[r] = 1 if loop.row_rank[r, k] < n_q else 0
-    quantize_ext(theta, n_in, hidden, n_out, use_thr, thresholds, live, p)
+    quantize_ext(theta, n_in, hidden, n_out, use_thr, thresholds, live, qmax, p)
     return prog, fine, use_thr
 
 
@@ -225,7 +227,7 @@ def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds
     if loop.student:
         beta = beta_at(loop.beta_schedule[k], loop.beta[k, 0], loop.beta[k, 1], min(prog, 1.0) if not fine else 1.0)
         ste_ext(theta, n_in, hidden, n_out, g_eff, beta, loop.mask[k], use_thr, thresholds, live,
-                loop.scale_mode[k], fine, g)
+                loop.scale_mode[k], fine, loop.qmax[k], g)
         clip_norm(g[:m_eff], clip)
         clip_norm(g[m_eff:], clip)
     else:

@@ -1,24 +1,30 @@
-"""The ternary part of a student: a weight transform forward, a gradient mask backward.
+"""The quantized part of a student: a weight transform forward, a gradient mask backward.
 
 A student's parameter vector ``theta`` is the cell layout of
 :mod:`ternq.kernels.cell` (float *shadow* weights) followed by one positive
 scale per row of W (2H rows) and of Wout (O rows). Forward, every run uses the
-hard-ternary effective weights ``s_r * trit(W[r, j] / s_r)`` (:func:`quantize`).
+effective weights ``s_r * level(W[r, j], s_r, qmax)`` (:func:`quantize`), where the
+weight format's ``qmax`` (:mod:`ternq.formats`) caps the integer level: 1 is ternary
+(:func:`trit`), 2^(bits-1) - 1 a signed integer, ``BINARY`` (0) the sign (+1 at 0).
 Backward (:func:`ste_backward`), the straight-through estimator passes the
-effective-weight gradient to the shadow weight, times an optional mask:
+effective-weight gradient to the shadow weight, times an optional mask (``a = |w/s|``):
 
-- ``MASK_NONE``: vanilla STE, mask 1.
-- ``MASK_NOTES``: the design notes' smoothstep bump at the zero/non-zero boundary,
-  ``t = clamp((|w/s| - 0.5) * beta + 0.5, 0, 1)``, ``mask = 6 t (1 - t) beta``.
-- ``MASK_REFERENCE``: the C program's ``1 - smoothstep(beta * |w/s - round(w/s)|)``,
-  large at the trit centres instead.
+- ``MASK_NONE``: vanilla STE, mask 1; binary: the clipped identity, 1 where ``a <= 1``
+  (BinaryConnect's: a sign level never moves a shadow weight back from beyond the level).
+- ``MASK_NOTES``: the design notes' smoothstep bump at the boundary between two levels
+  nearest ``a`` (``b = k + 0.5``, k = 0 .. qmax - 1; binary: ``b = 0``),
+  ``t = clamp((a - b) * beta + 0.5, 0, 1)``, ``mask = 6 t (1 - t) beta``.
+- ``MASK_REFERENCE``: the C program's ``1 - smoothstep(beta * |a - c|)``, large at the
+  level centre ``c`` nearest ``a`` instead (``round(a)``; capped at qmax for integer formats,
+  uncapped for ternary as the C program; binary: ``c = 1``).
 
-The scale gradient treats the trits as frozen: ``dL/ds_r = sum_j dL/dWeff[r, j] * trit[r, j]``.
+The scale gradient treats the levels as frozen: ``dL/ds_r = sum_j dL/dWeff[r, j] * level[r, j]``.
 """
 
 import numpy as np
 from numba import njit
 
+from ..formats import BINARY
 from .cell import n_params, unpack
 
 MASK_NONE = 0
@@ -37,16 +43,54 @@ def trit(w, s):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def mask(w, s, beta, kind):
-    """Gradient multiplier of one shadow weight (see the module docstring), in float64."""
+def level(w, s, qmax):
+    """sign(w) min(round(|w / s|), qmax), rounding halves away from zero (as C's roundf); binary (qmax 0):
+    sign(w) with +1 at 0. ``|w / s|`` is computed in w's type; the level comes back as a float64 (an exact
+    small integer, which callers cast to their type). For qmax 1 it is :func:`trit`, bit for bit."""
+    if qmax == BINARY:
+        return -1.0 if w < 0 else 1.0
+    if qmax == 1:
+        return np.float64(trit(w, s))
+    a = abs(w / s)
+    if a < 0.5:
+        return np.float64(w) * 0.0  # zero with w's sign, as trit's
+    f = np.floor(a)
+    k = np.float64(f)
+    if a - f >= 0.5:  # the fraction is exact; floor(a + 0.5) may round up just below a half
+        k += 1.0
+    k = min(k, np.float64(qmax))
+    return -k if w < 0 else k
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def level_mask(w, s, beta, kind, qmax):
+    """Gradient multiplier of one shadow weight of the format ``qmax`` (see the module docstring), in float64."""
+    a = abs(np.float64(w) / np.float64(s))
+    if qmax == BINARY:
+        if kind == MASK_NONE:
+            return 1.0 if a <= 1.0 else 0.0
+        if kind == MASK_NOTES:
+            t = min(max(a * beta + 0.5, 0.0), 1.0)
+            return 6.0 * t * (1.0 - t) * beta
+        x = min(max(beta * abs(a - 1.0), 0.0), 1.0)
+        return 1.0 - x * x * (3.0 - 2.0 * x)
     if kind == MASK_NONE:
         return 1.0
-    a = abs(np.float64(w) / np.float64(s))
     if kind == MASK_NOTES:
-        t = min(max((a - 0.5) * beta + 0.5, 0.0), 1.0)
+        b = min(max(np.floor(a) + 0.5, 0.5), qmax - 0.5)
+        t = min(max((a - b) * beta + 0.5, 0.0), 1.0)
         return 6.0 * t * (1.0 - t) * beta
-    x = min(max(beta * abs(a - np.floor(a + 0.5)), 0.0), 1.0)
+    c = np.floor(a + 0.5)
+    if qmax > 1:
+        c = min(c, np.float64(qmax))
+    x = min(max(beta * abs(a - c), 0.0), 1.0)
     return 1.0 - x * x * (3.0 - 2.0 * x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mask(w, s, beta, kind):
+    """Gradient multiplier of one ternary shadow weight (see the module docstring), in float64."""
+    return level_mask(w, s, beta, kind, 1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -62,20 +106,21 @@ def _rows(theta, n_in, hidden, n_out):
     return W, Wout, scales
 
 
-def quantize(theta, n_in, hidden, n_out, p):
-    """Write the effective (hard-ternary) parameters of ``theta`` into ``p``: every row ternary, scaled by its
-    learned scale (:func:`quantize_ext` with no recipe)."""
+def quantize(theta, n_in, hidden, n_out, p, qmax: int = 1):
+    """Write the effective parameters of ``theta`` into ``p``: every row's levels of the format ``qmax``
+    (ternary by default), scaled by its learned scale (:func:`quantize_ext` with no recipe)."""
     n_rows = 2 * hidden + n_out  # a plain function: a compiled wrapper only lengthens a first run's compilation
-    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), np.ones(n_rows, np.int8), p)
+    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), np.ones(n_rows, np.int8),
+                 int(qmax), p)
 
 
-def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g):
+def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g, qmax: int = 1):
     """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``: the straight-through
-    estimator times the mask ``kind`` for the shadow weights, trits frozen for the scales (:func:`ste_ext` with
+    estimator times the mask ``kind`` for the shadow weights, levels frozen for the scales (:func:`ste_ext` with
     no recipe)."""
     n_rows = 2 * hidden + n_out
     ste_ext(theta, n_in, hidden, n_out, g_eff, float(beta), kind, False, np.zeros(n_rows, theta.dtype),
-            np.ones(n_rows, np.int8), SCALE_LEARNED, False, g)
+            np.ones(n_rows, np.int8), SCALE_LEARNED, False, int(qmax), g)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -88,6 +133,21 @@ def absmean_scales(theta, n_in, hidden, n_out):
         scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def init_scales(theta, n_in, hidden, n_out, qmax):
+    """Each row's starting scale for the format ``qmax``: ternary (and int2) absmean ``mean|w|``; binary
+    ``mean|w|`` too (XNOR-net's L2-optimal sign scale); intN ``max|w| / qmax``, so that no weight clips at the
+    start."""
+    if qmax <= 1:
+        absmean_scales(theta, n_in, hidden, n_out)
+        return
+    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
+    h2 = 2 * hidden
+    for r in range(h2 + n_out):
+        row = W[r] if r < h2 else Wout[r - h2]
+        scales[r] = max(np.max(np.abs(row)) / qmax, SCALE_MIN)
+
+
 # ---------------------------------------------------------------- recipes
 #
 # The general forms of quantize and STE, which the training loop runs (the functions above are
@@ -96,6 +156,9 @@ def absmean_scales(theta, n_in, hidden, n_out):
 #             quantization), with the identity as its gradient and no scale gradient;
 #   thr[r]    with use_thr: the absolute threshold |w| > thr[r] of a non-zero trit (TWN, or the
 #             trits frozen for the final fine-tune); without: trit(w, s), the notes' rounding.
+#             Other formats' frozen levels read the baked weights at their baked scale 2 thr[r]
+#             (level_thr).
+#   qmax      the format's code (ternary 1, :mod:`ternq.formats`); levels are cast to theta's type.
 
 SCALE_LEARNED = 0
 SCALE_LSQ = 1
@@ -110,6 +173,15 @@ def trit_thr(w, t):
     if abs(w) > t:
         return np.sign(w) + w * 0
     return w * 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def level_thr(w, t, qmax):
+    """The level of ``w`` with the threshold ``t``: ternary :func:`trit_thr`; other formats round at the scale
+    ``2 t`` (the frozen fine-tune's thresholds are half the baked scales)."""
+    if qmax == 1:
+        return np.float64(trit_thr(w, t))
+    return level(w, t + t, qmax)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -140,8 +212,9 @@ def recompute_scales(theta, n_in, hidden, n_out, kind, thr):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p):
+def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
     """:func:`quantize` with float rows (``live[r] == 0``) and absolute thresholds (``use_thr``)."""
+    ty = theta.dtype.type
     m = n_params(n_in, hidden, n_out)
     p[:] = theta[:m]
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
@@ -158,21 +231,25 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p):
         if use_thr:
             t = thr[r]
             for j in range(row.shape[0]):
-                prow[j] = s * trit_thr(row[j], t)
-        else:
+                prow[j] = s * ty(level_thr(row[j], t, qmax))
+        elif qmax == 1:  # ternary's own loop: the format's switch outside it
             for j in range(row.shape[0]):
                 prow[j] = s * trit(row[j], s)
+        else:
+            for j in range(row.shape[0]):
+                prow[j] = s * ty(level(row[j], s, qmax))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, g):
+def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
     """:func:`ste_backward` for the recipes.
 
     - float rows (``live[r] == 0``): the identity, no scale gradient;
     - ``use_thr``: trits by threshold, the mask read at ``w / (2 thr)`` so that its boundary is the threshold;
-    - ``scale_kind``: learned (trits frozen, as :func:`ste_backward`); LSQ (Esser et al. 2020:
-      ``dWeff/ds = trit - w/s`` inside the clipping range ``|w/s| < 1``, ``trit`` outside, times the
-      gradient scale ``1/sqrt(n)`` of a row of n weights); absmean and TWN: none (recomputed);
+    - ``scale_kind``: learned (levels frozen, as :func:`ste_backward`); LSQ (Esser et al. 2020:
+      ``dWeff/ds = level - w/s`` inside the clipping range ``|w/s| < qmax``, ``level`` outside, times the
+      gradient scale ``1/sqrt(n qmax)`` of a row of n weights; not for binary, whose sign has no rounding
+      step); absmean and TWN (ternary only): none (recomputed);
     - ``freeze``: the final fine-tune: no shadow-weight gradient, scales learned whatever ``scale_kind``.
     """
     m = n_params(n_in, hidden, n_out)
@@ -182,6 +259,7 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
     gs = g[m:]
     h2 = 2 * hidden
     ty = g.dtype.type
+    cap = ty(max(qmax, 1))  # LSQ's clipping range
     for r in range(h2 + n_out):
         s = scales[r]
         ds = ty(0.0)
@@ -192,40 +270,48 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
         if live[r] == 0:
             gs[r] = ds
             continue
-        # the scale's gradient reads the effective gradient, then the shadow weights' is masked in place: two
-        # passes with the switches outside them, so that the second (no running sum) vectorizes
+        # the scale's gradient (summed in float64: levels are float64) reads the effective gradient, then the
+        # shadow weights' is masked in place: two passes with the switches outside them, so that the second
+        # (no running sum) vectorizes
         if scale_kind == SCALE_LSQ and not freeze:
             for j in range(row.shape[0]):
-                q = trit_thr(row[j], thr[r]) if use_thr else trit(row[j], s)
+                lv = level_thr(row[j], thr[r], qmax) if use_thr else level(row[j], s, qmax)
                 rr = row[j] / s
-                ds += grow[j] * (q - rr if abs(rr) < 1 else q)
+                ds += grow[j] * (lv - rr if abs(rr) < cap else lv)
         elif use_thr:
             t = thr[r]
             for j in range(row.shape[0]):
-                ds += grow[j] * trit_thr(row[j], t)
-        else:
+                ds += grow[j] * level_thr(row[j], t, qmax)
+        elif qmax == 1:
             for j in range(row.shape[0]):
                 ds += grow[j] * trit(row[j], s)
+        else:
+            for j in range(row.shape[0]):
+                ds += grow[j] * level(row[j], s, qmax)
         if freeze:
             grow[:] = 0
-        elif kind != MASK_NONE:
+        elif kind != MASK_NONE or qmax == BINARY:
             sm = ty(2.0) * thr[r] if use_thr else s
-            for j in range(row.shape[0]):
-                grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
+            if qmax == 1:
+                for j in range(row.shape[0]):
+                    grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
+            else:
+                for j in range(row.shape[0]):
+                    grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, qmax))
         if freeze or scale_kind == SCALE_LEARNED:
             gs[r] = ds
         elif scale_kind == SCALE_LSQ:
-            gs[r] = ds * ty(1.0 / np.sqrt(row.shape[0]))
+            gs[r] = ds * ty(1.0 / np.sqrt(row.shape[0] * max(qmax, 1)))
         else:
             gs[r] = ty(0.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bake(theta, n_in, hidden, n_out, use_thr, thr):
-    """Shadow weights := their effective weights ``s * trit``, which quantize back to exactly the same
-    trits under the notes' rounding (so a model trained with thresholds runs anywhere as trained)."""
+def bake(theta, n_in, hidden, n_out, use_thr, thr, qmax):
+    """Shadow weights := their effective weights ``s * level``, which quantize back to exactly the same
+    levels under the notes' rounding (so a model trained with thresholds runs anywhere as trained)."""
     m = n_params(n_in, hidden, n_out)
     p = np.empty(m, theta.dtype)
     live = np.ones(2 * hidden + n_out, np.int8)
-    quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, p)
+    quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p)
     theta[:m] = p

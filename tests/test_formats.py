@@ -1,0 +1,249 @@
+"""Weight formats in training: the quantizers against the oracle, scales, the model file, PTQ, the batched
+kernel's bits, the settings and the CLI."""
+
+import io
+import json
+from dataclasses import replace
+
+import numpy as np
+import oracle
+import pytest
+from conftest import QUICK, one_line_exit_2
+
+from ternq import formats, multi
+from ternq.experiment.plans import parse_factor
+from ternq.kernels.ternary import init_scales, level, quantize, trit
+from ternq.model import Model, ModelFileError, init_teacher, student_from
+from ternq.rng import stream
+from ternq.search import coordinate_search
+from ternq.settings import SettingsError, StudentSettings
+from ternq.tasks import Sine
+from ternq.train import StudentConfig, TeacherConfig, train_student, train_teacher
+
+I, H, O = 2, 5, 3
+TASK = Sine(steps=12)
+
+
+def random_student(qmax, dtype, seed=0):
+    """Shadow weights whose ratios w / s span every level of the format and beyond, with exact halves and the
+    floats on either side of them."""
+    rng = np.random.default_rng(seed)
+    t = init_teacher(H, rng, I, O)
+    theta = np.concatenate([t.theta, np.ones(2 * H + O, np.float32)]).astype(dtype)
+    n = t.theta.size
+    scales = rng.uniform(0.05, 0.5, 2 * H + O).astype(dtype)
+    theta[n:] = scales
+    top = max(qmax, 1) + 2
+    W = theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
+    W[:] = rng.uniform(-top, top, W.shape) * scales[: 2 * H, None]
+    halves = (np.arange(W.shape[1]) % (2 * top) - top + 0.5).astype(dtype)  # k + 1/2 for k in -top..top-1
+    W[0] = halves * scales[0]
+    W[1] = np.nextafter(halves, dtype(np.inf)) * scales[1]
+    W[2] = np.nextafter(halves, dtype(-np.inf)) * scales[2]
+    return theta
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(formats.FORMATS))
+def test_every_quantizer_against_the_oracle(name, dtype):
+    qmax = formats.get(name).qmax
+    for seed in range(3):
+        theta = random_student(qmax, dtype, seed)
+        p = np.empty(theta.size - (2 * H + O), dtype)
+        quantize(theta, I, H, O, p, qmax)
+        want = oracle.quantize_format(theta, I, H, O, qmax)
+        assert p.tobytes() == want.tobytes()
+
+
+def test_levels_of_every_format_stay_in_their_range_and_reach_its_ends():
+    for name, fmt in formats.FORMATS.items():
+        s = Model("student", I, H, O, random_student(fmt.qmax, np.float32), weight_format=name).levels()
+        top = max(fmt.qmax, 1)
+        want = {-1, 1} if fmt.qmax == formats.BINARY else set(range(-top, top + 1))
+        got = set(np.unique(s).tolist())
+        assert got <= want and {-top, top} <= got, name
+        assert s.dtype == np.int8
+
+
+def test_ternary_level_is_trit_bit_for_bit():
+    rng = np.random.default_rng(1)
+    s = np.float32(0.37)
+    r = np.concatenate([rng.uniform(-3, 3, 2000), [0.5, -0.5, 0.0, 1.5, -1.5]]).astype(np.float32)
+    w = r * s
+    w = np.concatenate([w, np.nextafter(w, np.float32(np.inf)), np.nextafter(w, np.float32(-np.inf))])
+    for x in w:
+        assert np.float32(level(x, s, 1)) == trit(x, s)
+    # binary: the sign, +1 at zero
+    assert [level(x, 1.0, formats.BINARY) for x in (-0.0, 0.0, -1e-30, 3.0)] == [1.0, 1.0, -1.0, 1.0]
+
+
+def test_starting_scales_per_format():
+    t = init_teacher(H, stream(0, "t"), I, O)
+    tern, binary, int8 = (student_from(t, f) for f in ("ternary", "binary", "int8"))
+    n = t.theta.size
+    W = t.theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
+    np.testing.assert_allclose(tern.theta[n: n + 2 * H], np.abs(W).mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(binary.theta[n:], tern.theta[n:])  # XNOR-net's mean|w|
+    np.testing.assert_allclose(int8.theta[n: n + 2 * H], np.abs(W).max(axis=1) / 127, rtol=1e-6)
+    lv = int8.levels()[: W.size].reshape(W.shape)
+    assert (np.abs(lv).max(axis=1) == 127).all()  # every row reaches its largest level, none clips beyond
+    theta = t.theta.astype(np.float64)
+    theta = np.concatenate([theta, np.zeros(2 * H + O)])
+    init_scales(theta, I, H, O, 7)
+    np.testing.assert_allclose(theta[n: n + 2 * H], np.abs(W).max(axis=1) / 7, rtol=1e-6)
+
+
+def test_model_file_keeps_the_weight_format(tmp_path):
+    s = student_from(init_teacher(H, stream(0, "t"), I, O), "int4")
+    s.save(tmp_path / "m.npz")
+    back = Model.load(tmp_path / "m.npz")
+    assert back.weight_format == "int4" and back.theta.tobytes() == s.theta.tobytes()
+    np.testing.assert_array_equal(back.levels(), s.levels())
+    with np.load(tmp_path / "m.npz") as z:
+        assert "levels" in z.files and "trits" not in z.files
+        header = json.loads(str(z["header"]))
+        assert header["weight_format"] == "int4"
+    with pytest.raises(ValueError, match="levels, not trits"):
+        s.trits()
+    assert s.weight_bytes() == formats.weight_bytes(formats.get("int4"), I, H, O)
+    assert s.copy().weight_format == "int4"
+
+    def rewrite(header_change, path):
+        new = {k: v for k, v in header.items() if k != "weight_format"}
+        if header_change is not None:
+            new.update(header_change)
+        buf = io.BytesIO()
+        np.savez(buf, theta=s.theta, header=np.array(json.dumps(new)))
+        path.write_bytes(buf.getvalue())
+        return path
+
+    old = Model.load(rewrite(None, tmp_path / "old.npz"))  # written before there were formats: ternary
+    assert old.weight_format == "ternary"
+    for bad in ("int9", 4, None):
+        with pytest.raises(ModelFileError, match="unknown weight format"):
+            Model.load(rewrite({"weight_format": bad}, tmp_path / "bad.npz"))
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    t, _ = train_teacher(TASK, TeacherConfig(hidden=H, epochs=30, batch=4), seed=0)
+    return t
+
+
+def test_plain_ptq_is_the_teacher_quantized(teacher):
+    for name in ("int8", "binary", "ternary"):
+        cfg = StudentConfig(hidden=H, epochs=20, batch=4, weight_format=name, ptq=True)
+        model, hist = train_student(teacher, TASK, cfg, seed=0)
+        assert len(hist.loss) == 0 and cfg.total_epochs == 0
+        want = student_from(teacher, name)
+        np.testing.assert_array_equal(model.params(), want.params())
+        np.testing.assert_array_equal(model.levels(), want.levels())
+
+
+def test_ptq_finetune_keeps_the_levels_and_moves_the_scales(teacher):
+    cfg = StudentConfig(hidden=H, epochs=20, batch=4, weight_format="int4", ptq=True, finetune_epochs=15)
+    model, hist = train_student(teacher, TASK, cfg, seed=0)
+    assert len(hist.loss) == 15 and np.isfinite(hist.loss).all()
+    start = student_from(teacher, "int4")
+    np.testing.assert_array_equal(model.levels(), start.levels())
+    assert not np.array_equal(model.theta[model.n_cell:], start.theta[model.n_cell:])
+
+
+def cfg_of(fmt, k, **kw):
+    base = dict(hidden=H, epochs=8, batch=4, weight_format=fmt, shaped=k % 2 == 0, mask=("seed", "reference")[k % 2],
+                lr=1e-2 / (1 + k % 3))
+    return StudentConfig(**{**base, **kw})
+
+
+def test_every_format_batched_gives_the_single_path_bits(teacher):
+    """Formats, masks, LSQ, progressive quantization and the levels-frozen fine-tune mixed in one batch."""
+    names = list(formats.FORMATS)
+    cfgs = [cfg_of(n, k, finetune_epochs=4) for k, n in enumerate(names)]
+    cfgs += [cfg_of("int4", 0, scale_mode="lsq", progressive=0.5, finetune_epochs=4),
+             cfg_of("int8", 1, scale_mode="lsq", finetune_epochs=4),
+             cfg_of("binary", 2, shaped=False, finetune_epochs=4), cfg_of("ternary", 3, finetune_epochs=4)]
+    seeds = [k % 2 for k in range(len(cfgs))]
+    got = multi.train_students(teacher, TASK, cfgs, seeds)
+    for (model, hist), cfg, seed in zip(got, cfgs, seeds, strict=True):
+        single, hist1 = train_student(teacher, TASK, cfg, seed)
+        assert model.weight_format == cfg.weight_format == single.weight_format
+        assert model.theta.tobytes() == single.theta.tobytes()
+        assert hist.loss.tobytes() == hist1.loss.tobytes()
+    # and the formats train differently: the same settings, other levels
+    assert got[names.index("int4")][0].theta.tobytes() != got[names.index("int8")][0].theta.tobytes()
+    ptq = [cfg_of(n, 0, ptq=True, finetune_epochs=5) for n in ("int4", "int8")]
+    for (model, _), cfg in zip(multi.train_students(teacher, TASK, ptq, [0, 1]), ptq, strict=True):
+        assert model.theta.tobytes() == train_student(teacher, TASK, cfg, ptq.index(cfg))[0].theta.tobytes()
+
+
+@pytest.mark.parametrize("kw,key", [
+    ({"weight_format": "int9"}, "weight_format"),
+    ({"weight_format": "int8", "scale_mode": "absmean"}, "scale_mode"),
+    ({"weight_format": "binary", "scale_mode": "twn"}, "scale_mode"),
+    ({"weight_format": "binary", "scale_mode": "lsq"}, "scale_mode"),
+    ({"ptq": True, "distill": True}, "ptq"),
+    ({"ptq": True, "progressive": 0.5}, "ptq"),
+])
+def test_settings_refuse_what_makes_no_sense(kw, key):
+    with pytest.raises(SettingsError) as exc:
+        replace(StudentSettings(), **kw).validate()
+    assert exc.value.key == key
+    replace(StudentSettings(), weight_format="int2", scale_mode="twn").validate()  # int2's levels are ternary's
+
+
+def test_weight_format_is_a_factor(tmp_path, capsys):
+    f = parse_factor("student.weight_format=ternary,int4")
+    assert (f.low, f.high) == ("ternary", "int4")
+    one_line_exit_2(["factorial", "--config", QUICK, "-q", "--factor", "student.weight_format=ternary,int9"], capsys,
+                    "weight_format")
+    from conftest import invoke
+
+    out = tmp_path / "run"
+    code, _, err = invoke(["factorial", "--config", QUICK, "-q", "--factor", "student.weight_format=ternary,int8",
+                           "--factor", "student.ptq=false,true", "--no-gradcheck", "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "results.json").read_text())
+    rows = doc["per_seed"][0]["runs"]
+    assert {(r["weight_format"], r["levels"]["student.ptq"]) for r in rows} == {
+        (f, p) for f in ("ternary", "int8") for p in (False, True)}
+    for r in rows:
+        assert r["weight_bytes"] == formats.weight_bytes(formats.get(r["weight_format"]), 1, r["hidden"], 1)
+    assert "weight_bytes" in (out / "results.csv").read_text().splitlines()[0]
+
+
+def test_the_notes_design_and_coordinate_search_stay_ternary(tmp_path, capsys):
+    cfg = tmp_path / "int4.toml"
+    cfg.write_text(open(QUICK).read().replace("[student]\n", '[student]\nweight_format = "int4"\n'))
+    one_line_exit_2(["factorial", "--config", str(cfg), "-q", "--no-gradcheck"], capsys, "coordinate-search")
+    s = student_from(init_teacher(H, stream(0, "t"), I, O), "int8")
+    with pytest.raises(ValueError, match="ternary students"):
+        coordinate_search(s, np.zeros((1, 3, I), np.float32), np.zeros((1, 3, O), np.float32))
+    s.save(tmp_path / "int8.npz")
+    one_line_exit_2(["cs", "--from", str(tmp_path / "int8.npz"), "--task", "sine", "-q",
+                     "--out", str(tmp_path / "o.npz")], capsys, "ternary")
+
+
+def test_gpu_refuses_other_formats():
+    from ternq import gpu
+    from ternq.train import Lane
+
+    assert gpu.trains(Lane()) and not gpu.trains(Lane(weight_format="int8"))
+    with pytest.raises(ValueError, match="ternary students only"):
+        gpu.train_batch(np.zeros((1, 10), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32),
+                        np.zeros((1, 1, 1, 1, 1), np.float32), [0], (1, 1, 1), [Lane(weight_format="int8")],
+                        student=True)
+
+
+def test_student_command_trains_a_format_and_ptq(tmp_path, capsys):
+    from conftest import invoke
+
+    out = tmp_path / "s.npz"
+    code, js, err = invoke(["student", "--hidden", "4", "--epochs", "20", "--task", "sine", "--weight-format",
+                            "int8", "--ptq", "--out", str(out), "-q", "--json"], capsys)
+    assert code == 0, err
+    fig = json.loads(js)
+    assert fig["weight_format"] == "int8" and fig["config"]["ptq"] and np.isnan(fig["train_mse"] or np.nan)
+    model = Model.load(out)
+    assert model.weight_format == "int8" and np.abs(model.levels()).max() == 127
+    one_line_exit_2(["student", "--hidden", "4", "--epochs", "20", "--task", "sine", "--weight-format", "int8",
+                     "--ptq", "--distill", "-q", "--out", str(out)], capsys, "ptq")
