@@ -161,7 +161,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                adam_a, adam_e, cy, ch, w_y, alpha, beta)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)
-    shmem, p_shared = K.shared_bytes(n_in, hidden, n_out, B)
+    shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
     f32 = np.float32
     stream = cuda.stream()  # a launch of its own: launches from other threads run beside it
     dv = lambda a: cuda.to_device(np.ascontiguousarray(a), stream=stream)  # noqa: E731
@@ -216,7 +216,8 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     nt = _threads(M, B, hidden, threads, K)
     T = W + free
     f32 = np.float32
-    shmem, p_shared = K.shared_bytes(n_in, hidden, n_out, B)
+    m_eff = p.shape[1]
+    shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
     stream = cuda.stream()
     BH = B * hidden
     hs = cuda.device_array((M, (T + 1) * BH), f32, stream=stream)

@@ -302,10 +302,10 @@ def test_parameters_in_global_memory_and_predictions_on_idle_threads_are_the_sam
                     distill=[False, True, False, True], alpha0=0.3, alpha1=0.8, beta0=[1.0, 2.0, 3.0, 2.0],
                     beta1=[5.0, 8.0, 6.0, 2.0])
     many = B * H + B * N_OUT if SIMULATED else 1024  # enough threads for a unit each and the predictions
-    assert K.shared_bytes(N_IN, H, N_OUT, B)[1]
+    assert K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
     g_shared, c = _both(True, settings, teacher=teacher, threads=many)
     _same(g_shared, c)
-    monkeypatch.setattr(K, "SHARED_BYTES", 4 * K.shared_words(N_IN, H, N_OUT, B))
-    assert not K.shared_bytes(N_IN, H, N_OUT, B)[1]
+    monkeypatch.setattr(K, "SHARED_BYTES", 4 * K.shared_words(B, H))
+    assert not K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
     g_global, c = _both(True, settings, teacher=teacher, threads=many)
     _same(g_global, c)

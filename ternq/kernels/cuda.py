@@ -223,26 +223,16 @@ F0 = 2 * (RED + 4)
 SHARED_BYTES = 48 * 1024  # a block's dynamic shared memory without opting in
 
 
-def region_words(n_in: int, hidden: int, n_out: int, B: int) -> int:
-    """float32 words of the shared region: h_t twice, a row of DP and the decay terms, or a tile of
-    at least one row of the gradient passes (see _tiled)."""
-    return max(3 * B * hidden, 4 * hidden + n_out + 1, n_in + 2 * hidden + 1)
-
-
-_region = cuda.jit(device=True, inline=True)(region_words)
-
-
-def shared_words(n_in: int, hidden: int, n_out: int, B: int) -> int:
+def shared_words(B: int, hidden: int) -> int:
     """float32 words of the shared memory before the parameters."""
-    return F0 + 3 * hidden + region_words(n_in, hidden, n_out, B)
+    return F0 + 3 * hidden + 3 * B * hidden
 
 
-def shared_bytes(n_in: int, hidden: int, n_out: int, B: int) -> tuple[int, bool]:
+def shared_bytes(B: int, hidden: int, n_params: int) -> tuple[int, bool]:
     """(bytes of dynamic shared memory, whether the parameters are in it) for a block."""
-    base = 4 * shared_words(n_in, hidden, n_out, B)
-    pe = n_params(n_in, hidden, n_out)
-    if base + 4 * pe <= SHARED_BYTES:
-        return base + 4 * pe, True
+    base = 4 * shared_words(B, hidden)
+    if base + 4 * n_params <= SHARED_BYTES:
+        return base + 4 * n_params, True
     return base, False
 
 
@@ -409,7 +399,7 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
 
 
 @cuda.jit(device=True)
-def _loss_grad(p, p_shared, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha, distill, ht, g,
+def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha, distill, ht, g,
                hs, gs, cs, ys, DP, DY, sh, sd, tid, nt):
     """cell._loss_grad (unweighted trajectory term) for one model on rows base.. of X and Y: writes g (Pe,),
     sd[0] loss, sd[1] mse."""
@@ -418,6 +408,7 @@ def _loss_grad(p, p_shared, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w
     ob = h2 * z
     otau = ob + h2
     owo = otau + hidden
+    obo = owo + n_out * hidden
     BH = B * hidden
     n = B * T
     o_dec = F0
@@ -488,108 +479,34 @@ def _loss_grad(p, p_shared, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w
                 i = q % hidden
                 dh0[k] = _dot(dh0[k], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
         cuda.syncthreads()
-    for i in range(tid, hidden, nt):
-        g[otau + i] = sh[o_gtau + i]
-    # the other gradients, each entry a sum over the B*T rows in the CPU's order: rows (t, bb) upwards,
-    # except the input columns (sequences outermost); the rows pass through shared memory in tiles
-    cap = _region(n_in, hidden, n_out, B) + (n_params(n_in, hidden, n_out) if p_shared else 0)
-    _tiled(0, X, xo, hs, DP, DY, g, n_in, hidden, n_out, B, T, sh, o_dp, cap, tid, nt)
-    _tiled(1, X, xo, hs, DP, DY, g, n_in, hidden, n_out, B, T, sh, o_dp, cap, tid, nt)
-
-
-@cuda.jit(device=True, inline=True)
-def _entry(kind, e, n_in, hidden, n_out):
-    """Entry e of a tiled pass: (its columns a and b in a tile's row, its index in g), or (-1, -1, -1)
-    past the last. kind 0 rows: [h_t (H), dpre (2H), dy (O), h_{t+1} (H), 1]; kind 1: [x_t (I), dpre (2H), 1]."""
-    z = n_in + hidden
-    h2 = 2 * hidden
-    ob = h2 * z
-    owo = ob + h2 + hidden
-    obo = owo + n_out * hidden
-    if kind == 1:
-        if e < h2 * n_in:
+    # weight gradients, each entry a sum over the B*T steps in the CPU's order: one entry per thread
+    # at a time, rows (t, bb) upwards, except the input columns (sequences outermost)
+    nw = h2 * z
+    for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):
+        if e < nw:
             r = e % h2
             j = e // h2
-            return j, n_in + r, r * z + j
-        return -1, -1, -1
-    one = 4 * hidden + n_out
-    if e < h2 * hidden:  # recurrent weights: h_t * dpre
-        r = e % h2
-        j = e // h2
-        return j, hidden + r, r * z + n_in + j
-    e -= h2 * hidden
-    if e < h2:  # biases: dpre * 1 (exact)
-        return hidden + e, one, ob + e
-    e -= h2
-    if e < n_out * hidden:  # output weights: dy * h_{t+1}
-        return 3 * hidden + e // hidden, 3 * hidden + n_out + e % hidden, owo + e
-    e -= n_out * hidden
-    if e < n_out:  # output biases: dy * 1
-        return 3 * hidden + e, one, obo + e
-    return -1, -1, -1
-
-
-@cuda.jit(device=True)
-def _tiled(kind, X, xo, hs, DP, DY, g, n_in, hidden, n_out, B, T, sh, ot, cap, tid, nt):
-    """Gradient entries that are sums over the B*T rows of products of two row values (see _entry): the
-    block copies a tile of rows into shared memory at a time, each thread adds four entries' terms."""
-    h2 = 2 * hidden
-    n = B * T
-    if kind == 0:
-        L = 4 * hidden + n_out + 1
-        n_e = h2 * hidden + h2 + n_out * hidden + n_out
-    else:
-        L = n_in + h2 + 1
-        n_e = h2 * n_in
-    R = cap // L
-    for e0 in range(0, n_e, 4 * nt):
-        a0, b0, k0 = _entry(kind, e0 + tid, n_in, hidden, n_out)
-        a1, b1, k1 = _entry(kind, e0 + tid + nt, n_in, hidden, n_out)
-        a2, b2, k2 = _entry(kind, e0 + tid + 2 * nt, n_in, hidden, n_out)
-        a3, b3, k3 = _entry(kind, e0 + tid + 3 * nt, n_in, hidden, n_out)
-        s0 = s1 = s2 = s3 = _ZERO
-        for r0 in range(0, n, R):
-            rn = min(R, n - r0)
-            for w in range(tid, rn * L, nt):
-                k = r0 + w // L
-                c = w % L
-                v = _ONE
-                if kind == 0:
-                    if c < hidden:
-                        v = hs[k * hidden + c]
-                    elif c < 3 * hidden:
-                        v = DP[k * h2 + c - hidden]
-                    elif c < 3 * hidden + n_out:
-                        v = DY[k * n_out + c - 3 * hidden]
-                    elif c < 4 * hidden + n_out:
-                        v = hs[(k + B) * hidden + c - 3 * hidden - n_out]
-                else:  # row k = bb*T + t
-                    if c < n_in:
-                        v = X[xo + k * n_in + c]
-                    elif c < n_in + h2:
-                        v = DP[((k % T) * B + k // T) * h2 + c - n_in]
-                sh[ot + w] = v
-            cuda.syncthreads()
-            if k0 >= 0:
-                rb = ot
-                for _ in range(rn):
-                    s0 = _add(s0, _mul(sh[rb + a0], sh[rb + b0]))
-                    if k1 >= 0:
-                        s1 = _add(s1, _mul(sh[rb + a1], sh[rb + b1]))
-                        if k2 >= 0:
-                            s2 = _add(s2, _mul(sh[rb + a2], sh[rb + b2]))
-                            if k3 >= 0:
-                                s3 = _add(s3, _mul(sh[rb + a3], sh[rb + b3]))
-                    rb += L
-            cuda.syncthreads()
-        if k0 >= 0:
-            g[k0] = s0
-        if k1 >= 0:
-            g[k1] = s1
-        if k2 >= 0:
-            g[k2] = s2
-        if k3 >= 0:
-            g[k3] = s3
+            s = _ZERO
+            if j < n_in:
+                for bb in range(B):
+                    s = _dot(s, X, xo + bb * T * n_in + j, n_in, DP, bb * h2 + r, B * h2, T)
+            else:
+                s = _dot(s, hs, j - n_in, hidden, DP, r, h2, n)
+            g[r * z + j] = s
+        elif e < nw + h2:
+            r = e - nw
+            g[ob + r] = _sum(_ZERO, DP, r, h2, n)
+        elif e < nw + h2 + n_out * hidden:
+            q = e - nw - h2
+            o = q // hidden
+            i = q % hidden
+            g[owo + q] = _dot(_ZERO, DY, o, n_out, hs, BH + i, hidden, n)
+        elif e < nw + h2 + n_out * hidden + n_out:
+            o = e - nw - h2 - n_out * hidden
+            g[obo + o] = _sum(_ZERO, DY, o, n_out, n)
+        else:
+            i = e - nw - h2 - n_out * hidden - n_out
+            g[otau + i] = sh[o_gtau + i]
     cuda.syncthreads()
 
 
@@ -619,7 +536,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
     sh = cuda.shared.array(0, types.float32)
     sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
-    o_p = F0 + 3 * hidden + _region(n_in, hidden, n_out, B)
+    o_p = F0 + 3 * hidden + 3 * B * hidden
     if p_shared:
         p = sh[o_p:o_p + m_eff]
     else:
@@ -658,7 +575,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
         cuda.syncthreads()
-        _loss_grad(p, p_shared, X, Y, base, T, n_in, hidden, n_out, B, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m],
+        _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m],
                    distill[m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
         loss = sd[0]
         if not abs(loss) <= _DBL_MAX:
@@ -713,7 +630,7 @@ def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, p_shared, HS
     sh = cuda.shared.array(0, types.float32)
     sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
-    o_p = F0 + 3 * hidden + _region(n_in, hidden, n_out, B)
+    o_p = F0 + 3 * hidden + 3 * B * hidden
     if p_shared:
         p = sh[o_p:o_p + m_eff]
         pm = P[m]
