@@ -10,12 +10,18 @@ Needs the optional extra ``cuda`` (numba-cuda) and a GPU, or numba-cuda's simula
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
 
 from .kernels.cell import n_params
 from .kernels.loop import lr_at
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
+
+# numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
+# launches (quick: they only queue the work on the call's stream) are taken one at a time
+_LAUNCH = threading.Lock()
 
 
 class GPUUnavailable(RuntimeError):
@@ -32,6 +38,14 @@ def available() -> bool:
         return bool(cuda.is_available())
     except Exception:  # a broken driver or toolkit counts as no GPU
         return False
+
+
+def launches_at_once() -> int:
+    """GPU launches worth having in flight together (each on its own stream): several where a launch of
+    few models leaves most of the GPU idle; one under the simulator, which is not thread-safe."""
+    from numba import config
+
+    return 1 if config.ENABLE_CUDASIM else 4
 
 
 def _kernels():
@@ -147,29 +161,31 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                adam_a, adam_e, cy, ch, w_y, alpha, beta)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)
-    dv = cuda.to_device
-    d_theta, d_m, d_v, d_losses, d_mses = (dv(np.ascontiguousarray(a)) for a in (theta, adam_m, adam_v, losses, mses))
-    d_bad = dv(bad.astype(np.int64))
+    shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
     f32 = np.float32
-    work = [cuda.device_array((M, m_eff), f32), cuda.device_array((M, P), f32),
-            cuda.device_array((M, T + 1, B, hidden), f32), cuda.device_array((M, T, B, hidden), f32),
-            cuda.device_array((M, T, B, hidden), f32), cuda.device_array((M, T, B, n_out), f32),
-            dv(np.zeros((M, T + 1, B, hidden), f32) if distill.any() else np.zeros((M, 1, 1, 1), f32)),
-            cuda.device_array((M, T, B, 2 * hidden), f32), cuda.device_array((M, T, B, n_out), f32),
-            cuda.device_array((M, hidden), f32), cuda.device_array((M, hidden), f32),
-            cuda.device_array((M, 4), f64)]
+    stream = cuda.stream()  # a launch of its own: launches from other threads run beside it
+    dv = lambda a: cuda.to_device(np.ascontiguousarray(a), stream=stream)  # noqa: E731
+    d_theta, d_m, d_v, d_losses, d_mses, d_bad = (dv(a) for a in (theta, adam_m, adam_v, losses, mses,
+                                                                   bad.astype(np.int64)))
+    BH = B * hidden
+
+    def work(*shape):
+        return cuda.device_array(shape, f32, stream=stream)
+
     if M > 0 and e1 > e0:
-        K._train[M, nt](d_theta, d_m, d_v, dv(np.ascontiguousarray(X)), dv(np.ascontiguousarray(Y)), dv(data),
-                        e0, e1, n_in, hidden, n_out, f32(dt), bool(student), dv(distill), dv(mask_kind),
-                        dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_e), dv(cy), dv(ch), dv(w_y),
-                        dv(alpha), dv(beta), dv(np.ascontiguousarray(teacher)), d_losses, d_mses, d_bad, *work)
-        cuda.synchronize()
-    theta[...] = d_theta.copy_to_host()
-    adam_m[...] = d_m.copy_to_host()
-    adam_v[...] = d_v.copy_to_host()
-    losses[...] = d_losses.copy_to_host()
-    mses[...] = d_mses.copy_to_host()
-    bad[...] = d_bad.copy_to_host()
+        kernel = K._train_few if nt > K.THREADS else K._train
+        with _LAUNCH:
+            kernel[M, nt, stream, shmem](
+                d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out, B, T,
+                f32(dt), bool(student), dv(distill), dv(mask_kind), dv(_vec(clip, M, f64, "clip")), dv(adam_a),
+                dv(adam_e), dv(cy), dv(ch), dv(w_y), dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
+                p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
+                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if distill.any() else 1),
+                work(M, T * B * 2 * hidden), work(M, T * B * n_out))
+    outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad)]
+    stream.synchronize()
+    for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad), outs, strict=True):
+        dst[...] = src
 
 
 def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: int, dt: float, free: int = 0,
@@ -200,19 +216,31 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     nt = _threads(M, B, hidden, threads, K)
     T = W + free
     f32 = np.float32
-    hs = cuda.device_array((M, T + 1, B, hidden), f32)
-    ys = cuda.device_array((M, T, B, n_out), f32)
-    sse = cuda.device_array(M, np.float64)
-    Yd = np.ascontiguousarray(Y) if with_mse else np.zeros((0, 1, 1, 1), f32)
+    m_eff = p.shape[1]
+    shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
+    stream = cuda.stream()
+    BH = B * hidden
+    hs = cuda.device_array((M, (T + 1) * BH), f32, stream=stream)
+    ys = cuda.device_array((M, T * B * n_out), f32, stream=stream)
+    sse = cuda.device_array(M, np.float64, stream=stream)
+    Yd = np.ascontiguousarray(Y).reshape(-1) if with_mse else np.zeros(0, f32)
     if M > 0:
-        K._rollout[M, nt](cuda.to_device(np.ascontiguousarray(p)), cuda.to_device(np.ascontiguousarray(X)),
-                          cuda.to_device(data), free, n_in, hidden, n_out, f32(dt), cuda.to_device(Yd), hs,
-                          cuda.device_array((M, T, B, hidden), f32), cuda.device_array((M, T, B, hidden), f32),
-                          ys, cuda.device_array((M, hidden), f32), sse)
-        cuda.synchronize()
+        kernel = K._rollout_few if nt > K.THREADS else K._rollout
+        with _LAUNCH:
+            kernel[M, nt, stream, shmem](
+                cuda.to_device(np.ascontiguousarray(p), stream=stream),
+                cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream), cuda.to_device(data, stream=stream),
+                W, free, n_in, hidden, n_out, B, f32(dt), cuda.to_device(Yd, stream=stream), p_shared, hs,
+                cuda.device_array((M, T * BH), f32, stream=stream), cuda.device_array((M, T * BH), f32, stream=stream),
+                ys, sse)
+    out = (hs.copy_to_host(stream=stream).reshape(M, T + 1, B, hidden),
+           ys.copy_to_host(stream=stream).reshape(M, T, B, n_out))
     if with_mse:
-        return hs.copy_to_host(), ys.copy_to_host(), sse.copy_to_host() / (B * W * n_out)
-    return hs.copy_to_host(), ys.copy_to_host()
+        sse_h = sse.copy_to_host(stream=stream)
+        stream.synchronize()
+        return (*out, sse_h / (B * W * n_out))
+    stream.synchronize()
+    return out
 
 
 # Lane fields of the recipes, which the GPU kernels do not run (the CPU's batched kernel does)

@@ -5,8 +5,9 @@ values and keep a change only when the search objective (MSE on a fixed set of
 sequences) strictly drops. Scales, biases and tau stay fixed. Candidates are
 scored in place (one entry of the effective parameters changes, then changes
 back): no copy of the model per candidate. Each score is one call of the
-compiled cell forward that training and evaluation use, so the search needs no
-kernel of its own (nothing more to compile, nothing to keep in step).
+compiled cell forward that training and evaluation use (nothing to keep in
+step), and the whole search is one compiled loop around it that holds no lock:
+searches on several threads run side by side.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
-from .kernels.cell import forward_pass, n_params, unpack, work
+from .kernels.cell import forward_pass, n_params, work
 from .model import Model, student_from
 from .rng import stream
 from .settings import SearchSettings
@@ -23,12 +25,136 @@ from .tasks import Task
 from .train import DT, finetune_scales, predict_mse
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _block(a, lo, n):
+    """numpy's pairwise summation of at most 128 terms: eight running sums, or a plain loop below 8."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pairwise(a, n):
+    """numpy's pairwise summation of a[:n] (float64), bit for bit (np.sum of a contiguous array): halves
+    (the first a multiple of 8) summed apart and added, down to blocks of 128. Its recursion runs on
+    a stack of its own (a compiled recursive function is not safe to compile beside running threads)."""
+    if n <= 128:
+        return _block(a, 0, n)
+    lo_s = np.empty(64, np.int64)
+    n_s = np.empty(64, np.int64)
+    stage = np.empty(64, np.int64)  # 0 fresh, 1 first half running, 2 first half summed, 3 second running, 4 both
+    left = np.empty(64)
+    right = np.empty(64)
+    lo_s[0], n_s[0], stage[0] = 0, n, 0
+    sp = 1
+    while True:
+        f = sp - 1
+        m = n_s[f]
+        half = m // 2 - (m // 2) % 8
+        if m <= 128:
+            v = _block(a, lo_s[f], m)
+        elif stage[f] == 0 or stage[f] == 2:
+            first = stage[f] == 0
+            stage[f] += 1
+            lo_s[sp] = lo_s[f] if first else lo_s[f] + half
+            n_s[sp] = half if first else m - half
+            stage[sp] = 0
+            sp += 1
+            continue
+        else:
+            v = left[f] + right[f]
+        sp -= 1
+        if sp == 0:
+            return v
+        f = sp - 1
+        if stage[f] == 1:
+            left[f] = v
+            stage[f] = 2
+        else:
+            right[f] = v
+            stage[f] = 4
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sse(ys, target, sq):
+    """float(np.sum((ys - target) ** 2)) for float32 ys and float64 target of one shape, bit for bit."""
+    k = 0
+    for t in range(ys.shape[0]):
+        for bb in range(ys.shape[1]):
+            for o in range(ys.shape[2]):
+                d = np.float64(ys[t, bb, o]) - target[t, bb, o]
+                sq[k] = d * d
+                k += 1
+    return _pairwise(sq, k)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _search_kernel(p, scales, X, target, n_in, hidden, n_out, dt, max_sweeps, history, hs, gs, cs, ys, WT, wk, sq):
+    """The coordinate search in place on p, compiled: it holds no lock, so searches on several threads
+    run side by side."""
+    z, h2 = n_in + hidden, 2 * hidden
+    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+    best = _sse(ys, target, sq)
+    history[0] = best
+    flips = sweeps = 0
+    for _ in range(max_sweeps):
+        changed = 0
+        for r in range(h2 + n_out):
+            if r < h2:
+                o0, w = r * z, z
+            else:
+                o0, w = h2 * z + 3 * hidden + (r - h2) * hidden, hidden
+            s = scales[r]
+            for j in range(w):
+                k = o0 + j
+                old = p[k]
+                for q in (-1, 0, 1):
+                    new = s * q  # exact: stored in p's dtype unchanged
+                    if new == old:
+                        continue
+                    p[k] = new
+                    forward_pass(p, X, n_in, hidden, n_out, dt, hs, gs, cs, ys, WT, wk)
+                    score = _sse(ys, target, sq)
+                    if score < best:
+                        best, old = score, p[k]
+                        changed += 1
+                    else:
+                        p[k] = old
+        flips += changed
+        sweeps += 1
+        history[sweeps] = best
+        if changed == 0:
+            break
+    return flips, sweeps
+
+
 def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
     """Coordinate search in place on effective parameters ``p``; returns (flips, sweeps).
 
     Each candidate is one entry of ``p`` changed in place and scored by the
-    compiled cell forward (:func:`ternq.kernels.cell.forward`, the very kernel
-    evaluation uses), then changed back if it does not win.
+    compiled cell forward (:func:`ternq.kernels.cell.forward_pass`, the very kernel
+    evaluation uses), then changed back if it does not win; the objective is the
+    squared error summed as numpy sums it.
     """
     B, T = X.shape[0], X.shape[1]
     dtype = p.dtype
@@ -37,39 +163,9 @@ def _search(p, scales, X, Y, n_in, hidden, n_out, max_sweeps, history):
     ys, WT = np.empty((T, B, n_out), dtype), np.empty((n_in + hidden, 2 * hidden), dtype)
     target = np.ascontiguousarray(Y.transpose(1, 0, 2), np.float64)
     wk = work(B, 0, n_in, hidden, n_out, p)
-
-    def sse() -> float:
-        forward_pass(p, X, n_in, hidden, n_out, DT, hs, gs, cs, ys, WT, wk)
-        return float(np.sum((ys - target) ** 2))
-
-    W, _, _, Wout, _ = unpack(p, n_in, hidden, n_out)
-    h2 = 2 * hidden
-    rows = [(W[r], scales[r]) for r in range(h2)] + [(Wout[o], scales[h2 + o]) for o in range(n_out)]
-    best = sse()
-    history[0] = best
-    flips = sweeps = 0
-    for _ in range(max_sweeps):
-        changed = 0
-        for row, s in rows:
-            for j in range(row.shape[0]):
-                old = row[j]
-                for q in (-1, 0, 1):
-                    new = dtype.type(s * q)
-                    if new == old:
-                        continue
-                    row[j] = new
-                    score = sse()
-                    if score < best:
-                        best, old = score, new
-                        changed += 1
-                    else:
-                        row[j] = old
-        flips += changed
-        sweeps += 1
-        history[sweeps] = best
-        if changed == 0:
-            break
-    return flips, sweeps
+    flips, sweeps = _search_kernel(p, scales, X, target, n_in, hidden, n_out, DT, max_sweeps, history, hs, gs, cs, ys,
+                                   WT, wk, np.empty(T * B * n_out))
+    return int(flips), int(sweeps)
 
 
 @dataclass

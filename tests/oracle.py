@@ -135,3 +135,42 @@ def c_program_mask(w, s, beta):
     d = np.abs(r - np.trunc(r + np.copysign(0.5, r)))
     x = np.minimum(beta * d, 1.0)
     return 1.0 - x * x * (3.0 - 2.0 * x)
+
+
+def coordinate_search(p, scales, Y, I, H, O, max_sweeps, predict):
+    """The coordinate search as a Python loop over NumPy views (the compiled search's reference): each
+    candidate trit in place, its predictions ``predict(p)`` (T, B, O) scored by numpy's sum of squared
+    errors against Y (B, T, O); returns (flips, sweeps, objective after each sweep). ``p`` changes in
+    place."""
+    W, Wout = p[: 2 * H * (I + H)].reshape(2 * H, I + H), p[2 * H * (I + H) + 3 * H:][: O * H].reshape(O, H)
+    target = np.asarray(Y, np.float64).transpose(1, 0, 2)
+
+    def sse():
+        return float(np.sum((predict(p) - target) ** 2))
+
+    rows = [(W[r], scales[r]) for r in range(2 * H)] + [(Wout[o], scales[2 * H + o]) for o in range(O)]
+    best = sse()
+    history = [best]
+    flips = sweeps = 0
+    for _ in range(max_sweeps):
+        changed = 0
+        for row, s in rows:
+            for j in range(row.shape[0]):
+                old = row[j]
+                for q in (-1, 0, 1):
+                    new = p.dtype.type(s * q)
+                    if new == old:
+                        continue
+                    row[j] = new
+                    score = sse()
+                    if score < best:
+                        best, old = score, new
+                        changed += 1
+                    else:
+                        row[j] = old
+        flips += changed
+        sweeps += 1
+        history.append(best)
+        if changed == 0:
+            break
+    return flips, sweeps, history

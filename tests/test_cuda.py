@@ -288,3 +288,71 @@ def test_teacher_command_on_the_gpu_saves_the_cpus_model(tmp_path, capsys):
         assert code == 0, err
         thetas.append(np.load(out)["theta"].tobytes())
     assert thetas[0] == thetas[1]
+
+
+@needs_device
+def test_parameters_in_global_memory_and_predictions_on_idle_threads_are_the_same_bits(monkeypatch):
+    """Where the parameters do not fit in shared memory they stay in global memory; where a block has
+    threads to spare the predictions are made by them: neither changes a bit."""
+    from ternq.kernels import cuda as K
+
+    rng = np.random.default_rng(3)
+    teacher = _theta(rng, False)
+    settings = dict(TEACHERS, mask_kind=[MASK_NONE, MASK_NOTES, MASK_REFERENCE, MASK_NOTES],
+                    distill=[False, True, False, True], alpha0=0.3, alpha1=0.8, beta0=[1.0, 2.0, 3.0, 2.0],
+                    beta1=[5.0, 8.0, 6.0, 2.0])
+    many = B * H + B * N_OUT if SIMULATED else 1024  # enough threads for a unit each and the predictions
+    assert K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
+    g_shared, c = _both(True, settings, teacher=teacher, threads=many)
+    _same(g_shared, c)
+    monkeypatch.setattr(K, "SHARED_BYTES", 4 * K.shared_words(B, H))
+    assert not K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
+    g_global, c = _both(True, settings, teacher=teacher, threads=many)
+    _same(g_global, c)
+
+
+def test_gpu_launches_run_beside_the_cpus_trainings(monkeypatch):
+    """With device "cuda", groups that train on the GPU take threads of their own: two GPU launches and a
+    CPU training are in flight together though the CPU has one worker (a barrier of three would break
+    otherwise), and the CPU's trainings still run one at a time."""
+    import threading
+
+    from ternq.experiment import execute as X
+
+    s = replace(load(QUICK), seeds=(0, 1))
+    units = [u for u in plan(s).units if u.kind == "teacher"]
+    widths = sorted({u.config.hidden for u in units})
+    assert len(widths) >= 2  # two GPU launches, one per width
+    together = threading.Barrier(3, timeout=30)
+    cpu_now, cpu_most, arrived = [0], [0], [0]
+    lock = threading.Lock()
+
+    def fake_run_group(g, deps, progress=None, device="cpu"):
+        gpu = X.on_gpu_group(g, device)
+        with lock:
+            first = arrived[0] < 3
+            arrived[0] += 1
+            if not gpu:
+                cpu_now[0] += 1
+                cpu_most[0] = max(cpu_most[0], cpu_now[0])
+        if first:  # the two launches and a CPU training
+            together.wait()
+        if not gpu:
+            with lock:
+                cpu_now[0] -= 1
+        return [({"seconds": 0.0}, None) for _ in g]
+
+    # the GPU takes the first seed's teachers (one launch per width); the second seed's train on the CPU
+    monkeypatch.setattr(X, "on_gpu_group", lambda g, device: device == "cuda" and g[0].seed == 0)
+    monkeypatch.setattr(X, "run_group", fake_run_group)
+
+    def group(ready, device="cpu"):
+        return [[u] for u in ready]
+
+    backend = X.Threads(1, gpu_slots=len(widths))
+    try:
+        done = X.execute(units, backend, group=group, device="cuda")
+    finally:
+        backend.close()
+    assert len(done) == len(units) and not together.broken
+    assert cpu_most[0] == 1

@@ -52,3 +52,32 @@ def test_search_refuses_a_teacher():
     teacher, _ = train_teacher(TASK, TeacherConfig(hidden=3, epochs=2), seed=0)
     with pytest.raises(ValueError, match="student"):
         coordinate_search(teacher, *TASK.eval_set())
+
+
+@pytest.mark.parametrize("n_seq", [1, 3, 40])  # 40 x 30 steps: numpy's pairwise sum recurses
+def test_compiled_search_is_the_python_loop_bit_for_bit(ptq, n_seq):
+    """The compiled search against the plain loop it replaces: the same flips, sweeps, objective history
+    and parameters, every candidate scored by the cell's forward and numpy's np.sum."""
+    from oracle import coordinate_search as loop
+
+    from ternq.kernels.cell import forward_pass, work
+    from ternq.train import DT
+
+    X, Y = TASK.batches(np.random.default_rng(n_seq), 1, n_seq)
+    X, Y = X[0], Y[0]
+    I, H, O = ptq.dims
+    out, res = coordinate_search(ptq, X, Y, max_sweeps=3)
+    p = ptq.params()
+    B, T = X.shape[:2]
+    bufs = (np.empty((T + 1, B, H), p.dtype), np.empty((T, B, H), p.dtype), np.empty((T, B, H), p.dtype),
+            np.empty((T, B, O), p.dtype), np.empty((I + H, 2 * H), p.dtype))
+    wk = work(B, 0, I, H, O, p)
+
+    def predict(q):
+        forward_pass(q, np.ascontiguousarray(X, np.float32), I, H, O, DT, *bufs[:4], bufs[4], wk)
+        return bufs[3]
+
+    flips, sweeps, history = loop(p, np.ascontiguousarray(ptq.theta[ptq.n_cell:]), Y, I, H, O, 3, predict)
+    assert (res.flips, res.sweeps) == (flips, sweeps) and flips > 0
+    assert res.mse_history == [h / (B * T * O) for h in history]
+    assert out.params().tobytes() == p.tobytes()

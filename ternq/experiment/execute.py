@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..model import Model
-from .units import Result, Unit, batch_key, on_gpu, own, run_group, versions
+from .units import Result, Unit, batch_key, on_gpu, on_gpu_group, own, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
@@ -73,11 +74,13 @@ class Serial:
 
 
 class Threads(Serial):
-    """Run groups on ``workers`` local threads."""
+    """Run groups on ``workers`` local threads, and GPU launches on ``gpu_slots`` more (a thread that
+    waits for the GPU takes no core from the CPU's trainings)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, gpu_slots: int = 0):
         self.capacity = workers
-        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self.gpu_slots = gpu_slots
+        self._pool = ThreadPoolExecutor(max_workers=workers + gpu_slots)
 
     def submit(self, fn, *args) -> Future:
         return self._pool.submit(fn, *args)
@@ -125,11 +128,11 @@ class Dask:
         pass
 
 
-def backend_for(workers: int = 1, client=None):
-    """The backend: Dask with a client, else threads for ``workers`` > 1, else serial."""
+def backend_for(workers: int = 1, client=None, gpu_slots: int = 0):
+    """The backend: Dask with a client, else threads for ``workers`` > 1 or ``gpu_slots`` > 0, else serial."""
     if client is not None:
         return Dask(client)
-    return Threads(workers) if workers > 1 else Serial()
+    return Threads(workers, gpu_slots) if workers > 1 or gpu_slots > 0 else Serial()
 
 
 def singletons(ready: list[Unit]) -> list[list[Unit]]:
@@ -250,12 +253,18 @@ def execute(units: Iterable[Unit], backend=None, done: dict[str, Result] | None 
                 on_done(u, dict(out[0]), out[1])
 
     running: dict = {}
+    gpu_slots = getattr(backend, "gpu_slots", 0) if device == "cuda" else 0
     stop = threading.Event()
     try:
         while pending or running:
             ready = sorted((unit_of(d) for d in pending if all(x.digest in results for x in unit_of(d).deps)),
                            key=lambda u: -u.cost())
-            for g in group(ready, device=device)[: max(0, backend.capacity - len(running))]:
+            busy = Counter(on_gpu_group(g, device) and gpu_slots > 0 for g in running.values())
+            for g in group(ready, device=device):
+                gpu = on_gpu_group(g, device) and gpu_slots > 0
+                if busy[gpu] >= (gpu_slots if gpu else backend.capacity):
+                    continue
+                busy[gpu] += 1
                 for u in g:
                     del pending[u.digest]
                 deps = {x.digest: results[x.digest][1] for u in g for x in u.deps}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..gpu import available as gpu_available
+from ..gpu import launches_at_once
 from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
 from ..settings import SettingsError
@@ -231,7 +232,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
         resumed = len(done)
         if on_resume is not None:
             on_resume(resumed, distinct)
-        backend = backend_for(workers, client)
+        backend = backend_for(workers, client, gpu_slots=launches_at_once() if device == "cuda" else 0)
         try:
             with ThreadPoolExecutor(max_workers=1) as side:
                 pending = side.submit(checks)

@@ -239,6 +239,12 @@ def on_gpu(unit: Unit) -> bool:
     return unit.kind == "teacher" or (unit.kind == "student" and trains(Lane.of(unit.config)))
 
 
+def on_gpu_group(units: list[Unit], device: str) -> bool:
+    """Whether ``units`` train in one GPU launch on ``device``: same-shaped trainings the GPU runs."""
+    return (device == "cuda" and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1
+            and all(on_gpu(u) for u in units))
+
+
 def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None,
               device: str = "cpu") -> list[Result]:
     """Train units of one :func:`batch_key` together (one SIMD lane per model, or on ``device`` "cuda" one
@@ -285,8 +291,7 @@ def run_group(units: list[Unit], deps: dict[str, Model],
     many, is one GPU launch. Either way every unit's result is the same bits.
     """
     mine = {d: own(m) for d, m in deps.items()}
-    same = batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1
-    if device == "cuda" and same and all(on_gpu(u) for u in units):
+    if on_gpu_group(units, device):
         return run_batch(units, mine, progress, device)
     if len(units) > 1 and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1:
         return run_batch(units, mine, progress)

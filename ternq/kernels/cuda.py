@@ -20,7 +20,7 @@ effective parameters (M, Pe) in the cell's flat layout; per-model work arrays (M
 """
 
 import numpy as np
-from numba import config, cuda
+from numba import config, cuda, types
 
 from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params
 from .ternary import MASK_NONE, MASK_NOTES, SCALE_MIN
@@ -211,24 +211,156 @@ def _mask(w, s, beta, kind):
     return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
 
 
-# ---------------------------------------------------------------- forward and backward of one model
+# ---------------------------------------------------------------- shared memory of one block
+#
+# float64 words first: [0] loss, [1] mse, [2] clipping norm, then RED terms of an ordered sum.
+# float32 words from F0: the decay and its derivative (H each), the tau gradient (H), a region that
+# holds the forward's h_t (B*H) or the backward's row of DP (B*2H) and decay terms (B*H), and last,
+# where it fits, the effective parameters p.
+
+RED = 128  # float64 terms that one thread adds per chunk of an ordered sum
+F0 = 2 * (RED + 4)
+SHARED_BYTES = 48 * 1024  # a block's dynamic shared memory without opting in
+
+
+def shared_words(B: int, hidden: int) -> int:
+    """float32 words of the shared memory before the parameters."""
+    return F0 + 3 * hidden + 3 * B * hidden
+
+
+def shared_bytes(B: int, hidden: int, n_params: int) -> tuple[int, bool]:
+    """(bytes of dynamic shared memory, whether the parameters are in it) for a block."""
+    base = 4 * shared_words(B, hidden)
+    if base + 4 * n_params <= SHARED_BYTES:
+        return base + 4 * n_params, True
+    return base, False
+
+
+@cuda.jit(device=True, inline=True)
+def _chain(total, sd, o, cn):
+    """total + sd[o] + sd[o+1] + ... (cn terms, float64) in this order, four loads ahead."""
+    k = 0
+    while k + 4 <= cn:
+        a0 = sd[o + k]
+        a1 = sd[o + k + 1]
+        a2 = sd[o + k + 2]
+        a3 = sd[o + k + 3]
+        total = _dadd(_dadd(_dadd(_dadd(total, a0), a1), a2), a3)
+        k += 4
+    while k < cn:
+        total = _dadd(total, sd[o + k])
+        k += 1
+    return total
+
+
+@cuda.jit(device=True, inline=True)
+def _dot(s, a, ao, astep, b, bo, bstep, n):
+    """s + a[ao] * b[bo] + a[ao + astep] * b[bo + bstep] + ... (n terms, float32) in this order."""
+    k = 0
+    while k + 4 <= n:
+        a0 = a[ao]
+        b0 = b[bo]
+        a1 = a[ao + astep]
+        b1 = b[bo + bstep]
+        a2 = a[ao + 2 * astep]
+        b2 = b[bo + 2 * bstep]
+        a3 = a[ao + 3 * astep]
+        b3 = b[bo + 3 * bstep]
+        s = _add(_add(_add(_add(s, _mul(a0, b0)), _mul(a1, b1)), _mul(a2, b2)), _mul(a3, b3))
+        ao += 4 * astep
+        bo += 4 * bstep
+        k += 4
+    while k < n:
+        s = _add(s, _mul(a[ao], b[bo]))
+        ao += astep
+        bo += bstep
+        k += 1
+    return s
+
+
+@cuda.jit(device=True, inline=True)
+def _sum(s, a, ao, astep, n):
+    """s + a[ao] + a[ao + astep] + ... (n terms, float32) in this order."""
+    k = 0
+    while k + 4 <= n:
+        a0 = a[ao]
+        a1 = a[ao + astep]
+        a2 = a[ao + 2 * astep]
+        a3 = a[ao + 3 * astep]
+        s = _add(_add(_add(_add(s, a0), a1), a2), a3)
+        ao += 4 * astep
+        k += 4
+    while k < n:
+        s = _add(s, a[ao])
+        ao += astep
+        k += 1
+    return s
+
 
 @cuda.jit(device=True)
-def _forward(p, X, Tx, free, n_in, hidden, n_out, dt, hs, gs, cs, ys, decay, tid, nt):
-    """cell._forward for one model by one block: X (B, Tx, I); ``free`` steps read the last prediction."""
-    B = hs.shape[1]
+def _sq_sum(kind, a, ao, b, bo, n, B, C, T, sd, tid, nt):
+    """The float64 sum of n squares in the CPU's order: the block computes the (exact) squares RED at
+    a time into shared memory, one thread adds them. The result is in thread 0.
+
+    kind 0: a[ao + k] (a gradient); 1: a[ao + k] - b[bo + k] in float32 (hidden states, same layout);
+    2: predictions a[ao + (t*B + bb)*C + o] against targets b[bo + (bb*T + t)*C + o], the difference
+    in float32; 3: the same in float64 (``cell._sse``). k runs over (t, bb, o) in this order."""
+    total = 0.0
+    for c0 in range(0, n, RED):
+        cn = min(RED, n - c0)
+        for k in range(tid, cn, nt):
+            q = c0 + k
+            if kind == 0:
+                e = np.float64(a[ao + q])
+            elif kind == 1:
+                e = np.float64(_sub(a[ao + q], b[bo + q]))
+            else:
+                o = q % C
+                r = q // C
+                t = r // B
+                bb = r % B
+                if kind == 2:
+                    e = np.float64(_sub(a[ao + q], b[bo + (bb * T + t) * C + o]))
+                else:
+                    e = _dadd(np.float64(a[ao + q]), -np.float64(b[bo + (bb * T + t) * C + o]))
+            sd[4 + k] = _dmul(e, e)
+        cuda.syncthreads()
+        if tid == 0:
+            total = _chain(total, sd, 4, cn)
+        cuda.syncthreads()
+    return total
+
+
+# ---------------------------------------------------------------- forward and backward of one model
+#
+# Per-model arrays are flat: X, Y (D*E*B*T*C) with the epoch's block at xo; hs (T+1)*B*H, gs and cs T*B*H,
+# ys and DY T*B*O, DP T*B*2H, row (t*B + bb) of each.
+
+@cuda.jit(device=True)
+def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh, tid, nt):
+    """cell._forward for one model by one block: X[xo:] (B, Tx, I); ``free`` steps read the last
+    prediction. h_t lives in shared memory as well, where every thread of the next step reads it; the
+    predictions are made by threads that have no unit, where there are enough."""
     z = n_in + hidden
     ob = 2 * hidden * z
     otau = ob + 2 * hidden
     owo = otau + hidden
     obo = owo + n_out * hidden
+    BH = B * hidden
+    o_dec = F0
+    o_h = F0 + 3 * hidden
     for i in range(tid, hidden, nt):
-        decay[i] = _exp(_div(-dt, _add(abs(p[otau + i]), _EPS)))
-    for q in range(tid, B * hidden, nt):
-        hs[0, q // hidden, q % hidden] = _ZERO
+        sh[o_dec + i] = _exp(_div(-dt, _add(abs(p[otau + i]), _EPS)))
+    for q in range(tid, BH, nt):
+        hs[q] = _ZERO
+        sh[o_h + q] = _ZERO
+    yoff = BH if nt >= BH + B * n_out else 0
+    qy = tid - yoff
     cuda.syncthreads()
     for t in range(Tx + free):
-        for q in range(tid, B * hidden, nt):
+        cur = o_h + (t % 2) * BH  # h_t; h_{t+1} goes to the other half
+        nxt = o_h + ((t + 1) % 2) * BH
+        for q in range(tid, BH, nt):
             bb = q // hidden
             i = q % hidden
             rg = i * z
@@ -236,161 +368,156 @@ def _forward(p, X, Tx, free, n_in, hidden, n_out, dt, hs, gs, cs, ys, decay, tid
             ag = p[ob + i]
             ac = p[ob + hidden + i]
             for j in range(n_in):
-                xj = X[bb, t, j] if t < Tx else ys[t - 1, bb, j]
+                xj = X[xo + (bb * Tx + t) * n_in + j] if t < Tx else ys[((t - 1) * B + bb) * n_out + j]
                 ag = _add(ag, _mul(xj, p[rg + j]))
                 ac = _add(ac, _mul(xj, p[rc + j]))
+            hb = cur + bb * hidden
             for j in range(hidden):
-                hj = hs[t, bb, j]
+                hj = sh[hb + j]
                 ag = _add(ag, _mul(hj, p[rg + n_in + j]))
                 ac = _add(ac, _mul(hj, p[rc + n_in + j]))
             gate = _act(ag, 1)
             cand = _act(ac, 2)
-            gs[t, bb, i] = gate
-            cs[t, bb, i] = cand
-            hs[t + 1, bb, i] = _add(_mul(_mul(_sub(_ONE, gate), hs[t, bb, i]), decay[i]), _mul(gate, cand))
+            gs[t * BH + q] = gate
+            cs[t * BH + q] = cand
+            hn = _add(_mul(_mul(_sub(_ONE, gate), sh[hb + i]), sh[o_dec + i]), _mul(gate, cand))
+            hs[(t + 1) * BH + q] = hn
+            sh[nxt + q] = hn
         cuda.syncthreads()
-        for q in range(tid, B * n_out, nt):
-            bb = q // n_out
-            o = q % n_out
-            y = p[obo + o]
-            for i in range(hidden):
-                y = _add(y, _mul(p[owo + o * hidden + i], hs[t + 1, bb, i]))
-            ys[t, bb, o] = y
-        if t + 1 >= Tx:  # the next step reads these predictions
+        if qy >= 0:  # h_{t+1}'s half is not written again before the next step's barrier
+            for q in range(qy, B * n_out, nt):
+                bb = q // n_out
+                o = q % n_out
+                y = p[obo + o]
+                hb = nxt + bb * hidden
+                for i in range(hidden):
+                    y = _add(y, _mul(p[owo + o * hidden + i], sh[hb + i]))
+                ys[t * B * n_out + q] = y
+        if t + 1 >= Tx:  # the next step reads these predictions, or the caller does
             cuda.syncthreads()
+    cuda.syncthreads()
 
 
 @cuda.jit(device=True)
-def _loss_grad(p, X, Y, n_in, hidden, n_out, dt, cy, ch, w_y, alpha, distill, ht, g,
-               hs, gs, cs, ys, DP, DY, decay, ddecay, acc, tid, nt):
-    """cell._loss_grad (unweighted trajectory term) for one model: writes g (Pe,), acc[0] loss, acc[1] mse."""
-    B, T = X.shape[0], X.shape[1]
+def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha, distill, ht, g,
+               hs, gs, cs, ys, DP, DY, sh, sd, tid, nt):
+    """cell._loss_grad (unweighted trajectory term) for one model on rows base.. of X and Y: writes g (Pe,),
+    sd[0] loss, sd[1] mse."""
     z = n_in + hidden
     h2 = 2 * hidden
     ob = h2 * z
     otau = ob + h2
     owo = otau + hidden
     obo = owo + n_out * hidden
+    BH = B * hidden
     n = B * T
-    dt_ = dt
-    _forward(p, X, T, 0, n_in, hidden, n_out, dt, hs, gs, cs, ys, decay, tid, nt)
+    o_dec = F0
+    o_ddec = F0 + hidden
+    o_gtau = F0 + 2 * hidden
+    o_dp = F0 + 3 * hidden
+    o_tt = o_dp + B * h2
+    xo = base * n_in
+    yo = base * n_out
+    _forward(p, X, xo, T, 0, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh, tid, nt)
     for i in range(tid, hidden, nt):
         tau = p[otau + i]
         a = _add(abs(tau), _EPS)
-        ddecay[i] = _mul(_div(_mul(decay[i], dt_), _mul(a, a)), _sign(tau))
-    for q in range(tid, T * B * n_out, nt):
-        t = q // (B * n_out)
-        bb = (q // n_out) % B
+        sh[o_ddec + i] = _mul(_div(_mul(sh[o_dec + i], dt), _mul(a, a)), _sign(tau))
+        sh[o_gtau + i] = _ZERO
+    for q in range(tid, n * n_out, nt):  # q = (t*B + bb)*O + o
         o = q % n_out
-        DY[t, bb, o] = _mul(cy, _sub(ys[t, bb, o], Y[bb, t, o]))
+        r = q // n_out
+        DY[q] = _mul(cy, _sub(ys[q], Y[yo + ((r % B) * T + r // B) * n_out + o]))
+    sse = _sq_sum(2, ys, 0, Y, yo, n * n_out, B, n_out, T, sd, tid, nt)
+    straj = 0.0
+    if distill:
+        straj = _sq_sum(1, hs, BH, ht, BH, n * hidden, B, hidden, T, sd, tid, nt)
     if tid == 0:
-        sse = 0.0
-        for t in range(T):
-            for bb in range(B):
-                for o in range(n_out):
-                    err = np.float64(_sub(ys[t, bb, o], Y[bb, t, o]))
-                    sse = _dadd(sse, _dmul(err, err))
-        straj = 0.0
-        if distill:
-            for t in range(1, T + 1):
-                for bb in range(B):
-                    for i in range(hidden):
-                        d = np.float64(_sub(hs[t, bb, i], ht[t, bb, i]))
-                        straj = _dadd(straj, _dmul(d, d))
         mse = _ddiv(sse, np.float64(n * n_out))
-        acc[1] = mse
-        acc[0] = _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n * hidden)))
+        sd[1] = mse
+        sd[0] = _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n * hidden)))
     cuda.syncthreads()
-    # BPTT: thread (bb, i) carries dL/dh of its units in registers; gs[t] is overwritten by the decay's
-    # gradient term, summed over steps and sequences afterwards in the CPU's order
-    nq = (B * hidden + nt - 1) // nt
+    # BPTT: thread (bb, i) carries dL/dh of its units in registers; this step's row of DP and the decay's
+    # gradient terms go to shared memory too, for dL/dh_{t-1} and the tau gradient (summed over steps
+    # downwards and sequences upwards, the CPU's order)
+    nq = (BH + nt - 1) // nt
     dh0 = cuda.local.array(UNITS_PER_THREAD, np.float32)
     for k in range(nq):
         dh0[k] = _ZERO
     for t in range(T - 1, -1, -1):
         for k in range(nq):
             q = tid + k * nt
-            if q < B * hidden:
+            if q < BH:
                 bb = q // hidden
                 i = q % hidden
                 d = dh0[k]
+                row = t * B + bb
                 for o in range(n_out):
-                    d = _add(d, _mul(DY[t, bb, o], p[owo + o * hidden + i]))
+                    d = _add(d, _mul(DY[row * n_out + o], p[owo + o * hidden + i]))
                 if distill:
-                    d = _add(d, _mul(ch, _sub(hs[t + 1, bb, i], ht[t + 1, bb, i])))
-                gate = gs[t, bb, i]
-                cand = cs[t, bb, i]
-                hpi = hs[t, bb, i]
+                    d = _add(d, _mul(ch, _sub(hs[(row + B) * hidden + i], ht[(row + B) * hidden + i])))
+                gate = gs[row * hidden + i]
+                cand = cs[row * hidden + i]
+                hpi = hs[row * hidden + i]
+                dec = sh[o_dec + i]
                 omg = _sub(_ONE, gate)
-                DP[t, bb, i] = _mul(_mul(_mul(d, _sub(cand, _mul(hpi, decay[i]))), gate), omg)
-                DP[t, bb, hidden + i] = _mul(_mul(d, gate), _sub(_ONE, _mul(cand, cand)))
-                gs[t, bb, i] = _mul(_mul(_mul(d, omg), hpi), ddecay[i])
-                dh0[k] = _mul(_mul(d, omg), decay[i])
+                dg = _mul(_mul(_mul(d, _sub(cand, _mul(hpi, dec))), gate), omg)
+                dc = _mul(_mul(d, gate), _sub(_ONE, _mul(cand, cand)))
+                DP[row * h2 + i] = dg
+                DP[row * h2 + hidden + i] = dc
+                sh[o_dp + bb * h2 + i] = dg
+                sh[o_dp + bb * h2 + hidden + i] = dc
+                sh[o_tt + q] = _mul(_mul(_mul(d, omg), hpi), sh[o_ddec + i])
+                dh0[k] = _mul(_mul(d, omg), dec)
         cuda.syncthreads()
+        for i in range(tid, hidden, nt):
+            sh[o_gtau + i] = _sum(sh[o_gtau + i], sh, o_tt + i, hidden, B)
         for k in range(nq):
             q = tid + k * nt
-            if q < B * hidden:
+            if q < BH:
                 bb = q // hidden
                 i = q % hidden
-                d = dh0[k]
-                for r in range(h2):
-                    d = _add(d, _mul(DP[t, bb, r], p[r * z + n_in + i]))
-                dh0[k] = d
-    cuda.syncthreads()
-    # weight gradients, each entry a sum over the B*T steps in the CPU's order
-    for i in range(tid, hidden, nt):
-        s = _ZERO
-        for t in range(T - 1, -1, -1):
-            for bb in range(B):
-                s = _add(s, gs[t, bb, i])
-        g[otau + i] = s
-    for r in range(tid, h2, nt):
-        s = _ZERO
-        for t in range(T):
-            for bb in range(B):
-                s = _add(s, DP[t, bb, r])
-        g[ob + r] = s
-    for q in range(tid, h2 * z, nt):
-        r = q % h2
-        j = q // h2
-        s = _ZERO
-        if j < n_in:
-            for bb in range(B):
-                for t in range(T):
-                    s = _add(s, _mul(X[bb, t, j], DP[t, bb, r]))
-        else:
-            for t in range(T):
+                dh0[k] = _dot(dh0[k], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
+        cuda.syncthreads()
+    # weight gradients, each entry a sum over the B*T steps in the CPU's order: one entry per thread
+    # at a time, rows (t, bb) upwards, except the input columns (sequences outermost)
+    nw = h2 * z
+    for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):
+        if e < nw:
+            r = e % h2
+            j = e // h2
+            s = _ZERO
+            if j < n_in:
                 for bb in range(B):
-                    s = _add(s, _mul(hs[t, bb, j - n_in], DP[t, bb, r]))
-        g[r * z + j] = s
-    for o in range(tid, n_out, nt):
-        s = _ZERO
-        for t in range(T):
-            for bb in range(B):
-                s = _add(s, DY[t, bb, o])
-        g[obo + o] = s
-    for q in range(tid, n_out * hidden, nt):
-        o = q // hidden
-        i = q % hidden
-        s = _ZERO
-        for t in range(T):
-            for bb in range(B):
-                s = _add(s, _mul(DY[t, bb, o], hs[t + 1, bb, i]))
-        g[owo + q] = s
+                    s = _dot(s, X, xo + bb * T * n_in + j, n_in, DP, bb * h2 + r, B * h2, T)
+            else:
+                s = _dot(s, hs, j - n_in, hidden, DP, r, h2, n)
+            g[r * z + j] = s
+        elif e < nw + h2:
+            r = e - nw
+            g[ob + r] = _sum(_ZERO, DP, r, h2, n)
+        elif e < nw + h2 + n_out * hidden:
+            q = e - nw - h2
+            o = q // hidden
+            i = q % hidden
+            g[owo + q] = _dot(_ZERO, DY, o, n_out, hs, BH + i, hidden, n)
+        elif e < nw + h2 + n_out * hidden + n_out:
+            o = e - nw - h2 - n_out * hidden
+            g[obo + o] = _sum(_ZERO, DY, o, n_out, n)
+        else:
+            i = e - nw - h2 - n_out * hidden - n_out
+            g[otau + i] = sh[o_gtau + i]
     cuda.syncthreads()
 
 
 @cuda.jit(device=True)
-def _clip(g, k0, k1, clip, acc, tid, nt):
-    """optim.clip_norm on g[k0:k1]: the float64 square sum by one thread, the scaling by all."""
+def _clip(g, k0, k1, clip, sd, tid, nt):
+    """optim.clip_norm on g[k0:k1]: the float64 square sum in order, the scaling by all threads."""
+    ss = _sq_sum(0, g, k0, g, 0, k1 - k0, 1, 1, 1, sd, tid, nt)
     if tid == 0:
-        ss = 0.0
-        for k in range(k0, k1):
-            gk = np.float64(g[k])
-            ss = _dadd(ss, _dmul(gk, gk))
-        acc[2] = _dsqrt(ss)
+        sd[2] = _dsqrt(ss)
     cuda.syncthreads()
-    norm = acc[2]
+    norm = sd[2]
     if norm > clip:
         c = np.float32(_ddiv(clip, norm))
         for k in range(k0 + tid, k1, nt):
@@ -398,18 +525,24 @@ def _clip(g, k0, k1, clip, acc, tid, nt):
     cuda.syncthreads()
 
 
-@_kernel
-def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, student, distill, mask_kind,
-           clip, adam_a, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad,
-           P, G, HS, GS, CS, YS, HT, DP, DY, DEC, DDEC, ACC):
-    """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host."""
+def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, distill,
+              mask_kind, clip, adam_a, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad, p_shared,
+              P, G, HS, GS, CS, YS, HT, DP, DY):
+    """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
+    X, Y flat (D*E*B*T*C)."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
-    th, am, av, p, g = theta[m], adam_m[m], adam_v[m], P[m], G[m]
-    hs, gs, cs, ys, ht, dp, dy = HS[m], GS[m], CS[m], YS[m], HT[m], DP[m], DY[m]
-    decay, ddecay, acc = DEC[m], DDEC[m], ACC[m]
+    sh = cuda.shared.array(0, types.float32)
+    sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
+    o_p = F0 + 3 * hidden + 3 * B * hidden
+    if p_shared:
+        p = sh[o_p:o_p + m_eff]
+    else:
+        p = P[m]
+    th, am, av, g = theta[m], adam_m[m], adam_v[m], G[m]
+    hs, gs, cs, ys, ht, dp, dy = HS[m], GS[m], CS[m], YS[m], HT[m], DP[m], DY[m]
     n_theta = th.shape[0]
     z = n_in + hidden
     h2 = 2 * hidden
@@ -418,8 +551,13 @@ def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, s
     for e in range(e0, e1):
         if bad[m] >= 0:  # frozen: the CPU computes the epoch but changes nothing
             return
-        Xe = X[data[m], e]
-        Ye = Y[data[m], e]
+        base = (data[m] * E + e) * B * T  # the epoch's first row of X and Y
+        if distill[m]:
+            tp = teacher[m]
+            for k in range(tid, m_eff, nt):
+                p[k] = tp[k]
+            cuda.syncthreads()
+            _forward(p, X, base * n_in, T, 0, n_in, hidden, n_out, B, dt, ht, gs, cs, ys, sh, tid, nt)
         if student:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
@@ -437,19 +575,16 @@ def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, s
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
         cuda.syncthreads()
-        if distill[m]:
-            _forward(teacher[m], Xe, Xe.shape[1], 0, n_in, hidden, n_out, dt, ht, gs, cs, ys, decay, tid, nt)
-            cuda.syncthreads()
-        _loss_grad(p, Xe, Ye, n_in, hidden, n_out, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m], distill[m],
-                   ht, g, hs, gs, cs, ys, dp, dy, decay, ddecay, acc, tid, nt)
-        loss = acc[0]
+        _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m],
+                   distill[m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
+        loss = sd[0]
         if not abs(loss) <= _DBL_MAX:
             if tid == 0:
                 bad[m] = e
             return
         if tid == 0:
             losses[m, e] = loss
-            mses[m, e] = acc[1]
+            mses[m, e] = sd[1]
         if student:
             # STE: each row's scale gradient by one thread, in the row's order
             for r in range(tid, h2 + n_out, nt):
@@ -467,10 +602,10 @@ def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, s
                     g[o + j] = _mul(g[o + j], np.float32(_mask(x, s, beta[e, m], mask_kind[m])))
                 g[m_eff + r] = np.float32(ds)
             cuda.syncthreads()
-            _clip(g, 0, m_eff, clip[m], acc, tid, nt)
-            _clip(g, m_eff, n_theta, clip[m], acc, tid, nt)
+            _clip(g, 0, m_eff, clip[m], sd, tid, nt)
+            _clip(g, m_eff, n_theta, clip[m], sd, tid, nt)
         else:
-            _clip(g, 0, n_theta, clip[m], acc, tid, nt)
+            _clip(g, 0, n_theta, clip[m], sd, tid, nt)
         a = adam_a[e, m]
         ea = adam_e[e]
         for k in range(tid, n_theta, nt):
@@ -486,23 +621,43 @@ def _train(theta, adam_m, adam_v, X, Y, data, e0, e1, n_in, hidden, n_out, dt, s
         cuda.syncthreads()
 
 
-@_kernel
-def _rollout(p, X, data, free, n_in, hidden, n_out, dt, Y, HS, GS, CS, YS, DEC, sse_out):
-    """cell._forward with ``free`` steps for model m = blockIdx.x on data set data[m]; with free == 0 and
-    Y given (its length > 0), sse_out[m] is cell._sse of the predictions."""
+def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, p_shared, HS, GS, CS, YS, sse_out):
+    """cell._forward with ``free`` steps for model m = blockIdx.x on data set data[m] (X flat, D*B*W*I);
+    with free == 0 and Y given (its length > 0), sse_out[m] is cell._sse of the predictions."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
-    Xm = X[data[m]]
+    sh = cuda.shared.array(0, types.float32)
+    sd = cuda.shared.array(0, types.float64)
+    m_eff = n_params(n_in, hidden, n_out)
+    o_p = F0 + 3 * hidden + 3 * B * hidden
+    if p_shared:
+        p = sh[o_p:o_p + m_eff]
+        pm = P[m]
+        for k in range(tid, m_eff, nt):
+            p[k] = pm[k]
+        cuda.syncthreads()
+    else:
+        p = P[m]
     ys = YS[m]
-    _forward(p[m], Xm, Xm.shape[1], free, n_in, hidden, n_out, dt, HS[m], GS[m], CS[m], ys, DEC[m], tid, nt)
-    cuda.syncthreads()
-    if tid == 0 and Y.shape[0] > 0:
-        Ym = Y[data[m]]
-        sse = 0.0
-        for t in range(ys.shape[0]):
-            for bb in range(ys.shape[1]):
-                for o in range(ys.shape[2]):
-                    err = _dadd(np.float64(ys[t, bb, o]), -np.float64(Ym[bb, t, o]))
-                    sse = _dadd(sse, _dmul(err, err))
-        sse_out[m] = sse
+    _forward(p, X, data[m] * B * W * n_in, W, free, n_in, hidden, n_out, B, dt, HS[m], GS[m], CS[m], ys, sh, tid,
+             nt)
+    if Y.shape[0] > 0:
+        sse = _sq_sum(3, ys, 0, Y, data[m] * B * W * n_out, B * W * n_out, B, n_out, W, sd, tid, nt)
+        if tid == 0:
+            sse_out[m] = sse
+
+
+FEW_REGISTERS = 64  # a block of THREADS_FEW threads may use at most 64 registers a thread
+
+
+def _compile(f, registers):
+    if SIMULATED:
+        return cuda.jit(f)
+    return cuda.jit(max_registers=registers, cache=True)(f)  # pragma: no cover - needs a GPU
+
+
+_train = _compile(_train_py, MAX_REGISTERS)
+_train_few = _compile(_train_py, FEW_REGISTERS)
+_rollout = _compile(_rollout_py, MAX_REGISTERS)
+_rollout_few = _compile(_rollout_py, FEW_REGISTERS)
