@@ -390,7 +390,9 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     - TWN thresholds (Li et al. 2016: delta = 0.7 mean|w|): shadow gradient ``g_eff * mask(w / (2 delta))``
       (the mask's boundary moved to the threshold), no scale gradient (the scales are recomputed);
     - the final fine-tune: no shadow gradient, ``dL/ds = sum_j dL/dWeff_j trit_j`` (trits frozen);
-    - progressive quantization: a float row's gradient is ``g_eff`` itself, with no scale gradient.
+    - progressive quantization: a float row's gradient is ``g_eff`` itself, with no scale gradient;
+    - a part kept in float (``float_matrices``) through the fine-tune: its rows' gradient is ``g_eff`` while the
+      quantized rows' levels stay frozen.
 
     ``backward`` is the kernel by default; tests pass a wrong one to show the rows catch it.
     """
@@ -434,6 +436,11 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     want_s = np.where(live == 1, np.bincount(rows, g_w * q, n_rows), 0.0)
     out.append(_compare(model, "progressive: float rows = g_eff", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([want, want_s])))
+
+    g = run(True, delta, live, SCALE_LEARNED, True, MASK_NOTES, 7.0)
+    want_s = np.where(live == 1, np.bincount(rows, g_w * q_thr, n_rows), 0.0)
+    out.append(_compare(model, "fine-tune: float rows = g_eff, the rest frozen",
+                        np.concatenate([g[w_idx], g[n_cell:]]), np.concatenate([np.where(on, 0.0, g_w), want_s])))
     return out
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import files, formats
 from .kernels.cell import n_params, unpack
-from .kernels.ternary import init_scales, n_scales, quantize
+from .kernels.ternary import FLOAT_MATRICES, init_scales, n_scales, quantize, quantized_rows
 
 FORMAT_VERSION = 1
 KINDS = ("teacher", "student")
@@ -40,6 +40,9 @@ class Model:
         Free-form provenance: config, seed, task, figures. Saved with the model.
     weight_format : str
         A student's weight format, a name of :data:`ternq.formats.FORMATS` (a teacher's stays "ternary", unused).
+    float_matrices : str
+        The part of a student whose rows run their float weights, unquantized (research: where the error comes
+        from): "none", "gate", "cand" or "out" (:data:`ternq.kernels.ternary.FLOAT_MATRICES`).
     """
 
     kind: str
@@ -49,6 +52,7 @@ class Model:
     theta: np.ndarray
     meta: dict = field(default_factory=dict)
     weight_format: str = "ternary"
+    float_matrices: str = "none"
 
     @property
     def format(self) -> formats.Format:
@@ -69,8 +73,12 @@ class Model:
         if self.kind == "teacher":
             return theta
         p = np.empty(self.n_cell, dtype)
-        quantize(theta, *self.dims, p, self.format.qmax)
+        quantize(theta, *self.dims, p, self.format.qmax, self.quantized_rows())
         return p
+
+    def quantized_rows(self) -> np.ndarray:
+        """(2H + O,) int8: 1 for a row of W or Wout that runs quantized, 0 for one kept in float."""
+        return quantized_rows(self.hidden, self.n_out, self.float_matrices)
 
     def weights(self, effective: bool = False) -> dict[str, np.ndarray]:
         """Named views: W_gate, W_cand, b_gate, b_cand, tau, W_out, b_out (and scales)."""
@@ -84,7 +92,8 @@ class Model:
         return out
 
     def levels(self) -> np.ndarray:
-        """The student's integer weight levels of W (2H rows) then W_out, as int8 (a flat array per layout)."""
+        """The student's integer weight levels of W (2H rows) then W_out, as int8 (a flat array per layout; the
+        rows kept in float have none: zeros)."""
         if self.kind != "student":
             raise ValueError("only a student has weight levels")
         p = self.params()  # s * level rounds to the float32 nearest; dividing it by s comes back within an ulp
@@ -93,6 +102,9 @@ class Model:
         h2 = 2 * self.hidden
         tW = np.rint(W / scales[:h2, None]).astype(np.int8)
         tO = np.rint(Wout / scales[h2:, None]).astype(np.int8)
+        rows = self.quantized_rows()
+        tW[rows[:h2] == 0] = 0
+        tO[rows[h2:] == 0] = 0
         return np.concatenate([tW.ravel(), tO.ravel()])
 
     def trits(self) -> np.ndarray:
@@ -111,7 +123,7 @@ class Model:
 
     def copy(self) -> Model:
         return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta),
-                     self.weight_format)
+                     self.weight_format, self.float_matrices)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename).
@@ -126,6 +138,8 @@ class Model:
                   "n_in": self.n_in, "hidden": self.hidden, "n_out": self.n_out, "meta": self.meta}
         if self.kind == "student":
             header["weight_format"] = self.format.name
+            if self.float_matrices != "none":
+                header["float_matrices"] = self.float_matrices
         # a student also carries its levels (what it runs), for readers other than ternq
         extra = {}
         if self.kind == "student":
@@ -164,6 +178,9 @@ class Model:
                     raise ModelFileError(f"model file {path} has format version {header.get('version')!r}, "
                                          f"this ternq reads {FORMAT_VERSION}")
                 kind, dims, meta, weight_format = _check_header(header, path)
+                float_matrices = header.get("float_matrices", "none")
+                if float_matrices not in FLOAT_MATRICES:
+                    raise ModelFileError(f"model file {path} has an unknown float_matrices {float_matrices!r}")
                 want = n_params(*dims) + (n_scales(dims[1], dims[2]) if kind == "student" else 0)
                 theta = files.read_npz_member(zf, members["theta"], (want,), "f", f"model file {path}")
         except files.FileInputError as exc:
@@ -177,7 +194,7 @@ class Model:
             theta = theta.astype(np.float32)
         if not np.all(np.isfinite(theta)):
             raise ModelFileError(f"model file {path} holds non-finite parameters")
-        model = cls(kind, *dims, theta, meta, weight_format)
+        model = cls(kind, *dims, theta, meta, weight_format, float_matrices)
         if kind == "student" and not np.all(theta[model.n_cell:] > 0):
             raise ModelFileError(f"model file {path} holds a scale that is not positive")
         return model
@@ -258,11 +275,14 @@ def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: in
     return Model("teacher", n_in, hidden, n_out, theta)
 
 
-def student_from(teacher: Model, weight_format: str = "ternary") -> Model:
+def student_from(teacher: Model, weight_format: str = "ternary", float_matrices: str = "none") -> Model:
     """A student of ``weight_format`` that starts as a copy of ``teacher``, with the format's starting row scales
-    (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax)."""
+    (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax), and the part
+    ``float_matrices`` kept in float."""
     fmt = formats.get(weight_format)
     theta = np.concatenate([teacher.theta.astype(np.float32),
                             np.zeros(n_scales(teacher.hidden, teacher.n_out), np.float32)])
     init_scales(theta, *teacher.dims, fmt.qmax)
-    return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta, weight_format=fmt.name)
+    quantized_rows(teacher.hidden, teacher.n_out, float_matrices)  # checks the name
+    return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta, weight_format=fmt.name,
+                 float_matrices=float_matrices)

@@ -29,7 +29,16 @@ from .kernels.loop import (
     OUTPUT_1_MINUS_ALPHA,
     OUTPUT_ONE,
 )
-from .kernels.ternary import MASK_NONE, MASK_NOTES, MASK_REFERENCE, SCALE_ABSMEAN, SCALE_LEARNED, SCALE_LSQ, SCALE_TWN
+from .kernels.ternary import (
+    FLOAT_MATRICES,
+    MASK_NONE,
+    MASK_NOTES,
+    MASK_REFERENCE,
+    SCALE_ABSMEAN,
+    SCALE_LEARNED,
+    SCALE_LSQ,
+    SCALE_TWN,
+)
 
 # Upper bounds: far above any useful run, low enough that a typo fails in one line instead of in the allocator.
 MAX_HIDDEN = 4096
@@ -317,6 +326,12 @@ class StudentSettings(OptimiserSettings):
     weight_format: str = setting("ternary", "What the weights are: ternary, binary (+-1) or int2..int8 (symmetric "
                                  "signed levels), each times a float32 scale per row.", choices=formats.FORMATS,
                                  flag="--weight-format")
+    adam_restart: bool = setting(False, "Restart Adam's moments and step count for the parameters that join: each "
+                                 "row's scale when progressive quantization takes its row, and the scales, biases "
+                                 "and tau at the fine-tune's start (else their first steps are oversized).")
+    float_matrices: str = setting("none", "Research: keep one part in float, its rows unquantized and unscaled: "
+                                  "gate (W's first H rows), cand (W's next H rows) or out (W_out); none: all "
+                                  "quantized.", choices=FLOAT_MATRICES)
     # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
     # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the
     # quantization-aware epochs are skipped, so only the levels-frozen fine-tune trains (none: plain PTQ).

@@ -17,11 +17,13 @@ from .kernels.loop import (
     train_epochs,
 )
 from .kernels.ternary import (
+    FLOAT_MATRICES,
     MASK_NONE,
     SCALE_ABSMEAN,
     SCALE_TWN,
-    bake,
+    bake_rows,
     n_scales,
+    quantized_rows,
     recompute_scales,
     ste_backward,
 )
@@ -78,7 +80,8 @@ class TeacherConfig(TeacherSettings):
 
 
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
-               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format")
+               "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format", "adam_restart",
+               "float_matrices")
 
 
 def uses_recipe(cfg: StudentSettings) -> bool:
@@ -173,6 +176,8 @@ class Lane:
     finetune_epochs: int = StudentSettings.finetune_epochs
     finetune_lr: float = StudentSettings.finetune_lr
     weight_format: str = StudentSettings.weight_format
+    adam_restart: bool = StudentSettings.adam_restart
+    float_matrices: str = StudentSettings.float_matrices
 
     @classmethod
     def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
@@ -183,7 +188,7 @@ class Lane:
         return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip, cfg.mask if cfg.shaped else None, tuple(cfg.beta),
                    tuple(cfg.alpha), cfg.distill, distill_hidden, cfg.distill_output, cfg.alpha_schedule,
                    cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
-                   cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format)
+                   cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format, cfg.adam_restart, cfg.float_matrices)
 
     @property
     def uses_teacher(self) -> bool:
@@ -208,7 +213,7 @@ class Lane:
             raise ValueError("only students have recipe settings")
         for key, known in (("alpha_schedule", ALPHA_SCHEDULES), ("output_weight", OUTPUT_WEIGHTS),
                            ("scale_mode", SCALE_MODES), ("beta_schedule", BETA_SCHEDULES),
-                           ("weight_format", formats.FORMATS)):
+                           ("weight_format", formats.FORMATS), ("float_matrices", FLOAT_MATRICES)):
             if getattr(self, key) not in known:
                 raise ValueError(f"{key} must be one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
 
@@ -241,7 +246,9 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             scale_mode=np.array([SCALE_MODES[lane.scale_mode]], np.int64),
             progressive=np.array([lane.progressive], np.float64),
             row_rank=np.ascontiguousarray(rank, np.int64).reshape(rows, 1),
-            qmax=np.array([formats.get(lane.weight_format).qmax], np.int64))
+            qmax=np.array([formats.get(lane.weight_format).qmax], np.int64),
+            adam_restart=np.array([lane.adam_restart], np.bool_),
+            quantized=quantized_rows(hidden, n_out, lane.float_matrices).reshape(rows, 1))
 
     return stack([one(lane) for lane in lanes])
 
@@ -253,7 +260,8 @@ def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.nd
     kind = SCALE_MODES[lane.scale_mode]
     if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
         recompute_scales(theta, *dims, kind, thr)
-    bake(theta, *dims, frozen or kind == SCALE_TWN, thr, formats.get(lane.weight_format).qmax)
+    bake_rows(theta, *dims, frozen or kind == SCALE_TWN, thr, quantized_rows(dims[1], dims[2], lane.float_matrices),
+              formats.get(lane.weight_format).qmax)
 
 
 def _run(theta, chunks, dims, lane: Lane, E: int, student: bool, teacher_p, progress, steps=100):
@@ -334,7 +342,7 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     cfg.validate()
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
-    model = student_from(teacher, cfg.weight_format)
+    model = student_from(teacher, cfg.weight_format, cfg.float_matrices)
     lane = Lane.of(cfg, *recipe_arrays(teacher, task, cfg, seed))
     E = cfg.total_epochs
     if E == 0:  # plain post-training quantization: nothing trains

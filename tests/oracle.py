@@ -64,6 +64,18 @@ def quantize(theta, I, H, O):
     return p
 
 
+def quantize_part_float(theta, I, H, O, part):
+    """:func:`quantize` with the rows of one part ("gate": W's first H rows, "cand": the next H, "out": W_out)
+    left as their float shadow weights."""
+    p = quantize(theta, I, H, O)
+    n = theta.size - (2 * H + O)
+    Z = I + H
+    o = 2 * H * Z + 3 * H
+    span = {"gate": (0, H * Z), "cand": (H * Z, 2 * H * Z), "out": (o, o + O * H)}[part]
+    p[span[0] : span[1]] = theta[:n][span[0] : span[1]]
+    return p
+
+
 def level(r, qmax):
     """The integer level of r = w / s in the format ``qmax``: binary (0) sign(r) with +1 at 0; otherwise
     sign(r) min(round(|r|), qmax), halves rounded away from zero (the fraction compared with 1/2, exactly)."""

@@ -195,7 +195,8 @@ def test_recipe_rows_are_in_the_check_and_pass():
         for block in ("scales", "tau", "W_eff (trits frozen)"):
             assert (f"student H=8 {form}", block) in blocks
     assert {b for _, b in blocks} >= {"LSQ dL/ds (Esser et al.)", "TWN: STE = g_eff * mask(w/2delta)",
-                                      "fine-tune: W frozen, dL/ds", "progressive: float rows = g_eff"}
+                                      "fine-tune: W frozen, dL/ds", "progressive: float rows = g_eff",
+                                      "fine-tune: float rows = g_eff, the rest frozen"}
     assert max(r.max_rel_err for r in results) < 1e-6
 
 
@@ -237,6 +238,14 @@ def test_recipe_rows_catch_a_wrong_backward():
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
                                               mask_at_threshold)}
     assert not bad["TWN: STE = g_eff * mask(w/2delta)"]
+
+    def float_rows_frozen(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, np.ones_like(live) if freeze else live,
+                scale_kind, freeze, qmax, g)  # the fine-tune forgets the rows kept in float
+
+    bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
+                                              float_rows_frozen)}
+    assert not bad["fine-tune: float rows = g_eff, the rest frozen"] and bad["progressive: float rows = g_eff"]
 
 
 def _format_rows(backward=None, name="int4"):

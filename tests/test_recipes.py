@@ -38,7 +38,8 @@ from ternq.train import (
 ROOT = Path(__file__).parent.parent
 CHANGED = {"distill_hidden": "normalised", "distill_output": 0.5, "alpha_schedule": "early", "alpha_until": 0.3,
            "output_weight": "1", "scale_mode": "lsq", "beta_schedule": "geometric", "progressive": 0.5,
-           "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4"}
+           "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4", "adam_restart": True,
+           "float_matrices": "cand"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,8 @@ def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
 @pytest.mark.parametrize("key,value", [("distill_hidden", "none"), ("distill_output", 1.5), ("alpha_schedule", "up"),
                                        ("alpha_until", 0.0), ("output_weight", "2"), ("scale_mode", "bwn"),
                                        ("beta_schedule", "exp"), ("progressive", -0.1), ("finetune_epochs", -1),
-                                       ("finetune_lr", 0.0), ("progressive", float("nan"))])
+                                       ("finetune_lr", 0.0), ("progressive", float("nan")),
+                                       ("float_matrices", "recurrent")])
 def test_bad_recipe_settings_name_their_key(key, value):
     with pytest.raises(SettingsError, match=f"^{key}:"):
         replace(StudentConfig(), **{key: value}).validate()
@@ -96,7 +98,8 @@ RECIPES = [{k: v} for k, v in CHANGED.items() if k != "finetune_epochs"] + [
     {k: v for k, v in CHANGED.items() if k != "finetune_epochs"},
     {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
     {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},
-    {"beta_schedule": "cosine", "alpha_schedule": "constant"}, {}]
+    {"beta_schedule": "cosine", "alpha_schedule": "constant"}, {},
+    {"adam_restart": True, "progressive": 0.5}, {"float_matrices": "out", "progressive": 0.5}]
 
 
 @pytest.mark.parametrize("finetune_epochs", [0, 4])

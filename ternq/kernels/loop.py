@@ -24,7 +24,7 @@ from .ternary import (
     SCALE_ABSMEAN,
     SCALE_MIN,
     SCALE_TWN,
-    bake,
+    bake_rows,
     n_scales,
     quantize_ext,
     recompute_scales,
@@ -82,6 +82,8 @@ class Loop(NamedTuple):
     progressive: np.ndarray  # (M,) float64: share of the main epochs over which quantized rows grow to all
     row_rank: np.ndarray  # (2H + O, M) int64: the order in which progressive quantization takes the rows
     qmax: np.ndarray  # (M,) int64: the weight format's code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
+    adam_restart: np.ndarray  # (M,) bool: fresh Adam moments and step count for the parameters that join
+    quantized: np.ndarray  # (2H + O, M) int8: 0 for the rows kept in float all along (float_matrices)
 
     @property
     def models(self) -> int:
@@ -109,7 +111,7 @@ def select(loop: Loop, models: np.ndarray) -> Loop:
 
 
 _SHARED = Loop._fields.index("n_main")  # the fields before it are the call's, the rest one entry per model
-_MODEL_LAST = ("distill_hidden", "row_rank")  # (., M); the other per-model fields (M,) or (M, 2)
+_MODEL_LAST = ("distill_hidden", "row_rank", "quantized")  # (., M); the other per-model fields (M,) or (M, 2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -145,6 +147,59 @@ def beta_at(kind, b0, b1, prog):
     return b0 + (b1 - b0) * prog
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def rows_quantized(n_rows, share, n_main, e):
+    """How many rows (in ``row_rank``'s order) run quantized at epoch ``e`` of progressive quantization over
+    ``share`` of the ``n_main`` main epochs."""
+    return int(n_rows * (e + 1) / (share * n_main))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def join_epoch(loop, k, r):
+    """The epoch at which model ``k``'s row ``r`` starts to run quantized (0: from the start; ``n_main``: at the
+    fine-tune), found by bisection (the count of quantized rows never falls)."""
+    share = loop.progressive[k]
+    n_main = loop.n_main[k]
+    if share <= 0.0:
+        return 0
+    rank = loop.row_rank[r, k]
+    n_rows = loop.row_rank.shape[0]
+    lo, hi = 0, n_main  # the answer lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rows_quantized(n_rows, share, n_main, mid) > rank:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr):
+    """Adam with the moments and step count restarted for the parameters that join: at the fine-tune's first
+    epoch every parameter (the shadow weights are frozen, so this restarts the scales, biases and tau), and
+    during progressive quantization each row's scale at the epoch its row joins (its gradient was zero until
+    then). The shadow weights of a joining row keep their moments: they have trained all along as float
+    weights, and a fresh start would make their first steps ``lr`` each, larger rather than smaller."""
+    if fine:
+        if e == loop.n_main[k]:
+            adam_m[:] = 0
+            adam_v[:] = 0
+        adam(theta, g, adam_m, adam_v, lr, e - loop.n_main[k] + 1)
+        return
+    m_eff = n_params(loop.n_in, loop.hidden, loop.n_out)
+    adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, e + 1)
+    for r in range(theta.shape[0] - m_eff):
+        j = m_eff + r
+        e_join = join_epoch(loop, k, r)
+        if e < e_join or loop.quantized[r, k] == 0:
+            continue  # a float row's scale has no gradient: nothing to step
+        if e == e_join:
+            adam_m[j] = 0
+            adam_v[j] = 0
+        adam(theta[j : j + 1], g[j : j + 1], adam_m[j : j + 1], adam_v[j : j + 1], lr, e - e_join + 1)
+
+
 # ---------------------------------------------------------------- one model's epoch, outside the cell
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -164,10 +219,13 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
     qmax = loop.qmax[k]
     n_rows = n_scales(hidden, n_out)
     fine = e >= n_main
+    if loop.student:
+        for r in range(n_rows):
+            live[r] = loop.quantized[r, k]
     if fine and e == n_main and loop.student:
         if scale_mode >= SCALE_ABSMEAN:
             recompute_scales(theta, n_in, hidden, n_out, scale_mode, thresholds)
-        bake(theta, n_in, hidden, n_out, scale_mode == SCALE_TWN, thresholds, qmax)
+        bake_rows(theta, n_in, hidden, n_out, scale_mode == SCALE_TWN, thresholds, live, qmax)
         for r in range(n_rows):
             thresholds[r] = theta.dtype.type(0.5) * theta[at.scales + r]
         adam_m[at.W : at.b] = 0
@@ -185,9 +243,10 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
         use_thr = scale_mode == SCALE_TWN
         share = loop.progressive[k]
         if share > 0.0:
-            n_q = int(n_rows * (e + 1) / (share * n_main))
+            n_q = rows_quantized(n_rows, share, n_main, e)
             for r in range(n_rows):
-                live[r] = 1 if loop.row_rank[r, k] < n_q else 0
+                if loop.row_rank[r, k] >= n_q:
+                    live[r] = 0
     quantize_ext(theta, n_in, hidden, n_out, use_thr, thresholds, live, qmax, p)
     return prog, fine, use_thr
 
@@ -234,7 +293,11 @@ def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds
         g[:] = g_eff
         clip_norm(g, clip)
     rate = loop.finetune_lr[k] if fine else loop.lr[k]
-    adam(theta, g, adam_m, adam_v, lr_at(rate, loop.lr_min[k], loop.schedule[k], prog), e + 1)
+    lr = lr_at(rate, loop.lr_min[k], loop.schedule[k], prog)
+    if loop.student and loop.adam_restart[k]:
+        adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr)
+    else:
+        adam(theta, g, adam_m, adam_v, lr, e + 1)
     if loop.student:
         smin = theta.dtype.type(SCALE_MIN)
         for j in range(m_eff, theta.shape[0]):

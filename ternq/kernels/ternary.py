@@ -106,12 +106,13 @@ def _rows(theta, n_in, hidden, n_out):
     return W, Wout, scales
 
 
-def quantize(theta, n_in, hidden, n_out, p, qmax: int = 1):
+def quantize(theta, n_in, hidden, n_out, p, qmax: int = 1, live: np.ndarray | None = None):
     """Write the effective parameters of ``theta`` into ``p``: every row's levels of the format ``qmax``
-    (ternary by default), scaled by its learned scale (:func:`quantize_ext` with no recipe)."""
+    (ternary by default), scaled by its learned scale (:func:`quantize_ext` with no recipe); rows with
+    ``live[r] == 0`` (:func:`quantized_rows`) run their float weights."""
     n_rows = 2 * hidden + n_out  # a plain function: a compiled wrapper only lengthens a first run's compilation
-    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), np.ones(n_rows, np.int8),
-                 int(qmax), p)
+    live = np.ones(n_rows, np.int8) if live is None else np.ascontiguousarray(live, np.int8)
+    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), live, int(qmax), p)
 
 
 def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g, qmax: int = 1):
@@ -310,8 +311,29 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
 def bake(theta, n_in, hidden, n_out, use_thr, thr, qmax):
     """Shadow weights := their effective weights ``s * level``, which quantize back to exactly the same
     levels under the notes' rounding (so a model trained with thresholds runs anywhere as trained)."""
+    bake_rows(theta, n_in, hidden, n_out, use_thr, thr, np.ones(2 * hidden + n_out, np.int8), qmax)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bake_rows(theta, n_in, hidden, n_out, use_thr, thr, live, qmax):
+    """:func:`bake` of the quantized rows (``live[r] == 1``) only; float rows keep their weights."""
     m = n_params(n_in, hidden, n_out)
     p = np.empty(m, theta.dtype)
-    live = np.ones(2 * hidden + n_out, np.int8)
     quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p)
     theta[:m] = p
+
+
+# The parts of a student that may be kept in float (``float_matrices``): no rows, W's first H rows (the gate's),
+# its next H rows (the candidate's), or Wout's rows.
+FLOAT_MATRICES = ("none", "gate", "cand", "out")
+
+
+def quantized_rows(hidden: int, n_out: int, float_matrices: str = "none") -> np.ndarray:
+    """(2H + O,) int8: 1 for the rows that run quantized, 0 for those ``float_matrices`` keeps in float."""
+    if float_matrices not in FLOAT_MATRICES:
+        raise ValueError(f"float_matrices must be one of {', '.join(FLOAT_MATRICES)}, not {float_matrices!r}")
+    rows = np.ones(2 * hidden + n_out, np.int8)
+    start, stop = {"none": (0, 0), "gate": (0, hidden), "cand": (hidden, 2 * hidden),
+                   "out": (2 * hidden, 2 * hidden + n_out)}[float_matrices]
+    rows[start:stop] = 0
+    return rows

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The research experiments at 5 seeds (configs/research-*.toml), then their tables (where.md, restart.md):
+#   bash benchmarks/research/run.sh [where|restart ...]      (default: both)
+# Each factorial writes results.json under benchmarks/research/<name>/ (models and units are not kept).
+# The where designs of one task share their all-quantized cell, teachers and floats: the first one's finished
+# trainings (OUT/units) seed the others', which the engine resumes from.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benchmarks/research
+fact() {  # name, then the factorial's arguments
+    local name=$1; shift
+    mkdir -p "$out/$name"
+    ternq factorial --seeds 0:5 --quiet --json --out "$out/$name" --force "$@" > "$out/$name/stdout.json"
+}
+what=("$@")
+[ ${#what[@]} -gt 0 ] || what=(where restart)
+for w in "${what[@]}"; do
+    for task in lorenz sine; do
+        if [ "$w" = restart ]; then
+            fact "restart-$task" --config configs/research-restart.toml --task "$task"
+            continue
+        fi
+        for part in gate cand out; do
+            name="where-$task-$part"
+            if [ "$part" != gate ] && [ -d "$out/where-$task-gate/units" ]; then
+                mkdir -p "$out/$name/units"
+                cp -n "$out/where-$task-gate/units"/s*-teacher-* "$out/where-$task-gate/units"/s*-float-* \
+                    "$out/where-$task-gate/units"/s*-run01-* "$out/$name/units/" 2>/dev/null || true
+            fi
+            fact "$name" --config configs/research-where.toml --task "$task" --factor "student.float_matrices=none,$part"
+        done
+    done
+done
+python benchmarks/research/summary.py "$out"
