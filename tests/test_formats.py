@@ -228,6 +228,7 @@ def test_gpu_refuses_other_formats():
     from ternq.train import Lane
 
     assert gpu.trains(Lane()) and not gpu.trains(Lane(weight_format="int8"))
+    assert not gpu.trains(Lane(adam_restart=True)) and not gpu.trains(Lane(float_matrices="cand"))
     with pytest.raises(ValueError, match="ternary students only"):
         gpu.train_batch(np.zeros((1, 10), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32),
                         np.zeros((1, 1, 1, 1, 1), np.float32), [0], (1, 1, 1), [Lane(weight_format="int8")],
