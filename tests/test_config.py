@@ -15,8 +15,12 @@ def test_shipped_configs_load():
     root = Path(__file__).parent.parent / "configs"
     files = sorted(root.glob("*.toml"))
     assert {"default.toml", "quick.toml"} <= {f.name for f in files}
+    from ternq.frontier import load_frontier
+
     for f in files:
-        if not f.name.startswith("sweep"):
+        if f.name.startswith("frontier"):
+            load_frontier(f)
+        elif not f.name.startswith("sweep"):
             load(f)
     assert load(root / "default.toml") == load(None)
 

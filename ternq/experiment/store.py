@@ -164,7 +164,14 @@ def _difference(there, here, path="") -> str:
         for k in list(there) + [k for k in here if k not in there]:
             if there.get(k) != here.get(k):
                 return _difference(there.get(k), here.get(k), f"{path}.{k}" if path else str(k))
-    return f"{path or 'settings'}: {there!r} there, {here!r} here"
+    if isinstance(there, list) and isinstance(here, list) and there and here:
+        if len(there) != len(here):
+            return f"{path or 'settings'}: {len(there)} entries there, {len(here)} here"
+        for i, (a, b) in enumerate(zip(there, here, strict=True)):
+            if a != b:
+                return _difference(a, b, f"{path}[{i}]")
+    text = f"{path or 'settings'}: {there!r} there, {here!r} here"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def claim_out_dir(folder: Path, settings, force: bool) -> None:
