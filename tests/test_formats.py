@@ -12,6 +12,7 @@ from conftest import QUICK, one_line_exit_2
 
 from ternq import formats, multi
 from ternq.experiment.plans import parse_factor
+from ternq.kernels.cell import unpack
 from ternq.kernels.ternary import init_scales, level, quantize, trit
 from ternq.model import Model, ModelFileError, init_teacher, student_from
 from ternq.rng import stream
@@ -147,6 +148,27 @@ def test_ptq_finetune_keeps_the_levels_and_moves_the_scales(teacher):
     start = student_from(teacher, "int4")
     np.testing.assert_array_equal(model.levels(), start.levels())
     assert not np.array_equal(model.theta[model.n_cell:], start.theta[model.n_cell:])
+
+
+@pytest.mark.parametrize("name", ["int8", "int4", "ternary"])
+def test_scales_step_at_the_rate_over_qmax(teacher, name):
+    """Adam's first step moves each parameter by about its rate: the weights' rate for biases and tau, that rate
+    over qmax for an integer format's scales (whose size is max|w| / qmax), the rate itself for ternary's."""
+    lr = 0.01
+    cfg = StudentConfig(hidden=H, epochs=20, batch=4, weight_format=name, ptq=True, finetune_epochs=1,
+                        finetune_lr=lr)
+    model, _ = train_student(teacher, TASK, cfg, seed=0)
+    start = student_from(teacher, name)
+    n = model.n_cell
+    ds = np.abs(model.theta[n:].astype(np.float64) - start.theta[n:])
+    b_after, b_before = (unpack(m.theta[:n].astype(np.float64), *m.dims)[1] for m in (model, start))
+    db = np.abs(b_after - b_before)
+    qmax = formats.get(name).qmax
+    want = lr / qmax if qmax > 1 else lr
+    moved = ds > 0
+    assert moved.sum() >= ds.size // 2
+    np.testing.assert_allclose(ds[moved], want, rtol=2e-3)
+    assert np.median(db[db > 0]) == pytest.approx(lr, rel=2e-3)
 
 
 def cfg_of(fmt, k, **kw):

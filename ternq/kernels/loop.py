@@ -175,19 +175,22 @@ def join_epoch(loop, k, r):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr):
+def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr, lr_scale):
     """Adam with the moments and step count restarted for the parameters that join: at the fine-tune's first
     epoch every parameter (the shadow weights are frozen, so this restarts the scales, biases and tau), and
     during progressive quantization each row's scale at the epoch its row joins (its gradient was zero until
     then). The shadow weights of a joining row keep their moments: they have trained all along as float
-    weights, and a fresh start would make their first steps ``lr`` each, larger rather than smaller."""
+    weights, and a fresh start would make their first steps ``lr`` each, larger rather than smaller. The scales
+    step at ``lr_scale`` (:func:`scale_rate`)."""
+    m_eff = n_params(loop.n_in, loop.hidden, loop.n_out)
     if fine:
         if e == loop.n_main[k]:
             adam_m[:] = 0
             adam_v[:] = 0
-        adam(theta, g, adam_m, adam_v, lr, e - loop.n_main[k] + 1)
+        step = e - loop.n_main[k] + 1
+        adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, step)
+        adam(theta[m_eff:], g[m_eff:], adam_m[m_eff:], adam_v[m_eff:], lr_scale, step)
         return
-    m_eff = n_params(loop.n_in, loop.hidden, loop.n_out)
     adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, e + 1)
     for r in range(theta.shape[0] - m_eff):
         j = m_eff + r
@@ -197,7 +200,16 @@ def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr):
         if e == e_join:
             adam_m[j] = 0
             adam_v[j] = 0
-        adam(theta[j : j + 1], g[j : j + 1], adam_m[j : j + 1], adam_v[j : j + 1], lr, e - e_join + 1)
+        adam(theta[j : j + 1], g[j : j + 1], adam_m[j : j + 1], adam_v[j : j + 1], lr_scale, e - e_join + 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def scale_rate(lr, qmax):
+    """The scales' learning rate: ``lr / qmax`` for an integer format. Adam steps each parameter by about its
+    rate whatever the gradient's size, and an intN scale starts at max|w| / qmax (int8: ~0.004), so at the
+    weights' rate a step could more than double it; at ``lr / qmax`` the row's range ``s * qmax`` moves as a
+    ternary scale does. Ternary and binary keep ``lr``."""
+    return lr / qmax if qmax > 1 else lr
 
 
 # ---------------------------------------------------------------- one model's epoch, outside the cell
@@ -295,7 +307,10 @@ def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds
     rate = loop.finetune_lr[k] if fine else loop.lr[k]
     lr = lr_at(rate, loop.lr_min[k], loop.schedule[k], prog)
     if loop.student and loop.adam_restart[k]:
-        adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr)
+        adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr, scale_rate(lr, loop.qmax[k]))
+    elif loop.student and loop.qmax[k] > 1:
+        adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, e + 1)
+        adam(theta[m_eff:], g[m_eff:], adam_m[m_eff:], adam_v[m_eff:], scale_rate(lr, loop.qmax[k]), e + 1)
     else:
         adam(theta, g, adam_m, adam_v, lr, e + 1)
     if loop.student:
