@@ -147,6 +147,7 @@ epochs = 8
 finetune_epochs = 4
 [frontier]
 seeds = "0:1"
+ptq = true  # plain PTQ has no training MSE: the resume must read that back
 [frontier.widths]
 ternary = [4, 6]
 int8 = [3, 4]
@@ -171,8 +172,8 @@ def test_command_writes_table_files_and_plots(tiny_run):
     assert "not counted" in " ".join(out.split()) or "counted on" in " ".join(out.split())
     assert all(len(line) <= 80 for line in out.splitlines()[:-1])  # the table; the last line is the wall time
     doc = json.loads((d / "out" / "results.json").read_text())
-    assert [(p["format"], p["hidden"]) for p in doc["points"]] == [("ternary", 4), ("ternary", 6), ("int8", 3),
-                                                                    ("int8", 4)]
+    assert [(p["format"], p["method"], p["hidden"]) for p in doc["points"]] == [
+        (f, m, h) for f, hs in (("ternary", (4, 6)), ("int8", (3, 4))) for m in ("qat", "ptq", "ptq+ft") for h in hs]
     for p in doc["points"]:
         assert p["weight_bytes"] == formats.weight_bytes(formats.get(p["format"]), 3, p["hidden"], 3)
         assert len(p["per_seed"]) == 1
@@ -184,7 +185,7 @@ def test_command_writes_table_files_and_plots(tiny_run):
     assert doc["metric"]["name"] == "scored"
     rows = (d / "out" / "results.csv").read_text().splitlines()
     assert rows[0].startswith("label,format,method,hidden,seed,weight_bytes")
-    assert len(rows) == 1 + 2 * (4 + 3)  # a row per seed and one over seeds, for 4 models and 3 floats
+    assert len(rows) == 1 + 2 * (12 + 3)  # a row per seed and one over seeds, for 12 models and 3 floats
     assert (d / "out" / "frontier.md").read_text().startswith("### Frontier on lorenz")
     pytest.importorskip("matplotlib")
     for name in ("error-vs-bytes.png", "error-vs-instructions.png"):

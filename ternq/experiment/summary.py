@@ -106,8 +106,9 @@ def verdict(ci: dict) -> str:
 
 
 def geo(values) -> dict:
-    """Geometric mean over seeds with the 95% interval of the mean of log10."""
-    ci = mean_ci(np.log10(values))
+    """Geometric mean over seeds with the 95% interval of the mean of log10. A figure a unit does not have (a
+    plain PTQ student's training MSE) is NaN when fresh and None once read back from the store: both are NaN."""
+    ci = mean_ci(np.log10(np.array([np.nan if v is None else v for v in values], np.float64)))
     return {"geo_mean": 10 ** ci["mean"], "lo": 10 ** ci["lo"], "hi": 10 ** ci["hi"], "sd_log10": ci["sd"],
             "n": ci["n"]}
 
