@@ -164,7 +164,8 @@ def _difference(there, here, path="") -> str:
         for k in list(there) + [k for k in here if k not in there]:
             if there.get(k) != here.get(k):
                 return _difference(there.get(k), here.get(k), f"{path}.{k}" if path else str(k))
-    if isinstance(there, list) and isinstance(here, list) and there and here:
+    if (isinstance(there, list) and isinstance(here, list) and there and here
+            and all(isinstance(x, dict) for x in there + here)):  # a list of cells: name the one that differs
         if len(there) != len(here):
             return f"{path or 'settings'}: {len(there)} entries there, {len(here)} here"
         for i, (a, b) in enumerate(zip(there, here, strict=True)):
