@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from .. import config, report
-from ..experiment.run import GradientCheckError, check_device
+from ..experiment.run import check_device
 from ..model import atomic_write_bytes
 from ..settings import RunSettings
 from . import InputError, cli, resumable
 from .options import json_option, option, quiet_option, task_option
-from .sweep import cluster, follow, force_option, make_out_dir, scheduler_option, warn, warn_worse
+from .sweep import force_option, make_out_dir, run_engine, scheduler_option
 
 
 def _grid_help() -> str:
@@ -84,17 +84,8 @@ def frontier(config_path, grid, seeds, ptq, out_dir, workers, device, scheduler,
     if not quiet:
         report.err.print(f"frontier: {n_models} models x {len(spec.seeds)} seeds and the equal-budget floats into "
                          f"{out}" + ("; checking gradients first" if not no_gradcheck else ""), soft_wrap=True)
-    with cluster(scheduler) as client, report.progress(not quiet) as p:
-        try:
-            doc, outcome = run_frontier(spec, out, client=client, check_gradients=not no_gradcheck, force=force,
-                                        warn=warn, **follow(p, quiet, "frontier", out / "units"))
-        except GradientCheckError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            if client is not None:
-                raise
-            raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
-    warn_worse(outcome.worse, outcome.units)
+    doc, outcome = run_engine(lambda **kw: run_frontier(spec, out, check_gradients=not no_gradcheck, force=force,
+                                                         **kw), scheduler, quiet, "frontier", out)
     written = save(doc, out)
     atomic_write_bytes(out / "frontier.md", markdown(doc).encode())
     if plots:
@@ -109,6 +100,6 @@ def frontier(config_path, grid, seeds, ptq, out_dir, workers, device, scheduler,
         return
     report.out.print(frontier_table(doc, 80))
     t = doc["timing"]
-    where = "on the Dask cluster" if client is not None else f"on {t['workers']} local workers"
+    where = "on the Dask cluster" if scheduler else f"on {t['workers']} local workers"
     report.out.print(f"trainings {t['training_s']:.2f} s {where} ({outcome.resumed} of {outcome.units} found done), "
                      f"instructions counted in {t['counting_s']:.2f} s; results in {out}", soft_wrap=True)

@@ -113,6 +113,22 @@ def follow(p, quiet: bool, title: str, where) -> dict:
     return {"on_resume": on_resume, "on_start": on_start, "on_done": on_done}
 
 
+def run_engine(call, scheduler: str | None, quiet: bool, title: str, out: Path):
+    """``call(client=..., warn=..., **progress)`` on the Dask cluster or locally, with the progress display;
+    the engine's failures as one line; then the warning about trainings that ended worse than they began."""
+    with cluster(scheduler) as client, report.progress(not quiet) as p:
+        try:
+            doc, outcome = call(client=client, warn=warn, **follow(p, quiet, title, out / "units"))
+        except GradientCheckError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if client is not None:
+                raise
+            raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    warn_worse(outcome.worse, outcome.units)
+    return doc, outcome
+
+
 def warn_worse(worse: list, total: int) -> None:
     """One warning line for the trainings that ended far worse than they started."""
     if worse:
@@ -151,18 +167,9 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, device, no_gradcheck,
     if not quiet:  # the gradient checks of many cells take a while before any training starts
         report.err.print(f"sweep: {len(cells)} cells into {out}" + ("; checking gradients first" if not no_gradcheck
                                                                     else ""), soft_wrap=True)
-    with cluster(scheduler) as client, report.progress(not quiet) as p:
-        try:
-            doc, outcome = run_sweep(spec, out, client=client, workers=workers, device=device,
-                                   check_gradients=not no_gradcheck,
-                            force=force, warn=warn, **follow(p, quiet, "sweep", out / "units"))
-        except GradientCheckError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            if client is not None:
-                raise
-            raise InputError(f"cannot write results to {out}: {exc.strerror or exc}") from None
-    warn_worse(outcome.worse, outcome.units)
+    doc, outcome = run_engine(lambda **kw: run_sweep(spec, out, workers=workers, device=device,
+                                                      check_gradients=not no_gradcheck, force=force, **kw),
+                              scheduler, quiet, "sweep", out)
     if as_json:
         from ..experiment.results import split_timing
 
@@ -171,7 +178,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, device, no_gradcheck,
     for table in sweep_tables(doc):
         report.out.print(table)
     t = doc["timing"]
-    where = "on the Dask cluster" if client is not None else f"on {t['workers']} local workers"
+    where = "on the Dask cluster" if scheduler else f"on {t['workers']} local workers"
     report.out.print(f"wall time {t['total_s']:.2f} s (gradient check {t['gradcheck_s']:.2f} s, trainings "
                      f"{t['training_s']:.2f} s {where}); results in {out}")
 
