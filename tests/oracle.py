@@ -50,18 +50,8 @@ def loss(p, X, Y, I, H, O, alpha=0.0, teacher_p=None):
 
 
 def quantize(theta, I, H, O):
-    """Effective parameters of a student: s_r * clamp(round_half_away(w / s_r), -1, 1)."""
-    n = theta.size - (2 * H + O)
-    p, scales = theta[:n].copy(), theta[n:]
-    Z = I + H
-    W = p[: 2 * H * Z].reshape(2 * H, Z)
-    o = 2 * H * Z + 3 * H
-    Wo = p[o : o + O * H].reshape(O, H)
-    for M, s in ((W, scales[: 2 * H]), (Wo, scales[2 * H :])):
-        r = M / s[:, None]
-        q = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), -1, 1)
-        M[:] = q * s[:, None]
-    return p
+    """Effective parameters of a ternary student: s_r * clamp(round_half_away(w / s_r), -1, 1)."""
+    return quantize_format(theta, I, H, O, 1)
 
 
 def quantize_part_float(theta, I, H, O, part):
