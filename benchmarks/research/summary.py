@@ -2,7 +2,7 @@
 
     python benchmarks/research/summary.py [DIR]     (default: benchmarks/research)
 
-Writes DIR/where.md and DIR/restart.md (the parts of each that have results) and prints them.
+Writes DIR/where.md, restart.md, width.md and optim.md (the parts of each that have results) and prints them.
 """
 
 import json
@@ -79,9 +79,73 @@ def restart(root: Path) -> str:
     return "\n".join(out)
 
 
+def width(root: Path) -> str:
+    """Each ternary width of the width frontier against the best int4/int8 point at no more weight bytes."""
+    out = []
+    for task in ("lorenz", "sine"):
+        f = root / f"width-{task}" / "results.json"
+        if not f.exists():
+            continue
+        doc = json.loads(f.read_text())
+        pts = [p for p in doc["points"] if p["method"] == "qat"]
+        floats = {m["hidden"]: m for m in doc["float_reference"]["models"]}
+        out += [f"### {task}, {len(doc['seeds'])} seeds: wider ternary against int4/int8 at no more weight bytes", "",
+                "| ternary H | weight bytes | scored eval MSE [95% CI] | vs equal-budget float of its width | "
+                "best int4/int8 at no more bytes | its bytes | its MSE [95% CI] | ternary / it |",
+                "|---|---|---|---|---|---|---|---|"]
+        for t in (p for p in pts if p["format"] == "ternary"):
+            rivals = [p for p in pts if p["format"] != "ternary" and p["weight_bytes"] <= t["weight_bytes"]]
+            fl = floats.get(t["hidden"])
+            vs = _x(t["vs_float_scored"]) if "vs_float_scored" in t else "-"
+            if fl is not None and "vs_float_scored" not in t:
+                vs = f"{t['eval_mse_scored']['geo_mean'] / fl['eval_mse_scored']['geo_mean']:.1f}x"
+            if not rivals:
+                out.append(f"| {t['hidden']} | {t['weight_bytes']:,} | {_g(t['eval_mse_scored'])} | {vs} | none | "
+                           "- | - | - |")
+                continue
+            r = min(rivals, key=lambda p: p["eval_mse_scored"]["geo_mean"])
+            ratio = t["eval_mse_scored"]["geo_mean"] / r["eval_mse_scored"]["geo_mean"]
+            out.append(f"| {t['hidden']} | {t['weight_bytes']:,} | {_g(t['eval_mse_scored'])} | {vs} | "
+                       f"{r['format']} H={r['hidden']} | {r['weight_bytes']:,} | {_g(r['eval_mse_scored'])} | "
+                       f"{ratio:.1f}x |")
+        out += ["", "| format | H | weight bytes | scored eval MSE [95% CI] | on the bytes front |",
+                "|---|---|---|---|---|"]
+        for p in sorted(pts, key=lambda p: p["weight_bytes"]):
+            out.append(f"| {p['format']} | {p['hidden']} | {p['weight_bytes']:,} | {_g(p['eval_mse_scored'])} | "
+                       f"{'yes' if p['front_bytes'] else ''} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def optim(root: Path) -> str:
+    """The fine-tune length x output distillation design."""
+    out = []
+    for task in ("lorenz", "sine"):
+        f = root / f"optim-{task}" / "results.json"
+        if not f.exists():
+            continue
+        doc = json.loads(f.read_text())
+        names = list(doc["runs"][0]["levels"])
+        out += [f"### {task}, H={doc['runs'][0]['width']}, {len(doc['seeds'])} seeds: fine-tune length and output "
+                "distillation", "",
+                "| run | " + " | ".join(names) + " | scored eval MSE [95% CI] | equal-budget float | "
+                "vs float [95% CI] |",
+                "|---|" + "---|" * len(names) + "---|---|---|"]
+        for run in doc["runs"]:
+            lv = run["levels"]
+            out.append(f"| {run['run']} | " + " | ".join(str(lv[n]) for n in names) +
+                       f" | {_g(run['eval_mse_scored'])} | {_float_mse(doc, run):.2e} ({run['reference']['epochs']} ep)"
+                       f" | {_x(run['vs_float_scored'])} |")
+        out += ["", "| effect | estimate on log10(scored eval MSE) [95% CI] | x MSE | verdict |", "|---|---|---|---|"]
+        for name, e in doc["effects"].items():
+            out.append(f"| {name} ({e['label']}) | {_e(e)} | {10 ** e['mean']:.2f}x | {e['verdict']} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/research")
-    for name, make in (("where", where), ("restart", restart)):
+    for name, make in (("where", where), ("restart", restart), ("width", width), ("optim", optim)):
         text = make(root)
         if text:
             (root / f"{name}.md").write_text(text)
