@@ -185,6 +185,61 @@ def test_integer_c_is_bit_identical_on_an_emulated_cortex_m3(students, case, tmp
     assert code == 0 and stdout == expected
 
 
+@board("m0")
+@pytest.mark.parametrize("layout", c99.LAYOUTS)
+def test_integer_c_is_bit_identical_on_an_emulated_cortex_m0(students, layout, tmp_path):
+    """16 KB of RAM, no divide instruction (the packed layout's base-3 decoding), no FPU."""
+    _, out, expected = _export(students["lorenz", 32], tmp_path, "c-int", layout)
+    elf = toolchain.build_board(out, "m0", tmp_path)
+    code, stdout = toolchain.run_board(elf, "m0")
+    assert code == 0 and stdout == expected
+
+
+COUNTED_S = """    .syntax unified
+    .thumb
+    .text
+    .global ternq_mark_begin
+    .thumb_func
+ternq_mark_begin:
+    bx lr
+    .global ternq_mark_end
+    .thumb_func
+ternq_mark_end:
+    bx lr
+    .global main
+    .thumb_func
+main:
+    push {r4, lr}
+    bl ternq_mark_begin
+    movs r1, #%(n)d
+    movs r2, #3
+1:  muls r2, r2, r2
+    ldr r3, [sp]
+    subs r1, #1
+    bne 1b
+    push {r1, r2, r3}
+    pop {r1, r2, r3}
+    bl ternq_mark_end
+    movs r0, #0
+    pop {r4, pc}
+"""
+
+
+@board("m0")
+@pytest.mark.parametrize("n", [1, 4])
+def test_the_board_counts_instructions_and_cycles_by_class(n, tmp_path):
+    """A hand-written program between the markers: BX LR of ternq_mark_begin, two MOVS, n turns of a loop of
+    MULS, LDR, SUBS, BNE (taken n - 1 times), a PUSH and a POP of three registers, the BL to ternq_mark_end."""
+    (tmp_path / "counted.s").write_text(COUNTED_S % {"n": n})
+    elf = toolchain.link_board([str(tmp_path / "counted.s")], "m0", tmp_path, tmp_path / "counted.elf")
+    res = toolchain.profile(elf, "m0")
+    assert res["instructions"] == 1 + 2 + 4 * n + 2 + 1 and res["muls"] == n
+    assert res["by_class"] == {"bx": 1, "alu": 2 + n, "mul": n, "load_store": n, "branch_taken": n - 1,
+                               "branch_not_taken": 1, "multiple": 2, "bl": 1}
+    rest = 3 + 2 + n * (2 + 1) + 3 * (n - 1) + 1 + 2 * (1 + 3) + 4  # Cortex-M0 TRM table 3-1
+    assert res["cycles"] == {"mul1": rest + n, "mul32": rest + 32 * n}
+
+
 @board("m3")
 def test_integer_c_needs_no_floating_point(students, tmp_path):
     """Compiled with -mfloat-abi=soft, any float or double operation would call a libgcc helper."""
@@ -504,6 +559,25 @@ def test_instructions_are_counted_on_the_board_step_by_step(format_deployables, 
     assert res == budget(dep, "m3", X=_budget_inputs(1))  # deterministic
     assert res["library"] == "c-int" and res["weight_format"] == name and "singlestep" in res["counted_on"]
     assert res["ram"] == 4 * 16 and res["flash"] > dep.format.packed_bytes(dep.n_weights)
+
+
+@board("m0")
+def test_budget_on_the_m0_counts_multiplies_and_cycles(format_deployables):
+    """The integer library by default; a ternary step multiplies by no weight (adds and subtracts), an int8 step
+    of the same shape by each one once, the rest (row scales, gates, the state update) alike; the 32-cycle
+    multiplier costs 31 cycles more per MULS."""
+    from deployables import random_deployable
+
+    from ternq.device.export import budget
+
+    res = {"int8": budget(format_deployables["int8", 16], "m0", X=_budget_inputs(1)),
+           "ternary": budget(random_deployable(np.random.default_rng(29), "ternary", 3, 16, 3), "m0",
+                             X=_budget_inputs(1))}
+    for r in res.values():
+        assert r["library"] == "c-int" and r["board"] == "m0"
+        assert r["cycles_per_step"]["mul32"] - r["cycles_per_step"]["mul1"] == 31 * r["muls_per_step"]
+        assert r["cycles_per_step"]["mul1"] > r["instructions_per_step"]
+    assert res["int8"]["muls_per_step"] - res["ternary"]["muls_per_step"] == format_deployables["int8", 16].n_weights
 
 
 @board("m4")
