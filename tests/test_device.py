@@ -679,3 +679,31 @@ def test_trained_int4_and_int8_students_are_bit_identical_on_host_and_boards(for
         ran += 1
     if not ran:
         pytest.skip("no C compiler")
+
+
+def test_the_trit_table_decodes_the_files_ternary_bytes():
+    """Every byte of five trits packed as the .tqd file packs them decodes through the table to those trits."""
+    import itertools
+
+    from ternq.deploy import pack_levels
+    from ternq.formats import get as get_format
+
+    table = c99.trit_table()
+    fmt = get_format("ternary")
+    for trits in itertools.product((-1, 0, 1), repeat=5):
+        (b,) = pack_levels(np.array(trits, np.int8), fmt)
+        assert [((table[b] >> (2 * k)) & 3) - 1 for k in range(5)] == list(trits)
+
+
+@board("m0")
+def test_the_trit_table_takes_the_division_out_of_packed_ternary_on_the_m0():
+    from deployables import random_deployable
+
+    from ternq.device.export import budget
+
+    dep = random_deployable(np.random.default_rng(29), "ternary", 3, 16, 3)
+    packed, table = budget(dep, "m0", layout="packed"), budget(dep, "m0", layout="packed-table")
+    assert table["instructions_per_step"] < packed["instructions_per_step"] / 2
+    assert table["flash"] > packed["flash"]  # the 486-byte table, less the decoding it replaces
+    with pytest.raises(ValueError, match="not in base 3"):
+        budget(random_deployable(np.random.default_rng(29), "binary", 3, 16, 3), "m0", layout="packed-table")
