@@ -185,6 +185,61 @@ def test_integer_c_is_bit_identical_on_an_emulated_cortex_m3(students, case, tmp
     assert code == 0 and stdout == expected
 
 
+@board("m0")
+@pytest.mark.parametrize("layout", c99.LAYOUTS)
+def test_integer_c_is_bit_identical_on_an_emulated_cortex_m0(students, layout, tmp_path):
+    """16 KB of RAM, no divide instruction (the packed layout's base-3 decoding), no FPU."""
+    _, out, expected = _export(students["lorenz", 32], tmp_path, "c-int", layout)
+    elf = toolchain.build_board(out, "m0", tmp_path)
+    code, stdout = toolchain.run_board(elf, "m0")
+    assert code == 0 and stdout == expected
+
+
+COUNTED_S = """    .syntax unified
+    .thumb
+    .text
+    .global ternq_mark_begin
+    .thumb_func
+ternq_mark_begin:
+    bx lr
+    .global ternq_mark_end
+    .thumb_func
+ternq_mark_end:
+    bx lr
+    .global main
+    .thumb_func
+main:
+    push {r4, lr}
+    bl ternq_mark_begin
+    movs r1, #%(n)d
+    movs r2, #3
+1:  muls r2, r2, r2
+    ldr r3, [sp]
+    subs r1, #1
+    bne 1b
+    push {r1, r2, r3}
+    pop {r1, r2, r3}
+    bl ternq_mark_end
+    movs r0, #0
+    pop {r4, pc}
+"""
+
+
+@board("m0")
+@pytest.mark.parametrize("n", [1, 4])
+def test_the_board_counts_instructions_and_cycles_by_class(n, tmp_path):
+    """A hand-written program between the markers: BX LR of ternq_mark_begin, two MOVS, n turns of a loop of
+    MULS, LDR, SUBS, BNE (taken n - 1 times), a PUSH and a POP of three registers, the BL to ternq_mark_end."""
+    (tmp_path / "counted.s").write_text(COUNTED_S % {"n": n})
+    elf = toolchain.link_board([str(tmp_path / "counted.s")], "m0", tmp_path, tmp_path / "counted.elf")
+    res = toolchain.profile(elf, "m0")
+    assert res["instructions"] == 1 + 2 + 4 * n + 2 + 1 and res["muls"] == n
+    assert res["by_class"] == {"bx": 1, "alu": 2 + n, "mul": n, "load_store": n, "branch_taken": n - 1,
+                               "branch_not_taken": 1, "multiple": 2, "bl": 1}
+    rest = 3 + 2 + n * (2 + 1) + 3 * (n - 1) + 1 + 2 * (1 + 3) + 4  # Cortex-M0 TRM table 3-1
+    assert res["cycles"] == {"mul1": rest + n, "mul32": rest + 32 * n}
+
+
 @board("m3")
 def test_integer_c_needs_no_floating_point(students, tmp_path):
     """Compiled with -mfloat-abi=soft, any float or double operation would call a libgcc helper."""
@@ -506,6 +561,25 @@ def test_instructions_are_counted_on_the_board_step_by_step(format_deployables, 
     assert res["ram"] == 4 * 16 and res["flash"] > dep.format.packed_bytes(dep.n_weights)
 
 
+@board("m0")
+def test_budget_on_the_m0_counts_multiplies_and_cycles(format_deployables):
+    """The integer library by default; a ternary step multiplies by no weight (adds and subtracts), an int8 step
+    of the same shape by each one once, the rest (row scales, gates, the state update) alike; the 32-cycle
+    multiplier costs 31 cycles more per MULS."""
+    from deployables import random_deployable
+
+    from ternq.device.export import budget
+
+    res = {"int8": budget(format_deployables["int8", 16], "m0", X=_budget_inputs(1)),
+           "ternary": budget(random_deployable(np.random.default_rng(29), "ternary", 3, 16, 3), "m0",
+                             X=_budget_inputs(1))}
+    for r in res.values():
+        assert r["library"] == "c-int" and r["board"] == "m0"
+        assert r["cycles_per_step"]["mul32"] - r["cycles_per_step"]["mul1"] == 31 * r["muls_per_step"]
+        assert r["cycles_per_step"]["mul1"] > r["instructions_per_step"]
+    assert res["int8"]["muls_per_step"] - res["ternary"]["muls_per_step"] == format_deployables["int8", 16].n_weights
+
+
 @board("m4")
 def test_budget_on_the_m4_counts_the_float_library(format_deployables):
     from ternq.device.export import budget
@@ -605,3 +679,31 @@ def test_trained_int4_and_int8_students_are_bit_identical_on_host_and_boards(for
         ran += 1
     if not ran:
         pytest.skip("no C compiler")
+
+
+def test_the_trit_table_decodes_the_files_ternary_bytes():
+    """Every byte of five trits packed as the .tqd file packs them decodes through the table to those trits."""
+    import itertools
+
+    from ternq.deploy import pack_levels
+    from ternq.formats import get as get_format
+
+    table = c99.trit_table()
+    fmt = get_format("ternary")
+    for trits in itertools.product((-1, 0, 1), repeat=5):
+        (b,) = pack_levels(np.array(trits, np.int8), fmt)
+        assert [((table[b] >> (2 * k)) & 3) - 1 for k in range(5)] == list(trits)
+
+
+@board("m0")
+def test_the_trit_table_takes_the_division_out_of_packed_ternary_on_the_m0():
+    from deployables import random_deployable
+
+    from ternq.device.export import budget
+
+    dep = random_deployable(np.random.default_rng(29), "ternary", 3, 16, 3)
+    packed, table = budget(dep, "m0", layout="packed"), budget(dep, "m0", layout="packed-table")
+    assert table["instructions_per_step"] < packed["instructions_per_step"] / 2
+    assert table["flash"] > packed["flash"]  # the 486-byte table, less the decoding it replaces
+    with pytest.raises(ValueError, match="not in base 3"):
+        budget(random_deployable(np.random.default_rng(29), "binary", 3, 16, 3), "m0", layout="packed-table")

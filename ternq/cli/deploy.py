@@ -58,11 +58,12 @@ def _size_row(s: dict | None) -> str:
 @click.option("--format", "fmt", type=click.Choice(["tqd", "c", "c-int"]), default="tqd", show_default=True,
               help="tqd: compact deployable file; c: C99 library, float32, bit-identical to 'ternq predict'; "
                    "c-int: C99 library, integers only, bit-identical to 'ternq predict --int'.")
-@click.option("--layout", type=click.Choice(["sparse", "dense", "packed"]), default=None,
+@click.option("--layout", type=click.Choice(["sparse", "dense", "packed", "packed-table"]), default=None,
               help="C only: how the weight levels are stored. sparse: per-row lists of non-zero trits (zero trits "
                    "cost nothing) [default for ternary, binary, int2]; dense: one int8 per weight; packed: as in "
                    "the .tqd file (ternary 5 per byte, int4 2 per byte, ...), decoded in C, the least flash "
-                   "[default for int3..int8, which are multiplied].")
+                   "[default for int3..int8, which are multiplied]; packed-table: ternary packed, each byte "
+                   "decoded through a 486-byte table (no division by 3).")
 @click.option("--force", is_flag=True, help="C only: write the export files into a non-empty folder.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="--format c only: golden.h holds the rows of FILE (CSV or .npy, the series' own units) as one "

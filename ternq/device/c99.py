@@ -19,7 +19,10 @@ summation order; integer: the +1 columns then the -1 columns, as integer sums ar
 exact in any order); ``dense`` stores every level as an int8 and visits it (the
 baseline without zero-trit skipping); ``packed`` stores the levels as the deployable
 file does (ternary five per byte in base 3, binary eight per byte, int2 four), each row
-starting on a byte, and decodes them in C (the least flash, more instructions).
+starting on a byte, and decodes them in C (the least flash, more instructions);
+ternary also ``packed-table``: the same bytes, each decoded through a table of its five
+trits (243 ``uint16_t``, two bits a trit: 486 bytes of flash for no division by 3, which
+a core without a divide instruction, such as the Cortex-M0, does in a library routine).
 
 Wider levels (int3 .. int8) are multiplied: float ``acc + v[j] * (s * (float)q)``, the
 training forward's operation; integer ``acc += q * v[j]`` in int32 (exact: the input
@@ -57,7 +60,7 @@ from ..kernels.infer_int import DECAY_FRAC, FRAC, ONE, PRE_MAX, SIG_SAT, TABLE_S
 from .fixed import IntModel
 
 FORMATS = ("c", "c-int")
-LAYOUTS = ("sparse", "dense", "packed")
+LAYOUTS = ("sparse", "dense", "packed", "packed-table")
 FILES = ("ternq_model.h", "ternq_model.c", "golden.h", "main.c")
 
 
@@ -93,7 +96,9 @@ def multiplies(dep: Deployable) -> bool:
 
 def layouts(dep: Deployable) -> tuple[str, ...]:
     """The layouts the library of ``dep`` can have, its default first."""
-    return ("packed", "dense") if multiplies(dep) else LAYOUTS
+    if multiplies(dep):
+        return ("packed", "dense")
+    return LAYOUTS if dep.format.name == "ternary" else LAYOUTS[:3]
 
 
 def _packed_rows(dep: Deployable, layout: str) -> tuple[str, list, int, int]:
@@ -127,14 +132,29 @@ _SIGN_DIGIT = {  # the next level (-1, 0, +1) of a packed byte b, consuming it: 
 }
 
 
-def _sign_packed_row_fn(dep: Deployable, integer: bool) -> tuple[str, str]:
+def trit_table() -> list[int]:
+    """Byte b (0..242) -> its five base-3 digits d_k (level d_k - 1, least significant first), two bits each:
+    sum of d_k << 2k."""
+    return [sum(((b // 3 ** k) % 3) << (2 * k) for k in range(5)) for b in range(243)]
+
+
+_TABLE_DIGIT = ("const int q = (int)(t & 3u) - 1; /* the byte's next base-3 digit, from the table */\n"
+                "            t >>= 2;")
+
+
+def _sign_packed_row_fn(dep: Deployable, integer: bool, table: bool = False) -> tuple[str, str]:
     """(the levels array, the row function) of a sign format's ``packed`` layout: the file's bytes, row-aligned,
-    decoded level by level; a zero level is skipped (as the sparse layout skips it)."""
+    decoded level by level (with ``table``, ternary bytes through :func:`trit_table`); a zero level is skipped
+    (as the sparse layout skips it)."""
     fmt = dep.format
     if fmt.name not in _SIGN_DIGIT:
         raise ValueError(f"no packed C layout for {fmt.name} weights")
     _, values, row_w, row_o = _packed_rows(dep, "packed")
     array = _array("uint8_t", "ternq_levels", values, per_line=16, fmt=lambda v: f"0x{int(v):02x}")
+    if table:
+        array += _array("uint16_t", "ternq_trits", trit_table(), per_line=12, fmt=lambda v: f"0x{v:03x}")
+    fetch = "unsigned t = ternq_trits[*row++];" if table else "unsigned b = *row++;"
+    digit = _TABLE_DIGIT if table else _SIGN_DIGIT[fmt.name]
     use = ("if (q > 0) acc += v[j];\n            else if (q < 0) acc -= v[j];" if integer else
            "if (q != 0) acc = acc + v[j] * w[q > 0];")
     head = f"""#define TERNQ_ROW_W {row_w} /* bytes per row of W ({fmt.per_byte} levels a byte) */
@@ -156,9 +176,9 @@ def _sign_packed_row_fn(dep: Deployable, integer: bool) -> tuple[str, str]:
     {init}
     int j = 0, k;
     while (j < n) {{
-        unsigned b = *row++;
+        {fetch}
         for (k = 0; k < {fmt.per_byte} && j < n; ++k, ++j) {{
-            {_SIGN_DIGIT[fmt.name]}
+            {digit}
             {use}
         }}
     }}
@@ -345,8 +365,8 @@ def _float_source(dep: Deployable, layout: str) -> str:
     if multiplies(dep):
         array, row_fn = _packed_row_fn(dep, False, layout)
         parts.append(array)
-    elif layout == "packed":
-        array, row_fn = _sign_packed_row_fn(dep, integer=False)
+    elif layout in ("packed", "packed-table"):
+        array, row_fn = _sign_packed_row_fn(dep, integer=False, table=layout == "packed-table")
         parts.append(array)
     elif layout == "sparse":
         cols = [int(2 * j + (row[j] < 0)) for row in rows for j in np.flatnonzero(row)]
@@ -421,8 +441,8 @@ def _int_source(dep: Deployable, layout: str) -> str:
     if multiplies(dep):
         array, sum_fn = _packed_row_fn(dep, True, layout)
         parts.append(array)
-    elif layout == "packed":
-        array, sum_fn = _sign_packed_row_fn(dep, integer=True)
+    elif layout in ("packed", "packed-table"):
+        array, sum_fn = _sign_packed_row_fn(dep, integer=True, table=layout == "packed-table")
         parts.append(array)
     elif layout == "sparse":
         cols, start, mid = [], [0], []
@@ -626,7 +646,8 @@ def model_sources(dep: Deployable, fmt: str = "c", layout: str = "sparse", sourc
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if layout not in layouts(dep):
-        raise ValueError(f"{dep.weight_format} weights are multiplied: the layout is "
+        why = "are multiplied" if multiplies(dep) else "are not in base 3"
+        raise ValueError(f"{dep.weight_format} weights {why}: the layout is "
                          f"{' or '.join(layouts(dep))}, not {layout}")
     body = _float_source(dep, layout) if fmt == "c" else _int_source(dep, layout)
     return {"ternq_model.h": _header(dep, fmt, layout, source), "ternq_model.c": body}

@@ -80,9 +80,9 @@ def budget(dep: Deployable, board: str = "m4", library: str | None = None, layou
            X: np.ndarray | None = None) -> dict:
     """What the C library of ``dep`` costs on an emulated board: flash, RAM and instructions per step.
 
-    board : ``m4`` (Cortex-M4F) or ``m3`` (Cortex-M3, no FPU)
+    board : ``m4`` (Cortex-M4F), ``m3`` (Cortex-M3, no FPU) or ``m0`` (Cortex-M0, no FPU, no divide)
     library : ``c`` (float32) or ``c-int`` (integer only); default the float library on the m4 and the integer
-        one on the m3 (a float library there runs on software floating point)
+        one on the m3 and m0 (a float library there runs on software floating point)
     layout : the library's weight layout; default its first (:func:`ternq.device.c99.layouts`)
     X : inputs (N, T, I) the steps run on; default one sequence of :data:`BUDGET_STEPS` standard-normal
         inputs from the named stream ``budget-inputs`` (seed 0), so the figures are deterministic
@@ -90,7 +90,10 @@ def budget(dep: Deployable, board: str = "m4", library: str | None = None, layou
     Flash and RAM are :func:`ternq.device.toolchain.sizes` of the library alone (RAM includes the caller's
     ``ternq_state``; ``stack`` is ``ternq_step``'s frame). ``instructions`` is
     :func:`ternq.device.toolchain.count_instructions`, counted by the emulated board itself (``counted_on`` says
-    how), and ``instructions_per_step`` that over the ``steps``. Nothing is cached. ToolchainError when the
+    how), and ``instructions_per_step`` that over the ``steps``; ``muls_per_step`` the multiplies (MULS) per step
+    and ``cycles_per_step`` the cycles per step a Cortex-M0 would take for those instructions, with its
+    single-cycle (``mul1``) or 32-cycle (``mul32``) multiplier (:func:`ternq.device.toolchain.profile`; Arm's
+    Cortex-M0 timings whatever the board, a Cortex-M0 figure only on ``m0``). Nothing is cached. ToolchainError when the
     board's tools are missing, ValueError for a library, layout or board this model has not.
     """
     if board not in toolchain.TARGETS:
@@ -106,9 +109,12 @@ def budget(dep: Deployable, board: str = "m4", library: str | None = None, layou
         out = Path(tmp) / "c"
         write_c(dep, out, X, library, layout)
         sizes = toolchain.sizes(out, board, 4 * dep.hidden)
-        count = toolchain.count_instructions(out, board, integer=library == "c-int")
+        prof = toolchain.count_profile(out, board, integer=library == "c-int")
+    count = prof["instructions"]
     steps = int(X.shape[0] * X.shape[1])
     return {"board": board, "library": library, "layout": layout, "weight_format": dep.weight_format,
             "dims": list(dep.dims), "flash": sizes["flash"], "ram": sizes["ram"], "stack": sizes["stack"],
             "instructions_per_step": count / steps, "instructions": count, "steps": steps,
+            "muls_per_step": prof["muls"] / steps,
+            "cycles_per_step": {k: c / steps for k, c in prof["cycles"].items()},
             "counted_on": f"{toolchain.TARGETS[board].description}, {toolchain.COUNTED_ON}"}

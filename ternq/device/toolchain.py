@@ -5,11 +5,13 @@ Boards (Debian packages ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi``, ``qe
 
 ``m4``  Cortex-M4F, ``-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16``, ``qemu-system-arm -M mps2-an386``
 ``m3``  Cortex-M3 (no FPU), ``-mcpu=cortex-m3 -mthumb -mfloat-abi=soft``, ``qemu-system-arm -M mps2-an385``
+``m0``  Cortex-M0 (no FPU, no divide instruction), ``-mcpu=cortex-m0 -mthumb -mfloat-abi=soft``,
+        ``qemu-system-arm -M microbit`` (an nRF51: 256 KB of flash at 0, 16 KB of RAM at 0x20000000)
 
 The board image: a vector table at address 0 (initial stack pointer, a reset
 handler that enables the FPU through CPACR before any float instruction and
 then calls newlib's start-up ``_start``), code at 0x00000000 and data at
-0x20000000 (:data:`LINKER_SCRIPT`), newlib's semihosting (``--specs=rdimon.specs``)
+0x20000000 (:data:`LINKER_SCRIPT`, sized to the board's memories), newlib's semihosting (``--specs=rdimon.specs``)
 for printf and the exit status.
 
 Instructions per step are counted on the emulated board itself (:func:`count_instructions`):
@@ -43,6 +45,8 @@ class Target:
     description: str
     flags: tuple[str, ...]
     machine: str
+    flash_kb: int = 4096
+    ram_kb: int = 4096
 
 
 TARGETS = {
@@ -50,6 +54,8 @@ TARGETS = {
                  ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"), "mps2-an386"),
     "m3": Target("m3", "Cortex-M3, no FPU (mps2-an385)", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
                  "mps2-an385"),
+    "m0": Target("m0", "Cortex-M0, no FPU (microbit, nRF51)", ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
+                 "microbit", 256, 16),
 }
 
 STARTUP_C = """/* Minimal start-up for the MPS2 boards under QEMU: vector table, FPU on, newlib's _start. */
@@ -78,8 +84,8 @@ void ternq_reset_handler(void)
 """
 
 LINKER_SCRIPT = """MEMORY {
-  FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
-  RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M
+  FLASH (rx) : ORIGIN = 0x00000000, LENGTH = %(flash_kb)dK
+  RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = %(ram_kb)dK
 }
 ENTRY(ternq_reset_handler)
 SECTIONS {
@@ -150,16 +156,20 @@ def run(exe: str | Path, timeout: float = 300) -> tuple[int, str]:
 def build_board(src: str | Path, target: str, out_dir: str | Path, main: str = "main.c") -> Path:
     """Cross-compile an export folder with its harness (``main``, a file of the folder) for a board; return the
     ELF path."""
+    elf = Path(out_dir) / f"ternq-{target}-{Path(main).stem}.elf"
+    return link_board(_sources(Path(src), main=main), target, out_dir, elf)
+
+
+def link_board(sources: list[str], target: str, out_dir: str | Path, elf: str | Path) -> Path:
+    """Cross-compile and link C or assembly ``sources`` with the board's start-up and linker script into ``elf``."""
     tg = TARGETS[target]
     out = Path(out_dir)
     (out / "startup.c").write_text(STARTUP_C)
-    (out / "mps2.ld").write_text(LINKER_SCRIPT)
-    elf = out / f"ternq-{target}-{Path(main).stem}.elf"
+    (out / "board.ld").write_text(LINKER_SCRIPT % {"flash_kb": tg.flash_kb, "ram_kb": tg.ram_kb})
     cmd = [ARM_GCC, *tg.flags, "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-           "--specs=rdimon.specs", "-T", str(out / "mps2.ld"), str(out / "startup.c"),
-           *_sources(Path(src), main=main), "-o", str(elf)]
+           "--specs=rdimon.specs", "-T", str(out / "board.ld"), str(out / "startup.c"), *sources, "-o", str(elf)]
     _check(_run(cmd), f"{target} cross-compile")
-    return elf
+    return Path(elf)
 
 
 def _qemu(elf: str | Path, target: str) -> list[str]:
@@ -211,40 +221,150 @@ def count_instructions(src: str | Path, target: str, integer: bool, timeout: flo
     every ``ternq_reset`` and ``ternq_step`` with the harness's loop around them (a few instructions per step).
 
     Counted by QEMU itself (see the module docstring): deterministic, the same on every run."""
+    return count_profile(src, target, integer, timeout)["instructions"]
+
+
+def count_profile(src: str | Path, target: str, integer: bool, timeout: float = 600) -> dict:
+    """:func:`profile` of the counting harness (:data:`COUNT_C`) over the export in ``src``."""
     with tempfile.TemporaryDirectory(prefix="ternq-count-") as tmp:
         out = Path(tmp)
         for name in ("ternq_model.h", "ternq_model.c", "golden.h"):
             shutil.copy(Path(src) / name, out / name)
         (out / "count.c").write_text(COUNT_C % {"ty": "int32_t" if integer else "float"})
         elf = build_board(out, target, out, main="count.c")
-        begin, end = b" ternq_mark_begin\n", b" ternq_mark_end\n"
-        cmd = [*_qemu(elf, target), "-singlestep", "-d", "exec,nochain", "-D", "/dev/stdout"]
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise ToolchainError(f"{QEMU} not found") from None
-        count, counting, done = 0, False, False
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:  # "Trace 0: <host> [<cs_base>/<pc>/<flags>/<cflags>] <symbol>"
-                if counting:
-                    if line.endswith(end):
-                        counting, done = False, True
-                    else:
-                        count += 1
-                elif not done and line.endswith(begin):
-                    counting, count = True, 1
-            rc = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        return profile(elf, target, timeout)
+
+
+# Cycles of the Cortex-M0 per instruction: Arm, "Cortex-M0 Technical Reference Manual" (DDI 0432C), section 3.3,
+# table 3-1 "Cortex-M0 instruction summary" (zero-wait-state memory). N is the number of registers in the list.
+M0_CYCLES = {
+    "alu": 1,           # moves, adds, subtracts, compares, logic, shifts, extends, reverses, ADR
+    "load_store": 2,    # LDR*/STR* of any size and addressing
+    "multiple": 1,      # LDM/STM/PUSH/POP: 1 + N; POP with PC: 4 + N
+    "pop_pc": 4,
+    "branch_taken": 3,  # B, B<cond> taken
+    "branch_not_taken": 1,
+    "bl": 4,
+    "bx": 3,            # BX, BLX (register)
+    "pc_write": 3,      # MOV/ADD with PC as the destination
+    "barrier": 4,       # DMB, DSB, ISB; MRS, MSR also 4 (3 for MRS, counted 4: none in a step)
+}
+M0_MULTIPLIER_CYCLES = {"mul1": 1, "mul32": 32}  # MULS: the fast single-cycle or the small iterative multiplier
+
+_OBJDUMP_LINE = re.compile(r"^\s*([0-9a-f]+):\t((?:[0-9a-f]{4} ?)+)\s*\t(\S+)\s*([^@;]*)")
+_CONDITIONS = ("eq", "ne", "cs", "cc", "hs", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le")
+
+
+def _register_count(operands: str) -> int:
+    body = operands[operands.index("{") + 1:operands.index("}")]
+    n = 0
+    for part in body.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = (int(r.strip().lstrip("r")) for r in part.split("-"))
+            n += b - a + 1
+        elif part:
+            n += 1
+    return n
+
+
+def _disassembly(elf: Path) -> dict[int, tuple[int, str, str]]:
+    """{address: (bytes, mnemonic without width suffix, operands)} of every Thumb instruction of ``elf``."""
+    proc = _check(_run(["arm-none-eabi-objdump", "-d", str(elf)]), "arm-none-eabi-objdump")
+    table = {}
+    for line in proc.stdout.splitlines():
+        m = _OBJDUMP_LINE.match(line)
+        if m and not m.group(3).startswith("."):
+            size = 2 * len(m.group(2).split())
+            table[int(m.group(1), 16)] = (size, m.group(3).split(".")[0], m.group(4).strip())
+    return table
+
+
+def instruction_class(mnemonic: str, operands: str) -> str:
+    """The :data:`M0_CYCLES` class of a Thumb instruction (``mul`` for MULS)."""
+    if mnemonic in ("mul", "muls"):
+        return "mul"
+    if mnemonic == "bl":
+        return "bl"
+    if mnemonic in ("bx", "blx"):
+        return "bx"
+    if mnemonic == "b" or (mnemonic.startswith("b") and mnemonic[1:] in _CONDITIONS):
+        return "branch"
+    if mnemonic in ("push", "pop", "ldm", "ldmia", "stm", "stmia"):
+        return "pop_pc" if mnemonic == "pop" and "pc" in operands else "multiple"
+    if mnemonic.startswith(("ldr", "str")):
+        return "load_store"
+    if mnemonic in ("dmb", "dsb", "isb", "mrs", "msr"):
+        return "barrier"
+    if mnemonic.startswith(("mov", "add")) and operands.split(",")[0].strip() == "pc":
+        return "pc_write"
+    return "alu"
+
+
+def profile(elf: str | Path, target: str, timeout: float = 600) -> dict:
+    """What the emulated board executes from the start of ``ternq_mark_begin`` to the start of ``ternq_mark_end``
+    in ``elf``: ``instructions``, ``muls`` and ``by_class`` (instructions per :func:`instruction_class`, branches
+    split into taken and not taken by the next address executed), and ``cycles`` under :data:`M0_CYCLES` with
+    each multiplier of :data:`M0_MULTIPLIER_CYCLES` (a Cortex-M0's timings, whatever ``target`` ran it).
+
+    Each logged translation block is one instruction (``-singlestep``); its address comes from the log line and
+    its instruction from the ELF's disassembly (``arm-none-eabi-objdump -d``)."""
+    code = _disassembly(Path(elf))
+    begin, end = b" ternq_mark_begin\n", b" ternq_mark_end\n"
+    cmd = [*_qemu(elf, target), "-singlestep", "-d", "exec,nochain", "-D", "/dev/stdout"]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ToolchainError(f"{QEMU} not found") from None
+    visits: dict[int, int] = {}
+    taken: dict[int, int] = {}
+    counting, done, prev = False, False, None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # "Trace 0: <host> [<cs_base>/<pc>/<flags>/<cflags>] <symbol>"
+            if not counting and (done or not line.endswith(begin)):
+                continue
+            if counting and line.endswith(end):
+                counting, done = False, True
+                pc = int(line.split(b"/", 2)[1], 16)
+            else:
+                counting = True
+                pc = int(line.split(b"/", 2)[1], 16)
+                visits[pc] = visits.get(pc, 0) + 1
+            if prev is not None and pc != prev + code.get(prev, (0,))[0]:
+                taken[prev] = taken.get(prev, 0) + 1
+            prev = pc
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise ToolchainError(f"{QEMU} did not finish within {timeout:g} s") from None
+    finally:
+        if proc.poll() is None:
             proc.kill()
-            raise ToolchainError(f"{QEMU} did not finish within {timeout:g} s") from None
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            proc.wait()
     if rc != 0 or not done:
         raise ToolchainError(f"the counting harness on {target} {'exited with ' + str(rc) if rc else 'ran no step'}")
-    return count
+    by_class: dict[str, int] = {}
+    base = 0  # cycles of everything but MULS
+    for pc, n in visits.items():
+        if pc not in code:
+            raise ToolchainError(f"address {pc:#x} executed on {target} is not in the disassembly")
+        _, mnemonic, operands = code[pc]
+        cls = instruction_class(mnemonic, operands)
+        if cls == "branch":
+            t = taken.get(pc, 0)
+            by_class["branch_taken"] = by_class.get("branch_taken", 0) + t
+            by_class["branch_not_taken"] = by_class.get("branch_not_taken", 0) + n - t
+            base += t * M0_CYCLES["branch_taken"] + (n - t) * M0_CYCLES["branch_not_taken"]
+            continue
+        by_class[cls] = by_class.get(cls, 0) + n
+        if cls in ("multiple", "pop_pc"):
+            base += n * (M0_CYCLES[cls] + _register_count(operands))
+        elif cls != "mul":
+            base += n * M0_CYCLES[cls]
+    muls = by_class.get("mul", 0)
+    return {"instructions": sum(visits.values()), "muls": muls, "by_class": by_class,
+            "cycles": {k: base + muls * c for k, c in M0_MULTIPLIER_CYCLES.items()}}
 
 
 def _object(src: Path, target: str, out: Path, extra: tuple[str, ...] = ()) -> Path:
