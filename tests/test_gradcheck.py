@@ -276,13 +276,13 @@ def test_format_rows_catch_a_planted_error_in_each_term():
         kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LEARNED and not freeze:  # the scale gradient of trits, not of the format's levels
             t = np.zeros_like(g)
-            kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, 1, t)
+            kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
             g[g_eff.size:] = t[g_eff.size:]
 
     def ternary_mask(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         t = np.zeros_like(g)  # the shadow weights' mask of ternary's one boundary
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, 1, t)
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
         g[: g_eff.size] = t[: g_eff.size]
 
     def lsq_scale_of_ternary(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
@@ -303,8 +303,8 @@ def test_format_rows_catch_a_planted_error_in_each_term():
                 gO = g_eff[o: o + O * H].reshape(O, H)
                 w, gw = (W[r], gW[r]) if r < 2 * H else (Wo[r - 2 * H], gO[r - 2 * H])
                 x = w / s[r]
-                k = np.sign(x) * np.minimum(np.floor(np.abs(x) + 0.5), qmax)
-                g[n + r] = np.sum(gw * (k - x * (np.abs(x) < 1))) / np.sqrt(w.size * qmax)
+                k = np.sign(x) * np.minimum(np.floor(np.abs(x) + 0.5), qmax[r])
+                g[n + r] = np.sum(gw * (k - x * (np.abs(x) < 1))) / np.sqrt(w.size * qmax[r])
 
     def unfrozen(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, False, qmax, g)

@@ -138,11 +138,11 @@ def test_twn_and_absmean_scales_follow_their_papers():
         assert scales[r] == pytest.approx(a[a > delta].mean(), rel=1e-12)
     # the effective weights: s * sign(w) where |w| > delta, else 0; baked, the notes' rounding gives the same
     p = np.empty(len(theta) - n_rows)
-    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), 1, p)
+    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), np.ones(n_rows, np.int64), p)
     pW = p[: W.size].reshape(W.shape)
     np.testing.assert_array_equal(pW, scales[:2 * H, None] * np.where(np.abs(W) > thr[:2 * H, None], np.sign(W), 0))
     baked = theta.copy()
-    bake(baked, I, H, O, True, thr, 1)
+    bake(baked, I, H, O, True, thr, np.ones(n_rows, np.int64))
     q = np.empty_like(p)
     quantize(baked, I, H, O, q)
     np.testing.assert_array_equal(q, p)
