@@ -390,7 +390,8 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format | 
                         numerical_grad(loss_of_scales, scales.copy(), np.arange(n_rows), h)))
     for kind, label, beta in STE_MASKS:
         g = run(theta, False, zeros, SCALE_LEARNED, False, kind, beta)
-        m = _per_format(q_w, lambda q, sel, kind=kind, beta=beta: format_mask(r[sel], beta, kind, q))
+        m = _per_format(q_w, lambda q, sel, kind=kind, beta=beta: protocol_mask(w[sel], s_row[sel], beta, kind)
+                        if q == 1 else format_mask(r[sel], beta, kind, q))  # a ternary row: the protocol's mask
         out.append(_compare(model, label, g[w_idx], g_w * m))
     if np.all(qmax != formats.BINARY):
         n_cols = np.bincount(rows, minlength=n_rows)
@@ -434,7 +435,7 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
 
     def run(use_thr, thr, live, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
         g = np.zeros_like(theta)
-        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, 1, g)
+        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, np.ones(n_rows, np.int64), g)
         return g
 
     g = run(False, zeros, ones, SCALE_LSQ, False)
