@@ -326,3 +326,26 @@ def test_format_rows_catch_a_planted_error_in_each_term():
         got = _format_rows(backward, name)
         failed = {block for block, r in got.items() if not r.ok}
         assert failed == rows, (backward.__name__, name, failed)
+
+
+def test_mixed_format_rows_pass_for_the_kernel_and_catch_one_format_for_all():
+    """A mixed student's rows (each matrix its own format) pass for the kernel; a backward that reads one
+    format for every row (the first row's) fails the rows of the other matrices' terms."""
+    from ternq.gradcheck import _Problem, format_rows, mixed_formats
+    from ternq.kernels.ternary import ste_ext
+
+    theta, (I, H, O), _, rows, w_idx = _ste_setup()
+
+    def got(backward):
+        prob = _Problem(stream(5, "test-format"), I, H, O, 2, 6, 0.0, None)
+        return {r.block: r.ok for r in format_rows(theta, I, H, O, prob, rows, w_idx, "m",
+                                                   mixed_formats("ternary+cand:int8+out:int4"), backward)}
+
+    def one_format(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze,
+                np.full_like(qmax, qmax[0]), g)
+
+    good = got(ste_ext)
+    assert len(good) == 6 and all(good.values()), good
+    bad = got(one_format)
+    assert not bad["dL/ds (levels frozen)"] and not bad["LSQ dL/ds (Esser et al.)"], bad
