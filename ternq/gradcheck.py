@@ -385,9 +385,11 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format | 
         return prob.loss(q)
 
     g = run(theta, False, zeros, SCALE_LEARNED, False)
-    h = 1e-2 * float(scales.min())  # a step below the scales (int8's are a 127th of a row's largest weight)
-    out.append(_compare(model, "dL/ds (levels frozen)", g[n_cell:],
-                        numerical_grad(loss_of_scales, scales.copy(), np.arange(n_rows), h)))
+    num = np.empty(n_rows)
+    for q in np.unique(qmax):  # a step below each format's scales (int8's are a 127th of a row's largest weight)
+        idx = np.flatnonzero(qmax == q)
+        num[idx] = numerical_grad(loss_of_scales, scales.copy(), idx, 1e-2 * float(scales[idx].min()))
+    out.append(_compare(model, "dL/ds (levels frozen)", g[n_cell:], num))
     for kind, label, beta in STE_MASKS:
         g = run(theta, False, zeros, SCALE_LEARNED, False, kind, beta)
         m = _per_format(q_w, lambda q, sel, kind=kind, beta=beta: protocol_mask(w[sel], s_row[sel], beta, kind)
