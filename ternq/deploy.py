@@ -259,6 +259,8 @@ class Deployable:
         if model.kind != "student":
             raise ValueError(f"this is a {model.kind}; only a quantized student can be deployed (exported or run "
                              "by 'ternq predict')")
+        if model.mixed:
+            raise ValueError(f"mixed formats are not deployable yet ({model.format_label})")
         I, H, O = model.dims
         levels = model.levels()
         nW = 2 * H * (I + H)

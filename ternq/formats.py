@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 BINARY = 0  # the qmax code of binary: sign levels, no zero
 
 
@@ -72,3 +74,53 @@ def weight_bytes(fmt: Format, n_in: int, hidden: int, n_out: int) -> int:
     float32 scale per row. Biases and tau (float32, the same in every format) are not counted."""
     n = 2 * hidden * (n_in + hidden) + n_out * hidden
     return fmt.packed_bytes(n) + 4 * (2 * hidden + n_out)
+
+
+# Mixed formats: each of the student's three matrices (W's first H rows, the gate's; its next H rows, the
+# candidate's; W_out) may take its own format. A matrix's setting "" takes the model's weight_format.
+MATRICES = ("gate", "cand", "out")
+
+
+def matrix_formats(weight_format: str, gate: str = "", cand: str = "", out: str = "") -> tuple[Format, Format, Format]:
+    """The formats of the gate, candidate and output matrices ("" takes ``weight_format``)."""
+    return tuple(get(m or weight_format) for m in (gate, cand, out))  # type: ignore[return-value]
+
+
+def label(weight_format: str, gate: str = "", cand: str = "", out: str = "") -> str:
+    """The name of a model's formats: ``weight_format`` alone, or with ``+matrix:format`` for each matrix of
+    another format (``ternary+cand:int8``); :func:`parse_label` reads it back."""
+    base = get(weight_format).name
+    rest = [f"{m}:{f.name}" for m, f in zip(MATRICES, matrix_formats(base, gate, cand, out), strict=True)
+            if f.name != base]
+    return "+".join([base, *rest])
+
+
+def parse_label(text: str) -> dict[str, str]:
+    """The settings (``weight_format`` and ``weight_format_<matrix>``) of a :func:`label`; ValueError naming what
+    is wrong otherwise."""
+    base, *rest = text.split("+")
+    out = {"weight_format": get(base).name}
+    for part in rest:
+        m, sep, f = part.partition(":")
+        if not sep or m not in MATRICES:
+            raise ValueError(f"{text!r}: a mixed format is <format>+<matrix>:<format>, matrix one of "
+                             f"{', '.join(MATRICES)}; not {part!r}")
+        key = f"weight_format_{m}"
+        if key in out:
+            raise ValueError(f"{text!r}: matrix {m} is given twice")
+        out[key] = get(f).name
+    return out
+
+
+def row_qmax(fmts: tuple[Format, Format, Format], hidden: int, n_out: int) -> np.ndarray:
+    """(2H + O,) int64: each row's format code (the kernels' ``qmax``), gate rows, candidate rows, output rows."""
+    return np.repeat(np.array([f.qmax for f in fmts], np.int64), [hidden, hidden, n_out])
+
+
+def weight_bytes_mixed(fmts: tuple[Format, Format, Format], n_in: int, hidden: int, n_out: int) -> int:
+    """:func:`weight_bytes` with each matrix of its own format: the matrices of one format packed as one stream,
+    plus one float32 scale per row (so that one format for all is :func:`weight_bytes`)."""
+    counts: dict[Format, int] = {}
+    for f, n in zip(fmts, (hidden * (n_in + hidden), hidden * (n_in + hidden), n_out * hidden), strict=True):
+        counts[f] = counts.get(f, 0) + n
+    return sum(f.packed_bytes(n) for f, n in counts.items()) + 4 * (2 * hidden + n_out)

@@ -22,6 +22,9 @@ A frontier file is a settings file (its sections on top of the recipe) plus a ``
     [frontier.widths]               # format -> widths
     ternary = [16, 24, 32, 48]
     int4 = [8, 12, 16, 20]
+    "ternary+cand:int8" = [16, 24]  # mixed: ternary, its candidate matrix int8 (ternq.formats.label)
+
+A mixed point trains as the others do; it is not deployable yet, so no instructions are counted for it.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def check_widths(widths: dict[str, tuple[int, ...]]) -> None:
     for fmt, ws in widths.items():
         where = f"frontier.widths.{fmt}"
         try:
-            formats.get(fmt)
+            formats.parse_label(fmt)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         if not ws:
@@ -139,19 +142,26 @@ def pairs(widths: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(ws[i], ws[min(i + 1, len(ws) - 1)]) for i in range(0, len(ws), 2)]
 
 
+def slug(fmt: str) -> str:
+    """A format label as a folder name and key part (``ternary+cand:int8`` -> ``ternary-cand-int8``)."""
+    return fmt.replace("+", "-").replace(":", "-")
+
+
 def cell_name(fmt: str, method: str, lo: int, hi: int) -> str:
-    return f"{fmt}{'-' + method.replace('+', '-') if method != QAT else ''}-h{lo}" + (f"-h{hi}" if hi != lo else "")
+    tag = slug(fmt) + ("-" + method.replace("+", "-") if method != QAT else "")
+    return f"{tag}-h{lo}" + (f"-h{hi}" if hi != lo else "")
 
 
 def words(fmt: str, method: str) -> Words:
     """How a frontier cell names its units: the format and method in every student's key."""
-    tag = fmt + ("" if method == QAT else "-" + method.replace("+", "-"))
+    tag = slug(fmt) + ("" if method == QAT else "-" + method.replace("+", "-"))
     return replace(GENERAL_WORDS, name="frontier", student_key=f"s{{seed}}/{tag}-h{{hidden}}")
 
 
 def format_changes(fmt: str) -> dict:
-    """The settings that make a student of format ``fmt`` (the one place the format's setting is named)."""
-    return {"student": {"weight_format": fmt}}
+    """The settings that make a student of format ``fmt``, one format or a mixed label (``ternary+cand:int8``:
+    :func:`ternq.formats.parse_label`) (the one place the format's settings are named)."""
+    return {"student": formats.parse_label(fmt)}
 
 
 def method_settings(base: ExperimentSettings, fmt: str, method: str) -> ExperimentSettings:
@@ -231,7 +241,7 @@ def parse_grid(items: list[str]) -> dict[str, tuple[int, ...]]:
     """``FORMAT=W1,W2,...`` items (the command line's ``--widths``) as a grid; :class:`ConfigError` otherwise."""
     grid: dict[str, tuple[int, ...]] = {}
     for text in items:
-        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*=\s*([^=]*)", text)
+        m = re.fullmatch(r"\s*([A-Za-z0-9_+:]+)\s*=\s*([^=]*)", text)
         if not m:
             raise ConfigError(f"widths: {text!r} is not FORMAT=W1,W2,... (e.g. int4=8,12,16)")
         fmt, body = m.groups()
@@ -329,6 +339,19 @@ class Point:
         return self.format + METHOD_LABEL[self.method]
 
 
+def is_mixed(fmt: str) -> bool:
+    """Whether a frontier format label names more than one format (``ternary+cand:int8``)."""
+    d = formats.parse_label(fmt)
+    return len(set(d.values())) > 1
+
+
+def label_bytes(fmt: str, n_in: int, hidden: int, n_out: int) -> int:
+    """The weight bytes of a student of the format label ``fmt`` (:func:`ternq.formats.weight_bytes_mixed`)."""
+    d = formats.parse_label(fmt)
+    fmts = formats.matrix_formats(d["weight_format"], *(d.get(f"weight_format_{m}", "") for m in formats.MATRICES))
+    return formats.weight_bytes_mixed(fmts, n_in, hidden, n_out)
+
+
 def float_weight_bytes(n_in: int, hidden: int, n_out: int) -> int:
     """The weights of a float model of that width as float32 (4 bytes each, no scales)."""
     return 4 * (2 * hidden * (n_in + hidden) + n_out * hidden)
@@ -357,8 +380,8 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
         for s in cr.doc["per_seed"]:
             for run_, row in zip(cr.plan.runs, s["runs"], strict=True):
                 key = (fc.format, fc.method, row["hidden"])
-                p = points.setdefault(key, Point(fc.format, fc.method, row["hidden"], formats.weight_bytes(
-                    formats.get(fc.format), n_in, row["hidden"], n_out)))
+                p = points.setdefault(key, Point(fc.format, fc.method, row["hidden"], label_bytes(
+                    fc.format, n_in, row["hidden"], n_out)))
                 if s["seed"] not in p.seeds:
                     p.seeds[s["seed"]] = row
                     models.setdefault(key, []).append(cr.results[cr.plan.students[run_.index, s["seed"]].digest][1])
@@ -370,9 +393,12 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
     note = counter.note
     t0 = time.perf_counter()
     if counter.available:
+        counted = [k for k in keys if not is_mixed(k[0])]  # a mixed model is not deployable yet: no count
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            measured = {k: list(pool.map(counter.count, models[k])) for k in keys}
+            measured = {k: list(pool.map(counter.count, models[k])) for k in counted}
         for k, p in zip(keys, ordered, strict=True):
+            if k not in measured:
+                continue
             budgets = measured[k]
             p.instructions = sum(b["instructions_per_step"] for b in budgets) / len(budgets)
             p.flash = max(b["flash"] for b in budgets)
@@ -414,11 +440,14 @@ def frontier_doc(spec: Frontier, cells: list[FrontierCell], outcome: Outcome, co
                 "info": {k: base[name][k] for k in ("orders", "order") if k in base[name]}} if name else None
     return {"ternq": "frontier", "version": RESULTS_VERSION, "task": task.describe(), "seeds": list(spec.seeds),
             "grid": {k: sorted(v) for k, v in spec.widths.items()}, "ptq": spec.ptq,
-            "recipe": {k: v for k, v in spec.base.to_dict()["student"].items() if k not in ("weight_format", "ptq")},
+            "recipe": {k: v for k, v in spec.base.to_dict()["student"].items()
+                       if k != "ptq" and not k.startswith("weight_format")},
             "teacher": spec.base.to_dict()["teacher"],
             "metric": first["metric"],
-            "weight_bytes": "levels packed (ternary 5 a byte, binary 8, intN 8 // N) plus a float32 scale per row; "
-                            "biases and tau not counted; floats: 4 bytes a weight",
+            "weight_bytes": "levels packed (ternary 5 a byte, binary 8, intN 8 // N; a mixed model's matrices each in "
+                            "its own format) plus a float32 scale per row; biases and tau not counted; floats: 4 "
+                            "bytes a weight",
+            "mixed_instructions": "mixed formats are not deployable yet: no instructions are counted for them",
             "instructions": {"counted": counter.available, "board": counter.board, "note": note,
                              "what": "instructions per step: the mean over seeds; flash and RAM: the largest"},
             "float_reference": {"what": "a float of each width trained with the student's whole budget (main epochs "

@@ -246,7 +246,7 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
 # Lane fields of the recipes, which the GPU kernels do not run (the CPU's batched kernel does)
 _RECIPE_FIELDS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
                   "beta_schedule", "progressive", "row_rank", "finetune_epochs", "finetune_lr", "adam_restart",
-                  "float_matrices")
+                  "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out")
 
 
 def _same_value(a, b) -> bool:

@@ -280,10 +280,28 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     prob = _Problem(rng, I, H, O, batch, steps, 0.0, None)
     for name in FORMAT_ROWS:
         results += format_rows(theta, I, H, O, prob, rows, w_idx, f"{name} student {shape}", formats.get(name))
+    for name in MIXED_ROWS:
+        results += format_rows(theta, I, H, O, prob, rows, w_idx, f"{name} student {shape}", mixed_formats(name))
     return results
 
 
 FORMAT_ROWS = ("binary", "int4", "int8")  # ternary's rows are the ones above
+MIXED_ROWS = ("ternary+cand:int8", "ternary+gate:int4+out:int8")  # a matrix of its own format: per-row terms
+
+
+def _per_format(q_w: np.ndarray, f) -> np.ndarray:
+    """An array over the weights, ``f(q, sel)`` filling the weights ``sel`` of each format code ``q``."""
+    out = np.empty(q_w.shape, np.float64)
+    for q in np.unique(q_w):
+        sel = q_w == q
+        out[sel] = f(int(q), sel)
+    return out
+
+
+def mixed_formats(name: str) -> tuple[formats.Format, formats.Format, formats.Format]:
+    """The matrices' formats of a mixed label (``ternary+cand:int8``)."""
+    d = formats.parse_label(name)
+    return formats.matrix_formats(d["weight_format"], *(d.get(f"weight_format_{m}", "") for m in formats.MATRICES))
 
 
 def format_level(r: np.ndarray, qmax: int) -> np.ndarray:
@@ -318,7 +336,7 @@ def format_mask(r: np.ndarray, beta: float, kind: int, qmax: int) -> np.ndarray:
     raise ValueError(f"unknown mask kind {kind}")
 
 
-def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
+def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format | tuple[formats.Format, ...],
                 backward=ste_ext) -> list[BlockResult]:
     """The rows of one weight format, for the shadow weights of ``theta`` with 0.8 times the format's starting
     scales (so that some weights lie beyond the largest level):
@@ -331,9 +349,12 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
     - the levels-frozen fine-tune on the baked weights ``s level`` (thresholds s/2): no shadow gradient,
       ``dL/ds = sum_j dL/dWeff_j level_j``.
 
-    ``backward`` is the kernel (:func:`ternq.kernels.ternary.ste_ext`) by default; tests pass a wrong one.
+    ``fmt`` is one format, or the gate's, candidate's and output matrix's (a mixed model: each row's terms in
+    its own format). ``backward`` is the kernel (:func:`ternq.kernels.ternary.ste_ext`) by default; tests pass
+    a wrong one.
     """
-    qmax = fmt.qmax
+    fmts = fmt if isinstance(fmt, tuple) else (fmt, fmt, fmt)
+    qmax = formats.row_qmax(fmts, H, O)  # per row
     theta = theta.copy()
     init_scales(theta, I, H, O, qmax)
     n_cell = theta.shape[0] - (2 * H + O)
@@ -345,7 +366,8 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
     w = theta[w_idx]
     s_row = scales[rows]
     r = w / s_row
-    lv = format_level(r, qmax)
+    q_w = qmax[rows]  # per weight
+    lv = _per_format(q_w, lambda q, sel: format_level(r[sel], q))
     g_eff = prob.loss_grad(p)[1]
     g_w = g_eff[w_idx]
     ones = np.ones(n_rows, np.int8)
@@ -363,16 +385,20 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format,
         return prob.loss(q)
 
     g = run(theta, False, zeros, SCALE_LEARNED, False)
-    h = 1e-2 * float(scales.min())  # a step below the scales (int8's are a 127th of a row's largest weight)
-    out.append(_compare(model, "dL/ds (levels frozen)", g[n_cell:],
-                        numerical_grad(loss_of_scales, scales.copy(), np.arange(n_rows), h)))
+    num = np.empty(n_rows)
+    for q in np.unique(qmax):  # a step below each format's scales (int8's are a 127th of a row's largest weight)
+        idx = np.flatnonzero(qmax == q)
+        num[idx] = numerical_grad(loss_of_scales, scales.copy(), idx, 1e-2 * float(scales[idx].min()))
+    out.append(_compare(model, "dL/ds (levels frozen)", g[n_cell:], num))
     for kind, label, beta in STE_MASKS:
         g = run(theta, False, zeros, SCALE_LEARNED, False, kind, beta)
-        out.append(_compare(model, label, g[w_idx], g_w * format_mask(r, beta, kind, qmax)))
-    if qmax != formats.BINARY:
+        m = _per_format(q_w, lambda q, sel, kind=kind, beta=beta: protocol_mask(w[sel], s_row[sel], beta, kind)
+                        if q == 1 else format_mask(r[sel], beta, kind, q))  # a ternary row: the protocol's mask
+        out.append(_compare(model, label, g[w_idx], g_w * m))
+    if np.all(qmax != formats.BINARY):
         n_cols = np.bincount(rows, minlength=n_rows)
         g = run(theta, False, zeros, SCALE_LSQ, False)
-        lsq = np.bincount(rows, g_w * (lv - r * (np.abs(r) < qmax)), n_rows) / np.sqrt(n_cols * qmax)
+        lsq = np.bincount(rows, g_w * (lv - r * (np.abs(r) < q_w)), n_rows) / np.sqrt(n_cols * qmax)
         out.append(_compare(model, "LSQ dL/ds (Esser et al.)", g[n_cell:], lsq))
     baked = theta.copy()
     baked[w_idx] = s_row * lv
@@ -411,7 +437,7 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
 
     def run(use_thr, thr, live, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
         g = np.zeros_like(theta)
-        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, 1, g)
+        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, np.ones(n_rows, np.int64), g)
         return g
 
     g = run(False, zeros, ones, SCALE_LSQ, False)

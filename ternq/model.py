@@ -53,11 +53,35 @@ class Model:
     meta: dict = field(default_factory=dict)
     weight_format: str = "ternary"
     float_matrices: str = "none"
+    weight_format_gate: str = ""
+    weight_format_cand: str = ""
+    weight_format_out: str = ""
 
     @property
     def format(self) -> formats.Format:
         """The :class:`ternq.formats.Format` of ``weight_format``."""
         return formats.get(self.weight_format)
+
+    @property
+    def matrix_formats(self) -> tuple[formats.Format, formats.Format, formats.Format]:
+        """The gate's, candidate's and output matrix's formats ("" takes ``weight_format``)."""
+        return formats.matrix_formats(self.weight_format, self.weight_format_gate, self.weight_format_cand,
+                                      self.weight_format_out)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the matrices are of more than one format."""
+        return len({f.name for f in self.matrix_formats}) > 1
+
+    @property
+    def format_label(self) -> str:
+        """The formats' name: ``ternary``, or ``ternary+cand:int8`` for a mixed model (:func:`formats.label`)."""
+        return formats.label(self.weight_format, self.weight_format_gate, self.weight_format_cand,
+                             self.weight_format_out)
+
+    def row_qmax(self) -> np.ndarray:
+        """(2H + O,) int64: each row's format code, the kernels' ``qmax``."""
+        return formats.row_qmax(self.matrix_formats, self.hidden, self.n_out)
 
     @property
     def n_cell(self) -> int:
@@ -73,7 +97,7 @@ class Model:
         if self.kind == "teacher":
             return theta
         p = np.empty(self.n_cell, dtype)
-        quantize(theta, *self.dims, p, self.format.qmax, self.quantized_rows())
+        quantize(theta, *self.dims, p, self.row_qmax(), self.quantized_rows())
         return p
 
     def quantized_rows(self) -> np.ndarray:
@@ -109,8 +133,8 @@ class Model:
 
     def trits(self) -> np.ndarray:
         """A ternary student's trits: :meth:`levels` (ValueError for another format)."""
-        if self.kind == "student" and self.weight_format != "ternary":
-            raise ValueError(f"a {self.weight_format} student has levels, not trits")
+        if self.kind == "student" and self.format_label != "ternary":
+            raise ValueError(f"a {self.format_label} student has levels, not trits")
         return self.levels()
 
     def zero_share(self) -> float:
@@ -119,11 +143,12 @@ class Model:
 
     def weight_bytes(self) -> int:
         """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes`)."""
-        return formats.weight_bytes(self.format, *self.dims)
+        return formats.weight_bytes_mixed(self.matrix_formats, *self.dims)
 
     def copy(self) -> Model:
         return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta),
-                     self.weight_format, self.float_matrices)
+                     self.weight_format, self.float_matrices, self.weight_format_gate, self.weight_format_cand,
+                     self.weight_format_out)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename).
@@ -140,10 +165,13 @@ class Model:
             header["weight_format"] = self.format.name
             if self.float_matrices != "none":
                 header["float_matrices"] = self.float_matrices
+            for m, f in zip(formats.MATRICES, self.matrix_formats, strict=True):
+                if f.name != self.format.name:  # a file of one format stays as it was
+                    header[f"weight_format_{m}"] = f.name
         # a student also carries its levels (what it runs), for readers other than ternq
         extra = {}
         if self.kind == "student":
-            extra = {"trits" if self.weight_format == "ternary" else "levels": self.levels()}
+            extra = {"trits" if self.format_label == "ternary" else "levels": self.levels()}
         buf = io.BytesIO()
         np.savez(buf, theta=self.theta, header=np.array(json.dumps(header)), **extra)
         atomic_write_bytes(path, buf.getvalue())
@@ -181,6 +209,12 @@ class Model:
                 float_matrices = header.get("float_matrices", "none")
                 if float_matrices not in FLOAT_MATRICES:
                     raise ModelFileError(f"model file {path} has an unknown float_matrices {float_matrices!r}")
+                matrix = {}
+                for m in formats.MATRICES:
+                    f = header.get(f"weight_format_{m}", "")
+                    if not isinstance(f, str) or (f and f not in formats.FORMATS):
+                        raise ModelFileError(f"model file {path} has an unknown weight format {f!r} for {m}")
+                    matrix[f"weight_format_{m}"] = f
                 want = n_params(*dims) + (n_scales(dims[1], dims[2]) if kind == "student" else 0)
                 theta = files.read_npz_member(zf, members["theta"], (want,), "f", f"model file {path}")
         except files.FileInputError as exc:
@@ -194,7 +228,7 @@ class Model:
             theta = theta.astype(np.float32)
         if not np.all(np.isfinite(theta)):
             raise ModelFileError(f"model file {path} holds non-finite parameters")
-        model = cls(kind, *dims, theta, meta, weight_format, float_matrices)
+        model = cls(kind, *dims, theta, meta, weight_format, float_matrices, **matrix)
         if kind == "student" and not np.all(theta[model.n_cell:] > 0):
             raise ModelFileError(f"model file {path} holds a scale that is not positive")
         return model
@@ -275,14 +309,18 @@ def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: in
     return Model("teacher", n_in, hidden, n_out, theta)
 
 
-def student_from(teacher: Model, weight_format: str = "ternary", float_matrices: str = "none") -> Model:
+def student_from(teacher: Model, weight_format: str = "ternary", float_matrices: str = "none",
+                 weight_format_gate: str = "", weight_format_cand: str = "", weight_format_out: str = "") -> Model:
     """A student of ``weight_format`` that starts as a copy of ``teacher``, with the format's starting row scales
     (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax), and the part
-    ``float_matrices`` kept in float."""
+    ``float_matrices`` kept in float; a matrix's ``weight_format_<matrix>`` ("": ``weight_format``) its own."""
     fmt = formats.get(weight_format)
+    fmts = formats.matrix_formats(fmt.name, weight_format_gate, weight_format_cand, weight_format_out)
+    matrix = {f"weight_format_{m}": f.name if f.name != fmt.name else ""
+              for m, f in zip(formats.MATRICES, fmts, strict=True)}
     theta = np.concatenate([teacher.theta.astype(np.float32),
                             np.zeros(n_scales(teacher.hidden, teacher.n_out), np.float32)])
-    init_scales(theta, *teacher.dims, fmt.qmax)
+    init_scales(theta, *teacher.dims, formats.row_qmax(fmts, teacher.hidden, teacher.n_out))
     quantized_rows(teacher.hidden, teacher.n_out, float_matrices)  # checks the name
     return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta, weight_format=fmt.name,
-                 float_matrices=float_matrices)
+                 float_matrices=float_matrices, **matrix)

@@ -356,7 +356,8 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
             raise ValueError(f"need float teachers of width {H}")
         if (t.n_in, t.n_out) != (task.n_in, task.n_out):
             raise ValueError(f"teacher has {t.n_in} inputs / {t.n_out} outputs, the task {task.n_in} / {task.n_out}")
-    models = [student_from(t, c.weight_format, c.float_matrices) for t, c in zip(teachers, cfgs, strict=True)]
+    models = [student_from(t, c.weight_format, c.float_matrices, c.weight_format_gate, c.weight_format_cand,
+                           c.weight_format_out) for t, c in zip(teachers, cfgs, strict=True)]
     lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
     if cfgs[0].total_epochs == 0:  # plain post-training quantization: nothing trains
         n_rows = n_scales(H, task.n_out)

@@ -326,6 +326,14 @@ class StudentSettings(OptimiserSettings):
     weight_format: str = setting("ternary", "What the weights are: ternary, binary (+-1) or int2..int8 (symmetric "
                                  "signed levels), each times a float32 scale per row.", choices=formats.FORMATS,
                                  flag="--weight-format")
+    # Mixed formats: a matrix of its own format ("": weight_format's), to place a mostly ternary student between
+    # the formats on the error-vs-bytes front (the candidate matrix carries most of ternary's error).
+    weight_format_gate: str = setting("", "The gate matrix's (W's first H rows) weight format; empty: weight_format.",
+                                      choices=("", *formats.FORMATS), flag="--weight-format-gate")
+    weight_format_cand: str = setting("", "The candidate matrix's (W's next H rows) weight format; empty: "
+                                      "weight_format.", choices=("", *formats.FORMATS), flag="--weight-format-cand")
+    weight_format_out: str = setting("", "The output matrix's (W_out) weight format; empty: weight_format.",
+                                     choices=("", *formats.FORMATS), flag="--weight-format-out")
     adam_restart: bool = setting(False, "Restart Adam's moments and step count for the parameters that join: each "
                                  "row's scale when progressive quantization takes its row, and the scales, biases "
                                  "and tau at the fine-tune's start (else their first steps are oversized).")
@@ -345,13 +353,17 @@ class StudentSettings(OptimiserSettings):
             raise SettingsError("alpha", f"values must lie in [0, 1), not {list(self.alpha)}")
         if not all(b > 0 for b in self.beta):
             raise SettingsError("beta", f"values must be positive, not {list(self.beta)}")
-        fmt = formats.get(self.weight_format)
-        if self.scale_mode in ("absmean", "twn") and fmt.qmax != 1:
-            raise SettingsError("scale_mode", f"{self.scale_mode} recomputes ternary scales; weight_format "
-                                f"{self.weight_format} takes learned or lsq")
-        if self.scale_mode == "lsq" and fmt.qmax == formats.BINARY:
-            raise SettingsError("scale_mode", "lsq's gradient is of a rounding step, which binary's sign has not; "
-                                "weight_format binary takes learned")
+        for m, fmt in zip(formats.MATRICES, self.matrix_formats, strict=True):
+            key = "weight_format" if fmt.name == self.weight_format else f"weight_format_{m}"
+            if self.scale_mode in ("absmean", "twn") and fmt.qmax != 1:
+                raise SettingsError("scale_mode", f"{self.scale_mode} recomputes ternary scales; {key} "
+                                    f"{fmt.name} takes learned or lsq")
+            if self.scale_mode == "lsq" and fmt.qmax == formats.BINARY:
+                raise SettingsError("scale_mode", f"lsq's gradient is of a rounding step, which binary's sign has "
+                                    f"not; {key} binary takes learned")
+            if self.float_matrices == m and getattr(self, f"weight_format_{m}"):
+                raise SettingsError(f"weight_format_{m}", f"float_matrices {m} keeps that matrix in float: it has "
+                                    "no weight format")
         if self.ptq:
             qat = [k for k in ("distill", "progressive", "distill_output") if getattr(self, k)]
             if qat:
@@ -362,6 +374,18 @@ class StudentSettings(OptimiserSettings):
     def qmax(self) -> int:
         """The kernels' code of ``weight_format`` (:mod:`ternq.formats`)."""
         return formats.get(self.weight_format).qmax
+
+    @property
+    def matrix_formats(self) -> tuple[formats.Format, formats.Format, formats.Format]:
+        """The gate's, candidate's and output matrix's formats (:func:`ternq.formats.matrix_formats`)."""
+        return formats.matrix_formats(self.weight_format, self.weight_format_gate, self.weight_format_cand,
+                                      self.weight_format_out)
+
+    @property
+    def format_label(self) -> str:
+        """The formats' name, ``ternary`` or ``ternary+cand:int8`` (:func:`ternq.formats.label`)."""
+        return formats.label(self.weight_format, self.weight_format_gate, self.weight_format_cand,
+                             self.weight_format_out)
 
     @property
     def total_epochs(self) -> int:

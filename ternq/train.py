@@ -81,7 +81,7 @@ class TeacherConfig(TeacherSettings):
 
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
                "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format", "adam_restart",
-               "float_matrices")
+               "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out")
 
 
 def uses_recipe(cfg: StudentSettings) -> bool:
@@ -178,6 +178,9 @@ class Lane:
     weight_format: str = StudentSettings.weight_format
     adam_restart: bool = StudentSettings.adam_restart
     float_matrices: str = StudentSettings.float_matrices
+    weight_format_gate: str = StudentSettings.weight_format_gate
+    weight_format_cand: str = StudentSettings.weight_format_cand
+    weight_format_out: str = StudentSettings.weight_format_out
 
     @classmethod
     def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
@@ -188,7 +191,14 @@ class Lane:
         return cls(cfg.lr, cfg.lr_min, cfg.schedule, cfg.clip, cfg.mask if cfg.shaped else None, tuple(cfg.beta),
                    tuple(cfg.alpha), cfg.distill, distill_hidden, cfg.distill_output, cfg.alpha_schedule,
                    cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
-                   cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format, cfg.adam_restart, cfg.float_matrices)
+                   cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format, cfg.adam_restart, cfg.float_matrices,
+                   cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out)
+
+    def row_qmax(self, hidden: int, n_out: int) -> np.ndarray:
+        """(2H + O,) int64: each row's format code (:func:`ternq.formats.row_qmax`)."""
+        return formats.row_qmax(formats.matrix_formats(self.weight_format, self.weight_format_gate,
+                                                       self.weight_format_cand, self.weight_format_out),
+                                hidden, n_out)
 
     @property
     def uses_teacher(self) -> bool:
@@ -213,7 +223,10 @@ class Lane:
             raise ValueError("only students have recipe settings")
         for key, known in (("alpha_schedule", ALPHA_SCHEDULES), ("output_weight", OUTPUT_WEIGHTS),
                            ("scale_mode", SCALE_MODES), ("beta_schedule", BETA_SCHEDULES),
-                           ("weight_format", formats.FORMATS), ("float_matrices", FLOAT_MATRICES)):
+                           ("weight_format", formats.FORMATS), ("float_matrices", FLOAT_MATRICES),
+                           ("weight_format_gate", ("", *formats.FORMATS)),
+                           ("weight_format_cand", ("", *formats.FORMATS)),
+                           ("weight_format_out", ("", *formats.FORMATS))):
             if getattr(self, key) not in known:
                 raise ValueError(f"{key} must be one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
 
@@ -246,7 +259,7 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             scale_mode=np.array([SCALE_MODES[lane.scale_mode]], np.int64),
             progressive=np.array([lane.progressive], np.float64),
             row_rank=np.ascontiguousarray(rank, np.int64).reshape(rows, 1),
-            qmax=np.array([formats.get(lane.weight_format).qmax], np.int64),
+            qmax=lane.row_qmax(hidden, n_out).reshape(rows, 1),
             adam_restart=np.array([lane.adam_restart], np.bool_),
             quantized=quantized_rows(hidden, n_out, lane.float_matrices).reshape(rows, 1))
 
@@ -261,7 +274,7 @@ def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.nd
     if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
         recompute_scales(theta, *dims, kind, thr)
     bake_rows(theta, *dims, frozen or kind == SCALE_TWN, thr, quantized_rows(dims[1], dims[2], lane.float_matrices),
-              formats.get(lane.weight_format).qmax)
+              lane.row_qmax(dims[1], dims[2]))
 
 
 def _run(theta, chunks, dims, lane: Lane, E: int, student: bool, teacher_p, progress, steps=100):
@@ -342,7 +355,8 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     cfg.validate()
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
-    model = student_from(teacher, cfg.weight_format, cfg.float_matrices)
+    model = student_from(teacher, cfg.weight_format, cfg.float_matrices, cfg.weight_format_gate,
+                         cfg.weight_format_cand, cfg.weight_format_out)
     lane = Lane.of(cfg, *recipe_arrays(teacher, task, cfg, seed))
     E = cfg.total_epochs
     if E == 0:  # plain post-training quantization: nothing trains
@@ -478,7 +492,7 @@ def loss_and_grad(model: Model, X: np.ndarray, Y: np.ndarray, *, alpha: float = 
         return float(loss), g_eff
     g = np.zeros_like(theta)
     kind = MASK_NONE if mask is None else MASKS[mask]
-    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.format.qmax)
+    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.row_qmax())
     return float(loss), g
 
 

@@ -90,7 +90,7 @@ def test_starting_scales_per_format():
     assert (np.abs(lv).max(axis=1) == 127).all()  # every row reaches its largest level, none clips beyond
     theta = t.theta.astype(np.float64)
     theta = np.concatenate([theta, np.zeros(2 * H + O)])
-    init_scales(theta, I, H, O, 7)
+    init_scales(theta, I, H, O, np.full(2 * H + O, 7, np.int64))
     np.testing.assert_allclose(theta[n: n + 2 * H], np.abs(W).max(axis=1) / 7, rtol=1e-6)
 
 
@@ -205,6 +205,9 @@ def test_every_format_batched_gives_the_single_path_bits(teacher):
     ({"weight_format": "binary", "scale_mode": "lsq"}, "scale_mode"),
     ({"ptq": True, "distill": True}, "ptq"),
     ({"ptq": True, "progressive": 0.5}, "ptq"),
+    ({"weight_format_cand": "int8", "scale_mode": "absmean"}, "scale_mode"),
+    ({"weight_format_out": "binary", "scale_mode": "lsq"}, "scale_mode"),
+    ({"weight_format_gate": "int4", "float_matrices": "gate"}, "weight_format_gate"),
 ])
 def test_settings_refuse_what_makes_no_sense(kw, key):
     with pytest.raises(SettingsError) as exc:
@@ -270,3 +273,75 @@ def test_student_command_trains_a_format_and_ptq(tmp_path, capsys):
     assert model.weight_format == "int8" and np.abs(model.levels()).max() == 127
     one_line_exit_2(["student", "--hidden", "4", "--epochs", "20", "--task", "sine", "--weight-format", "int8",
                      "--ptq", "--distill", "-q", "--out", str(out)], capsys, "ptq")
+
+
+# ---------------------------------------------------------------- mixed formats: a format per matrix
+
+def test_mixed_label_reads_back_and_refuses_nonsense():
+    assert formats.label("ternary", cand="int8") == "ternary+cand:int8"
+    assert formats.label("ternary", gate="ternary") == "ternary"  # a matrix of the model's own format: not mixed
+    d = formats.parse_label("ternary+gate:int4+out:int8")
+    assert d == {"weight_format": "ternary", "weight_format_gate": "int4", "weight_format_out": "int8"}
+    for bad, needle in (("ternary+w:int8", "matrix one of"), ("ternary+cand:int9", "unknown weight format"),
+                        ("ternary+cand:int8+cand:int4", "given twice"), ("ternary+cand", "matrix one of")):
+        with pytest.raises(ValueError, match=needle):
+            formats.parse_label(bad)
+
+
+def test_mixed_weight_bytes_pack_each_matrix_in_its_format():
+    """Counted by hand: lorenz-sized (3 in, 3 out), H = 16: each of W's halves is 16 x 19 = 304 weights, W_out
+    48; 35 float32 scales."""
+    t, i8, i4 = formats.get("ternary"), formats.get("int8"), formats.get("int4")
+    assert formats.weight_bytes_mixed((t, i8, t), 3, 16, 3) == -(-(304 + 48) // 5) + 304 + 4 * 35
+    assert formats.weight_bytes_mixed((i4, t, i8), 3, 16, 3) == 152 + -(-304 // 5) + 48 + 4 * 35
+    for f in formats.FORMATS.values():  # one format for all is the one-stream count
+        assert formats.weight_bytes_mixed((f, f, f), 3, 16, 3) == formats.weight_bytes(f, 3, 16, 3)
+
+
+def test_mixed_student_quantizes_each_matrix_in_its_format(tmp_path):
+    """A mixed student's effective weights are, matrix by matrix, the oracle's quantizer of that matrix's format
+    (the kernel reads each row's qmax), and its model file keeps the formats; an old file (no per-matrix keys)
+    reads as one format."""
+    for dtype in (np.float32, np.float64):
+        theta = random_student(127, dtype, 4)
+        qmax = np.repeat(np.array([1, 127, 7], np.int64), [H, H, O])
+        p = np.empty(theta.size - (2 * H + O), dtype)
+        quantize(theta, I, H, O, p, qmax)
+        nW = 2 * H * (I + H)
+        for rows, q in ((slice(0, H), 1), (slice(H, 2 * H), 127)):
+            want = oracle.quantize_format(theta, I, H, O, q)
+            np.testing.assert_array_equal(p[:nW].reshape(2 * H, -1)[rows], want[:nW].reshape(2 * H, -1)[rows])
+        o = nW + 3 * H
+        np.testing.assert_array_equal(p[o: o + O * H], oracle.quantize_format(theta, I, H, O, 7)[o: o + O * H])
+    s = student_from(init_teacher(H, stream(0, "t"), I, O), "ternary", weight_format_cand="int8",
+                     weight_format_out="int4")
+    lv = s.levels()
+    nW = 2 * H * (I + H)
+    assert np.abs(lv[: H * (I + H)]).max() == 1 and np.abs(lv[H * (I + H): nW]).max() == 127
+    assert np.abs(lv[nW:]).max() == 7
+    assert s.mixed and s.format_label == "ternary+cand:int8+out:int4"
+    s.save(tmp_path / "m.npz")
+    back = Model.load(tmp_path / "m.npz")
+    assert back.format_label == s.format_label and np.array_equal(back.params(), s.params())
+    plain = student_from(init_teacher(H, stream(0, "t"), I, O), "int4")
+    plain.save(tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as z:
+        assert not any(k.startswith("weight_format_") for k in json.loads(str(z["header"])))
+    assert not Model.load(tmp_path / "p.npz").mixed
+    with pytest.raises(ValueError, match="mixed formats are not deployable yet"):
+        from ternq.deploy import Deployable
+        Deployable.from_model(s)
+
+
+def test_mixed_student_trains_and_its_int_rows_keep_their_levels(teacher):
+    cfg = StudentConfig(hidden=teacher.hidden, epochs=6, batch=4, finetune_epochs=3, weight_format_cand="int8")
+    model, _ = train_student(teacher, TASK, cfg, 0)
+    assert model.format_label == "ternary+cand:int8"
+    lv = model.levels()
+    h, n = teacher.hidden, teacher.hidden + teacher.n_in
+    assert set(np.unique(lv[: h * n])) <= {-1, 0, 1} and np.abs(lv[h * n: 2 * h * n]).max() > 1
+
+
+def test_mixed_format_is_a_factor():
+    f = parse_factor("student.weight_format_cand=ternary,int8")
+    assert (f.low, f.high) == ("ternary", "int8")

@@ -131,6 +131,8 @@ def test_cells_share_units_and_set_the_format():
     (["int4="], "positive integers"),
     (["int4 8,12"], "is not FORMAT="),
     (["int4=8", "int4=12"], "given twice"),
+    (["ternary+cand:int9=8"], "unknown weight format"),
+    (["ternary+core:int8=8"], "matrix one of"),
 ])
 def test_bad_grid(items, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -287,3 +289,15 @@ def test_no_toolchain_says_so(monkeypatch):
     monkeypatch.setattr(toolchain, "missing", lambda target=None, emulator=True: ["qemu-system-arm"])
     c = instruction_counter("m4")
     assert not c.available and c.note == "not counted (no toolchain: qemu-system-arm missing)"
+
+
+def test_mixed_points_name_their_settings_and_bytes():
+    from ternq import formats
+    from ternq.frontier import format_changes, label_bytes, parse_grid
+
+    assert format_changes("ternary+cand:int8") == {"student": {"weight_format": "ternary",
+                                                               "weight_format_cand": "int8"}}
+    assert parse_grid(["ternary+cand:int8=16,24"]) == {"ternary+cand:int8": (16, 24)}
+    t, i8 = formats.get("ternary"), formats.get("int8")
+    assert label_bytes("ternary+cand:int8", 3, 16, 3) == formats.weight_bytes_mixed((t, i8, t), 3, 16, 3)
+    assert label_bytes("int8", 3, 16, 3) == formats.weight_bytes(i8, 3, 16, 3)

@@ -276,13 +276,13 @@ def test_format_rows_catch_a_planted_error_in_each_term():
         kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LEARNED and not freeze:  # the scale gradient of trits, not of the format's levels
             t = np.zeros_like(g)
-            kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, 1, t)
+            kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
             g[g_eff.size:] = t[g_eff.size:]
 
     def ternary_mask(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         t = np.zeros_like(g)  # the shadow weights' mask of ternary's one boundary
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, 1, t)
+        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
         g[: g_eff.size] = t[: g_eff.size]
 
     def lsq_scale_of_ternary(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
@@ -303,8 +303,8 @@ def test_format_rows_catch_a_planted_error_in_each_term():
                 gO = g_eff[o: o + O * H].reshape(O, H)
                 w, gw = (W[r], gW[r]) if r < 2 * H else (Wo[r - 2 * H], gO[r - 2 * H])
                 x = w / s[r]
-                k = np.sign(x) * np.minimum(np.floor(np.abs(x) + 0.5), qmax)
-                g[n + r] = np.sum(gw * (k - x * (np.abs(x) < 1))) / np.sqrt(w.size * qmax)
+                k = np.sign(x) * np.minimum(np.floor(np.abs(x) + 0.5), qmax[r])
+                g[n + r] = np.sum(gw * (k - x * (np.abs(x) < 1))) / np.sqrt(w.size * qmax[r])
 
     def unfrozen(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, False, qmax, g)
@@ -326,3 +326,26 @@ def test_format_rows_catch_a_planted_error_in_each_term():
         got = _format_rows(backward, name)
         failed = {block for block, r in got.items() if not r.ok}
         assert failed == rows, (backward.__name__, name, failed)
+
+
+def test_mixed_format_rows_pass_for_the_kernel_and_catch_one_format_for_all():
+    """A mixed student's rows (each matrix its own format) pass for the kernel; a backward that reads one
+    format for every row (the first row's) fails the rows of the other matrices' terms."""
+    from ternq.gradcheck import _Problem, format_rows, mixed_formats
+    from ternq.kernels.ternary import ste_ext
+
+    theta, (I, H, O), _, rows, w_idx = _ste_setup()
+
+    def got(backward):
+        prob = _Problem(stream(5, "test-format"), I, H, O, 2, 6, 0.0, None)
+        return {r.block: r.ok for r in format_rows(theta, I, H, O, prob, rows, w_idx, "m",
+                                                   mixed_formats("ternary+cand:int8+out:int4"), backward)}
+
+    def one_format(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze,
+                np.full_like(qmax, qmax[0]), g)
+
+    good = got(ste_ext)
+    assert len(good) == 6 and all(good.values()), good
+    bad = got(one_format)
+    assert not bad["dL/ds (levels frozen)"] and not bad["LSQ dL/ds (Esser et al.)"], bad

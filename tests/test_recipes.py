@@ -39,7 +39,8 @@ ROOT = Path(__file__).parent.parent
 CHANGED = {"distill_hidden": "normalised", "distill_output": 0.5, "alpha_schedule": "early", "alpha_until": 0.3,
            "output_weight": "1", "scale_mode": "lsq", "beta_schedule": "geometric", "progressive": 0.5,
            "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4", "adam_restart": True,
-           "float_matrices": "cand"}
+           "float_matrices": "cand", "weight_format_gate": "int4", "weight_format_cand": "int8",
+           "weight_format_out": "int8"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
                                        ("alpha_until", 0.0), ("output_weight", "2"), ("scale_mode", "bwn"),
                                        ("beta_schedule", "exp"), ("progressive", -0.1), ("finetune_epochs", -1),
                                        ("finetune_lr", 0.0), ("progressive", float("nan")),
-                                       ("float_matrices", "recurrent")])
+                                       ("float_matrices", "recurrent"), ("weight_format_cand", "int9")])
 def test_bad_recipe_settings_name_their_key(key, value):
     with pytest.raises(SettingsError, match=f"^{key}:"):
         replace(StudentConfig(), **{key: value}).validate()
@@ -95,7 +96,8 @@ def _loop_inputs(dtype, H=5, E=24, seed=1):
 
 
 RECIPES = [{k: v} for k, v in CHANGED.items() if k != "finetune_epochs"] + [
-    {k: v for k, v in CHANGED.items() if k != "finetune_epochs"},
+    {k: v for k, v in CHANGED.items() if k not in ("finetune_epochs", "weight_format_cand")},  # cand is float
+    {"weight_format_cand": "int8", "weight_format_out": "int4", "progressive": 0.5, "adam_restart": True},
     {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
     {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},
     {"beta_schedule": "cosine", "alpha_schedule": "constant"}, {},
@@ -138,11 +140,11 @@ def test_twn_and_absmean_scales_follow_their_papers():
         assert scales[r] == pytest.approx(a[a > delta].mean(), rel=1e-12)
     # the effective weights: s * sign(w) where |w| > delta, else 0; baked, the notes' rounding gives the same
     p = np.empty(len(theta) - n_rows)
-    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), 1, p)
+    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), np.ones(n_rows, np.int64), p)
     pW = p[: W.size].reshape(W.shape)
     np.testing.assert_array_equal(pW, scales[:2 * H, None] * np.where(np.abs(W) > thr[:2 * H, None], np.sign(W), 0))
     baked = theta.copy()
-    bake(baked, I, H, O, True, thr, 1)
+    bake(baked, I, H, O, True, thr, np.ones(n_rows, np.int64))
     q = np.empty_like(p)
     quantize(baked, I, H, O, q)
     np.testing.assert_array_equal(q, p)

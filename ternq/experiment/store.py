@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import formats
 from ..jsonsafe import dumps
 from ..model import FORMAT_VERSION, Model, ModelFileError, atomic_write_bytes
 from .units import UNIT_FORMAT, UNIT_VERSION, Result, Unit
@@ -46,6 +47,11 @@ def encode(unit: Unit, fig: dict, model: Model) -> bytes:
               "hidden": model.hidden, "n_out": model.n_out, "meta": model.meta}
     if model.kind == "student":
         header["weight_format"] = model.weight_format  # read back by Model.load: a resumed int8 student stays int8
+        if model.float_matrices != "none":
+            header["float_matrices"] = model.float_matrices
+        for m, f in zip(formats.MATRICES, model.matrix_formats, strict=True):
+            if f.name != model.format.name:  # a mixed student stays mixed
+                header[f"weight_format_{m}"] = f.name
     record = {"format": UNIT_FORMAT, "version": UNIT_VERSION, "key": unit.key, "digest": unit.digest,
               "figures": fig}
     buf = io.BytesIO()

@@ -165,7 +165,7 @@ def trained_figures(model: Model, hist: History, task: Task) -> dict:
            "train_mse": float(hist.mse[-1]) if len(hist.mse) else math.nan}
     if model.kind == "student":
         fig["zero_share"] = model.zero_share()
-        fig["weight_format"] = model.weight_format
+        fig["weight_format"] = model.format_label  # ternary+cand:int8 for a mixed student
         fig["weight_bytes"] = model.weight_bytes()
     fig.update(evaluate(model, task))
     return fig

@@ -81,7 +81,7 @@ class Loop(NamedTuple):
     scale_mode: np.ndarray  # (M,) int64: SCALE_*
     progressive: np.ndarray  # (M,) float64: share of the main epochs over which quantized rows grow to all
     row_rank: np.ndarray  # (2H + O, M) int64: the order in which progressive quantization takes the rows
-    qmax: np.ndarray  # (M,) int64: the weight format's code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
+    qmax: np.ndarray  # (2H + O, M) int64: each row's format code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
     adam_restart: np.ndarray  # (M,) bool: fresh Adam moments and step count for the parameters that join
     quantized: np.ndarray  # (2H + O, M) int8: 0 for the rows kept in float all along (float_matrices)
 
@@ -111,7 +111,7 @@ def select(loop: Loop, models: np.ndarray) -> Loop:
 
 
 _SHARED = Loop._fields.index("n_main")  # the fields before it are the call's, the rest one entry per model
-_MODEL_LAST = ("distill_hidden", "row_rank", "quantized")  # (., M); the other per-model fields (M,) or (M, 2)
+_MODEL_LAST = ("distill_hidden", "row_rank", "qmax", "quantized")  # (., M); the other per-model fields (M,) or (M, 2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -175,13 +175,13 @@ def join_epoch(loop, k, r):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr, lr_scale):
+def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr):
     """Adam with the moments and step count restarted for the parameters that join: at the fine-tune's first
     epoch every parameter (the shadow weights are frozen, so this restarts the scales, biases and tau), and
     during progressive quantization each row's scale at the epoch its row joins (its gradient was zero until
     then). The shadow weights of a joining row keep their moments: they have trained all along as float
-    weights, and a fresh start would make their first steps ``lr`` each, larger rather than smaller. The scales
-    step at ``lr_scale`` (:func:`scale_rate`)."""
+    weights, and a fresh start would make their first steps ``lr`` each, larger rather than smaller. Each scale
+    steps at its row's :func:`scale_rate`."""
     m_eff = n_params(loop.n_in, loop.hidden, loop.n_out)
     if fine:
         if e == loop.n_main[k]:
@@ -189,7 +189,7 @@ def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr, lr_scale):
             adam_v[:] = 0
         step = e - loop.n_main[k] + 1
         adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, step)
-        adam(theta[m_eff:], g[m_eff:], adam_m[m_eff:], adam_v[m_eff:], lr_scale, step)
+        adam_scales(loop, k, theta, g, adam_m, adam_v, lr, step)
         return
     adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, e + 1)
     for r in range(theta.shape[0] - m_eff):
@@ -200,7 +200,8 @@ def adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr, lr_scale):
         if e == e_join:
             adam_m[j] = 0
             adam_v[j] = 0
-        adam(theta[j : j + 1], g[j : j + 1], adam_m[j : j + 1], adam_v[j : j + 1], lr_scale, e - e_join + 1)
+        adam(theta[j : j + 1], g[j : j + 1], adam_m[j : j + 1], adam_v[j : j + 1], scale_rate(lr, loop.qmax[r, k]),
+             e - e_join + 1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -210,6 +211,35 @@ def scale_rate(lr, qmax):
     weights' rate a step could more than double it; at ``lr / qmax`` the row's range ``s * qmax`` moves as a
     ternary scale does. Ternary and binary keep ``lr``."""
     return lr / qmax if qmax > 1 else lr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adam_scales(loop, k, theta, g, adam_m, adam_v, lr, step):
+    """Adam on model ``k``'s row scales (theta's tail), each at its row's :func:`scale_rate`: one call when the
+    rows share a format, one per row when they do not (Adam is elementwise: the same steps either way)."""
+    m_eff = n_params(loop.n_in, loop.hidden, loop.n_out)
+    n_rows = theta.shape[0] - m_eff
+    q0 = loop.qmax[0, k]
+    same = True
+    for r in range(n_rows):
+        if loop.qmax[r, k] != q0:
+            same = False
+    if same:
+        adam(theta[m_eff:], g[m_eff:], adam_m[m_eff:], adam_v[m_eff:], scale_rate(lr, q0), step)
+        return
+    for r in range(n_rows):
+        j = m_eff + r
+        adam(theta[j : j + 1], g[j : j + 1], adam_m[j : j + 1], adam_v[j : j + 1], scale_rate(lr, loop.qmax[r, k]),
+             step)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def any_int(loop, k):
+    """Whether some row of model ``k`` is of an integer format (its scales step at their own rate)."""
+    for r in range(loop.qmax.shape[0]):
+        if loop.qmax[r, k] > 1:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- one model's epoch, outside the cell
@@ -228,7 +258,7 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
     at = layout(n_in, hidden, n_out)
     n_main = loop.n_main[k]
     scale_mode = loop.scale_mode[k]
-    qmax = loop.qmax[k]
+    qmax = loop.qmax[:, k]
     n_rows = n_scales(hidden, n_out)
     fine = e >= n_main
     if loop.student:
@@ -298,7 +328,7 @@ def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds
     if loop.student:
         beta = beta_at(loop.beta_schedule[k], loop.beta[k, 0], loop.beta[k, 1], min(prog, 1.0) if not fine else 1.0)
         ste_ext(theta, n_in, hidden, n_out, g_eff, beta, loop.mask[k], use_thr, thresholds, live,
-                loop.scale_mode[k], fine, loop.qmax[k], g)
+                loop.scale_mode[k], fine, loop.qmax[:, k], g)
         clip_norm(g[:m_eff], clip)
         clip_norm(g[m_eff:], clip)
     else:
@@ -307,10 +337,10 @@ def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds
     rate = loop.finetune_lr[k] if fine else loop.lr[k]
     lr = lr_at(rate, loop.lr_min[k], loop.schedule[k], prog)
     if loop.student and loop.adam_restart[k]:
-        adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr, scale_rate(lr, loop.qmax[k]))
-    elif loop.student and loop.qmax[k] > 1:
+        adam_joins(loop, k, e, fine, theta, g, adam_m, adam_v, lr)
+    elif loop.student and any_int(loop, k):
         adam(theta[:m_eff], g[:m_eff], adam_m[:m_eff], adam_v[:m_eff], lr, e + 1)
-        adam(theta[m_eff:], g[m_eff:], adam_m[m_eff:], adam_v[m_eff:], scale_rate(lr, loop.qmax[k]), e + 1)
+        adam_scales(loop, k, theta, g, adam_m, adam_v, lr, e + 1)
     else:
         adam(theta, g, adam_m, adam_v, lr, e + 1)
     if loop.student:

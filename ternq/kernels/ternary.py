@@ -106,22 +106,28 @@ def _rows(theta, n_in, hidden, n_out):
     return W, Wout, scales
 
 
-def quantize(theta, n_in, hidden, n_out, p, qmax: int = 1, live: np.ndarray | None = None):
-    """Write the effective parameters of ``theta`` into ``p``: every row's levels of the format ``qmax``
-    (ternary by default), scaled by its learned scale (:func:`quantize_ext` with no recipe); rows with
-    ``live[r] == 0`` (:func:`quantized_rows`) run their float weights."""
+def row_qmax(qmax: int | np.ndarray, n_rows: int) -> np.ndarray:
+    """(n_rows,) int64: each row's format code, from one code for all rows or a code per row."""
+    out = np.ascontiguousarray(np.broadcast_to(np.asarray(qmax, np.int64), (n_rows,)))
+    return out
+
+
+def quantize(theta, n_in, hidden, n_out, p, qmax: int | np.ndarray = 1, live: np.ndarray | None = None):
+    """Write the effective parameters of ``theta`` into ``p``: every row's levels of its format ``qmax`` (one
+    code, or one per row: :func:`row_qmax`; ternary by default), scaled by its learned scale (:func:`quantize_ext`
+    with no recipe); rows with ``live[r] == 0`` (:func:`quantized_rows`) run their float weights."""
     n_rows = 2 * hidden + n_out  # a plain function: a compiled wrapper only lengthens a first run's compilation
     live = np.ones(n_rows, np.int8) if live is None else np.ascontiguousarray(live, np.int8)
-    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), live, int(qmax), p)
+    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), live, row_qmax(qmax, n_rows), p)
 
 
-def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g, qmax: int = 1):
+def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g, qmax: int | np.ndarray = 1):
     """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``: the straight-through
     estimator times the mask ``kind`` for the shadow weights, levels frozen for the scales (:func:`ste_ext` with
     no recipe)."""
     n_rows = 2 * hidden + n_out
     ste_ext(theta, n_in, hidden, n_out, g_eff, float(beta), kind, False, np.zeros(n_rows, theta.dtype),
-            np.ones(n_rows, np.int8), SCALE_LEARNED, False, int(qmax), g)
+            np.ones(n_rows, np.int8), SCALE_LEARNED, False, row_qmax(qmax, n_rows), g)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -136,17 +142,17 @@ def absmean_scales(theta, n_in, hidden, n_out):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def init_scales(theta, n_in, hidden, n_out, qmax):
-    """Each row's starting scale for the format ``qmax``: ternary (and int2) absmean ``mean|w|``; binary
+    """Each row's starting scale for its format ``qmax[r]``: ternary (and int2) absmean ``mean|w|``; binary
     ``mean|w|`` too (XNOR-net's L2-optimal sign scale); intN ``max|w| / qmax``, so that no weight clips at the
     start."""
-    if qmax <= 1:
-        absmean_scales(theta, n_in, hidden, n_out)
-        return
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
     h2 = 2 * hidden
     for r in range(h2 + n_out):
         row = W[r] if r < h2 else Wout[r - h2]
-        scales[r] = max(np.max(np.abs(row)) / qmax, SCALE_MIN)
+        if qmax[r] <= 1:
+            scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
+        else:
+            scales[r] = max(np.max(np.abs(row)) / qmax[r], SCALE_MIN)
 
 
 # ---------------------------------------------------------------- recipes
@@ -159,7 +165,8 @@ def init_scales(theta, n_in, hidden, n_out, qmax):
 #             trits frozen for the final fine-tune); without: trit(w, s), the notes' rounding.
 #             Other formats' frozen levels read the baked weights at their baked scale 2 thr[r]
 #             (level_thr).
-#   qmax      the format's code (ternary 1, :mod:`ternq.formats`); levels are cast to theta's type.
+#   qmax[r]   the row's format code (ternary 1, :mod:`ternq.formats`): one matrix may differ from another's
+#             (mixed formats); levels are cast to theta's type.
 
 SCALE_LEARNED = 0
 SCALE_LSQ = 1
@@ -229,16 +236,17 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
             row, prow = W[r], pW[r]
         else:
             row, prow = Wout[r - h2], pWout[r - h2]
+        q = qmax[r]
         if use_thr:
             t = thr[r]
             for j in range(row.shape[0]):
-                prow[j] = s * ty(level_thr(row[j], t, qmax))
-        elif qmax == 1:  # ternary's own loop: the format's switch outside it
+                prow[j] = s * ty(level_thr(row[j], t, q))
+        elif q == 1:  # ternary's own loop: the format's switch outside it
             for j in range(row.shape[0]):
                 prow[j] = s * trit(row[j], s)
         else:
             for j in range(row.shape[0]):
-                prow[j] = s * ty(level(row[j], s, qmax))
+                prow[j] = s * ty(level(row[j], s, q))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -260,8 +268,9 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
     gs = g[m:]
     h2 = 2 * hidden
     ty = g.dtype.type
-    cap = ty(max(qmax, 1))  # LSQ's clipping range
     for r in range(h2 + n_out):
+        q = qmax[r]
+        cap = ty(max(q, 1))  # LSQ's clipping range
         s = scales[r]
         ds = ty(0.0)
         if r < h2:
@@ -276,33 +285,33 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
         # (no running sum) vectorizes
         if scale_kind == SCALE_LSQ and not freeze:
             for j in range(row.shape[0]):
-                lv = level_thr(row[j], thr[r], qmax) if use_thr else level(row[j], s, qmax)
+                lv = level_thr(row[j], thr[r], q) if use_thr else level(row[j], s, q)
                 rr = row[j] / s
                 ds += grow[j] * (lv - rr if abs(rr) < cap else lv)
         elif use_thr:
             t = thr[r]
             for j in range(row.shape[0]):
-                ds += grow[j] * level_thr(row[j], t, qmax)
-        elif qmax == 1:
+                ds += grow[j] * level_thr(row[j], t, q)
+        elif q == 1:
             for j in range(row.shape[0]):
                 ds += grow[j] * trit(row[j], s)
         else:
             for j in range(row.shape[0]):
-                ds += grow[j] * level(row[j], s, qmax)
+                ds += grow[j] * level(row[j], s, q)
         if freeze:
             grow[:] = 0
-        elif kind != MASK_NONE or qmax == BINARY:
+        elif kind != MASK_NONE or q == BINARY:
             sm = ty(2.0) * thr[r] if use_thr else s
-            if qmax == 1:
+            if q == 1:
                 for j in range(row.shape[0]):
                     grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
             else:
                 for j in range(row.shape[0]):
-                    grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, qmax))
+                    grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, q))
         if freeze or scale_kind == SCALE_LEARNED:
             gs[r] = ds
         elif scale_kind == SCALE_LSQ:
-            gs[r] = ds * ty(1.0 / np.sqrt(row.shape[0] * max(qmax, 1)))
+            gs[r] = ds * ty(1.0 / np.sqrt(row.shape[0] * max(q, 1)))
         else:
             gs[r] = ty(0.0)
 

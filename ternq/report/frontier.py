@@ -38,6 +38,10 @@ def caption(doc: dict) -> str:
              + (" [95% CI]" if n > 1 else "") + ".",
              "bytes: weight bytes; instr.: instructions per step, " + doc["instructions"]["note"] + ".",
              "front: lowest error at no more weight bytes (bytes) or instructions per step (instr)."]
+    if any("+" in p["format"] for p in doc["points"]):
+        lines.append("mixed formats (e.g. ternary+cand:int8: ternary, the candidate matrix int8; gate and cand are "
+                     "W's first and next H rows, out W_out): not deployable yet, so no instructions are counted for "
+                     "them (instr. -).")
     if refs:
         lines.append(f"float: the equal-budget float of each width ({refs[0]['epochs']} epochs, {refs[0]['schedule']}),"
                      " its weights as float32; the reference, not on the front.")
