@@ -22,6 +22,7 @@ effective parameters (M, Pe) in the cell's flat layout; per-model work arrays (M
 import numpy as np
 from numba import config, cuda, types
 
+from ..formats import BINARY
 from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params
 from .ternary import MASK_NONE, MASK_NOTES, SCALE_MIN
 
@@ -208,6 +209,50 @@ def _mask(w, s, beta, kind):
         t = min(max(_dadd(_dmul(_dadd(a, -0.5), beta), 0.5), 0.0), 1.0)
         return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
     x = min(max(_dmul(beta, abs(_dadd(a, -_dfloor(_dadd(a, 0.5))))), 0.0), 1.0)
+    return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
+
+
+@cuda.jit(device=True, inline=True)
+def _level(w, s, qmax):
+    """ternary.level in float32: its values are small integers, exact in either type."""
+    if qmax == 1:
+        return _trit(w, s)
+    if qmax == BINARY:
+        return -_ONE if w < _ZERO else _ONE
+    a = abs(_div(w, s))
+    if a < _HALF:
+        return _mul(w, _ZERO)
+    f = _floor(a)
+    if _sub(a, f) >= _HALF:  # exact: a's fraction
+        f = _add(f, _ONE)
+    q = _f32(qmax)
+    if f > q:
+        f = q
+    return -f if w < _ZERO else f
+
+
+@cuda.jit(device=True, inline=True)
+def _level_mask(w, s, beta, kind, qmax):
+    """ternary.level_mask, float64."""
+    if qmax == 1:
+        return _mask(w, s, beta, kind)
+    a = abs(_ddiv(np.float64(w), np.float64(s)))
+    if qmax == BINARY:
+        if kind == MASK_NONE:
+            return 1.0 if a <= 1.0 else 0.0
+        if kind == MASK_NOTES:
+            t = min(max(_dadd(_dmul(a, beta), 0.5), 0.0), 1.0)
+            return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
+        x = min(max(_dmul(beta, abs(_dadd(a, -1.0))), 0.0), 1.0)
+        return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
+    if kind == MASK_NONE:
+        return 1.0
+    if kind == MASK_NOTES:
+        b = min(max(_dadd(_dfloor(a), 0.5), 0.5), _dadd(np.float64(qmax), -0.5))
+        t = min(max(_dadd(_dmul(_dadd(a, -b), beta), 0.5), 0.0), 1.0)
+        return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
+    c = min(_dfloor(_dadd(a, 0.5)), np.float64(qmax))
+    x = min(max(_dmul(beta, abs(_dadd(a, -c))), 0.0), 1.0)
     return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
 
 
@@ -526,10 +571,10 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
 
 
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, distill,
-              mask_kind, clip, adam_a, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad, p_shared,
-              P, G, HS, GS, CS, YS, HT, DP, DY):
+              mask_kind, qmax, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad,
+              p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
-    X, Y flat (D*E*B*T*C)."""
+    X, Y flat (D*E*B*T*C); qmax (2H+O, M) each row's weight format; adam_as the scales' Adam step size."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -570,7 +615,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     r = h2 + (q - h2 * z) // hidden
                     k = h2 * z + 3 * hidden + (q - h2 * z)
                 s = th[m_eff + r]
-                p[k] = _mul(s, _trit(th[k], s))
+                p[k] = _mul(s, _level(th[k], s, qmax[r, m]))
         else:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
@@ -595,20 +640,21 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     o = h2 * z + 3 * hidden + (r - h2) * hidden
                     w = hidden
                 s = th[m_eff + r]
+                qr = qmax[r, m]
                 ds = 0.0
                 for j in range(w):
                     x = th[o + j]
-                    ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_trit(x, s))))
-                    g[o + j] = _mul(g[o + j], np.float32(_mask(x, s, beta[e, m], mask_kind[m])))
+                    ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level(x, s, qr))))
+                    g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, s, beta[e, m], mask_kind[m], qr)))
                 g[m_eff + r] = np.float32(ds)
             cuda.syncthreads()
             _clip(g, 0, m_eff, clip[m], sd, tid, nt)
             _clip(g, m_eff, n_theta, clip[m], sd, tid, nt)
         else:
             _clip(g, 0, n_theta, clip[m], sd, tid, nt)
-        a = adam_a[e, m]
         ea = adam_e[e]
         for k in range(tid, n_theta, nt):
+            a = adam_as[e, m] if k >= m_eff else adam_a[e, m]
             gk = g[k]
             mk = _add(_mul(b1, am[k]), _mul(u1, gk))
             vk = _add(_mul(b2, av[k]), _mul(_mul(u2, gk), gk))
