@@ -16,7 +16,16 @@ import numpy as np
 from numba import njit
 
 from .kernels.cell import n_params
-from .kernels.loop import lr_at, scale_rate
+from .kernels.loop import (
+    ALPHA_LINEAR,
+    BETA_LINEAR,
+    OUTPUT_1_MINUS_ALPHA,
+    OUTPUT_ONE,
+    alpha_at,
+    beta_at,
+    lr_at,
+    scale_rate,
+)
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
 
 # numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
@@ -58,11 +67,13 @@ def _kernels():
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _schedules(lr, lr_min, lr_kind, alpha0, alpha1, beta0, beta1, distill, qmax, e0, e1, n_epochs, n, hidden, n_out,
-               adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta):
+def _schedules(lr, lr_min, lr_kind, alpha0, alpha1, alpha_kind, alpha_until, output_weight, beta0, beta1, beta_kind,
+               distill, qmax, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
+               traj):
     """Per epoch and model: Adam's step size and epsilon (bias corrections folded in, as ``optim.adam``),
     the scales' step size (``loop.scale_rate`` of the model's format), the loss weights and the STE
-    sharpness, in the CPU training loop's float64 expressions."""
+    sharpness, in the CPU training loop's float64 expressions (``loop.loss_weights``, ``loop.end_epoch``);
+    traj: the trajectory term is on (a distilled model whose alpha is not 0 this epoch)."""
     beta_1, beta_2, eps = 0.9, 0.999, 1e-8
     for e in range(e0, e1):
         prog = e / n_epochs
@@ -74,15 +85,14 @@ def _schedules(lr, lr_min, lr_kind, alpha0, alpha1, beta0, beta1, distill, qmax,
             r = lr_at(lr[m], lr_min[m], lr_kind[m], prog)
             adam_a[e, m] = np.float32(r * np.sqrt(c2) / c1)
             adam_as[e, m] = np.float32(scale_rate(r, qmax[m]) * np.sqrt(c2) / c1)
-            a, wy = 0.0, 1.0
-            if distill[m]:
-                a = alpha0[m] + (alpha1[m] - alpha0[m]) * prog
-                wy = 1.0 - a
+            a = alpha_at(alpha_kind[m], alpha0[m], alpha1[m], prog, alpha_until[m]) if distill[m] else 0.0
+            wy = 1.0 if output_weight[m] == OUTPUT_ONE else 1.0 - a
+            traj[e, m] = a != 0.0
             alpha[e, m] = a
             w_y[e, m] = wy
             cy[e, m] = np.float32(wy) / np.float32(n * n_out)
             ch[e, m] = np.float32(a) / np.float32(n * hidden)
-            beta[e, m] = beta0[m] + (beta1[m] - beta0[m]) * prog
+            beta[e, m] = beta_at(beta_kind[m], beta0[m], beta1[m], min(prog, 1.0))
 
 
 def _vec(x, M: int, dtype, name: str) -> np.ndarray:
@@ -106,8 +116,10 @@ def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
 def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: np.ndarray, Y: np.ndarray,
                  data: np.ndarray, e0: int, e1: int, n_epochs: int, n_in: int, hidden: int, n_out: int, dt: float,
                  student: bool, *, lr, lr_min, lr_kind, clip, distill=False, alpha0=0.0, alpha1=0.0,
-                 beta0=1.0, beta1=1.0, mask_kind=MASK_NONE, qmax=1, teacher: np.ndarray | None = None,
-                 losses: np.ndarray, mses: np.ndarray, bad: np.ndarray, threads: int | None = None) -> None:
+                 alpha_schedule=ALPHA_LINEAR, alpha_until=1.0, output_weight=OUTPUT_1_MINUS_ALPHA, beta0=1.0,
+                 beta1=1.0, beta_schedule=BETA_LINEAR, mask_kind=MASK_NONE, qmax=1, quantized=1,
+                 teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
+                 threads: int | None = None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
@@ -152,6 +164,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         raise ValueError("qmax must be >= 0 (binary 0, ternary 1, intN 2^(N-1) - 1)")
     # each row's format: (2H + O, M), as the loop's record keeps the quantized rows
     qmax_rows = np.ascontiguousarray(np.broadcast_to(qmax, (n_scales(hidden, n_out), M)))
+    quantized = np.ascontiguousarray(np.broadcast_to(np.asarray(quantized, np.int8), (n_scales(hidden, n_out), M)))
     if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
         raise ValueError("unknown mask kind")
     nt = _threads(M, B, hidden, threads, K)
@@ -163,10 +176,13 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     cy = np.zeros((n_epochs, M), np.float32)
     ch = np.zeros((n_epochs, M), np.float32)
     w_y, alpha, beta = (np.zeros((n_epochs, M)) for _ in range(3))
+    traj = np.zeros((n_epochs, M), np.bool_)
     _schedules(_vec(lr, M, f64, "lr"), _vec(lr_min, M, f64, "lr_min"), _vec(lr_kind, M, np.int64, "lr_kind"),
-               _vec(alpha0, M, f64, "alpha0"), _vec(alpha1, M, f64, "alpha1"), _vec(beta0, M, f64, "beta0"),
-               _vec(beta1, M, f64, "beta1"), distill, qmax, e0, e1, n_epochs, n, hidden, n_out,
-               adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta)
+               _vec(alpha0, M, f64, "alpha0"), _vec(alpha1, M, f64, "alpha1"),
+               _vec(alpha_schedule, M, np.int64, "alpha_schedule"), _vec(alpha_until, M, f64, "alpha_until"),
+               _vec(output_weight, M, np.int64, "output_weight"), _vec(beta0, M, f64, "beta0"),
+               _vec(beta1, M, f64, "beta1"), _vec(beta_schedule, M, np.int64, "beta_schedule"), distill, qmax, e0, e1,
+               n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta, traj)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)
     shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
@@ -185,11 +201,11 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         with _LAUNCH:
             kernel[M, nt, stream, shmem](
                 d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out, B, T,
-                f32(dt), bool(student), dv(distill), dv(mask_kind), dv(qmax_rows), dv(_vec(clip, M, f64, "clip")),
-                dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y), dv(alpha), dv(beta), dv(teacher),
-                d_losses, d_mses, d_bad,
+                f32(dt), bool(student), dv(traj), dv(mask_kind), dv(qmax_rows), dv(quantized),
+                dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y),
+                dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
                 p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
-                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if distill.any() else 1),
+                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() else 1),
                 work(M, T * B * 2 * hidden), work(M, T * B * n_out))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad)]
     stream.synchronize()
@@ -253,9 +269,8 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
 
 
 # Lane fields of the recipes that the GPU kernels do not run yet (the CPU's batched kernel does)
-_RECIPE_FIELDS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
-                  "beta_schedule", "progressive", "row_rank", "finetune_epochs", "finetune_lr", "adam_restart",
-                  "float_matrices")
+_RECIPE_FIELDS = ("distill_hidden", "distill_output", "scale_mode", "progressive", "row_rank", "finetune_epochs",
+                  "finetune_lr", "adam_restart")
 
 
 def _same_value(a, b) -> bool:
@@ -305,8 +320,10 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
                  np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
                  lr=loop.lr, lr_min=loop.lr_min, lr_kind=loop.schedule, clip=loop.clip, distill=distill,
-                 alpha0=loop.alpha[:, 0], alpha1=loop.alpha[:, 1], beta0=loop.beta[:, 0], beta1=loop.beta[:, 1],
-                 mask_kind=loop.mask, qmax=loop.qmax if student else 1,
+                 alpha0=loop.alpha[:, 0], alpha1=loop.alpha[:, 1], alpha_schedule=loop.alpha_schedule,
+                 alpha_until=loop.alpha_until, output_weight=loop.output_weight, beta0=loop.beta[:, 0],
+                 beta1=loop.beta[:, 1], beta_schedule=loop.beta_schedule, mask_kind=loop.mask,
+                 qmax=loop.qmax if student else 1, quantized=loop.quantized if student else 1,
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
                  losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
     return res

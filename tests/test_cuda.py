@@ -254,6 +254,34 @@ def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
 
 
 @needs_device
+def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
+    """Alpha schedules (early: the trajectory term stops mid-training), the output term's weight, beta
+    schedules and rows kept in float, each model its own, several formats, in one launch."""
+    from ternq.multi import train_batch
+
+    kinds = [dict(alpha_schedule="early", alpha_until=0.5, distill=True, weight_format="int4", mask="seed"),
+             dict(alpha_schedule="falling", output_weight="1", distill=True, beta_schedule="geometric",
+                  mask="seed", float_matrices="gate"),
+             dict(alpha_schedule="constant", distill=True, beta_schedule="cosine", mask="reference",
+                  float_matrices="out", weight_format="binary"),
+             dict(float_matrices="cand", weight_format="int8", mask="reference", beta_schedule="geometric")]
+    lanes = [Lane(lr=0.02, alpha=(0.4, 0.1), beta=(1.5, 6.0), **kinds[k % len(kinds)]) for k in range(M)]
+    rng = np.random.default_rng(17)
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    teacher = _theta(rng, False)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    pe = n_params(N_IN, H, N_OUT)
+    assert (g.theta[1, pe:pe + H] == theta[1, pe:pe + H]).all()  # the float gate rows' scales never move
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""
@@ -282,7 +310,7 @@ def test_the_formats_levels_and_masks_are_the_cpus():
 
 
 def test_the_gpu_names_the_recipe_settings_it_does_not_train():
-    lane = Lane(progressive=0.5, weight_format="int8")
+    lane = Lane(progressive=0.5, weight_format="int8", float_matrices="gate")
     assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
     with pytest.raises(ValueError, match="progressive"):
         gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),

@@ -570,11 +570,12 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
     cuda.syncthreads()
 
 
-def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, distill,
-              mask_kind, qmax, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad,
-              p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
+def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
+              mask_kind, qmax, live, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses,
+              bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
-    X, Y flat (D*E*B*T*C); qmax (2H+O, M) each row's weight format; adam_as the scales' Adam step size."""
+    X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
+    weight format, live (2H+O, M) 0 for a row kept in float; adam_as the scales' Adam step size."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -597,7 +598,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         if bad[m] >= 0:  # frozen: the CPU computes the epoch but changes nothing
             return
         base = (data[m] * E + e) * B * T  # the epoch's first row of X and Y
-        if distill[m]:
+        if traj[e, m]:  # the trajectory term is on this epoch (alpha != 0)
             tp = teacher[m]
             for k in range(tid, m_eff, nt):
                 p[k] = tp[k]
@@ -614,14 +615,17 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     r = h2 + (q - h2 * z) // hidden
                     k = h2 * z + 3 * hidden + (q - h2 * z)
-                s = th[m_eff + r]
-                p[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                if live[r, m]:
+                    s = th[m_eff + r]
+                    p[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                else:  # a row kept in float
+                    p[k] = th[k]
         else:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
         cuda.syncthreads()
         _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m],
-                   distill[m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
+                   traj[e, m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
         loss = sd[0]
         if not abs(loss) <= _DBL_MAX:
             if tid == 0:
@@ -639,6 +643,9 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     o = h2 * z + 3 * hidden + (r - h2) * hidden
                     w = hidden
+                if not live[r, m]:  # a float row: the identity, no scale gradient
+                    g[m_eff + r] = _ZERO
+                    continue
                 s = th[m_eff + r]
                 qr = qmax[r, m]
                 ds = 0.0
