@@ -282,6 +282,39 @@ def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
 
 
 @needs_device
+def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_cpu():
+    """Progressive quantization (each model its own row order and share) and the fine-tune with the levels
+    frozen (its own rate), with several formats and rows kept in float, in one launch: theta, losses,
+    mses and the frozen levels' thresholds as multi.train_batch's."""
+    from ternq.multi import train_batch
+
+    rows = n_scales(H, N_OUT)
+    order = np.random.default_rng(19).permutation(rows)
+    kinds = [dict(progressive=1.0, row_rank=order, weight_format="int4", mask="seed"),
+             dict(finetune_epochs=1, finetune_lr=0.05, weight_format="binary", mask="reference"),
+             dict(progressive=1.0, finetune_epochs=1, finetune_lr=0.03, float_matrices="out", mask="seed"),
+             dict(progressive=0.6, row_rank=order[::-1].copy(), finetune_epochs=1, weight_format="int8",
+                  distill=True, alpha=(0.5, 0.2))]
+    lanes = [Lane(lr=0.02, beta=(1.5, 6.0), finetune_epochs=1 if k % 2 else 0, **kinds[k % len(kinds)])
+             if "finetune_epochs" not in kinds[k % len(kinds)] else Lane(lr=0.02, beta=(1.5, 6.0), **kinds[k % 4])
+             for k in range(M)]
+    lanes = [ln if ln.finetune_epochs else replace(ln, finetune_epochs=1) for ln in lanes]  # one fine-tune for all
+    lanes[0] = replace(lanes[0], finetune_epochs=1)
+    rng = np.random.default_rng(23)
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    teacher = _theta(rng, False)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert (g.thresholds > 0).all()  # the fine-tune froze every model's levels
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""
@@ -310,9 +343,9 @@ def test_the_formats_levels_and_masks_are_the_cpus():
 
 
 def test_the_gpu_names_the_recipe_settings_it_does_not_train():
-    lane = Lane(progressive=0.5, weight_format="int8", float_matrices="gate")
+    lane = Lane(adam_restart=True, weight_format="int8", float_matrices="gate", progressive=0.5)
     assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
-    with pytest.raises(ValueError, match="progressive"):
+    with pytest.raises(ValueError, match="adam_restart"):
         gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),
                         np.zeros((1, 1, B, T, N_IN), np.float32), np.zeros((1, 1, B, T, N_OUT), np.float32), [0],
                         (N_IN, H, N_OUT), [lane], student=True)
@@ -373,7 +406,7 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     assert all(len({batch_key(u) for u in g}) == 1 for g in launches)
     assert max(len(g) for g in batches(teachers, "always")) == multi.BATCH_MAX
     # students with recipe settings stay on the CPU's batched kernel
-    recipe = plan(replace(s, student=replace(s.student, progressive=0.5)))
+    recipe = plan(replace(s, student=replace(s.student, scale_mode="twn")))
     students = [u for u in recipe.units if u.kind == "student" and u.seed < 4]
     assert students and not any(on_gpu(u) for u in students)
     assert max(len(g) for g in batches(students, "always", device="cuda")) <= multi.BATCH_MAX

@@ -232,6 +232,16 @@ def _level(w, s, qmax):
 
 
 @cuda.jit(device=True, inline=True)
+def _level_thr(w, t, qmax):
+    """ternary.level_thr in float32: ternary's sign beyond the threshold, other formats rounded at 2t."""
+    if qmax == 1:
+        if abs(w) > t:
+            return _add(_sign(w), _mul(w, _ZERO))
+        return _mul(w, _ZERO)
+    return _level(w, _add(t, t), qmax)
+
+
+@cuda.jit(device=True, inline=True)
 def _level_mask(w, s, beta, kind, qmax):
     """ternary.level_mask, float64."""
     if qmax == 1:
@@ -571,8 +581,8 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
 
 
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
-              mask_kind, qmax, live, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses,
-              bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
+              mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
+              teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
     weight format, live (2H+O, M) 0 for a row kept in float; adam_as the scales' Adam step size."""
@@ -598,6 +608,22 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         if bad[m] >= 0:  # frozen: the CPU computes the epoch but changes nothing
             return
         base = (data[m] * E + e) * B * T  # the epoch's first row of X and Y
+        fine = e >= n_main[m]  # the fine-tune: levels frozen at thresholds thr
+        if student and e == n_main[m]:  # loop.begin_epoch: bake the levels into the shadow weights
+            for q in range(tid, h2 * z + n_out * hidden, nt):
+                if q < h2 * z:
+                    r = q // z
+                    k = q
+                else:
+                    r = h2 + (q - h2 * z) // hidden
+                    k = h2 * z + 3 * hidden + (q - h2 * z)
+                if live[r, m]:
+                    s = th[m_eff + r]
+                    th[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                am[k] = _ZERO
+            for r in range(tid, h2 + n_out, nt):
+                thr[m, r] = _mul(_HALF, th[m_eff + r])
+            cuda.syncthreads()
         if traj[e, m]:  # the trajectory term is on this epoch (alpha != 0)
             tp = teacher[m]
             for k in range(tid, m_eff, nt):
@@ -615,11 +641,13 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     r = h2 + (q - h2 * z) // hidden
                     k = h2 * z + 3 * hidden + (q - h2 * z)
-                if live[r, m]:
+                if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row (so far)
+                    p[k] = th[k]
+                elif fine:
+                    p[k] = _mul(th[m_eff + r], _level_thr(th[k], thr[m, r], qmax[r, m]))
+                else:
                     s = th[m_eff + r]
                     p[k] = _mul(s, _level(th[k], s, qmax[r, m]))
-                else:  # a row kept in float
-                    p[k] = th[k]
         else:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
@@ -643,7 +671,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     o = h2 * z + 3 * hidden + (r - h2) * hidden
                     w = hidden
-                if not live[r, m]:  # a float row: the identity, no scale gradient
+                if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row: the identity
                     g[m_eff + r] = _ZERO
                     continue
                 s = th[m_eff + r]
@@ -651,8 +679,12 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 ds = 0.0
                 for j in range(w):
                     x = th[o + j]
-                    ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level(x, s, qr))))
-                    g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, s, beta[e, m], mask_kind[m], qr)))
+                    if fine:  # the shadow weights are frozen: only the scales learn
+                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level_thr(x, thr[m, r], qr))))
+                        g[o + j] = _ZERO
+                    else:
+                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level(x, s, qr))))
+                        g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, s, beta[e, m], mask_kind[m], qr)))
                 g[m_eff + r] = np.float32(ds)
             cuda.syncthreads()
             _clip(g, 0, m_eff, clip[m], sd, tid, nt)
