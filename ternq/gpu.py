@@ -16,7 +16,17 @@ import numpy as np
 from numba import njit
 
 from .kernels.cell import n_params
-from .kernels.loop import lr_at
+from .kernels.loop import (
+    ALPHA_LINEAR,
+    BETA_LINEAR,
+    OUTPUT_1_MINUS_ALPHA,
+    OUTPUT_ONE,
+    alpha_at,
+    beta_at,
+    lr_at,
+    rows_quantized,
+    scale_rate,
+)
 from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
 
 # numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
@@ -58,29 +68,39 @@ def _kernels():
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _schedules(lr, lr_min, lr_kind, alpha0, alpha1, beta0, beta1, distill, e0, e1, n_epochs, n, hidden, n_out,
-               adam_a, adam_e, cy, ch, w_y, alpha, beta):
+def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_kind, alpha_until, output_weight,
+               beta0, beta1, beta_kind, distill, qmax, progressive, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as,
+               adam_e, cy, ch, w_y, alpha, beta, traj, nq):
     """Per epoch and model: Adam's step size and epsilon (bias corrections folded in, as ``optim.adam``),
-    the loss weights and the STE sharpness, in the CPU training loop's float64 expressions."""
+    the scales' step size (``loop.scale_rate`` of the model's format), the loss weights and the STE
+    sharpness, in the CPU training loop's float64 expressions (``loop.begin_epoch``, ``loop.loss_weights``,
+    ``loop.end_epoch``); traj: the trajectory term is on (a distilled model whose alpha is not 0 this
+    epoch); nq: how many rows (in their rank's order) run quantized (progressive quantization)."""
     beta_1, beta_2, eps = 0.9, 0.999, 1e-8
+    n_rows = 2 * hidden + n_out
     for e in range(e0, e1):
-        prog = e / n_epochs
         step = e + 1
         c1 = 1.0 - beta_1**step
         c2 = 1.0 - beta_2**step
         adam_e[e] = np.float32(eps * np.sqrt(c2))
         for m in range(lr.shape[0]):
-            r = lr_at(lr[m], lr_min[m], lr_kind[m], prog)
+            fine = e >= n_main[m]
+            prog = e / n_main[m] if not fine else (e - n_main[m]) / (n_epochs - n_main[m])
+            r = lr_at(finetune_lr[m] if fine else lr[m], lr_min[m], lr_kind[m], prog)
             adam_a[e, m] = np.float32(r * np.sqrt(c2) / c1)
-            a, wy = 0.0, 1.0
-            if distill[m]:
-                a = alpha0[m] + (alpha1[m] - alpha0[m]) * prog
-                wy = 1.0 - a
+            adam_as[e, m] = np.float32(scale_rate(r, qmax[m]) * np.sqrt(c2) / c1)
+            a = 0.0
+            if distill[m] and not fine:
+                a = alpha_at(alpha_kind[m], alpha0[m], alpha1[m], prog, alpha_until[m])
+            wy = 1.0 if fine or output_weight[m] == OUTPUT_ONE else 1.0 - a
+            traj[e, m] = a != 0.0
             alpha[e, m] = a
             w_y[e, m] = wy
             cy[e, m] = np.float32(wy) / np.float32(n * n_out)
             ch[e, m] = np.float32(a) / np.float32(n * hidden)
-            beta[e, m] = beta0[m] + (beta1[m] - beta0[m]) * prog
+            beta[e, m] = beta_at(beta_kind[m], beta0[m], beta1[m], min(prog, 1.0) if not fine else 1.0)
+            share = progressive[m]
+            nq[e, m] = rows_quantized(n_rows, share, n_main[m], e) if share > 0.0 and not fine else n_rows
 
 
 def _vec(x, M: int, dtype, name: str) -> np.ndarray:
@@ -104,8 +124,11 @@ def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
 def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: np.ndarray, Y: np.ndarray,
                  data: np.ndarray, e0: int, e1: int, n_epochs: int, n_in: int, hidden: int, n_out: int, dt: float,
                  student: bool, *, lr, lr_min, lr_kind, clip, distill=False, alpha0=0.0, alpha1=0.0,
-                 beta0=1.0, beta1=1.0, mask_kind=MASK_NONE, teacher: np.ndarray | None = None,
-                 losses: np.ndarray, mses: np.ndarray, bad: np.ndarray, threads: int | None = None) -> None:
+                 alpha_schedule=ALPHA_LINEAR, alpha_until=1.0, output_weight=OUTPUT_1_MINUS_ALPHA, beta0=1.0,
+                 beta1=1.0, beta_schedule=BETA_LINEAR, mask_kind=MASK_NONE, qmax=1, quantized=1, finetune_epochs=0,
+                 finetune_lr=None, progressive=0.0, row_rank=None, thresholds: np.ndarray | None = None,
+                 teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
+                 threads: int | None = None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
@@ -145,28 +168,54 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     if distill.any() and (teacher is None or teacher.shape != (M, m_eff) or teacher.dtype != np.float32):
         raise ValueError("distillation needs teacher float32 (M, n_params)")
     mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
+    n_rows = n_scales(hidden, n_out)
+    # each row's format: (2H + O, M), as the loop's record keeps them; one format per model (the scales'
+    # Adam step is per model)
+    qmax_rows = np.ascontiguousarray(np.broadcast_to(np.asarray(qmax, np.int64), (n_rows, M)))
+    if (qmax_rows < 0).any():
+        raise ValueError("qmax must be >= 0 (binary 0, ternary 1, intN 2^(N-1) - 1)")
+    if (qmax_rows != qmax_rows[:1]).any():
+        raise ValueError("the GPU trains one weight format per model, not mixed formats")
+    qmax = np.ascontiguousarray(qmax_rows[0])
+    quantized = np.ascontiguousarray(np.broadcast_to(np.asarray(quantized, np.int8), (n_rows, M)))
+    rank = np.ascontiguousarray(np.broadcast_to(np.arange(n_rows)[:, None] if row_rank is None else row_rank,
+                                                (n_rows, M)), np.int64)
+    n_main = n_epochs - _vec(finetune_epochs, M, np.int64, "finetune_epochs")
+    if ((n_main < 1) | (n_main > n_epochs)).any():
+        raise ValueError("finetune_epochs must be in 0 .. n_epochs - 1")
+    if thresholds is None:
+        thresholds = np.zeros((M, n_rows), np.float32)
+    if thresholds.shape != (M, n_rows) or thresholds.dtype != np.float32:
+        raise ValueError("thresholds must be float32 (M, 2H + O)")
     if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
         raise ValueError("unknown mask kind")
     nt = _threads(M, B, hidden, threads, K)
     f64 = np.float64
     n = B * T
     adam_a = np.zeros((n_epochs, M), np.float32)
+    adam_as = np.zeros((n_epochs, M), np.float32)
     adam_e = np.zeros(n_epochs, np.float32)
     cy = np.zeros((n_epochs, M), np.float32)
     ch = np.zeros((n_epochs, M), np.float32)
     w_y, alpha, beta = (np.zeros((n_epochs, M)) for _ in range(3))
+    traj = np.zeros((n_epochs, M), np.bool_)
+    nq = np.zeros((n_epochs, M), np.int64)
     _schedules(_vec(lr, M, f64, "lr"), _vec(lr_min, M, f64, "lr_min"), _vec(lr_kind, M, np.int64, "lr_kind"),
-               _vec(alpha0, M, f64, "alpha0"), _vec(alpha1, M, f64, "alpha1"), _vec(beta0, M, f64, "beta0"),
-               _vec(beta1, M, f64, "beta1"), distill, e0, e1, n_epochs, n, hidden, n_out,
-               adam_a, adam_e, cy, ch, w_y, alpha, beta)
+               _vec(lr if finetune_lr is None else finetune_lr, M, f64, "finetune_lr"), n_main,
+               _vec(alpha0, M, f64, "alpha0"), _vec(alpha1, M, f64, "alpha1"),
+               _vec(alpha_schedule, M, np.int64, "alpha_schedule"), _vec(alpha_until, M, f64, "alpha_until"),
+               _vec(output_weight, M, np.int64, "output_weight"), _vec(beta0, M, f64, "beta0"),
+               _vec(beta1, M, f64, "beta1"), _vec(beta_schedule, M, np.int64, "beta_schedule"), distill, qmax,
+               _vec(progressive, M, f64, "progressive"), e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e,
+               cy, ch, w_y, alpha, beta, traj, nq)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)
     shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
     f32 = np.float32
     stream = cuda.stream()  # a launch of its own: launches from other threads run beside it
     dv = lambda a: cuda.to_device(np.ascontiguousarray(a), stream=stream)  # noqa: E731
-    d_theta, d_m, d_v, d_losses, d_mses, d_bad = (dv(a) for a in (theta, adam_m, adam_v, losses, mses,
-                                                                   bad.astype(np.int64)))
+    d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr = (dv(a) for a in (theta, adam_m, adam_v, losses, mses,
+                                                                          bad.astype(np.int64), thresholds))
     BH = B * hidden
 
     def work(*shape):
@@ -177,14 +226,16 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         with _LAUNCH:
             kernel[M, nt, stream, shmem](
                 d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out, B, T,
-                f32(dt), bool(student), dv(distill), dv(mask_kind), dv(_vec(clip, M, f64, "clip")), dv(adam_a),
-                dv(adam_e), dv(cy), dv(ch), dv(w_y), dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
+                f32(dt), bool(student), dv(traj), dv(mask_kind), dv(qmax_rows), dv(quantized),
+                dv(rank), dv(nq), dv(n_main), d_thr,
+                dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y),
+                dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
                 p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
-                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if distill.any() else 1),
+                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() else 1),
                 work(M, T * B * 2 * hidden), work(M, T * B * n_out))
-    outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad)]
+    outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
     stream.synchronize()
-    for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad), outs, strict=True):
+    for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
         dst[...] = src
 
 
@@ -243,31 +294,36 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     return out
 
 
-# Lane fields of the recipes, which the GPU kernels do not run (the CPU's batched kernel does)
-_RECIPE_FIELDS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
-                  "beta_schedule", "progressive", "row_rank", "finetune_epochs", "finetune_lr", "adam_restart",
-                  "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out")
+# Lane fields of the recipes that the GPU kernels do not run yet (the CPU's batched kernel does)
+_RECIPE_FIELDS = ("distill_hidden", "distill_output", "scale_mode", "adam_restart")
 
 
 def _same_value(a, b) -> bool:
     return (a is None and b is None) if (a is None or b is None) else bool(np.all(np.asarray(a) == np.asarray(b)))
 
 
-def trains(lane) -> bool:
-    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): no recipe settings."""
+def _refused(lane) -> list[str]:
+    """The fields of ``lane`` that the GPU kernels do not train (none: it trains on the GPU)."""
     from .multi import Lane
 
     neutral = Lane()
-    return lane.weight_format == "ternary" and all(_same_value(getattr(lane, k), getattr(neutral, k))
-                                                   for k in _RECIPE_FIELDS)
+    mixed = [k for k in ("weight_format_gate", "weight_format_cand", "weight_format_out")
+             if getattr(lane, k) not in ("", lane.weight_format)]  # the scales' Adam step is one per model
+    return [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))] + mixed
+
+
+def trains(lane) -> bool:
+    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): every weight format, with the
+    notes' protocol (no recipe settings)."""
+    return not _refused(lane)
 
 
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
                 student: bool, teacher: np.ndarray | None = None, threads: int | None = None):
     """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
     :class:`ternq.multi.BatchResult`, the same bits."""
-    from .multi import BatchResult, Lane
-    from .train import DT, MASKS, SCHEDULES
+    from .multi import BatchResult
+    from .train import DT, loop_of
 
     n_in, hidden, n_out = (int(d) for d in dims)
     theta = np.array(theta, np.float32)  # a copy: trained in place
@@ -276,28 +332,27 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     M, E = theta.shape[0], np.shape(X)[1]
     if len(lanes) != M:
         raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
-    neutral = Lane()
     for lane in lanes:
-        if lane.weight_format != "ternary":
-            raise ValueError(f"the GPU trains ternary students only; this lane's weight format is {lane.weight_format}")
-        recipe = [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))]
+        recipe = _refused(lane)
         if recipe:
-            raise ValueError(f"the GPU trains the notes' protocol only; this lane sets {', '.join(recipe)}")
-        if lane.schedule not in SCHEDULES or (lane.mask is not None and lane.mask not in MASKS):
-            raise ValueError(f"unknown schedule or mask: {lane.schedule!r}, {lane.mask!r}")
+            raise ValueError(f"the GPU does not train these recipe settings yet: {', '.join(recipe)}")
         if lane.distill and not student:
             raise ValueError("only students distill")
-    # the notes' protocol leaves no per-row state (the recipes' thresholds stay zero, as on the CPU)
+    # the CPU's record of the models' settings: both devices read the same one
+    loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
+    distill = np.array([ln.distill for ln in lanes], np.bool_)
+    # without a recipe no per-row state is left (the recipes' thresholds stay zero, as on the CPU)
     res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
                       np.zeros((M, n_scales(hidden, n_out)), np.float32))
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
                  np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
-                 lr=[ln.lr for ln in lanes], lr_min=[ln.lr_min for ln in lanes],
-                 lr_kind=[SCHEDULES[ln.schedule] for ln in lanes], clip=[ln.clip for ln in lanes],
-                 distill=[ln.distill for ln in lanes], alpha0=[ln.alpha[0] for ln in lanes],
-                 alpha1=[ln.alpha[1] for ln in lanes], beta0=[ln.beta[0] for ln in lanes],
-                 beta1=[ln.beta[1] for ln in lanes],
-                 mask_kind=[MASK_NONE if ln.mask is None else MASKS[ln.mask] for ln in lanes],
+                 lr=loop.lr, lr_min=loop.lr_min, lr_kind=loop.schedule, clip=loop.clip, distill=distill,
+                 alpha0=loop.alpha[:, 0], alpha1=loop.alpha[:, 1], alpha_schedule=loop.alpha_schedule,
+                 alpha_until=loop.alpha_until, output_weight=loop.output_weight, beta0=loop.beta[:, 0],
+                 beta1=loop.beta[:, 1], beta_schedule=loop.beta_schedule, mask_kind=loop.mask,
+                 qmax=loop.qmax if student else 1, quantized=loop.quantized if student else 1,
+                 finetune_epochs=E - loop.n_main, finetune_lr=loop.finetune_lr, progressive=loop.progressive,
+                 row_rank=loop.row_rank, thresholds=res.thresholds,
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
                  losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
     return res

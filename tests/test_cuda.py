@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("numba_cuda")
 
-from numba import config  # noqa: E402
+from numba import config, cuda  # noqa: E402
 
 from ternq import gpu, multi  # noqa: E402
 from ternq.config import load  # noqa: E402
@@ -211,6 +211,146 @@ def test_train_batch_is_the_cpu_train_batch():
     _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
 
 
+def _formats_theta(rng, lanes):
+    """Students whose scales start as the CPU starts them for each lane's format (ternary.init_scales), and
+    some weights a whole number of scales apart, at the boundaries where the formats round or clip."""
+    from ternq.formats import get
+    from ternq.kernels.ternary import init_scales
+
+    theta = _theta(rng, True)
+    pe = n_params(N_IN, H, N_OUT)
+    for k, lane in enumerate(lanes):
+        init_scales(theta[k], N_IN, H, N_OUT, get(lane.weight_format).qmax)
+        s = theta[k, pe]  # row 0's scale: its first weights at exact halves and beyond the largest level
+        theta[k, 0:3] = np.float32([0.5, -1.5, 200.0]) * s
+    return theta
+
+
+@needs_device
+def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
+    """Ternary, binary, int2, int4 and int8 students, each mask, some distilled, in one launch: theta, losses,
+    mses, divergence and thresholds as multi.train_batch's."""
+    from ternq.multi import train_batch
+
+    kinds = [("binary", None), ("int8", "seed"), ("int4", "reference"), ("ternary", "seed"), ("int2", None),
+             ("binary", "reference"), ("int8", None), ("binary", "seed")]
+    lanes = [Lane(lr=0.02, mask=mask, beta=(1.0 + k % 3, 6.0), weight_format=fmt, distill=k % 2 == 1,
+                  alpha=(0.3, 0.6), schedule="cosine" if k % 3 else "constant")
+             for k, (fmt, mask) in enumerate(kinds[k % len(kinds)] for k in range(max(M, len(kinds))))]
+    rng = np.random.default_rng(13)
+    X, Y = _data(rng)
+    n = len(lanes)
+    theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
+    teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
+    data = np.arange(n) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all()
+    assert not np.array_equal(g.theta, theta)  # it trained
+    assert all(gpu.trains(ln) for ln in lanes)
+
+
+@needs_device
+def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
+    """Alpha schedules (early: the trajectory term stops mid-training), the output term's weight, beta
+    schedules and rows kept in float, each model its own, several formats, in one launch."""
+    from ternq.multi import train_batch
+
+    kinds = [dict(alpha_schedule="early", alpha_until=0.5, distill=True, weight_format="int4", mask="seed"),
+             dict(alpha_schedule="falling", output_weight="1", distill=True, beta_schedule="geometric",
+                  mask="seed", float_matrices="gate"),
+             dict(alpha_schedule="constant", distill=True, beta_schedule="cosine", mask="reference",
+                  float_matrices="out", weight_format="binary"),
+             dict(float_matrices="cand", weight_format="int8", mask="reference", beta_schedule="geometric")]
+    lanes = [Lane(lr=0.02, alpha=(0.4, 0.1), beta=(1.5, 6.0), **kinds[k % len(kinds)]) for k in range(M)]
+    rng = np.random.default_rng(17)
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    teacher = _theta(rng, False)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    pe = n_params(N_IN, H, N_OUT)
+    assert (g.theta[1, pe:pe + H] == theta[1, pe:pe + H]).all()  # the float gate rows' scales never move
+
+
+@needs_device
+def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_cpu():
+    """Progressive quantization (each model its own row order and share) and the fine-tune with the levels
+    frozen (its own rate), with several formats and rows kept in float, in one launch: theta, losses,
+    mses and the frozen levels' thresholds as multi.train_batch's."""
+    from ternq.multi import train_batch
+
+    rows = n_scales(H, N_OUT)
+    order = np.random.default_rng(19).permutation(rows)
+    kinds = [dict(progressive=1.0, row_rank=order, weight_format="int4", mask="seed"),
+             dict(finetune_epochs=1, finetune_lr=0.05, weight_format="binary", mask="reference"),
+             dict(progressive=1.0, finetune_epochs=1, finetune_lr=0.03, float_matrices="out", mask="seed"),
+             dict(progressive=0.6, row_rank=order[::-1].copy(), finetune_epochs=1, weight_format="int8",
+                  distill=True, alpha=(0.5, 0.2))]
+    lanes = [Lane(lr=0.02, beta=(1.5, 6.0), finetune_epochs=1 if k % 2 else 0, **kinds[k % len(kinds)])
+             if "finetune_epochs" not in kinds[k % len(kinds)] else Lane(lr=0.02, beta=(1.5, 6.0), **kinds[k % 4])
+             for k in range(M)]
+    lanes = [ln if ln.finetune_epochs else replace(ln, finetune_epochs=1) for ln in lanes]  # one fine-tune for all
+    lanes[0] = replace(lanes[0], finetune_epochs=1)
+    rng = np.random.default_rng(23)
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    teacher = _theta(rng, False)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert (g.thresholds > 0).all()  # the fine-tune froze every model's levels
+
+
+@needs_device
+def test_the_formats_levels_and_masks_are_the_cpus():
+    """The kernel's level and mask functions against ternary.level / level_mask on every format, at
+    exact halves, beyond the largest level, at zero and signed zero."""
+    from ternq.kernels import cuda as K
+    from ternq.kernels.ternary import level, level_mask
+
+    w = np.float32([0.0, -0.0, 0.49, 0.5, -0.5, 1.5, -2.5, 3.49, 7.5, -200.0, 126.5, 1.0, -1.0]) * np.float32(0.3)
+    qs = np.int64([0, 1, 2, 7, 127])
+    out_l = np.zeros((len(qs), 3, len(w)), np.float32)
+    out_m = np.zeros((len(qs), 3, len(w)), np.float64)
+
+    @cuda.jit
+    def probe(w, s, qs, beta, out_l, out_m):
+        i = cuda.threadIdx.x
+        for a in range(qs.shape[0]):
+            for kind in range(3):
+                out_l[a, kind, i] = K._level(w[i], s, qs[a])
+                out_m[a, kind, i] = K._level_mask(w[i], s, beta, kind, qs[a])
+
+    probe[1, len(w)](w, np.float32(0.3), qs, 2.5, out_l, out_m)
+    for a, q in enumerate(qs):
+        for kind in range(3):
+            want_l = np.float32([level(x, np.float32(0.3), q) for x in w])
+            want_m = np.float64([level_mask(x, np.float32(0.3), 2.5, kind, q) for x in w])
+            _same((out_l[a, kind], out_m[a, kind]), (want_l, want_m))
+
+
+def test_the_gpu_names_the_recipe_settings_it_does_not_train():
+    lane = Lane(adam_restart=True, weight_format="int8", float_matrices="gate", progressive=0.5)
+    assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
+    with pytest.raises(ValueError, match="adam_restart"):
+        gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),
+                        np.zeros((1, 1, B, T, N_IN), np.float32), np.zeros((1, 1, B, T, N_OUT), np.float32), [0],
+                        (N_IN, H, N_OUT), [lane], student=True)
+
+
 QUICK = Path(__file__).resolve().parent.parent / "configs" / "quick.toml"
 
 
@@ -266,7 +406,7 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     assert all(len({batch_key(u) for u in g}) == 1 for g in launches)
     assert max(len(g) for g in batches(teachers, "always")) == multi.BATCH_MAX
     # students with recipe settings stay on the CPU's batched kernel
-    recipe = plan(replace(s, student=replace(s.student, progressive=0.5)))
+    recipe = plan(replace(s, student=replace(s.student, scale_mode="twn")))
     students = [u for u in recipe.units if u.kind == "student" and u.seed < 4]
     assert students and not any(on_gpu(u) for u in students)
     assert max(len(g) for g in batches(students, "always", device="cuda")) <= multi.BATCH_MAX

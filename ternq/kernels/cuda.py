@@ -22,6 +22,7 @@ effective parameters (M, Pe) in the cell's flat layout; per-model work arrays (M
 import numpy as np
 from numba import config, cuda, types
 
+from ..formats import BINARY
 from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params
 from .ternary import MASK_NONE, MASK_NOTES, SCALE_MIN
 
@@ -208,6 +209,60 @@ def _mask(w, s, beta, kind):
         t = min(max(_dadd(_dmul(_dadd(a, -0.5), beta), 0.5), 0.0), 1.0)
         return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
     x = min(max(_dmul(beta, abs(_dadd(a, -_dfloor(_dadd(a, 0.5))))), 0.0), 1.0)
+    return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
+
+
+@cuda.jit(device=True, inline=True)
+def _level(w, s, qmax):
+    """ternary.level in float32: its values are small integers, exact in either type."""
+    if qmax == 1:
+        return _trit(w, s)
+    if qmax == BINARY:
+        return -_ONE if w < _ZERO else _ONE
+    a = abs(_div(w, s))
+    if a < _HALF:
+        return _mul(w, _ZERO)
+    f = _floor(a)
+    if _sub(a, f) >= _HALF:  # exact: a's fraction
+        f = _add(f, _ONE)
+    q = _f32(qmax)
+    if f > q:
+        f = q
+    return -f if w < _ZERO else f
+
+
+@cuda.jit(device=True, inline=True)
+def _level_thr(w, t, qmax):
+    """ternary.level_thr in float32: ternary's sign beyond the threshold, other formats rounded at 2t."""
+    if qmax == 1:
+        if abs(w) > t:
+            return _add(_sign(w), _mul(w, _ZERO))
+        return _mul(w, _ZERO)
+    return _level(w, _add(t, t), qmax)
+
+
+@cuda.jit(device=True, inline=True)
+def _level_mask(w, s, beta, kind, qmax):
+    """ternary.level_mask, float64."""
+    if qmax == 1:
+        return _mask(w, s, beta, kind)
+    a = abs(_ddiv(np.float64(w), np.float64(s)))
+    if qmax == BINARY:
+        if kind == MASK_NONE:
+            return 1.0 if a <= 1.0 else 0.0
+        if kind == MASK_NOTES:
+            t = min(max(_dadd(_dmul(a, beta), 0.5), 0.0), 1.0)
+            return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
+        x = min(max(_dmul(beta, abs(_dadd(a, -1.0))), 0.0), 1.0)
+        return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
+    if kind == MASK_NONE:
+        return 1.0
+    if kind == MASK_NOTES:
+        b = min(max(_dadd(_dfloor(a), 0.5), 0.5), _dadd(np.float64(qmax), -0.5))
+        t = min(max(_dadd(_dmul(_dadd(a, -b), beta), 0.5), 0.0), 1.0)
+        return _dmul(_dmul(_dmul(6.0, t), _dadd(1.0, -t)), beta)
+    c = min(_dfloor(_dadd(a, 0.5)), np.float64(qmax))
+    x = min(max(_dmul(beta, abs(_dadd(a, -c))), 0.0), 1.0)
     return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
 
 
@@ -525,11 +580,12 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
     cuda.syncthreads()
 
 
-def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, distill,
-              mask_kind, clip, adam_a, adam_e, cy, ch, w_y, alpha, beta, teacher, losses, mses, bad, p_shared,
-              P, G, HS, GS, CS, YS, HT, DP, DY):
+def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
+              mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
+              teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
-    X, Y flat (D*E*B*T*C)."""
+    X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
+    weight format, live (2H+O, M) 0 for a row kept in float; adam_as the scales' Adam step size."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -552,7 +608,23 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         if bad[m] >= 0:  # frozen: the CPU computes the epoch but changes nothing
             return
         base = (data[m] * E + e) * B * T  # the epoch's first row of X and Y
-        if distill[m]:
+        fine = e >= n_main[m]  # the fine-tune: levels frozen at thresholds thr
+        if student and e == n_main[m]:  # loop.begin_epoch: bake the levels into the shadow weights
+            for q in range(tid, h2 * z + n_out * hidden, nt):
+                if q < h2 * z:
+                    r = q // z
+                    k = q
+                else:
+                    r = h2 + (q - h2 * z) // hidden
+                    k = h2 * z + 3 * hidden + (q - h2 * z)
+                if live[r, m]:
+                    s = th[m_eff + r]
+                    th[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                am[k] = _ZERO
+            for r in range(tid, h2 + n_out, nt):
+                thr[m, r] = _mul(_HALF, th[m_eff + r])
+            cuda.syncthreads()
+        if traj[e, m]:  # the trajectory term is on this epoch (alpha != 0)
             tp = teacher[m]
             for k in range(tid, m_eff, nt):
                 p[k] = tp[k]
@@ -569,14 +641,19 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     r = h2 + (q - h2 * z) // hidden
                     k = h2 * z + 3 * hidden + (q - h2 * z)
-                s = th[m_eff + r]
-                p[k] = _mul(s, _trit(th[k], s))
+                if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row (so far)
+                    p[k] = th[k]
+                elif fine:
+                    p[k] = _mul(th[m_eff + r], _level_thr(th[k], thr[m, r], qmax[r, m]))
+                else:
+                    s = th[m_eff + r]
+                    p[k] = _mul(s, _level(th[k], s, qmax[r, m]))
         else:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
         cuda.syncthreads()
         _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m],
-                   distill[m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
+                   traj[e, m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
         loss = sd[0]
         if not abs(loss) <= _DBL_MAX:
             if tid == 0:
@@ -594,21 +671,29 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     o = h2 * z + 3 * hidden + (r - h2) * hidden
                     w = hidden
+                if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row: the identity
+                    g[m_eff + r] = _ZERO
+                    continue
                 s = th[m_eff + r]
+                qr = qmax[r, m]
                 ds = 0.0
                 for j in range(w):
                     x = th[o + j]
-                    ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_trit(x, s))))
-                    g[o + j] = _mul(g[o + j], np.float32(_mask(x, s, beta[e, m], mask_kind[m])))
+                    if fine:  # the shadow weights are frozen: only the scales learn
+                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level_thr(x, thr[m, r], qr))))
+                        g[o + j] = _ZERO
+                    else:
+                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level(x, s, qr))))
+                        g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, s, beta[e, m], mask_kind[m], qr)))
                 g[m_eff + r] = np.float32(ds)
             cuda.syncthreads()
             _clip(g, 0, m_eff, clip[m], sd, tid, nt)
             _clip(g, m_eff, n_theta, clip[m], sd, tid, nt)
         else:
             _clip(g, 0, n_theta, clip[m], sd, tid, nt)
-        a = adam_a[e, m]
         ea = adam_e[e]
         for k in range(tid, n_theta, nt):
+            a = adam_as[e, m] if k >= m_eff else adam_a[e, m]
             gk = g[k]
             mk = _add(_mul(b1, am[k]), _mul(u1, gk))
             vk = _add(_mul(b2, av[k]), _mul(_mul(u2, gk), gk))
