@@ -18,7 +18,7 @@ def test_shipped_configs_load():
     from ternq.frontier import load_frontier
 
     for f in files:
-        if f.name.startswith("frontier"):
+        if "\n[frontier]" in "\n" + f.read_text():
             load_frontier(f)
         elif not f.name.startswith("sweep"):
             load(f)
