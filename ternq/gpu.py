@@ -125,8 +125,8 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  data: np.ndarray, e0: int, e1: int, n_epochs: int, n_in: int, hidden: int, n_out: int, dt: float,
                  student: bool, *, lr, lr_min, lr_kind, clip, distill=False, alpha0=0.0, alpha1=0.0,
                  alpha_schedule=ALPHA_LINEAR, alpha_until=1.0, output_weight=OUTPUT_1_MINUS_ALPHA, beta0=1.0,
-                 beta1=1.0, beta_schedule=BETA_LINEAR, mask_kind=MASK_NONE, qmax=1, quantized=1, finetune_epochs=0,
-                 finetune_lr=None, progressive=0.0, row_rank=None, thresholds: np.ndarray | None = None,
+                 beta1=1.0, beta_schedule=BETA_LINEAR, mask_kind=MASK_NONE, qmax=1, quantized=1, finetune_epochs=None,
+                 finetune_lr=None, progressive=None, row_rank=None, thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
                  threads: int | None = None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
@@ -180,7 +180,11 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     quantized = np.ascontiguousarray(np.broadcast_to(np.asarray(quantized, np.int8), (n_rows, M)))
     rank = np.ascontiguousarray(np.broadcast_to(np.arange(n_rows)[:, None] if row_rank is None else row_rank,
                                                 (n_rows, M)), np.int64)
-    n_main = n_epochs - _vec(finetune_epochs, M, np.int64, "finetune_epochs")
+    # None: no fine-tune, no progressive share
+    share = np.zeros(M) if progressive is None else _vec(progressive, M, np.float64, "progressive")
+    n_main = np.full(M, n_epochs, np.int64)
+    if finetune_epochs is not None:
+        n_main -= _vec(finetune_epochs, M, np.int64, "finetune_epochs")
     if ((n_main < 1) | (n_main > n_epochs)).any():
         raise ValueError("finetune_epochs must be in 0 .. n_epochs - 1")
     if thresholds is None:
@@ -206,7 +210,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                _vec(alpha_schedule, M, np.int64, "alpha_schedule"), _vec(alpha_until, M, f64, "alpha_until"),
                _vec(output_weight, M, np.int64, "output_weight"), _vec(beta0, M, f64, "beta0"),
                _vec(beta1, M, f64, "beta1"), _vec(beta_schedule, M, np.int64, "beta_schedule"), distill, qmax,
-               _vec(progressive, M, f64, "progressive"), e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e,
+               share, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e,
                cy, ch, w_y, alpha, beta, traj, nq)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)

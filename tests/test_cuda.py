@@ -214,13 +214,12 @@ def test_train_batch_is_the_cpu_train_batch():
 def _formats_theta(rng, lanes):
     """Students whose scales start as the CPU starts them for each lane's format (ternary.init_scales), and
     some weights a whole number of scales apart, at the boundaries where the formats round or clip."""
-    from ternq.formats import get
     from ternq.kernels.ternary import init_scales
 
     theta = _theta(rng, True)
     pe = n_params(N_IN, H, N_OUT)
     for k, lane in enumerate(lanes):
-        init_scales(theta[k], N_IN, H, N_OUT, get(lane.weight_format).qmax)
+        init_scales(theta[k], N_IN, H, N_OUT, lane.row_qmax(H, N_OUT))
         s = theta[k, pe]  # row 0's scale: its first weights at exact halves and beyond the largest level
         theta[k, 0:3] = np.float32([0.5, -1.5, 200.0]) * s
     return theta
