@@ -72,7 +72,7 @@ def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_k
                beta0, beta1, beta_kind, distill, qmax, progressive, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as,
                adam_e, cy, ch, w_y, alpha, beta, traj, nq):
     """Per epoch and model: Adam's step size and epsilon (bias corrections folded in, as ``optim.adam``),
-    the scales' step size (``loop.scale_rate`` of the model's format), the loss weights and the STE
+    the scales' step size per matrix (``loop.scale_rate`` of its format), the loss weights and the STE
     sharpness, in the CPU training loop's float64 expressions (``loop.begin_epoch``, ``loop.loss_weights``,
     ``loop.end_epoch``); traj: the trajectory term is on (a distilled model whose alpha is not 0 this
     epoch); nq: how many rows (in their rank's order) run quantized (progressive quantization)."""
@@ -88,7 +88,8 @@ def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_k
             prog = e / n_main[m] if not fine else (e - n_main[m]) / (n_epochs - n_main[m])
             r = lr_at(finetune_lr[m] if fine else lr[m], lr_min[m], lr_kind[m], prog)
             adam_a[e, m] = np.float32(r * np.sqrt(c2) / c1)
-            adam_as[e, m] = np.float32(scale_rate(r, qmax[m]) * np.sqrt(c2) / c1)
+            for i in range(3):  # gate, cand, out: each matrix's scales at its format's rate
+                adam_as[e, i, m] = np.float32(scale_rate(r, qmax[i, m]) * np.sqrt(c2) / c1)
             a = 0.0
             if distill[m] and not fine:
                 a = alpha_at(alpha_kind[m], alpha0[m], alpha1[m], prog, alpha_until[m])
@@ -169,14 +170,14 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         raise ValueError("distillation needs teacher float32 (M, n_params)")
     mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
     n_rows = n_scales(hidden, n_out)
-    # each row's format: (2H + O, M), as the loop's record keeps them; one format per model (the scales'
-    # Adam step is per model)
+    # each row's format: (2H + O, M), as the loop's record keeps them; one format per matrix
     qmax_rows = np.ascontiguousarray(np.broadcast_to(np.asarray(qmax, np.int64), (n_rows, M)))
     if (qmax_rows < 0).any():
         raise ValueError("qmax must be >= 0 (binary 0, ternary 1, intN 2^(N-1) - 1)")
-    if (qmax_rows != qmax_rows[:1]).any():
-        raise ValueError("the GPU trains one weight format per model, not mixed formats")
-    qmax = np.ascontiguousarray(qmax_rows[0])
+    starts = (0, hidden, 2 * hidden, n_rows)
+    qmax = np.ascontiguousarray(qmax_rows[list(starts[:3])])  # (3, M): gate, cand, out
+    if any((qmax_rows[a:b] != qmax[i]).any() for i, (a, b) in enumerate(zip(starts[:-1], starts[1:], strict=True))):
+        raise ValueError("qmax must be the same for every row of a matrix (gate, cand, out)")
     quantized = np.ascontiguousarray(np.broadcast_to(np.asarray(quantized, np.int8), (n_rows, M)))
     rank = np.ascontiguousarray(np.broadcast_to(np.arange(n_rows)[:, None] if row_rank is None else row_rank,
                                                 (n_rows, M)), np.int64)
@@ -197,7 +198,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     f64 = np.float64
     n = B * T
     adam_a = np.zeros((n_epochs, M), np.float32)
-    adam_as = np.zeros((n_epochs, M), np.float32)
+    adam_as = np.zeros((n_epochs, 3, M), np.float32)
     adam_e = np.zeros(n_epochs, np.float32)
     cy = np.zeros((n_epochs, M), np.float32)
     ch = np.zeros((n_epochs, M), np.float32)
@@ -311,9 +312,7 @@ def _refused(lane) -> list[str]:
     from .multi import Lane
 
     neutral = Lane()
-    mixed = [k for k in ("weight_format_gate", "weight_format_cand", "weight_format_out")
-             if getattr(lane, k) not in ("", lane.weight_format)]  # the scales' Adam step is one per model
-    return [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))] + mixed
+    return [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))]
 
 
 def trains(lane) -> bool:

@@ -314,6 +314,31 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
 
 
 @needs_device
+def test_mixed_formats_bit_identical_to_the_cpu():
+    """Each matrix in its own format (its scales at their format's rate), beside single-format models, with
+    progressive quantization and the fine-tune, in one launch: the same bits as multi.train_batch."""
+    from ternq.multi import train_batch
+
+    order = np.random.default_rng(29).permutation(n_scales(H, N_OUT))
+    kinds = [dict(weight_format_cand="int8"),
+             dict(weight_format_gate="int4", weight_format_out="binary", progressive=1.0, row_rank=order),
+             dict(weight_format="int4", weight_format_cand="ternary", mask="seed"),
+             dict(weight_format="int8", mask="reference")]
+    lanes = [Lane(lr=0.03, beta=(1.5, 6.0), finetune_epochs=1, **kinds[k % len(kinds)]) for k in range(M)]
+    rng = np.random.default_rng(31)
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    pe = n_params(N_IN, H, N_OUT)
+    assert not np.array_equal(g.theta[0, pe + H:pe + 2 * H], theta[0, pe + H:pe + 2 * H])  # the int8 scales moved
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""

@@ -585,7 +585,8 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
               teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
-    weight format, live (2H+O, M) 0 for a row kept in float; adam_as the scales' Adam step size."""
+    weight format, live (2H+O, M) 0 for a row kept in float; adam_as (E, 3, M) the scales' Adam step size for the
+    rows of the gate, the candidate and the output matrix."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -693,7 +694,10 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
             _clip(g, 0, n_theta, clip[m], sd, tid, nt)
         ea = adam_e[e]
         for k in range(tid, n_theta, nt):
-            a = adam_as[e, m] if k >= m_eff else adam_a[e, m]
+            a = adam_a[e, m]
+            if k >= m_eff:  # a row's scale, at its matrix's rate (gate, cand, out)
+                r = k - m_eff
+                a = adam_as[e, 0 if r < hidden else (1 if r < h2 else 2), m]
             gk = g[k]
             mk = _add(_mul(b1, am[k]), _mul(u1, gk))
             vk = _add(_mul(b2, av[k]), _mul(_mul(u2, gk), gk))
