@@ -407,6 +407,30 @@ def bench_commands(runs: int = 3, c_ref: str | None = None, c_runs: int = 3, see
     return out
 
 
+def device_factorials(seeds: tuple[int, ...], devices: tuple[str, ...], runs: int = 1, workers: int | None = None,
+                       progress=None) -> list[dict]:
+    """Whole ``ternq factorial --seeds 0:N --device D -q`` commands, each device side by side: for every N of
+    ``seeds`` and every device, one untimed run that fills the caches, then ``runs`` timed ones (a
+    :func:`spread` of wall and CPU seconds). The CPU runs train ``workers`` units at once [every core]; the GPU
+    runs keep the default workers, which feed its launches."""
+    say = progress or (lambda s: None)
+    cpu_workers = workers or os.cpu_count() or 1
+    rows = []
+    for n in seeds:
+        for device in devices:
+            extra = ("--workers", str(cpu_workers)) if device == "cpu" else ()
+            cmd = ternq_command("--seeds", f"0:{n}", "--device", device, *extra)
+            say(f"factorial --seeds 0:{n} --device {device} (warm-up)")
+            time_process(cmd)
+            r = []
+            for i in range(runs):
+                say(f"factorial --seeds 0:{n} --device {device}, run {i + 1} of {runs}")
+                r.append(time_process(cmd))
+            rows.append({"seeds": n, "device": device, "workers": cpu_workers if device == "cpu" else None,
+                         **{k: spread(x[k] for x in r) for k in ("wall_s", "cpu_s")}})
+    return rows
+
+
 # ---------------------------------------------------------------- targets
 
 TARGETS = (  # (figure, label, target, at least?): the speed targets

@@ -156,3 +156,28 @@ def test_device_points_time_the_batched_calls(monkeypatch):
     con = Console(width=200, record=True)
     con.print(device_table(doc))
     assert "2.0x" in con.export_text()  # 200 against the core's 100
+
+
+def test_device_factorials_time_each_device_side_by_side(monkeypatch):
+    """Each seed count runs on each device: one untimed run, then the timed ones; the CPU on every core."""
+    cmds = []
+    walls = iter([9.0, 3.0, 5.0, 9.0, 7.0, 6.0])
+    monkeypatch.setattr(bench, "time_process", lambda cmd: cmds.append(cmd) or {"wall_s": next(walls), "cpu_s": 1.0})
+    rows = bench.device_factorials((10,), ("cuda", "cpu"), runs=2, workers=16)
+    assert [r["device"] for r in rows] == ["cuda", "cpu"] and [r["workers"] for r in rows] == [None, 16]
+    assert rows[0]["wall_s"] == {"median": 4.0, "min": 3.0, "max": 5.0, "n": 2}  # the warm-up (9 s) not counted
+    assert rows[1]["wall_s"]["median"] == 6.5
+    assert cmds[0][-4:] == ["0:10", "--device", "cuda", "-q"] and "--workers" not in cmds[0]
+    assert cmds[3][cmds[3].index("--workers") + 1] == "16" and "cpu" in cmds[3]
+    from rich.console import Console
+
+    from ternq.cli.bench import factorial_table
+
+    con = Console(width=200, record=True)
+    con.print(factorial_table(rows))
+    assert "4.00 [3.00, 5.00]" in con.export_text()
+
+
+def test_factorial_seeds_needs_a_device(capsys):
+    code, out, err = cli(["bench", "--factorial-seeds", "10"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--device" in err

@@ -60,10 +60,13 @@ def _check_c_ref(path: str | None) -> str | None:
 @click.option("--models", type=click.IntRange(1), multiple=True, default=(), metavar="M",
               help="With --device: models per call to time on it; repeat for several [cuda: 1 to 16384, cpu: 4 to "
                    "64].")
+@click.option("--factorial-seeds", "factorial_seeds", type=click.IntRange(1, 100000), multiple=True, default=(),
+              metavar="N", help="With --device: also time 'ternq factorial --seeds 0:N' on the device and on every "
+                                "CPU core (--runs timed runs after one that fills the caches); repeat for several.")
 @quiet_option
 @json_option
 def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_seeds10, runs, c_ref, c_runs, device,
-          models, quiet, as_json):
+          models, factorial_seeds, quiet, as_json):
     """Time the compiled training kernels and whole commands, and set them against the speed targets.
 
     Reports epochs per second and achieved GFLOP/s per core of a teacher, a ternary
@@ -78,8 +81,10 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
         raise InputError("--hidden and --batched-hidden must be positive")
     if not 0 < budget <= MAX_BUDGET:  # false for nan too
         raise InputError(f"--budget {budget:g}: a number of seconds above 0 and at most {MAX_BUDGET:g}")
+    if factorial_seeds and device is None:
+        raise InputError("--factorial-seeds times the factorial on a device: give --device too")
     if device is not None:
-        return _device(device, models, budget, quiet, as_json)
+        return _device(device, models, budget, factorial_seeds, runs, quiet, as_json)
     check_fits(_bench.memory_needed(widths, batched_widths, budget), "this benchmark")
     c_ref = _check_c_ref(c_ref)
     if c_ref and not with_factorial:
@@ -105,8 +110,10 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     return 0
 
 
-def _device(device: str, models: tuple[int, ...], budget: float, quiet: bool, as_json: bool) -> int:
-    """``ternq bench --device``: the device's throughput and, for cuda, one CPU core's beside it."""
+def _device(device: str, models: tuple[int, ...], budget: float, factorial_seeds: tuple[int, ...], runs: int,
+            quiet: bool, as_json: bool) -> int:
+    """``ternq bench --device``: the device's throughput and, for cuda, one CPU core's beside it; with
+    ``factorial_seeds``, whole factorials on the device and on the CPU."""
     from ..gpu import available
 
     if device == "cuda" and not available():
@@ -120,6 +127,11 @@ def _device(device: str, models: tuple[int, ...], budget: float, quiet: bool, as
         doc = {device: _bench.device_run(device, models=models or None, seconds=2 * budget, progress=step)}
         if device == "cuda":
             doc["cpu"] = _bench.device_run("cpu", seconds=2 * budget, progress=step)
+        if factorial_seeds:
+            devices = (device, "cpu") if device == "cuda" else (device,)
+            doc["factorials"] = _bench.device_factorials(factorial_seeds, devices, runs=runs, progress=step)
+    except RuntimeError as exc:  # a timed command failed
+        raise click.ClickException(str(exc)) from None
     finally:
         if status:
             status.stop()
@@ -127,12 +139,15 @@ def _device(device: str, models: tuple[int, ...], budget: float, quiet: bool, as
         report.print_json(doc)
         return 0
     report.out.print(device_table(doc))
+    if "factorials" in doc:
+        report.out.print(factorial_table(doc["factorials"]))
     return 0
 
 
 def device_table(doc: dict) -> Table:
     """Throughput per device (the ``--device`` document), with each point against one CPU core's best."""
-    first = next(iter(doc.values()))
+    devices = {k: v for k, v in doc.items() if k in ("cpu", "cuda")}
+    first = next(iter(devices.values()))
     t = Table(title=f"Teacher training, batch {first['batch']} x {first['steps']} steps, float32: many models per "
                     "call (the CPU: one core, batched kernel)")
     for col in ("device", "H", "models", "epochs", "model-epochs / s", "GFLOP/s", "vs CPU core"):
@@ -141,7 +156,7 @@ def device_table(doc: dict) -> Table:
     best = {}
     for p in cpu["points"] if cpu else []:
         best[p["H"]] = max(best.get(p["H"], 0.0), p["model_epochs_per_s"])
-    for name, d in doc.items():
+    for name, d in devices.items():
         for p in d["points"]:
             vs = f"{p['model_epochs_per_s'] / best[p['H']]:.1f}x" if name != "cpu" and p["H"] in best else ""
             t.add_row(name, str(p["H"]), str(p["models"]), str(p["epochs"]), f"{p['model_epochs_per_s']:,.0f}",
@@ -149,6 +164,19 @@ def device_table(doc: dict) -> Table:
         s = d["single"]
         t.add_row(name, str(s["H"]), "1, one teacher", str(s["epochs"]), f"{s['model_epochs_per_s']:,.0f}",
                   f"{s['gflops']:.1f}", f"{s['seconds']:.2f} s")
+    return t
+
+
+def factorial_table(rows: list[dict]) -> Table:
+    """Whole factorials per device (the ``--factorial-seeds`` rows): wall and CPU seconds, median [min, max]."""
+    t = Table(title="ternq factorial --seeds 0:N, whole command (warm caches)")
+    for col in ("seeds", "device", "workers", "wall s", "CPU s", "runs"):
+        t.add_column(col, justify="left" if col == "device" else "right")
+    for r in rows:
+        w, c = r["wall_s"], r["cpu_s"]
+        t.add_row(str(r["seeds"]), r["device"], str(r["workers"] or "default"),
+                  f"{w['median']:.2f} [{w['min']:.2f}, {w['max']:.2f}]",
+                  f"{c['median']:.1f} [{c['min']:.1f}, {c['max']:.1f}]", str(w["n"]))
     return t
 
 
