@@ -127,6 +127,16 @@ def worse_than_start(first_loss: float, last_loss: float, factor: float = WORSE)
     return ratio if ratio > factor else None
 
 
+def quantized_from(cfg) -> int:
+    """The first epoch at which every row of a student of ``cfg`` runs quantized (0 without progressive
+    quantization, and for a teacher): before it the loss is partly a float model's, so a rise from the first
+    epoch's loss is the quantization's, not a sign of a bad learning rate."""
+    share = getattr(cfg, "progressive", 0.0)
+    if share <= 0.0:
+        return 0
+    return max(0, math.ceil(share * cfg.epochs) - 1)  # kernels.loop.rows_quantized reaches every row here
+
+
 def chunk_epochs(task: Task, batch: int, epochs: int) -> int:
     """Epochs per chunk of training sequences: as many as fit in :data:`CHUNK_BYTES` (at least one)."""
     per_epoch = batch * task.steps * (task.n_in + task.n_out) * 4

@@ -244,6 +244,21 @@ def test_worse_than_start():
     assert train.worse_than_start(float("nan"), 2.0) is None
 
 
+def test_a_progressive_student_is_compared_from_its_first_fully_quantized_epoch():
+    """Before every row runs quantized the loss is partly a float model's: the rise after it is no warning."""
+    from dataclasses import replace
+
+    from ternq.kernels.loop import rows_quantized
+
+    cfg = replace(train.StudentConfig(), epochs=6000, progressive=0.5)
+    e = train.quantized_from(cfg)
+    assert rows_quantized(67, 0.5, 6000, e) >= 67 > rows_quantized(67, 0.5, 6000, e - 1)
+    for n_main, share in ((7, 0.3), (1500, 1.0), (10, 0.05)):
+        e = train.quantized_from(replace(cfg, epochs=n_main, progressive=share))
+        assert rows_quantized(5, share, n_main, e) >= 5 and (e == 0 or rows_quantized(5, share, n_main, e - 1) < 5)
+    assert train.quantized_from(train.StudentConfig()) == 0 and train.quantized_from(train.TeacherConfig()) == 0
+
+
 @pytest.mark.parametrize("argv", [["teacher", "--task", ""], ["student", "--task", ""], ["factorial", "--task", ""],
                                   ["cs", "--task", ""]])
 def test_empty_task_name_refused(argv, capsys):

@@ -178,7 +178,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
         Progress: (units done in the store, distinct units); a unit starts (may return a progress callback);
         a unit is done (its figures).
     """
-    from ..train import worse_than_start
+    from ..train import quantized_from, worse_than_start
 
     t0 = time.perf_counter()
     workers = workers or cells[0].settings.run.workers
@@ -194,9 +194,12 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
     timing: dict = {}
 
     def finished(unit: Unit, fig: dict, model) -> None:
-        curve = model.meta.get("curve", {}).get("loss")
-        if curve and "train_loss" in fig:
-            ratio = worse_than_start(curve[0], fig["train_loss"])
+        curve = model.meta.get("curve", {})
+        start = quantized_from(unit.config)  # the loss to compare with: the student's own format's first
+        first = next((x for e, x in zip(curve.get("epoch", []), curve.get("loss", []), strict=True) if e >= start),
+                     None)
+        if first is not None and "train_loss" in fig:
+            ratio = worse_than_start(first, fig["train_loss"])
             if ratio is not None:
                 worse.append((unit.key, ratio))
         if store is not None:
