@@ -95,6 +95,11 @@ def label(weight_format: str, gate: str = "", cand: str = "", out: str = "") -> 
     return "+".join([base, *rest])
 
 
+def slug(text: str) -> str:
+    """A :func:`label` as a file or folder name part (``ternary+cand:int8`` -> ``ternary-cand-int8``)."""
+    return text.replace("+", "-").replace(":", "-")
+
+
 def parse_label(text: str) -> dict[str, str]:
     """The settings (``weight_format`` and ``weight_format_<matrix>``) of a :func:`label`; ValueError naming what
     is wrong otherwise."""

@@ -142,19 +142,14 @@ def pairs(widths: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(ws[i], ws[min(i + 1, len(ws) - 1)]) for i in range(0, len(ws), 2)]
 
 
-def slug(fmt: str) -> str:
-    """A format label as a folder name and key part (``ternary+cand:int8`` -> ``ternary-cand-int8``)."""
-    return fmt.replace("+", "-").replace(":", "-")
-
-
 def cell_name(fmt: str, method: str, lo: int, hi: int) -> str:
-    tag = slug(fmt) + ("-" + method.replace("+", "-") if method != QAT else "")
+    tag = formats.slug(fmt) + ("-" + method.replace("+", "-") if method != QAT else "")
     return f"{tag}-h{lo}" + (f"-h{hi}" if hi != lo else "")
 
 
 def words(fmt: str, method: str) -> Words:
     """How a frontier cell names its units: the format and method in every student's key."""
-    tag = slug(fmt) + ("" if method == QAT else "-" + method.replace("+", "-"))
+    tag = formats.slug(fmt) + ("" if method == QAT else "-" + method.replace("+", "-"))
     return replace(GENERAL_WORDS, name="frontier", student_key=f"s{{seed}}/{tag}-h{{hidden}}")
 
 

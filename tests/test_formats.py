@@ -278,6 +278,22 @@ def test_student_command_trains_a_format_and_ptq(tmp_path, capsys):
 
 # ---------------------------------------------------------------- mixed formats: a format per matrix
 
+def test_student_command_trains_a_mixed_student(tmp_path, capsys, monkeypatch):
+    from conftest import invoke
+
+    monkeypatch.chdir(tmp_path)
+    code, js, err = invoke(["student", "--hidden", "4", "--epochs", "20", "--task", "sine", "--weight-format-cand",
+                            "int8", "-q", "--json"], capsys)
+    assert code == 0, err
+    fig = json.loads(js)
+    model = Model.load(fig["model"])
+    assert fig["model"].endswith("-ternary-cand-int8-s0.npz") and model.format_label == "ternary+cand:int8"
+    H, z = 4, 1 + 4  # W is (2H, n_in + H), flat first in levels()
+    lv = np.abs(model.levels()[:2 * H * z]).reshape(2 * H, z)
+    assert lv[H:].max() > 1 >= lv[:H].max()  # the candidate rows int8, the gate rows ternary
+    one_line_exit_2(["student", "--hidden", "4", "--weight-format-cand", "int9", "-q"], capsys, "int9")
+
+
 def test_mixed_label_reads_back_and_refuses_nonsense():
     assert formats.label("ternary", cand="int8") == "ternary+cand:int8"
     assert formats.label("ternary", gate="ternary") == "ternary"  # a matrix of the model's own format: not mixed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .. import config, report
+from .. import config, formats, report
 from ..experiment.execute import obtain
 from ..experiment.forecasting import model_forecasts
 from ..experiment.plans import DesignSettings, parse_factor
@@ -137,18 +137,25 @@ def apply_options(opts):
 @option(StudentSettings, "lr_min")
 @option(StudentSettings, "schedule")
 @option(StudentSettings, "weight_format")
+@option(StudentSettings, "weight_format_gate")
+@option(StudentSettings, "weight_format_cand")
+@option(StudentSettings, "weight_format_out")
 @option(StudentSettings, "ptq")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @apply_options(common)
 @option(RunSettings, "device")
-def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, weight_format, ptq,
-            out, config_path, seed, task_name, data_path, quiet, as_json, horizon, warmup, period, device):
+def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, weight_format,
+            weight_format_gate, weight_format_cand, weight_format_out, ptq, out, config_path, seed, task_name,
+            data_path, quiet, as_json, horizon, warmup, period, device):
     """Train a quantized student (ternary unless --weight-format) from a float teacher of the same width."""
     settings = command_settings(config_path, task_name, data_path, student__shaped=shaped,
                                 student__distill=distill, student__mask=mask, student__beta=beta,
                                 student__alpha=alpha, student__epochs=epochs, student__lr=lr, student__lr_min=lr_min,
-                                student__schedule=schedule, student__weight_format=weight_format, student__ptq=ptq,
+                                student__schedule=schedule, student__weight_format=weight_format,
+                                student__weight_format_gate=weight_format_gate,
+                                student__weight_format_cand=weight_format_cand,
+                                student__weight_format_out=weight_format_out, student__ptq=ptq,
                                 run__horizon=horizon, run__warmup=warmup,
                                 run__period=period, run__device=device)
     task = command_task(settings)
@@ -156,7 +163,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     check_device(settings.run.device)
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
-    tag += ("" if cfg.weight_format == "ternary" else f"-{cfg.weight_format}") + ("-ptq" if cfg.ptq else "")
+    fmt = formats.label(cfg.weight_format, cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out)
+    tag += ("" if fmt == "ternary" else f"-{formats.slug(fmt)}") + ("-ptq" if cfg.ptq else "")
     out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
                          reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
@@ -190,8 +198,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     rows.update({"teacher eval MSE": figures["teacher_eval_mse"], "vs float (ratio)": f"{figures['vs_float']:.2f}x",
                  "zero trits" if model.weight_format == "ternary" else "zero levels":
                      f"{100 * figures['zero_share']:.1f}%"})
-    if model.weight_format != "ternary":
-        rows["weight format (weight bytes)"] = f"{model.weight_format} ({figures['weight_bytes']:,})"
+    if model.format_label != "ternary":
+        rows["weight format (weight bytes)"] = f"{model.format_label} ({figures['weight_bytes']:,})"
     rows.update(report.forecast_rows(figures, naive, fs.to_dict()))
     if "teacher_vs_naive" in figures:
         rows["teacher vs naive (MSE ratio)"] = f"{figures['teacher_vs_naive']:.2f}x"
