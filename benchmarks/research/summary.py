@@ -80,7 +80,8 @@ def restart(root: Path) -> str:
 
 
 def width(root: Path) -> str:
-    """Each ternary width of the width frontier against the best int4/int8 point at no more weight bytes."""
+    """Each ternary (and mostly ternary, mixed) point of the width frontiers against the best int4/int8 point at
+    no more weight bytes."""
     out = []
     for task in ("lorenz", "sine"):
         f = root / f"width-{task}" / "results.json"
@@ -90,23 +91,23 @@ def width(root: Path) -> str:
         pts = [p for p in doc["points"] if p["method"] == "qat"]
         floats = {m["hidden"]: m for m in doc["float_reference"]["models"]}
         out += [f"### {task}, {len(doc['seeds'])} seeds: wider ternary against int4/int8 at no more weight bytes", "",
-                "| ternary H | weight bytes | scored eval MSE [95% CI] | vs equal-budget float of its width | "
+                "| ternary | H | weight bytes | scored eval MSE [95% CI] | vs equal-budget float of its width | "
                 "best int4/int8 at no more bytes | its bytes | its MSE [95% CI] | ternary / it |",
-                "|---|---|---|---|---|---|---|---|"]
-        for t in (p for p in pts if p["format"] == "ternary"):
-            rivals = [p for p in pts if p["format"] != "ternary" and p["weight_bytes"] <= t["weight_bytes"]]
+                "|---|---|---|---|---|---|---|---|---|"]
+        for t in (p for p in pts if p["format"].startswith("ternary")):
+            rivals = [p for p in pts if p["format"].startswith("int") and p["weight_bytes"] <= t["weight_bytes"]]
             fl = floats.get(t["hidden"])
             vs = _x(t["vs_float_scored"]) if "vs_float_scored" in t else "-"
             if fl is not None and "vs_float_scored" not in t:
                 vs = f"{t['eval_mse_scored']['geo_mean'] / fl['eval_mse_scored']['geo_mean']:.1f}x"
             if not rivals:
-                out.append(f"| {t['hidden']} | {t['weight_bytes']:,} | {_g(t['eval_mse_scored'])} | {vs} | none | "
-                           "- | - | - |")
+                out.append(f"| {t['format']} | {t['hidden']} | {t['weight_bytes']:,} | "
+                           f"{_g(t['eval_mse_scored'])} | {vs} | none | - | - | - |")
                 continue
             r = min(rivals, key=lambda p: p["eval_mse_scored"]["geo_mean"])
             ratio = t["eval_mse_scored"]["geo_mean"] / r["eval_mse_scored"]["geo_mean"]
-            out.append(f"| {t['hidden']} | {t['weight_bytes']:,} | {_g(t['eval_mse_scored'])} | {vs} | "
-                       f"{r['format']} H={r['hidden']} | {r['weight_bytes']:,} | {_g(r['eval_mse_scored'])} | "
+            out.append(f"| {t['format']} | {t['hidden']} | {t['weight_bytes']:,} | {_g(t['eval_mse_scored'])} | "
+                       f"{vs} | {r['format']} H={r['hidden']} | {r['weight_bytes']:,} | {_g(r['eval_mse_scored'])} | "
                        f"{ratio:.1f}x |")
         out += ["", "| format | H | weight bytes | scored eval MSE [95% CI] | on the bytes front |",
                 "|---|---|---|---|---|"]
