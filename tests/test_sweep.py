@@ -185,3 +185,34 @@ def test_a_one_cell_sweep_writes_the_factorials_results(tmp_path, capsys):
     cell = (tmp_path / "sweep" / "sine-w4x8-base" / "results.json").read_bytes()
     assert cell == (tmp_path / "fact" / "results.json").read_bytes()
     assert b'"rollout_mse"' in cell  # the sweep's cell has the forecasts a factorial has
+
+
+def test_progress_counts_a_training_shared_by_cells_once(monkeypatch):
+    """The engine reports every unit of every cell; a training two cells share is one of the total's units."""
+    from types import SimpleNamespace
+
+    from ternq import report
+    from ternq.cli.sweep import follow
+
+    class Bars:
+        def __init__(self):
+            self.advanced = 0
+
+        def add_task(self, *a, **k):
+            return 0
+
+        def advance(self, tid):
+            self.advanced += 1
+
+        def remove_task(self, tid):
+            pass
+
+    lines = []
+    monkeypatch.setattr(report, "unit_line", lambda done, total, key, fig: lines.append((done, total, key)))
+    bars = Bars()
+    f = follow(bars, True, "t", "out")
+    f["on_resume"](0, 2)
+    a, a2, b = (SimpleNamespace(key=k, digest=d) for k, d in (("c1/t", "x"), ("c2/t", "x"), ("c1/s", "y")))
+    for u in (a, a2, b):
+        f["on_done"](u, {})
+    assert bars.advanced == 2 and lines == [(1, 2, "c1/t"), (2, 2, "c1/s")]

@@ -101,11 +101,16 @@ def follow(p, quiet: bool, title: str, where) -> dict:
         tid = bars[unit.key] = p.add_task(unit.key, total=unit.config.epochs if unit.kind != "cs" else 1, loss="-")
         return lambda done, total, loss: p.update(tid, completed=done, total=total, loss=f"{loss:.3e}")
 
+    seen = set()
+
     def on_done(unit, fig: dict) -> None:
         if p is None:
             return
         if unit.key in bars:
             p.remove_task(bars.pop(unit.key))
+        if unit.digest in seen:  # the same training listed by several cells: counted once, as the total counts it
+            return
+        seen.add(unit.digest)
         p.advance(state["overall"])
         state["finished"] += 1
         report.unit_line(state["resumed"] + state["finished"], state["total"], unit.key, fig)

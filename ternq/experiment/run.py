@@ -193,12 +193,15 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
     worse: list[tuple[str, float]] = []
     timing: dict = {}
 
+    checked: set[str] = set()
+
     def finished(unit: Unit, fig: dict, model) -> None:
         curve = model.meta.get("curve", {})
         start = quantized_from(unit.config)  # the loss to compare with: the student's own format's first
         first = next((x for e, x in zip(curve.get("epoch", []), curve.get("loss", []), strict=True) if e >= start),
                      None)
-        if first is not None and "train_loss" in fig:
+        if first is not None and "train_loss" in fig and unit.digest not in checked:  # once per training
+            checked.add(unit.digest)
             ratio = worse_than_start(first, fig["train_loss"])
             if ratio is not None:
                 worse.append((unit.key, ratio))
