@@ -23,6 +23,7 @@ from .kernels.loop import (
     OUTPUT_ONE,
     alpha_at,
     beta_at,
+    join_epoch_of,
     lr_at,
     rows_quantized,
     scale_rate,
@@ -70,26 +71,28 @@ def _kernels():
 @njit(cache=True, nogil=True, error_model="numpy")
 def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_kind, alpha_until, output_weight,
                beta0, beta1, beta_kind, distill, qmax, progressive, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as,
-               adam_e, cy, ch, w_y, alpha, beta, traj, nq):
+               adam_e, cy, ch, w_y, alpha, beta, traj, nq, restart, lr_s):
     """Per epoch and model: Adam's step size and epsilon (bias corrections folded in, as ``optim.adam``),
     the scales' step size per matrix (``loop.scale_rate`` of its format), the loss weights and the STE
     sharpness, in the CPU training loop's float64 expressions (``loop.begin_epoch``, ``loop.loss_weights``,
     ``loop.end_epoch``); traj: the trajectory term is on (a distilled model whose alpha is not 0 this
-    epoch); nq: how many rows (in their rank's order) run quantized (progressive quantization)."""
+    epoch); nq: how many rows (in their rank's order) run quantized (progressive quantization); lr_s the scales'
+    rates in float64, for the steps of Adam restarted at each row's join (``loop.adam_joins``)."""
     beta_1, beta_2, eps = 0.9, 0.999, 1e-8
     n_rows = 2 * hidden + n_out
     for e in range(e0, e1):
-        step = e + 1
-        c1 = 1.0 - beta_1**step
-        c2 = 1.0 - beta_2**step
-        adam_e[e] = np.float32(eps * np.sqrt(c2))
         for m in range(lr.shape[0]):
             fine = e >= n_main[m]
+            step = e - n_main[m] + 1 if fine and restart[m] else e + 1  # a restart counts from the fine-tune
+            c1 = 1.0 - beta_1**step
+            c2 = 1.0 - beta_2**step
+            adam_e[e, m] = np.float32(eps * np.sqrt(c2))
             prog = e / n_main[m] if not fine else (e - n_main[m]) / (n_epochs - n_main[m])
             r = lr_at(finetune_lr[m] if fine else lr[m], lr_min[m], lr_kind[m], prog)
             adam_a[e, m] = np.float32(r * np.sqrt(c2) / c1)
             for i in range(3):  # gate, cand, out: each matrix's scales at its format's rate
-                adam_as[e, i, m] = np.float32(scale_rate(r, qmax[i, m]) * np.sqrt(c2) / c1)
+                lr_s[e, i, m] = scale_rate(r, qmax[i, m])
+                adam_as[e, i, m] = np.float32(lr_s[e, i, m] * np.sqrt(c2) / c1)
             a = 0.0
             if distill[m] and not fine:
                 a = alpha_at(alpha_kind[m], alpha0[m], alpha1[m], prog, alpha_until[m])
@@ -102,6 +105,21 @@ def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_k
             beta[e, m] = beta_at(beta_kind[m], beta0[m], beta1[m], min(prog, 1.0) if not fine else 1.0)
             share = progressive[m]
             nq[e, m] = rows_quantized(n_rows, share, n_main[m], e) if share > 0.0 and not fine else n_rows
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _restart_tables(n_epochs, share, n_main, rank, restart, e_join, c1, sq2, eps_s):
+    """For Adam restarted at each row's join: the epoch each row of each model joins (``loop.join_epoch``), and
+    per step count s + 1 the bias corrections 1 - beta1^(s+1) and sqrt(1 - beta2^(s+1)) (float64) and the
+    epsilon, as ``optim.adam`` computes them."""
+    for s in range(n_epochs):
+        c1[s] = 1.0 - 0.9**(s + 1)
+        sq2[s] = np.sqrt(1.0 - 0.999**(s + 1))
+        eps_s[s] = np.float32(1e-8 * sq2[s])
+    for m in range(rank.shape[1]):
+        if restart[m]:
+            for r in range(rank.shape[0]):
+                e_join[r, m] = join_epoch_of(share[m], n_main[m], rank[r, m], rank.shape[0])
 
 
 def _vec(x, M: int, dtype, name: str) -> np.ndarray:
@@ -127,7 +145,8 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  student: bool, *, lr, lr_min, lr_kind, clip, distill=False, alpha0=0.0, alpha1=0.0,
                  alpha_schedule=ALPHA_LINEAR, alpha_until=1.0, output_weight=OUTPUT_1_MINUS_ALPHA, beta0=1.0,
                  beta1=1.0, beta_schedule=BETA_LINEAR, mask_kind=MASK_NONE, qmax=1, quantized=1, finetune_epochs=None,
-                 finetune_lr=None, progressive=None, row_rank=None, thresholds: np.ndarray | None = None,
+                 finetune_lr=None, progressive=None, row_rank=None, adam_restart=False,
+                 thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
                  threads: int | None = None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
@@ -199,7 +218,13 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     n = B * T
     adam_a = np.zeros((n_epochs, M), np.float32)
     adam_as = np.zeros((n_epochs, 3, M), np.float32)
-    adam_e = np.zeros(n_epochs, np.float32)
+    adam_e = np.zeros((n_epochs, M), np.float32)
+    restart = _vec(adam_restart, M, np.bool_, "adam_restart") & student
+    lr_s = np.zeros((n_epochs, 3, M))
+    e_join = np.zeros((n_rows, M), np.int64)
+    c1, sq2 = np.zeros(n_epochs), np.zeros(n_epochs)
+    eps_s = np.zeros(n_epochs, np.float32)
+    _restart_tables(n_epochs, share, n_main, rank, restart, e_join, c1, sq2, eps_s)
     cy = np.zeros((n_epochs, M), np.float32)
     ch = np.zeros((n_epochs, M), np.float32)
     w_y, alpha, beta = (np.zeros((n_epochs, M)) for _ in range(3))
@@ -212,7 +237,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                _vec(output_weight, M, np.int64, "output_weight"), _vec(beta0, M, f64, "beta0"),
                _vec(beta1, M, f64, "beta1"), _vec(beta_schedule, M, np.int64, "beta_schedule"), distill, qmax,
                share, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e,
-               cy, ch, w_y, alpha, beta, traj, nq)
+               cy, ch, w_y, alpha, beta, traj, nq, restart, lr_s)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)
     shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
@@ -237,7 +262,8 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                 dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
                 p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
                 work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() else 1),
-                work(M, T * B * 2 * hidden), work(M, T * B * n_out))
+                work(M, T * B * 2 * hidden), work(M, T * B * n_out),
+                dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
     stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
@@ -300,7 +326,7 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
 
 
 # Lane fields of the recipes that the GPU kernels do not run yet (the CPU's batched kernel does)
-_RECIPE_FIELDS = ("distill_hidden", "distill_output", "scale_mode", "adam_restart")
+_RECIPE_FIELDS = ("distill_hidden", "distill_output", "scale_mode")
 
 
 def _same_value(a, b) -> bool:
@@ -355,7 +381,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
                  beta1=loop.beta[:, 1], beta_schedule=loop.beta_schedule, mask_kind=loop.mask,
                  qmax=loop.qmax if student else 1, quantized=loop.quantized if student else 1,
                  finetune_epochs=E - loop.n_main, finetune_lr=loop.finetune_lr, progressive=loop.progressive,
-                 row_rank=loop.row_rank, thresholds=res.thresholds,
+                 row_rank=loop.row_rank, adam_restart=loop.adam_restart, thresholds=res.thresholds,
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
                  losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
     return res

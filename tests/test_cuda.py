@@ -339,6 +339,33 @@ def test_mixed_formats_bit_identical_to_the_cpu():
 
 
 @needs_device
+def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
+    """Adam's moments and step count restarted for each scale at its row's join and for every parameter at the
+    fine-tune (loop.adam_joins), beside models without the restart, in one launch: the CPU's bits."""
+    from ternq.multi import train_batch
+
+    order = np.random.default_rng(37).permutation(n_scales(H, N_OUT))
+    kinds = [dict(adam_restart=True, progressive=1.0, row_rank=order),
+             dict(adam_restart=True, weight_format="int4", float_matrices="gate", progressive=1.0),
+             dict(adam_restart=True, weight_format_cand="int8", mask="seed"),
+             dict(progressive=1.0, row_rank=order)]
+    lanes = [Lane(lr=0.03, beta=(1.5, 6.0), finetune_epochs=1, finetune_lr=0.02, **kinds[k % len(kinds)])
+             for k in range(M)]
+    rng = np.random.default_rng(41)
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    plain = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), [replace(ln, adam_restart=False) for ln in lanes],
+                            student=True, threads=THREADS)
+    assert not np.array_equal(plain.theta[0], g.theta[0])  # the restart changed the training
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""
@@ -367,9 +394,9 @@ def test_the_formats_levels_and_masks_are_the_cpus():
 
 
 def test_the_gpu_names_the_recipe_settings_it_does_not_train():
-    lane = Lane(adam_restart=True, weight_format="int8", float_matrices="gate", progressive=0.5)
+    lane = Lane(distill_output=0.5, weight_format="int8", float_matrices="gate", progressive=0.5)
     assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
-    with pytest.raises(ValueError, match="adam_restart"):
+    with pytest.raises(ValueError, match="distill_output"):
         gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),
                         np.zeros((1, 1, B, T, N_IN), np.float32), np.zeros((1, 1, B, T, N_OUT), np.float32), [0],
                         (N_IN, H, N_OUT), [lane], student=True)

@@ -582,11 +582,13 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
 
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
               mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
-              teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY):
+              teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY, restart, e_join, lr_s, c1, sq2,
+              eps_s):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
     weight format, live (2H+O, M) 0 for a row kept in float; adam_as (E, 3, M) the scales' Adam step size for the
-    rows of the gate, the candidate and the output matrix."""
+    rows of the gate, the candidate and the output matrix; restart (M,) Adam restarted at joins, from e_join
+    (2H+O, M) each row's join, lr_s (E, 3, M) the scales' rates and c1, sq2, eps_s the bias corrections per step."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -624,6 +626,10 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 am[k] = _ZERO
             for r in range(tid, h2 + n_out, nt):
                 thr[m, r] = _mul(_HALF, th[m_eff + r])
+            if restart[m]:  # loop.adam_joins: the fine-tune restarts every moment
+                for k in range(tid, n_theta, nt):
+                    am[k] = _ZERO
+                    av[k] = _ZERO
             cuda.syncthreads()
         if traj[e, m]:  # the trajectory term is on this epoch (alpha != 0)
             tp = teacher[m]
@@ -692,12 +698,22 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
             _clip(g, m_eff, n_theta, clip[m], sd, tid, nt)
         else:
             _clip(g, 0, n_theta, clip[m], sd, tid, nt)
-        ea = adam_e[e]
         for k in range(tid, n_theta, nt):
             a = adam_a[e, m]
+            ea = adam_e[e, m]
             if k >= m_eff:  # a row's scale, at its matrix's rate (gate, cand, out)
                 r = k - m_eff
-                a = adam_as[e, 0 if r < hidden else (1 if r < h2 else 2), m]
+                i = 0 if r < hidden else (1 if r < h2 else 2)
+                a = adam_as[e, i, m]
+                if restart[m] and not fine:  # loop.adam_joins: each scale's moments and steps from its row's join
+                    if e < e_join[r, m] or not live[r, m]:
+                        continue
+                    if e == e_join[r, m]:
+                        am[k] = _ZERO
+                        av[k] = _ZERO
+                    st = e - e_join[r, m]  # Adam's step st + 1
+                    a = np.float32(_ddiv(_dmul(lr_s[e, i, m], sq2[st]), c1[st]))
+                    ea = eps_s[st]
             gk = g[k]
             mk = _add(_mul(b1, am[k]), _mul(u1, gk))
             vk = _add(_mul(b2, av[k]), _mul(_mul(u2, gk), gk))

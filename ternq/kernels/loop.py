@@ -157,13 +157,16 @@ def rows_quantized(n_rows, share, n_main, e):
 @njit(cache=True, nogil=True, error_model="numpy")
 def join_epoch(loop, k, r):
     """The epoch at which model ``k``'s row ``r`` starts to run quantized (0: from the start; ``n_main``: at the
-    fine-tune), found by bisection (the count of quantized rows never falls)."""
-    share = loop.progressive[k]
-    n_main = loop.n_main[k]
+    fine-tune)."""
+    return join_epoch_of(loop.progressive[k], loop.n_main[k], loop.row_rank[r, k], loop.row_rank.shape[0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def join_epoch_of(share, n_main, rank, n_rows):
+    """:func:`join_epoch` of the row of ``rank`` among ``n_rows``, found by bisection (the count of quantized rows
+    never falls)."""
     if share <= 0.0:
         return 0
-    rank = loop.row_rank[r, k]
-    n_rows = loop.row_rank.shape[0]
     lo, hi = 0, n_main  # the answer lies in [lo, hi]
     while lo < hi:
         mid = (lo + hi) // 2
