@@ -536,7 +536,8 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 for o in range(n_out):
                     d = _add(d, _mul(DY[row * n_out + o], p[owo + o * hidden + i]))
                 if distill:
-                    d = _add(d, _mul(_mul(ch, weights[i]), _sub(hs[(row + B) * hidden + i], ht[(row + B) * hidden + i])))
+                    dev = _sub(hs[(row + B) * hidden + i], ht[(row + B) * hidden + i])
+                    d = _add(d, _mul(_mul(ch, weights[i]), dev))
                 gate = gs[row * hidden + i]
                 cand = cs[row * hidden + i]
                 hpi = hs[row * hidden + i]
