@@ -190,6 +190,17 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="free"):
         gpu.rollout(np.zeros((1, n_params(2, 4, 1)), np.float32), np.zeros((1, 1, 1, 2), np.float32), [0], 2, 4, 1,
                     0.1, free=3)
+    pe = n_params(1, 4, 1)
+    theta = np.zeros((1, pe + n_scales(4, 1)), np.float32)
+    X, Y = np.zeros((1, 1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32)
+    common = dict(lr=0.01, lr_min=0.0, lr_kind=0, clip=1.0, losses=np.zeros((1, 1)), mses=np.zeros((1, 1)),
+                  bad=np.full(1, -1, np.int64))
+    with pytest.raises(ValueError, match="teacher"):  # the output share runs the teacher too
+        gpu.train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), X, Y, [0], 0, 1, 1, 1, 4, 1, 0.1, True,
+                         distill_output=0.5, **common)
+    with pytest.raises(ValueError, match="distill_hidden"):
+        gpu.train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), X, Y, [0], 0, 1, 1, 1, 4, 1, 0.1, True,
+                         distill_hidden=np.ones((3, 1)), **common)
 
 
 @needs_device
