@@ -71,13 +71,14 @@ def _kernels():
 @njit(cache=True, nogil=True, error_model="numpy")
 def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_kind, alpha_until, output_weight,
                beta0, beta1, beta_kind, distill, qmax, progressive, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as,
-               adam_e, cy, ch, w_y, alpha, beta, traj, nq, restart, lr_s):
+               adam_e, cy, ch, w_y, alpha, beta, traj, nq, restart, lr_s, distill_output, output_share):
     """Per epoch and model: Adam's step size and epsilon (bias corrections folded in, as ``optim.adam``),
     the scales' step size per matrix (``loop.scale_rate`` of its format), the loss weights and the STE
     sharpness, in the CPU training loop's float64 expressions (``loop.begin_epoch``, ``loop.loss_weights``,
     ``loop.end_epoch``); traj: the trajectory term is on (a distilled model whose alpha is not 0 this
     epoch); nq: how many rows (in their rank's order) run quantized (progressive quantization); lr_s the scales'
-    rates in float64, for the steps of Adam restarted at each row's join (``loop.adam_joins``)."""
+    rates in float64, for the steps of Adam restarted at each row's join (``loop.adam_joins``); output_share:
+    the teacher's share in the output target (``distill_output``, none in the fine-tune)."""
     beta_1, beta_2, eps = 0.9, 0.999, 1e-8
     n_rows = 2 * hidden + n_out
     for e in range(e0, e1):
@@ -98,6 +99,7 @@ def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_k
                 a = alpha_at(alpha_kind[m], alpha0[m], alpha1[m], prog, alpha_until[m])
             wy = 1.0 if fine or output_weight[m] == OUTPUT_ONE else 1.0 - a
             traj[e, m] = a != 0.0
+            output_share[e, m] = 0.0 if fine else distill_output[m]
             alpha[e, m] = a
             w_y[e, m] = wy
             cy[e, m] = np.float32(wy) / np.float32(n * n_out)
@@ -148,18 +150,20 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  finetune_lr=None, progressive=None, row_rank=None, adam_restart=False,
                  thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, distill_output=0.0, distill_hidden: np.ndarray | None = None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
     cosine or constant learning rate, global-norm clipping, Adam; a student's STE with its mask and
-    linear beta; distillation towards ``teacher`` with linear alpha), bit for bit.
+    linear beta; distillation towards ``teacher`` with linear alpha, its trajectory term's units weighted by
+    ``distill_hidden`` and its predictions blended into the output target by ``distill_output``), bit for bit.
 
     theta, adam_m, adam_v (M, P) float32, model index first (P = n_params, plus the scales for a
     student); X (D, E, B, T, n_in), Y (D, E, B, T, n_out) float32; data (M,) which data set each
     model trains on; per-model settings are scalars or (M,) arrays; teacher (M, Pe) for distilled
     students; losses, mses (M, E) float64 (epochs not trained keep their values); bad (M,) int64,
-    -1 or the first epoch whose loss was not finite (such a model is frozen there).
+    -1 or the first epoch whose loss was not finite (such a model is frozen there); distill_hidden (H, M)
+    or (0, M) float64 as the loop's record (None or (0, M): every unit weighs 1).
     """
     cuda, K = _kernels()
     theta = np.asarray(theta)
@@ -185,8 +189,18 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     if losses.shape != (M, n_epochs) or mses.shape != (M, n_epochs) or bad.shape != (M,):
         raise ValueError("losses, mses must be (M, n_epochs) and bad (M,)")
     distill = _vec(distill, M, np.bool_, "distill")
-    if distill.any() and (teacher is None or teacher.shape != (M, m_eff) or teacher.dtype != np.float32):
+    distill_output = _vec(distill_output, M, np.float64, "distill_output")
+    if (distill.any() or (distill_output > 0).any()) and (
+            teacher is None or teacher.shape != (M, m_eff) or teacher.dtype != np.float32):
         raise ValueError("distillation needs teacher float32 (M, n_params)")
+    # the trajectory term's per-unit weights, float32 as the CPU's kernel keeps them
+    weights = np.ones((M, hidden), np.float32)
+    if distill_hidden is not None:
+        distill_hidden = np.asarray(distill_hidden, np.float64)
+        if distill_hidden.shape not in ((hidden, M), (0, M)) or not np.isfinite(distill_hidden).all():
+            raise ValueError(f"distill_hidden must be finite float64 ({hidden}, {M}) or (0, {M})")
+        if distill_hidden.shape[0] > 0:
+            weights[:] = distill_hidden.T
     mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
     n_rows = n_scales(hidden, n_out)
     # each row's format: (2H + O, M), as the loop's record keeps them; one format per matrix
@@ -230,6 +244,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     w_y, alpha, beta = (np.zeros((n_epochs, M)) for _ in range(3))
     traj = np.zeros((n_epochs, M), np.bool_)
     nq = np.zeros((n_epochs, M), np.int64)
+    share_e = np.zeros((n_epochs, M))
     _schedules(_vec(lr, M, f64, "lr"), _vec(lr_min, M, f64, "lr_min"), _vec(lr_kind, M, np.int64, "lr_kind"),
                _vec(lr if finetune_lr is None else finetune_lr, M, f64, "finetune_lr"), n_main,
                _vec(alpha0, M, f64, "alpha0"), _vec(alpha1, M, f64, "alpha1"),
@@ -237,7 +252,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                _vec(output_weight, M, np.int64, "output_weight"), _vec(beta0, M, f64, "beta0"),
                _vec(beta1, M, f64, "beta1"), _vec(beta_schedule, M, np.int64, "beta_schedule"), distill, qmax,
                share, e0, e1, n_epochs, n, hidden, n_out, adam_a, adam_as, adam_e,
-               cy, ch, w_y, alpha, beta, traj, nq, restart, lr_s)
+               cy, ch, w_y, alpha, beta, traj, nq, restart, lr_s, distill_output, share_e)
     if teacher is None:
         teacher = np.zeros((M, m_eff), np.float32)
     shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
@@ -261,9 +276,9 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                 dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y),
                 dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
                 p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
-                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() else 1),
+                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() or share_e.any() else 1),
                 work(M, T * B * 2 * hidden), work(M, T * B * n_out),
-                dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s))
+                dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
     stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
@@ -326,7 +341,7 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
 
 
 # Lane fields of the recipes that the GPU kernels do not run yet (the CPU's batched kernel does)
-_RECIPE_FIELDS = ("distill_hidden", "distill_output", "scale_mode")
+_RECIPE_FIELDS = ("scale_mode",)
 
 
 def _same_value(a, b) -> bool:
@@ -342,8 +357,8 @@ def _refused(lane) -> list[str]:
 
 
 def trains(lane) -> bool:
-    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): every weight format, with the
-    notes' protocol (no recipe settings)."""
+    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): every weight format and the
+    recipe settings but those of ``_RECIPE_FIELDS`` and mixed formats."""
     return not _refused(lane)
 
 
@@ -365,7 +380,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
         recipe = _refused(lane)
         if recipe:
             raise ValueError(f"the GPU does not train these recipe settings yet: {', '.join(recipe)}")
-        if lane.distill and not student:
+        if lane.uses_teacher and not student:
             raise ValueError("only students distill")
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
@@ -383,5 +398,6 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
                  finetune_epochs=E - loop.n_main, finetune_lr=loop.finetune_lr, progressive=loop.progressive,
                  row_rank=loop.row_rank, adam_restart=loop.adam_restart, thresholds=res.thresholds,
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
-                 losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
+                 losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads,
+                 distill_output=loop.distill_output, distill_hidden=loop.distill_hidden)
     return res

@@ -190,6 +190,17 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="free"):
         gpu.rollout(np.zeros((1, n_params(2, 4, 1)), np.float32), np.zeros((1, 1, 1, 2), np.float32), [0], 2, 4, 1,
                     0.1, free=3)
+    pe = n_params(1, 4, 1)
+    theta = np.zeros((1, pe + n_scales(4, 1)), np.float32)
+    X, Y = np.zeros((1, 1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32)
+    common = dict(lr=0.01, lr_min=0.0, lr_kind=0, clip=1.0, losses=np.zeros((1, 1)), mses=np.zeros((1, 1)),
+                  bad=np.full(1, -1, np.int64))
+    with pytest.raises(ValueError, match="teacher"):  # the output share runs the teacher too
+        gpu.train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), X, Y, [0], 0, 1, 1, 1, 4, 1, 0.1, True,
+                         distill_output=0.5, **common)
+    with pytest.raises(ValueError, match="distill_hidden"):
+        gpu.train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), X, Y, [0], 0, 1, 1, 1, 4, 1, 0.1, True,
+                         distill_hidden=np.ones((3, 1)), **common)
 
 
 @needs_device
@@ -366,6 +377,37 @@ def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
 
 
 @needs_device
+def test_output_and_hidden_distillation_bit_identical_to_the_cpu():
+    """The teacher's share in the output target (with and without the trajectory term: the teacher runs
+    for either) and the trajectory term's per-unit weights, each model its own, beside a model with
+    neither, all with a fine-tune (which turns both off), in one launch: as multi.train_batch's bits."""
+    from ternq.multi import train_batch
+
+    rng = np.random.default_rng(29)
+    kinds = [dict(distill_output=0.6, weight_format="int4"),
+             dict(distill=True, alpha=(0.5, 0.2), distill_output=0.3, distill_hidden=rng.uniform(0.1, 3.0, H)),
+             dict(distill=True, alpha=(0.4, 0.4), distill_hidden=rng.uniform(0.1, 3.0, H), mask="reference"),
+             dict(weight_format="binary")]
+    lanes = [Lane(lr=0.02, beta=(1.5, 6.0), mask="seed", finetune_epochs=1, finetune_lr=0.03)] * M
+    lanes = [replace(ln, **kinds[k % len(kinds)]) for k, ln in enumerate(lanes)]
+    X, Y = _data(rng)
+    theta = _formats_theta(rng, lanes)
+    teacher = _theta(rng, False)
+    data = np.arange(M) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    # the settings change the training: without them the same models end elsewhere
+    plain = [replace(ln, distill_output=0.0, distill_hidden=None) for ln in lanes]
+    p = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), plain, student=True, teacher=teacher)
+    for k in range(3):
+        assert (p.losses[k] != c.losses[k]).any()
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""
@@ -394,9 +436,11 @@ def test_the_formats_levels_and_masks_are_the_cpus():
 
 
 def test_the_gpu_names_the_recipe_settings_it_does_not_train():
-    lane = Lane(distill_output=0.5, weight_format="int8", float_matrices="gate", progressive=0.5)
+    lane = Lane(scale_mode="lsq", weight_format="int8", float_matrices="gate", progressive=0.5)
     assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
-    with pytest.raises(ValueError, match="distill_output"):
+    assert gpu.trains(Lane(distill_output=0.5)) and gpu.trains(Lane(distill=True, distill_hidden=np.ones(H)))
+    assert gpu.trains(Lane(adam_restart=True))
+    with pytest.raises(ValueError, match="scale_mode"):
         gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),
                         np.zeros((1, 1, B, T, N_IN), np.float32), np.zeros((1, 1, B, T, N_OUT), np.float32), [0],
                         (N_IN, H, N_OUT), [lane], student=True)

@@ -254,10 +254,10 @@ def test_gpu_trains_every_format_and_mixed_ones():
 
     assert all(gpu.trains(Lane(weight_format=f)) for f in ("ternary", "binary", "int2", "int4", "int8"))
     assert gpu.trains(Lane(float_matrices="cand")) and gpu.trains(Lane(weight_format_cand="int8"))
-    assert gpu.trains(Lane(adam_restart=True, weight_format="int4")) and not gpu.trains(Lane(distill_output=0.5))
-    with pytest.raises(ValueError, match="distill_output"):
+    assert gpu.trains(Lane(adam_restart=True, weight_format="int4")) and not gpu.trains(Lane(scale_mode="lsq"))
+    with pytest.raises(ValueError, match="scale_mode"):
         gpu.train_batch(np.zeros((1, 10), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32),
-                        np.zeros((1, 1, 1, 1, 1), np.float32), [0], (1, 1, 1), [Lane(distill_output=0.5)],
+                        np.zeros((1, 1, 1, 1, 1), np.float32), [0], (1, 1, 1), [Lane(scale_mode="lsq")],
                         student=True)
 
 

@@ -386,6 +386,24 @@ def _sq_sum(kind, a, ao, b, bo, n, B, C, T, sd, tid, nt):
     return total
 
 
+@cuda.jit(device=True)
+def _traj_sum(hs, ht, o, n, hidden, weights, sd, tid, nt):
+    """The trajectory term's float64 sum over k of (hs - ht)[o + k]^2 * weights[k % hidden], the difference
+    in float32, in the CPU's order (as :func:`_sq_sum`). The result is in thread 0."""
+    total = 0.0
+    for c0 in range(0, n, RED):
+        cn = min(RED, n - c0)
+        for k in range(tid, cn, nt):
+            q = c0 + k
+            e = np.float64(_sub(hs[o + q], ht[o + q]))
+            sd[4 + k] = _dmul(_dmul(e, e), np.float64(weights[q % hidden]))
+        cuda.syncthreads()
+        if tid == 0:
+            total = _chain(total, sd, 4, cn)
+        cuda.syncthreads()
+    return total
+
+
 # ---------------------------------------------------------------- forward and backward of one model
 #
 # Per-model arrays are flat: X, Y (D*E*B*T*C) with the epoch's block at xo; hs (T+1)*B*H, gs and cs T*B*H,
@@ -455,9 +473,12 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
 
 @cuda.jit(device=True)
 def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha, distill, ht, g,
-               hs, gs, cs, ys, DP, DY, sh, sd, tid, nt):
-    """cell._loss_grad (unweighted trajectory term) for one model on rows base.. of X and Y: writes g (Pe,),
-    sd[0] loss, sd[1] mse."""
+               hs, gs, cs, ys, DP, DY, sh, sd, tid, nt, blend, weights):
+    """multi._loss_grad for one model on rows base.. of X and Y: writes g (Pe,), sd[0] loss, sd[1] mse.
+
+    blend: the output target is in DY already (the teacher's predictions blended in, DY's layout), else
+    it is Y's rows; weights (H,): the trajectory term's per-unit weights (1 for every unit: the unweighted
+    term's bits, a multiply by 1 being exact)."""
     z = n_in + hidden
     h2 = 2 * hidden
     ob = h2 * z
@@ -479,14 +500,19 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
         a = _add(abs(tau), _EPS)
         sh[o_ddec + i] = _mul(_div(_mul(sh[o_dec + i], dt), _mul(a, a)), _sign(tau))
         sh[o_gtau + i] = _ZERO
+    # the squared errors before DY overwrites a blended target
+    if blend:
+        sse = _sq_sum(1, ys, 0, DY, 0, n * n_out, B, n_out, T, sd, tid, nt)
+    else:
+        sse = _sq_sum(2, ys, 0, Y, yo, n * n_out, B, n_out, T, sd, tid, nt)
     for q in range(tid, n * n_out, nt):  # q = (t*B + bb)*O + o
         o = q % n_out
         r = q // n_out
-        DY[q] = _mul(cy, _sub(ys[q], Y[yo + ((r % B) * T + r // B) * n_out + o]))
-    sse = _sq_sum(2, ys, 0, Y, yo, n * n_out, B, n_out, T, sd, tid, nt)
+        target = DY[q] if blend else Y[yo + ((r % B) * T + r // B) * n_out + o]
+        DY[q] = _mul(cy, _sub(ys[q], target))
     straj = 0.0
     if distill:
-        straj = _sq_sum(1, hs, BH, ht, BH, n * hidden, B, hidden, T, sd, tid, nt)
+        straj = _traj_sum(hs, ht, BH, n * hidden, hidden, weights, sd, tid, nt)
     if tid == 0:
         mse = _ddiv(sse, np.float64(n * n_out))
         sd[1] = mse
@@ -510,7 +536,8 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 for o in range(n_out):
                     d = _add(d, _mul(DY[row * n_out + o], p[owo + o * hidden + i]))
                 if distill:
-                    d = _add(d, _mul(ch, _sub(hs[(row + B) * hidden + i], ht[(row + B) * hidden + i])))
+                    dev = _sub(hs[(row + B) * hidden + i], ht[(row + B) * hidden + i])
+                    d = _add(d, _mul(_mul(ch, weights[i]), dev))
                 gate = gs[row * hidden + i]
                 cand = cs[row * hidden + i]
                 hpi = hs[row * hidden + i]
@@ -583,12 +610,14 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
               mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
               teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY, restart, e_join, lr_s, c1, sq2,
-              eps_s):
+              eps_s, share, distill_hidden):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
     weight format, live (2H+O, M) 0 for a row kept in float; adam_as (E, 3, M) the scales' Adam step size for the
     rows of the gate, the candidate and the output matrix; restart (M,) Adam restarted at joins, from e_join
-    (2H+O, M) each row's join, lr_s (E, 3, M) the scales' rates and c1, sq2, eps_s the bias corrections per step."""
+    (2H+O, M) each row's join, lr_s (E, 3, M) the scales' rates and c1, sq2, eps_s the bias corrections per step;
+    share (E, M) the teacher's share in the output target; distill_hidden (M, H) the trajectory
+    term's per-unit weights."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -631,12 +660,21 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     am[k] = _ZERO
                     av[k] = _ZERO
             cuda.syncthreads()
-        if traj[e, m]:  # the trajectory term is on this epoch (alpha != 0)
+        blend = share[e, m] > 0.0  # the output target blends in the teacher's predictions
+        if traj[e, m] or blend:  # the teacher runs: the trajectory term is on (alpha != 0), or the blend
             tp = teacher[m]
             for k in range(tid, m_eff, nt):
                 p[k] = tp[k]
             cuda.syncthreads()
             _forward(p, X, base * n_in, T, 0, n_in, hidden, n_out, B, dt, ht, gs, cs, ys, sh, tid, nt)
+            if blend:  # loop.output_target, into dy (the student's forward overwrites ys)
+                sa = np.float32(_dadd(1.0, -share[e, m]))
+                sb = np.float32(share[e, m])
+                yo = base * n_out
+                for q in range(tid, T * B * n_out, nt):  # q = (t*B + bb)*O + o
+                    o = q % n_out
+                    r = q // n_out
+                    dy[q] = _add(_mul(sa, Y[yo + ((r % B) * T + r // B) * n_out + o]), _mul(sb, ys[q]))
         if student:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
@@ -660,7 +698,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 p[k] = th[k]
         cuda.syncthreads()
         _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy[e, m], ch[e, m], w_y[e, m], alpha[e, m],
-                   traj[e, m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt)
+                   traj[e, m], ht, g, hs, gs, cs, ys, dp, dy, sh, sd, tid, nt, blend, distill_hidden[m])
         loss = sd[0]
         if not abs(loss) <= _DBL_MAX:
             if tid == 0:
