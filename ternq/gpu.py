@@ -27,7 +27,7 @@ from .kernels.loop import (
     rows_quantized,
     scale_rate,
 )
-from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
+from .kernels.ternary import MASK_NONE, MASK_REFERENCE, SCALE_LEARNED, SCALE_TWN, n_scales
 
 # numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
 # launches (quick: they only queue the work on the call's stream) are taken one at a time
@@ -128,7 +128,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  beta1=1.0, beta_schedule=BETA_LINEAR, mask_kind=MASK_NONE, qmax=1, quantized=1, finetune_epochs=None,
                  finetune_lr=None, progressive=None, row_rank=None, thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, scale_mode=SCALE_LEARNED) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
@@ -139,7 +139,9 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     student); X (D, E, B, T, n_in), Y (D, E, B, T, n_out) float32; data (M,) which data set each
     model trains on; per-model settings are scalars or (M,) arrays; teacher (M, Pe) for distilled
     students; losses, mses (M, E) float64 (epochs not trained keep their values); bad (M,) int64,
-    -1 or the first epoch whose loss was not finite (such a model is frozen there).
+    -1 or the first epoch whose loss was not finite (such a model is frozen there); scale_mode a student's
+    scales (``ternary.SCALE_*``): learned, LSQ's gradient, or recomputed every epoch (absmean, TWN, whose
+    per-row thresholds are ``thresholds``).
     """
     cuda, K = _kernels()
     theta = np.asarray(theta)
@@ -193,6 +195,9 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         raise ValueError("thresholds must be float32 (M, 2H + O)")
     if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
         raise ValueError("unknown mask kind")
+    scale_mode = _vec(scale_mode, M, np.int64, "scale_mode")
+    if ((scale_mode < SCALE_LEARNED) | (scale_mode > SCALE_TWN)).any():
+        raise ValueError("unknown scale mode")
     nt = _threads(M, B, hidden, threads, K)
     f64 = np.float64
     n = B * T
@@ -236,7 +241,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                 dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
                 p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
                 work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() else 1),
-                work(M, T * B * 2 * hidden), work(M, T * B * n_out))
+                work(M, T * B * 2 * hidden), work(M, T * B * n_out), dv(scale_mode))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
     stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
@@ -299,7 +304,7 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
 
 
 # Lane fields of the recipes that the GPU kernels do not run yet (the CPU's batched kernel does)
-_RECIPE_FIELDS = ("distill_hidden", "distill_output", "scale_mode", "adam_restart")
+_RECIPE_FIELDS = ("distill_hidden", "distill_output", "adam_restart")
 
 
 def _same_value(a, b) -> bool:
@@ -345,7 +350,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
     distill = np.array([ln.distill for ln in lanes], np.bool_)
-    # without a recipe no per-row state is left (the recipes' thresholds stay zero, as on the CPU)
+    # the per-row thresholds: TWN's, then the frozen fine-tune's (zero without either, as on the CPU)
     res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
                       np.zeros((M, n_scales(hidden, n_out)), np.float32))
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
@@ -358,5 +363,6 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
                  finetune_epochs=E - loop.n_main, finetune_lr=loop.finetune_lr, progressive=loop.progressive,
                  row_rank=loop.row_rank, thresholds=res.thresholds,
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
-                 losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads)
+                 losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads,
+                 scale_mode=loop.scale_mode if student else SCALE_LEARNED)
     return res

@@ -314,6 +314,41 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
 
 
 @needs_device
+@pytest.mark.parametrize("fine_tune", [1, 0])
+def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
+    """Learned scales, LSQ's gradient and the scales recomputed every epoch (absmean; TWN with its per-row
+    thresholds), each model its own, with several formats, progressive quantization and the frozen fine-tune
+    (whose first epoch recomputes the scales before it bakes the levels), in one launch: theta, losses, mses
+    and thresholds as multi.train_batch's."""
+    from ternq.multi import train_batch
+
+    rows = n_scales(H, N_OUT)
+    order = np.random.default_rng(29).permutation(rows)
+    kinds = [dict(scale_mode="lsq", weight_format="int4", progressive=1.0, row_rank=order, mask="seed"),
+             dict(scale_mode="absmean", progressive=0.6, finetune_lr=0.03, mask="seed"),
+             dict(scale_mode="twn", mask="reference", float_matrices="out"),
+             dict(scale_mode="learned", weight_format="binary", mask="reference"),
+             dict(scale_mode="twn", weight_format="int2", distill=True, alpha=(0.5, 0.2), mask="seed"),
+             dict(scale_mode="lsq", weight_format="int8", mask="reference", distill=True, alpha=(0.3, 0.6))]
+    lanes = [Lane(lr=0.02, beta=(1.5, 6.0), finetune_epochs=fine_tune, **kind) for kind in kinds]
+    rng = np.random.default_rng(31 + fine_tune)
+    X, Y = _data(rng)
+    n = len(lanes)
+    theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
+    teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
+    data = np.arange(n) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    twn = [k for k, kind in enumerate(kinds) if kind["scale_mode"] == "twn"]
+    assert (g.thresholds[twn] > 0).all()  # TWN's (or the frozen levels') thresholds came back
+    assert (g.thresholds > 0).all() == bool(fine_tune)  # with no fine-tune, only TWN keeps thresholds
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""
@@ -344,6 +379,7 @@ def test_the_formats_levels_and_masks_are_the_cpus():
 def test_the_gpu_names_the_recipe_settings_it_does_not_train():
     lane = Lane(adam_restart=True, weight_format="int8", float_matrices="gate", progressive=0.5)
     assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
+    assert all(gpu.trains(Lane(scale_mode=mode)) for mode in ("learned", "lsq", "absmean", "twn"))
     with pytest.raises(ValueError, match="adam_restart"):
         gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),
                         np.zeros((1, 1, B, T, N_IN), np.float32), np.zeros((1, 1, B, T, N_OUT), np.float32), [0],
@@ -405,7 +441,7 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     assert all(len({batch_key(u) for u in g}) == 1 for g in launches)
     assert max(len(g) for g in batches(teachers, "always")) == multi.BATCH_MAX
     # students with recipe settings stay on the CPU's batched kernel
-    recipe = plan(replace(s, student=replace(s.student, scale_mode="twn")))
+    recipe = plan(replace(s, student=replace(s.student, adam_restart=True)))
     students = [u for u in recipe.units if u.kind == "student" and u.seed < 4]
     assert students and not any(on_gpu(u) for u in students)
     assert max(len(g) for g in batches(students, "always", device="cuda")) <= multi.BATCH_MAX
