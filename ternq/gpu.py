@@ -322,8 +322,8 @@ def _refused(lane) -> list[str]:
 
 
 def trains(lane) -> bool:
-    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): every weight format, with the
-    notes' protocol (no recipe settings)."""
+    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): every weight format and scale mode,
+    and every recipe setting but those of ``_RECIPE_FIELDS`` and mixed formats."""
     return not _refused(lane)
 
 

@@ -232,7 +232,7 @@ def batch_key(unit: Unit) -> tuple | None:
 
 
 def on_gpu(unit: Unit) -> bool:
-    """Whether the GPU kernels can train ``unit``: a teacher, or a student without recipe settings."""
+    """Whether the GPU kernels can train ``unit``: a teacher, or a student whose settings they train."""
     from ..gpu import trains
     from ..train import Lane
 
