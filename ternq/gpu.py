@@ -28,7 +28,7 @@ from .kernels.loop import (
     rows_quantized,
     scale_rate,
 )
-from .kernels.ternary import MASK_NONE, MASK_REFERENCE, n_scales
+from .kernels.ternary import MASK_NONE, MASK_REFERENCE, SCALE_LEARNED, SCALE_TWN, n_scales
 
 # numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
 # launches (quick: they only queue the work on the call's stream) are taken one at a time
@@ -150,7 +150,8 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  finetune_lr=None, progressive=None, row_rank=None, adam_restart=False,
                  thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
-                 threads: int | None = None, distill_output=0.0, distill_hidden: np.ndarray | None = None) -> None:
+                 threads: int | None = None, distill_output=None, distill_hidden: np.ndarray | None = None,
+                 scale_mode=SCALE_LEARNED) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
@@ -163,7 +164,9 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     model trains on; per-model settings are scalars or (M,) arrays; teacher (M, Pe) for distilled
     students; losses, mses (M, E) float64 (epochs not trained keep their values); bad (M,) int64,
     -1 or the first epoch whose loss was not finite (such a model is frozen there); distill_hidden (H, M)
-    or (0, M) float64 as the loop's record (None or (0, M): every unit weighs 1).
+    or (0, M) float64 as the loop's record (None or (0, M): every unit weighs 1); scale_mode a student's
+    scales (``ternary.SCALE_*``): learned, LSQ's gradient, or recomputed every epoch (absmean, TWN, whose
+    per-row thresholds are ``thresholds``).
     """
     cuda, K = _kernels()
     theta = np.asarray(theta)
@@ -189,7 +192,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     if losses.shape != (M, n_epochs) or mses.shape != (M, n_epochs) or bad.shape != (M,):
         raise ValueError("losses, mses must be (M, n_epochs) and bad (M,)")
     distill = _vec(distill, M, np.bool_, "distill")
-    distill_output = _vec(distill_output, M, np.float64, "distill_output")
+    distill_output = np.zeros(M) if distill_output is None else _vec(distill_output, M, np.float64, "distill_output")
     if (distill.any() or (distill_output > 0).any()) and (
             teacher is None or teacher.shape != (M, m_eff) or teacher.dtype != np.float32):
         raise ValueError("distillation needs teacher float32 (M, n_params)")
@@ -219,14 +222,17 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     n_main = np.full(M, n_epochs, np.int64)
     if finetune_epochs is not None:
         n_main -= _vec(finetune_epochs, M, np.int64, "finetune_epochs")
-    if ((n_main < 1) | (n_main > n_epochs)).any():
-        raise ValueError("finetune_epochs must be in 0 .. n_epochs - 1")
+    if ((n_main < 0) | (n_main > n_epochs)).any():  # all of them: post-training quantization's fine-tune
+        raise ValueError("finetune_epochs must be in 0 .. n_epochs")
     if thresholds is None:
         thresholds = np.zeros((M, n_rows), np.float32)
     if thresholds.shape != (M, n_rows) or thresholds.dtype != np.float32:
         raise ValueError("thresholds must be float32 (M, 2H + O)")
     if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
         raise ValueError("unknown mask kind")
+    scale_mode = _vec(scale_mode, M, np.int64, "scale_mode")
+    if ((scale_mode < SCALE_LEARNED) | (scale_mode > SCALE_TWN)).any():
+        raise ValueError("unknown scale mode")
     nt = _threads(M, B, hidden, threads, K)
     f64 = np.float64
     n = B * T
@@ -278,7 +284,8 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                 p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
                 work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() or share_e.any() else 1),
                 work(M, T * B * 2 * hidden), work(M, T * B * n_out),
-                dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights))
+                dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights),
+                dv(scale_mode))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
     stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
@@ -340,28 +347,6 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     return out
 
 
-# Lane fields of the recipes that the GPU kernels do not run yet (the CPU's batched kernel does)
-_RECIPE_FIELDS = ("scale_mode",)
-
-
-def _same_value(a, b) -> bool:
-    return (a is None and b is None) if (a is None or b is None) else bool(np.all(np.asarray(a) == np.asarray(b)))
-
-
-def _refused(lane) -> list[str]:
-    """The fields of ``lane`` that the GPU kernels do not train (none: it trains on the GPU)."""
-    from .multi import Lane
-
-    neutral = Lane()
-    return [k for k in _RECIPE_FIELDS if not _same_value(getattr(lane, k), getattr(neutral, k))]
-
-
-def trains(lane) -> bool:
-    """Whether the GPU kernels train ``lane`` (a :class:`ternq.train.Lane`): every weight format and the
-    recipe settings but those of ``_RECIPE_FIELDS`` and mixed formats."""
-    return not _refused(lane)
-
-
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
                 student: bool, teacher: np.ndarray | None = None, threads: int | None = None):
     """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
@@ -377,15 +362,12 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     if len(lanes) != M:
         raise ValueError(f"need one Lane per model: {len(lanes)} for {M} models")
     for lane in lanes:
-        recipe = _refused(lane)
-        if recipe:
-            raise ValueError(f"the GPU does not train these recipe settings yet: {', '.join(recipe)}")
         if lane.uses_teacher and not student:
             raise ValueError("only students distill")
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
     distill = np.array([ln.distill for ln in lanes], np.bool_)
-    # without a recipe no per-row state is left (the recipes' thresholds stay zero, as on the CPU)
+    # the per-row thresholds: TWN's, then the frozen fine-tune's (zero without either, as on the CPU)
     res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
                       np.zeros((M, n_scales(hidden, n_out)), np.float32))
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
@@ -399,5 +381,6 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
                  row_rank=loop.row_rank, adam_restart=loop.adam_restart, thresholds=res.thresholds,
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
                  losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads,
-                 distill_output=loop.distill_output, distill_hidden=loop.distill_hidden)
+                 distill_output=loop.distill_output, distill_hidden=loop.distill_hidden,
+                 scale_mode=loop.scale_mode if student else SCALE_LEARNED)
     return res

@@ -266,8 +266,8 @@ DEVICES = ("cpu", "cuda")
 
 
 def _on(device: str) -> Callable:
-    """The batch trainer of ``device``: :func:`train_batch`, or for "cuda" the GPU's drop-in (which reports no
-    progress) where it runs every lane, else :func:`train_batch` (recipes run on the CPU only)."""
+    """The batch trainer of ``device``: :func:`train_batch`, or for "cuda" the GPU's drop-in (the same bits; it
+    reports no progress)."""
     if device == "cpu":
         return train_batch
     if device != "cuda":
@@ -275,8 +275,6 @@ def _on(device: str) -> Callable:
     from . import gpu
 
     def on_gpu(theta, X, Y, data, dims, lanes, *, student, teacher=None, progress=None):
-        if not all(gpu.trains(lane) for lane in lanes):
-            return train_batch(theta, X, Y, data, dims, lanes, student=student, teacher=teacher, progress=progress)
         return gpu.train_batch(theta, X, Y, data, dims, lanes, student=student, teacher=teacher)
     return on_gpu
 
@@ -300,7 +298,7 @@ def train_teachers(task: Task, cfgs: TeacherConfig | Sequence[TeacherConfig], se
         or return the error in that model's place.
     device : {"cpu", "cuda"}
         Where the batch trains: "cuda" is one launch of :func:`ternq.gpu.train_batch` (the same bits; no
-        progress reports), except for recipe settings, which train on the CPU.
+        progress reports).
 
     Returns
     -------

@@ -452,9 +452,9 @@ class RunSettings:
                             "given).", flag="--response")
     workers: int = setting(2, "Trainings at once (threads); results are identical for any value.", lo=1,
                            hi=MAX_WORKERS, flag="--workers")
-    device: str = setting("cpu", "Where the trainings the GPU kernels run go (teachers; students without "
-                          "recipe settings): cpu, or cuda (one launch per ready batch; needs numba-cuda and an "
-                          "NVIDIA GPU). Results are identical on either.", choices=("cpu", "cuda"), flag="--device")
+    device: str = setting("cpu", "Where teachers and students train (coordinate searches stay on the CPU): cpu, "
+                          "or cuda (one launch per ready batch; needs numba-cuda and an NVIDIA GPU). Results are "
+                          "identical on either.", choices=("cpu", "cuda"), flag="--device")
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first setting that cannot be used."""

@@ -29,7 +29,7 @@ from ternq.kernels.rollout import rollout  # noqa: E402
 from ternq.kernels.ternary import MASK_NONE, MASK_NOTES, MASK_REFERENCE, n_scales  # noqa: E402
 from ternq.multi import Lane  # noqa: E402
 from ternq.settings import MASKS, SCHEDULES  # noqa: E402
-from ternq.train import loop_of  # noqa: E402
+from ternq.train import StudentConfig, TeacherConfig, loop_of  # noqa: E402
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 ON_DEVICE = SIMULATED or gpu.available()
@@ -260,7 +260,6 @@ def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
           (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
     assert np.isfinite(g.losses).all()
     assert not np.array_equal(g.theta, theta)  # it trained
-    assert all(gpu.trains(ln) for ln in lanes)
 
 
 @needs_device
@@ -286,7 +285,7 @@ def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
     c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
     _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
           (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert np.isfinite(g.losses).all()
     pe = n_params(N_IN, H, N_OUT)
     assert (g.theta[1, pe:pe + H] == theta[1, pe:pe + H]).all()  # the float gate rows' scales never move
 
@@ -320,7 +319,7 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
     c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
     _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
           (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert np.isfinite(g.losses).all()
     assert (g.thresholds > 0).all()  # the fine-tune froze every model's levels
 
 
@@ -344,7 +343,7 @@ def test_mixed_formats_bit_identical_to_the_cpu():
     c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True)
     _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
           (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert np.isfinite(g.losses).all()
     pe = n_params(N_IN, H, N_OUT)
     assert not np.array_equal(g.theta[0, pe + H:pe + 2 * H], theta[0, pe + H:pe + 2 * H])  # the int8 scales moved
 
@@ -370,7 +369,7 @@ def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
     c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True)
     _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
           (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert np.isfinite(g.losses).all()
     plain = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), [replace(ln, adam_restart=False) for ln in lanes],
                             student=True, threads=THREADS)
     assert not np.array_equal(plain.theta[0], g.theta[0])  # the restart changed the training
@@ -399,12 +398,47 @@ def test_output_and_hidden_distillation_bit_identical_to_the_cpu():
     c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
     _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
           (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all() and all(gpu.trains(ln) for ln in lanes)
+    assert np.isfinite(g.losses).all()
     # the settings change the training: without them the same models end elsewhere
     plain = [replace(ln, distill_output=0.0, distill_hidden=None) for ln in lanes]
     p = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), plain, student=True, teacher=teacher)
     for k in range(3):
         assert (p.losses[k] != c.losses[k]).any()
+
+
+@needs_device
+@pytest.mark.parametrize("fine_tune", [1, 0])
+def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
+    """Learned scales, LSQ's gradient and the scales recomputed every epoch (absmean; TWN with its per-row
+    thresholds), each model its own, with several formats, progressive quantization and the frozen fine-tune
+    (whose first epoch recomputes the scales before it bakes the levels), in one launch: theta, losses, mses
+    and thresholds as multi.train_batch's."""
+    from ternq.multi import train_batch
+
+    rows = n_scales(H, N_OUT)
+    order = np.random.default_rng(29).permutation(rows)
+    kinds = [dict(scale_mode="lsq", weight_format="int4", progressive=1.0, row_rank=order, mask="seed"),
+             dict(scale_mode="absmean", progressive=0.6, finetune_lr=0.03, mask="seed"),
+             dict(scale_mode="twn", mask="reference", float_matrices="out"),
+             dict(scale_mode="learned", weight_format="binary", mask="reference"),
+             dict(scale_mode="twn", weight_format="int2", distill=True, alpha=(0.5, 0.2), mask="seed"),
+             dict(scale_mode="lsq", weight_format="int8", mask="reference", distill=True, alpha=(0.3, 0.6))]
+    lanes = [Lane(lr=0.02, beta=(1.5, 6.0), finetune_epochs=fine_tune, **kind) for kind in kinds]
+    rng = np.random.default_rng(31 + fine_tune)
+    X, Y = _data(rng)
+    n = len(lanes)
+    theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
+    teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
+    data = np.arange(n) % D
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
+                        threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all()
+    twn = [k for k, kind in enumerate(kinds) if kind["scale_mode"] == "twn"]
+    assert (g.thresholds[twn] > 0).all()  # TWN's (or the frozen levels') thresholds came back
+    assert (g.thresholds > 0).all() == bool(fine_tune)  # with no fine-tune, only TWN keeps thresholds
 
 
 @needs_device
@@ -435,15 +469,19 @@ def test_the_formats_levels_and_masks_are_the_cpus():
             _same((out_l[a, kind], out_m[a, kind]), (want_l, want_m))
 
 
-def test_the_gpu_names_the_recipe_settings_it_does_not_train():
-    lane = Lane(scale_mode="lsq", weight_format="int8", float_matrices="gate", progressive=0.5)
-    assert not gpu.trains(lane) and gpu.trains(Lane(weight_format="int8")) and gpu.trains(Lane(weight_format="binary"))
-    assert gpu.trains(Lane(distill_output=0.5)) and gpu.trains(Lane(distill=True, distill_hidden=np.ones(H)))
-    assert gpu.trains(Lane(adam_restart=True))
-    with pytest.raises(ValueError, match="scale_mode"):
-        gpu.train_batch(np.zeros((1, n_params(N_IN, H, N_OUT) + n_scales(H, N_OUT)), np.float32),
-                        np.zeros((1, 1, B, T, N_IN), np.float32), np.zeros((1, 1, B, T, N_OUT), np.float32), [0],
-                        (N_IN, H, N_OUT), [lane], student=True)
+@needs_device
+@pytest.mark.parametrize("finetune_epochs", [2, 0])
+def test_post_training_quantization_on_the_gpu_is_the_cpus(finetune_epochs):
+    """Post-training quantization: the whole training is the levels-frozen fine-tune (or nothing)."""
+    from ternq.tasks import Sine
+
+    task = Sine(steps=T)
+    teachers = [r[0] for r in multi.train_teachers(task, replace(TeacherConfig(), hidden=H, epochs=2, batch=B),
+                                                    [0, 1])]
+    cfg = replace(StudentConfig(), hidden=H, batch=B, weight_format="int8", ptq=True,
+                  finetune_epochs=finetune_epochs)
+    cpu, cuda_ = (multi.train_students(teachers, task, cfg, [0, 1], device=d) for d in ("cpu", "cuda"))
+    assert [a[0].theta.tobytes() for a in cpu] == [b[0].theta.tobytes() for b in cuda_]
 
 
 QUICK = Path(__file__).resolve().parent.parent / "configs" / "quick.toml"
@@ -500,13 +538,13 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     assert sorted(len(g) for g in launches) == sorted(shapes.values())  # one launch per shape
     assert all(len({batch_key(u) for u in g}) == 1 for g in launches)
     assert max(len(g) for g in batches(teachers, "always")) == multi.BATCH_MAX
-    # students with recipe settings stay on the CPU's batched kernel
-    recipe = plan(replace(s, student=replace(s.student, scale_mode="twn")))
-    students = [u for u in recipe.units if u.kind == "student" and u.seed < 4]
-    assert students and not any(on_gpu(u) for u in students)
-    assert max(len(g) for g in batches(students, "always", device="cuda")) <= multi.BATCH_MAX
-    plain = [u for u in cpu.units if u.kind == "student" and u.seed < 20]
-    assert all(on_gpu(u) for u in plain)
+    # students of every setting go to the GPU, their batches whole; coordinate searches stay on the CPU
+    recipe = plan(replace(s, run=replace(s.run, device="cuda"),
+                          student=replace(s.student, scale_mode="twn", adam_restart=True, progressive=0.5)))
+    students = [u for u in recipe.units if u.kind == "student" and u.seed < 20]
+    assert students and all(on_gpu(u) for u in students)
+    assert max(len(g) for g in batches(students, "always", device="cuda")) > multi.BATCH_MAX
+    assert not any(on_gpu(u) for u in recipe.units if u.kind == "cs")
 
 
 @needs_device

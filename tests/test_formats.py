@@ -248,19 +248,6 @@ def test_the_notes_design_and_coordinate_search_stay_ternary(tmp_path, capsys):
                      "--out", str(tmp_path / "o.npz")], capsys, "ternary")
 
 
-def test_gpu_trains_every_format_and_mixed_ones():
-    from ternq import gpu
-    from ternq.train import Lane
-
-    assert all(gpu.trains(Lane(weight_format=f)) for f in ("ternary", "binary", "int2", "int4", "int8"))
-    assert gpu.trains(Lane(float_matrices="cand")) and gpu.trains(Lane(weight_format_cand="int8"))
-    assert gpu.trains(Lane(adam_restart=True, weight_format="int4")) and not gpu.trains(Lane(scale_mode="lsq"))
-    with pytest.raises(ValueError, match="scale_mode"):
-        gpu.train_batch(np.zeros((1, 10), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32),
-                        np.zeros((1, 1, 1, 1, 1), np.float32), [0], (1, 1, 1), [Lane(scale_mode="lsq")],
-                        student=True)
-
-
 def test_student_command_trains_a_format_and_ptq(tmp_path, capsys):
     from conftest import invoke
 

@@ -175,7 +175,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
         if settings.run.device == "cpu":
             model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
                                                                                   cfg.epochs))
-        else:  # the same bits, in one launch (recipes on the CPU)
+        else:  # the same bits, in one launch
             model, hist = train_students(teacher, task, cfg, [seed], device=settings.run.device)[0]
     seconds = time.perf_counter() - t0
     warn_if_worse(hist, f"the student H={hidden} {tag}")

@@ -232,11 +232,9 @@ def batch_key(unit: Unit) -> tuple | None:
 
 
 def on_gpu(unit: Unit) -> bool:
-    """Whether the GPU kernels can train ``unit``: a teacher, or a student without recipe settings."""
-    from ..gpu import trains
-    from ..train import Lane
-
-    return unit.kind == "teacher" or (unit.kind == "student" and trains(Lane.of(unit.config)))
+    """Whether the GPU kernels can train ``unit``: a teacher or a student (every setting), not a coordinate
+    search."""
+    return unit.kind in ("teacher", "student")
 
 
 def on_gpu_group(units: list[Unit], device: str) -> bool:

@@ -24,7 +24,7 @@ from numba import config, cuda, types
 
 from ..formats import BINARY
 from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params
-from .ternary import MASK_NONE, MASK_NOTES, SCALE_MIN
+from .ternary import MASK_NONE, MASK_NOTES, SCALE_ABSMEAN, SCALE_LEARNED, SCALE_LSQ, SCALE_MIN, SCALE_TWN, TWN_DELTA
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 
@@ -607,17 +607,52 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
     cuda.syncthreads()
 
 
+@cuda.jit(device=True)
+def _recompute_scales(th, thr, m, kind, n_in, hidden, n_out, tid, nt):
+    """ternary.recompute_scales: each row's scale (and TWN's threshold) by one thread, its float64 sums in the
+    row's order. The caller synchronizes before any thread reads a scale."""
+    z = n_in + hidden
+    h2 = 2 * hidden
+    m_eff = n_params(n_in, hidden, n_out)
+    for r in range(tid, h2 + n_out, nt):
+        if r < h2:
+            o = r * z
+            w = z
+        else:
+            o = h2 * z + 3 * hidden + (r - h2) * hidden
+            w = hidden
+        mean_abs = 0.0
+        for j in range(w):
+            mean_abs = _dadd(mean_abs, abs(np.float64(th[o + j])))
+        mean_abs = _ddiv(mean_abs, np.float64(w))
+        s = mean_abs
+        if kind == SCALE_TWN:
+            delta = _dmul(TWN_DELTA, mean_abs)
+            kept = 0.0
+            n = 0
+            for j in range(w):
+                a = abs(np.float64(th[o + j]))
+                if a > delta:
+                    kept = _dadd(kept, a)
+                    n += 1
+            if n > 0:
+                s = _ddiv(kept, np.float64(n))
+            thr[m, r] = np.float32(delta)
+        th[m_eff + r] = np.float32(SCALE_MIN if SCALE_MIN > s else s)  # max(s, SCALE_MIN) in float64, as Python's
+
+
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
               mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
               teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY, restart, e_join, lr_s, c1, sq2,
-              eps_s, share, distill_hidden):
+              eps_s, share, distill_hidden, scale_mode):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
     weight format, live (2H+O, M) 0 for a row kept in float; adam_as (E, 3, M) the scales' Adam step size for the
     rows of the gate, the candidate and the output matrix; restart (M,) Adam restarted at joins, from e_join
     (2H+O, M) each row's join, lr_s (E, 3, M) the scales' rates and c1, sq2, eps_s the bias corrections per step;
     share (E, M) the teacher's share in the output target; distill_hidden (M, H) the trajectory
-    term's per-unit weights."""
+    term's per-unit weights; scale_mode (M,) ternary.SCALE_*: learned, LSQ's gradient, or recomputed each
+    epoch (absmean, TWN)."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -636,12 +671,17 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
     h2 = 2 * hidden
     b1, b2 = np.float32(0.9), np.float32(0.999)
     u1, u2 = _sub(_ONE, b1), _sub(_ONE, b2)
+    smode = scale_mode[m]
+    recomputed = smode >= SCALE_ABSMEAN
     for e in range(e0, e1):
         if bad[m] >= 0:  # frozen: the CPU computes the epoch but changes nothing
             return
         base = (data[m] * E + e) * B * T  # the epoch's first row of X and Y
         fine = e >= n_main[m]  # the fine-tune: levels frozen at thresholds thr
         if student and e == n_main[m]:  # loop.begin_epoch: bake the levels into the shadow weights
+            if recomputed:
+                _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, tid, nt)
+                cuda.syncthreads()
             for q in range(tid, h2 * z + n_out * hidden, nt):
                 if q < h2 * z:
                     r = q // z
@@ -651,8 +691,12 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     k = h2 * z + 3 * hidden + (q - h2 * z)
                 if live[r, m]:
                     s = th[m_eff + r]
-                    th[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                    if smode == SCALE_TWN:
+                        th[k] = _mul(s, _level_thr(th[k], thr[m, r], qmax[r, m]))
+                    else:
+                        th[k] = _mul(s, _level(th[k], s, qmax[r, m]))
                 am[k] = _ZERO
+            cuda.syncthreads()  # TWN's thresholds were read above
             for r in range(tid, h2 + n_out, nt):
                 thr[m, r] = _mul(_HALF, th[m_eff + r])
             if restart[m]:  # loop.adam_joins: the fine-tune restarts every moment
@@ -676,9 +720,11 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     r = q // n_out
                     dy[q] = _add(_mul(sa, Y[yo + ((r % B) * T + r // B) * n_out + o]), _mul(sb, ys[q]))
         if student:
+            if recomputed and not fine:
+                _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, tid, nt)
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
-            cuda.syncthreads()
+            cuda.syncthreads()  # the copy and the recomputed scales
             for q in range(tid, h2 * z + n_out * hidden, nt):
                 if q < h2 * z:
                     r = q // z
@@ -688,7 +734,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     k = h2 * z + 3 * hidden + (q - h2 * z)
                 if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row (so far)
                     p[k] = th[k]
-                elif fine:
+                elif fine or smode == SCALE_TWN:
                     p[k] = _mul(th[m_eff + r], _level_thr(th[k], thr[m, r], qmax[r, m]))
                 else:
                     s = th[m_eff + r]
@@ -721,6 +767,9 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     continue
                 s = th[m_eff + r]
                 qr = qmax[r, m]
+                lsq = smode == SCALE_LSQ and not fine
+                sm = _mul(_f32(2.0), thr[m, r]) if smode == SCALE_TWN else s  # TWN's mask: its boundary the threshold
+                cap = _f32(max(qr, 1))  # LSQ's clipping range
                 ds = 0.0
                 for j in range(w):
                     x = th[o + j]
@@ -728,9 +777,20 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                         ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level_thr(x, thr[m, r], qr))))
                         g[o + j] = _ZERO
                     else:
-                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level(x, s, qr))))
-                        g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, s, beta[e, m], mask_kind[m], qr)))
-                g[m_eff + r] = np.float32(ds)
+                        lv = np.float64(_level(x, s, qr))
+                        if lsq:  # Esser et al.: level - w/s inside the clipping range, in float64 as ste_ext
+                            rr = _div(x, s)
+                            if abs(rr) < cap:
+                                lv = _dadd(lv, -np.float64(rr))
+                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), lv))
+                        g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, sm, beta[e, m], mask_kind[m], qr)))
+                if fine or smode == SCALE_LEARNED:
+                    g[m_eff + r] = np.float32(ds)
+                elif lsq:  # times LSQ's gradient scale 1/sqrt(n qmax), rounded to float32 first as ste_ext
+                    c = np.float32(_ddiv(1.0, _dsqrt(np.float64(w * max(qr, 1)))))
+                    g[m_eff + r] = np.float32(_dmul(ds, np.float64(c)))
+                else:  # absmean, TWN: recomputed, no gradient
+                    g[m_eff + r] = _ZERO
             cuda.syncthreads()
             _clip(g, 0, m_eff, clip[m], sd, tid, nt)
             _clip(g, m_eff, n_theta, clip[m], sd, tid, nt)
