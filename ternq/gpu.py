@@ -154,10 +154,13 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  scale_mode=SCALE_LEARNED) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
-    Per model, the computation of :func:`ternq.kernels.multi.train_epochs` (the notes' recipe:
-    cosine or constant learning rate, global-norm clipping, Adam; a student's STE with its mask and
-    linear beta; distillation towards ``teacher`` with linear alpha, its trajectory term's units weighted by
-    ``distill_hidden`` and its predictions blended into the output target by ``distill_output``), bit for bit.
+    Per model, the computation of :func:`ternq.kernels.multi.train_epochs` with every setting of the loop's
+    record (:func:`ternq.train.loop_of`, whose fields :func:`train_batch` passes here), bit for bit: the
+    learning rate's schedule, clipping, Adam (restarted at joins with ``adam_restart``); a student's format per
+    row (``qmax``), STE with its mask and beta schedule, scale mode, rows kept in float (``quantized``),
+    progressive quantization (``progressive``, ``row_rank``) and the levels-frozen fine-tune
+    (``finetune_epochs``); distillation towards ``teacher`` (alpha's schedule, ``distill_hidden``,
+    ``distill_output``).
 
     theta, adam_m, adam_v (M, P) float32, model index first (P = n_params, plus the scales for a
     student); X (D, E, B, T, n_in), Y (D, E, B, T, n_out) float32; data (M,) which data set each
