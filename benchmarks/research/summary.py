@@ -83,7 +83,7 @@ def width(root: Path) -> str:
     """Each ternary (and mostly ternary, mixed) point of the width frontiers against the best int4/int8 point at
     no more weight bytes."""
     out = []
-    for task in ("lorenz", "sine"):
+    for task in ("lorenz", "sine", "ecg"):
         f = root / f"width-{task}" / "results.json"
         if not f.exists():
             continue
