@@ -222,6 +222,19 @@ def test_train_batch_is_the_cpu_train_batch():
     _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
 
 
+def _students_as_cpu(theta, X, Y, data, lanes, teacher=None):
+    """Students trained on the GPU and by multi.train_batch from the same start: the GPU's result and the CPU's,
+    asserted the same bits (theta, losses, mses, divergence, thresholds) and finite."""
+    from ternq.multi import train_batch
+
+    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher, threads=THREADS)
+    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
+    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
+          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
+    assert np.isfinite(g.losses).all()
+    return g, c
+
+
 def _formats_theta(rng, lanes):
     """Students whose scales start as the CPU starts them for each lane's format (ternary.init_scales), and
     some weights a whole number of scales apart, at the boundaries where the formats round or clip."""
@@ -240,7 +253,6 @@ def _formats_theta(rng, lanes):
 def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
     """Ternary, binary, int2, int4 and int8 students, each mask, some distilled, in one launch: theta, losses,
     mses, divergence and thresholds as multi.train_batch's."""
-    from ternq.multi import train_batch
 
     kinds = [("binary", None), ("int8", "seed"), ("int4", "reference"), ("ternary", "seed"), ("int2", None),
              ("binary", "reference"), ("int8", None), ("binary", "seed")]
@@ -253,12 +265,7 @@ def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
     theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
     teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
     data = np.arange(n) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
-                        threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     assert not np.array_equal(g.theta, theta)  # it trained
 
 
@@ -266,7 +273,6 @@ def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
 def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
     """Alpha schedules (early: the trajectory term stops mid-training), the output term's weight, beta
     schedules and rows kept in float, each model its own, several formats, in one launch."""
-    from ternq.multi import train_batch
 
     kinds = [dict(alpha_schedule="early", alpha_until=0.5, distill=True, weight_format="int4", mask="seed"),
              dict(alpha_schedule="falling", output_weight="1", distill=True, beta_schedule="geometric",
@@ -280,12 +286,7 @@ def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
     theta = _formats_theta(rng, lanes)
     teacher = _theta(rng, False)
     data = np.arange(M) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
-                        threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     pe = n_params(N_IN, H, N_OUT)
     assert (g.theta[1, pe:pe + H] == theta[1, pe:pe + H]).all()  # the float gate rows' scales never move
 
@@ -295,7 +296,6 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
     """Progressive quantization (each model its own row order and share) and the fine-tune with the levels
     frozen (its own rate), with several formats and rows kept in float, in one launch: theta, losses,
     mses and the frozen levels' thresholds as multi.train_batch's."""
-    from ternq.multi import train_batch
 
     rows = n_scales(H, N_OUT)
     order = np.random.default_rng(19).permutation(rows)
@@ -314,12 +314,7 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
     theta = _formats_theta(rng, lanes)
     teacher = _theta(rng, False)
     data = np.arange(M) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
-                        threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     assert (g.thresholds > 0).all()  # the fine-tune froze every model's levels
 
 
@@ -327,7 +322,6 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
 def test_mixed_formats_bit_identical_to_the_cpu():
     """Each matrix in its own format (its scales at their format's rate), beside single-format models, with
     progressive quantization and the fine-tune, in one launch: the same bits as multi.train_batch."""
-    from ternq.multi import train_batch
 
     order = np.random.default_rng(29).permutation(n_scales(H, N_OUT))
     kinds = [dict(weight_format_cand="int8"),
@@ -339,11 +333,7 @@ def test_mixed_formats_bit_identical_to_the_cpu():
     X, Y = _data(rng)
     theta = _formats_theta(rng, lanes)
     data = np.arange(M) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes)
     pe = n_params(N_IN, H, N_OUT)
     assert not np.array_equal(g.theta[0, pe + H:pe + 2 * H], theta[0, pe + H:pe + 2 * H])  # the int8 scales moved
 
@@ -352,7 +342,6 @@ def test_mixed_formats_bit_identical_to_the_cpu():
 def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
     """Adam's moments and step count restarted for each scale at its row's join and for every parameter at the
     fine-tune (loop.adam_joins), beside models without the restart, in one launch: the CPU's bits."""
-    from ternq.multi import train_batch
 
     order = np.random.default_rng(37).permutation(n_scales(H, N_OUT))
     kinds = [dict(adam_restart=True, progressive=1.0, row_rank=order),
@@ -365,11 +354,7 @@ def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
     X, Y = _data(rng)
     theta = _formats_theta(rng, lanes)
     data = np.arange(M) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes)
     plain = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), [replace(ln, adam_restart=False) for ln in lanes],
                             student=True, threads=THREADS)
     assert not np.array_equal(plain.theta[0], g.theta[0])  # the restart changed the training
@@ -393,12 +378,7 @@ def test_output_and_hidden_distillation_bit_identical_to_the_cpu():
     theta = _formats_theta(rng, lanes)
     teacher = _theta(rng, False)
     data = np.arange(M) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
-                        threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     # the settings change the training: without them the same models end elsewhere
     plain = [replace(ln, distill_output=0.0, distill_hidden=None) for ln in lanes]
     p = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), plain, student=True, teacher=teacher)
@@ -413,7 +393,6 @@ def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
     thresholds), each model its own, with several formats, progressive quantization and the frozen fine-tune
     (whose first epoch recomputes the scales before it bakes the levels), in one launch: theta, losses, mses
     and thresholds as multi.train_batch's."""
-    from ternq.multi import train_batch
 
     rows = n_scales(H, N_OUT)
     order = np.random.default_rng(29).permutation(rows)
@@ -430,12 +409,7 @@ def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
     theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
     teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
     data = np.arange(n) % D
-    g = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher,
-                        threads=THREADS)
-    c = train_batch(theta, X, Y, data, (N_IN, H, N_OUT), lanes, student=True, teacher=teacher)
-    _same((g.theta, g.losses, g.mses, g.diverged, g.thresholds),
-          (c.theta, c.losses, c.mses, c.diverged, c.thresholds))
-    assert np.isfinite(g.losses).all()
+    g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     twn = [k for k, kind in enumerate(kinds) if kind["scale_mode"] == "twn"]
     assert (g.thresholds[twn] > 0).all()  # TWN's (or the frozen levels') thresholds came back
     assert (g.thresholds > 0).all() == bool(fine_tune)  # with no fine-tune, only TWN keeps thresholds
