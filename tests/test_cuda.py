@@ -222,6 +222,16 @@ def test_train_batch_is_the_cpu_train_batch():
     _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
 
 
+def _start(rng, lanes, teacher=True):
+    """For students of ``lanes`` (any count): the data, their starts (:func:`_formats_theta`), teachers (or None)
+    and each model's data set."""
+    X, Y = _data(rng)
+    n = len(lanes)
+    theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
+    tp = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n] if teacher else None
+    return X, Y, theta, tp, np.arange(n) % D
+
+
 def _students_as_cpu(theta, X, Y, data, lanes, teacher=None):
     """Students trained on the GPU and by multi.train_batch from the same start: the GPU's result and the CPU's,
     asserted the same bits (theta, losses, mses, divergence, thresholds) and finite."""
@@ -260,11 +270,7 @@ def test_every_weight_format_in_one_launch_bit_identical_to_the_cpu():
                   alpha=(0.3, 0.6), schedule="cosine" if k % 3 else "constant")
              for k, (fmt, mask) in enumerate(kinds[k % len(kinds)] for k in range(max(M, len(kinds))))]
     rng = np.random.default_rng(13)
-    X, Y = _data(rng)
-    n = len(lanes)
-    theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
-    teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
-    data = np.arange(n) % D
+    X, Y, theta, teacher, data = _start(rng, lanes)
     g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     assert not np.array_equal(g.theta, theta)  # it trained
 
@@ -282,10 +288,7 @@ def test_schedules_output_weight_and_float_matrices_bit_identical_to_the_cpu():
              dict(float_matrices="cand", weight_format="int8", mask="reference", beta_schedule="geometric")]
     lanes = [Lane(lr=0.02, alpha=(0.4, 0.1), beta=(1.5, 6.0), **kinds[k % len(kinds)]) for k in range(M)]
     rng = np.random.default_rng(17)
-    X, Y = _data(rng)
-    theta = _formats_theta(rng, lanes)
-    teacher = _theta(rng, False)
-    data = np.arange(M) % D
+    X, Y, theta, teacher, data = _start(rng, lanes)
     g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     pe = n_params(N_IN, H, N_OUT)
     assert (g.theta[1, pe:pe + H] == theta[1, pe:pe + H]).all()  # the float gate rows' scales never move
@@ -310,10 +313,7 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
     lanes = [ln if ln.finetune_epochs else replace(ln, finetune_epochs=1) for ln in lanes]  # one fine-tune for all
     lanes[0] = replace(lanes[0], finetune_epochs=1)
     rng = np.random.default_rng(23)
-    X, Y = _data(rng)
-    theta = _formats_theta(rng, lanes)
-    teacher = _theta(rng, False)
-    data = np.arange(M) % D
+    X, Y, theta, teacher, data = _start(rng, lanes)
     g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     assert (g.thresholds > 0).all()  # the fine-tune froze every model's levels
 
@@ -330,9 +330,7 @@ def test_mixed_formats_bit_identical_to_the_cpu():
              dict(weight_format="int8", mask="reference")]
     lanes = [Lane(lr=0.03, beta=(1.5, 6.0), finetune_epochs=1, **kinds[k % len(kinds)]) for k in range(M)]
     rng = np.random.default_rng(31)
-    X, Y = _data(rng)
-    theta = _formats_theta(rng, lanes)
-    data = np.arange(M) % D
+    X, Y, theta, _, data = _start(rng, lanes, teacher=False)
     g, c = _students_as_cpu(theta, X, Y, data, lanes)
     pe = n_params(N_IN, H, N_OUT)
     assert not np.array_equal(g.theta[0, pe + H:pe + 2 * H], theta[0, pe + H:pe + 2 * H])  # the int8 scales moved
@@ -351,9 +349,7 @@ def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
     lanes = [Lane(lr=0.03, beta=(1.5, 6.0), finetune_epochs=1, finetune_lr=0.02, **kinds[k % len(kinds)])
              for k in range(M)]
     rng = np.random.default_rng(41)
-    X, Y = _data(rng)
-    theta = _formats_theta(rng, lanes)
-    data = np.arange(M) % D
+    X, Y, theta, _, data = _start(rng, lanes, teacher=False)
     g, c = _students_as_cpu(theta, X, Y, data, lanes)
     plain = gpu.train_batch(theta, X, Y, data, (N_IN, H, N_OUT), [replace(ln, adam_restart=False) for ln in lanes],
                             student=True, threads=THREADS)
@@ -374,10 +370,7 @@ def test_output_and_hidden_distillation_bit_identical_to_the_cpu():
              dict(weight_format="binary")]
     lanes = [Lane(lr=0.02, beta=(1.5, 6.0), mask="seed", finetune_epochs=1, finetune_lr=0.03)] * M
     lanes = [replace(ln, **kinds[k % len(kinds)]) for k, ln in enumerate(lanes)]
-    X, Y = _data(rng)
-    theta = _formats_theta(rng, lanes)
-    teacher = _theta(rng, False)
-    data = np.arange(M) % D
+    X, Y, theta, teacher, data = _start(rng, lanes)
     g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     # the settings change the training: without them the same models end elsewhere
     plain = [replace(ln, distill_output=0.0, distill_hidden=None) for ln in lanes]
@@ -404,11 +397,7 @@ def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
              dict(scale_mode="lsq", weight_format="int8", mask="reference", distill=True, alpha=(0.3, 0.6))]
     lanes = [Lane(lr=0.02, beta=(1.5, 6.0), finetune_epochs=fine_tune, **kind) for kind in kinds]
     rng = np.random.default_rng(31 + fine_tune)
-    X, Y = _data(rng)
-    n = len(lanes)
-    theta = np.concatenate([_formats_theta(rng, lanes[i:i + M]) for i in range(0, n, M)])[:n]
-    teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
-    data = np.arange(n) % D
+    X, Y, theta, teacher, data = _start(rng, lanes)
     g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
     twn = [k for k, kind in enumerate(kinds) if kind["scale_mode"] == "twn"]
     assert (g.thresholds[twn] > 0).all()  # TWN's (or the frozen levels') thresholds came back

@@ -58,6 +58,14 @@ def where(root: Path) -> str:
     return "\n".join(out)
 
 
+def _effects(doc: dict) -> list[str]:
+    """A design's effects table, with a blank line after it."""
+    out = ["", "| effect | estimate on log10(scored eval MSE) [95% CI] | x MSE | verdict |", "|---|---|---|---|"]
+    for name, e in doc["effects"].items():
+        out.append(f"| {name} ({e['label']}) | {_e(e)} | {10 ** e['mean']:.2f}x | {e['verdict']} |")
+    return out + [""]
+
+
 def restart(root: Path) -> str:
     out = []
     for task in ("lorenz", "sine"):
@@ -72,10 +80,7 @@ def restart(root: Path) -> str:
             lv = run["levels"]
             out.append(f"| {run['run']} | {lv['restart']} | {lv['finetune']} | {_g(run['eval_mse_scored'])} | "
                        f"{_float_mse(doc, run):.2e} ({run['reference']['epochs']} ep) | {_x(run['vs_float_scored'])} |")
-        out += ["", "| effect | estimate on log10(scored eval MSE) [95% CI] | x MSE | verdict |", "|---|---|---|---|"]
-        for name, e in doc["effects"].items():
-            out.append(f"| {name} ({e['label']}) | {_e(e)} | {10 ** e['mean']:.2f}x | {e['verdict']} |")
-        out.append("")
+        out += _effects(doc)
     return "\n".join(out)
 
 
@@ -137,10 +142,7 @@ def optim(root: Path) -> str:
             out.append(f"| {run['run']} | " + " | ".join(str(lv[n]) for n in names) +
                        f" | {_g(run['eval_mse_scored'])} | {_float_mse(doc, run):.2e} ({run['reference']['epochs']} ep)"
                        f" | {_x(run['vs_float_scored'])} |")
-        out += ["", "| effect | estimate on log10(scored eval MSE) [95% CI] | x MSE | verdict |", "|---|---|---|---|"]
-        for name, e in doc["effects"].items():
-            out.append(f"| {name} ({e['label']}) | {_e(e)} | {10 ** e['mean']:.2f}x | {e['verdict']} |")
-        out.append("")
+        out += _effects(doc)
     return "\n".join(out)
 
 
