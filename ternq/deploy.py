@@ -261,6 +261,9 @@ class Deployable:
                              "by 'ternq predict')")
         if model.mixed:
             raise ValueError(f"mixed formats are not deployable yet ({model.format_label})")
+        if model.float_matrices != "none":
+            raise ValueError(f"a research student with float_matrices {model.float_matrices} keeps weights in float: "
+                             "it has no levels to deploy")
         I, H, O = model.dims
         levels = model.levels()
         nW = 2 * H * (I + H)

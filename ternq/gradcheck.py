@@ -356,7 +356,7 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format | 
     fmts = fmt if isinstance(fmt, tuple) else (fmt, fmt, fmt)
     qmax = formats.row_qmax(fmts, H, O)  # per row
     theta = theta.copy()
-    init_scales(theta, I, H, O, qmax)
+    init_scales(theta, I, H, O, qmax, np.ones(2 * H + O, np.int8))
     n_cell = theta.shape[0] - (2 * H + O)
     theta[n_cell:] *= 0.8  # a row's largest weights beyond its largest level: the clipping ranges and caps run
     scales = theta[n_cell:]
@@ -419,6 +419,9 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     - progressive quantization: a float row's gradient is ``g_eff`` itself, with no scale gradient;
     - a part kept in float (``float_matrices``) through the fine-tune: its rows' gradient is ``g_eff`` while the
       quantized rows' levels stay frozen.
+    - W's input or recurrent columns kept in float (``float_matrices`` input, recurrent), under LSQ: their
+      gradient is ``g_eff``; the rest of each row as above, its scale's sum and gradient scale ``1/sqrt(n)`` over
+      its n quantized columns only.
 
     ``backward`` is the kernel by default; tests pass a wrong one to show the rows catch it.
     """
@@ -467,6 +470,19 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     want_s = np.where(live == 1, np.bincount(rows, g_w * q_thr, n_rows), 0.0)
     out.append(_compare(model, "fine-tune: float rows = g_eff, the rest frozen",
                         np.concatenate([g[w_idx], g[n_cell:]]), np.concatenate([np.where(on, 0.0, g_w), want_s])))
+
+    # each row of W with its input columns (code 2) or its recurrent columns (code 3) in float, or none (code 1)
+    codes = np.concatenate([rng.integers(1, 4, size=2 * H), np.ones(O, np.int64)]).astype(np.int8)
+    cols = np.concatenate([np.tile(np.arange(I + H), 2 * H), np.tile(np.arange(H), O)])
+    code = codes[rows]
+    float_col = ((code == 2) & (cols < I)) | ((code == 3) & (cols >= I))
+    g = run(False, zeros, codes, SCALE_LSQ, False, MASK_NOTES, 7.0)
+    want = np.where(float_col, g_w, g_w * protocol_mask(w, s_row, 7.0, MASK_NOTES))
+    n_quantized = np.bincount(rows, ~float_col, n_rows)
+    want_s = np.bincount(rows, np.where(float_col, 0.0, g_w * (q - r * (np.abs(r) < 1))), n_rows) / np.sqrt(
+        n_quantized)
+    out.append(_compare(model, "float columns = g_eff; LSQ over the rest", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([want, want_s])))
     return out
 
 

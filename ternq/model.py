@@ -14,7 +14,16 @@ import numpy as np
 
 from . import files, formats
 from .kernels.cell import n_params, unpack
-from .kernels.ternary import FLOAT_MATRICES, init_scales, n_scales, quantize, quantized_rows
+from .kernels.ternary import (
+    FLOAT_MATRICES,
+    ROW_FLOAT,
+    ROW_FLOAT_INPUT,
+    ROW_FLOAT_RECURRENT,
+    init_scales,
+    n_scales,
+    quantize,
+    quantized_rows,
+)
 
 FORMAT_VERSION = 1
 KINDS = ("teacher", "student")
@@ -101,7 +110,8 @@ class Model:
         return p
 
     def quantized_rows(self) -> np.ndarray:
-        """(2H + O,) int8: 1 for a row of W or Wout that runs quantized, 0 for one kept in float."""
+        """(2H + O,) int8: each row's code, how much of it runs quantized
+        (:func:`ternq.kernels.ternary.quantized_rows`)."""
         return quantized_rows(self.hidden, self.n_out, self.float_matrices)
 
     def weights(self, effective: bool = False) -> dict[str, np.ndarray]:
@@ -117,7 +127,7 @@ class Model:
 
     def levels(self) -> np.ndarray:
         """The student's integer weight levels of W (2H rows) then W_out, as int8 (a flat array per layout; the
-        rows kept in float have none: zeros)."""
+        weights kept in float have none: zeros)."""
         if self.kind != "student":
             raise ValueError("only a student has weight levels")
         p = self.params()  # s * level rounds to the float32 nearest; dividing it by s comes back within an ulp
@@ -127,8 +137,10 @@ class Model:
         tW = np.rint(W / scales[:h2, None]).astype(np.int8)
         tO = np.rint(Wout / scales[h2:, None]).astype(np.int8)
         rows = self.quantized_rows()
-        tW[rows[:h2] == 0] = 0
-        tO[rows[h2:] == 0] = 0
+        tW[rows[:h2] == ROW_FLOAT] = 0
+        tO[rows[h2:] == ROW_FLOAT] = 0
+        tW[rows[:h2] == ROW_FLOAT_INPUT, : self.n_in] = 0
+        tW[rows[:h2] == ROW_FLOAT_RECURRENT, self.n_in :] = 0
         return np.concatenate([tW.ravel(), tO.ravel()])
 
     def trits(self) -> np.ndarray:
@@ -320,7 +332,7 @@ def student_from(teacher: Model, weight_format: str = "ternary", float_matrices:
               for m, f in zip(formats.MATRICES, fmts, strict=True)}
     theta = np.concatenate([teacher.theta.astype(np.float32),
                             np.zeros(n_scales(teacher.hidden, teacher.n_out), np.float32)])
-    init_scales(theta, *teacher.dims, formats.row_qmax(fmts, teacher.hidden, teacher.n_out))
-    quantized_rows(teacher.hidden, teacher.n_out, float_matrices)  # checks the name
+    init_scales(theta, *teacher.dims, formats.row_qmax(fmts, teacher.hidden, teacher.n_out),
+                quantized_rows(teacher.hidden, teacher.n_out, float_matrices))
     return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta, weight_format=fmt.name,
                  float_matrices=float_matrices, **matrix)

@@ -337,9 +337,10 @@ class StudentSettings(OptimiserSettings):
     adam_restart: bool = setting(False, "Restart Adam's moments and step count for the parameters that join: each "
                                  "row's scale when progressive quantization takes its row, and the scales, biases "
                                  "and tau at the fine-tune's start (else their first steps are oversized).")
-    float_matrices: str = setting("none", "Research: keep one part in float, its rows unquantized and unscaled: "
-                                  "gate (W's first H rows), cand (W's next H rows) or out (W_out); none: all "
-                                  "quantized.", choices=FLOAT_MATRICES)
+    float_matrices: str = setting("none", "Research: keep one part in float, unquantized: gate (W's first H rows), "
+                                  "cand (W's next H rows) or out (W_out), rows without scales; or input or "
+                                  "recurrent, the columns of W that read x or h_prev, with the rest of each row "
+                                  "quantized and scaled; none: all quantized.", choices=FLOAT_MATRICES)
     # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
     # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the
     # quantization-aware epochs are skipped, so only the levels-frozen fine-tune trains (none: plain PTQ).
@@ -364,6 +365,9 @@ class StudentSettings(OptimiserSettings):
             if self.float_matrices == m and getattr(self, f"weight_format_{m}"):
                 raise SettingsError(f"weight_format_{m}", f"float_matrices {m} keeps that matrix in float: it has "
                                     "no weight format")
+        if self.float_matrices in ("input", "recurrent") and self.scale_mode in ("absmean", "twn"):
+            raise SettingsError("float_matrices", f"{self.float_matrices} keeps part of every row of W in float; "
+                                f"scale_mode {self.scale_mode} recomputes scales from whole rows: use learned or lsq")
         if self.ptq:
             qat = [k for k in ("distill", "progressive", "distill_output") if getattr(self, k)]
             if qat:

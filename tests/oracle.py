@@ -55,11 +55,16 @@ def quantize(theta, I, H, O):
 
 
 def quantize_part_float(theta, I, H, O, part):
-    """:func:`quantize` with the rows of one part ("gate": W's first H rows, "cand": the next H, "out": W_out)
-    left as their float shadow weights."""
+    """:func:`quantize` with one part left as its float shadow weights: the rows of "gate" (W's first H rows),
+    "cand" (the next H) or "out" (W_out), or the columns of every row of W that read x ("input") or h
+    ("recurrent")."""
     p = quantize(theta, I, H, O)
     n = theta.size - (2 * H + O)
     Z = I + H
+    if part in ("input", "recurrent"):
+        cols = slice(0, I) if part == "input" else slice(I, Z)
+        p[: 2 * H * Z].reshape(2 * H, Z)[:, cols] = theta[: 2 * H * Z].reshape(2 * H, Z)[:, cols]
+        return p
     o = 2 * H * Z + 3 * H
     span = {"gate": (0, H * Z), "cand": (H * Z, 2 * H * Z), "out": (o, o + O * H)}[part]
     p[span[0] : span[1]] = theta[:n][span[0] : span[1]]

@@ -248,12 +248,12 @@ def _students_as_cpu(theta, X, Y, data, lanes, teacher=None):
 def _formats_theta(rng, lanes):
     """Students whose scales start as the CPU starts them for each lane's format (ternary.init_scales), and
     some weights a whole number of scales apart, at the boundaries where the formats round or clip."""
-    from ternq.kernels.ternary import init_scales
+    from ternq.kernels.ternary import init_scales, quantized_rows
 
     theta = _theta(rng, True)
     pe = n_params(N_IN, H, N_OUT)
     for k, lane in enumerate(lanes):
-        init_scales(theta[k], N_IN, H, N_OUT, lane.row_qmax(H, N_OUT))
+        init_scales(theta[k], N_IN, H, N_OUT, lane.row_qmax(H, N_OUT), quantized_rows(H, N_OUT, lane.float_matrices))
         s = theta[k, pe]  # row 0's scale: its first weights at exact halves and beyond the largest level
         theta[k, 0:3] = np.float32([0.5, -1.5, 200.0]) * s
     return theta
@@ -334,6 +334,29 @@ def test_mixed_formats_bit_identical_to_the_cpu():
     g, c = _students_as_cpu(theta, X, Y, data, lanes)
     pe = n_params(N_IN, H, N_OUT)
     assert not np.array_equal(g.theta[0, pe + H:pe + 2 * H], theta[0, pe + H:pe + 2 * H])  # the int8 scales moved
+
+
+@needs_device
+def test_float_columns_bit_identical_to_the_cpu():
+    """W's input or recurrent columns kept in float (the rest of each row quantized and scaled), with
+    progressive quantization, LSQ, Adam's restart, several formats and the fine-tune, in one launch: the same
+    bits as multi.train_batch; the float columns moved off their levels."""
+
+    order = np.random.default_rng(43).permutation(n_scales(H, N_OUT))
+    kinds = [dict(float_matrices="input", progressive=1.0, row_rank=order, mask="seed"),
+             dict(float_matrices="recurrent", scale_mode="lsq", weight_format="int4", mask="reference"),
+             dict(float_matrices="input", weight_format="int8", adam_restart=True, progressive=0.6),
+             dict(float_matrices="recurrent", distill=True, alpha=(0.4, 0.2), mask="seed")]
+    lanes = [Lane(lr=0.03, beta=(1.5, 6.0), finetune_epochs=1, finetune_lr=0.02, **kinds[k % len(kinds)])
+             for k in range(M)]
+    rng = np.random.default_rng(47)
+    X, Y, theta, teacher, data = _start(rng, lanes)
+    g, c = _students_as_cpu(theta, X, Y, data, lanes, teacher)
+    z = N_IN + H
+    W = g.theta[:, : 2 * H * z].reshape(-1, 2 * H, z)
+    start = theta[:, : 2 * H * z].reshape(-1, 2 * H, z)
+    assert not np.array_equal(W[0, :, :N_IN], start[0, :, :N_IN])  # the float input columns trained
+    assert not np.array_equal(W[1, :, N_IN:], start[1, :, N_IN:])  # and the float recurrent ones
 
 
 @needs_device

@@ -247,6 +247,14 @@ def test_recipe_rows_catch_a_wrong_backward():
                                               float_rows_frozen)}
     assert not bad["fine-tune: float rows = g_eff, the rest frozen"] and bad["progressive: float rows = g_eff"]
 
+    def columns_ignored(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, np.minimum(live, 1), scale_kind, freeze, qmax,
+                g)  # float columns quantized like the rest of their rows
+
+    bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
+                                              columns_ignored)}
+    assert not bad["float columns = g_eff; LSQ over the rest"] and bad["progressive: float rows = g_eff"]
+
 
 def _format_rows(backward=None, name="int4"):
     from ternq import formats

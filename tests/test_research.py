@@ -8,10 +8,12 @@ from oracle import quantize_part_float
 
 import ternq
 from ternq import multi
+from ternq.deploy import Deployable
 from ternq.kernels.loop import join_epoch, lr_at, rows_quantized, train_epochs
 from ternq.kernels.ternary import quantized_rows
 from ternq.model import Model, init_teacher, student_from
 from ternq.rng import stream
+from ternq.settings import SettingsError
 from ternq.train import Lane, StudentConfig, loop_of, thresholds
 
 I, H, O = 2, 4, 3
@@ -25,7 +27,7 @@ def sine_teacher():
     return task, teacher
 
 
-@pytest.mark.parametrize("part", ["gate", "cand", "out"])
+@pytest.mark.parametrize("part", ["gate", "cand", "out", "input", "recurrent"])
 def test_a_part_kept_in_float_runs_its_shadow_weights_as_the_oracle(part, tmp_path):
     teacher = init_teacher(H, stream(5, "t", H), I, O)
     student = student_from(teacher, float_matrices=part)
@@ -44,8 +46,10 @@ def test_quantized_rows_name_the_parts():
     assert quantized_rows(H, O, "gate").tolist() == [0] * H + [1] * (H + O)
     assert quantized_rows(H, O, "cand").tolist() == [1] * H + [0] * H + [1] * O
     assert quantized_rows(H, O, "out").tolist() == [1] * 2 * H + [0] * O
+    assert quantized_rows(H, O, "input").tolist() == [2] * 2 * H + [1] * O
+    assert quantized_rows(H, O, "recurrent").tolist() == [3] * 2 * H + [1] * O
     with pytest.raises(ValueError, match="float_matrices"):
-        quantized_rows(H, O, "input")
+        quantized_rows(H, O, "columns")
 
 
 def test_a_float_part_trains_as_float_through_progressive_and_finetune(sine_teacher):
@@ -66,6 +70,42 @@ def test_a_float_part_trains_as_float_through_progressive_and_finetune(sine_teac
     # the other rows are baked to their levels: s * trit
     cand = model.params()[h * z : 2 * h * z].reshape(h, z)
     np.testing.assert_array_equal(np.abs(cand), (np.abs(cand) > 0) * scales[h : 2 * h, None])
+
+
+@pytest.mark.parametrize("part", ["input", "recurrent"])
+def test_float_columns_train_as_float_and_the_rest_of_the_row_on_its_levels(sine_teacher, part):
+    task, teacher = sine_teacher
+    cfg = StudentConfig(hidden=6, epochs=30, progressive=0.5, finetune_epochs=10, float_matrices=part)
+    model, hist = ternq.train_student(teacher, task, cfg, seed=1)
+    assert np.isfinite(hist.loss).all()
+    h, n_in = 6, 1
+    z = n_in + h
+    W = model.theta[: 2 * h * z].reshape(2 * h, z)
+    pW = model.params()[: 2 * h * z].reshape(2 * h, z)
+    scales = model.theta[model.n_cell : model.n_cell + 2 * h]
+    fl = slice(0, n_in) if part == "input" else slice(n_in, z)
+    qu = slice(n_in, z) if part == "input" else slice(0, n_in)
+    np.testing.assert_array_equal(pW[:, fl], W[:, fl])  # the float columns run their shadow weights
+    assert not np.array_equal(W[:, fl], teacher.theta[: 2 * h * z].reshape(2 * h, z)[:, fl])  # trained
+    ratio = np.abs(W[:, fl] / scales[:, None])
+    assert np.any(np.abs(ratio - np.rint(ratio)) > 1e-3)  # off the levels
+    np.testing.assert_array_equal(np.abs(pW[:, qu]), (np.abs(pW[:, qu]) > 0) * scales[:, None])  # s * trit
+    levels = model.levels()[: 2 * h * z].reshape(2 * h, z)
+    assert not levels[:, fl].any() and levels[:, qu].any()
+    with pytest.raises(ValueError, match="keeps weights in float"):
+        Deployable.from_model(model)
+
+
+def test_column_parts_take_scales_of_their_quantized_columns():
+    teacher = init_teacher(H, stream(5, "t", H), I, O)
+    W = teacher.theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
+    n = teacher.n_cell
+    inp = student_from(teacher, float_matrices="input").theta[n : n + 2 * H]
+    rec = student_from(teacher, float_matrices="recurrent").theta[n : n + 2 * H]
+    np.testing.assert_allclose(inp, np.abs(W[:, I:]).mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(rec, np.abs(W[:, :I]).mean(axis=1), rtol=1e-6)
+    with pytest.raises(SettingsError, match="recomputes scales"):
+        StudentConfig(float_matrices="input", scale_mode="twn").validate()
 
 
 def _loop(restart, progressive=0.5, n_main=40, finetune=10, lr=0.01, finetune_lr=0.005):

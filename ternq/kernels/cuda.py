@@ -24,7 +24,19 @@ from numba import config, cuda, types
 
 from ..formats import BINARY
 from .cell import EXP_C1, EXP_C2, EXP_LOG2E, EXP_POLY, TAU_EPS, n_params
-from .ternary import MASK_NONE, MASK_NOTES, SCALE_ABSMEAN, SCALE_LEARNED, SCALE_LSQ, SCALE_MIN, SCALE_TWN, TWN_DELTA
+from .ternary import (
+    MASK_NONE,
+    MASK_NOTES,
+    ROW_FLOAT,
+    ROW_FLOAT_INPUT,
+    ROW_FLOAT_RECURRENT,
+    SCALE_ABSMEAN,
+    SCALE_LEARNED,
+    SCALE_LSQ,
+    SCALE_MIN,
+    SCALE_TWN,
+    TWN_DELTA,
+)
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 
@@ -264,6 +276,16 @@ def _level_mask(w, s, beta, kind, qmax):
     c = min(_dfloor(_dadd(a, 0.5)), np.float64(qmax))
     x = min(max(_dmul(beta, abs(_dadd(a, -c))), 0.0), 1.0)
     return _dadd(1.0, -_dmul(_dmul(x, x), _dadd(3.0, -_dmul(2.0, x))))
+
+
+@cuda.jit(device=True, inline=True)
+def _float_col(code, j, n_in):
+    """Whether column ``j`` of a row of the code ``code`` (ternary.quantized_cols) runs its float weight."""
+    if code == ROW_FLOAT_INPUT:
+        return j < n_in
+    if code == ROW_FLOAT_RECURRENT:
+        return j >= n_in
+    return code == ROW_FLOAT
 
 
 # ---------------------------------------------------------------- shared memory of one block
@@ -647,9 +669,10 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
               eps_s, share, distill_hidden, scale_mode):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
-    weight format, live (2H+O, M) 0 for a row kept in float; adam_as (E, 3, M) the scales' Adam step size for the
-    rows of the gate, the candidate and the output matrix; restart (M,) Adam restarted at joins, from e_join
-    (2H+O, M) each row's join, lr_s (E, 3, M) the scales' rates and c1, sq2, eps_s the bias corrections per step;
+    weight format, live (2H+O, M) each row's code (ternary.quantized_rows: float rows and columns);
+    adam_as (E, 3, M) the scales' Adam step size for the rows of the gate, the candidate and the output matrix;
+    restart (M,) Adam restarted at joins, from e_join (2H+O, M) each row's join, lr_s (E, 3, M) the scales'
+    rates and c1, sq2, eps_s the bias corrections per step;
     share (E, M) the teacher's share in the output target; distill_hidden (M, H) the trajectory
     term's per-unit weights; scale_mode (M,) ternary.SCALE_*: learned, LSQ's gradient, or recomputed each
     epoch (absmean, TWN)."""
@@ -686,10 +709,12 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 if q < h2 * z:
                     r = q // z
                     k = q
+                    j = q - r * z
                 else:
                     r = h2 + (q - h2 * z) // hidden
                     k = h2 * z + 3 * hidden + (q - h2 * z)
-                if live[r, m]:
+                    j = q - h2 * z - (r - h2) * hidden
+                if not _float_col(live[r, m], j, n_in):
                     s = th[m_eff + r]
                     if smode == SCALE_TWN:
                         th[k] = _mul(s, _level_thr(th[k], thr[m, r], qmax[r, m]))
@@ -729,10 +754,12 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 if q < h2 * z:
                     r = q // z
                     k = q
+                    j = q - r * z
                 else:
                     r = h2 + (q - h2 * z) // hidden
                     k = h2 * z + 3 * hidden + (q - h2 * z)
-                if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row (so far)
+                    j = q - h2 * z - (r - h2) * hidden
+                if _float_col(live[r, m], j, n_in) or (not fine and rank[r, m] >= nq[e, m]):  # float (so far)
                     p[k] = th[k]
                 elif fine or smode == SCALE_TWN:
                     p[k] = _mul(th[m_eff + r], _level_thr(th[k], thr[m, r], qmax[r, m]))
@@ -762,7 +789,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 else:
                     o = h2 * z + 3 * hidden + (r - h2) * hidden
                     w = hidden
-                if not live[r, m] or (not fine and rank[r, m] >= nq[e, m]):  # a float row: the identity
+                if live[r, m] == ROW_FLOAT or (not fine and rank[r, m] >= nq[e, m]):  # a float row: the identity
                     g[m_eff + r] = _ZERO
                     continue
                 s = th[m_eff + r]
@@ -770,8 +797,11 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 lsq = smode == SCALE_LSQ and not fine
                 sm = _mul(_f32(2.0), thr[m, r]) if smode == SCALE_TWN else s  # TWN's mask: its boundary the threshold
                 cap = _f32(max(qr, 1))  # LSQ's clipping range
+                code = live[r, m]  # the float columns (ternary.quantized_cols) keep the identity
+                qa = n_in if code == ROW_FLOAT_INPUT else 0
+                qb = n_in if code == ROW_FLOAT_RECURRENT else w
                 ds = 0.0
-                for j in range(w):
+                for j in range(qa, qb):
                     x = th[o + j]
                     if fine:  # the shadow weights are frozen: only the scales learn
                         ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level_thr(x, thr[m, r], qr))))
@@ -787,7 +817,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 if fine or smode == SCALE_LEARNED:
                     g[m_eff + r] = np.float32(ds)
                 elif lsq:  # times LSQ's gradient scale 1/sqrt(n qmax), rounded to float32 first as ste_ext
-                    c = np.float32(_ddiv(1.0, _dsqrt(np.float64(w * max(qr, 1)))))
+                    c = np.float32(_ddiv(1.0, _dsqrt(np.float64((qb - qa) * max(qr, 1)))))
                     g[m_eff + r] = np.float32(_dmul(ds, np.float64(c)))
                 else:  # absmean, TWN: recomputed, no gradient
                     g[m_eff + r] = _ZERO
@@ -804,7 +834,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 i = 0 if r < hidden else (1 if r < h2 else 2)
                 a = adam_as[e, i, m]
                 if restart[m] and not fine:  # loop.adam_joins: each scale's moments and steps from its row's join
-                    if e < e_join[r, m] or not live[r, m]:
+                    if e < e_join[r, m] or live[r, m] == ROW_FLOAT:
                         continue
                     if e == e_join[r, m]:
                         am[k] = _ZERO

@@ -98,6 +98,25 @@ def n_scales(hidden: int, n_out: int) -> int:
     return 2 * hidden + n_out
 
 
+# A row's code in ``live`` (:func:`quantized_rows`): how much of it runs quantized. Only W's rows (columns
+# [x ; h]) take the column codes; their float columns run their shadow weights with the identity as gradient.
+ROW_FLOAT = 0  # the whole row in float
+ROW_QUANTIZED = 1  # the whole row quantized
+ROW_FLOAT_INPUT = 2  # the input columns (x) in float, the recurrent columns (h) quantized
+ROW_FLOAT_RECURRENT = 3  # the recurrent columns in float, the input columns quantized
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quantized_cols(code, n_in, n_cols):
+    """The columns [qa, qb) of a row of ``n_cols`` that run quantized under its ``code`` (the whole row for
+    ROW_QUANTIZED, and for ROW_FLOAT, whose row is skipped before its columns are read)."""
+    if code == ROW_FLOAT_INPUT:
+        return n_in, n_cols
+    if code == ROW_FLOAT_RECURRENT:
+        return 0, n_in
+    return 0, n_cols
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rows(theta, n_in, hidden, n_out):
     """Shadow weight rows and their scales, W rows first, then Wout rows."""
@@ -141,26 +160,29 @@ def absmean_scales(theta, n_in, hidden, n_out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def init_scales(theta, n_in, hidden, n_out, qmax):
-    """Each row's starting scale for its format ``qmax[r]``: ternary (and int2) absmean ``mean|w|``; binary
-    ``mean|w|`` too (XNOR-net's L2-optimal sign scale); intN ``max|w| / qmax``, so that no weight clips at the
-    start."""
+def init_scales(theta, n_in, hidden, n_out, qmax, live):
+    """Each row's starting scale for its format ``qmax[r]``, from its quantized weights (``live``, the codes of
+    :func:`quantized_rows`): ternary (and int2) absmean ``mean|w|``; binary ``mean|w|`` too (XNOR-net's L2-optimal
+    sign scale); intN ``max|w| / qmax``, so that no weight clips at the start."""
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
     h2 = 2 * hidden
     for r in range(h2 + n_out):
         row = W[r] if r < h2 else Wout[r - h2]
+        qa, qb = quantized_cols(live[r], n_in, row.shape[0])
+        part = row[qa:qb]
         if qmax[r] <= 1:
-            scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
+            scales[r] = max(np.mean(np.abs(part)), SCALE_MIN)
         else:
-            scales[r] = max(np.max(np.abs(row)) / qmax[r], SCALE_MIN)
+            scales[r] = max(np.max(np.abs(part)) / qmax[r], SCALE_MIN)
 
 
 # ---------------------------------------------------------------- recipes
 #
 # The general forms of quantize and STE, which the training loop runs (the functions above are
 # them with every recipe off). Per row r they know:
-#   live[r]   1: the row runs hard-ternary; 0: it still runs its float shadow weights (progressive
-#             quantization), with the identity as its gradient and no scale gradient;
+#   live[r]   1: the row runs quantized; 0: it still runs its float shadow weights (progressive
+#             quantization, float_matrices), with the identity as its gradient and no scale gradient;
+#             2 and 3: its input or its recurrent columns run float that way (quantized_cols);
 #   thr[r]    with use_thr: the absolute threshold |w| > thr[r] of a non-zero trit (TWN, or the
 #             trits frozen for the final fine-tune); without: trit(w, s), the notes' rounding.
 #             Other formats' frozen levels read the baked weights at their baked scale 2 thr[r]
@@ -221,7 +243,8 @@ def recompute_scales(theta, n_in, hidden, n_out, kind, thr):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
-    """:func:`quantize` with float rows (``live[r] == 0``) and absolute thresholds (``use_thr``)."""
+    """:func:`quantize` with float rows and columns (``live``: :func:`quantized_rows`'s codes) and absolute
+    thresholds (``use_thr``)."""
     ty = theta.dtype.type
     m = n_params(n_in, hidden, n_out)
     p[:] = theta[:m]
@@ -237,15 +260,16 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
         else:
             row, prow = Wout[r - h2], pWout[r - h2]
         q = qmax[r]
+        qa, qb = quantized_cols(live[r], n_in, row.shape[0])  # the other columns keep theta's copy
         if use_thr:
             t = thr[r]
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 prow[j] = s * ty(level_thr(row[j], t, q))
         elif q == 1:  # ternary's own loop: the format's switch outside it
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 prow[j] = s * trit(row[j], s)
         else:
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 prow[j] = s * ty(level(row[j], s, q))
 
 
@@ -253,11 +277,12 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
 def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
     """:func:`ste_backward` for the recipes.
 
-    - float rows (``live[r] == 0``): the identity, no scale gradient;
+    - float rows (``live[r] == ROW_FLOAT``) and a row's float columns (:func:`quantized_cols`): the identity, no
+      scale gradient from them;
     - ``use_thr``: trits by threshold, the mask read at ``w / (2 thr)`` so that its boundary is the threshold;
     - ``scale_kind``: learned (levels frozen, as :func:`ste_backward`); LSQ (Esser et al. 2020:
       ``dWeff/ds = level - w/s`` inside the clipping range ``|w/s| < qmax``, ``level`` outside, times the
-      gradient scale ``1/sqrt(n qmax)`` of a row of n weights; not for binary, whose sign has no rounding
+      gradient scale ``1/sqrt(n qmax)`` of a row of n quantized weights; not for binary, whose sign has no rounding
       step); absmean and TWN (ternary only): none (recomputed);
     - ``freeze``: the final fine-tune: no shadow-weight gradient, scales learned whatever ``scale_kind``.
     """
@@ -277,41 +302,42 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
             row, grow = W[r], gW[r]
         else:
             row, grow = Wout[r - h2], gWout[r - h2]
-        if live[r] == 0:
+        if live[r] == ROW_FLOAT:
             gs[r] = ds
             continue
+        qa, qb = quantized_cols(live[r], n_in, row.shape[0])  # the float columns keep the identity
         # the scale's gradient (summed in float64: levels are float64) reads the effective gradient, then the
         # shadow weights' is masked in place: two passes with the switches outside them, so that the second
         # (no running sum) vectorizes
         if scale_kind == SCALE_LSQ and not freeze:
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 lv = level_thr(row[j], thr[r], q) if use_thr else level(row[j], s, q)
                 rr = row[j] / s
                 ds += grow[j] * (lv - rr if abs(rr) < cap else lv)
         elif use_thr:
             t = thr[r]
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 ds += grow[j] * level_thr(row[j], t, q)
         elif q == 1:
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 ds += grow[j] * trit(row[j], s)
         else:
-            for j in range(row.shape[0]):
+            for j in range(qa, qb):
                 ds += grow[j] * level(row[j], s, q)
         if freeze:
-            grow[:] = 0
+            grow[qa:qb] = 0
         elif kind != MASK_NONE or q == BINARY:
             sm = ty(2.0) * thr[r] if use_thr else s
             if q == 1:
-                for j in range(row.shape[0]):
+                for j in range(qa, qb):
                     grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
             else:
-                for j in range(row.shape[0]):
+                for j in range(qa, qb):
                     grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, q))
         if freeze or scale_kind == SCALE_LEARNED:
             gs[r] = ds
         elif scale_kind == SCALE_LSQ:
-            gs[r] = ds * ty(1.0 / np.sqrt(row.shape[0] * max(q, 1)))
+            gs[r] = ds * ty(1.0 / np.sqrt((qb - qa) * max(q, 1)))
         else:
             gs[r] = ty(0.0)
 
@@ -333,16 +359,21 @@ def bake_rows(theta, n_in, hidden, n_out, use_thr, thr, live, qmax):
 
 
 # The parts of a student that may be kept in float (``float_matrices``): no rows, W's first H rows (the gate's),
-# its next H rows (the candidate's), or Wout's rows.
-FLOAT_MATRICES = ("none", "gate", "cand", "out")
+# its next H rows (the candidate's), Wout's rows, or a part of every row of W: its input columns (those that read
+# x) or its recurrent columns (those that read h_prev).
+FLOAT_MATRICES = ("none", "gate", "cand", "out", "input", "recurrent")
 
 
 def quantized_rows(hidden: int, n_out: int, float_matrices: str = "none") -> np.ndarray:
-    """(2H + O,) int8: 1 for the rows that run quantized, 0 for those ``float_matrices`` keeps in float."""
+    """(2H + O,) int8: each row's code (ROW_QUANTIZED, ROW_FLOAT, or for W's rows ROW_FLOAT_INPUT and
+    ROW_FLOAT_RECURRENT) for the part ``float_matrices`` kept in float."""
     if float_matrices not in FLOAT_MATRICES:
         raise ValueError(f"float_matrices must be one of {', '.join(FLOAT_MATRICES)}, not {float_matrices!r}")
-    rows = np.ones(2 * hidden + n_out, np.int8)
+    rows = np.full(2 * hidden + n_out, ROW_QUANTIZED, np.int8)
+    if float_matrices in ("input", "recurrent"):
+        rows[: 2 * hidden] = ROW_FLOAT_INPUT if float_matrices == "input" else ROW_FLOAT_RECURRENT
+        return rows
     start, stop = {"none": (0, 0), "gate": (0, hidden), "cand": (hidden, 2 * hidden),
                    "out": (2 * hidden, 2 * hidden + n_out)}[float_matrices]
-    rows[start:stop] = 0
+    rows[start:stop] = ROW_FLOAT
     return rows
