@@ -64,7 +64,7 @@ def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
                                        ("alpha_until", 0.0), ("output_weight", "2"), ("scale_mode", "bwn"),
                                        ("beta_schedule", "exp"), ("progressive", -0.1), ("finetune_epochs", -1),
                                        ("finetune_lr", 0.0), ("progressive", float("nan")),
-                                       ("float_matrices", "recurrent"), ("weight_format_cand", "int9")])
+                                       ("float_matrices", "columns"), ("weight_format_cand", "int9")])
 def test_bad_recipe_settings_name_their_key(key, value):
     with pytest.raises(SettingsError, match=f"^{key}:"):
         replace(StudentConfig(), **{key: value}).validate()

@@ -20,7 +20,7 @@ for w in "${what[@]}"; do
             fact "restart-$task" --config configs/research-restart.toml --task "$task"
             continue
         fi
-        for part in gate cand out; do
+        for part in gate cand out input recurrent; do
             name="where-$task-$part"
             if [ "$part" != gate ] && [ -d "$out/where-$task-gate/units" ]; then
                 mkdir -p "$out/$name/units"

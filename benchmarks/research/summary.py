@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-PARTS = ("gate", "cand", "out")
+PARTS = ("gate", "cand", "out", "input", "recurrent")
 
 
 def _g(s: dict) -> str:
