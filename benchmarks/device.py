@@ -173,17 +173,10 @@ def write_md(rows: list[dict], env: dict) -> None:
 
 
 def main() -> None:
-    import subprocess
-
-    def version(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
-        except (OSError, IndexError):
-            return f"{cmd[0]} absent"
-
-    env = {"cc": version([toolchain.host_cc() or "cc", "--version"]),
-           "arm": version([toolchain.ARM_GCC, "--version"]), "qemu": version([toolchain.QEMU, "--version"]),
-           "valgrind": version(["valgrind", "--version"])}
+    v = toolchain.version
+    env = {"cc": v([toolchain.host_cc() or "cc", "--version"]),
+           "arm": v([toolchain.ARM_GCC, "--version"]), "qemu": v([toolchain.QEMU, "--version"]),
+           "valgrind": v(["valgrind", "--version"])}
     rows = []
     for t in TASKS:
         for H in WIDTHS:

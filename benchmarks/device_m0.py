@@ -173,18 +173,11 @@ def write_md(rows: list[dict], env: dict) -> None:
 
 
 def main() -> None:
-    import subprocess
-
-    def version(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
-        except (OSError, IndexError):
-            return f"{cmd[0]} absent"
-
+    v = toolchain.version
     gone = toolchain.missing("m0") + toolchain.missing("m3")
     if gone:
         raise SystemExit(f"{', '.join(sorted(set(gone)))} not installed")
-    env = {"arm": version([toolchain.ARM_GCC, "--version"]), "qemu": version([toolchain.QEMU, "--version"])}
+    env = {"arm": v([toolchain.ARM_GCC, "--version"]), "qemu": v([toolchain.QEMU, "--version"])}
     rows = []
     for t in TASKS:
         for H in WIDTHS:

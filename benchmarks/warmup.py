@@ -17,18 +17,10 @@ from pathlib import Path
 import numpy as np
 
 import ternq
-from ternq.forecast import default_warmup
+from ternq.forecast import default_warmup, step_mse
 from ternq.tasks import get_task
-from ternq.train import predict
 
 TASKS = ("sine", "multisine", "lorenz", "ecg", "sunspots", "co2")
-
-
-def per_step(model, task) -> np.ndarray:
-    X, Y = task.eval_set()
-    ys, _ = predict(model, X)
-    e = ys.astype(np.float64) - Y
-    return np.mean(e * e, axis=(0, 2))
 
 
 def settled(curve: np.ndarray, factor: float = 2.0) -> int:
@@ -51,7 +43,7 @@ def main() -> None:
         student, _ = ternq.train_student(teacher, task, ternq.StudentConfig(hidden=a.hidden, shaped=True),
                                          seed=a.seed)
         for who, m in (("teacher", teacher), ("student", student)):
-            c = per_step(m, task)
+            c = step_mse(m, task)
             curves[name, who] = c
             share5 = float(c[:5].sum() / c.sum())
             rows.append({"task": name, "model": who, "steps": len(c), "settled_at": settled(c),

@@ -116,6 +116,13 @@ def step_errors(F: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return _sq_errors(F, Y)
 
 
+def step_mse(model, task: Task) -> np.ndarray:
+    """One-step held-out MSE at each step of the window, mean over windows and channels: (T,) float64."""
+    X, Y = task.eval_set()
+    ys, _ = predict(model, X)
+    return step_errors(ys, Y).mean(axis=0)
+
+
 def scored_mse(model, task: Task, warmup=None) -> float:
     """One-step held-out MSE over the scored steps (:func:`scored_steps`), in float64."""
     X, Y = task.eval_set()

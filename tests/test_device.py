@@ -707,3 +707,11 @@ def test_the_trit_table_takes_the_division_out_of_packed_ternary_on_the_m0():
     assert table["flash"] > packed["flash"]  # the 486-byte table, less the decoding it replaces
     with pytest.raises(ValueError, match="not in base 3"):
         budget(random_deployable(np.random.default_rng(29), "binary", 3, 16, 3), "m0", layout="packed-table")
+
+
+def test_a_tools_version_is_its_first_line_or_absent(tmp_path):
+    import sys
+
+    assert toolchain.version([sys.executable, "--version"]).startswith("Python 3.")
+    missing = str(tmp_path / "no-such-tool")
+    assert toolchain.version([missing, "--version"]) == f"{missing} absent"

@@ -40,6 +40,13 @@ def test_scored_steps_equal_a_hand_computation():
     assert fc.default_warmup(task) == W and fc.scored_steps(task, W).tolist() == list(range(24, 100))
     sq = [(float(ys[n, t, 0]) - float(Y[n, t, 0])) ** 2 for n in range(len(X)) for t in range(24, 100)]
     assert fc.scored_mse(model, task, W) == pytest.approx(sum(sq) / len(sq), rel=1e-12)
+    # the error at each step, by hand: the mean over windows of the squared error
+    per_step = fc.step_mse(model, task)
+    assert per_step.shape == (100,)
+    for t in (0, 24, 99):
+        want = sum((float(ys[n, t, 0]) - float(Y[n, t, 0])) ** 2 for n in range(len(X))) / len(X)
+        assert per_step[t] == pytest.approx(want, rel=1e-12)
+    assert per_step[24:].mean() == pytest.approx(sum(sq) / len(sq), rel=1e-12)
     # persistence (and every baseline) is scored on the same steps
     pq = [(float(X[n, t, 0]) - float(Y[n, t, 0])) ** 2 for n in range(len(X)) for t in range(24, 100)]
     assert fc.baselines(task, warmup=W)["persistence"]["mse"] == pytest.approx(sum(pq) / len(pq), rel=1e-12)

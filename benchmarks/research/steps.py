@@ -21,21 +21,12 @@ import numpy as np
 from scipy import stats
 
 import ternq
-from ternq.forecast import default_warmup
+from ternq.forecast import default_warmup, step_mse
 from ternq.tasks import get_task
-from ternq.train import predict
 
 H = 32
 RECIPE = {"epochs": 6000, "progressive": 0.5, "finetune_epochs": 3000, "finetune_lr": 0.01}
 MODELS = ("ternary", "int8", "float")
-
-
-def per_step(model, task) -> np.ndarray:
-    """The one-step MSE at each step of the held-out windows (mean over windows and channels)."""
-    X, Y = task.eval_set()
-    ys, _ = predict(model, X)
-    e = ys.astype(np.float64) - Y
-    return np.mean(e * e, axis=(0, 2))
 
 
 def models(task, seed: int) -> dict:
@@ -77,7 +68,7 @@ def main() -> None:
             kept = Path(a.cache) / f"{name}-s{seed}.npz"
             if not kept.exists():
                 kept.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(kept, **{who: per_step(m, task) for who, m in models(task, seed).items()})
+                np.savez(kept, **{who: step_mse(m, task) for who, m in models(task, seed).items()})
             got = np.load(kept)
             for who in MODELS:
                 curves.setdefault((name, who), []).append(got[who][warm[name]:])

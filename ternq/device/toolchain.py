@@ -117,6 +117,14 @@ def missing(target: str | None = None, emulator: bool = True) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
 
 
+def version(cmd: list[str]) -> str:
+    """The first line a tool prints for ``cmd`` (its version), or "<tool> absent"."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return f"{cmd[0]} absent"
+
+
 def _run(cmd: list[str], timeout: float = 300, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)

@@ -288,6 +288,29 @@ def _float_col(code, j, n_in):
     return code == ROW_FLOAT
 
 
+@cuda.jit(device=True, inline=True)
+def _weight(q, n_in, hidden):
+    """The q-th quantized weight (W's rows, then W_out's) as (its row r, its index in theta, its column)."""
+    z = n_in + hidden
+    h2 = 2 * hidden
+    if q < h2 * z:
+        r = q // z
+        return r, q, q - r * z
+    c = q - h2 * z
+    r = c // hidden
+    return h2 + r, h2 * z + 3 * hidden + c, c - r * hidden
+
+
+@cuda.jit(device=True, inline=True)
+def _row(r, n_in, hidden):
+    """Row r of W (then of W_out): the index in theta of its first weight, and its length."""
+    z = n_in + hidden
+    h2 = 2 * hidden
+    if r < h2:
+        return r * z, z
+    return h2 * z + 3 * hidden + (r - h2) * hidden, hidden
+
+
 # ---------------------------------------------------------------- shared memory of one block
 #
 # float64 words first: [0] loss, [1] mse, [2] clipping norm, then RED terms of an ordered sum.
@@ -633,16 +656,10 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
 def _recompute_scales(th, thr, m, kind, n_in, hidden, n_out, tid, nt):
     """ternary.recompute_scales: each row's scale (and TWN's threshold) by one thread, its float64 sums in the
     row's order. The caller synchronizes before any thread reads a scale."""
-    z = n_in + hidden
     h2 = 2 * hidden
     m_eff = n_params(n_in, hidden, n_out)
     for r in range(tid, h2 + n_out, nt):
-        if r < h2:
-            o = r * z
-            w = z
-        else:
-            o = h2 * z + 3 * hidden + (r - h2) * hidden
-            w = hidden
+        o, w = _row(r, n_in, hidden)
         mean_abs = 0.0
         for j in range(w):
             mean_abs = _dadd(mean_abs, abs(np.float64(th[o + j])))
@@ -706,14 +723,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, tid, nt)
                 cuda.syncthreads()
             for q in range(tid, h2 * z + n_out * hidden, nt):
-                if q < h2 * z:
-                    r = q // z
-                    k = q
-                    j = q - r * z
-                else:
-                    r = h2 + (q - h2 * z) // hidden
-                    k = h2 * z + 3 * hidden + (q - h2 * z)
-                    j = q - h2 * z - (r - h2) * hidden
+                r, k, j = _weight(q, n_in, hidden)
                 if not _float_col(live[r, m], j, n_in):
                     s = th[m_eff + r]
                     if smode == SCALE_TWN:
@@ -751,14 +761,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 p[k] = th[k]
             cuda.syncthreads()  # the copy and the recomputed scales
             for q in range(tid, h2 * z + n_out * hidden, nt):
-                if q < h2 * z:
-                    r = q // z
-                    k = q
-                    j = q - r * z
-                else:
-                    r = h2 + (q - h2 * z) // hidden
-                    k = h2 * z + 3 * hidden + (q - h2 * z)
-                    j = q - h2 * z - (r - h2) * hidden
+                r, k, j = _weight(q, n_in, hidden)
                 if _float_col(live[r, m], j, n_in) or (not fine and rank[r, m] >= nq[e, m]):  # float (so far)
                     p[k] = th[k]
                 elif fine or smode == SCALE_TWN:
@@ -783,12 +786,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         if student:
             # STE: each row's scale gradient by one thread, in the row's order
             for r in range(tid, h2 + n_out, nt):
-                if r < h2:
-                    o = r * z
-                    w = z
-                else:
-                    o = h2 * z + 3 * hidden + (r - h2) * hidden
-                    w = hidden
+                o, w = _row(r, n_in, hidden)
                 if live[r, m] == ROW_FLOAT or (not fine and rank[r, m] >= nq[e, m]):  # a float row: the identity
                     g[m_eff + r] = _ZERO
                     continue
