@@ -533,6 +533,37 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     assert not any(on_gpu(u) for u in recipe.units if u.kind == "cs")
 
 
+def test_on_dask_each_gpu_launch_asks_for_a_gpu_where_workers_have_them():
+    """Several GPUs: one Dask worker per GPU, started with ``--resources GPU=1``. A GPU launch asks for one GPU
+    (so that each GPU's worker takes one launch at a time); coordinate searches, and every task where no
+    worker declares a GPU, ask for nothing (a resource no worker has would never run)."""
+    from ternq.experiment.execute import Dask
+
+    class Client:
+        def __init__(self, resources):
+            self.resources, self.asked = resources, []
+
+        def scheduler_info(self, n_workers):
+            return {"workers": {f"w{i}": {"nthreads": 1, "resources": r} for i, r in enumerate(self.resources)}}
+
+        def submit(self, fn, *args, **kw):
+            self.asked.append(kw.get("resources"))
+            raise RuntimeError("recorded")  # as far as the test goes: what was asked
+
+    s = replace(load(QUICK), seeds=(0, 1))
+    units = plan(replace(s, run=replace(s.run, device="cuda"))).units
+    teachers = [u for u in units if u.kind == "teacher"][:1]
+    searches = [u for u in units if u.kind == "cs"][:1]
+    for resources, want in (([{"GPU": 1}, {"GPU": 1}, {}], {"GPU": 1}), ([{}, {}], None)):
+        client = Client(resources)
+        dask = Dask(client)
+        assert dask.gpus == sum(r.get("GPU", 0) for r in resources)
+        for group, device, asked in ((teachers, "cuda", want), (searches, "cuda", None), (teachers, "cpu", None)):
+            with pytest.raises(RuntimeError, match="recorded"):
+                dask.submit(None, group, {}, None, device)
+            assert client.asked[-1] == asked, (group[0].kind, device, resources)
+
+
 @needs_device
 def test_teacher_command_on_the_gpu_saves_the_cpus_model(tmp_path, capsys):
     from conftest import invoke

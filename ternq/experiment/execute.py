@@ -92,8 +92,13 @@ class Threads(Serial):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+GPU_RESOURCE = "GPU"  # a Dask worker started with ``--resources GPU=1`` owns one GPU
+
+
 class Dask:
-    """Run groups as tasks on a ``distributed.Client``; capacity is the cluster's thread count."""
+    """Run groups as tasks on a ``distributed.Client``; capacity is the cluster's thread count. Where workers
+    declare the resource ``GPU``, each GPU launch asks for one, so that a GPU's worker takes one launch at a
+    time (several GPUs: one such worker per GPU) and a worker without one never gets a launch."""
 
     local = False
 
@@ -102,6 +107,7 @@ class Dask:
         info = client.scheduler_info(n_workers=-1)["workers"]
         self.workers = len(info)
         self.capacity = max(1, sum(w.get("nthreads", 1) for w in info.values()))
+        self.gpus = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in info.values())
         self._token = uuid.uuid4().hex[:8]
         self._finished = None  # a distributed.as_completed over every submitted task
 
@@ -109,7 +115,8 @@ class Dask:
         from distributed import as_completed
 
         key = f"ternq-{units[0].key.replace('/', '-')}-{units[0].digest[:10]}-{self._token}"
-        fut = self.client.submit(fn, units, deps, None, device, pure=False, key=key)
+        gpu = {"resources": {GPU_RESOURCE: 1}} if self.gpus and on_gpu_group(units, device) else {}
+        fut = self.client.submit(fn, units, deps, None, device, pure=False, key=key, **gpu)
         if self._finished is None:
             self._finished = as_completed([fut], loop=self.client.loop)
         else:
