@@ -15,8 +15,9 @@ fact() {  # name, then the factorial's arguments
 what=("$@")
 [ ${#what[@]} -gt 0 ] || what=(where restart)
 for w in "${what[@]}"; do
-    for task in lorenz sine; do
+    for task in lorenz sine ecg; do
         if [ "$w" = restart ]; then
+            [ "$task" = ecg ] && continue
             fact "restart-$task" --config configs/research-restart.toml --task "$task"
             continue
         fi

@@ -35,7 +35,7 @@ def _float_mse(doc: dict, run: dict) -> float:
 
 def where(root: Path) -> str:
     out = []
-    for task in ("lorenz", "sine"):
+    for task in ("lorenz", "sine", "ecg"):
         docs = {p: root / f"where-{task}-{p}" / "results.json" for p in PARTS}
         docs = {p: json.loads(f.read_text()) for p, f in docs.items() if f.exists()}
         if not docs:
