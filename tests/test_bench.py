@@ -181,3 +181,14 @@ def test_device_factorials_time_each_device_side_by_side(monkeypatch):
 def test_factorial_seeds_needs_a_device(capsys):
     code, out, err = cli(["bench", "--factorial-seeds", "10"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--device" in err
+
+
+@pytest.mark.parametrize("argv,where", [(["bench", "--device", "cpu", "--quiet"], "device_run"),
+                                        (["bench", "--no-factorial", "--no-compile", "--hidden", "4"], "run")])
+def test_a_timed_command_that_fails_is_one_line(argv, where, capsys, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("ternq factorial exited with 3: boom")
+
+    monkeypatch.setattr(bench, where, fail)
+    code, out, err = cli(argv, capsys)
+    assert code == 1 and out == "" and err.strip().splitlines() == ["Error: ternq factorial exited with 3: boom"]

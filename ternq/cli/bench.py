@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import click
 from rich.table import Table
@@ -89,25 +90,32 @@ def bench(widths, batched_widths, budget, skip_compile, with_factorial, with_see
     c_ref = _check_c_ref(c_ref)
     if c_ref and not with_factorial:
         raise InputError("--c-ref is compared with the factorial: leave out --no-factorial")
-    status = report.err.status("benchmarking") if not (quiet or as_json) else None
-    if status:
-        status.start()
-    try:
+    with _progress(quiet or as_json) as step:
         doc = _bench.run(widths=widths, budget=budget, compile=not skip_compile, factorial=with_factorial,
-                         progress=(lambda s: status.update(f"benchmarking: {s}")) if status else None,
-                         batched_widths=batched_widths, runs=runs, c_ref=c_ref, c_runs=c_runs,
+                         progress=step, batched_widths=batched_widths, runs=runs, c_ref=c_ref, c_runs=c_runs,
                          seeds10=with_seeds10)
-    except RuntimeError as exc:  # a timed command failed
-        raise click.ClickException(str(exc)) from None
-    finally:
-        if status:
-            status.stop()
     if as_json:
         report.print_json(doc)
         return 0
     for table in tables(doc):
         report.out.print(table)
     return 0
+
+
+@contextmanager
+def _progress(silent: bool):
+    """A status line on stderr (none when ``silent``) and the ``progress(text)`` that updates it; a timed
+    command that failed (RuntimeError) becomes one line and exit 1."""
+    status = None if silent else report.err.status("benchmarking")
+    if status:
+        status.start()
+    try:
+        yield (lambda s: status.update(f"benchmarking: {s}")) if status else None
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if status:
+            status.stop()
 
 
 def _device(device: str, models: tuple[int, ...], budget: float, factorial_seeds: tuple[int, ...], runs: int,
@@ -119,22 +127,13 @@ def _device(device: str, models: tuple[int, ...], budget: float, factorial_seeds
     if device == "cuda" and not available():
         raise InputError("--device cuda needs numba-cuda (pip install 'ternq[cuda]') and an NVIDIA GPU; none is "
                          "usable here")
-    status = report.err.status("benchmarking") if not (quiet or as_json) else None
-    if status:
-        status.start()
-    try:
-        step = (lambda s: status.update(f"benchmarking: {s}")) if status else None
+    with _progress(quiet or as_json) as step:
         doc = {device: _bench.device_run(device, models=models or None, seconds=2 * budget, progress=step)}
         if device == "cuda":
             doc["cpu"] = _bench.device_run("cpu", seconds=2 * budget, progress=step)
         if factorial_seeds:
             devices = (device, "cpu") if device == "cuda" else (device,)
             doc["factorials"] = _bench.device_factorials(factorial_seeds, devices, runs=runs, progress=step)
-    except RuntimeError as exc:  # a timed command failed
-        raise click.ClickException(str(exc)) from None
-    finally:
-        if status:
-            status.stop()
     if as_json:
         report.print_json(doc)
         return 0
