@@ -101,7 +101,9 @@ RECIPES = [{k: v} for k, v in CHANGED.items() if k != "finetune_epochs"] + [
     {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
     {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},
     {"beta_schedule": "cosine", "alpha_schedule": "constant"}, {},
-    {"adam_restart": True, "progressive": 0.5}, {"float_matrices": "out", "progressive": 0.5}]
+    {"adam_restart": True, "progressive": 0.5}, {"float_matrices": "out", "progressive": 0.5},
+    {"float_matrices": "input", "progressive": 0.5, "scale_mode": "lsq"},
+    {"float_matrices": "recurrent", "weight_format": "int4", "adam_restart": True}]
 
 
 @pytest.mark.parametrize("finetune_epochs", [0, 4])
