@@ -54,8 +54,26 @@ def where(root: Path) -> str:
             eff = doc["effects"]["A"]
             out.append(f"| {p} | {_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | {_e(eff)} | "
                        f"{-eff['mean'] / gap:.0%} |")
-        out.append("")
+        out += ["", *_column_magnitudes(root / f"where-{task}-input" / "models")]
     return "\n".join(out)
+
+
+def _column_magnitudes(models: Path) -> list[str]:
+    """Mean |w| of W's input and recurrent columns in the equal-budget floats the factorial kept (its models
+    folder, not in the repository: run.sh writes it), one line and a blank; nothing where there are none."""
+    import numpy as np
+
+    from ternq.model import Model
+
+    ms = [Model.load(f) for f in sorted(models.glob("s*-float-*.npz"))] if models.is_dir() else []
+    if not ms:
+        return []
+    i, h = ms[0].n_in, ms[0].hidden
+    W = [m.theta[: 2 * h * (i + h)].reshape(2 * h, i + h) for m in ms]
+    a = np.mean([np.abs(w[:, :i]).mean() for w in W])
+    r = np.mean([np.abs(w[:, i:]).mean() for w in W])
+    return [f"Mean |w| in the {len(ms)} equal-budget floats: W's input columns {a:.3f}, its recurrent columns "
+            f"{r:.3f} ({a / r:.2f}x).", ""]
 
 
 def _effects(doc: dict) -> list[str]:
