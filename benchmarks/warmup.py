@@ -11,13 +11,14 @@ warmup.csv and warmup.png beside this file.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
 import ternq
 from ternq.forecast import default_warmup, step_mse
+from ternq.report.files import write_csv
+from ternq.report.plots import pyplot
 from ternq.tasks import get_task
 
 TASKS = ("sine", "multisine", "lorenz", "ecg", "sunspots", "co2")
@@ -51,15 +52,9 @@ def main() -> None:
                          "mse_from_10": float(c[10:].mean()), "mse_scored": float(c[default_warmup(task) - 1:].mean()),
                          "share_of_error_in_steps_10_23": round(float(c[10:24].sum() / c.sum()), 4)})
             print(rows[-1], flush=True)
-    with open(here / "warmup.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(here / "warmup.csv", rows)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))

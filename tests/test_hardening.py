@@ -436,3 +436,19 @@ def test_sweep_table_says_which_checks_failed_and_gives_intervals(tmp_path, caps
     assert checks["failed"] and all(item in text for item in checks["failed"])
     a = cell["effects"]["A"]
     assert f"{a['mean']:+.2f} [{a['lo']:+.2f}, {a['hi']:+.2f}]" in text
+
+
+def test_write_csv_writes_a_header_and_the_rows_in_one_step(tmp_path):
+    import csv
+
+    from ternq.report.files import write_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text("old")
+    rows = [{"task": "sine", "step": 24, "mse": 1.5e-07}, {"task": "lorenz", "step": 25, "mse": 2.0}]
+    assert write_csv(path, rows) == path
+    with open(path, newline="") as f:
+        back = list(csv.DictReader(f))
+    assert back == [{k: str(v) for k, v in r.items()} for r in rows]
+    assert path.read_text().splitlines()[0] == "task,step,mse"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temporary file left behind

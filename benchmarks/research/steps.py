@@ -14,7 +14,6 @@ Writes steps.csv (curves), steps.md (table) and steps.png beside this file.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ from scipy import stats
 
 import ternq
 from ternq.forecast import default_warmup, step_mse
+from ternq.report.files import write_csv
+from ternq.report.plots import pyplot
 from ternq.tasks import get_task
 
 H = 32
@@ -94,15 +95,9 @@ def main() -> None:
             "Steps after the warm-up; growth is the last quarter's MSE over the first quarter's (1: flat).\n\n")
     (here / "steps.md").write_text(head + "\n".join(md) + "\n")
     print(head + "\n".join(md))
-    with open(here / "steps.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(here / "steps.csv", rows)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return
     names = a.tasks.split(",")

@@ -8,6 +8,21 @@ from ..experiment.results import models_of, save_results, split_timing, write_js
 from ..experiment.units import TaskSpec
 
 
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    """``rows`` (dicts of one set of keys, the first row's order) as a CSV file with a header, written atomically."""
+    import csv
+    import io
+
+    from ..model import atomic_write_bytes
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(Path(path), buf.getvalue().encode())
+    return Path(path)
+
+
 def save_plots(doc: dict, plan, results: dict, plot_dir) -> list:
     """PNGs: the effects (bars and half-normal) for any design; for a design plotted per width (the notes') also
     predictions of the teacher and every student, and learning curves (first seed's models)."""

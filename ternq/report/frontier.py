@@ -112,9 +112,9 @@ def plot(doc: dict, axis: str, path: str | Path) -> Path:
     """Error against ``axis`` ("bytes" or "instructions"), log-log: a line per format and method with each point's
     95% interval over seeds and its width, the Pareto front as a step line through ringed points, and the
     equal-budget float of each width as grey reference points (by bytes; no instructions are counted for floats)."""
-    from .plots import _plt, _save
+    from .plots import _save, pyplot
 
-    plt = _plt()
+    plt = pyplot()
     key, xlabel, _, front_key = AXES[axis]
     fig, ax = plt.subplots(figsize=(10, 5.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

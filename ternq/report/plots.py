@@ -11,7 +11,8 @@ from ..tasks import Task
 from ..train import predict
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only); ImportError in one line where it is not installed."""
     try:
         import matplotlib
 
@@ -45,7 +46,7 @@ def predictions(models: dict[str, Model], task: Task, path: str | Path, sequence
 
     On an easy task the traces lie on top of each other: the error panel is where they differ.
     """
-    plt = _plt()
+    plt = pyplot()
     X, Y = task.eval_set()
     X, Y = X[sequence : sequence + 1], Y[sequence : sequence + 1]
     n_out = Y.shape[2]
@@ -87,7 +88,7 @@ def smooth(loss: np.ndarray, window: int) -> np.ndarray:
 def curves(histories: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, seed: int | None = None) -> Path:
     """Training loss against epoch for each run (log scale): the raw loss faint, a moving average over it.
     Values are (epochs, losses)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, (epochs, loss)) in enumerate(histories.items()):
@@ -109,7 +110,7 @@ def curves(histories: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path
 
 def effects(doc: dict, path: str | Path) -> Path:
     """The factorial effects on log10(eval MSE), with their 95% intervals where there are several seeds."""
-    plt = _plt()
+    plt = pyplot()
     names = list(doc["effects"])
     means = np.array([doc["effects"][n]["mean"] for n in names])
     lo = np.array([doc["effects"][n]["lo"] for n in names], float)
@@ -136,7 +137,7 @@ def half_normal(doc: dict, path: str | Path) -> Path:
     """
     from statistics import NormalDist
 
-    plt = _plt()
+    plt = pyplot()
     names = sorted(doc["effects"], key=lambda n: abs(doc["effects"][n]["mean"]))
     m = len(names)
     q = [NormalDist().inv_cdf(0.5 + 0.5 * (i + 0.5) / m) for i in range(m)]
@@ -164,7 +165,7 @@ def horizon(models: list[dict], baselines: dict, path: str | Path, title: str) -
     ``models`` are the results document's ``forecast.models`` rows (``name``, ``rollout_mse``);
     ``baselines`` its ``forecast.baselines.horizon`` (curves of the baselines, the threshold).
     """
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for m in models:
         k = np.arange(1, len(m["rollout_mse"]) + 1)
@@ -195,7 +196,7 @@ def trace(models: dict[str, object], task: Task, horizon_: int, warmup: int, pat
     """
     from ..forecast import trace as free_trace
 
-    plt = _plt()
+    plt = pyplot()
     traces = {name: free_trace(m, task, horizon_, warmup, window) for name, m in models.items()}
     first = next(iter(traces.values()))
     n_out = first["target"].shape[1]
