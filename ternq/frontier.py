@@ -81,6 +81,10 @@ class Frontier:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first mistake (an empty grid, an unknown format, bad widths)."""
         check_widths(self.widths)
+        if self.base.student.float_matrices != "none":
+            raise ConfigError(f"student.float_matrices: a frontier counts each point's weights at their format's "
+                              f"bytes; a student with {self.base.student.float_matrices} kept in float is for "
+                              "factorials (configs/research-where.toml), not a frontier point")
         if self.board not in BOARDS:
             raise ConfigError(f"frontier.board: one of {', '.join(BOARDS)}, not {self.board!r}")
         for fmt in self.widths:

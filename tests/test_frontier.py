@@ -123,6 +123,12 @@ def test_cells_share_units_and_set_the_format():
     assert pairs((32, 8, 16, 12)) == [(8, 12), (16, 32)] and pairs((5, 3, 4)) == [(3, 4), (5, 5)]
 
 
+@pytest.mark.parametrize("part", ["cand", "recurrent"])
+def test_a_student_with_float_weights_is_no_frontier_point(part):
+    with pytest.raises(ConfigError, match="^student.float_matrices: a frontier counts"):
+        parse_frontier({"student": {"float_matrices": part}})
+
+
 @pytest.mark.parametrize("items, needle", [
     (["int9=8,12"], "unknown weight format"),
     (["int4=0,8"], "widths are integers from 1"),
