@@ -136,12 +136,19 @@ class Model:
         h2 = 2 * self.hidden
         tW = np.rint(W / scales[:h2, None]).astype(np.int8)
         tO = np.rint(Wout / scales[h2:, None]).astype(np.int8)
+        levels = np.concatenate([tW.ravel(), tO.ravel()])
+        levels[~self.quantized_weights()] = 0
+        return levels
+
+    def quantized_weights(self) -> np.ndarray:
+        """(2H(I+H) + OH,) bool in :meth:`levels`' order: False for a weight kept in float (``float_matrices``)."""
+        h2, z = 2 * self.hidden, self.n_in + self.hidden
         rows = self.quantized_rows()
-        tW[rows[:h2] == ROW_FLOAT] = 0
-        tO[rows[h2:] == ROW_FLOAT] = 0
-        tW[rows[:h2] == ROW_FLOAT_INPUT, : self.n_in] = 0
-        tW[rows[:h2] == ROW_FLOAT_RECURRENT, self.n_in :] = 0
-        return np.concatenate([tW.ravel(), tO.ravel()])
+        qW = np.repeat(rows[:h2, None] != ROW_FLOAT, z, axis=1)
+        qW[rows[:h2] == ROW_FLOAT_INPUT, : self.n_in] = False
+        qW[rows[:h2] == ROW_FLOAT_RECURRENT, self.n_in :] = False
+        qO = np.repeat(rows[h2:, None] != ROW_FLOAT, self.hidden, axis=1)
+        return np.concatenate([qW.ravel(), qO.ravel()])
 
     def trits(self) -> np.ndarray:
         """A ternary student's trits: :meth:`levels` (ValueError for another format)."""
@@ -150,12 +157,21 @@ class Model:
         return self.levels()
 
     def zero_share(self) -> float:
-        """Share of the student's weight levels that are zero (none for binary)."""
-        return float(np.mean(self.levels() == 0))
+        """Share of the student's quantized weights whose level is zero (none for binary)."""
+        return float(np.mean(self.levels()[self.quantized_weights()] == 0))
 
     def weight_bytes(self) -> int:
-        """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes`)."""
-        return formats.weight_bytes_mixed(self.matrix_formats, *self.dims)
+        """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes_mixed`); a research
+        student's weights kept in float (``float_matrices``) at 4 bytes each, with no scale for a row of them."""
+        if self.float_matrices == "none":
+            return formats.weight_bytes_mixed(self.matrix_formats, *self.dims)
+        q = self.quantized_weights()
+        h, z = self.hidden, self.n_in + self.hidden
+        counts: dict[formats.Format, int] = {}
+        for f, (a, b) in zip(self.matrix_formats, ((0, h * z), (h * z, 2 * h * z), (2 * h * z, q.size)), strict=True):
+            counts[f] = counts.get(f, 0) + int(q[a:b].sum())
+        scaled = int(np.count_nonzero(self.quantized_rows() != ROW_FLOAT))
+        return sum(f.packed_bytes(n) for f, n in counts.items()) + 4 * int((~q).sum()) + 4 * scaled
 
     def copy(self) -> Model:
         return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta),

@@ -206,3 +206,23 @@ def test_research_settings_batched_give_the_bits_they_get_alone(sine_teacher):
         assert model.float_matrices == cfg.float_matrices == alone.float_matrices
         assert hist.loss.tobytes() == hist1.loss.tobytes()
     assert len({m.theta.tobytes() for m, _ in got}) == len(got)
+
+
+@pytest.mark.parametrize("part", ["none", "gate", "cand", "out", "input", "recurrent"])
+def test_a_float_parts_bytes_and_zero_share_count_its_weights_as_they_are_stored(part):
+    """Quantized weights packed in their format, each float weight 4 bytes, a scale for each row with any
+    quantized weight; the zero share is over the quantized weights only."""
+    from ternq import formats
+
+    student = student_from(init_teacher(H, stream(5, "t", H), I, O), float_matrices=part)
+    z = I + H
+    n_float = {"none": 0, "gate": H * z, "cand": H * z, "out": O * H, "input": 2 * H * I, "recurrent": 2 * H * H}[part]
+    float_rows = {"gate": H, "cand": H, "out": O}.get(part, 0)
+    n = 2 * H * z + O * H
+    assert student.weight_bytes() == formats.get("ternary").packed_bytes(n - n_float) + 4 * n_float + 4 * (
+        ROWS - float_rows)
+    q = student.quantized_weights()
+    assert q.size == n and int((~q).sum()) == n_float
+    levels = student.levels()
+    assert not levels[~q].any()
+    assert student.zero_share() == pytest.approx(np.mean(levels[q] == 0))
