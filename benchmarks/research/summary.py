@@ -47,15 +47,27 @@ def where(root: Path) -> str:
                 "", f"Equal-budget float ({base['reference']['epochs']} epochs): scored eval MSE "
                 f"{_float_mse(first, base):.2e}. All quantized: {_g(base['eval_mse_scored'])}, "
                 f"{_x(base['vs_float_scored'])} the float (log10 gap {gap:.2f}).", "",
-                "| kept in float | scored eval MSE [95% CI] | vs equal-budget float | effect on log10 MSE [95% CI] "
-                "| share of the log gap closed |", "|---|---|---|---|---|"]
+                "| kept in float | weight bytes | scored eval MSE [95% CI] | vs equal-budget float | effect on log10 "
+                "MSE [95% CI] | share of the log gap closed |", "|---|---|---|---|---|---|"]
         for p, doc in docs.items():
             run = doc["runs"][1]
             eff = doc["effects"]["A"]
-            out.append(f"| {p} | {_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | {_e(eff)} | "
+            out.append(f"| {p} | {_bytes(root / f'where-{task}-{p}' / 'results.csv', run['run'])} | "
+                       f"{_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | {_e(eff)} | "
                        f"{-eff['mean'] / gap:.0%} |")
         out += ["", *_column_magnitudes(root / f"where-{task}-input" / "models")]
     return "\n".join(out)
+
+
+def _bytes(csv_path: Path, run: int) -> str:
+    """The weight bytes of a design's run (the same for every seed), from its results.csv ("-" where absent)."""
+    import csv
+
+    if not csv_path.exists():
+        return "-"
+    with open(csv_path, newline="") as f:
+        got = {r["weight_bytes"] for r in csv.DictReader(f) if r["row"] == f"run{run}" and r["weight_bytes"]}
+    return f"{int(got.pop()):,}" if len(got) == 1 else "-"
 
 
 def _column_magnitudes(models: Path) -> list[str]:
