@@ -279,13 +279,20 @@ def _level_mask(w, s, beta, kind, qmax):
 
 
 @cuda.jit(device=True, inline=True)
-def _float_col(code, j, n_in):
-    """Whether column ``j`` of a row of the code ``code`` (ternary.quantized_cols) runs its float weight."""
+def _quantized_cols(code, n_in, n_cols):
+    """ternary.quantized_cols: the columns [qa, qb) of a row of ``n_cols`` that run quantized under ``code``."""
     if code == ROW_FLOAT_INPUT:
-        return j < n_in
+        return n_in, n_cols
     if code == ROW_FLOAT_RECURRENT:
-        return j >= n_in
-    return code == ROW_FLOAT
+        return 0, n_in
+    return 0, n_cols
+
+
+@cuda.jit(device=True, inline=True)
+def _float_weight(code, j, n_in, n_cols):
+    """Whether column ``j`` of a row of ``n_cols`` runs its float weight: the row is float, or the column is."""
+    qa, qb = _quantized_cols(code, n_in, n_cols)
+    return code == ROW_FLOAT or j < qa or j >= qb
 
 
 @cuda.jit(device=True, inline=True)
@@ -724,7 +731,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 cuda.syncthreads()
             for q in range(tid, h2 * z + n_out * hidden, nt):
                 r, k, j = _weight(q, n_in, hidden)
-                if not _float_col(live[r, m], j, n_in):
+                if not _float_weight(live[r, m], j, n_in, z):
                     s = th[m_eff + r]
                     if smode == SCALE_TWN:
                         th[k] = _mul(s, _level_thr(th[k], thr[m, r], qmax[r, m]))
@@ -762,7 +769,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
             cuda.syncthreads()  # the copy and the recomputed scales
             for q in range(tid, h2 * z + n_out * hidden, nt):
                 r, k, j = _weight(q, n_in, hidden)
-                if _float_col(live[r, m], j, n_in) or (not fine and rank[r, m] >= nq[e, m]):  # float (so far)
+                if _float_weight(live[r, m], j, n_in, z) or (not fine and rank[r, m] >= nq[e, m]):  # float so far
                     p[k] = th[k]
                 elif fine or smode == SCALE_TWN:
                     p[k] = _mul(th[m_eff + r], _level_thr(th[k], thr[m, r], qmax[r, m]))
@@ -795,9 +802,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                 lsq = smode == SCALE_LSQ and not fine
                 sm = _mul(_f32(2.0), thr[m, r]) if smode == SCALE_TWN else s  # TWN's mask: its boundary the threshold
                 cap = _f32(max(qr, 1))  # LSQ's clipping range
-                code = live[r, m]  # the float columns (ternary.quantized_cols) keep the identity
-                qa = n_in if code == ROW_FLOAT_INPUT else 0
-                qb = n_in if code == ROW_FLOAT_RECURRENT else w
+                qa, qb = _quantized_cols(live[r, m], n_in, w)  # the float columns keep the identity
                 ds = 0.0
                 for j in range(qa, qb):
                     x = th[o + j]
