@@ -17,11 +17,10 @@ from .kernels.cell import n_params, unpack
 from .kernels.ternary import (
     FLOAT_MATRICES,
     ROW_FLOAT,
-    ROW_FLOAT_INPUT,
-    ROW_FLOAT_RECURRENT,
     init_scales,
     n_scales,
     quantize,
+    quantized_cols,
     quantized_rows,
 )
 
@@ -143,12 +142,14 @@ class Model:
     def quantized_weights(self) -> np.ndarray:
         """(2H(I+H) + OH,) bool in :meth:`levels`' order: False for a weight kept in float (``float_matrices``)."""
         h2, z = 2 * self.hidden, self.n_in + self.hidden
-        rows = self.quantized_rows()
-        qW = np.repeat(rows[:h2, None] != ROW_FLOAT, z, axis=1)
-        qW[rows[:h2] == ROW_FLOAT_INPUT, : self.n_in] = False
-        qW[rows[:h2] == ROW_FLOAT_RECURRENT, self.n_in :] = False
-        qO = np.repeat(rows[h2:, None] != ROW_FLOAT, self.hidden, axis=1)
-        return np.concatenate([qW.ravel(), qO.ravel()])
+        out = []
+        for r, code in enumerate(self.quantized_rows()):
+            q = np.zeros(z if r < h2 else self.hidden, bool)
+            if code != ROW_FLOAT:
+                qa, qb = quantized_cols(code, self.n_in, q.size)
+                q[qa:qb] = True
+            out.append(q)
+        return np.concatenate(out)
 
     def trits(self) -> np.ndarray:
         """A ternary student's trits: :meth:`levels` (ValueError for another format)."""
