@@ -340,7 +340,7 @@ def test_mixed_formats_bit_identical_to_the_cpu():
 def test_float_columns_bit_identical_to_the_cpu():
     """W's input or recurrent columns kept in float (the rest of each row quantized and scaled), with
     progressive quantization, LSQ, Adam's restart, several formats and the fine-tune, in one launch: the same
-    bits as multi.train_batch; the float columns moved off their levels."""
+    bits as multi.train_batch; the float columns trained."""
 
     order = np.random.default_rng(43).permutation(n_scales(H, N_OUT))
     kinds = [dict(float_matrices="input", progressive=1.0, row_rank=order, mask="seed"),
