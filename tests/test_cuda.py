@@ -537,6 +537,7 @@ def test_on_dask_each_gpu_launch_asks_for_a_gpu_where_workers_have_them():
     """Several GPUs: one Dask worker per GPU, started with ``--resources GPU=1``. A GPU launch asks for one GPU
     (so that each GPU's worker takes one launch at a time); coordinate searches, and every task where no
     worker declares a GPU, ask for nothing (a resource no worker has would never run)."""
+    pytest.importorskip("distributed")  # the backend's submit imports it before it asks
     from ternq.experiment.execute import Dask
 
     class Client:
