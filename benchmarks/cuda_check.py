@@ -52,9 +52,8 @@ def call(device: str, kind: str, theta, X, Y, tp, H: int, E: int):
     M = theta.shape[0]
     lane = lanes(kind, E)
     if lane.progressive:  # each model its own row order, as the engine draws them
-        from ternq.model import n_scales
         rng = np.random.default_rng(1)
-        ls = [replace(lane, row_rank=rng.permutation(n_scales(H, 1))) for _ in range(M)]
+        ls = [replace(lane, row_rank=rng.permutation(2 * H + 1)) for _ in range(M)]
     else:
         ls = [lane] * M
     train = gpu.train_batch if device == "cuda" else multi.train_batch

@@ -177,7 +177,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         raise ValueError("theta must be float32 (M, P)")
     M, P = theta.shape
     m_eff = n_params(n_in, hidden, n_out)
-    if P != m_eff + (n_scales(hidden, n_out) if student else 0):
+    if P != m_eff + (n_scales(n_in, hidden, n_out) if student else 0):
         raise ValueError(f"theta has {P} parameters; this shape needs {m_eff}{' plus scales' if student else ''}")
     for name, a in (("adam_m", adam_m), ("adam_v", adam_v)):
         if a.shape != theta.shape or a.dtype != np.float32:
@@ -208,7 +208,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         if distill_hidden.shape[0] > 0:
             weights[:] = distill_hidden.T
     mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
-    n_rows = n_scales(hidden, n_out)
+    n_rows = n_scales(n_in, hidden, n_out)
     # each row's format: (2H + O, M), as the loop's record keeps them; one format per matrix
     qmax_rows = np.ascontiguousarray(np.broadcast_to(np.asarray(qmax, np.int64), (n_rows, M)))
     if (qmax_rows < 0).any():
@@ -367,12 +367,14 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     for lane in lanes:
         if lane.uses_teacher and not student:
             raise ValueError("only students distill")
+        if lane.scale_group:
+            raise ValueError("the GPU kernel trains one scale per row: a student with a scale_group trains on the CPU")
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
     distill = np.array([ln.distill for ln in lanes], np.bool_)
     # the per-row thresholds: TWN's, then the frozen fine-tune's (zero without either, as on the CPU)
     res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
-                      np.zeros((M, n_scales(hidden, n_out)), np.float32))
+                      np.zeros((M, n_scales(n_in, hidden, n_out)), np.float32))
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
                  np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
                  lr=loop.lr, lr_min=loop.lr_min, lr_kind=loop.schedule, clip=loop.clip, distill=distill,

@@ -282,10 +282,77 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
         results += format_rows(theta, I, H, O, prob, rows, w_idx, f"{name} student {shape}", formats.get(name))
     for name in MIXED_ROWS:
         results += format_rows(theta, I, H, O, prob, rows, w_idx, f"{name} student {shape}", mixed_formats(name))
+    results += group_rows(theta, I, H, O, prob, w_idx, f"student {shape} scale_group {GROUP_ROWS}", GROUP_ROWS)
     return results
 
 
 FORMAT_ROWS = ("binary", "int4", "int8")  # ternary's rows are the ones above
+GROUP_ROWS = 3  # columns per scale of the scale-group rows: every row of an odd shape ends in a shorter group
+
+
+def scale_group_of(I: int, H: int, O: int, group: int) -> np.ndarray:
+    """Each weight's scale index, W's rows then W_out's (:func:`check`'s ``w_idx`` order), written here from the
+    definition: row r's columns j in runs of ``group``, numbered row by row."""
+    per_w, per_o = -(-(I + H) // group), -(-H // group)
+    w = np.arange(2 * H)[:, None] * per_w + np.arange(I + H)[None, :] // group
+    o = 2 * H * per_w + np.arange(O)[:, None] * per_o + np.arange(H)[None, :] // group
+    return np.concatenate([w.ravel(), o.ravel()])
+
+
+def group_rows(theta, I, H, O, prob, w_idx, model, group, backward=ste_ext) -> list[BlockResult]:
+    """A student with one scale per ``group`` columns of each row (``scale_group``), its scales 0.8 times their
+    starting mean|w| of their columns:
+
+    - the forward's effective weights ``s_v trit(w / s_v)`` with v the scale of the weight's group;
+    - ``dL/ds_v = sum_j dL/dWeff_j trit_j`` over v's weights against finite differences of the loss with the
+      trits frozen;
+    - LSQ with the notes' mask: shadow ``g_eff * mask(w / s_v)``, ``dL/ds_v`` summed over v's weights with the
+      gradient scale ``1/sqrt(n_v)`` of its n_v weights;
+    - the fine-tune (thresholds ``s_v / 2``): no shadow gradient, ``dL/ds_v = sum_j dL/dWeff_j trit_j``.
+    """
+    n_cell = theta.shape[0] - (2 * H + O)
+    gid = scale_group_of(I, H, O, group)
+    n_s = int(gid.max()) + 1
+    th = np.concatenate([theta[:n_cell], np.zeros(n_s)])
+    init_scales(th, I, H, O, group, np.ones(n_s, np.int64), np.ones(n_s, np.int8))
+    th[n_cell:] *= 0.8
+    scales = th[n_cell:]
+    w = th[w_idx]
+    s_w = scales[gid]
+    r = w / s_w
+    q = np.where(np.abs(r) < 0.5, 0.0, np.sign(r))
+    p = np.empty(n_cell)
+    quantize(th, I, H, O, p, 1, None, group)
+    out = [_compare(model, "W_eff = s_group * trit", p[w_idx], s_w * q)]
+    g_eff = prob.loss_grad(p)[1]
+    g_w = g_eff[w_idx]
+
+    def run(use_thr, thr, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
+        g = np.zeros_like(th)
+        backward(th, I, H, O, group, g_eff, beta, mask_kind, use_thr, thr, np.ones(n_s, np.int8), kind, freeze,
+                 np.ones(n_s, np.int64), g)
+        return g
+
+    def loss_of_scales(s):
+        f = p.copy()
+        f[w_idx] = s[gid] * q  # trits frozen, scales free
+        return prob.loss(f)
+
+    g = run(False, np.zeros(n_s), SCALE_LEARNED, False)
+    out.append(_compare(model, "dL/ds per group (trits frozen)", g[n_cell:],
+                        numerical_grad(loss_of_scales, scales.copy(), np.arange(n_s))))
+    g = run(False, np.zeros(n_s), SCALE_LSQ, False, MASK_NOTES, 7.0)
+    lsq = np.bincount(gid, g_w * (q - r * (np.abs(r) < 1)), n_s) / np.sqrt(np.bincount(gid, minlength=n_s))
+    out.append(_compare(model, "notes' mask; LSQ dL/ds per group", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([g_w * protocol_mask(w, s_w, 7.0, MASK_NOTES), lsq])))
+    baked = th.copy()
+    baked[w_idx] = s_w * q
+    g = np.zeros_like(th)
+    backward(baked, I, H, O, group, g_eff, 1.0, MASK_NONE, True, 0.5 * scales, np.ones(n_s, np.int8), SCALE_LEARNED,
+             True, np.ones(n_s, np.int64), g)
+    out.append(_compare(model, "fine-tune: W frozen, dL/ds per group", np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([np.zeros_like(w), np.bincount(gid, g_w * q, n_s)])))
+    return out
 MIXED_ROWS = ("ternary+cand:int8", "ternary+gate:int4+out:int8")  # a matrix of its own format: per-row terms
 
 
@@ -356,7 +423,7 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format | 
     fmts = fmt if isinstance(fmt, tuple) else (fmt, fmt, fmt)
     qmax = formats.row_qmax(fmts, H, O)  # per row
     theta = theta.copy()
-    init_scales(theta, I, H, O, qmax, np.ones(2 * H + O, np.int8))
+    init_scales(theta, I, H, O, 0, qmax, np.ones(2 * H + O, np.int8))
     n_cell = theta.shape[0] - (2 * H + O)
     theta[n_cell:] *= 0.8  # a row's largest weights beyond its largest level: the clipping ranges and caps run
     scales = theta[n_cell:]
@@ -376,7 +443,7 @@ def format_rows(theta, I, H, O, prob, rows, w_idx, model, fmt: formats.Format | 
 
     def run(th, use_thr, thr, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
         g = np.zeros_like(th)
-        backward(th, I, H, O, g_eff, beta, mask_kind, use_thr, thr, ones, kind, freeze, qmax, g)
+        backward(th, I, H, O, 0, g_eff, beta, mask_kind, use_thr, thr, ones, kind, freeze, qmax, g)
         return g
 
     def loss_of_scales(s):
@@ -440,7 +507,8 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
 
     def run(use_thr, thr, live, kind, freeze, mask_kind=MASK_NONE, beta=1.0):
         g = np.zeros_like(theta)
-        backward(theta, I, H, O, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, np.ones(n_rows, np.int64), g)
+        backward(theta, I, H, O, 0, g_eff, beta, mask_kind, use_thr, thr, live, kind, freeze, np.ones(n_rows, np.int64),
+                 g)
         return g
 
     g = run(False, zeros, ones, SCALE_LSQ, False)

@@ -19,6 +19,7 @@ from .kernels.ternary import (
     ROW_FLOAT,
     init_scales,
     n_scales,
+    per_scale,
     quantize,
     quantized_cols,
     quantized_rows,
@@ -50,7 +51,12 @@ class Model:
         A student's weight format, a name of :data:`ternq.formats.FORMATS` (a teacher's stays "ternary", unused).
     float_matrices : str
         The part of a student whose rows run their float weights, unquantized (research: where the error comes
-        from): "none", "gate", "cand" or "out" (:data:`ternq.kernels.ternary.FLOAT_MATRICES`).
+        from): "none", "gate", "cand", "out", "input" or "recurrent" (:data:`ternq.kernels.ternary.FLOAT_MATRICES`).
+    weight_format_gate, weight_format_cand, weight_format_out : str
+        A matrix's own weight format ("": ``weight_format``).
+    scale_group : int
+        Columns per scale: 0, one scale per row; G > 0, one per run of G columns of each row
+        (:func:`ternq.kernels.ternary.scale_cols`).
     """
 
     kind: str
@@ -64,6 +70,7 @@ class Model:
     weight_format_gate: str = ""
     weight_format_cand: str = ""
     weight_format_out: str = ""
+    scale_group: int = 0
 
     @property
     def format(self) -> formats.Format:
@@ -88,8 +95,14 @@ class Model:
                              self.weight_format_out)
 
     def row_qmax(self) -> np.ndarray:
-        """(2H + O,) int64: each row's format code, the kernels' ``qmax``."""
-        return formats.row_qmax(self.matrix_formats, self.hidden, self.n_out)
+        """(S,) int64: each scale's format code (its row's), the kernels' ``qmax``."""
+        return per_scale(formats.row_qmax(self.matrix_formats, self.hidden, self.n_out), *self.dims,
+                         self.scale_group)
+
+    @property
+    def n_scales(self) -> int:
+        """How many scales a student has (:func:`ternq.kernels.ternary.n_scales`)."""
+        return n_scales(*self.dims, self.scale_group)
 
     @property
     def n_cell(self) -> int:
@@ -105,13 +118,29 @@ class Model:
         if self.kind == "teacher":
             return theta
         p = np.empty(self.n_cell, dtype)
-        quantize(theta, *self.dims, p, self.row_qmax(), self.quantized_rows())
+        quantize(theta, *self.dims, p, self.row_qmax(), self.scale_codes(), self.scale_group)
         return p
 
     def quantized_rows(self) -> np.ndarray:
         """(2H + O,) int8: each row's code, how much of it runs quantized
         (:func:`ternq.kernels.ternary.quantized_rows`)."""
         return quantized_rows(self.hidden, self.n_out, self.float_matrices)
+
+    def scale_codes(self) -> np.ndarray:
+        """(S,) int8: each scale's row code (:meth:`quantized_rows`), the kernels' ``live``."""
+        return per_scale(self.quantized_rows(), *self.dims, self.scale_group)
+
+    def weight_scales(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each weight's scale: (2H, I + H) for W and (O, H) for W_out."""
+        scales = self.theta[self.n_cell:]
+        h2, z, h = 2 * self.hidden, self.n_in + self.hidden, self.hidden
+        g = self.scale_group
+        if g <= 0:
+            return np.repeat(scales[:h2, None], z, 1), np.repeat(scales[h2:, None], h, 1)
+        per_w = -(-z // g)
+        sw = np.repeat(scales[: h2 * per_w].reshape(h2, per_w), g, 1)[:, :z]
+        so = np.repeat(scales[h2 * per_w:].reshape(self.n_out, -1), g, 1)[:, :h]
+        return sw, so
 
     def weights(self, effective: bool = False) -> dict[str, np.ndarray]:
         """Named views: W_gate, W_cand, b_gate, b_cand, tau, W_out, b_out (and scales)."""
@@ -130,11 +159,10 @@ class Model:
         if self.kind != "student":
             raise ValueError("only a student has weight levels")
         p = self.params()  # s * level rounds to the float32 nearest; dividing it by s comes back within an ulp
-        scales = self.theta[self.n_cell:]
+        sw, so = self.weight_scales()
         W, _, _, Wout, _ = unpack(p, *self.dims)
-        h2 = 2 * self.hidden
-        tW = np.rint(W / scales[:h2, None]).astype(np.int8)
-        tO = np.rint(Wout / scales[h2:, None]).astype(np.int8)
+        tW = np.rint(W / sw).astype(np.int8)
+        tO = np.rint(Wout / so).astype(np.int8)
         levels = np.concatenate([tW.ravel(), tO.ravel()])
         levels[~self.quantized_weights()] = 0
         return levels
@@ -163,21 +191,22 @@ class Model:
 
     def weight_bytes(self) -> int:
         """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes_mixed`); a research
-        student's weights kept in float (``float_matrices``) at 4 bytes each, with no scale for a row of them."""
-        if self.float_matrices == "none":
+        student's weights kept in float (``float_matrices``) at 4 bytes each, with no scale for a row of them; each
+        scale of a scale group 4 bytes."""
+        if self.float_matrices == "none" and self.scale_group == 0:
             return formats.weight_bytes_mixed(self.matrix_formats, *self.dims)
         q = self.quantized_weights()
         h, z = self.hidden, self.n_in + self.hidden
         counts: dict[formats.Format, int] = {}
         for f, (a, b) in zip(self.matrix_formats, ((0, h * z), (h * z, 2 * h * z), (2 * h * z, q.size)), strict=True):
             counts[f] = counts.get(f, 0) + int(q[a:b].sum())
-        scaled = int(np.count_nonzero(self.quantized_rows() != ROW_FLOAT))
+        scaled = int(np.count_nonzero(self.scale_codes() != ROW_FLOAT))
         return sum(f.packed_bytes(n) for f, n in counts.items()) + 4 * int((~q).sum()) + 4 * scaled
 
     def copy(self) -> Model:
         return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta),
                      self.weight_format, self.float_matrices, self.weight_format_gate, self.weight_format_cand,
-                     self.weight_format_out)
+                     self.weight_format_out, self.scale_group)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename).
@@ -194,6 +223,8 @@ class Model:
             header["weight_format"] = self.format.name
             if self.float_matrices != "none":
                 header["float_matrices"] = self.float_matrices
+            if self.scale_group:
+                header["scale_group"] = self.scale_group
             for m, f in zip(formats.MATRICES, self.matrix_formats, strict=True):
                 if f.name != self.format.name:  # a file of one format stays as it was
                     header[f"weight_format_{m}"] = f.name
@@ -244,7 +275,10 @@ class Model:
                     if not isinstance(f, str) or (f and f not in formats.FORMATS):
                         raise ModelFileError(f"model file {path} has an unknown weight format {f!r} for {m}")
                     matrix[f"weight_format_{m}"] = f
-                want = n_params(*dims) + (n_scales(dims[1], dims[2]) if kind == "student" else 0)
+                group = header.get("scale_group", 0)
+                if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group <= MAX_PARAMS:
+                    raise ModelFileError(f"model file {path} has a damaged header (scale_group = {group!r})")
+                want = n_params(*dims) + (n_scales(*dims, group) if kind == "student" else 0)
                 theta = files.read_npz_member(zf, members["theta"], (want,), "f", f"model file {path}")
         except files.FileInputError as exc:
             raise ModelFileError(str(exc)) from None
@@ -257,7 +291,7 @@ class Model:
             theta = theta.astype(np.float32)
         if not np.all(np.isfinite(theta)):
             raise ModelFileError(f"model file {path} holds non-finite parameters")
-        model = cls(kind, *dims, theta, meta, weight_format, float_matrices, **matrix)
+        model = cls(kind, *dims, theta, meta, weight_format, float_matrices, **matrix, scale_group=group)
         if kind == "student" and not np.all(theta[model.n_cell:] > 0):
             raise ModelFileError(f"model file {path} holds a scale that is not positive")
         return model
@@ -339,17 +373,19 @@ def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: in
 
 
 def student_from(teacher: Model, weight_format: str = "ternary", float_matrices: str = "none",
-                 weight_format_gate: str = "", weight_format_cand: str = "", weight_format_out: str = "") -> Model:
-    """A student of ``weight_format`` that starts as a copy of ``teacher``, with the format's starting row scales
-    (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax), and the part
-    ``float_matrices`` kept in float; a matrix's ``weight_format_<matrix>`` ("": ``weight_format``) its own."""
+                 weight_format_gate: str = "", weight_format_cand: str = "", weight_format_out: str = "",
+                 scale_group: int = 0) -> Model:
+    """A student of ``weight_format`` that starts as a copy of ``teacher``, with the format's starting scales
+    (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax) per row or per
+    ``scale_group`` columns, and the part ``float_matrices`` kept in float; a matrix's ``weight_format_<matrix>``
+    ("": ``weight_format``) its own."""
     fmt = formats.get(weight_format)
     fmts = formats.matrix_formats(fmt.name, weight_format_gate, weight_format_cand, weight_format_out)
     matrix = {f"weight_format_{m}": f.name if f.name != fmt.name else ""
               for m, f in zip(formats.MATRICES, fmts, strict=True)}
-    theta = np.concatenate([teacher.theta.astype(np.float32),
-                            np.zeros(n_scales(teacher.hidden, teacher.n_out), np.float32)])
-    init_scales(theta, *teacher.dims, formats.row_qmax(fmts, teacher.hidden, teacher.n_out),
-                quantized_rows(teacher.hidden, teacher.n_out, float_matrices))
-    return Model("student", teacher.n_in, teacher.hidden, teacher.n_out, theta, weight_format=fmt.name,
-                 float_matrices=float_matrices, **matrix)
+    student = Model("student", *teacher.dims, np.empty(0, np.float32), weight_format=fmt.name,
+                    float_matrices=float_matrices, **matrix, scale_group=scale_group)
+    theta = np.concatenate([teacher.theta.astype(np.float32), np.zeros(student.n_scales, np.float32)])
+    init_scales(theta, *teacher.dims, scale_group, student.row_qmax(), student.scale_codes())
+    student.theta = theta
+    return student

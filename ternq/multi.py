@@ -123,7 +123,8 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
     if min(n_in, hidden, n_out) <= 0:
         raise ValueError(f"dims must be positive, not {dims}")
     pe = n_params(n_in, hidden, n_out)
-    P = pe + (n_scales(hidden, n_out) if student else 0)
+    n_s = n_scales(n_in, hidden, n_out, getattr(lanes[0], "scale_group", 0) if len(lanes) else 0)
+    P = pe + (n_s if student else 0)
     theta = np.asarray(theta)
     if theta.ndim != 2 or theta.shape[1] != P or theta.shape[0] == 0:
         raise ValueError(f"theta must have shape (M, {P}) with M >= 1, not {theta.shape}")
@@ -171,7 +172,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
             last = last[np.isfinite(last)]
             progress(e1, E, float(last.mean()) if last.size else math.nan)
     out = BatchResult(np.empty((M, P), np.float32), np.empty((M, E)), np.empty((M, E)), np.empty(M, np.int64),
-                      np.empty((M, n_scales(hidden, n_out)), np.float32))
+                      np.empty((M, n_s), np.float32))
     for gr in groups:
         n = len(gr.idx)
         out.theta[gr.idx] = gr.theta[:n]
@@ -196,7 +197,7 @@ class _Group:
         self.adam_v = np.zeros_like(self.theta)
         self.data = np.ascontiguousarray(data[full])
         self.loop = select(loop, full)
-        self.thresholds = np.zeros((Mp, n_scales(loop.hidden, loop.n_out)), np.float32)
+        self.thresholds = np.zeros((Mp, n_scales(loop.n_in, loop.hidden, loop.n_out, loop.group)), np.float32)
         if on[full].any():
             self.teacher = np.zeros((pe, Mp), np.float32)
             sel = on[full]
@@ -221,13 +222,17 @@ def _group(cfgs, seeds, kind) -> tuple[list, list[int]]:
         if not isinstance(c, kind):
             raise TypeError(f"configs must be {kind.__name__}, not {type(c).__name__}")
         c.validate()
-    if len({_shape(c) for c in cfgs}) > 1:
-        raise ValueError("models of one batch need the same hidden width, epochs (fine-tune's too) and batch size")
+    if len({shape(c) for c in cfgs}) > 1:
+        raise ValueError("models of one batch need the same hidden width, epochs (fine-tune's too), batch size "
+                         "and scale group")
     return cfgs, [int(s) for s in seeds]
 
 
-def _shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, bool, int]:
-    return cfg.hidden, cfg.epochs, getattr(cfg, "finetune_epochs", 0), getattr(cfg, "ptq", False), cfg.batch
+def shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, bool, int, int]:
+    """What the trainings of one batched call share: width, epochs (the fine-tune's too, and whether ``ptq`` skips
+    the main ones), batch size and scale group."""
+    return (cfg.hidden, cfg.epochs, getattr(cfg, "finetune_epochs", 0), getattr(cfg, "ptq", False), cfg.batch,
+            getattr(cfg, "scale_group", 0))
 
 
 def _data(task: Task, keys: list[int], name: str, cfg, hidden: int | None):
@@ -355,13 +360,12 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
         if (t.n_in, t.n_out) != (task.n_in, task.n_out):
             raise ValueError(f"teacher has {t.n_in} inputs / {t.n_out} outputs, the task {task.n_in} / {task.n_out}")
     models = [student_from(t, c.weight_format, c.float_matrices, c.weight_format_gate, c.weight_format_cand,
-                           c.weight_format_out) for t, c in zip(teachers, cfgs, strict=True)]
+                           c.weight_format_out, c.scale_group) for t, c in zip(teachers, cfgs, strict=True)]
     lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
     if cfgs[0].total_epochs == 0:  # plain post-training quantization: nothing trains
-        n_rows = n_scales(H, task.n_out)
         res = BatchResult(np.stack([m.theta for m in models]), np.empty((len(models), 0)),
                           np.empty((len(models), 0)), np.full(len(models), -1, np.int64),
-                          np.zeros((len(models), n_rows), np.float32))
+                          np.zeros((len(models), models[0].n_scales), np.float32))
         return _results(models, res, cfgs, seeds, task, errors, lanes)
     X, Y, data = _data(task, seeds, "student-data", cfgs[0], None)
     tp = np.stack([t.params() for t in teachers])

@@ -47,6 +47,7 @@ MAX_BATCH = 100_000
 MAX_SEED = 2**32 - 1  # seeds are 32-bit: the C program's and numpy's SeedSequence words
 MAX_SEEDS = 10_000  # seeds in one experiment
 MAX_WORKERS = 1024
+MAX_SCALE_GROUP = 2 * MAX_HIDDEN  # a scale group at least a row long is one scale per row
 
 # The names a setting may take, and the kernel's code for each.
 SCHEDULES = {"constant": LR_CONSTANT, "cosine": LR_COSINE}
@@ -341,6 +342,9 @@ class StudentSettings(OptimiserSettings):
                                   "cand (W's next H rows) or out (W_out), rows without scales; or input or "
                                   "recurrent, the columns of W that read x or h_prev, with the rest of each row "
                                   "quantized and scaled; none: all quantized.", choices=FLOAT_MATRICES)
+    scale_group: int = setting(0, "Columns per scale: 0, one float32 scale per row; G > 0, one per run of G "
+                               "columns of each row (finer scales at 4 bytes each; the last run of a row may be "
+                               "shorter). Trains on the CPU.", lo=0, hi=MAX_SCALE_GROUP, flag="--scale-group")
     # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
     # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the
     # quantization-aware epochs are skipped, so only the levels-frozen fine-tune trains (none: plain PTQ).
@@ -368,6 +372,9 @@ class StudentSettings(OptimiserSettings):
         if self.float_matrices in ("input", "recurrent") and self.scale_mode in ("absmean", "twn"):
             raise SettingsError("float_matrices", f"{self.float_matrices} keeps part of every row of W in float; "
                                 f"scale_mode {self.scale_mode} recomputes scales from whole rows: use learned or lsq")
+        if self.scale_group and self.float_matrices in ("input", "recurrent"):
+            raise SettingsError("scale_group", f"float_matrices {self.float_matrices} splits each row of W by its "
+                                "columns already; use scale_group 0 with it")
         if self.ptq:
             qat = [k for k in ("distill", "progressive", "distill_output") if getattr(self, k)]
             if qat:
@@ -456,9 +463,10 @@ class RunSettings:
                             "given).", flag="--response")
     workers: int = setting(2, "Trainings at once (threads); results are identical for any value.", lo=1,
                            hi=MAX_WORKERS, flag="--workers")
-    device: str = setting("cpu", "Where teachers and students train (coordinate searches stay on the CPU): cpu, "
-                          "or cuda (one launch per ready batch; needs numba-cuda and an NVIDIA GPU). Results are "
-                          "identical on either.", choices=("cpu", "cuda"), flag="--device")
+    device: str = setting("cpu", "Where teachers and students train (coordinate searches and students with a "
+                          "scale_group stay on the CPU): cpu, or cuda (one launch per ready batch; needs "
+                          "numba-cuda and an NVIDIA GPU). Results are identical on either.",
+                          choices=("cpu", "cuda"), flag="--device")
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first setting that cannot be used."""

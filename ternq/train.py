@@ -23,6 +23,7 @@ from .kernels.ternary import (
     SCALE_TWN,
     bake_rows,
     n_scales,
+    per_scale,
     quantized_rows,
     recompute_scales,
     ste_backward,
@@ -81,7 +82,7 @@ class TeacherConfig(TeacherSettings):
 
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
                "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format", "adam_restart",
-               "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out")
+               "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out", "scale_group")
 
 
 def uses_recipe(cfg: StudentSettings) -> bool:
@@ -191,6 +192,7 @@ class Lane:
     weight_format_gate: str = StudentSettings.weight_format_gate
     weight_format_cand: str = StudentSettings.weight_format_cand
     weight_format_out: str = StudentSettings.weight_format_out
+    scale_group: int = StudentSettings.scale_group
 
     @classmethod
     def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
@@ -202,13 +204,17 @@ class Lane:
                    tuple(cfg.alpha), cfg.distill, distill_hidden, cfg.distill_output, cfg.alpha_schedule,
                    cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
                    cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format, cfg.adam_restart, cfg.float_matrices,
-                   cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out)
+                   cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group)
 
-    def row_qmax(self, hidden: int, n_out: int) -> np.ndarray:
-        """(2H + O,) int64: each row's format code (:func:`ternq.formats.row_qmax`)."""
-        return formats.row_qmax(formats.matrix_formats(self.weight_format, self.weight_format_gate,
-                                                       self.weight_format_cand, self.weight_format_out),
-                                hidden, n_out)
+    def row_qmax(self, dims: tuple[int, int, int]) -> np.ndarray:
+        """(S,) int64: each scale's format code, its row's (:func:`ternq.formats.row_qmax`)."""
+        return per_scale(formats.row_qmax(formats.matrix_formats(self.weight_format, self.weight_format_gate,
+                                                                 self.weight_format_cand, self.weight_format_out),
+                                          dims[1], dims[2]), *dims, self.scale_group)
+
+    def scale_codes(self, dims: tuple[int, int, int]) -> np.ndarray:
+        """(S,) int8: each scale's row code (:func:`ternq.kernels.ternary.quantized_rows`)."""
+        return per_scale(quantized_rows(dims[1], dims[2], self.float_matrices), *dims, self.scale_group)
 
     @property
     def uses_teacher(self) -> bool:
@@ -244,7 +250,12 @@ class Lane:
 def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, student: bool) -> Loop:
     """The loop's record for models of one shape trained ``n_epochs`` epochs (the fine-tune's included)."""
     n_in, hidden, n_out = dims
-    rows = n_scales(hidden, n_out)
+    rows = 2 * hidden + n_out
+    groups = {lane.scale_group for lane in lanes}
+    if len(groups) > 1:
+        raise ValueError(f"the models of one call need one scale_group, not {sorted(groups)}")
+    group = groups.pop()
+    n_s = n_scales(n_in, hidden, n_out, group)
 
     def one(lane: Lane) -> Loop:
         if lane.distill_hidden is not None and np.shape(lane.distill_hidden) != (hidden,):
@@ -254,7 +265,7 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
         weights = np.empty((0, 1)) if lane.distill_hidden is None else np.reshape(lane.distill_hidden, (hidden, 1))
         rank = np.arange(rows) if lane.row_rank is None else np.asarray(lane.row_rank)
         return Loop(
-            n_in, hidden, n_out, DT, student, n_epochs,
+            n_in, hidden, n_out, DT, student, n_epochs, group,
             n_main=np.array([n_epochs - lane.finetune_epochs], np.int64), lr=np.array([lane.lr], np.float64),
             lr_min=np.array([lane.lr_min], np.float64), schedule=np.array([SCHEDULES[lane.schedule]], np.int64),
             finetune_lr=np.array([lane.finetune_lr], np.float64), clip=np.array([lane.clip], np.float64),
@@ -268,10 +279,10 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             distill_output=np.array([lane.distill_output], np.float64), distill_hidden=np.asarray(weights, np.float64),
             scale_mode=np.array([SCALE_MODES[lane.scale_mode]], np.int64),
             progressive=np.array([lane.progressive], np.float64),
-            row_rank=np.ascontiguousarray(rank, np.int64).reshape(rows, 1),
-            qmax=lane.row_qmax(hidden, n_out).reshape(rows, 1),
+            row_rank=np.ascontiguousarray(per_scale(rank, *dims, group), np.int64).reshape(n_s, 1),
+            qmax=lane.row_qmax(dims).reshape(n_s, 1),
             adam_restart=np.array([lane.adam_restart], np.bool_),
-            quantized=quantized_rows(hidden, n_out, lane.float_matrices).reshape(rows, 1))
+            quantized=lane.scale_codes(dims).reshape(n_s, 1))
 
     return stack([one(lane) for lane in lanes])
 
@@ -282,9 +293,9 @@ def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.nd
     frozen = lane.finetune_epochs > 0
     kind = SCALE_MODES[lane.scale_mode]
     if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
-        recompute_scales(theta, *dims, kind, thr)
-    bake_rows(theta, *dims, frozen or kind == SCALE_TWN, thr, quantized_rows(dims[1], dims[2], lane.float_matrices),
-              lane.row_qmax(dims[1], dims[2]))
+        recompute_scales(theta, *dims, lane.scale_group, kind, thr)
+    bake_rows(theta, *dims, lane.scale_group, frozen or kind == SCALE_TWN, thr, lane.scale_codes(dims),
+              lane.row_qmax(dims))
 
 
 def _run(theta, chunks, dims, lane: Lane, E: int, student: bool, teacher_p, progress, steps=100):
@@ -366,11 +377,11 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
     model = student_from(teacher, cfg.weight_format, cfg.float_matrices, cfg.weight_format_gate,
-                         cfg.weight_format_cand, cfg.weight_format_out)
+                         cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group)
     lane = Lane.of(cfg, *recipe_arrays(teacher, task, cfg, seed))
     E = cfg.total_epochs
     if E == 0:  # plain post-training quantization: nothing trains
-        hist, thr = History(np.empty(0), np.empty(0)), np.zeros(n_scales(cfg.hidden, task.n_out), np.float32)
+        hist, thr = History(np.empty(0), np.empty(0)), np.zeros(model.n_scales, np.float32)
     else:
         chunks = task.batch_chunks(stream(seed, "student-data"), E, cfg.batch, chunk_epochs(task, cfg.batch, E))
         teacher_p = teacher.params() if lane.uses_teacher else None
@@ -397,7 +408,9 @@ def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int,
     out.theta = np.ascontiguousarray(out.theta, np.float32)
     chunks = task.batch_chunks(stream(seed, data), epochs, batch, chunk_epochs(task, batch, epochs))
     lane = Lane(lr=lr, lr_min=lr_min, schedule="cosine", clip=clip, finetune_epochs=epochs, finetune_lr=lr,
-                weight_format=model.weight_format)
+                weight_format=model.weight_format, float_matrices=model.float_matrices,
+                weight_format_gate=model.weight_format_gate, weight_format_cand=model.weight_format_cand,
+                weight_format_out=model.weight_format_out, scale_group=model.scale_group)
     hist, thr = _run(out.theta, chunks, out.dims, lane, epochs, True, None, None)
     finish(out.theta, out.dims, lane, thr)
     return out, hist
@@ -420,7 +433,7 @@ def recipe_arrays(teacher: Model, task: Task, cfg: StudentConfig, seed: int
         X, _ = task.batches(stream(seed, "hidden-variance"), 1, cfg.batch)
         var = hidden_variance(teacher, X[0])
         weights = 1.0 / (var + VARIANCE_FLOOR * max(float(var.mean()), 1e-12))
-    n_rows = n_scales(cfg.hidden, task.n_out)
+    n_rows = 2 * cfg.hidden + task.n_out
     rank = np.argsort(stream(seed, "progressive-rows").permutation(n_rows)) if cfg.progressive > 0 else None
     return weights, rank
 
@@ -502,7 +515,7 @@ def loss_and_grad(model: Model, X: np.ndarray, Y: np.ndarray, *, alpha: float = 
         return float(loss), g_eff
     g = np.zeros_like(theta)
     kind = MASK_NONE if mask is None else MASKS[mask]
-    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.row_qmax())
+    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.row_qmax(), model.scale_group)
     return float(loss), g
 
 

@@ -71,6 +71,28 @@ def quantize_part_float(theta, I, H, O, part):
     return p
 
 
+def quantize_groups(theta, I, H, O, G):
+    """Effective parameters of a ternary student with one scale per G columns of each row: the scales follow the
+    cell's parameters, W's rows first (ceil((I + H) / G) each), then W_out's (ceil(H / G) each)."""
+    Z = I + H
+    n = theta.size
+    per_w, per_o = -(-Z // G), -(-H // G)
+    cell = n - 2 * H * per_w - O * per_o
+    p = theta[:cell].copy()
+    sw = theta[cell : cell + 2 * H * per_w].reshape(2 * H, per_w)
+    so = theta[cell + 2 * H * per_w :].reshape(O, per_o)
+    W = p[: 2 * H * Z].reshape(2 * H, Z)
+    o = 2 * H * Z + 3 * H
+    Wo = p[o : o + O * H].reshape(O, H)
+    for M, S in ((W, sw), (Wo, so)):
+        for r in range(M.shape[0]):
+            for j in range(M.shape[1]):
+                s = S[r, j // G]
+                a = abs(M[r, j] / s)
+                M[r, j] = 0.0 if a < 0.5 else s * np.sign(M[r, j])
+    return p
+
+
 def level(r, qmax):
     """The integer level of r = w / s in the format ``qmax``: binary (0) sign(r) with +1 at 0; otherwise
     sign(r) min(round(|r|), qmax), halves rounded away from zero (the fraction compared with 1/2, exactly)."""

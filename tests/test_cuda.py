@@ -73,7 +73,7 @@ def _theta(rng, student):
     otau = 2 * H * z + 2 * H
     th[:, otau:otau + H] = rng.uniform(0.5, 2.0, (M, H))
     if student:
-        th = np.concatenate([th, rng.uniform(0.2, 0.6, (M, n_scales(H, N_OUT))).astype(np.float32)], axis=1)
+        th = np.concatenate([th, rng.uniform(0.2, 0.6, (M, n_scales(N_IN, H, N_OUT))).astype(np.float32)], axis=1)
     return th
 
 
@@ -112,7 +112,7 @@ def _both(student, settings, teacher=None, big_lr=False, threads=THREADS):
     c_theta = np.ascontiguousarray(theta[pad])
     c_m, c_v = np.zeros_like(c_theta), np.zeros_like(c_theta)
     c_teacher = np.ascontiguousarray(teacher[pad].T) if teacher is not None else np.zeros((0, Mp), np.float32)
-    c_thr = np.zeros((Mp, n_scales(H, N_OUT)), np.float32)
+    c_thr = np.zeros((Mp, n_scales(N_IN, H, N_OUT)), np.float32)
     c_l, c_s = np.full((E, Mp), np.nan), np.full((E, Mp), np.nan)
     c_bad = np.full(Mp, -1, np.int64)
     KM.train_epochs(c_theta, c_m, c_v, X, Y, data[pad], 0, E, loop, c_teacher, c_thr, c_l, c_s, c_bad)
@@ -191,7 +191,7 @@ def test_bad_shapes_are_refused():
         gpu.rollout(np.zeros((1, n_params(2, 4, 1)), np.float32), np.zeros((1, 1, 1, 2), np.float32), [0], 2, 4, 1,
                     0.1, free=3)
     pe = n_params(1, 4, 1)
-    theta = np.zeros((1, pe + n_scales(4, 1)), np.float32)
+    theta = np.zeros((1, pe + n_scales(1, 4, 1)), np.float32)
     X, Y = np.zeros((1, 1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32)
     common = dict(lr=0.01, lr_min=0.0, lr_kind=0, clip=1.0, losses=np.zeros((1, 1)), mses=np.zeros((1, 1)),
                   bad=np.full(1, -1, np.int64))
@@ -248,12 +248,12 @@ def _students_as_cpu(theta, X, Y, data, lanes, teacher=None):
 def _formats_theta(rng, lanes):
     """Students whose scales start as the CPU starts them for each lane's format (ternary.init_scales), and
     some weights a whole number of scales apart, at the boundaries where the formats round or clip."""
-    from ternq.kernels.ternary import init_scales, quantized_rows
+    from ternq.kernels.ternary import init_scales
 
     theta = _theta(rng, True)
     pe = n_params(N_IN, H, N_OUT)
     for k, lane in enumerate(lanes):
-        init_scales(theta[k], N_IN, H, N_OUT, lane.row_qmax(H, N_OUT), quantized_rows(H, N_OUT, lane.float_matrices))
+        init_scales(theta[k], N_IN, H, N_OUT, 0, lane.row_qmax((N_IN, H, N_OUT)), lane.scale_codes((N_IN, H, N_OUT)))
         s = theta[k, pe]  # row 0's scale: its first weights at exact halves and beyond the largest level
         theta[k, 0:3] = np.float32([0.5, -1.5, 200.0]) * s
     return theta
@@ -300,7 +300,7 @@ def test_progressive_quantization_and_the_frozen_fine_tune_bit_identical_to_the_
     frozen (its own rate), with several formats and rows kept in float, in one launch: theta, losses,
     mses and the frozen levels' thresholds as multi.train_batch's."""
 
-    rows = n_scales(H, N_OUT)
+    rows = n_scales(N_IN, H, N_OUT)
     order = np.random.default_rng(19).permutation(rows)
     kinds = [dict(progressive=1.0, row_rank=order, weight_format="int4", mask="seed"),
              dict(finetune_epochs=1, finetune_lr=0.05, weight_format="binary", mask="reference"),
@@ -323,7 +323,7 @@ def test_mixed_formats_bit_identical_to_the_cpu():
     """Each matrix in its own format (its scales at their format's rate), beside single-format models, with
     progressive quantization and the fine-tune, in one launch: the same bits as multi.train_batch."""
 
-    order = np.random.default_rng(29).permutation(n_scales(H, N_OUT))
+    order = np.random.default_rng(29).permutation(n_scales(N_IN, H, N_OUT))
     kinds = [dict(weight_format_cand="int8"),
              dict(weight_format_gate="int4", weight_format_out="binary", progressive=1.0, row_rank=order),
              dict(weight_format="int4", weight_format_cand="ternary", mask="seed"),
@@ -342,7 +342,7 @@ def test_float_columns_bit_identical_to_the_cpu():
     progressive quantization, LSQ, Adam's restart, several formats and the fine-tune, in one launch: the same
     bits as multi.train_batch; the float columns trained."""
 
-    order = np.random.default_rng(43).permutation(n_scales(H, N_OUT))
+    order = np.random.default_rng(43).permutation(n_scales(N_IN, H, N_OUT))
     kinds = [dict(float_matrices="input", progressive=1.0, row_rank=order, mask="seed"),
              dict(float_matrices="recurrent", scale_mode="lsq", weight_format="int4", mask="reference"),
              dict(float_matrices="input", weight_format="int8", adam_restart=True, progressive=0.6),
@@ -364,7 +364,7 @@ def test_adam_restarted_at_joins_bit_identical_to_the_cpu():
     """Adam's moments and step count restarted for each scale at its row's join and for every parameter at the
     fine-tune (loop.adam_joins), beside models without the restart, in one launch: the CPU's bits."""
 
-    order = np.random.default_rng(37).permutation(n_scales(H, N_OUT))
+    order = np.random.default_rng(37).permutation(n_scales(N_IN, H, N_OUT))
     kinds = [dict(adam_restart=True, progressive=1.0, row_rank=order),
              dict(adam_restart=True, weight_format="int4", float_matrices="gate", progressive=1.0),
              dict(adam_restart=True, weight_format_cand="int8", mask="seed"),
@@ -410,7 +410,7 @@ def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
     (whose first epoch recomputes the scales before it bakes the levels), in one launch: theta, losses, mses
     and thresholds as multi.train_batch's."""
 
-    rows = n_scales(H, N_OUT)
+    rows = n_scales(N_IN, H, N_OUT)
     order = np.random.default_rng(29).permutation(rows)
     kinds = [dict(scale_mode="lsq", weight_format="int4", progressive=1.0, row_rank=order, mask="seed"),
              dict(scale_mode="absmean", progressive=0.6, finetune_lr=0.03, mask="seed"),

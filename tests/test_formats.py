@@ -90,7 +90,7 @@ def test_starting_scales_per_format():
     assert (np.abs(lv).max(axis=1) == 127).all()  # every row reaches its largest level, none clips beyond
     theta = t.theta.astype(np.float64)
     theta = np.concatenate([theta, np.zeros(2 * H + O)])
-    init_scales(theta, I, H, O, np.full(2 * H + O, 7, np.int64), np.ones(2 * H + O, np.int8))
+    init_scales(theta, I, H, O, 0, np.full(2 * H + O, 7, np.int64), np.ones(2 * H + O, np.int8))
     np.testing.assert_allclose(theta[n: n + 2 * H], np.abs(W).max(axis=1) / 7, rtol=1e-6)
 
 

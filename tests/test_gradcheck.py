@@ -223,13 +223,13 @@ def test_recipe_rows_catch_a_wrong_backward():
     good = recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"))
     assert all(r.max_rel_err < 1e-12 for r in good)
 
-    def no_gradient_scale(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+    def no_gradient_scale(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LSQ:  # LSQ's gradient without its 1/sqrt(n)
             g[g_eff.size:] *= np.sqrt(I + H)
 
-    def mask_at_threshold(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr * 0.5 if use_thr else thr, live, scale_kind,
+    def mask_at_threshold(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr * 0.5 if use_thr else thr, live, scale_kind,
                 freeze, qmax, g)  # the mask's boundary at w / thr instead of w / (2 thr)
 
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
@@ -239,16 +239,16 @@ def test_recipe_rows_catch_a_wrong_backward():
                                               mask_at_threshold)}
     assert not bad["TWN: STE = g_eff * mask(w/2delta)"]
 
-    def float_rows_frozen(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, np.ones_like(live) if freeze else live,
+    def float_rows_frozen(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, np.ones_like(live) if freeze else live,
                 scale_kind, freeze, qmax, g)  # the fine-tune forgets the rows kept in float
 
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
                                               float_rows_frozen)}
     assert not bad["fine-tune: float rows = g_eff, the rest frozen"] and bad["progressive: float rows = g_eff"]
 
-    def columns_ignored(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, np.minimum(live, 1), scale_kind, freeze, qmax,
+    def columns_ignored(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, np.minimum(live, 1), scale_kind, freeze, qmax,
                 g)  # float columns quantized like the rest of their rows
 
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
@@ -280,26 +280,26 @@ def test_format_rows_catch_a_planted_error_in_each_term():
     def kernel(*args):
         ste_ext(*args)
 
-    def ternary_scale_gradient(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+    def ternary_scale_gradient(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LEARNED and not freeze:  # the scale gradient of trits, not of the format's levels
             t = np.zeros_like(g)
-            kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
+            kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
             g[g_eff.size:] = t[g_eff.size:]
 
-    def ternary_mask(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+    def ternary_mask(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         t = np.zeros_like(g)  # the shadow weights' mask of ternary's one boundary
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, np.ones_like(qmax), t)
         g[: g_eff.size] = t[: g_eff.size]
 
-    def lsq_scale_of_ternary(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+    def lsq_scale_of_ternary(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LSQ:  # 1/sqrt(n) instead of 1/sqrt(n qmax)
             g[g_eff.size:] *= np.sqrt(qmax)
 
-    def lsq_clipped_at_one(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+    def lsq_clipped_at_one(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if scale_kind == SCALE_LSQ:  # the -w/s term only inside |w/s| < 1, ternary's range
             n = g_eff.size
             s = theta[n:]
@@ -314,11 +314,11 @@ def test_format_rows_catch_a_planted_error_in_each_term():
                 k = np.sign(x) * np.minimum(np.floor(np.abs(x) + 0.5), qmax[r])
                 g[n + r] = np.sum(gw * (k - x * (np.abs(x) < 1))) / np.sqrt(w.size * qmax[r])
 
-    def unfrozen(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, False, qmax, g)
+    def unfrozen(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, False, qmax, g)
 
-    def unclipped_binary(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        kernel(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+    def unclipped_binary(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        kernel(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
         if kind == MASK_NONE and not freeze:
             g[: g_eff.size] = g_eff  # the plain identity: binary's STE is clipped at |w/s| = 1
 
@@ -349,11 +349,31 @@ def test_mixed_format_rows_pass_for_the_kernel_and_catch_one_format_for_all():
         return {r.block: r.ok for r in format_rows(theta, I, H, O, prob, rows, w_idx, "m",
                                                    mixed_formats("ternary+cand:int8+out:int4"), backward)}
 
-    def one_format(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
-        ste_ext(theta, I, H, O, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze,
+    def one_format(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze,
                 np.full_like(qmax, qmax[0]), g)
 
     good = got(ste_ext)
     assert len(good) == 6 and all(good.values()), good
     bad = got(one_format)
     assert not bad["dL/ds (levels frozen)"] and not bad["LSQ dL/ds (Esser et al.)"], bad
+
+
+def test_group_rows_catch_a_planted_error():
+    """The scale-group rows pass for the kernel; LSQ's gradient scale over a whole row's columns instead of the
+    group's fails the LSQ row and not the fine-tune's."""
+    from ternq.gradcheck import _Problem, group_rows
+    from ternq.kernels.ternary import SCALE_LSQ, ste_ext
+
+    theta, (I, H, O), _, _, w_idx = _ste_setup()
+    prob = _Problem(stream(5, "test-group"), I, H, O, 2, 6, 0.0, None)
+    good = {r.block: r.ok for r in group_rows(theta, I, H, O, prob, w_idx, "g", 3)}
+    assert len(good) == 4 and all(good.values()), good
+
+    def row_gradient_scale(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        if scale_kind == SCALE_LSQ and not freeze:
+            g[g_eff.size:] *= np.sqrt(G / (I + H))
+
+    bad = {r.block: r.ok for r in group_rows(theta, I, H, O, prob, w_idx, "g", 3, row_gradient_scale)}
+    assert not bad["notes' mask; LSQ dL/ds per group"] and bad["fine-tune: W frozen, dL/ds per group"], bad

@@ -40,7 +40,7 @@ CHANGED = {"distill_hidden": "normalised", "distill_output": 0.5, "alpha_schedul
            "output_weight": "1", "scale_mode": "lsq", "beta_schedule": "geometric", "progressive": 0.5,
            "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4", "adam_restart": True,
            "float_matrices": "cand", "weight_format_gate": "int4", "weight_format_cand": "int8",
-           "weight_format_out": "int8"}
+           "weight_format_out": "int8", "scale_group": 8}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
                                        ("alpha_until", 0.0), ("output_weight", "2"), ("scale_mode", "bwn"),
                                        ("beta_schedule", "exp"), ("progressive", -0.1), ("finetune_epochs", -1),
                                        ("finetune_lr", 0.0), ("progressive", float("nan")),
-                                       ("float_matrices", "columns"), ("weight_format_cand", "int9")])
+                                       ("float_matrices", "columns"), ("weight_format_cand", "int9"),
+                                       ("scale_group", -1)])
 def test_bad_recipe_settings_name_their_key(key, value):
     with pytest.raises(SettingsError, match=f"^{key}:"):
         replace(StudentConfig(), **{key: value}).validate()
@@ -95,8 +96,10 @@ def _loop_inputs(dtype, H=5, E=24, seed=1):
     return teacher.params(dtype), student.theta.astype(dtype), X, Y, (I, H, O)
 
 
-RECIPES = [{k: v} for k, v in CHANGED.items() if k != "finetune_epochs"] + [
-    {k: v for k, v in CHANGED.items() if k not in ("finetune_epochs", "weight_format_cand")},  # cand is float
+# a batch shares its fine-tune and scale group (tests/test_scale_groups.py batches scale groups); float_matrices
+# cand leaves the candidate matrix no format
+RECIPES = [{k: v} for k, v in CHANGED.items() if k not in ("finetune_epochs", "scale_group")] + [
+    {k: v for k, v in CHANGED.items() if k not in ("finetune_epochs", "weight_format_cand", "scale_group")},
     {"weight_format_cand": "int8", "weight_format_out": "int4", "progressive": 0.5, "adam_restart": True},
     {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
     {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},
@@ -132,7 +135,7 @@ def test_twn_and_absmean_scales_follow_their_papers():
     theta[: 2 * H * (I + H)] = rng.normal(size=2 * H * (I + H))
     n_rows = 2 * H + O
     thr = np.zeros(n_rows)
-    recompute_scales(theta, I, H, O, SCALE_TWN, thr)
+    recompute_scales(theta, I, H, O, 0, SCALE_TWN, thr)
     W = theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
     scales = theta[-n_rows:]
     for r in range(2 * H):
@@ -142,15 +145,15 @@ def test_twn_and_absmean_scales_follow_their_papers():
         assert scales[r] == pytest.approx(a[a > delta].mean(), rel=1e-12)
     # the effective weights: s * sign(w) where |w| > delta, else 0; baked, the notes' rounding gives the same
     p = np.empty(len(theta) - n_rows)
-    quantize_ext(theta, I, H, O, True, thr, np.ones(n_rows, np.int8), np.ones(n_rows, np.int64), p)
+    quantize_ext(theta, I, H, O, 0, True, thr, np.ones(n_rows, np.int8), np.ones(n_rows, np.int64), p)
     pW = p[: W.size].reshape(W.shape)
     np.testing.assert_array_equal(pW, scales[:2 * H, None] * np.where(np.abs(W) > thr[:2 * H, None], np.sign(W), 0))
     baked = theta.copy()
-    bake(baked, I, H, O, True, thr, np.ones(n_rows, np.int64))
+    bake(baked, I, H, O, 0, True, thr, np.ones(n_rows, np.int64))
     q = np.empty_like(p)
     quantize(baked, I, H, O, q)
     np.testing.assert_array_equal(q, p)
-    recompute_scales(theta, I, H, O, SCALE_ABSMEAN, thr)
+    recompute_scales(theta, I, H, O, 0, SCALE_ABSMEAN, thr)
     np.testing.assert_allclose(scales[:2 * H], np.abs(W).mean(axis=1), rtol=1e-12)
 
 

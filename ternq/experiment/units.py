@@ -221,20 +221,19 @@ def _keep_curve(model: Model, hist: History) -> None:
 
 
 def batch_key(unit: Unit) -> tuple | None:
-    """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task,
-    width, epochs (the fine-tune's too, and whether ``ptq`` skips the main ones) and batch size; ``None`` for a
-    unit that trains alone (a coordinate search)."""
+    """Units with equal keys can train in one batched call (:mod:`ternq.multi`): same kind, task and
+    :func:`ternq.multi.shape`; ``None`` for a unit that trains alone (a coordinate search)."""
+    from ..multi import shape
+
     if unit.kind not in ("teacher", "student"):
         return None
-    c = unit.config
-    return (unit.kind, unit.task, c.hidden, c.epochs, getattr(c, "finetune_epochs", 0), getattr(c, "ptq", False),
-            c.batch)
+    return (unit.kind, unit.task, *shape(unit.config))
 
 
 def on_gpu(unit: Unit) -> bool:
-    """Whether the GPU kernels can train ``unit``: a teacher or a student (every setting), not a coordinate
-    search."""
-    return unit.kind in ("teacher", "student")
+    """Whether the GPU kernels can train ``unit``: a teacher or a student of one scale per row (every other
+    setting), not a coordinate search."""
+    return unit.kind in ("teacher", "student") and not getattr(unit.config, "scale_group", 0)
 
 
 def on_gpu_group(units: list[Unit], device: str) -> bool:
@@ -252,7 +251,7 @@ def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Cal
 
     key = batch_key(units[0])
     if key is None or any(batch_key(u) != key for u in units):
-        raise ValueError("a batch needs teachers or students of one kind, task, width, epochs and batch size")
+        raise ValueError("a batch needs teachers or students of one kind, task and shape (multi.shape)")
     task = units[0].task.make()
     calls = [c for c in ((progress or {}).get(u.digest) for u in units) if c is not None]
 

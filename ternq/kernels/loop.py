@@ -63,6 +63,7 @@ class Loop(NamedTuple):
     dt: float
     student: bool  # theta holds shadow weights and row scales, run quantized (each model's qmax)
     n_epochs: int  # epochs in all, the fine-tune's included
+    group: int  # columns per scale (0: one scale per row); the per-row arrays below hold one entry per scale
     n_main: np.ndarray  # (M,) int64: epochs before the fine-tune with levels frozen
     lr: np.ndarray  # (M,) float64
     lr_min: np.ndarray  # (M,) float64
@@ -80,10 +81,11 @@ class Loop(NamedTuple):
     distill_hidden: np.ndarray  # (H, M) or (0, M): per-unit weights of the trajectory term ((0, M): all 1)
     scale_mode: np.ndarray  # (M,) int64: SCALE_*
     progressive: np.ndarray  # (M,) float64: share of the main epochs over which quantized rows grow to all
-    row_rank: np.ndarray  # (2H + O, M) int64: the order in which progressive quantization takes the rows
-    qmax: np.ndarray  # (2H + O, M) int64: each row's format code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
+    row_rank: np.ndarray  # (S, M) int64: the order in which progressive quantization takes the rows (a scale's
+    #                       its row's; S scales: ternary.n_scales)
+    qmax: np.ndarray  # (S, M) int64: each scale's format code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
     adam_restart: np.ndarray  # (M,) bool: fresh Adam moments and step count for the parameters that join
-    quantized: np.ndarray  # (2H + O, M) int8: 0 for the rows kept in float all along (float_matrices)
+    quantized: np.ndarray  # (S, M) int8: each scale's row code (ternary.quantized_rows: float_matrices)
 
     @property
     def models(self) -> int:
@@ -94,7 +96,7 @@ def stack(loops: list[Loop]) -> Loop:
     """One record for the models of ``loops`` (records of one call's dims, dt, student switch and epochs)."""
     head = tuple(loops[0][:_SHARED])
     if any(tuple(s[:_SHARED]) != head for s in loops):
-        raise ValueError("models of one call need the same dims, dt, student switch and epochs")
+        raise ValueError("models of one call need the same dims, dt, student switch, epochs and scale group")
     H = max(s.distill_hidden.shape[0] for s in loops)
     weights = [s.distill_hidden if s.distill_hidden.shape[0] == H else np.ones((H, s.models)) for s in loops]
     cols = {f: np.concatenate([getattr(s, f) for s in loops], axis=-1 if f in _MODEL_LAST else 0)
@@ -156,9 +158,9 @@ def rows_quantized(n_rows, share, n_main, e):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def join_epoch(loop, k, r):
-    """The epoch at which model ``k``'s row ``r`` starts to run quantized (0: from the start; ``n_main``: at the
-    fine-tune)."""
-    return join_epoch_of(loop.progressive[k], loop.n_main[k], loop.row_rank[r, k], loop.row_rank.shape[0])
+    """The epoch at which model ``k``'s row of scale ``r`` starts to run quantized (0: from the start; ``n_main``:
+    at the fine-tune)."""
+    return join_epoch_of(loop.progressive[k], loop.n_main[k], loop.row_rank[r, k], 2 * loop.hidden + loop.n_out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -253,8 +255,8 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
 
     At the fine-tune's first epoch the levels freeze as they are (shadow weights baked to
     ``s * level``, thresholds half the scales, no momentum for the shadow
-    weights). Writes the effective parameters into ``p``. ``thresholds`` (2H + O,) is
-    state kept between calls (TWN's, the frozen levels'); ``live`` (2H + O,) int8 marks
+    weights). Writes the effective parameters into ``p``. ``thresholds`` (S,) is
+    state kept between calls (TWN's, the frozen levels'); ``live`` (S,) int8 marks
     the rows that run quantized (progressive quantization).
     """
     n_in, hidden, n_out = loop.n_in, loop.hidden, loop.n_out
@@ -262,16 +264,17 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
     n_main = loop.n_main[k]
     scale_mode = loop.scale_mode[k]
     qmax = loop.qmax[:, k]
-    n_rows = n_scales(hidden, n_out)
+    group = loop.group
+    n_s = n_scales(n_in, hidden, n_out, group)
     fine = e >= n_main
     if loop.student:
-        for r in range(n_rows):
+        for r in range(n_s):
             live[r] = loop.quantized[r, k]
     if fine and e == n_main and loop.student:
         if scale_mode >= SCALE_ABSMEAN:
-            recompute_scales(theta, n_in, hidden, n_out, scale_mode, thresholds)
-        bake_rows(theta, n_in, hidden, n_out, scale_mode == SCALE_TWN, thresholds, live, qmax)
-        for r in range(n_rows):
+            recompute_scales(theta, n_in, hidden, n_out, group, scale_mode, thresholds)
+        bake_rows(theta, n_in, hidden, n_out, group, scale_mode == SCALE_TWN, thresholds, live, qmax)
+        for r in range(n_s):
             thresholds[r] = theta.dtype.type(0.5) * theta[at.scales + r]
         adam_m[at.W : at.b] = 0
         adam_m[at.Wout : at.bout] = 0
@@ -284,15 +287,15 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
         use_thr = True
     else:
         if scale_mode >= SCALE_ABSMEAN:
-            recompute_scales(theta, n_in, hidden, n_out, scale_mode, thresholds)
+            recompute_scales(theta, n_in, hidden, n_out, group, scale_mode, thresholds)
         use_thr = scale_mode == SCALE_TWN
         share = loop.progressive[k]
         if share > 0.0:
-            n_q = rows_quantized(n_rows, share, n_main, e)
-            for r in range(n_rows):
+            n_q = rows_quantized(2 * hidden + n_out, share, n_main, e)
+            for r in range(n_s):
                 if loop.row_rank[r, k] >= n_q:
                     live[r] = 0
-    quantize_ext(theta, n_in, hidden, n_out, use_thr, thresholds, live, qmax, p)
+    quantize_ext(theta, n_in, hidden, n_out, group, use_thr, thresholds, live, qmax, p)
     return prog, fine, use_thr
 
 
@@ -330,7 +333,7 @@ def end_epoch(loop, k, e, prog, fine, use_thr, theta, adam_m, adam_v, thresholds
     clip = loop.clip[k]
     if loop.student:
         beta = beta_at(loop.beta_schedule[k], loop.beta[k, 0], loop.beta[k, 1], min(prog, 1.0) if not fine else 1.0)
-        ste_ext(theta, n_in, hidden, n_out, g_eff, beta, loop.mask[k], use_thr, thresholds, live,
+        ste_ext(theta, n_in, hidden, n_out, loop.group, g_eff, beta, loop.mask[k], use_thr, thresholds, live,
                 loop.scale_mode[k], fine, loop.qmax[:, k], g)
         clip_norm(g[:m_eff], clip)
         clip_norm(g[m_eff:], clip)
@@ -377,7 +380,7 @@ def _train_epochs(theta, adam_m, adam_v, X, Y, e0, e1, x0, loop, teacher, thresh
     no_weights = np.empty(0, dtype)
     weights = np.empty(loop.distill_hidden.shape[0], dtype)  # empty: every unit weighs 1
     weights[:] = loop.distill_hidden[:, 0]
-    live = np.ones(n_scales(hidden, n_out), np.int8)
+    live = np.ones(n_scales(n_in, hidden, n_out, loop.group), np.int8)
     wk = work(B, T, n_in, hidden, n_out, theta)
     for e in range(e0, e1):
         prog, fine, use_thr = begin_epoch(loop, 0, e, theta, adam_m, thresholds, live, p)
@@ -417,7 +420,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     teacher : np.ndarray or None
         The float teacher's effective parameters (trajectory and output distillation); None: none.
     thresholds : np.ndarray
-        (2H + O,) zeros at the start of training, then kept by the caller between calls.
+        (S,) zeros (one per scale: :func:`thresholds`) at the start of training, then kept by the caller between calls.
     losses, mses : np.ndarray
         Each epoch's loss and output MSE (before its update), written for the epochs run.
     x0 : int
@@ -448,7 +451,7 @@ def compiled(dtype=np.float32) -> bool:
 
 
 def thresholds(loop: Loop, dtype) -> np.ndarray:
-    """The per-row state the loop keeps between calls, as it starts: (2H + O, M) zeros ((2H + O,) for M = 1)."""
-    n_rows = n_scales(loop.hidden, loop.n_out)
+    """The per-scale state the loop keeps between calls, as it starts: (M, S) zeros ((S,) for M = 1)."""
+    n_rows = n_scales(loop.n_in, loop.hidden, loop.n_out, loop.group)
     return np.zeros(n_rows if loop.models == 1 else (loop.models, n_rows), dtype)
 

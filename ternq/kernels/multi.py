@@ -510,7 +510,7 @@ def train_epochs(theta, adam_m, adam_v, X, Y, data, e0, e1, loop, teacher, thres
     use_thr = np.empty(M, np.bool_)
     running = np.empty(M, np.bool_)
     traj = np.empty(M, np.bool_)
-    live = np.ones((M, n_scales(hidden, n_out)), np.int8)
+    live = np.ones((M, n_scales(n_in, hidden, n_out, loop.group)), np.int8)
     for e in range(e0, e1):
         for m in range(M):
             running[m] = bad[m] < 0

@@ -1,9 +1,11 @@
 """The quantized part of a student: a weight transform forward, a gradient mask backward.
 
 A student's parameter vector ``theta`` is the cell layout of
-:mod:`ternq.kernels.cell` (float *shadow* weights) followed by one positive
-scale per row of W (2H rows) and of Wout (O rows). Forward, every run uses the
-effective weights ``s_r * level(W[r, j], s_r, qmax)`` (:func:`quantize`), where the
+:mod:`ternq.kernels.cell` (float *shadow* weights) followed by its positive scales:
+one per row of W (2H rows) and of Wout (O rows), or with a scale group ``group`` > 0
+one per run of ``group`` columns of each row (:func:`scale_cols`; the last run of a
+row may be shorter). Forward, every run uses the effective weights
+``s_v * level(W[r, j], s_v, qmax)`` of the scale v that holds column j (:func:`quantize`), where the
 weight format's ``qmax`` (:mod:`ternq.formats`) caps the integer level: 1 is ternary
 (:func:`trit`), 2^(bits-1) - 1 a signed integer, ``BINARY`` (0) the sign (+1 at 0).
 Backward (:func:`ste_backward`), the straight-through estimator passes the
@@ -18,7 +20,8 @@ effective-weight gradient to the shadow weight, times an optional mask (``a = |w
   level centre ``c`` nearest ``a`` instead (``round(a)``; capped at qmax for integer formats,
   uncapped for ternary as the C program; binary: ``c = 1``).
 
-The scale gradient treats the levels as frozen: ``dL/ds_r = sum_j dL/dWeff[r, j] * level[r, j]``.
+The scale gradient treats the levels as frozen: ``dL/ds_v = sum_j dL/dWeff[r, j] * level[r, j]`` over v's
+columns j. Every per-row array of the kernels (``live``, ``qmax``, ``thr``) holds one entry per scale.
 """
 
 import numpy as np
@@ -94,8 +97,37 @@ def mask(w, s, beta, kind):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def n_scales(hidden: int, n_out: int) -> int:
-    return 2 * hidden + n_out
+def n_scales(n_in: int, hidden: int, n_out: int, group: int = 0) -> int:
+    """How many scales a student has: one per row (``group`` 0), or one per ``group`` columns of each row."""
+    if group <= 0:
+        return 2 * hidden + n_out
+    return 2 * hidden * -(-(n_in + hidden) // group) + n_out * -(-hidden // group)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def scale_cols(v, n_in, hidden, n_out, group):
+    """The row r (W's rows, then Wout's) and the columns [ca, cb) of that row that scale ``v`` scales."""
+    h2, z = 2 * hidden, n_in + hidden
+    if group <= 0:
+        return v, 0, (z if v < h2 else hidden)
+    per_w = -(-z // group)
+    if v < h2 * per_w:
+        ca = (v % per_w) * group
+        return v // per_w, ca, min(ca + group, z)
+    u = v - h2 * per_w
+    per_o = -(-hidden // group)
+    ca = (u % per_o) * group
+    return h2 + u // per_o, ca, min(ca + group, hidden)
+
+
+def per_scale(rows: np.ndarray, n_in: int, hidden: int, n_out: int, group: int = 0) -> np.ndarray:
+    """A per-row array (2H + O, ...) repeated for each of its row's scales (:func:`scale_cols`)."""
+    rows = np.asarray(rows)
+    if group <= 0:
+        return rows
+    per_w, per_o = -(-(n_in + hidden) // group), -(-hidden // group)
+    counts = np.repeat(np.array([per_w, per_o]), [2 * hidden, n_out])
+    return np.repeat(rows, counts, axis=0)
 
 
 # A row's code in ``live`` (:func:`quantized_rows`): how much of it runs quantized. Only W's rows (columns
@@ -125,61 +157,62 @@ def _rows(theta, n_in, hidden, n_out):
     return W, Wout, scales
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scaled(v, code, n_in, hidden, n_out, group):
+    """Scale v's row index and its quantized columns [qa, qb): its columns under the row's ``code``."""
+    r, ca, cb = scale_cols(v, n_in, hidden, n_out, group)
+    qa, qb = quantized_cols(code, n_in, n_in + hidden if r < 2 * hidden else hidden)
+    return r, max(qa, ca), min(qb, cb)
+
+
 def row_qmax(qmax: int | np.ndarray, n_rows: int) -> np.ndarray:
     """(n_rows,) int64: each row's format code, from one code for all rows or a code per row."""
     out = np.ascontiguousarray(np.broadcast_to(np.asarray(qmax, np.int64), (n_rows,)))
     return out
 
 
-def quantize(theta, n_in, hidden, n_out, p, qmax: int | np.ndarray = 1, live: np.ndarray | None = None):
+def quantize(theta, n_in, hidden, n_out, p, qmax: int | np.ndarray = 1, live: np.ndarray | None = None,
+             group: int = 0):
     """Write the effective parameters of ``theta`` into ``p``: every row's levels of its format ``qmax`` (one
-    code, or one per row: :func:`row_qmax`; ternary by default), scaled by its learned scale (:func:`quantize_ext`
-    with no recipe); rows with ``live[r] == 0`` (:func:`quantized_rows`) run their float weights."""
-    n_rows = 2 * hidden + n_out  # a plain function: a compiled wrapper only lengthens a first run's compilation
-    live = np.ones(n_rows, np.int8) if live is None else np.ascontiguousarray(live, np.int8)
-    quantize_ext(theta, n_in, hidden, n_out, False, np.zeros(n_rows, theta.dtype), live, row_qmax(qmax, n_rows), p)
+    code, or one per scale: :func:`row_qmax`; ternary by default), scaled by their learned scales
+    (:func:`quantize_ext` with no recipe); rows with ``live[v] == 0`` (:func:`quantized_rows`) run their float
+    weights."""
+    n = n_scales(n_in, hidden, n_out, group)  # a plain function: a compiled wrapper only lengthens a first compile
+    live = np.ones(n, np.int8) if live is None else np.ascontiguousarray(live, np.int8)
+    quantize_ext(theta, n_in, hidden, n_out, group, False, np.zeros(n, theta.dtype), live, row_qmax(qmax, n), p)
 
 
-def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g, qmax: int | np.ndarray = 1):
+def ste_backward(theta, n_in, hidden, n_out, g_eff, beta, kind, g, qmax: int | np.ndarray = 1, group: int = 0):
     """Map the effective-parameter gradient ``g_eff`` to the gradient ``g`` of ``theta``: the straight-through
     estimator times the mask ``kind`` for the shadow weights, levels frozen for the scales (:func:`ste_ext` with
     no recipe)."""
-    n_rows = 2 * hidden + n_out
-    ste_ext(theta, n_in, hidden, n_out, g_eff, float(beta), kind, False, np.zeros(n_rows, theta.dtype),
-            np.ones(n_rows, np.int8), SCALE_LEARNED, False, row_qmax(qmax, n_rows), g)
+    n = n_scales(n_in, hidden, n_out, group)
+    ste_ext(theta, n_in, hidden, n_out, group, g_eff, float(beta), kind, False, np.zeros(n, theta.dtype),
+            np.ones(n, np.int8), SCALE_LEARNED, False, row_qmax(qmax, n), g)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def absmean_scales(theta, n_in, hidden, n_out):
-    """Set each row's scale to the mean absolute value of its shadow weights."""
-    W, Wout, scales = _rows(theta, n_in, hidden, n_out)
-    h2 = 2 * hidden
-    for r in range(h2 + n_out):
-        row = W[r] if r < h2 else Wout[r - h2]
-        scales[r] = max(np.mean(np.abs(row)), SCALE_MIN)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def init_scales(theta, n_in, hidden, n_out, qmax, live):
-    """Each row's starting scale for its format ``qmax[r]``, from its quantized weights (``live``, the codes of
+def init_scales(theta, n_in, hidden, n_out, group, qmax, live):
+    """Each scale's start for its format ``qmax[v]``, from its quantized weights (``live``, the codes of
     :func:`quantized_rows`): ternary (and int2) absmean ``mean|w|``; binary ``mean|w|`` too (XNOR-net's L2-optimal
     sign scale); intN ``max|w| / qmax``, so that no weight clips at the start."""
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
     h2 = 2 * hidden
-    for r in range(h2 + n_out):
+    for v in range(scales.shape[0]):
+        r, qa, qb = _scaled(v, live[v], n_in, hidden, n_out, group)
         row = W[r] if r < h2 else Wout[r - h2]
-        qa, qb = quantized_cols(live[r], n_in, row.shape[0])
         part = row[qa:qb]
-        if qmax[r] <= 1:
-            scales[r] = max(np.mean(np.abs(part)), SCALE_MIN)
+        if qmax[v] <= 1:
+            scales[v] = max(np.mean(np.abs(part)), SCALE_MIN)
         else:
-            scales[r] = max(np.max(np.abs(part)) / qmax[r], SCALE_MIN)
+            scales[v] = max(np.max(np.abs(part)) / qmax[v], SCALE_MIN)
 
 
 # ---------------------------------------------------------------- recipes
 #
 # The general forms of quantize and STE, which the training loop runs (the functions above are
 # them with every recipe off). Per row r they know:
+#   (one entry per scale: per row, or per scale group of a row)
 #   live[r]   1: the row runs quantized; 0: it still runs its float shadow weights (progressive
 #             quantization, float_matrices), with the identity as its gradient and no scale gradient;
 #             2 and 3: its input or its recurrent columns run float that way (quantized_cols);
@@ -215,54 +248,55 @@ def level_thr(w, t, qmax):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def recompute_scales(theta, n_in, hidden, n_out, kind, thr):
-    """Scales from the shadow weights: absmean ``s = mean|w|`` (threshold s/2), or TWN
+def recompute_scales(theta, n_in, hidden, n_out, group, kind, thr):
+    """Scales from the shadow weights of their columns: absmean ``s = mean|w|`` (threshold s/2), or TWN
     ``delta = 0.7 mean|w|`` (written to ``thr``) and ``s = mean(|w| : |w| > delta)``."""
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
     h2 = 2 * hidden
-    for r in range(h2 + n_out):
+    for v in range(scales.shape[0]):
+        r, ca, cb = scale_cols(v, n_in, hidden, n_out, group)
         row = W[r] if r < h2 else Wout[r - h2]
         mean_abs = 0.0
-        for j in range(row.shape[0]):
+        for j in range(ca, cb):
             mean_abs += abs(np.float64(row[j]))
-        mean_abs /= row.shape[0]
+        mean_abs /= cb - ca
         if kind == SCALE_ABSMEAN:
-            scales[r] = max(mean_abs, SCALE_MIN)
+            scales[v] = max(mean_abs, SCALE_MIN)
             continue
         delta = TWN_DELTA * mean_abs
         kept = 0.0
         n = 0
-        for j in range(row.shape[0]):
+        for j in range(ca, cb):
             a = abs(np.float64(row[j]))
             if a > delta:
                 kept += a
                 n += 1
-        scales[r] = max(kept / n if n > 0 else mean_abs, SCALE_MIN)
-        thr[r] = delta
+        scales[v] = max(kept / n if n > 0 else mean_abs, SCALE_MIN)
+        thr[v] = delta
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
-    """:func:`quantize` with float rows and columns (``live``: :func:`quantized_rows`'s codes) and absolute
-    thresholds (``use_thr``)."""
+def quantize_ext(theta, n_in, hidden, n_out, group, use_thr, thr, live, qmax, p):
+    """:func:`quantize` with float rows and columns (``live``: :func:`quantized_rows`'s codes, one per scale) and
+    absolute thresholds (``use_thr``)."""
     ty = theta.dtype.type
     m = n_params(n_in, hidden, n_out)
     p[:] = theta[:m]
     W, Wout, scales = _rows(theta, n_in, hidden, n_out)
     pW, _, _, pWout, _ = unpack(p, n_in, hidden, n_out)
     h2 = 2 * hidden
-    for r in range(h2 + n_out):
-        if live[r] == 0:
+    for v in range(scales.shape[0]):
+        if live[v] == 0:
             continue
-        s = scales[r]
+        s = scales[v]
+        r, qa, qb = _scaled(v, live[v], n_in, hidden, n_out, group)  # the other columns keep theta's copy
         if r < h2:
             row, prow = W[r], pW[r]
         else:
             row, prow = Wout[r - h2], pWout[r - h2]
-        q = qmax[r]
-        qa, qb = quantized_cols(live[r], n_in, row.shape[0])  # the other columns keep theta's copy
+        q = qmax[v]
         if use_thr:
-            t = thr[r]
+            t = thr[v]
             for j in range(qa, qb):
                 prow[j] = s * ty(level_thr(row[j], t, q))
         elif q == 1:  # ternary's own loop: the format's switch outside it
@@ -274,7 +308,7 @@ def quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+def ste_ext(theta, n_in, hidden, n_out, group, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
     """:func:`ste_backward` for the recipes.
 
     - float rows (``live[r] == ROW_FLOAT``) and a row's float columns (:func:`quantized_cols`): the identity, no
@@ -293,29 +327,29 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
     gs = g[m:]
     h2 = 2 * hidden
     ty = g.dtype.type
-    for r in range(h2 + n_out):
-        q = qmax[r]
+    for v in range(gs.shape[0]):
+        q = qmax[v]
         cap = ty(max(q, 1))  # LSQ's clipping range
-        s = scales[r]
+        s = scales[v]
         ds = ty(0.0)
+        if live[v] == ROW_FLOAT:
+            gs[v] = ds
+            continue
+        r, qa, qb = _scaled(v, live[v], n_in, hidden, n_out, group)  # the float columns keep the identity
         if r < h2:
             row, grow = W[r], gW[r]
         else:
             row, grow = Wout[r - h2], gWout[r - h2]
-        if live[r] == ROW_FLOAT:
-            gs[r] = ds
-            continue
-        qa, qb = quantized_cols(live[r], n_in, row.shape[0])  # the float columns keep the identity
         # the scale's gradient (summed in float64: levels are float64) reads the effective gradient, then the
         # shadow weights' is masked in place: two passes with the switches outside them, so that the second
         # (no running sum) vectorizes
         if scale_kind == SCALE_LSQ and not freeze:
             for j in range(qa, qb):
-                lv = level_thr(row[j], thr[r], q) if use_thr else level(row[j], s, q)
+                lv = level_thr(row[j], thr[v], q) if use_thr else level(row[j], s, q)
                 rr = row[j] / s
                 ds += grow[j] * (lv - rr if abs(rr) < cap else lv)
         elif use_thr:
-            t = thr[r]
+            t = thr[v]
             for j in range(qa, qb):
                 ds += grow[j] * level_thr(row[j], t, q)
         elif q == 1:
@@ -327,7 +361,7 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
         if freeze:
             grow[qa:qb] = 0
         elif kind != MASK_NONE or q == BINARY:
-            sm = ty(2.0) * thr[r] if use_thr else s
+            sm = ty(2.0) * thr[v] if use_thr else s
             if q == 1:
                 for j in range(qa, qb):
                     grow[j] = grow[j] * ty(mask(row[j], sm, beta, kind))
@@ -335,26 +369,26 @@ def ste_ext(theta, n_in, hidden, n_out, g_eff, beta, kind, use_thr, thr, live, s
                 for j in range(qa, qb):
                     grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, q))
         if freeze or scale_kind == SCALE_LEARNED:
-            gs[r] = ds
+            gs[v] = ds
         elif scale_kind == SCALE_LSQ:
-            gs[r] = ds * ty(1.0 / np.sqrt((qb - qa) * max(q, 1)))
+            gs[v] = ds * ty(1.0 / np.sqrt((qb - qa) * max(q, 1)))
         else:
-            gs[r] = ty(0.0)
+            gs[v] = ty(0.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bake(theta, n_in, hidden, n_out, use_thr, thr, qmax):
+def bake(theta, n_in, hidden, n_out, group, use_thr, thr, qmax):
     """Shadow weights := their effective weights ``s * level``, which quantize back to exactly the same
     levels under the notes' rounding (so a model trained with thresholds runs anywhere as trained)."""
-    bake_rows(theta, n_in, hidden, n_out, use_thr, thr, np.ones(2 * hidden + n_out, np.int8), qmax)
+    bake_rows(theta, n_in, hidden, n_out, group, use_thr, thr, np.ones(qmax.shape[0], np.int8), qmax)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bake_rows(theta, n_in, hidden, n_out, use_thr, thr, live, qmax):
-    """:func:`bake` of the quantized rows (``live[r] == 1``) only; float rows keep their weights."""
+def bake_rows(theta, n_in, hidden, n_out, group, use_thr, thr, live, qmax):
+    """:func:`bake` of the quantized weights (``live``'s codes) only; float rows and columns keep theta's."""
     m = n_params(n_in, hidden, n_out)
     p = np.empty(m, theta.dtype)
-    quantize_ext(theta, n_in, hidden, n_out, use_thr, thr, live, qmax, p)
+    quantize_ext(theta, n_in, hidden, n_out, group, use_thr, thr, live, qmax, p)
     theta[:m] = p
 
 
