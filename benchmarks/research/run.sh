@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The research experiments at 5 seeds (configs/research-*.toml), then their tables (where.md, restart.md):
-#   bash benchmarks/research/run.sh [where|restart ...]      (default: both)
+# The research experiments at 5 seeds (configs/research-*.toml), then their tables (where.md, restart.md,
+# groups.md):
+#   bash benchmarks/research/run.sh [where|restart|groups ...]      (default: all three)
 # Each factorial writes results.json under benchmarks/research/<name>/ (models and units are not kept).
 # The where designs of one task share their all-quantized cell, teachers and floats: the first one's finished
 # trainings (OUT/units) seed the others', which the engine resumes from.
@@ -13,12 +14,19 @@ fact() {  # name, then the factorial's arguments
     ternq factorial --seeds 0:5 --quiet --json --out "$out/$name" --force "$@" > "$out/$name/stdout.json"
 }
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(where restart)
+[ ${#what[@]} -gt 0 ] || what=(where restart groups)
 for w in "${what[@]}"; do
     for task in lorenz sine ecg; do
         if [ "$w" = restart ]; then
             [ "$task" = ecg ] && continue
             fact "restart-$task" --config configs/research-restart.toml --task "$task"
+            continue
+        fi
+        if [ "$w" = groups ]; then
+            for g in 4 8 16; do
+                fact "groups-$task-$g" --config configs/research-groups.toml --task "$task" \
+                    --factor "student.scale_group=0,$g"
+            done
             continue
         fi
         for part in gate cand out input recurrent; do

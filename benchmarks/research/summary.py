@@ -2,7 +2,7 @@
 
     python benchmarks/research/summary.py [DIR]     (default: benchmarks/research)
 
-Writes DIR/where.md, restart.md, width.md and optim.md (the parts of each that have results) and prints them.
+Writes DIR/where.md, restart.md, width.md, optim.md and groups.md (the parts of each that have results) and prints them.
 """
 
 import json
@@ -153,6 +153,50 @@ def width(root: Path) -> str:
     return "\n".join(out)
 
 
+GROUPS = (16, 8, 4)
+
+
+def groups(root: Path) -> str:
+    """Each scale group against one scale per row (the designs' effect), and against the best int4/int8 point of
+    the width frontier (width-T: the same recipe, budget and seeds) at no more weight bytes."""
+    out = []
+    for task in ("lorenz", "sine", "ecg"):
+        docs = {g: root / f"groups-{task}-{g}" / "results.json" for g in GROUPS}
+        docs = {g: json.loads(f.read_text()) for g, f in docs.items() if f.exists()}
+        if not docs:
+            continue
+        first = next(iter(docs.values()))
+        base = first["runs"][0]
+        gap = math.log10(base["vs_float_scored"]["geo_mean"])
+        f = root / f"width-{task}" / "results.json"
+        ints = [p for p in json.loads(f.read_text())["points"] if p["method"] == "qat"
+                and p["format"].startswith("int")] if f.exists() else []
+        out += [f"### {task}, H={base['width']}, {len(first['seeds'])} seeds: one scale per G columns of a row", "",
+                f"Equal-budget float ({base['reference']['epochs']} epochs): scored eval MSE "
+                f"{_float_mse(first, base):.2e}. One scale per row: "
+                f"{_bytes(root / f'groups-{task}-{next(iter(docs))}' / 'results.csv', base['run'])} bytes, "
+                f"{_g(base['eval_mse_scored'])}, {_x(base['vs_float_scored'])} the float (log10 gap {gap:.2f}).",
+                "", "| G | weight bytes | scored eval MSE [95% CI] | vs equal-budget float | effect on log10 MSE "
+                "[95% CI] | share of the log gap closed | best int4/int8 at no more bytes (width frontier) | "
+                "its MSE [95% CI] | ternary / it |", "|---|---|---|---|---|---|---|---|---|"]
+        for g, doc in docs.items():
+            run = doc["runs"][1]
+            eff = doc["effects"]["A"]
+            nbytes = _bytes(root / f"groups-{task}-{g}" / "results.csv", run["run"])
+            limit = int(nbytes.replace(",", "")) if nbytes != "-" else 0
+            rivals = [p for p in ints if p["weight_bytes"] <= limit]
+            best = min(rivals, key=lambda p: p["eval_mse_scored"]["geo_mean"]) if rivals else None
+            rival = "- | - | -"
+            if best:
+                ratio = run["eval_mse_scored"]["geo_mean"] / best["eval_mse_scored"]["geo_mean"]
+                rival = (f"{best['format']} H={best['hidden']}, {best['weight_bytes']:,} B | "
+                         f"{_g(best['eval_mse_scored'])} | {ratio:.1f}x")
+            out.append(f"| {g} | {nbytes} | {_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | "
+                       f"{_e(eff)} | {-eff['mean'] / gap:.0%} | {rival} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def optim(root: Path) -> str:
     """The fine-tune length x output distillation design."""
     out = []
@@ -178,7 +222,8 @@ def optim(root: Path) -> str:
 
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/research")
-    for name, make in (("where", where), ("restart", restart), ("width", width), ("optim", optim)):
+    for name, make in (("where", where), ("restart", restart), ("width", width), ("optim", optim),
+                       ("groups", groups)):
         text = make(root)
         if text:
             (root / f"{name}.md").write_text(text)
