@@ -264,9 +264,9 @@ class Deployable:
         if model.float_matrices != "none":
             raise ValueError(f"a research student with float_matrices {model.float_matrices} keeps weights in float: "
                              "it has no levels to deploy")
-        if model.scale_group:
-            raise ValueError(f"a student with scale_group {model.scale_group} has several scales per row; the "
-                             "deployed forms carry one per row")
+        if model.scale_layout:
+            what = "scale_sign" if model.scale_sign else f"scale_group {model.scale_group}"
+            raise ValueError(f"a student with {what} has several scales per row; the deployed forms carry one per row")
         I, H, O = model.dims
         levels = model.levels()
         nW = 2 * H * (I + H)

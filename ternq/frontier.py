@@ -85,9 +85,10 @@ class Frontier:
             raise ConfigError(f"student.float_matrices: a frontier counts each point's weights at their format's "
                               f"bytes; a student with {self.base.student.float_matrices} kept in float is for "
                               "factorials (configs/research-where.toml), not a frontier point")
-        if self.base.student.scale_group:
-            raise ConfigError("student.scale_group: a frontier's formats carry one scale per row; compare scale "
-                              "groups in a factorial (configs/research-groups.toml)")
+        for key in ("scale_group", "scale_sign"):
+            if getattr(self.base.student, key):
+                raise ConfigError(f"student.{key}: a frontier's formats carry one scale per row; compare scale "
+                                  "layouts in a factorial (configs/research-groups.toml)")
         if self.board not in BOARDS:
             raise ConfigError(f"frontier.board: one of {', '.join(BOARDS)}, not {self.board!r}")
         for fmt in self.widths:

@@ -367,8 +367,9 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     for lane in lanes:
         if lane.uses_teacher and not student:
             raise ValueError("only students distill")
-        if lane.scale_group:
-            raise ValueError("the GPU kernel trains one scale per row: a student with a scale_group trains on the CPU")
+        if lane.scale_layout:
+            raise ValueError("the GPU kernel trains one scale per row: a student with a scale_group or scale_sign "
+                             "trains on the CPU")
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
     distill = np.array([ln.distill for ln in lanes], np.bool_)

@@ -38,11 +38,13 @@ from .kernels.ternary import (
     MASK_NONE,
     MASK_NOTES,
     MASK_REFERENCE,
+    SCALE_BY_SIGN,
     SCALE_LEARNED,
     SCALE_LSQ,
     SCALE_TWN,
     TWN_DELTA,
     init_scales,
+    n_scales,
     quantize,
     ste_backward,
     ste_ext,
@@ -283,6 +285,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
     for name in MIXED_ROWS:
         results += format_rows(theta, I, H, O, prob, rows, w_idx, f"{name} student {shape}", mixed_formats(name))
     results += group_rows(theta, I, H, O, prob, w_idx, f"student {shape} scale_group {GROUP_ROWS}", GROUP_ROWS)
+    results += group_rows(theta, I, H, O, prob, w_idx, f"student {shape} scale_sign", SCALE_BY_SIGN)
     return results
 
 
@@ -290,9 +293,13 @@ FORMAT_ROWS = ("binary", "int4", "int8")  # ternary's rows are the ones above
 GROUP_ROWS = 3  # columns per scale of the scale-group rows: every row of an odd shape ends in a shorter group
 
 
-def scale_group_of(I: int, H: int, O: int, group: int) -> np.ndarray:
-    """Each weight's scale index, W's rows then W_out's (:func:`check`'s ``w_idx`` order), written here from the
-    definition: row r's columns j in runs of ``group``, numbered row by row."""
+def scale_index_of(I: int, H: int, O: int, group: int, w: np.ndarray) -> np.ndarray:
+    """Each weight's scale index, W's rows then W_out's (:func:`check`'s ``w_idx`` order, shadow weights ``w``),
+    written here from the definitions: row r's columns j in runs of ``group``, numbered row by row; or by sign
+    (SCALE_BY_SIGN), 2r for w >= 0 and 2r + 1 for w < 0."""
+    if group == SCALE_BY_SIGN:
+        rows = np.concatenate([np.repeat(np.arange(2 * H), I + H), 2 * H + np.repeat(np.arange(O), H)])
+        return 2 * rows + (w < 0)
     per_w, per_o = -(-(I + H) // group), -(-H // group)
     w = np.arange(2 * H)[:, None] * per_w + np.arange(I + H)[None, :] // group
     o = 2 * H * per_w + np.arange(O)[:, None] * per_o + np.arange(H)[None, :] // group
@@ -300,8 +307,8 @@ def scale_group_of(I: int, H: int, O: int, group: int) -> np.ndarray:
 
 
 def group_rows(theta, I, H, O, prob, w_idx, model, group, backward=ste_ext) -> list[BlockResult]:
-    """A student with one scale per ``group`` columns of each row (``scale_group``), its scales 0.8 times their
-    starting mean|w| of their columns:
+    """A student with one scale per ``group`` columns of each row (``scale_group``), or two per row by sign
+    (``group`` SCALE_BY_SIGN: ``scale_sign``), its scales 0.8 times their starting mean|w| of their weights:
 
     - the forward's effective weights ``s_v trit(w / s_v)`` with v the scale of the weight's group;
     - ``dL/ds_v = sum_j dL/dWeff_j trit_j`` over v's weights against finite differences of the loss with the
@@ -311,8 +318,8 @@ def group_rows(theta, I, H, O, prob, w_idx, model, group, backward=ste_ext) -> l
     - the fine-tune (thresholds ``s_v / 2``): no shadow gradient, ``dL/ds_v = sum_j dL/dWeff_j trit_j``.
     """
     n_cell = theta.shape[0] - (2 * H + O)
-    gid = scale_group_of(I, H, O, group)
-    n_s = int(gid.max()) + 1
+    gid = scale_index_of(I, H, O, group, theta[w_idx])
+    n_s = n_scales(I, H, O, group)
     th = np.concatenate([theta[:n_cell], np.zeros(n_s)])
     init_scales(th, I, H, O, group, np.ones(n_s, np.int64), np.ones(n_s, np.int8))
     th[n_cell:] *= 0.8
@@ -323,7 +330,7 @@ def group_rows(theta, I, H, O, prob, w_idx, model, group, backward=ste_ext) -> l
     q = np.where(np.abs(r) < 0.5, 0.0, np.sign(r))
     p = np.empty(n_cell)
     quantize(th, I, H, O, p, 1, None, group)
-    out = [_compare(model, "W_eff = s_group * trit", p[w_idx], s_w * q)]
+    out = [_compare(model, "W_eff = s_v * trit", p[w_idx], s_w * q)]
     g_eff = prob.loss_grad(p)[1]
     g_w = g_eff[w_idx]
 
@@ -339,18 +346,19 @@ def group_rows(theta, I, H, O, prob, w_idx, model, group, backward=ste_ext) -> l
         return prob.loss(f)
 
     g = run(False, np.zeros(n_s), SCALE_LEARNED, False)
-    out.append(_compare(model, "dL/ds per group (trits frozen)", g[n_cell:],
+    out.append(_compare(model, "dL/ds_v (trits frozen)", g[n_cell:],
                         numerical_grad(loss_of_scales, scales.copy(), np.arange(n_s))))
     g = run(False, np.zeros(n_s), SCALE_LSQ, False, MASK_NOTES, 7.0)
-    lsq = np.bincount(gid, g_w * (q - r * (np.abs(r) < 1)), n_s) / np.sqrt(np.bincount(gid, minlength=n_s))
-    out.append(_compare(model, "notes' mask; LSQ dL/ds per group", np.concatenate([g[w_idx], g[n_cell:]]),
+    n_v = np.maximum(np.bincount(gid, minlength=n_s), 1)  # a scale with no weights (all of one sign) has no gradient
+    lsq = np.bincount(gid, g_w * (q - r * (np.abs(r) < 1)), n_s) / np.sqrt(n_v)
+    out.append(_compare(model, "notes' mask; LSQ dL/ds_v", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([g_w * protocol_mask(w, s_w, 7.0, MASK_NOTES), lsq])))
     baked = th.copy()
     baked[w_idx] = s_w * q
     g = np.zeros_like(th)
     backward(baked, I, H, O, group, g_eff, 1.0, MASK_NONE, True, 0.5 * scales, np.ones(n_s, np.int8), SCALE_LEARNED,
              True, np.ones(n_s, np.int64), g)
-    out.append(_compare(model, "fine-tune: W frozen, dL/ds per group", np.concatenate([g[w_idx], g[n_cell:]]),
+    out.append(_compare(model, "fine-tune: W frozen, dL/ds_v", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([np.zeros_like(w), np.bincount(gid, g_w * q, n_s)])))
     return out
 MIXED_ROWS = ("ternary+cand:int8", "ternary+gate:int4+out:int8")  # a matrix of its own format: per-row terms

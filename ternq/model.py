@@ -23,7 +23,9 @@ from .kernels.ternary import (
     quantize,
     quantized_cols,
     quantized_rows,
+    scale_layout,
 )
+from .settings import StudentSettings
 
 FORMAT_VERSION = 1
 KINDS = ("teacher", "student")
@@ -57,6 +59,8 @@ class Model:
     scale_group : int
         Columns per scale: 0, one scale per row; G > 0, one per run of G columns of each row
         (:func:`ternq.kernels.ternary.scale_cols`).
+    scale_sign : bool
+        Two scales per row: one for its weights >= 0, one for its weights < 0.
     """
 
     kind: str
@@ -70,7 +74,8 @@ class Model:
     weight_format_gate: str = ""
     weight_format_cand: str = ""
     weight_format_out: str = ""
-    scale_group: int = 0
+    scale_group: int = StudentSettings.scale_group
+    scale_sign: bool = StudentSettings.scale_sign
 
     @property
     def format(self) -> formats.Format:
@@ -97,12 +102,17 @@ class Model:
     def row_qmax(self) -> np.ndarray:
         """(S,) int64: each scale's format code (its row's), the kernels' ``qmax``."""
         return per_scale(formats.row_qmax(self.matrix_formats, self.hidden, self.n_out), *self.dims,
-                         self.scale_group)
+                         self.scale_layout)
+
+    @property
+    def scale_layout(self) -> int:
+        """The kernels' ``group`` of its scales (:func:`ternq.kernels.ternary.scale_layout`)."""
+        return scale_layout(self.scale_group, self.scale_sign)
 
     @property
     def n_scales(self) -> int:
         """How many scales a student has (:func:`ternq.kernels.ternary.n_scales`)."""
-        return n_scales(*self.dims, self.scale_group)
+        return n_scales(*self.dims, self.scale_layout)
 
     @property
     def n_cell(self) -> int:
@@ -118,7 +128,7 @@ class Model:
         if self.kind == "teacher":
             return theta
         p = np.empty(self.n_cell, dtype)
-        quantize(theta, *self.dims, p, self.row_qmax(), self.scale_codes(), self.scale_group)
+        quantize(theta, *self.dims, p, self.row_qmax(), self.scale_codes(), self.scale_layout)
         return p
 
     def quantized_rows(self) -> np.ndarray:
@@ -128,13 +138,17 @@ class Model:
 
     def scale_codes(self) -> np.ndarray:
         """(S,) int8: each scale's row code (:meth:`quantized_rows`), the kernels' ``live``."""
-        return per_scale(self.quantized_rows(), *self.dims, self.scale_group)
+        return per_scale(self.quantized_rows(), *self.dims, self.scale_layout)
 
     def weight_scales(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each weight's scale: (2H, I + H) for W and (O, H) for W_out."""
+        """Each weight's scale: (2H, I + H) for W and (O, H) for W_out (by sign: its shadow weight's)."""
         scales = self.theta[self.n_cell:]
         h2, z, h = 2 * self.hidden, self.n_in + self.hidden, self.hidden
         g = self.scale_group
+        if self.scale_sign:
+            W, _, _, Wout, _ = unpack(self.theta[: self.n_cell], *self.dims)
+            pair = scales.reshape(-1, 2)  # (w >= 0, w < 0) of each row
+            return (np.where(W < 0, pair[:h2, 1:], pair[:h2, :1]), np.where(Wout < 0, pair[h2:, 1:], pair[h2:, :1]))
         if g <= 0:
             return np.repeat(scales[:h2, None], z, 1), np.repeat(scales[h2:, None], h, 1)
         per_w = -(-z // g)
@@ -193,7 +207,7 @@ class Model:
         """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes_mixed`); a research
         student's weights kept in float (``float_matrices``) at 4 bytes each, with no scale for a row of them; each
         scale of a scale group 4 bytes."""
-        if self.float_matrices == "none" and self.scale_group == 0:
+        if self.float_matrices == "none" and self.scale_layout == 0:
             return formats.weight_bytes_mixed(self.matrix_formats, *self.dims)
         q = self.quantized_weights()
         h, z = self.hidden, self.n_in + self.hidden
@@ -206,7 +220,7 @@ class Model:
     def copy(self) -> Model:
         return Model(self.kind, self.n_in, self.hidden, self.n_out, self.theta.copy(), dict(self.meta),
                      self.weight_format, self.float_matrices, self.weight_format_gate, self.weight_format_cand,
-                     self.weight_format_out, self.scale_group)
+                     self.weight_format_out, self.scale_group, self.scale_sign)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename).
@@ -225,6 +239,8 @@ class Model:
                 header["float_matrices"] = self.float_matrices
             if self.scale_group:
                 header["scale_group"] = self.scale_group
+            if self.scale_sign:
+                header["scale_sign"] = True
             for m, f in zip(formats.MATRICES, self.matrix_formats, strict=True):
                 if f.name != self.format.name:  # a file of one format stays as it was
                     header[f"weight_format_{m}"] = f.name
@@ -278,7 +294,10 @@ class Model:
                 group = header.get("scale_group", 0)
                 if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group <= MAX_PARAMS:
                     raise ModelFileError(f"model file {path} has a damaged header (scale_group = {group!r})")
-                want = n_params(*dims) + (n_scales(*dims, group) if kind == "student" else 0)
+                sign = header.get("scale_sign", False)
+                if not isinstance(sign, bool) or (sign and group):
+                    raise ModelFileError(f"model file {path} has a damaged header (scale_sign = {sign!r})")
+                want = n_params(*dims) + (n_scales(*dims, scale_layout(group, sign)) if kind == "student" else 0)
                 theta = files.read_npz_member(zf, members["theta"], (want,), "f", f"model file {path}")
         except files.FileInputError as exc:
             raise ModelFileError(str(exc)) from None
@@ -291,7 +310,8 @@ class Model:
             theta = theta.astype(np.float32)
         if not np.all(np.isfinite(theta)):
             raise ModelFileError(f"model file {path} holds non-finite parameters")
-        model = cls(kind, *dims, theta, meta, weight_format, float_matrices, **matrix, scale_group=group)
+        model = cls(kind, *dims, theta, meta, weight_format, float_matrices, **matrix, scale_group=group,
+                    scale_sign=sign)
         if kind == "student" and not np.all(theta[model.n_cell:] > 0):
             raise ModelFileError(f"model file {path} holds a scale that is not positive")
         return model
@@ -374,18 +394,19 @@ def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: in
 
 def student_from(teacher: Model, weight_format: str = "ternary", float_matrices: str = "none",
                  weight_format_gate: str = "", weight_format_cand: str = "", weight_format_out: str = "",
-                 scale_group: int = 0) -> Model:
+                 scale_group: int = StudentSettings.scale_group,
+                 scale_sign: bool = StudentSettings.scale_sign) -> Model:
     """A student of ``weight_format`` that starts as a copy of ``teacher``, with the format's starting scales
     (:func:`ternq.kernels.ternary.init_scales`: ternary and binary mean|w|, intN max|w| / qmax) per row or per
-    ``scale_group`` columns, and the part ``float_matrices`` kept in float; a matrix's ``weight_format_<matrix>``
-    ("": ``weight_format``) its own."""
+    ``scale_group`` columns or two per row by sign (``scale_sign``), and the part ``float_matrices`` kept in float;
+    a matrix's ``weight_format_<matrix>`` ("": ``weight_format``) its own."""
     fmt = formats.get(weight_format)
     fmts = formats.matrix_formats(fmt.name, weight_format_gate, weight_format_cand, weight_format_out)
     matrix = {f"weight_format_{m}": f.name if f.name != fmt.name else ""
               for m, f in zip(formats.MATRICES, fmts, strict=True)}
     student = Model("student", *teacher.dims, np.empty(0, np.float32), weight_format=fmt.name,
-                    float_matrices=float_matrices, **matrix, scale_group=scale_group)
+                    float_matrices=float_matrices, **matrix, scale_group=scale_group, scale_sign=scale_sign)
     theta = np.concatenate([teacher.theta.astype(np.float32), np.zeros(student.n_scales, np.float32)])
-    init_scales(theta, *teacher.dims, scale_group, student.row_qmax(), student.scale_codes())
+    init_scales(theta, *teacher.dims, student.scale_layout, student.row_qmax(), student.scale_codes())
     student.theta = theta
     return student

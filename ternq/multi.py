@@ -123,7 +123,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data: Sequence[
     if min(n_in, hidden, n_out) <= 0:
         raise ValueError(f"dims must be positive, not {dims}")
     pe = n_params(n_in, hidden, n_out)
-    n_s = n_scales(n_in, hidden, n_out, getattr(lanes[0], "scale_group", 0) if len(lanes) else 0)
+    n_s = n_scales(n_in, hidden, n_out, getattr(lanes[0], "scale_layout", 0) if len(lanes) else 0)
     P = pe + (n_s if student else 0)
     theta = np.asarray(theta)
     if theta.ndim != 2 or theta.shape[1] != P or theta.shape[0] == 0:
@@ -224,15 +224,15 @@ def _group(cfgs, seeds, kind) -> tuple[list, list[int]]:
         c.validate()
     if len({shape(c) for c in cfgs}) > 1:
         raise ValueError("models of one batch need the same hidden width, epochs (fine-tune's too), batch size "
-                         "and scale group")
+                         "and scale layout")
     return cfgs, [int(s) for s in seeds]
 
 
-def shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, bool, int, int]:
+def shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, bool, int, int, bool]:
     """What the trainings of one batched call share: width, epochs (the fine-tune's too, and whether ``ptq`` skips
-    the main ones), batch size and scale group."""
+    the main ones), batch size and scale layout (scale_group, scale_sign)."""
     return (cfg.hidden, cfg.epochs, getattr(cfg, "finetune_epochs", 0), getattr(cfg, "ptq", False), cfg.batch,
-            getattr(cfg, "scale_group", 0))
+            getattr(cfg, "scale_group", 0), getattr(cfg, "scale_sign", False))
 
 
 def _data(task: Task, keys: list[int], name: str, cfg, hidden: int | None):
@@ -360,7 +360,8 @@ def train_students(teachers: Model | Sequence[Model], task: Task, cfgs: StudentC
         if (t.n_in, t.n_out) != (task.n_in, task.n_out):
             raise ValueError(f"teacher has {t.n_in} inputs / {t.n_out} outputs, the task {task.n_in} / {task.n_out}")
     models = [student_from(t, c.weight_format, c.float_matrices, c.weight_format_gate, c.weight_format_cand,
-                           c.weight_format_out, c.scale_group) for t, c in zip(teachers, cfgs, strict=True)]
+                           c.weight_format_out, c.scale_group, c.scale_sign)
+              for t, c in zip(teachers, cfgs, strict=True)]
     lanes = [Lane.of(c, *recipe_arrays(t, task, c, s)) for t, c, s in zip(teachers, cfgs, seeds, strict=True)]
     if cfgs[0].total_epochs == 0:  # plain post-training quantization: nothing trains
         res = BatchResult(np.stack([m.theta for m in models]), np.empty((len(models), 0)),

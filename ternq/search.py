@@ -199,7 +199,7 @@ def coordinate_search(model: Model, X: np.ndarray, Y: np.ndarray, max_sweeps: in
         raise ValueError("coordinate search works on a student; quantize a teacher first")
     if model.weight_format != "ternary":
         raise ValueError(f"coordinate search flips trits: it refines ternary students, not {model.weight_format}")
-    if model.scale_group or model.float_matrices != "none":
+    if model.scale_layout or model.float_matrices != "none":
         raise ValueError("coordinate search refines students of one scale per row, all quantized")
     if max_sweeps <= 0:
         raise ValueError(f"max_sweeps must be positive, not {max_sweeps}")

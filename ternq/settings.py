@@ -345,6 +345,9 @@ class StudentSettings(OptimiserSettings):
     scale_group: int = setting(0, "Columns per scale: 0, one float32 scale per row; G > 0, one per run of G "
                                "columns of each row (finer scales at 4 bytes each; the last run of a row may be "
                                "shorter). Trains on the CPU.", lo=0, hi=MAX_SCALE_GROUP, flag="--scale-group")
+    scale_sign: bool = setting(False, "Two float32 scales per row, as trained ternary quantization's: one for the "
+                               "row's weights >= 0, one for its weights < 0, each with its own threshold s/2. "
+                               "Trains on the CPU.", flag="--scale-sign/--no-scale-sign")
     # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
     # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the
     # quantization-aware epochs are skipped, so only the levels-frozen fine-tune trains (none: plain PTQ).
@@ -372,9 +375,12 @@ class StudentSettings(OptimiserSettings):
         if self.float_matrices in ("input", "recurrent") and self.scale_mode in ("absmean", "twn"):
             raise SettingsError("float_matrices", f"{self.float_matrices} keeps part of every row of W in float; "
                                 f"scale_mode {self.scale_mode} recomputes scales from whole rows: use learned or lsq")
-        if self.scale_group and self.float_matrices in ("input", "recurrent"):
-            raise SettingsError("scale_group", f"float_matrices {self.float_matrices} splits each row of W by its "
-                                "columns already; use scale_group 0 with it")
+        if self.scale_sign and self.scale_group:
+            raise SettingsError("scale_sign", "two scales per row by sign, or one per scale_group columns: not both")
+        if (self.scale_group or self.scale_sign) and self.float_matrices in ("input", "recurrent"):
+            raise SettingsError("scale_sign" if self.scale_sign else "scale_group",
+                                f"float_matrices {self.float_matrices} splits each row of W by its columns already; "
+                                "use one scale per row with it")
         if self.ptq:
             qat = [k for k in ("distill", "progressive", "distill_output") if getattr(self, k)]
             if qat:

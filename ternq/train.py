@@ -26,6 +26,7 @@ from .kernels.ternary import (
     per_scale,
     quantized_rows,
     recompute_scales,
+    scale_layout,
     ste_backward,
 )
 from .memory import training_memory
@@ -82,7 +83,8 @@ class TeacherConfig(TeacherSettings):
 
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
                "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format", "adam_restart",
-               "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out", "scale_group")
+               "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out", "scale_group",
+               "scale_sign")
 
 
 def uses_recipe(cfg: StudentSettings) -> bool:
@@ -193,6 +195,7 @@ class Lane:
     weight_format_cand: str = StudentSettings.weight_format_cand
     weight_format_out: str = StudentSettings.weight_format_out
     scale_group: int = StudentSettings.scale_group
+    scale_sign: bool = StudentSettings.scale_sign
 
     @classmethod
     def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
@@ -204,17 +207,23 @@ class Lane:
                    tuple(cfg.alpha), cfg.distill, distill_hidden, cfg.distill_output, cfg.alpha_schedule,
                    cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
                    cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format, cfg.adam_restart, cfg.float_matrices,
-                   cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group)
+                   cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group,
+                   cfg.scale_sign)
+
+    @property
+    def scale_layout(self) -> int:
+        """The kernels' ``group`` (:func:`ternq.kernels.ternary.scale_layout`)."""
+        return scale_layout(self.scale_group, self.scale_sign)
 
     def row_qmax(self, dims: tuple[int, int, int]) -> np.ndarray:
         """(S,) int64: each scale's format code, its row's (:func:`ternq.formats.row_qmax`)."""
         return per_scale(formats.row_qmax(formats.matrix_formats(self.weight_format, self.weight_format_gate,
                                                                  self.weight_format_cand, self.weight_format_out),
-                                          dims[1], dims[2]), *dims, self.scale_group)
+                                          dims[1], dims[2]), *dims, self.scale_layout)
 
     def scale_codes(self, dims: tuple[int, int, int]) -> np.ndarray:
         """(S,) int8: each scale's row code (:func:`ternq.kernels.ternary.quantized_rows`)."""
-        return per_scale(quantized_rows(dims[1], dims[2], self.float_matrices), *dims, self.scale_group)
+        return per_scale(quantized_rows(dims[1], dims[2], self.float_matrices), *dims, self.scale_layout)
 
     @property
     def uses_teacher(self) -> bool:
@@ -251,9 +260,9 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
     """The loop's record for models of one shape trained ``n_epochs`` epochs (the fine-tune's included)."""
     n_in, hidden, n_out = dims
     rows = 2 * hidden + n_out
-    groups = {lane.scale_group for lane in lanes}
+    groups = {lane.scale_layout for lane in lanes}
     if len(groups) > 1:
-        raise ValueError(f"the models of one call need one scale_group, not {sorted(groups)}")
+        raise ValueError("the models of one call need one scale layout (scale_group, scale_sign)")
     group = groups.pop()
     n_s = n_scales(n_in, hidden, n_out, group)
 
@@ -293,8 +302,8 @@ def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.nd
     frozen = lane.finetune_epochs > 0
     kind = SCALE_MODES[lane.scale_mode]
     if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
-        recompute_scales(theta, *dims, lane.scale_group, kind, thr)
-    bake_rows(theta, *dims, lane.scale_group, frozen or kind == SCALE_TWN, thr, lane.scale_codes(dims),
+        recompute_scales(theta, *dims, lane.scale_layout, kind, thr)
+    bake_rows(theta, *dims, lane.scale_layout, frozen or kind == SCALE_TWN, thr, lane.scale_codes(dims),
               lane.row_qmax(dims))
 
 
@@ -377,7 +386,7 @@ def train_student(teacher: Model, task: Task, cfg: StudentConfig, seed: int,
     if teacher.kind != "teacher" or teacher.hidden != cfg.hidden:
         raise ValueError(f"need a float teacher of width {cfg.hidden}, got a {teacher.kind} of width {teacher.hidden}")
     model = student_from(teacher, cfg.weight_format, cfg.float_matrices, cfg.weight_format_gate,
-                         cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group)
+                         cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group, cfg.scale_sign)
     lane = Lane.of(cfg, *recipe_arrays(teacher, task, cfg, seed))
     E = cfg.total_epochs
     if E == 0:  # plain post-training quantization: nothing trains
@@ -410,7 +419,8 @@ def finetune_scales(model: Model, task: Task, epochs: int, lr: float, seed: int,
     lane = Lane(lr=lr, lr_min=lr_min, schedule="cosine", clip=clip, finetune_epochs=epochs, finetune_lr=lr,
                 weight_format=model.weight_format, float_matrices=model.float_matrices,
                 weight_format_gate=model.weight_format_gate, weight_format_cand=model.weight_format_cand,
-                weight_format_out=model.weight_format_out, scale_group=model.scale_group)
+                weight_format_out=model.weight_format_out, scale_group=model.scale_group,
+                scale_sign=model.scale_sign)
     hist, thr = _run(out.theta, chunks, out.dims, lane, epochs, True, None, None)
     finish(out.theta, out.dims, lane, thr)
     return out, hist
@@ -515,7 +525,7 @@ def loss_and_grad(model: Model, X: np.ndarray, Y: np.ndarray, *, alpha: float = 
         return float(loss), g_eff
     g = np.zeros_like(theta)
     kind = MASK_NONE if mask is None else MASKS[mask]
-    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.row_qmax(), model.scale_group)
+    ste_backward(theta, I, H, O, g_eff, beta, kind, g, model.row_qmax(), model.scale_layout)
     return float(loss), g
 
 

@@ -93,6 +93,24 @@ def quantize_groups(theta, I, H, O, G):
     return p
 
 
+def quantize_sign(theta, I, H, O):
+    """Effective parameters of a ternary student with two scales per row: after the cell's parameters, each row's
+    (s+, s-) pair, W's rows first; a weight w >= 0 runs s+ * trit(w / s+), a weight w < 0 s- * trit(w / s-)."""
+    Z = I + H
+    cell = theta.size - 2 * (2 * H + O)
+    p = theta[:cell].copy()
+    S = theta[cell:].reshape(2 * H + O, 2)
+    W = p[: 2 * H * Z].reshape(2 * H, Z)
+    o = 2 * H * Z + 3 * H
+    Wo = p[o : o + O * H].reshape(O, H)
+    for M, pairs in ((W, S[: 2 * H]), (Wo, S[2 * H :])):
+        for r in range(M.shape[0]):
+            for j in range(M.shape[1]):
+                s = pairs[r, 1] if M[r, j] < 0 else pairs[r, 0]
+                M[r, j] = 0.0 if abs(M[r, j] / s) < 0.5 else s * np.sign(M[r, j])
+    return p
+
+
 def level(r, qmax):
     """The integer level of r = w / s in the format ``qmax``: binary (0) sign(r) with +1 at 0; otherwise
     sign(r) min(round(|r|), qmax), halves rounded away from zero (the fraction compared with 1/2, exactly)."""

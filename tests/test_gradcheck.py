@@ -376,4 +376,23 @@ def test_group_rows_catch_a_planted_error():
             g[g_eff.size:] *= np.sqrt(G / (I + H))
 
     bad = {r.block: r.ok for r in group_rows(theta, I, H, O, prob, w_idx, "g", 3, row_gradient_scale)}
-    assert not bad["notes' mask; LSQ dL/ds per group"] and bad["fine-tune: W frozen, dL/ds per group"], bad
+    assert not bad["notes' mask; LSQ dL/ds_v"] and bad["fine-tune: W frozen, dL/ds_v"], bad
+
+
+def test_sign_rows_catch_scales_of_the_wrong_sign():
+    """The two-scales-by-sign rows pass for the kernel and fail where each row's two scale gradients change places."""
+    from ternq.gradcheck import _Problem, group_rows
+    from ternq.kernels.ternary import SCALE_BY_SIGN, ste_ext
+
+    theta, (I, H, O), _, _, w_idx = _ste_setup()
+    prob = _Problem(stream(6, "test-sign"), I, H, O, 2, 6, 0.0, None)
+    good = {r.block: r.ok for r in group_rows(theta, I, H, O, prob, w_idx, "s", SCALE_BY_SIGN)}
+    assert len(good) == 4 and all(good.values()), good
+
+    def swapped(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
+        ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g)
+        gs = g[g_eff.size:].reshape(-1, 2)
+        gs[:] = gs[:, ::-1].copy()
+
+    bad = {r.block: r.ok for r in group_rows(theta, I, H, O, prob, w_idx, "s", SCALE_BY_SIGN, swapped)}
+    assert not bad["dL/ds_v (trits frozen)"] and not bad["fine-tune: W frozen, dL/ds_v"], bad

@@ -40,7 +40,7 @@ CHANGED = {"distill_hidden": "normalised", "distill_output": 0.5, "alpha_schedul
            "output_weight": "1", "scale_mode": "lsq", "beta_schedule": "geometric", "progressive": 0.5,
            "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4", "adam_restart": True,
            "float_matrices": "cand", "weight_format_gate": "int4", "weight_format_cand": "int8",
-           "weight_format_out": "int8", "scale_group": 8}
+           "weight_format_out": "int8", "scale_group": 8, "scale_sign": True}
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +96,11 @@ def _loop_inputs(dtype, H=5, E=24, seed=1):
     return teacher.params(dtype), student.theta.astype(dtype), X, Y, (I, H, O)
 
 
-# a batch shares its fine-tune and scale group (tests/test_scale_groups.py batches scale groups); float_matrices
+# a batch shares its fine-tune and scale layout (tests/test_scale_groups.py batches those); float_matrices
 # cand leaves the candidate matrix no format
-RECIPES = [{k: v} for k, v in CHANGED.items() if k not in ("finetune_epochs", "scale_group")] + [
-    {k: v for k, v in CHANGED.items() if k not in ("finetune_epochs", "weight_format_cand", "scale_group")},
+LAYOUT = ("finetune_epochs", "scale_group", "scale_sign")
+RECIPES = [{k: v} for k, v in CHANGED.items() if k not in LAYOUT] + [
+    {k: v for k, v in CHANGED.items() if k not in (*LAYOUT, "weight_format_cand")},
     {"weight_format_cand": "int8", "weight_format_out": "int4", "progressive": 0.5, "adam_restart": True},
     {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
     {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},

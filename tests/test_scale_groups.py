@@ -1,10 +1,11 @@
-"""Scale groups: one scale per run of ``scale_group`` columns of each row instead of one per row."""
+"""Scale layouts: one scale per run of ``scale_group`` columns of each row, or two per row by the weight's sign
+(``scale_sign``), instead of one per row."""
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from oracle import quantize_groups
+from oracle import quantize_groups, quantize_sign
 
 import ternq
 from ternq import multi
@@ -95,7 +96,7 @@ def test_group_students_trained_batched_give_the_bits_they_get_alone(sine_teache
     W = model.params()[: 2 * 6 * 7].reshape(12, 7)
     s = model.theta[model.n_cell:][: 12 * 3].reshape(12, 3)
     np.testing.assert_array_equal(np.abs(W), (np.abs(W) > 0) * np.repeat(s, 3, axis=1)[:, :7])
-    with pytest.raises(ValueError, match="scale group"):
+    with pytest.raises(ValueError, match="scale layout"):
         multi.train_students(teacher, task, [base, replace(base, scale_group=0)], [0, 0])
 
 
@@ -123,3 +124,49 @@ def test_scale_groups_are_refused_where_one_scale_per_row_is_assumed(sine_teache
     np.savez(tmp_path / "bad.npz", theta=theta, header=np.array(header.replace('"scale_group": 4', '"scale_group": 3')))
     with pytest.raises(ModelFileError):
         Model.load(tmp_path / "bad.npz")
+
+
+def test_sign_scales_run_as_the_oracle_start_at_each_signs_mean_and_keep_in_the_file(tmp_path):
+    teacher = init_teacher(H, stream(7, "t", H), I, O)
+    student = student_from(teacher, scale_sign=True)
+    assert student.n_scales == 2 * (2 * H + O) and student.theta.size == student.n_cell + student.n_scales
+    W = teacher.theta[: 2 * H * (I + H)].reshape(2 * H, I + H)
+    pairs = student.theta[student.n_cell:].reshape(-1, 2)
+    np.testing.assert_allclose(pairs[: 2 * H, 0], [np.abs(w[w >= 0]).mean() for w in W], rtol=1e-6)
+    np.testing.assert_allclose(pairs[: 2 * H, 1], [np.abs(w[w < 0]).mean() for w in W], rtol=1e-6)
+    rng = stream(7, "jitter")
+    student.theta[: student.n_cell] += rng.normal(0, 0.3, student.n_cell).astype(np.float32)
+    student.theta[student.n_cell:] *= rng.uniform(0.5, 1.5, student.n_scales).astype(np.float32)
+    want = quantize_sign(student.theta.astype(np.float64), I, H, O).astype(np.float32)
+    np.testing.assert_array_equal(student.params(), want)
+    assert set(np.unique(student.levels())) <= {-1, 0, 1} and np.count_nonzero(student.levels())
+    assert student.weight_bytes() - student_from(teacher).weight_bytes() == 4 * (2 * H + O)
+    student.save(tmp_path / "m.npz")
+    back = Model.load(tmp_path / "m.npz")
+    assert back.scale_sign and back.params().tobytes() == student.params().tobytes()
+    with pytest.raises(ValueError, match="scale_sign"):
+        Deployable.from_model(student)
+    with pytest.raises(SettingsError, match="^scale_sign:"):
+        StudentConfig(scale_sign=True, scale_group=4).validate()
+
+
+SIGN_RECIPES = [{}, {"progressive": 0.5, "adam_restart": True}, {"scale_mode": "lsq"}, {"scale_mode": "twn"},
+                {"weight_format": "int4"}, {"float_matrices": "gate", "distill": True}]
+
+
+def test_sign_students_trained_batched_give_the_bits_they_get_alone(sine_teacher):
+    task, teacher = sine_teacher
+    base = StudentConfig(hidden=6, epochs=12, batch=4, shaped=True, finetune_epochs=4, scale_sign=True)
+    cfgs = [replace(base, **r) for r in SIGN_RECIPES]
+    seeds = [k % 3 for k in range(len(cfgs))]
+    got = multi.train_students(teacher, task, cfgs, seeds)
+    for (model, hist), cfg, seed in zip(got, cfgs, seeds, strict=True):
+        alone, hist1 = ternq.train_student(teacher, task, cfg, seed)
+        assert model.theta.tobytes() == alone.theta.tobytes(), cfg
+        assert hist.loss.tobytes() == hist1.loss.tobytes()
+    # baked: each weight is its sign's scale times its trit, and the two scales of a row have moved apart
+    model = got[0][0]
+    W = model.params()[: 2 * 6 * 7].reshape(12, 7)
+    pairs = model.theta[model.n_cell:].reshape(-1, 2)[:12]
+    np.testing.assert_array_equal(W, np.where(W > 0, pairs[:, :1], np.where(W < 0, -pairs[:, 1:], 0)))
+    assert not np.allclose(pairs[:, 0], pairs[:, 1])

@@ -27,6 +27,8 @@ for w in "${what[@]}"; do
                 fact "groups-$task-$g" --config configs/research-groups.toml --task "$task" \
                     --factor "student.scale_group=0,$g"
             done
+            fact "groups-$task-sign" --config configs/research-groups.toml --task "$task" \
+                --factor "student.scale_sign=false,true"
             continue
         fi
         for part in gate cand out input recurrent; do

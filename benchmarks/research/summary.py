@@ -153,12 +153,13 @@ def width(root: Path) -> str:
     return "\n".join(out)
 
 
-GROUPS = (16, 8, 4)
+GROUPS = (16, 8, 4, "sign")  # scale_group G, and scale_sign
 
 
 def groups(root: Path) -> str:
-    """Each scale group against one scale per row (the designs' effect), and against the best int4/int8 point of
-    the width frontier (width-T: the same recipe, budget and seeds) at no more weight bytes."""
+    """Each scale group (and two scales per row by sign) against one scale per row (the designs' effect), and
+    against the best int4/int8 point of the width frontier (width-T: the same recipe, budget and seeds) at no
+    more weight bytes."""
     out = []
     for task in ("lorenz", "sine", "ecg"):
         docs = {g: root / f"groups-{task}-{g}" / "results.json" for g in GROUPS}
@@ -171,12 +172,13 @@ def groups(root: Path) -> str:
         f = root / f"width-{task}" / "results.json"
         ints = [p for p in json.loads(f.read_text())["points"] if p["method"] == "qat"
                 and p["format"].startswith("int")] if f.exists() else []
-        out += [f"### {task}, H={base['width']}, {len(first['seeds'])} seeds: one scale per G columns of a row", "",
+        out += [f"### {task}, H={base['width']}, {len(first['seeds'])} seeds: one scale per G columns of a row, or two "
+                "per row by sign", "",
                 f"Equal-budget float ({base['reference']['epochs']} epochs): scored eval MSE "
                 f"{_float_mse(first, base):.2e}. One scale per row: "
                 f"{_bytes(root / f'groups-{task}-{next(iter(docs))}' / 'results.csv', base['run'])} bytes, "
                 f"{_g(base['eval_mse_scored'])}, {_x(base['vs_float_scored'])} the float (log10 gap {gap:.2f}).",
-                "", "| G | weight bytes | scored eval MSE [95% CI] | vs equal-budget float | effect on log10 MSE "
+                "", "| scales | weight bytes | scored eval MSE [95% CI] | vs equal-budget float | effect on log10 MSE "
                 "[95% CI] | share of the log gap closed | best int4/int8 at no more bytes (width frontier) | "
                 "its MSE [95% CI] | ternary / it |", "|---|---|---|---|---|---|---|---|---|"]
         for g, doc in docs.items():
@@ -191,7 +193,8 @@ def groups(root: Path) -> str:
                 ratio = run["eval_mse_scored"]["geo_mean"] / best["eval_mse_scored"]["geo_mean"]
                 rival = (f"{best['format']} H={best['hidden']}, {best['weight_bytes']:,} B | "
                          f"{_g(best['eval_mse_scored'])} | {ratio:.1f}x")
-            out.append(f"| {g} | {nbytes} | {_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | "
+            label = "two per row, by sign" if g == "sign" else f"G={g}"
+            out.append(f"| {label} | {nbytes} | {_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | "
                        f"{_e(eff)} | {-eff['mean'] / gap:.0%} | {rival} |")
         out.append("")
     return "\n".join(out)

@@ -233,7 +233,8 @@ def batch_key(unit: Unit) -> tuple | None:
 def on_gpu(unit: Unit) -> bool:
     """Whether the GPU kernels can train ``unit``: a teacher or a student of one scale per row (every other
     setting), not a coordinate search."""
-    return unit.kind in ("teacher", "student") and not getattr(unit.config, "scale_group", 0)
+    c = unit.config
+    return unit.kind in ("teacher", "student") and not (getattr(c, "scale_group", 0) or getattr(c, "scale_sign", False))
 
 
 def on_gpu_group(units: list[Unit], device: str) -> bool:

@@ -2,9 +2,11 @@
 
 A student's parameter vector ``theta`` is the cell layout of
 :mod:`ternq.kernels.cell` (float *shadow* weights) followed by its positive scales:
-one per row of W (2H rows) and of Wout (O rows), or with a scale group ``group`` > 0
+one per row of W (2H rows) and of Wout (O rows); with a scale group ``group`` > 0
 one per run of ``group`` columns of each row (:func:`scale_cols`; the last run of a
-row may be shorter). Forward, every run uses the effective weights
+row may be shorter); with ``group`` SCALE_BY_SIGN two per row, the first for the row's
+weights w >= 0 and the second for its w < 0 (trained ternary quantization's two scales,
+Zhu et al. 2017, each with its own rounding threshold s/2). Forward, every run uses the effective weights
 ``s_v * level(W[r, j], s_v, qmax)`` of the scale v that holds column j (:func:`quantize`), where the
 weight format's ``qmax`` (:mod:`ternq.formats`) caps the integer level: 1 is ternary
 (:func:`trit`), 2^(bits-1) - 1 a signed integer, ``BINARY`` (0) the sign (+1 at 0).
@@ -96,9 +98,20 @@ def mask(w, s, beta, kind):
     return level_mask(w, s, beta, kind, 1)
 
 
+SCALE_BY_SIGN = -1  # the kernels' ``group`` of two scales per row, by the weight's sign
+
+
+def scale_layout(scale_group: int, scale_sign: bool) -> int:
+    """The kernels' ``group`` of the settings ``scale_group`` and ``scale_sign`` (which exclude each other)."""
+    return SCALE_BY_SIGN if scale_sign else scale_group
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def n_scales(n_in: int, hidden: int, n_out: int, group: int = 0) -> int:
-    """How many scales a student has: one per row (``group`` 0), or one per ``group`` columns of each row."""
+    """How many scales a student has: one per row (``group`` 0), one per ``group`` columns of each row, or two
+    per row (SCALE_BY_SIGN)."""
+    if group == SCALE_BY_SIGN:
+        return 2 * (2 * hidden + n_out)
     if group <= 0:
         return 2 * hidden + n_out
     return 2 * hidden * -(-(n_in + hidden) // group) + n_out * -(-hidden // group)
@@ -106,8 +119,11 @@ def n_scales(n_in: int, hidden: int, n_out: int, group: int = 0) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def scale_cols(v, n_in, hidden, n_out, group):
-    """The row r (W's rows, then Wout's) and the columns [ca, cb) of that row that scale ``v`` scales."""
+    """The row r (W's rows, then Wout's) and the columns [ca, cb) of that row that scale ``v`` scales (by sign:
+    the whole row, of one sign: :func:`scale_sign`)."""
     h2, z = 2 * hidden, n_in + hidden
+    if group == SCALE_BY_SIGN:
+        v //= 2
     if group <= 0:
         return v, 0, (z if v < h2 else hidden)
     per_w = -(-z // group)
@@ -120,9 +136,25 @@ def scale_cols(v, n_in, hidden, n_out, group):
     return h2 + u // per_o, ca, min(ca + group, hidden)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def scale_sign(v, group):
+    """Which weights of its columns scale ``v`` scales: all (0), or by sign those >= 0 (1) or < 0 (-1)."""
+    if group != SCALE_BY_SIGN:
+        return 0
+    return 1 if v % 2 == 0 else -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _member(w, sign):
+    """Whether a weight ``w`` belongs to a scale of ``sign`` (:func:`scale_sign`)."""
+    return sign == 0 or (w < 0) == (sign < 0)
+
+
 def per_scale(rows: np.ndarray, n_in: int, hidden: int, n_out: int, group: int = 0) -> np.ndarray:
     """A per-row array (2H + O, ...) repeated for each of its row's scales (:func:`scale_cols`)."""
     rows = np.asarray(rows)
+    if group == SCALE_BY_SIGN:
+        return np.repeat(rows, 2, axis=0)
     if group <= 0:
         return rows
     per_w, per_o = -(-(n_in + hidden) // group), -(-hidden // group)
@@ -201,11 +233,18 @@ def init_scales(theta, n_in, hidden, n_out, group, qmax, live):
     for v in range(scales.shape[0]):
         r, qa, qb = _scaled(v, live[v], n_in, hidden, n_out, group)
         row = W[r] if r < h2 else Wout[r - h2]
-        part = row[qa:qb]
+        part = np.abs(row[qa:qb])
+        sign = scale_sign(v, group)
+        if sign != 0:  # the weights of the scale's sign; none: the row's, so that the scale stays usable
+            mine = np.empty(qb - qa, np.bool_)
+            for j in range(qa, qb):
+                mine[j - qa] = _member(row[j], sign)
+            if mine.any():
+                part = part[mine]
         if qmax[v] <= 1:
-            scales[v] = max(np.mean(np.abs(part)), SCALE_MIN)
+            scales[v] = max(np.mean(part), SCALE_MIN)
         else:
-            scales[v] = max(np.max(np.abs(part)) / qmax[v], SCALE_MIN)
+            scales[v] = max(np.max(part) / qmax[v], SCALE_MIN)
 
 
 # ---------------------------------------------------------------- recipes
@@ -255,11 +294,15 @@ def recompute_scales(theta, n_in, hidden, n_out, group, kind, thr):
     h2 = 2 * hidden
     for v in range(scales.shape[0]):
         r, ca, cb = scale_cols(v, n_in, hidden, n_out, group)
+        sign = scale_sign(v, group)
         row = W[r] if r < h2 else Wout[r - h2]
         mean_abs = 0.0
+        m = 0
         for j in range(ca, cb):
-            mean_abs += abs(np.float64(row[j]))
-        mean_abs /= cb - ca
+            if _member(row[j], sign):
+                mean_abs += abs(np.float64(row[j]))
+                m += 1
+        mean_abs /= max(m, 1)
         if kind == SCALE_ABSMEAN:
             scales[v] = max(mean_abs, SCALE_MIN)
             continue
@@ -268,7 +311,7 @@ def recompute_scales(theta, n_in, hidden, n_out, group, kind, thr):
         n = 0
         for j in range(ca, cb):
             a = abs(np.float64(row[j]))
-            if a > delta:
+            if a > delta and _member(row[j], sign):
                 kept += a
                 n += 1
         scales[v] = max(kept / n if n > 0 else mean_abs, SCALE_MIN)
@@ -295,7 +338,12 @@ def quantize_ext(theta, n_in, hidden, n_out, group, use_thr, thr, live, qmax, p)
         else:
             row, prow = Wout[r - h2], pWout[r - h2]
         q = qmax[v]
-        if use_thr:
+        sign = scale_sign(v, group)
+        if sign != 0:  # two scales per row: the weights of this one's sign
+            for j in range(qa, qb):
+                if _member(row[j], sign):
+                    prow[j] = s * ty(level_thr(row[j], thr[v], q) if use_thr else level(row[j], s, q))
+        elif use_thr:
             t = thr[v]
             for j in range(qa, qb):
                 prow[j] = s * ty(level_thr(row[j], t, q))
@@ -340,6 +388,28 @@ def ste_ext(theta, n_in, hidden, n_out, group, g_eff, beta, kind, use_thr, thr, 
             row, grow = W[r], gW[r]
         else:
             row, grow = Wout[r - h2], gWout[r - h2]
+        sign = scale_sign(v, group)
+        if sign != 0:  # two scales per row: one pass over the weights of this one's sign, each read then masked
+            n = 0
+            sm = ty(2.0) * thr[v] if use_thr else s
+            for j in range(qa, qb):
+                if not _member(row[j], sign):
+                    continue
+                n += 1
+                lv = level_thr(row[j], thr[v], q) if use_thr else level(row[j], s, q)
+                rr = row[j] / s
+                ds += grow[j] * (lv - rr if scale_kind == SCALE_LSQ and not freeze and abs(rr) < cap else lv)
+                if freeze:
+                    grow[j] = 0
+                elif kind != MASK_NONE or q == BINARY:
+                    grow[j] = grow[j] * ty(level_mask(row[j], sm, beta, kind, q))
+            if freeze or scale_kind == SCALE_LEARNED:
+                gs[v] = ds
+            elif scale_kind == SCALE_LSQ:
+                gs[v] = ds * ty(1.0 / np.sqrt(max(n, 1) * max(q, 1)))
+            else:
+                gs[v] = ty(0.0)
+            continue
         # the scale's gradient (summed in float64: levels are float64) reads the effective gradient, then the
         # shadow weights' is masked in place: two passes with the switches outside them, so that the second
         # (no running sum) vectorizes
