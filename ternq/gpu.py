@@ -355,7 +355,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
     :class:`ternq.multi.BatchResult`, the same bits."""
     from .multi import BatchResult
-    from .train import DT, loop_of
+    from .train import DT, cpu_only, loop_of
 
     n_in, hidden, n_out = (int(d) for d in dims)
     theta = np.array(theta, np.float32)  # a copy: trained in place
@@ -367,9 +367,9 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     for lane in lanes:
         if lane.uses_teacher and not student:
             raise ValueError("only students distill")
-        if lane.scale_layout:
-            raise ValueError("the GPU kernel trains one scale per row: a student with a scale_group or scale_sign "
-                             "trains on the CPU")
+        if cpu_only(lane):
+            raise ValueError("the GPU kernel trains one scale per row with thresholds at s/2: a student with a "
+                             "scale_group, scale_sign or zero_threshold trains on the CPU")
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
     distill = np.array([ln.distill for ln in lanes], np.bool_)

@@ -290,6 +290,7 @@ def check(hidden: int = 16, seed: int = 0, n_in: int = 1, n_out: int = 1,
 
 
 FORMAT_ROWS = ("binary", "int4", "int8")  # ternary's rows are the ones above
+ZERO_THRESHOLD_ROW = 0.35  # the moved zero threshold of its row, as a share of the scale
 GROUP_ROWS = 3  # columns per scale of the scale-group rows: every row of an odd shape ends in a shorter group
 
 
@@ -497,6 +498,8 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     - W's input or recurrent columns kept in float (``float_matrices`` input, recurrent), under LSQ: their
       gradient is ``g_eff``; the rest of each row as above, its scale's sum and gradient scale ``1/sqrt(n)`` over
       its n quantized columns only.
+    - a moved zero threshold (``zero_threshold`` t): trits ``sign(w) [|w| > t s]``, the shadow gradient
+      ``g_eff * mask(w / (2 t s))``, ``dL/ds = sum_j dL/dWeff_j trit_j`` (trits frozen).
 
     ``backward`` is the kernel by default; tests pass a wrong one to show the rows catch it.
     """
@@ -528,6 +531,14 @@ def recipe_rows(theta, I, H, O, g_eff, rows, w_idx, model, rng, backward=ste_ext
     want = g_w * protocol_mask(w, 2.0 * delta[rows], 7.0, MASK_NOTES)
     out.append(_compare(model, "TWN: STE = g_eff * mask(w/2delta)", np.concatenate([g[w_idx], g[n_cell:]]),
                         np.concatenate([want, np.zeros(n_rows)])))
+
+    t = ZERO_THRESHOLD_ROW * scales  # a moved zero threshold: trits by |w| > t s, scales learned
+    g = run(True, t, ones, SCALE_LEARNED, False, MASK_NOTES, 7.0)
+    q_t = np.where(np.abs(w) > t[rows], np.sign(w), 0.0)
+    out.append(_compare(model, f"zero threshold {ZERO_THRESHOLD_ROW} s: mask(w/2t), dL/ds",
+                        np.concatenate([g[w_idx], g[n_cell:]]),
+                        np.concatenate([g_w * protocol_mask(w, 2.0 * t[rows], 7.0, MASK_NOTES),
+                                        np.bincount(rows, g_w * q_t, n_rows)])))
 
     q_thr = np.where(np.abs(w) > delta[rows], np.sign(w), 0.0)
     g = run(True, delta, ones, SCALE_LEARNED, True, MASK_NOTES, 7.0)

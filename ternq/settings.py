@@ -28,6 +28,7 @@ from .kernels.loop import (
     LR_COSINE,
     OUTPUT_1_MINUS_ALPHA,
     OUTPUT_ONE,
+    ROUND,
 )
 from .kernels.ternary import (
     FLOAT_MATRICES,
@@ -348,6 +349,10 @@ class StudentSettings(OptimiserSettings):
     scale_sign: bool = setting(False, "Two float32 scales per row, as trained ternary quantization's: one for the "
                                "row's weights >= 0, one for its weights < 0, each with its own threshold s/2. "
                                "Trains on the CPU.", flag="--scale-sign/--no-scale-sign")
+    zero_threshold: float = setting(ROUND, "Ternary's zero threshold as a share of the row's scale: a trit is 0 where "
+                                    "|w| <= zero_threshold s (0.5: rounding w / s). Ternary only, with learned or "
+                                    "lsq scales; trains on the CPU.", lo=0.0, lo_open=True, hi=1.0,
+                                    flag="--zero-threshold")
     # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
     # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the
     # quantization-aware epochs are skipped, so only the levels-frozen fine-tune trains (none: plain PTQ).
@@ -375,6 +380,12 @@ class StudentSettings(OptimiserSettings):
         if self.float_matrices in ("input", "recurrent") and self.scale_mode in ("absmean", "twn"):
             raise SettingsError("float_matrices", f"{self.float_matrices} keeps part of every row of W in float; "
                                 f"scale_mode {self.scale_mode} recomputes scales from whole rows: use learned or lsq")
+        if self.zero_threshold != StudentSettings.zero_threshold:
+            if any(f.qmax != 1 for f in self.matrix_formats):
+                raise SettingsError("zero_threshold", f"a ternary setting; {self.format_label} has other levels")
+            if self.scale_mode in ("absmean", "twn"):
+                raise SettingsError("zero_threshold", f"scale_mode {self.scale_mode} sets its own thresholds: use "
+                                    "learned or lsq")
         if self.scale_sign and self.scale_group:
             raise SettingsError("scale_sign", "two scales per row by sign, or one per scale_group columns: not both")
         if (self.scale_group or self.scale_sign) and self.float_matrices in ("input", "recurrent"):

@@ -9,12 +9,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import formats
-from .kernels.cell import forward, loss_grad, mse
+from .kernels.cell import forward, loss_grad, mse, n_params
 from .kernels.loop import (
+    ROUND,
     Loop,
     stack,
     thresholds,
     train_epochs,
+    zero_thresholds,
 )
 from .kernels.ternary import (
     FLOAT_MATRICES,
@@ -84,7 +86,7 @@ class TeacherConfig(TeacherSettings):
 RECIPE_KEYS = ("distill_hidden", "distill_output", "alpha_schedule", "alpha_until", "output_weight", "scale_mode",
                "beta_schedule", "progressive", "finetune_epochs", "finetune_lr", "weight_format", "adam_restart",
                "float_matrices", "weight_format_gate", "weight_format_cand", "weight_format_out", "scale_group",
-               "scale_sign")
+               "scale_sign", "zero_threshold")
 
 
 def uses_recipe(cfg: StudentSettings) -> bool:
@@ -196,6 +198,7 @@ class Lane:
     weight_format_out: str = StudentSettings.weight_format_out
     scale_group: int = StudentSettings.scale_group
     scale_sign: bool = StudentSettings.scale_sign
+    zero_threshold: float = StudentSettings.zero_threshold
 
     @classmethod
     def of(cls, cfg: TeacherConfig | StudentConfig, distill_hidden: np.ndarray | None = None,
@@ -208,7 +211,7 @@ class Lane:
                    cfg.alpha_until, cfg.output_weight, cfg.scale_mode, cfg.beta_schedule, cfg.progressive, row_rank,
                    cfg.finetune_epochs, cfg.finetune_lr, cfg.weight_format, cfg.adam_restart, cfg.float_matrices,
                    cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out, cfg.scale_group,
-                   cfg.scale_sign)
+                   cfg.scale_sign, cfg.zero_threshold)
 
     @property
     def scale_layout(self) -> int:
@@ -256,6 +259,13 @@ class Lane:
                 raise ValueError(f"{key} must be one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
 
 
+def cpu_only(cfg: StudentSettings | Lane) -> bool:
+    """Whether a student's settings train on the CPU kernels only: scale groups, scales by sign, a moved zero
+    threshold (the GPU kernel runs one scale per row, thresholds at s/2)."""
+    return bool(getattr(cfg, "scale_group", 0) or getattr(cfg, "scale_sign", False)
+                or getattr(cfg, "zero_threshold", ROUND) != ROUND)
+
+
 def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, student: bool) -> Loop:
     """The loop's record for models of one shape trained ``n_epochs`` epochs (the fine-tune's included)."""
     n_in, hidden, n_out = dims
@@ -291,7 +301,8 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             row_rank=np.ascontiguousarray(per_scale(rank, *dims, group), np.int64).reshape(n_s, 1),
             qmax=lane.row_qmax(dims).reshape(n_s, 1),
             adam_restart=np.array([lane.adam_restart], np.bool_),
-            quantized=lane.scale_codes(dims).reshape(n_s, 1))
+            quantized=lane.scale_codes(dims).reshape(n_s, 1),
+            zero_threshold=np.array([lane.zero_threshold], np.float64))
 
     return stack([one(lane) for lane in lanes])
 
@@ -301,9 +312,12 @@ def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.nd
     shadow weights, so that the model runs anywhere exactly as it trained."""
     frozen = lane.finetune_epochs > 0
     kind = SCALE_MODES[lane.scale_mode]
+    moved = not frozen and lane.zero_threshold != ROUND
     if not frozen and kind in (SCALE_ABSMEAN, SCALE_TWN):
         recompute_scales(theta, *dims, lane.scale_layout, kind, thr)
-    bake_rows(theta, *dims, lane.scale_layout, frozen or kind == SCALE_TWN, thr, lane.scale_codes(dims),
+    if moved:
+        zero_thresholds(theta, n_params(*dims), lane.zero_threshold, thr)
+    bake_rows(theta, *dims, lane.scale_layout, frozen or kind == SCALE_TWN or moved, thr, lane.scale_codes(dims),
               lane.row_qmax(dims))
 
 

@@ -237,7 +237,7 @@ def test_recipe_rows_catch_a_wrong_backward():
     assert not bad["LSQ dL/ds (Esser et al.)"] and bad["fine-tune: W frozen, dL/ds"]
     bad = {r.block: r.ok for r in recipe_rows(theta, I, H, O, g_eff, rows, w_idx, "s", stream(1, "r"),
                                               mask_at_threshold)}
-    assert not bad["TWN: STE = g_eff * mask(w/2delta)"]
+    assert not bad["TWN: STE = g_eff * mask(w/2delta)"] and not bad["zero threshold 0.35 s: mask(w/2t), dL/ds"]
 
     def float_rows_frozen(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, live, scale_kind, freeze, qmax, g):
         ste_ext(theta, I, H, O, G, g_eff, beta, kind, use_thr, thr, np.ones_like(live) if freeze else live,

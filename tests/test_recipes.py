@@ -40,7 +40,8 @@ CHANGED = {"distill_hidden": "normalised", "distill_output": 0.5, "alpha_schedul
            "output_weight": "1", "scale_mode": "lsq", "beta_schedule": "geometric", "progressive": 0.5,
            "finetune_epochs": 10, "finetune_lr": 3e-3, "weight_format": "int4", "adam_restart": True,
            "float_matrices": "cand", "weight_format_gate": "int4", "weight_format_cand": "int8",
-           "weight_format_out": "int8", "scale_group": 8, "scale_sign": True}
+           "weight_format_out": "int8", "scale_group": 8, "scale_sign": True,
+           "zero_threshold": 0.4}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_recipe_settings_default_to_the_notes_and_each_marks_a_recipe():
                                        ("beta_schedule", "exp"), ("progressive", -0.1), ("finetune_epochs", -1),
                                        ("finetune_lr", 0.0), ("progressive", float("nan")),
                                        ("float_matrices", "columns"), ("weight_format_cand", "int9"),
-                                       ("scale_group", -1)])
+                                       ("scale_group", -1), ("zero_threshold", 0.0), ("zero_threshold", 1.5)])
 def test_bad_recipe_settings_name_their_key(key, value):
     with pytest.raises(SettingsError, match=f"^{key}:"):
         replace(StudentConfig(), **{key: value}).validate()
@@ -97,17 +98,18 @@ def _loop_inputs(dtype, H=5, E=24, seed=1):
 
 
 # a batch shares its fine-tune and scale layout (tests/test_scale_groups.py batches those); float_matrices
-# cand leaves the candidate matrix no format
+# cand leaves the candidate matrix no format, and zero_threshold is ternary's
 LAYOUT = ("finetune_epochs", "scale_group", "scale_sign")
 RECIPES = [{k: v} for k, v in CHANGED.items() if k not in LAYOUT] + [
-    {k: v for k, v in CHANGED.items() if k not in (*LAYOUT, "weight_format_cand")},
+    {k: v for k, v in CHANGED.items() if k not in (*LAYOUT, "weight_format_cand", "zero_threshold")},
     {"weight_format_cand": "int8", "weight_format_out": "int4", "progressive": 0.5, "adam_restart": True},
     {"scale_mode": "twn", "progressive": 1.0}, {"scale_mode": "absmean", "output_weight": "1"},
     {"distill": False, "distill_output": 0.7}, {"mask": "none"}, {"mask": "reference", "alpha_schedule": "falling"},
     {"beta_schedule": "cosine", "alpha_schedule": "constant"}, {},
     {"adam_restart": True, "progressive": 0.5}, {"float_matrices": "out", "progressive": 0.5},
     {"float_matrices": "input", "progressive": 0.5, "scale_mode": "lsq"},
-    {"float_matrices": "recurrent", "weight_format": "int4", "adam_restart": True}]
+    {"float_matrices": "recurrent", "weight_format": "int4", "adam_restart": True},
+    {"zero_threshold": 0.35, "progressive": 0.5, "scale_mode": "lsq", "adam_restart": True}]
 
 
 @pytest.mark.parametrize("finetune_epochs", [0, 4])
@@ -120,7 +122,7 @@ def test_every_recipe_trained_batched_gives_the_bits_it_gets_alone(sine_teacher,
     task, teacher = sine_teacher
     base = StudentConfig(hidden=6, epochs=12, batch=4, shaped=True, distill=True, finetune_epochs=finetune_epochs)
     cfgs = [replace(base, **r) for r in RECIPES]
-    seeds = [k % 3 for k in range(len(cfgs))]
+    seeds = [k % 4 for k in range(len(cfgs))]  # alpha_until alone is the plain recipe: other seeds tell them apart
     got = multi.train_students(teacher, task, cfgs, seeds)
     for (model, hist), cfg, seed in zip(got, cfgs, seeds, strict=True):
         alone, hist1 = ternq.train_student(teacher, task, cfg, seed)

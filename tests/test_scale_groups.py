@@ -1,5 +1,5 @@
-"""Scale layouts: one scale per run of ``scale_group`` columns of each row, or two per row by the weight's sign
-(``scale_sign``), instead of one per row."""
+"""Scale layouts (one scale per run of ``scale_group`` columns of each row, or two per row by the weight's sign
+(``scale_sign``), instead of one per row) and ternary's zero threshold moved from s/2 (``zero_threshold``)."""
 
 from dataclasses import replace
 
@@ -170,3 +170,29 @@ def test_sign_students_trained_batched_give_the_bits_they_get_alone(sine_teacher
     pairs = model.theta[model.n_cell:].reshape(-1, 2)[:12]
     np.testing.assert_array_equal(W, np.where(W > 0, pairs[:, :1], np.where(W < 0, -pairs[:, 1:], 0)))
     assert not np.allclose(pairs[:, 0], pairs[:, 1])
+
+
+def test_a_moved_zero_threshold_sets_how_many_trits_are_zero(sine_teacher):
+    """zero_threshold t makes a trit 0 where |w| <= t s: a lower t keeps more weights, a higher one fewer; each
+    model trains to the same bits batched and alone, bakes to s * trit, and is refused where it cannot run."""
+    from ternq import gpu
+    from ternq.experiment.units import Unit, on_gpu
+
+    task, teacher = sine_teacher
+    base = StudentConfig(hidden=6, epochs=30, batch=4, shaped=True, scale_mode="lsq")
+    cfgs = [replace(base, zero_threshold=t) for t in (0.3, 0.5, 0.7)]
+    got = multi.train_students(teacher, task, cfgs, [1, 1, 1])
+    zeros = [m.zero_share() for m, _ in got]
+    assert zeros[0] < zeros[1] < zeros[2], zeros
+    low, _ = ternq.train_student(teacher, task, cfgs[0], 1)
+    assert low.theta.tobytes() == got[0][0].theta.tobytes()
+    W = low.params()[: 12 * 7].reshape(12, 7)
+    s = low.theta[low.n_cell:][:12, None]
+    np.testing.assert_array_equal(np.abs(W), (np.abs(W) > 0) * s)
+    for bad in ({"weight_format": "int4"}, {"scale_mode": "twn"}, {"weight_format_out": "int8"}):
+        with pytest.raises(SettingsError, match="^zero_threshold:"):
+            replace(cfgs[0], **bad).validate()
+    assert not on_gpu(Unit("student", "s", 0, None, cfgs[0])) and on_gpu(Unit("student", "s", 0, None, cfgs[1]))
+    with pytest.raises(ValueError, match="trains on the CPU"):
+        gpu.train_batch(low.theta[None], np.zeros((1, 1, 1, 1, 1)), np.zeros((1, 1, 1, 1, 1)), [0], low.dims,
+                        [Lane(zero_threshold=0.3)], student=True)

@@ -29,6 +29,10 @@ for w in "${what[@]}"; do
             done
             fact "groups-$task-sign" --config configs/research-groups.toml --task "$task" \
                 --factor "student.scale_sign=false,true"
+            for t in 0.35 0.65; do
+                fact "groups-$task-thr$t" --config configs/research-groups.toml --task "$task" \
+                    --factor "student.zero_threshold=0.5,$t"
+            done
             continue
         fi
         for part in gate cand out input recurrent; do

@@ -153,13 +153,13 @@ def width(root: Path) -> str:
     return "\n".join(out)
 
 
-GROUPS = (16, 8, 4, "sign")  # scale_group G, and scale_sign
+GROUPS = (16, 8, 4, "sign", "thr0.35", "thr0.65")  # scale_group G, scale_sign, zero_threshold t
 
 
 def groups(root: Path) -> str:
-    """Each scale group (and two scales per row by sign) against one scale per row (the designs' effect), and
-    against the best int4/int8 point of the width frontier (width-T: the same recipe, budget and seeds) at no
-    more weight bytes."""
+    """Each scale group (two scales per row by sign, a moved zero threshold) against one scale per row (the
+    designs' effect), and against the best int4/int8 point of the width frontier (width-T: the same recipe,
+    budget and seeds) at no more weight bytes."""
     out = []
     for task in ("lorenz", "sine", "ecg"):
         docs = {g: root / f"groups-{task}-{g}" / "results.json" for g in GROUPS}
@@ -172,8 +172,8 @@ def groups(root: Path) -> str:
         f = root / f"width-{task}" / "results.json"
         ints = [p for p in json.loads(f.read_text())["points"] if p["method"] == "qat"
                 and p["format"].startswith("int")] if f.exists() else []
-        out += [f"### {task}, H={base['width']}, {len(first['seeds'])} seeds: one scale per G columns of a row, or two "
-                "per row by sign", "",
+        out += [f"### {task}, H={base['width']}, {len(first['seeds'])} seeds: one scale per G columns of a row, two "
+                "per row by sign, or a moved zero threshold", "",
                 f"Equal-budget float ({base['reference']['epochs']} epochs): scored eval MSE "
                 f"{_float_mse(first, base):.2e}. One scale per row: "
                 f"{_bytes(root / f'groups-{task}-{next(iter(docs))}' / 'results.csv', base['run'])} bytes, "
@@ -193,7 +193,8 @@ def groups(root: Path) -> str:
                 ratio = run["eval_mse_scored"]["geo_mean"] / best["eval_mse_scored"]["geo_mean"]
                 rival = (f"{best['format']} H={best['hidden']}, {best['weight_bytes']:,} B | "
                          f"{_g(best['eval_mse_scored'])} | {ratio:.1f}x")
-            label = "two per row, by sign" if g == "sign" else f"G={g}"
+            label = ("two per row, by sign" if g == "sign"
+                     else f"one per row, zero at {g[3:]} s" if str(g).startswith("thr") else f"G={g}")
             out.append(f"| {label} | {nbytes} | {_g(run['eval_mse_scored'])} | {_x(run['vs_float_scored'])} | "
                        f"{_e(eff)} | {-eff['mean'] / gap:.0%} | {rival} |")
         out.append("")

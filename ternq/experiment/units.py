@@ -31,6 +31,7 @@ from ..train import (
     Progress,
     StudentConfig,
     TeacherConfig,
+    cpu_only,
     evaluate,
     train_student,
     train_teacher,
@@ -231,10 +232,9 @@ def batch_key(unit: Unit) -> tuple | None:
 
 
 def on_gpu(unit: Unit) -> bool:
-    """Whether the GPU kernels can train ``unit``: a teacher or a student of one scale per row (every other
-    setting), not a coordinate search."""
-    c = unit.config
-    return unit.kind in ("teacher", "student") and not (getattr(c, "scale_group", 0) or getattr(c, "scale_sign", False))
+    """Whether the GPU kernels can train ``unit``: a teacher or a student (every setting but those of
+    :func:`ternq.train.cpu_only`), not a coordinate search."""
+    return unit.kind in ("teacher", "student") and not cpu_only(unit.config)
 
 
 def on_gpu_group(units: list[Unit], device: str) -> bool:

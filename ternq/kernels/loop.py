@@ -43,6 +43,7 @@ ALPHA_EARLY = 3
 BETA_LINEAR = 0
 BETA_GEOMETRIC = 1
 BETA_COSINE = 2
+ROUND = 0.5  # the zero threshold of rounding w / s: a ternary level is 0 where |w / s| < 1/2
 # the output term's weight under distillation
 OUTPUT_1_MINUS_ALPHA = 0
 OUTPUT_ONE = 1
@@ -86,6 +87,7 @@ class Loop(NamedTuple):
     qmax: np.ndarray  # (S, M) int64: each scale's format code (ternq.formats: ternary 1, binary 0, intN 2^(N-1)-1)
     adam_restart: np.ndarray  # (M,) bool: fresh Adam moments and step count for the parameters that join
     quantized: np.ndarray  # (S, M) int8: each scale's row code (ternary.quantized_rows: float_matrices)
+    zero_threshold: np.ndarray  # (M,) float64: a trit is 0 where |w| <= zero_threshold s (ROUND: the rounding's)
 
     @property
     def models(self) -> int:
@@ -270,10 +272,13 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
     if loop.student:
         for r in range(n_s):
             live[r] = loop.quantized[r, k]
+    moved = loop.zero_threshold[k] != ROUND
     if fine and e == n_main and loop.student:
         if scale_mode >= SCALE_ABSMEAN:
             recompute_scales(theta, n_in, hidden, n_out, group, scale_mode, thresholds)
-        bake_rows(theta, n_in, hidden, n_out, group, scale_mode == SCALE_TWN, thresholds, live, qmax)
+        if moved:
+            zero_thresholds(theta, at.scales, loop.zero_threshold[k], thresholds)
+        bake_rows(theta, n_in, hidden, n_out, group, scale_mode == SCALE_TWN or moved, thresholds, live, qmax)
         for r in range(n_s):
             thresholds[r] = theta.dtype.type(0.5) * theta[at.scales + r]
         adam_m[at.W : at.b] = 0
@@ -289,6 +294,9 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
         if scale_mode >= SCALE_ABSMEAN:
             recompute_scales(theta, n_in, hidden, n_out, group, scale_mode, thresholds)
         use_thr = scale_mode == SCALE_TWN
+        if moved:
+            zero_thresholds(theta, at.scales, loop.zero_threshold[k], thresholds)
+            use_thr = True
         share = loop.progressive[k]
         if share > 0.0:
             n_q = rows_quantized(2 * hidden + n_out, share, n_main, e)
@@ -297,6 +305,14 @@ def begin_epoch(loop, k, e, theta, adam_m, thresholds, live, p):
                     live[r] = 0
     quantize_ext(theta, n_in, hidden, n_out, group, use_thr, thresholds, live, qmax, p)
     return prog, fine, use_thr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def zero_thresholds(theta, at_scales, ratio, thresholds):
+    """Each scale's absolute zero threshold ``ratio * s`` from its current scale (a moved threshold)."""
+    ty = theta.dtype.type
+    for r in range(thresholds.shape[0]):
+        thresholds[r] = ty(ratio) * theta[at_scales + r]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
