@@ -80,10 +80,10 @@ GROUP_RECIPES = [{}, {"progressive": 0.5, "adam_restart": True}, {"scale_mode": 
                  {"weight_format_cand": "int8", "distill": True}, {"float_matrices": "out", "mask": "reference"}]
 
 
-def test_group_students_trained_batched_give_the_bits_they_get_alone(sine_teacher):
+def _batched_as_alone(sine_teacher, base: StudentConfig, recipes: list[dict]) -> list:
+    """Each recipe on ``base`` trained in one batch: the bits each gets alone, and no two alike."""
     task, teacher = sine_teacher
-    base = StudentConfig(hidden=6, epochs=12, batch=4, shaped=True, finetune_epochs=4, scale_group=3)
-    cfgs = [replace(base, **r) for r in GROUP_RECIPES]
+    cfgs = [replace(base, **r) for r in recipes]
     seeds = [k % 3 for k in range(len(cfgs))]
     got = multi.train_students(teacher, task, cfgs, seeds)
     for (model, hist), cfg, seed in zip(got, cfgs, seeds, strict=True):
@@ -91,6 +91,13 @@ def test_group_students_trained_batched_give_the_bits_they_get_alone(sine_teache
         assert model.theta.tobytes() == alone.theta.tobytes(), cfg
         assert hist.loss.tobytes() == hist1.loss.tobytes()
     assert len({m.theta.tobytes() for m, _ in got}) == len(got)
+    return got
+
+
+def test_group_students_trained_batched_give_the_bits_they_get_alone(sine_teacher):
+    task, teacher = sine_teacher
+    base = StudentConfig(hidden=6, epochs=12, batch=4, shaped=True, finetune_epochs=4, scale_group=3)
+    got = _batched_as_alone(sine_teacher, base, GROUP_RECIPES)
     # baked: each quantized weight is its group's scale times its level
     model = got[0][0]
     W = model.params()[: 2 * 6 * 7].reshape(12, 7)
@@ -155,15 +162,8 @@ SIGN_RECIPES = [{}, {"progressive": 0.5, "adam_restart": True}, {"scale_mode": "
 
 
 def test_sign_students_trained_batched_give_the_bits_they_get_alone(sine_teacher):
-    task, teacher = sine_teacher
     base = StudentConfig(hidden=6, epochs=12, batch=4, shaped=True, finetune_epochs=4, scale_sign=True)
-    cfgs = [replace(base, **r) for r in SIGN_RECIPES]
-    seeds = [k % 3 for k in range(len(cfgs))]
-    got = multi.train_students(teacher, task, cfgs, seeds)
-    for (model, hist), cfg, seed in zip(got, cfgs, seeds, strict=True):
-        alone, hist1 = ternq.train_student(teacher, task, cfg, seed)
-        assert model.theta.tobytes() == alone.theta.tobytes(), cfg
-        assert hist.loss.tobytes() == hist1.loss.tobytes()
+    got = _batched_as_alone(sine_teacher, base, SIGN_RECIPES)
     # baked: each weight is its sign's scale times its trit, and the two scales of a row have moved apart
     model = got[0][0]
     W = model.params()[: 2 * 6 * 7].reshape(12, 7)

@@ -36,13 +36,9 @@ def _float_mse(doc: dict, run: dict) -> float:
 def where(root: Path) -> str:
     out = []
     for task in ("lorenz", "sine", "ecg"):
-        docs = {p: root / f"where-{task}-{p}" / "results.json" for p in PARTS}
-        docs = {p: json.loads(f.read_text()) for p, f in docs.items() if f.exists()}
+        docs, first, base, gap = _designs(root, "where", task, PARTS)
         if not docs:
             continue
-        first = next(iter(docs.values()))
-        base = first["runs"][0]
-        gap = math.log10(base["vs_float_scored"]["geo_mean"])
         out += [f"### {task}, H={base['width']}, {len(first['seeds'])} seeds: which part kept in float closes the gap",
                 "", f"Equal-budget float ({base['reference']['epochs']} epochs): scored eval MSE "
                 f"{_float_mse(first, base):.2e}. All quantized: {_g(base['eval_mse_scored'])}, "
@@ -57,6 +53,18 @@ def where(root: Path) -> str:
                        f"{-eff['mean'] / gap:.0%} |")
         out += ["", *_column_magnitudes(root / f"where-{task}-input" / "models")]
     return "\n".join(out)
+
+
+def _designs(root: Path, name: str, task: str, levels) -> tuple[dict, dict, dict, float]:
+    """The two-level designs ``name-task-level`` that have results: {level: results.json}, the first of them, its
+    baseline run (the cell every design shares) and that run's log10 gap to the float (empties and nan: none)."""
+    docs = {v: root / f"{name}-{task}-{v}" / "results.json" for v in levels}
+    docs = {v: json.loads(f.read_text()) for v, f in docs.items() if f.exists()}
+    if not docs:
+        return {}, {}, {}, math.nan
+    first = next(iter(docs.values()))
+    base = first["runs"][0]
+    return docs, first, base, math.log10(base["vs_float_scored"]["geo_mean"])
 
 
 def _bytes(csv_path: Path, run: int) -> str:
@@ -162,13 +170,9 @@ def groups(root: Path) -> str:
     budget and seeds) at no more weight bytes."""
     out = []
     for task in ("lorenz", "sine", "ecg"):
-        docs = {g: root / f"groups-{task}-{g}" / "results.json" for g in GROUPS}
-        docs = {g: json.loads(f.read_text()) for g, f in docs.items() if f.exists()}
+        docs, first, base, gap = _designs(root, "groups", task, GROUPS)
         if not docs:
             continue
-        first = next(iter(docs.values()))
-        base = first["runs"][0]
-        gap = math.log10(base["vs_float_scored"]["geo_mean"])
         f = root / f"width-{task}" / "results.json"
         ints = [p for p in json.loads(f.read_text())["points"] if p["method"] == "qat"
                 and p["format"].startswith("int")] if f.exists() else []
