@@ -251,7 +251,7 @@ def init_scales(theta, n_in, hidden, n_out, group, qmax, live):
 #
 # The general forms of quantize and STE, which the training loop runs (the functions above are
 # them with every recipe off). Per row r they know:
-#   (one entry per scale: per row, or per scale group of a row)
+#   (one entry per scale: per row, per scale group of a row, or per sign of a row)
 #   live[r]   1: the row runs quantized; 0: it still runs its float shadow weights (progressive
 #             quantization, float_matrices), with the identity as its gradient and no scale gradient;
 #             2 and 3: its input or its recurrent columns run float that way (quantized_cols);
