@@ -196,3 +196,19 @@ def test_a_moved_zero_threshold_sets_how_many_trits_are_zero(sine_teacher):
     with pytest.raises(ValueError, match="trains on the CPU"):
         gpu.train_batch(low.theta[None], np.zeros((1, 1, 1, 1, 1)), np.zeros((1, 1, 1, 1, 1)), [0], low.dims,
                         [Lane(zero_threshold=0.3)], student=True)
+
+
+def test_the_student_command_takes_the_scale_settings(tmp_path, capsys):
+    from conftest import invoke
+
+    out = tmp_path / "s.npz"
+    code, _, err = invoke(["student", "--hidden", "4", "--epochs", "6", "--scale-group", "3", "--zero-threshold",
+                           "0.4", "-q", "--out", str(out)], capsys)
+    assert code == 0, err
+    model = Model.load(out)
+    assert model.scale_group == 3 and model.n_scales == n_scales(1, 4, 1, 3)
+    assert model.meta["config"]["zero_threshold"] == 0.4
+    code, _, err = invoke(["student", "--hidden", "4", "--epochs", "6", "--scale-group", "3", "--scale-sign", "-q",
+                           "--out", str(tmp_path / "t.npz")], capsys)
+    assert code == 2 and "scale_sign" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.npz").exists()

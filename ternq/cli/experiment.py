@@ -24,7 +24,7 @@ from ..multi import train_students
 from ..report.files import save_forecast_plots, save_plots
 from ..search import quantize_teacher, search_from
 from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings
-from ..train import StudentConfig, TeacherConfig, evaluate, train_student, training_bytes
+from ..train import StudentConfig, TeacherConfig, cpu_only, evaluate, train_student, training_bytes
 from . import InputError, cli, resumable
 from .options import (
     HIDDEN_INT,
@@ -140,13 +140,17 @@ def apply_options(opts):
 @option(StudentSettings, "weight_format_gate")
 @option(StudentSettings, "weight_format_cand")
 @option(StudentSettings, "weight_format_out")
+@option(StudentSettings, "scale_group")
+@option(StudentSettings, "scale_sign")
+@option(StudentSettings, "zero_threshold")
 @option(StudentSettings, "ptq")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the student [default: student-h{H}-{flags}-s{SEED}.npz].")
 @apply_options(common)
 @option(RunSettings, "device")
 def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr, lr_min, schedule, weight_format,
-            weight_format_gate, weight_format_cand, weight_format_out, ptq, out, config_path, seed, task_name,
+            weight_format_gate, weight_format_cand, weight_format_out, scale_group, scale_sign, zero_threshold, ptq,
+            out, config_path, seed, task_name,
             data_path, quiet, as_json, horizon, warmup, period, device):
     """Train a quantized student (ternary unless --weight-format) from a float teacher of the same width."""
     settings = command_settings(config_path, task_name, data_path, student__shaped=shaped,
@@ -155,7 +159,9 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
                                 student__schedule=schedule, student__weight_format=weight_format,
                                 student__weight_format_gate=weight_format_gate,
                                 student__weight_format_cand=weight_format_cand,
-                                student__weight_format_out=weight_format_out, student__ptq=ptq,
+                                student__weight_format_out=weight_format_out, student__scale_group=scale_group,
+                                student__scale_sign=scale_sign, student__zero_threshold=zero_threshold,
+                                student__ptq=ptq,
                                 run__horizon=horizon, run__warmup=warmup,
                                 run__period=period, run__device=device)
     task = command_task(settings)
@@ -165,6 +171,8 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
     fmt = formats.label(cfg.weight_format, cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out)
     tag += ("" if fmt == "ternary" else f"-{formats.slug(fmt)}") + ("-ptq" if cfg.ptq else "")
+    tag += (f"-g{cfg.scale_group}" if cfg.scale_group else "") + ("-sign" if cfg.scale_sign else "")
+    tag += f"-z{cfg.zero_threshold:g}" if cfg.zero_threshold != StudentConfig.zero_threshold else ""
     out = check_writable(f"student-h{hidden}-{tag}-s{seed}.npz" if out is None else out, "model",
                          reads=teacher_path)
     teacher = _teacher(teacher_path, task, settings, hidden, seed, quiet)
@@ -172,7 +180,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     check_fits(training_bytes(task, cfg), f"a student of width {hidden}")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
-        if settings.run.device == "cpu":
+        if settings.run.device == "cpu" or cpu_only(cfg):  # the GPU kernel runs one scale per row at s/2
             model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
                                                                                   cfg.epochs))
         else:  # the same bits, in one launch
