@@ -101,8 +101,7 @@ class Model:
 
     def row_qmax(self) -> np.ndarray:
         """(S,) int64: each scale's format code (its row's), the kernels' ``qmax``."""
-        return per_scale(formats.row_qmax(self.matrix_formats, self.hidden, self.n_out), *self.dims,
-                         self.scale_layout)
+        return scale_rows(self.dims, self.matrix_formats, self.float_matrices, self.scale_layout)[0]
 
     @property
     def scale_layout(self) -> int:
@@ -138,7 +137,7 @@ class Model:
 
     def scale_codes(self) -> np.ndarray:
         """(S,) int8: each scale's row code (:meth:`quantized_rows`), the kernels' ``live``."""
-        return per_scale(self.quantized_rows(), *self.dims, self.scale_layout)
+        return scale_rows(self.dims, self.matrix_formats, self.float_matrices, self.scale_layout)[1]
 
     def weight_scales(self) -> tuple[np.ndarray, np.ndarray]:
         """Each weight's scale: (2H, I + H) for W and (O, H) for W_out (by sign: its shadow weight's)."""
@@ -205,8 +204,8 @@ class Model:
 
     def weight_bytes(self) -> int:
         """Bytes of the student's weights on a device (:func:`ternq.formats.weight_bytes_mixed`); a research
-        student's weights kept in float (``float_matrices``) at 4 bytes each, with no scale for a row of them; each
-        scale of a scale group 4 bytes."""
+        student's weights kept in float (``float_matrices``) at 4 bytes each, with no scale for a row of them; every
+        scale (of a scale group, or by sign) 4 bytes."""
         if self.float_matrices == "none" and self.scale_layout == 0:
             return formats.weight_bytes_mixed(self.matrix_formats, *self.dims)
         q = self.quantized_weights()
@@ -390,6 +389,15 @@ def init_teacher(hidden: int, rng: np.random.Generator, n_in: int = 1, n_out: in
     Wout[:] = rng.uniform(-1.0 / np.sqrt(hidden), 1.0 / np.sqrt(hidden), size=Wout.shape)
     tau[:] = rng.uniform(0.5, 2.0, size=hidden)
     return Model("teacher", n_in, hidden, n_out, theta)
+
+
+def scale_rows(dims: tuple[int, int, int], fmts: tuple[formats.Format, formats.Format, formats.Format],
+               float_matrices: str, layout: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' per-scale arrays of a student: ``qmax`` (S,) int64, each scale's row's format code, and
+    ``live`` (S,) int8, its row's code (:func:`ternq.kernels.ternary.quantized_rows`), for the scale ``layout``."""
+    _, hidden, n_out = dims
+    return (per_scale(formats.row_qmax(fmts, hidden, n_out), *dims, layout),
+            per_scale(quantized_rows(hidden, n_out, float_matrices), *dims, layout))
 
 
 def student_from(teacher: Model, weight_format: str = "ternary", float_matrices: str = "none",

@@ -26,13 +26,12 @@ from .kernels.ternary import (
     bake_rows,
     n_scales,
     per_scale,
-    quantized_rows,
     recompute_scales,
     scale_layout,
     ste_backward,
 )
 from .memory import training_memory
-from .model import Model, init_teacher, student_from
+from .model import Model, init_teacher, scale_rows, student_from
 from .rng import stream
 from .settings import (
     ALPHA_SCHEDULES,
@@ -218,15 +217,11 @@ class Lane:
         """The kernels' ``group`` (:func:`ternq.kernels.ternary.scale_layout`)."""
         return scale_layout(self.scale_group, self.scale_sign)
 
-    def row_qmax(self, dims: tuple[int, int, int]) -> np.ndarray:
-        """(S,) int64: each scale's format code, its row's (:func:`ternq.formats.row_qmax`)."""
-        return per_scale(formats.row_qmax(formats.matrix_formats(self.weight_format, self.weight_format_gate,
-                                                                 self.weight_format_cand, self.weight_format_out),
-                                          dims[1], dims[2]), *dims, self.scale_layout)
-
-    def scale_codes(self, dims: tuple[int, int, int]) -> np.ndarray:
-        """(S,) int8: each scale's row code (:func:`ternq.kernels.ternary.quantized_rows`)."""
-        return per_scale(quantized_rows(dims[1], dims[2], self.float_matrices), *dims, self.scale_layout)
+    def scale_rows(self, dims: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The kernels' per-scale ``qmax`` and ``live`` (:func:`ternq.model.scale_rows`)."""
+        fmts = formats.matrix_formats(self.weight_format, self.weight_format_gate, self.weight_format_cand,
+                                      self.weight_format_out)
+        return scale_rows(dims, fmts, self.float_matrices, self.scale_layout)
 
     @property
     def uses_teacher(self) -> bool:
@@ -283,6 +278,7 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             raise ValueError(f"row_rank must be a permutation of 0..{rows - 1}")
         weights = np.empty((0, 1)) if lane.distill_hidden is None else np.reshape(lane.distill_hidden, (hidden, 1))
         rank = np.arange(rows) if lane.row_rank is None else np.asarray(lane.row_rank)
+        qmax, live = lane.scale_rows(dims)
         return Loop(
             n_in, hidden, n_out, DT, student, n_epochs, group,
             n_main=np.array([n_epochs - lane.finetune_epochs], np.int64), lr=np.array([lane.lr], np.float64),
@@ -299,9 +295,9 @@ def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, studen
             scale_mode=np.array([SCALE_MODES[lane.scale_mode]], np.int64),
             progressive=np.array([lane.progressive], np.float64),
             row_rank=np.ascontiguousarray(per_scale(rank, *dims, group), np.int64).reshape(n_s, 1),
-            qmax=lane.row_qmax(dims).reshape(n_s, 1),
+            qmax=qmax.reshape(n_s, 1),
             adam_restart=np.array([lane.adam_restart], np.bool_),
-            quantized=lane.scale_codes(dims).reshape(n_s, 1),
+            quantized=live.reshape(n_s, 1),
             zero_threshold=np.array([lane.zero_threshold], np.float64))
 
     return stack([one(lane) for lane in lanes])
@@ -317,8 +313,8 @@ def finish(theta: np.ndarray, dims: tuple[int, int, int], lane: Lane, thr: np.nd
         recompute_scales(theta, *dims, lane.scale_layout, kind, thr)
     if moved:
         zero_thresholds(theta, n_params(*dims), lane.zero_threshold, thr)
-    bake_rows(theta, *dims, lane.scale_layout, frozen or kind == SCALE_TWN or moved, thr, lane.scale_codes(dims),
-              lane.row_qmax(dims))
+    qmax, live = lane.scale_rows(dims)
+    bake_rows(theta, *dims, lane.scale_layout, frozen or kind == SCALE_TWN or moved, thr, live, qmax)
 
 
 def _run(theta, chunks, dims, lane: Lane, E: int, student: bool, teacher_p, progress, steps=100):

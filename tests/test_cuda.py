@@ -253,7 +253,7 @@ def _formats_theta(rng, lanes):
     theta = _theta(rng, True)
     pe = n_params(N_IN, H, N_OUT)
     for k, lane in enumerate(lanes):
-        init_scales(theta[k], N_IN, H, N_OUT, 0, lane.row_qmax((N_IN, H, N_OUT)), lane.scale_codes((N_IN, H, N_OUT)))
+        init_scales(theta[k], N_IN, H, N_OUT, 0, *lane.scale_rows((N_IN, H, N_OUT)))
         s = theta[k, pe]  # row 0's scale: its first weights at exact halves and beyond the largest level
         theta[k, 0:3] = np.float32([0.5, -1.5, 200.0]) * s
     return theta
