@@ -21,6 +21,7 @@ from .kernels.loop import (
     BETA_LINEAR,
     OUTPUT_1_MINUS_ALPHA,
     OUTPUT_ONE,
+    ROUND,
     alpha_at,
     beta_at,
     join_epoch_of,
@@ -28,7 +29,7 @@ from .kernels.loop import (
     rows_quantized,
     scale_rate,
 )
-from .kernels.ternary import MASK_NONE, MASK_REFERENCE, SCALE_LEARNED, SCALE_TWN, n_scales
+from .kernels.ternary import MASK_NONE, MASK_REFERENCE, SCALE_ABSMEAN, SCALE_LEARNED, SCALE_TWN, n_scales, per_scale
 
 # numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
 # launches (quick: they only queue the work on the call's stream) are taken one at a time
@@ -110,8 +111,9 @@ def _schedules(lr, lr_min, lr_kind, finetune_lr, n_main, alpha0, alpha1, alpha_k
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _restart_tables(n_epochs, share, n_main, rank, restart, e_join, c1, sq2, eps_s):
-    """For Adam restarted at each row's join: the epoch each row of each model joins (``loop.join_epoch``), and
+def _restart_tables(n_epochs, n_rows, share, n_main, rank, restart, e_join, c1, sq2, eps_s):
+    """For Adam restarted at each row's join: the epoch each scale's row of each model joins (``loop.join_epoch``;
+    rank (S, M) the row's rank among the ``n_rows`` rows, repeated for each of its scales), and
     per step count s + 1 the bias corrections 1 - beta1^(s+1) and sqrt(1 - beta2^(s+1)) (float64) and the
     epsilon, as ``optim.adam`` computes them."""
     for s in range(n_epochs):
@@ -121,7 +123,7 @@ def _restart_tables(n_epochs, share, n_main, rank, restart, e_join, c1, sq2, eps
     for m in range(rank.shape[1]):
         if restart[m]:
             for r in range(rank.shape[0]):
-                e_join[r, m] = join_epoch_of(share[m], n_main[m], rank[r, m], rank.shape[0])
+                e_join[r, m] = join_epoch_of(share[m], n_main[m], rank[r, m], n_rows)
 
 
 def _vec(x, M: int, dtype, name: str) -> np.ndarray:
@@ -151,7 +153,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
                  threads: int | None = None, distill_output=None, distill_hidden: np.ndarray | None = None,
-                 scale_mode=SCALE_LEARNED) -> None:
+                 scale_mode=SCALE_LEARNED, group: int = 0, zero_threshold=ROUND) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` with every setting of the loop's
@@ -169,7 +171,9 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     -1 or the first epoch whose loss was not finite (such a model is frozen there); distill_hidden (H, M)
     or (0, M) float64 as the loop's record (None or (0, M): every unit weighs 1); scale_mode a student's
     scales (``ternary.SCALE_*``): learned, LSQ's gradient, or recomputed every epoch (absmean, TWN, whose
-    per-row thresholds are ``thresholds``).
+    per-scale thresholds are ``thresholds``); group the scale layout (``ternary.n_scales``), which makes every
+    per-row array above (and the scales in theta) one entry per scale; zero_threshold a ternary weight's zero
+    threshold as a share of its scale (``loop.zero_thresholds``; ``loop.ROUND``: the rounding's).
     """
     cuda, K = _kernels()
     theta = np.asarray(theta)
@@ -177,7 +181,8 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         raise ValueError("theta must be float32 (M, P)")
     M, P = theta.shape
     m_eff = n_params(n_in, hidden, n_out)
-    if P != m_eff + (n_scales(n_in, hidden, n_out) if student else 0):
+    group = int(group)
+    if P != m_eff + (n_scales(n_in, hidden, n_out, group) if student else 0):
         raise ValueError(f"theta has {P} parameters; this shape needs {m_eff}{' plus scales' if student else ''}")
     for name, a in (("adam_m", adam_m), ("adam_v", adam_v)):
         if a.shape != theta.shape or a.dtype != np.float32:
@@ -208,14 +213,14 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         if distill_hidden.shape[0] > 0:
             weights[:] = distill_hidden.T
     mask_kind = _vec(mask_kind, M, np.int64, "mask_kind")
-    n_rows = n_scales(n_in, hidden, n_out)
-    # each row's format: (2H + O, M), as the loop's record keeps them; one format per matrix
+    n_rows = n_scales(n_in, hidden, n_out, group)
+    # each scale's format: (S, M), as the loop's record keeps them; one format per matrix
     qmax_rows = np.ascontiguousarray(np.broadcast_to(np.asarray(qmax, np.int64), (n_rows, M)))
     if (qmax_rows < 0).any():
         raise ValueError("qmax must be >= 0 (binary 0, ternary 1, intN 2^(N-1) - 1)")
-    starts = (0, hidden, 2 * hidden, n_rows)
-    qmax = np.ascontiguousarray(qmax_rows[list(starts[:3])])  # (3, M): gate, cand, out
-    if any((qmax_rows[a:b] != qmax[i]).any() for i, (a, b) in enumerate(zip(starts[:-1], starts[1:], strict=True))):
+    matrix = per_scale(np.repeat([0, 1, 2], [hidden, hidden, n_out]), n_in, hidden, n_out, group)
+    qmax = np.ascontiguousarray(qmax_rows[[np.argmax(matrix == i) for i in range(3)]])  # (3, M): gate, cand, out
+    if (qmax_rows != qmax[matrix]).any():
         raise ValueError("qmax must be the same for every row of a matrix (gate, cand, out)")
     quantized = np.ascontiguousarray(np.broadcast_to(np.asarray(quantized, np.int8), (n_rows, M)))
     rank = np.ascontiguousarray(np.broadcast_to(np.arange(n_rows)[:, None] if row_rank is None else row_rank,
@@ -230,12 +235,16 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     if thresholds is None:
         thresholds = np.zeros((M, n_rows), np.float32)
     if thresholds.shape != (M, n_rows) or thresholds.dtype != np.float32:
-        raise ValueError("thresholds must be float32 (M, 2H + O)")
+        raise ValueError("thresholds must be float32 (M, scales)")
     if ((mask_kind < MASK_NONE) | (mask_kind > MASK_REFERENCE)).any():
         raise ValueError("unknown mask kind")
     scale_mode = _vec(scale_mode, M, np.int64, "scale_mode")
     if ((scale_mode < SCALE_LEARNED) | (scale_mode > SCALE_TWN)).any():
         raise ValueError("unknown scale mode")
+    zero_threshold = _vec(zero_threshold, M, np.float64, "zero_threshold")
+    moved = zero_threshold != ROUND
+    if ((zero_threshold <= 0) | (zero_threshold > 1)).any() or (moved & (scale_mode >= SCALE_ABSMEAN)).any():
+        raise ValueError("zero_threshold must be in (0, 1], and ROUND with recomputed scales")
     nt = _threads(M, B, hidden, threads, K)
     f64 = np.float64
     n = B * T
@@ -247,7 +256,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     e_join = np.zeros((n_rows, M), np.int64)
     c1, sq2 = np.zeros(n_epochs), np.zeros(n_epochs)
     eps_s = np.zeros(n_epochs, np.float32)
-    _restart_tables(n_epochs, share, n_main, rank, restart, e_join, c1, sq2, eps_s)
+    _restart_tables(n_epochs, 2 * hidden + n_out, share, n_main, rank, restart, e_join, c1, sq2, eps_s)
     cy = np.zeros((n_epochs, M), np.float32)
     ch = np.zeros((n_epochs, M), np.float32)
     w_y, alpha, beta = (np.zeros((n_epochs, M)) for _ in range(3))
@@ -288,7 +297,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                 work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() or share_e.any() else 1),
                 work(M, T * B * 2 * hidden), work(M, T * B * n_out),
                 dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights),
-                dv(scale_mode))
+                dv(scale_mode), group, dv(zero_threshold.astype(f32)), dv(moved))
     outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
     stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
@@ -355,7 +364,7 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     """:func:`ternq.multi.train_batch` on the GPU, in one launch: the same arguments, the same
     :class:`ternq.multi.BatchResult`, the same bits."""
     from .multi import BatchResult
-    from .train import DT, cpu_only, loop_of
+    from .train import DT, loop_of
 
     n_in, hidden, n_out = (int(d) for d in dims)
     theta = np.array(theta, np.float32)  # a copy: trained in place
@@ -367,15 +376,12 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
     for lane in lanes:
         if lane.uses_teacher and not student:
             raise ValueError("only students distill")
-        if cpu_only(lane):
-            raise ValueError("the GPU kernel trains one scale per row with thresholds at s/2: a student with a "
-                             "scale_group, scale_sign or zero_threshold trains on the CPU")
     # the CPU's record of the models' settings: both devices read the same one
     loop = loop_of(list(lanes), (n_in, hidden, n_out), E, student)
     distill = np.array([ln.distill for ln in lanes], np.bool_)
     # the per-row thresholds: TWN's, then the frozen fine-tune's (zero without either, as on the CPU)
     res = BatchResult(theta, np.full((M, E), np.nan), np.full((M, E), np.nan), np.full(M, -1, np.int64),
-                      np.zeros((M, n_scales(n_in, hidden, n_out)), np.float32))
+                      np.zeros((M, n_scales(n_in, hidden, n_out, loop.group)), np.float32))
     train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), np.ascontiguousarray(X, np.float32),
                  np.ascontiguousarray(Y, np.float32), data, 0, E, E, n_in, hidden, n_out, DT, student,
                  lr=loop.lr, lr_min=loop.lr_min, lr_kind=loop.schedule, clip=loop.clip, distill=distill,
@@ -388,5 +394,6 @@ def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tup
                  teacher=None if teacher is None else np.ascontiguousarray(teacher, np.float32),
                  losses=res.losses, mses=res.mses, bad=res.diverged, threads=threads,
                  distill_output=loop.distill_output, distill_hidden=loop.distill_hidden,
-                 scale_mode=loop.scale_mode if student else SCALE_LEARNED)
+                 scale_mode=loop.scale_mode if student else SCALE_LEARNED, group=loop.group,
+                 zero_threshold=loop.zero_threshold)
     return res

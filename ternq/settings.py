@@ -345,13 +345,13 @@ class StudentSettings(OptimiserSettings):
                                   "quantized and scaled; none: all quantized.", choices=FLOAT_MATRICES)
     scale_group: int = setting(0, "Columns per scale: 0, one float32 scale per row; G > 0, one per run of G "
                                "columns of each row (finer scales at 4 bytes each; the last run of a row may be "
-                               "shorter). Trains on the CPU.", lo=0, hi=MAX_SCALE_GROUP, flag="--scale-group")
+                               "shorter).", lo=0, hi=MAX_SCALE_GROUP, flag="--scale-group")
     scale_sign: bool = setting(False, "Two float32 scales per row, as trained ternary quantization's: one for the "
-                               "row's weights >= 0, one for its weights < 0, each with its own threshold s/2. "
-                               "Trains on the CPU.", flag="--scale-sign/--no-scale-sign")
+                               "row's weights >= 0, one for its weights < 0, each with its own threshold s/2.",
+                               flag="--scale-sign/--no-scale-sign")
     zero_threshold: float = setting(ROUND, "Ternary's zero threshold as a share of the row's scale: a trit is 0 where "
                                     "|w| <= zero_threshold s (0.5: rounding w / s). Ternary only, with learned or "
-                                    "lsq scales; trains on the CPU.", lo=0.0, lo_open=True, hi=1.0,
+                                    "lsq scales.", lo=0.0, lo_open=True, hi=1.0,
                                     flag="--zero-threshold")
     # Post-training quantization is a way to make a student, not a recipe of its training: the student starts as
     # its teacher (the run's float, trained with the teacher's settings) with the format's starting scales, and the

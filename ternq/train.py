@@ -254,13 +254,6 @@ class Lane:
                 raise ValueError(f"{key} must be one of {', '.join(map(repr, known))}, not {getattr(self, key)!r}")
 
 
-def cpu_only(cfg: StudentSettings | Lane) -> bool:
-    """Whether a student's settings train on the CPU kernels only: scale groups, scales by sign, a moved zero
-    threshold (the GPU kernel runs one scale per row, thresholds at s/2)."""
-    return bool(getattr(cfg, "scale_group", 0) or getattr(cfg, "scale_sign", False)
-                or getattr(cfg, "zero_threshold", ROUND) != ROUND)
-
-
 def loop_of(lanes: list[Lane], dims: tuple[int, int, int], n_epochs: int, student: bool) -> Loop:
     """The loop's record for models of one shape trained ``n_epochs`` epochs (the fine-tune's included)."""
     n_in, hidden, n_out = dims

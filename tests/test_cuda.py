@@ -21,7 +21,7 @@ from ternq import gpu, multi  # noqa: E402
 from ternq.config import load  # noqa: E402
 from ternq.experiment.plans import plan  # noqa: E402
 from ternq.experiment.run import run_experiment  # noqa: E402
-from ternq.experiment.units import batch_key, on_gpu  # noqa: E402
+from ternq.experiment.units import batch_key, on_gpu_group  # noqa: E402
 from ternq.kernels import multi as KM  # noqa: E402
 from ternq.kernels.cell import mse, n_params  # noqa: E402
 from ternq.kernels.loop import select  # noqa: E402
@@ -428,6 +428,40 @@ def test_the_scale_modes_bit_identical_to_the_cpu(fine_tune):
 
 
 @needs_device
+@pytest.mark.parametrize("layout,fine_tune", [(dict(scale_group=2), 1), (dict(scale_sign=True), 2), ({}, 0)])
+def test_scale_groups_signs_and_moved_thresholds_bit_identical_to_the_cpu(layout, fine_tune):
+    """A scale per run of columns (the last run of a row shorter), two per row by sign, and moved zero
+    thresholds, with the scale modes, formats, progressive quantization, Adam restarted at joins, rows kept in
+    float and the frozen fine-tune, each model its own, in one launch: theta, losses, mses and thresholds as
+    multi.train_batch's."""
+    from ternq.kernels.ternary import init_scales
+
+    order = np.random.default_rng(37).permutation(2 * H + N_OUT)
+    kinds = [dict(scale_mode="lsq", weight_format="int4", progressive=1.0, row_rank=order, adam_restart=True,
+                  mask="seed"),
+             dict(zero_threshold=0.35, mask="reference", distill=True, alpha=(0.3, 0.6)),
+             dict(scale_mode="twn", mask="seed", float_matrices="out"),
+             dict(zero_threshold=0.65, scale_mode="lsq", progressive=0.6, mask="seed"),
+             dict(scale_mode="absmean", float_matrices="gate"),
+             dict(weight_format="int8", mask="reference", finetune_lr=0.03)]
+    lanes = [Lane(lr=0.02, beta=(1.5, 6.0), finetune_epochs=fine_tune, **layout, **kinds[k % len(kinds)])
+             for k in range(max(M, len(kinds)))]
+    rng = np.random.default_rng(41)
+    X, Y = _data(rng)
+    pe = n_params(N_IN, H, N_OUT)
+    group = lanes[0].scale_layout
+    n = len(lanes)
+    weights = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
+    theta = np.concatenate([weights, np.zeros((n, n_scales(N_IN, H, N_OUT, group)), np.float32)], axis=1)
+    for k, lane in enumerate(lanes):
+        init_scales(theta[k], N_IN, H, N_OUT, group, *lane.scale_rows((N_IN, H, N_OUT)))
+    teacher = np.concatenate([_theta(rng, False) for _ in range(0, n, M)])[:n]
+    g, c = _students_as_cpu(theta, X, Y, np.arange(n) % D, lanes, teacher)
+    assert g.thresholds.shape == (n, n_scales(N_IN, H, N_OUT, group))
+    assert not np.array_equal(g.theta[:, pe:], theta[:, pe:])  # the scales trained
+
+
+@needs_device
 def test_the_formats_levels_and_masks_are_the_cpus():
     """The kernel's level and mask functions against ternary.level / level_mask on every format, at
     exact halves, beyond the largest level, at zero and signed zero."""
@@ -528,9 +562,9 @@ def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     recipe = plan(replace(s, run=replace(s.run, device="cuda"),
                           student=replace(s.student, scale_mode="twn", adam_restart=True, progressive=0.5)))
     students = [u for u in recipe.units if u.kind == "student" and u.seed < 20]
-    assert students and all(on_gpu(u) for u in students)
+    assert students and all(on_gpu_group([u], "cuda") for u in students)
     assert max(len(g) for g in batches(students, "always", device="cuda")) > multi.BATCH_MAX
-    assert not any(on_gpu(u) for u in recipe.units if u.kind == "cs")
+    assert not any(on_gpu_group([u], "cuda") for u in recipe.units if u.kind == "cs")
 
 
 def test_on_dask_each_gpu_launch_asks_for_a_gpu_where_workers_have_them():

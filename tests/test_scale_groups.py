@@ -14,7 +14,7 @@ from ternq.kernels.ternary import n_scales, scale_cols
 from ternq.model import Model, ModelFileError, init_teacher, student_from
 from ternq.rng import stream
 from ternq.settings import SettingsError
-from ternq.train import Lane, StudentConfig
+from ternq.train import StudentConfig
 
 I, H, O = 2, 4, 3
 
@@ -108,9 +108,6 @@ def test_group_students_trained_batched_give_the_bits_they_get_alone(sine_teache
 
 
 def test_scale_groups_are_refused_where_one_scale_per_row_is_assumed(sine_teacher, tmp_path):
-    from ternq import gpu
-    from ternq.experiment.units import Unit, on_gpu
-
     task, teacher = sine_teacher
     with pytest.raises(SettingsError, match="scale_group"):
         StudentConfig(scale_group=4, float_matrices="input").validate()
@@ -119,12 +116,6 @@ def test_scale_groups_are_refused_where_one_scale_per_row_is_assumed(sine_teache
     student = student_from(teacher, scale_group=4)
     with pytest.raises(ValueError, match="scale_group 4"):
         Deployable.from_model(student)
-    with pytest.raises(ValueError, match="trains on the CPU"):
-        gpu.train_batch(student.theta[None], np.zeros((1, 1, 1, 1, 1)), np.zeros((1, 1, 1, 1, 1)), [0],
-                        student.dims, [Lane(scale_group=4)], student=True)
-    cfg = StudentConfig(hidden=6, scale_group=4)
-    assert not on_gpu(Unit("student", "s", 0, None, cfg)) and on_gpu(Unit("student", "s", 0, None,
-                                                                           replace(cfg, scale_group=0)))
     student.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz") as z:
         theta, header = z["theta"], str(z["header"])
@@ -175,8 +166,6 @@ def test_sign_students_trained_batched_give_the_bits_they_get_alone(sine_teacher
 def test_a_moved_zero_threshold_sets_how_many_trits_are_zero(sine_teacher):
     """zero_threshold t makes a trit 0 where |w| <= t s: a lower t keeps more weights, a higher one fewer; each
     model trains to the same bits batched and alone, bakes to s * trit, and is refused where it cannot run."""
-    from ternq import gpu
-    from ternq.experiment.units import Unit, on_gpu
 
     task, teacher = sine_teacher
     base = StudentConfig(hidden=6, epochs=30, batch=4, shaped=True, scale_mode="lsq")
@@ -192,10 +181,6 @@ def test_a_moved_zero_threshold_sets_how_many_trits_are_zero(sine_teacher):
     for bad in ({"weight_format": "int4"}, {"scale_mode": "twn"}, {"weight_format_out": "int8"}):
         with pytest.raises(SettingsError, match="^zero_threshold:"):
             replace(cfgs[0], **bad).validate()
-    assert not on_gpu(Unit("student", "s", 0, None, cfgs[0])) and on_gpu(Unit("student", "s", 0, None, cfgs[1]))
-    with pytest.raises(ValueError, match="trains on the CPU"):
-        gpu.train_batch(low.theta[None], np.zeros((1, 1, 1, 1, 1)), np.zeros((1, 1, 1, 1, 1)), [0], low.dims,
-                        [Lane(zero_threshold=0.3)], student=True)
 
 
 def test_the_student_command_takes_the_scale_settings(tmp_path, capsys):

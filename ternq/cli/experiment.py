@@ -24,7 +24,7 @@ from ..multi import train_students
 from ..report.files import save_forecast_plots, save_plots
 from ..search import quantize_teacher, search_from
 from ..settings import RunSettings, SearchSettings, SettingsError, StudentSettings, TeacherSettings
-from ..train import StudentConfig, TeacherConfig, cpu_only, evaluate, train_student, training_bytes
+from ..train import StudentConfig, TeacherConfig, evaluate, train_student, training_bytes
 from . import InputError, cli, resumable
 from .options import (
     HIDDEN_INT,
@@ -180,7 +180,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
     check_fits(training_bytes(task, cfg), f"a student of width {hidden}")
     t0 = time.perf_counter()
     with report.progress(not quiet) as p:
-        if settings.run.device == "cpu" or cpu_only(cfg):  # the GPU kernel runs one scale per row at s/2
+        if settings.run.device == "cpu":
             model, hist = train_student(teacher, task, cfg, seed, report.tracker(p, f"student H={hidden} {tag}",
                                                                                   cfg.epochs))
         else:  # the same bits, in one launch

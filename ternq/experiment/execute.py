@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ..model import Model
-from .units import Result, Unit, batch_key, on_gpu, on_gpu_group, own, run_group, versions
+from .units import Result, Unit, batch_key, on_gpu_group, own, run_group, versions
 
 OnStart = Callable[[Unit], Callable | None]
 OnDone = Callable[[Unit, dict, Model], None]
@@ -159,8 +159,7 @@ def batches(ready: list[Unit], mode: str | None = None, device: str = "cpu") -> 
     the batched kernel is compiled, and before that (a first run) only full groups of
     BATCH_MAX, the only ones that repay compiling it; "always" batches from BATCH_MIN
     at any width; "never" is :func:`singletons`. With ``device`` "cuda", every ready training
-    of one key that the GPU runs (:func:`ternq.experiment.units.on_gpu`) is one group, of any
-    size (one launch), whatever the mode. Groups come costliest first.
+    of one key is one group, of any size (one launch), whatever the mode. Groups come costliest first.
     Results are the same bits whatever the grouping.
     """
     from .. import multi
@@ -172,7 +171,7 @@ def batches(ready: list[Unit], mode: str | None = None, device: str = "cpu") -> 
     if device == "cuda":
         launches: dict = {}
         for u in ready:
-            if batch_key(u) is not None and on_gpu(u):
+            if batch_key(u) is not None:
                 launches.setdefault(batch_key(u), []).append(u)
         groups = list(launches.values())
         taken = {u.digest for g in groups for u in g}

@@ -31,7 +31,6 @@ from ..train import (
     Progress,
     StudentConfig,
     TeacherConfig,
-    cpu_only,
     evaluate,
     train_student,
     train_teacher,
@@ -231,16 +230,10 @@ def batch_key(unit: Unit) -> tuple | None:
     return (unit.kind, unit.task, *shape(unit.config))
 
 
-def on_gpu(unit: Unit) -> bool:
-    """Whether the GPU kernels can train ``unit``: a teacher or a student (every setting but those of
-    :func:`ternq.train.cpu_only`), not a coordinate search."""
-    return unit.kind in ("teacher", "student") and not cpu_only(unit.config)
-
-
 def on_gpu_group(units: list[Unit], device: str) -> bool:
-    """Whether ``units`` train in one GPU launch on ``device``: same-shaped trainings the GPU runs."""
-    return (device == "cuda" and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1
-            and all(on_gpu(u) for u in units))
+    """Whether ``units`` train in one GPU launch on ``device``: same-shaped trainings (teachers or students of one
+    :func:`batch_key`; the GPU trains every setting of both)."""
+    return device == "cuda" and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1
 
 
 def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None,

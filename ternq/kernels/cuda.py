@@ -31,6 +31,7 @@ from .ternary import (
     ROW_FLOAT_INPUT,
     ROW_FLOAT_RECURRENT,
     SCALE_ABSMEAN,
+    SCALE_BY_SIGN,
     SCALE_LEARNED,
     SCALE_LSQ,
     SCALE_MIN,
@@ -316,6 +317,47 @@ def _row(r, n_in, hidden):
     if r < h2:
         return r * z, z
     return h2 * z + 3 * hidden + (r - h2) * hidden, hidden
+
+
+@cuda.jit(device=True, inline=True)
+def _scale_cols(v, n_in, hidden, group):
+    """ternary.scale_cols: scale v's row r and the columns [ca, cb) of that row it scales."""
+    h2 = 2 * hidden
+    z = n_in + hidden
+    if group == SCALE_BY_SIGN:
+        v //= 2
+    if group <= 0:
+        return v, 0, (z if v < h2 else hidden)
+    per_w = (z + group - 1) // group
+    if v < h2 * per_w:
+        ca = (v % per_w) * group
+        return v // per_w, ca, min(ca + group, z)
+    u = v - h2 * per_w
+    per_o = (hidden + group - 1) // group
+    ca = (u % per_o) * group
+    return h2 + u // per_o, ca, min(ca + group, hidden)
+
+
+@cuda.jit(device=True, inline=True)
+def _scale_of(r, j, w, n_in, hidden, group):
+    """The scale of the weight w in row r, column j (:func:`_scale_cols` the other way)."""
+    if group == SCALE_BY_SIGN:
+        return 2 * r + (1 if w < _ZERO else 0)
+    if group <= 0:
+        return r
+    h2 = 2 * hidden
+    per_w = (n_in + hidden + group - 1) // group
+    if r < h2:
+        return r * per_w + j // group
+    return h2 * per_w + (r - h2) * ((hidden + group - 1) // group) + j // group
+
+
+@cuda.jit(device=True, inline=True)
+def _member(w, v, group):
+    """ternary._member of ternary.scale_sign: whether the weight w is scale v's (by sign: w's sign is v's)."""
+    if group != SCALE_BY_SIGN:
+        return True
+    return (w < _ZERO) == (v % 2 == 1)
 
 
 # ---------------------------------------------------------------- shared memory of one block
@@ -660,37 +702,42 @@ def _clip(g, k0, k1, clip, sd, tid, nt):
 
 
 @cuda.jit(device=True)
-def _recompute_scales(th, thr, m, kind, n_in, hidden, n_out, tid, nt):
-    """ternary.recompute_scales: each row's scale (and TWN's threshold) by one thread, its float64 sums in the
-    row's order. The caller synchronizes before any thread reads a scale."""
-    h2 = 2 * hidden
+def _recompute_scales(th, thr, m, kind, n_in, hidden, n_out, group, n_s, tid, nt):
+    """ternary.recompute_scales: each scale (and TWN's threshold) by one thread, its float64 sums in its columns'
+    order. The caller synchronizes before any thread reads a scale."""
     m_eff = n_params(n_in, hidden, n_out)
-    for r in range(tid, h2 + n_out, nt):
-        o, w = _row(r, n_in, hidden)
+    for v in range(tid, n_s, nt):
+        r, ca, cb = _scale_cols(v, n_in, hidden, group)
+        o, _ = _row(r, n_in, hidden)
         mean_abs = 0.0
-        for j in range(w):
-            mean_abs = _dadd(mean_abs, abs(np.float64(th[o + j])))
-        mean_abs = _ddiv(mean_abs, np.float64(w))
+        c = 0
+        for j in range(ca, cb):
+            x = th[o + j]
+            if _member(x, v, group):
+                mean_abs = _dadd(mean_abs, abs(np.float64(x)))
+                c += 1
+        mean_abs = _ddiv(mean_abs, np.float64(max(c, 1)))
         s = mean_abs
         if kind == SCALE_TWN:
             delta = _dmul(TWN_DELTA, mean_abs)
             kept = 0.0
             n = 0
-            for j in range(w):
-                a = abs(np.float64(th[o + j]))
-                if a > delta:
+            for j in range(ca, cb):
+                x = th[o + j]
+                a = abs(np.float64(x))
+                if a > delta and _member(x, v, group):
                     kept = _dadd(kept, a)
                     n += 1
             if n > 0:
                 s = _ddiv(kept, np.float64(n))
-            thr[m, r] = np.float32(delta)
-        th[m_eff + r] = np.float32(SCALE_MIN if SCALE_MIN > s else s)  # max(s, SCALE_MIN) in float64, as Python's
+            thr[m, v] = np.float32(delta)
+        th[m_eff + v] = np.float32(SCALE_MIN if SCALE_MIN > s else s)  # max(s, SCALE_MIN) in float64, as Python's
 
 
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
               mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
               teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY, restart, e_join, lr_s, c1, sq2,
-              eps_s, share, distill_hidden, scale_mode):
+              eps_s, share, distill_hidden, scale_mode, group, zt, moved):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
     weight format, live (2H+O, M) each row's code (ternary.quantized_rows: float rows and columns);
@@ -699,7 +746,9 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
     rates and c1, sq2, eps_s the bias corrections per step;
     share (E, M) the teacher's share in the output target; distill_hidden (M, H) the trajectory
     term's per-unit weights; scale_mode (M,) ternary.SCALE_*: learned, LSQ's gradient, or recomputed each
-    epoch (absmean, TWN)."""
+    epoch (absmean, TWN); group the scale layout (``ternary.scale_cols``: a scale per row, per run of group
+    columns, or two per row by sign), the arrays per row above holding one entry per scale; zt (M,) the zero
+    threshold's ratio to the scale where moved (M,) (``loop.zero_thresholds``)."""
     m = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -714,6 +763,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
     th, am, av, g = theta[m], adam_m[m], adam_v[m], G[m]
     hs, gs, cs, ys, ht, dp, dy = HS[m], GS[m], CS[m], YS[m], HT[m], DP[m], DY[m]
     n_theta = th.shape[0]
+    n_s = n_theta - m_eff
     z = n_in + hidden
     h2 = 2 * hidden
     b1, b2 = np.float32(0.9), np.float32(0.999)
@@ -727,20 +777,26 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         fine = e >= n_main[m]  # the fine-tune: levels frozen at thresholds thr
         if student and e == n_main[m]:  # loop.begin_epoch: bake the levels into the shadow weights
             if recomputed:
-                _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, tid, nt)
+                _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, group, n_s, tid, nt)
+                cuda.syncthreads()
+            if moved[m]:
+                for v in range(tid, n_s, nt):
+                    thr[m, v] = _mul(zt[m], th[m_eff + v])
                 cuda.syncthreads()
             for q in range(tid, h2 * z + n_out * hidden, nt):
                 r, k, j = _weight(q, n_in, hidden)
-                if not _float_weight(live[r, m], j, n_in, z):
-                    s = th[m_eff + r]
-                    if smode == SCALE_TWN:
-                        th[k] = _mul(s, _level_thr(th[k], thr[m, r], qmax[r, m]))
+                w = th[k]
+                v = _scale_of(r, j, w, n_in, hidden, group)
+                if not _float_weight(live[v, m], j, n_in, z):
+                    s = th[m_eff + v]
+                    if smode == SCALE_TWN or moved[m]:
+                        th[k] = _mul(s, _level_thr(w, thr[m, v], qmax[v, m]))
                     else:
-                        th[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                        th[k] = _mul(s, _level(w, s, qmax[v, m]))
                 am[k] = _ZERO
-            cuda.syncthreads()  # TWN's thresholds were read above
-            for r in range(tid, h2 + n_out, nt):
-                thr[m, r] = _mul(_HALF, th[m_eff + r])
+            cuda.syncthreads()  # the thresholds were read above
+            for v in range(tid, n_s, nt):
+                thr[m, v] = _mul(_HALF, th[m_eff + v])
             if restart[m]:  # loop.adam_joins: the fine-tune restarts every moment
                 for k in range(tid, n_theta, nt):
                     am[k] = _ZERO
@@ -761,21 +817,27 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                     o = q % n_out
                     r = q // n_out
                     dy[q] = _add(_mul(sa, Y[yo + ((r % B) * T + r // B) * n_out + o]), _mul(sb, ys[q]))
+        use_thr = fine or smode == SCALE_TWN or moved[m]  # the levels by thresholds thr
         if student:
             if recomputed and not fine:
-                _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, tid, nt)
+                _recompute_scales(th, thr, m, smode, n_in, hidden, n_out, group, n_s, tid, nt)
+            if moved[m] and not fine:
+                for v in range(tid, n_s, nt):
+                    thr[m, v] = _mul(zt[m], th[m_eff + v])
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
-            cuda.syncthreads()  # the copy and the recomputed scales
+            cuda.syncthreads()  # the copy, the recomputed scales and the thresholds
             for q in range(tid, h2 * z + n_out * hidden, nt):
                 r, k, j = _weight(q, n_in, hidden)
-                if _float_weight(live[r, m], j, n_in, z) or (not fine and rank[r, m] >= nq[e, m]):  # float so far
-                    p[k] = th[k]
-                elif fine or smode == SCALE_TWN:
-                    p[k] = _mul(th[m_eff + r], _level_thr(th[k], thr[m, r], qmax[r, m]))
+                w = th[k]
+                v = _scale_of(r, j, w, n_in, hidden, group)
+                if _float_weight(live[v, m], j, n_in, z) or (not fine and rank[v, m] >= nq[e, m]):  # float so far
+                    p[k] = w
+                elif use_thr:
+                    p[k] = _mul(th[m_eff + v], _level_thr(w, thr[m, v], qmax[v, m]))
                 else:
-                    s = th[m_eff + r]
-                    p[k] = _mul(s, _level(th[k], s, qmax[r, m]))
+                    s = th[m_eff + v]
+                    p[k] = _mul(s, _level(w, s, qmax[v, m]))
         else:
             for k in range(tid, m_eff, nt):
                 p[k] = th[k]
@@ -791,26 +853,32 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
             losses[m, e] = loss
             mses[m, e] = sd[1]
         if student:
-            # STE: each row's scale gradient by one thread, in the row's order
-            for r in range(tid, h2 + n_out, nt):
-                o, w = _row(r, n_in, hidden)
-                if live[r, m] == ROW_FLOAT or (not fine and rank[r, m] >= nq[e, m]):  # a float row: the identity
-                    g[m_eff + r] = _ZERO
+            # STE: each scale's gradient by one thread, in its columns' order
+            for v in range(tid, n_s, nt):
+                if live[v, m] == ROW_FLOAT or (not fine and rank[v, m] >= nq[e, m]):  # a float row: the identity
+                    g[m_eff + v] = _ZERO
                     continue
-                s = th[m_eff + r]
-                qr = qmax[r, m]
+                r, ca, cb = _scale_cols(v, n_in, hidden, group)
+                o, w = _row(r, n_in, hidden)
+                s = th[m_eff + v]
+                t = thr[m, v]
+                qr = qmax[v, m]
                 lsq = smode == SCALE_LSQ and not fine
-                sm = _mul(_f32(2.0), thr[m, r]) if smode == SCALE_TWN else s  # TWN's mask: its boundary the threshold
+                sm = _mul(_f32(2.0), t) if use_thr else s  # with thresholds, the mask's boundary is the threshold
                 cap = _f32(max(qr, 1))  # LSQ's clipping range
-                qa, qb = _quantized_cols(live[r, m], n_in, w)  # the float columns keep the identity
+                qa, qb = _quantized_cols(live[v, m], n_in, w)  # the float columns keep the identity
                 ds = 0.0
-                for j in range(qa, qb):
+                n = 0  # the scale's weights (by sign: those of its sign)
+                for j in range(max(qa, ca), min(qb, cb)):
                     x = th[o + j]
+                    if not _member(x, v, group):
+                        continue
+                    n += 1
                     if fine:  # the shadow weights are frozen: only the scales learn
-                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level_thr(x, thr[m, r], qr))))
+                        ds = _dadd(ds, _dmul(np.float64(g[o + j]), np.float64(_level_thr(x, t, qr))))
                         g[o + j] = _ZERO
                     else:
-                        lv = np.float64(_level(x, s, qr))
+                        lv = np.float64(_level_thr(x, t, qr) if use_thr else _level(x, s, qr))
                         if lsq:  # Esser et al.: level - w/s inside the clipping range, in float64 as ste_ext
                             rr = _div(x, s)
                             if abs(rr) < cap:
@@ -818,12 +886,12 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
                         ds = _dadd(ds, _dmul(np.float64(g[o + j]), lv))
                         g[o + j] = _mul(g[o + j], np.float32(_level_mask(x, sm, beta[e, m], mask_kind[m], qr)))
                 if fine or smode == SCALE_LEARNED:
-                    g[m_eff + r] = np.float32(ds)
+                    g[m_eff + v] = np.float32(ds)
                 elif lsq:  # times LSQ's gradient scale 1/sqrt(n qmax), rounded to float32 first as ste_ext
-                    c = np.float32(_ddiv(1.0, _dsqrt(np.float64((qb - qa) * max(qr, 1)))))
-                    g[m_eff + r] = np.float32(_dmul(ds, np.float64(c)))
+                    c = np.float32(_ddiv(1.0, _dsqrt(np.float64(max(n, 1) * max(qr, 1)))))
+                    g[m_eff + v] = np.float32(_dmul(ds, np.float64(c)))
                 else:  # absmean, TWN: recomputed, no gradient
-                    g[m_eff + r] = _ZERO
+                    g[m_eff + v] = _ZERO
             cuda.syncthreads()
             _clip(g, 0, m_eff, clip[m], sd, tid, nt)
             _clip(g, m_eff, n_theta, clip[m], sd, tid, nt)
@@ -832,17 +900,18 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         for k in range(tid, n_theta, nt):
             a = adam_a[e, m]
             ea = adam_e[e, m]
-            if k >= m_eff:  # a row's scale, at its matrix's rate (gate, cand, out)
-                r = k - m_eff
+            if k >= m_eff:  # a scale, at its matrix's rate (gate, cand, out)
+                v = k - m_eff
+                r, _, _ = _scale_cols(v, n_in, hidden, group)
                 i = 0 if r < hidden else (1 if r < h2 else 2)
                 a = adam_as[e, i, m]
                 if restart[m] and not fine:  # loop.adam_joins: each scale's moments and steps from its row's join
-                    if e < e_join[r, m] or live[r, m] == ROW_FLOAT:
+                    if e < e_join[v, m] or live[v, m] == ROW_FLOAT:
                         continue
-                    if e == e_join[r, m]:
+                    if e == e_join[v, m]:
                         am[k] = _ZERO
                         av[k] = _ZERO
-                    st = e - e_join[r, m]  # Adam's step st + 1
+                    st = e - e_join[v, m]  # Adam's step st + 1
                     a = np.float32(_ddiv(_dmul(lr_s[e, i, m], sq2[st]), c1[st]))
                     ea = eps_s[st]
             gk = g[k]
