@@ -222,6 +222,36 @@ def test_train_batch_is_the_cpu_train_batch():
     _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
 
 
+@needs_device
+def test_an_odd_width_with_several_channels_is_the_cpus():
+    """An odd width (its middle recurrent column has no partner in the weight gradients' pairs of columns) with
+    two inputs and two outputs: teachers, and students distilled from them, as multi.train_batch's."""
+    from ternq.kernels.ternary import init_scales
+    from ternq.multi import Lane, train_batch
+
+    dims = n_in, hidden, n_out = 2, H + 1, 2
+    rng = np.random.default_rng(43)
+    X = rng.normal(0, 1, (D, E, B, T, n_in)).astype(np.float32)
+    Y = np.tanh(X[..., ::-1]).astype(np.float32)
+    pe = n_params(*dims)
+    theta = rng.normal(0, 0.4, (M, pe)).astype(np.float32)
+    otau = 2 * hidden * (n_in + hidden) + 2 * hidden
+    theta[:, otau:otau + hidden] = rng.uniform(0.5, 2.0, (M, hidden))
+    data = np.arange(M) % D
+    lanes = [Lane(lr=0.01 * (1 + k % 3)) for k in range(M)]
+    g = gpu.train_batch(theta, X, Y, data, dims, lanes, student=False, threads=THREADS)
+    c = train_batch(theta, X, Y, data, dims, lanes, student=False)
+    _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
+    lanes = [Lane(lr=0.02, mask="seed", beta=(1.0, 4.0), distill=k % 2 == 1, alpha=(0.3, 0.6)) for k in range(M)]
+    student = np.concatenate([g.theta, np.zeros((M, n_scales(*dims)), np.float32)], axis=1)
+    for k in range(M):
+        init_scales(student[k], *dims, 0, *lanes[k].scale_rows(dims))
+    gs = gpu.train_batch(student, X, Y, data, dims, lanes, student=True, teacher=g.theta, threads=THREADS)
+    cs = train_batch(student, X, Y, data, dims, lanes, student=True, teacher=g.theta)
+    _same((gs.theta, gs.losses, gs.mses, gs.diverged), (cs.theta, cs.losses, cs.mses, cs.diverged))
+    assert np.isfinite(gs.losses).all() and not np.array_equal(gs.theta, student)
+
+
 def _start(rng, lanes, teacher=True):
     """For students of ``lanes`` (any count): the data, their starts (:func:`_formats_theta`), teachers (or None)
     and each model's data set."""
