@@ -21,8 +21,10 @@ from ternq.bench import _device_problem
 POINTS = ((32, 1, 200), (16, 1, 200), (64, 1, 100), (32, 4096, 10), (16, 4096, 10), (64, 4096, 4))
 
 
-def point(H: int, M: int, E: int, rng, threads=None) -> dict:
+def point(H: int, M: int, E: int, rng, threads=None, T: int | None = None) -> dict:
+    """One point: M teachers of width H for E epochs of B sequences of T steps (the reference's 100 unless given)."""
     X, Y, th = _device_problem(M, H, E, rng)
+    X, Y = np.ascontiguousarray(X[:, :, :, :T]), np.ascontiguousarray(Y[:, :, :, :T])
 
     def call():
         t = th.copy()
@@ -36,7 +38,8 @@ def point(H: int, M: int, E: int, rng, threads=None) -> dict:
 
     call()
     s = statistics.median(call() for _ in range(3))
-    return {"H": H, "M": M, "E": E, "threads": threads, "s": s, "ms_per_epoch": 1e3 * s / E, "me_per_s": M * E / s}
+    return {"H": H, "M": M, "E": E, "T": X.shape[3], "threads": threads, "s": s, "ms_per_epoch": 1e3 * s / E,
+            "me_per_s": M * E / s}
 
 
 def main():

@@ -135,12 +135,12 @@ def _vec(x, M: int, dtype, name: str) -> np.ndarray:
 
 def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
     if threads is None and K.SIMULATED:  # the simulator runs each thread in Python: the fewest that fit
-        threads = -(-B * hidden // K.UNITS_PER_THREAD)
+        threads = -(-((B + 1) // 2 * hidden) // (K.UNITS_PER_THREAD // 2))
     nt = (K.THREADS_FEW if M < K.FEW_MODELS else K.THREADS) if threads is None else int(threads)
     if nt < 1 or nt > 1024:
         raise ValueError("threads must be in 1..1024")
-    if B * hidden > K.UNITS_PER_THREAD * nt:
-        raise ValueError(f"B * hidden = {B * hidden} is more than {K.UNITS_PER_THREAD} x {nt} threads")
+    if 2 * -(-((B + 1) // 2 * hidden) // nt) > K.UNITS_PER_THREAD:
+        raise ValueError(f"B * hidden = {B * hidden} is more than about {K.UNITS_PER_THREAD} x {nt} threads")
     return nt
 
 

@@ -223,15 +223,17 @@ def test_train_batch_is_the_cpu_train_batch():
 
 
 @needs_device
-def test_an_odd_width_with_several_channels_is_the_cpus():
-    """An odd width (its middle recurrent column has no partner in the weight gradients' pairs of columns) with
-    two inputs and two outputs: teachers, and students distilled from them, as multi.train_batch's."""
+def test_an_odd_width_and_batch_with_several_channels_is_the_cpus():
+    """An odd width and an odd number of sequences (the kernel pairs recurrent columns and sequences: the middle
+    ones have no partner) with two inputs and two outputs: teachers, and students distilled from them, as
+    multi.train_batch's; under the simulator with few threads, each of which takes several units."""
     from ternq.kernels.ternary import init_scales
     from ternq.multi import Lane, train_batch
 
     dims = n_in, hidden, n_out = 2, H + 1, 2
+    threads = 2 if SIMULATED else THREADS
     rng = np.random.default_rng(43)
-    X = rng.normal(0, 1, (D, E, B, T, n_in)).astype(np.float32)
+    X = rng.normal(0, 1, (D, E, B + 1, T, n_in)).astype(np.float32)
     Y = np.tanh(X[..., ::-1]).astype(np.float32)
     pe = n_params(*dims)
     theta = rng.normal(0, 0.4, (M, pe)).astype(np.float32)
@@ -239,14 +241,14 @@ def test_an_odd_width_with_several_channels_is_the_cpus():
     theta[:, otau:otau + hidden] = rng.uniform(0.5, 2.0, (M, hidden))
     data = np.arange(M) % D
     lanes = [Lane(lr=0.01 * (1 + k % 3)) for k in range(M)]
-    g = gpu.train_batch(theta, X, Y, data, dims, lanes, student=False, threads=THREADS)
+    g = gpu.train_batch(theta, X, Y, data, dims, lanes, student=False, threads=threads)
     c = train_batch(theta, X, Y, data, dims, lanes, student=False)
     _same((g.theta, g.losses, g.mses, g.diverged), (c.theta, c.losses, c.mses, c.diverged))
     lanes = [Lane(lr=0.02, mask="seed", beta=(1.0, 4.0), distill=k % 2 == 1, alpha=(0.3, 0.6)) for k in range(M)]
     student = np.concatenate([g.theta, np.zeros((M, n_scales(*dims)), np.float32)], axis=1)
     for k in range(M):
         init_scales(student[k], *dims, 0, *lanes[k].scale_rows(dims))
-    gs = gpu.train_batch(student, X, Y, data, dims, lanes, student=True, teacher=g.theta, threads=THREADS)
+    gs = gpu.train_batch(student, X, Y, data, dims, lanes, student=True, teacher=g.theta, threads=threads)
     cs = train_batch(student, X, Y, data, dims, lanes, student=True, teacher=g.theta)
     _same((gs.theta, gs.losses, gs.mses, gs.diverged), (cs.theta, cs.losses, cs.mses, cs.diverged))
     assert np.isfinite(gs.losses).all() and not np.array_equal(gs.theta, student)

@@ -49,7 +49,8 @@ FEW_MODELS = 128
 # registers per thread: the kernel wants ~190, which would leave two blocks per multiprocessor; at 32
 # more blocks fit and, measured on an H200 (H=32, 4096 models), training runs 1.6x faster
 MAX_REGISTERS = 32
-# the most (sequence, unit) pairs one thread carries through BPTT: B*H <= UNITS_PER_THREAD * threads
+# the most (sequence, unit) pairs one thread carries through BPTT: two for each of its units of ceil(B/2)
+# sequences, 2 * ceil(ceil(B/2) * H / threads) <= UNITS_PER_THREAD
 UNITS_PER_THREAD = 16
 
 _f32 = np.float32
@@ -428,6 +429,30 @@ def _dot(s, a, ao, astep, b, bo, bstep, n):
 
 
 @cuda.jit(device=True, inline=True)
+def _dot2(s, u, a, ao, ao2, b, bo, bstep, n):
+    """(s + a[ao] * b[bo] + a[ao + 1] * b[bo + bstep] + ..., u + the same with a[ao2:]): two rows of a against
+    one strided column of b, each read once, in :func:`_dot`'s order; two terms ahead."""
+    k = 0
+    while k + 2 <= n:
+        b0 = b[bo]
+        b1 = b[bo + bstep]
+        a0 = a[ao + k]
+        a1 = a[ao + k + 1]
+        c0 = a[ao2 + k]
+        c1 = a[ao2 + k + 1]
+        s = _add(_add(s, _mul(a0, b0)), _mul(a1, b1))
+        u = _add(_add(u, _mul(c0, b0)), _mul(c1, b1))
+        bo += 2 * bstep
+        k += 2
+    while k < n:
+        s = _add(s, _mul(a[ao + k], b[bo]))
+        u = _add(u, _mul(a[ao2 + k], b[bo]))
+        bo += bstep
+        k += 1
+    return s, u
+
+
+@cuda.jit(device=True, inline=True)
 def _sum(s, a, ao, astep, n):
     """s + a[ao] + a[ao + astep] + ... (n terms, float32) in this order."""
     k = 0
@@ -444,6 +469,41 @@ def _sum(s, a, ao, astep, n):
         ao += astep
         k += 1
     return s
+
+
+@cuda.jit(device=True, inline=True)
+def _outer4(hs, DP, i, c, c2, n, hidden):
+    """The weight gradients of recurrent columns c, c2 of rows i (gate) and H + i (candidate): four sums over the
+    n rows of hs (h_prev) and DP, each in row order; two rows' loads ahead."""
+    h2 = 2 * hidden
+    s00 = s01 = s10 = s11 = _ZERO
+    k = 0
+    while k + 2 <= n:
+        ka = k * h2
+        ha = k * hidden
+        d0 = DP[ka + i]
+        d1 = DP[ka + hidden + i]
+        a0 = hs[ha + c]
+        a1 = hs[ha + c2]
+        e0 = DP[ka + h2 + i]
+        e1 = DP[ka + h2 + hidden + i]
+        b0 = hs[ha + hidden + c]
+        b1 = hs[ha + hidden + c2]
+        s00 = _add(_add(s00, _mul(a0, d0)), _mul(b0, e0))
+        s01 = _add(_add(s01, _mul(a1, d0)), _mul(b1, e0))
+        s10 = _add(_add(s10, _mul(a0, d1)), _mul(b0, e1))
+        s11 = _add(_add(s11, _mul(a1, d1)), _mul(b1, e1))
+        k += 2
+    if k < n:
+        d0 = DP[k * h2 + i]
+        d1 = DP[k * h2 + hidden + i]
+        a0 = hs[k * hidden + c]
+        a1 = hs[k * hidden + c2]
+        s00 = _add(s00, _mul(a0, d0))
+        s01 = _add(s01, _mul(a1, d0))
+        s10 = _add(s10, _mul(a0, d1))
+        s11 = _add(s11, _mul(a1, d1))
+    return s00, s01, s10, s11
 
 
 @cuda.jit(device=True)
@@ -503,11 +563,24 @@ def _traj_sum(hs, ht, o, n, hidden, weights, sd, tid, nt):
 # Per-model arrays are flat: X, Y (D*E*B*T*C) with the epoch's block at xo; hs (T+1)*B*H, gs and cs T*B*H,
 # ys and DY T*B*O, DP T*B*2H, row (t*B + bb) of each.
 
+@cuda.jit(device=True, inline=True)
+def _unit_step(ag, ac, q, i, t, BH, cur, nxt, o_dec, gs, cs, hs, sh):
+    """Unit q = bb*H + i of step t from its pre-activations: gate, candidate and h_{t+1} (cell._forward's)."""
+    gate = _act(ag, 1)
+    cand = _act(ac, 2)
+    gs[t * BH + q] = gate
+    cs[t * BH + q] = cand
+    hn = _add(_mul(_mul(_sub(_ONE, gate), sh[cur + q]), sh[o_dec + i]), _mul(gate, cand))
+    hs[(t + 1) * BH + q] = hn
+    sh[nxt + q] = hn
+
+
 @cuda.jit(device=True)
 def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh, tid, nt):
     """cell._forward for one model by one block: X[xo:] (B, Tx, I); ``free`` steps read the last
-    prediction. h_t lives in shared memory as well, where every thread of the next step reads it; the
-    predictions are made by threads that have no unit, where there are enough."""
+    prediction. h_t lives in shared memory as well, where every thread of the next step reads it. A thread
+    takes unit i of two sequences, bb and bb + ceil(B/2), each weight read once for both; the predictions
+    are made by threads that have no unit, where there are enough."""
     z = n_in + hidden
     ob = 2 * hidden * z
     otau = ob + 2 * hidden
@@ -521,35 +594,54 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
     for q in range(tid, BH, nt):
         hs[q] = _ZERO
         sh[o_h + q] = _ZERO
-    yoff = BH if nt >= BH + B * n_out else 0
+    bh = (B + 1) // 2
+    nu = bh * hidden  # the threads with units
+    yoff = nu if nt >= nu + B * n_out else 0
     qy = tid - yoff
     cuda.syncthreads()
     for t in range(Tx + free):
         cur = o_h + (t % 2) * BH  # h_t; h_{t+1} goes to the other half
         nxt = o_h + ((t + 1) % 2) * BH
-        for q in range(tid, BH, nt):
+        for q in range(tid, nu, nt):
             bb = q // hidden
             i = q % hidden
+            b2 = bb + bh
+            two = b2 < B
             rg = i * z
             rc = (hidden + i) * z
             ag = p[ob + i]
             ac = p[ob + hidden + i]
+            ag2 = ag
+            ac2 = ac
             for j in range(n_in):
+                wg = p[rg + j]
+                wc = p[rc + j]
                 xj = X[xo + (bb * Tx + t) * n_in + j] if t < Tx else ys[((t - 1) * B + bb) * n_out + j]
-                ag = _add(ag, _mul(xj, p[rg + j]))
-                ac = _add(ac, _mul(xj, p[rc + j]))
+                ag = _add(ag, _mul(xj, wg))
+                ac = _add(ac, _mul(xj, wc))
+                if two:
+                    xk = X[xo + (b2 * Tx + t) * n_in + j] if t < Tx else ys[((t - 1) * B + b2) * n_out + j]
+                    ag2 = _add(ag2, _mul(xk, wg))
+                    ac2 = _add(ac2, _mul(xk, wc))
             hb = cur + bb * hidden
-            for j in range(hidden):
-                hj = sh[hb + j]
-                ag = _add(ag, _mul(hj, p[rg + n_in + j]))
-                ac = _add(ac, _mul(hj, p[rc + n_in + j]))
-            gate = _act(ag, 1)
-            cand = _act(ac, 2)
-            gs[t * BH + q] = gate
-            cs[t * BH + q] = cand
-            hn = _add(_mul(_mul(_sub(_ONE, gate), sh[hb + i]), sh[o_dec + i]), _mul(gate, cand))
-            hs[(t + 1) * BH + q] = hn
-            sh[nxt + q] = hn
+            hb2 = cur + b2 * hidden
+            if two:
+                for j in range(hidden):
+                    wg = p[rg + n_in + j]
+                    wc = p[rc + n_in + j]
+                    hj = sh[hb + j]
+                    hk = sh[hb2 + j]
+                    ag = _add(ag, _mul(hj, wg))
+                    ac = _add(ac, _mul(hj, wc))
+                    ag2 = _add(ag2, _mul(hk, wg))
+                    ac2 = _add(ac2, _mul(hk, wc))
+                _unit_step(ag2, ac2, b2 * hidden + i, i, t, BH, cur, nxt, o_dec, gs, cs, hs, sh)
+            else:
+                for j in range(hidden):
+                    hj = sh[hb + j]
+                    ag = _add(ag, _mul(hj, p[rg + n_in + j]))
+                    ac = _add(ac, _mul(hj, p[rc + n_in + j]))
+            _unit_step(ag, ac, bb * hidden + i, i, t, BH, cur, nxt, o_dec, gs, cs, hs, sh)
         cuda.syncthreads()
         if qy >= 0:  # h_{t+1}'s half is not written again before the next step's barrier
             for q in range(qy, B * n_out, nt):
@@ -612,20 +704,24 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
         sd[1] = mse
         sd[0] = _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n * hidden)))
     cuda.syncthreads()
-    # BPTT: thread (bb, i) carries dL/dh of its units in registers; this step's row of DP and the decay's
-    # gradient terms go to shared memory too, for dL/dh_{t-1} and the tau gradient (summed over steps
-    # downwards and sequences upwards, the CPU's order)
-    nq = (BH + nt - 1) // nt
+    # BPTT: a thread carries dL/dh of unit i of sequences bb and bb + ceil(B/2) (as the forward) in registers;
+    # this step's row of DP and the decay's gradient terms go to shared memory too, for dL/dh_{t-1} (each weight
+    # read once for both sequences) and the tau gradient (summed over steps downwards and sequences upwards, the
+    # CPU's order)
+    bh = (B + 1) // 2
+    nu = bh * hidden
+    nq = (nu + nt - 1) // nt
     dh0 = cuda.local.array(UNITS_PER_THREAD, np.float32)
-    for k in range(nq):
+    for k in range(2 * nq):
         dh0[k] = _ZERO
     for t in range(T - 1, -1, -1):
-        for k in range(nq):
-            q = tid + k * nt
-            if q < BH:
+        for kk in range(2 * nq):
+            k = kk // 2
+            q = tid + k * nt + (kk % 2) * (bh * hidden)
+            if q < BH and tid + k * nt < nu:
                 bb = q // hidden
                 i = q % hidden
-                d = dh0[k]
+                d = dh0[kk]
                 row = t * B + bb
                 for o in range(n_out):
                     d = _add(d, _mul(DY[row * n_out + o], p[owo + o * hidden + i]))
@@ -644,30 +740,46 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 sh[o_dp + bb * h2 + i] = dg
                 sh[o_dp + bb * h2 + hidden + i] = dc
                 sh[o_tt + q] = _mul(_mul(_mul(d, omg), hpi), sh[o_ddec + i])
-                dh0[k] = _mul(_mul(d, omg), dec)
+                dh0[kk] = _mul(_mul(d, omg), dec)
         cuda.syncthreads()
         for i in range(tid, hidden, nt):
             sh[o_gtau + i] = _sum(sh[o_gtau + i], sh, o_tt + i, hidden, B)
         for k in range(nq):
             q = tid + k * nt
-            if q < BH:
+            if q < nu:
                 bb = q // hidden
                 i = q % hidden
-                dh0[k] = _dot(dh0[k], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
+                if bb + bh < B:
+                    dh0[2 * k], dh0[2 * k + 1] = _dot2(dh0[2 * k], dh0[2 * k + 1], sh, o_dp + bb * h2,
+                                                       o_dp + (bb + bh) * h2, p, n_in + i, z, h2)
+                else:
+                    dh0[2 * k] = _dot(dh0[2 * k], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
         cuda.syncthreads()
-    # weight gradients, each entry a sum over the B*T steps in the CPU's order: one entry per thread
-    # at a time, rows (t, bb) upwards, except the input columns (sequences outermost)
-    nw = h2 * z
+    # weight gradients, each entry a sum over the B*T steps in the CPU's order, rows (t, bb) upwards, except
+    # the input columns (sequences outermost). A thread takes the recurrent columns c and c + hc of the gate's
+    # and the candidate's row of unit i at once: four sums from four loads a step.
+    hc = (hidden + 1) // 2
+    nb = hidden * hc
+    nw = nb + h2 * n_in
     for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):
-        if e < nw:
-            r = e % h2
-            j = e // h2
+        if e < nb:
+            i = e % hidden
+            c = e // hidden
+            if c + hc < hidden:
+                s00, s01, s10, s11 = _outer4(hs, DP, i, c, c + hc, n, hidden)
+                g[(hidden + i) * z + n_in + c + hc] = s11
+                g[(hidden + i) * z + n_in + c] = s10
+                g[i * z + n_in + c + hc] = s01
+            else:  # the middle column of an odd width
+                s00 = _dot(_ZERO, hs, c, hidden, DP, i, h2, n)
+                g[(hidden + i) * z + n_in + c] = _dot(_ZERO, hs, c, hidden, DP, hidden + i, h2, n)
+            g[i * z + n_in + c] = s00
+        elif e < nw:
+            r = (e - nb) % h2
+            j = (e - nb) // h2
             s = _ZERO
-            if j < n_in:
-                for bb in range(B):
-                    s = _dot(s, X, xo + bb * T * n_in + j, n_in, DP, bb * h2 + r, B * h2, T)
-            else:
-                s = _dot(s, hs, j - n_in, hidden, DP, r, h2, n)
+            for bb in range(B):
+                s = _dot(s, X, xo + bb * T * n_in + j, n_in, DP, bb * h2 + r, B * h2, T)
             g[r * z + j] = s
         elif e < nw + h2:
             r = e - nw

@@ -1,0 +1,84 @@
+"""Where the GPU training kernel's time goes: the kernel timed with one phase taken out at a time.
+
+    python benchmarks/cuda_phases.py OUT.json [VARIANT | LABEL=PATH ...]
+
+Each variant is the kernel's source with one phase removed (a text edit, compiled as a module of its own);
+the numbers it trains are then wrong, so only the times mean anything. LABEL=PATH times another version of
+the kernel's source (an older commit's, say) beside this one. Points: teachers (B=10, T=100,
+one input and output) at H=32, one model (latency) and 4096 models (throughput); the median of three
+calls after one that compiles.
+"""
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import cuda_epochs
+import numpy as np
+
+from ternq import gpu
+
+SOURCE = Path(gpu.__file__).parent / "kernels" / "cuda.py"
+NO_FREEZE = ("if not abs(loss) <= _DBL_MAX:", "if False:")
+VARIANTS = {
+    "base": [],
+    "regs64": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 64")],
+    "regs128": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 128")],
+    "no_weight_grads": [("for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):",
+                         "for e in range(tid, 0, nt):")],
+    "no_bptt": [("    for t in range(T - 1, -1, -1):", "    for t in range(-1, -1, -1):")],
+    "no_forward": [("    for t in range(Tx + free):", "    for t in range(0):")],
+    "no_clip": [("            _clip(g, 0, n_theta, clip[m], sd, tid, nt)", "            pass")],
+}
+POINTS = ((32, 1, 100, 100, 1024), (32, 4096, 10, 100, 256), (32, 4096, 10, 100, 192), (32, 4096, 10, 100, 128),
+          (16, 4096, 10, 100, 256), (64, 4096, 4, 100, 256))
+
+
+def variant(name: str):
+    label, _, path = name.partition("=")
+    src = Path(path or SOURCE).read_text().replace("cache=True", "cache=False")
+    for old, new in VARIANTS.get(label, []) + [NO_FREEZE]:
+        if old not in src:
+            raise SystemExit(f"{name}: {old!r} not in the kernel's source")
+        src = src.replace(old, new)
+    spec = importlib.util.spec_from_loader(f"ternq.kernels._phase_{label}", loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "ternq.kernels"
+    exec(compile(src, f"<{name}>", "exec"), mod.__dict__)
+    return mod
+
+
+def point(K, H, M, E, T, threads, rng) -> dict:
+    """cuda_epochs.point with the kernels of module K, and the kernel's registers and local memory a thread."""
+    gpu._kernels = lambda: (__import__("numba").cuda, K)
+    r = cuda_epochs.point(H, M, E, rng, threads, T)
+    kernel = K._train_few if threads > K.THREADS else K._train
+    for name in ("get_regs_per_thread", "get_local_mem_per_thread"):
+        try:
+            r[name[4:]] = getattr(kernel, name)()
+        except Exception as e:  # the simulator has no such figures
+            r[name[4:]] = repr(e)[:80]
+    return r
+
+
+def main():
+    out = sys.argv[1]
+    names = sys.argv[2:] or list(VARIANTS)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        K = variant(name)
+        for H, M, E, T, nt in POINTS:
+            r = dict(variant=name.partition("=")[0], **point(K, H, M, E, T, nt, rng))
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+        print(f"# {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        with open(out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
