@@ -30,9 +30,11 @@ VARIANTS = {
                          "for e in range(tid, 0, nt):")],
     "no_bptt": [("    for t in range(T - 1, -1, -1):", "    for t in range(-1, -1, -1):")],
     "no_forward": [("    for t in range(Tx + free):", "    for t in range(0):")],
+    "no_chain": [("            total = _chain(total, sd, 4, cn)", "            total = total")],
     "no_clip": [("            _clip(g, 0, n_theta, clip[m], sd, tid, nt)", "            pass")],
 }
-POINTS = ((32, 1, 100, 100, 1024), (32, 4096, 10, 100, 256), (32, 4096, 10, 100, 192), (32, 4096, 10, 100, 128),
+POINTS = ((32, 1, 100, 100, 1024), (32, 1, 100, 100, 256), (32, 4096, 10, 100, 256), (32, 4096, 10, 100, 192),
+          (32, 4096, 10, 100, 128),
           (16, 4096, 10, 100, 256), (64, 4096, 4, 100, 256))
 
 
