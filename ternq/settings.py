@@ -480,8 +480,8 @@ class RunSettings:
                             "given).", flag="--response")
     workers: int = setting(2, "Trainings at once (threads); results are identical for any value.", lo=1,
                            hi=MAX_WORKERS, flag="--workers")
-    device: str = setting("cpu", "Where teachers and students train (coordinate searches and students with a "
-                          "scale_group stay on the CPU): cpu, or cuda (one launch per ready batch; needs "
+    device: str = setting("cpu", "Where teachers and students train (coordinate searches and evaluations stay "
+                          "on the CPU): cpu, or cuda (one launch per ready batch; needs "
                           "numba-cuda and an NVIDIA GPU). Results are identical on either.",
                           choices=("cpu", "cuda"), flag="--device")
 
