@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -141,11 +142,25 @@ def test_five_factor_fraction_same_locally_and_on_dask():
         assert lres[d][1].theta.tobytes() == rres[d][1].theta.tobytes()
     strip = lambda doc: json.dumps({k: v for k, v in doc.items() if k != "timing"}, sort_keys=True,  # noqa: E731
                                    default=str).replace("NaN", "null")
-    import re
 
     no_seconds = lambda t: re.sub(r'"seconds": [0-9.e-]+', "", t)  # noqa: E731
     assert no_seconds(strip(local)) == no_seconds(strip(remote))
     assert set(local["effects"]) >= {"A", "B", "C", "D", "E", "AB", "DE"}
+
+
+def test_baselines_made_beside_the_trainings_give_the_same_document(monkeypatch):
+    """With cores to spare the baselines are fitted while the models train, otherwise after them: the same
+    document either way."""
+    import ternq.experiment.run as run_mod
+
+    s = replace(load(QUICK), seeds=(0,))
+    docs = []
+    for cores in (1, 64):
+        monkeypatch.setattr(run_mod.os, "cpu_count", lambda cores=cores: cores)
+        doc, _, _ = run_experiment(s, workers=1, check_gradients=False, check_reproducible=False)
+        text = json.dumps({k: v for k, v in doc.items() if k != "timing"}, sort_keys=True, default=str)
+        docs.append(re.sub(r'"seconds": [0-9.e-]+', "", text))
+    assert docs[0] == docs[1] and '"vs_naive"' in docs[0]
 
 
 def test_general_design_cli_writes_aliases_and_plot(tmp_path, capsys):

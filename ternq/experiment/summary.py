@@ -135,9 +135,15 @@ def design_doc(plan: Plan) -> dict:
             "aliases": {name(m): [name(a) for a in al] for m, al in d.estimable(plan.words.order)}}
 
 
+def forecaster_of(plan: Plan, forecast: ForecastSettings | None = None, response_name: str = "eval_mse") -> Forecaster:
+    """The naive and linear baselines that a plan's results are scored against (they need no training: a run
+    makes them beside its trainings)."""
+    return Forecaster(TaskSpec.of(plan.settings).make(), (forecast or ForecastSettings()).for_response(response_name))
+
+
 def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | None = None,
               reproducible: bool | None = None, response_name: str = "eval_mse",
-              forecast: ForecastSettings | None = None) -> dict:
+              forecast: ForecastSettings | None = None, forecaster: Forecaster | None = None) -> dict:
     """The results document of a plan's results (by digest).
 
     Rows, teachers and effects are named by the design's :class:`~ternq.experiment.plans.Words`:
@@ -149,11 +155,11 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     Every model is also scored against the task's naive baselines (made once,
     :class:`ternq.experiment.forecasting.Forecaster`; with ``forecast.horizon``
     also on free-running rollouts): its rows get those figures, and the document
-    ``naive`` (and ``horizon``) with their summaries over seeds.
+    ``naive`` (and ``horizon``) with their summaries over seeds. ``forecaster``: those baselines made
+    already (:func:`forecaster_of` of the same plan, settings and response).
     """
     resp = response(response_name)
-    forecaster = Forecaster(TaskSpec.of(plan.settings).make(),
-                            (forecast or ForecastSettings()).for_response(response_name))
+    forecaster = forecaster or forecaster_of(plan, forecast, response_name)
     metric = forecaster.settings.metric
     extra = {u.digest: forecaster.figures(results[u.digest][1]) for u in plan.units}
     figs = {d: _metric(results[d][0], fig, metric) for d, fig in extra.items()}  # this plan's units only
