@@ -730,12 +730,16 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
     for k in range(2 * nq):
         dh0[k] = _ZERO
     for t in range(T - 1, -1, -1):
-        for kk in range(2 * nq):
-            k = kk // 2
-            q = tid + k * nt + (kk % 2) * (bh * hidden)
-            if q < BH and tid + k * nt < nu:
-                bb = q // hidden
-                i = q % hidden
+        for k in range(nq):
+            q0 = tid + k * nt
+            if q0 >= nu:
+                break
+            i = q0 % hidden
+            bb = q0 // hidden
+            for kk in range(2 * k, 2 * k + 2):  # sequences bb and bb + ceil(B/2)
+                if bb >= B:
+                    break
+                q = bb * hidden + i
                 d = dh0[kk]
                 row = t * B + bb
                 for o in range(n_out):
@@ -756,6 +760,7 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 sh[_u(o_dp + bb * h2 + hidden + i)] = dc
                 sh[_u(o_tt + q)] = _mul(_mul(_mul(d, omg), hpi), sh[_u(o_ddec + i)])
                 dh0[kk] = _mul(_mul(d, omg), dec)
+                bb += bh
         cuda.syncthreads()
         for i in range(tid, hidden, nt):
             sh[o_gtau + i] = _sum(sh[o_gtau + i], sh, o_tt + i, hidden, B)
