@@ -38,18 +38,23 @@ POINTS = ((32, 1, 100, 100, 1024), (32, 1, 100, 100, 256), (32, 4096, 10, 100, 2
           (16, 4096, 10, 100, 256), (64, 4096, 4, 100, 256))
 
 
-def variant(name: str):
-    label, _, path = name.partition("=")
-    src = Path(path or SOURCE).read_text().replace("cache=True", "cache=False")
-    for old, new in VARIANTS.get(label, []) + [NO_FREEZE]:
+def load(path: Path, label: str, edits=()):
+    """A version of the kernel's source as a module of its own (uncached), after the text edits (old, new)."""
+    src = path.read_text().replace("cache=True", "cache=False")
+    for old, new in edits:
         if old not in src:
-            raise SystemExit(f"{name}: {old!r} not in the kernel's source")
+            raise SystemExit(f"{label}: {old!r} not in the kernel's source")
         src = src.replace(old, new)
     spec = importlib.util.spec_from_loader(f"ternq.kernels._phase_{label}", loader=None)
     mod = importlib.util.module_from_spec(spec)
     mod.__package__ = "ternq.kernels"
-    exec(compile(src, f"<{name}>", "exec"), mod.__dict__)
+    exec(compile(src, f"<{label}>", "exec"), mod.__dict__)
     return mod
+
+
+def variant(name: str):
+    label, _, path = name.partition("=")
+    return load(Path(path or SOURCE), label, VARIANTS.get(label, []) + [NO_FREEZE])
 
 
 def point(K, H, M, E, T, threads, rng) -> dict:

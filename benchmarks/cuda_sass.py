@@ -15,7 +15,6 @@ overhead per flop.
 """
 
 import argparse
-import importlib.util
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import numba
 import numba.cuda.api as cuda_api
 import numba.cuda.dispatcher as cuda_dispatcher
 import numpy as np
+from cuda_phases import load
 from numba import cuda
 
 from ternq import gpu
@@ -42,15 +42,6 @@ def tool(name: str) -> str:
     for p in Path(sys.prefix).glob(f"lib/python3*/site-packages/nvidia/**/bin/{name}"):
         return str(p)
     return name
-
-
-def module(path: Path):
-    src = path.read_text().replace("cache=True", "cache=False")
-    spec = importlib.util.spec_from_loader(f"ternq.kernels._sass_{abs(hash(str(path)))}", loader=None)
-    mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "ternq.kernels"
-    exec(compile(src, str(path), "exec"), mod.__dict__)
-    return mod
 
 
 def launch_types(K, threads: int) -> tuple:
@@ -85,7 +76,7 @@ def launch_types(K, threads: int) -> tuple:
 def sass(path: Path, regs: int, threads: int, work: Path) -> tuple[str, str]:
     """(ptxas' report, the SASS listing) of the training kernel in ``path``."""
     cuda_dispatcher.get_current_device = cuda_api.get_current_device = lambda: SM90  # no GPU needed
-    K = module(path)
+    K = load(path, f"sass_{abs(hash(str(path)))}")
     ptx, _ = cuda.compile_ptx(K._train_py, launch_types(K, threads), cc=(9, 0))
     (work / "k.ptx").write_text(ptx)
     r = subprocess.run([tool("ptxas"), "-arch=sm_90", "-v", f"--maxrregcount={regs}", "-o", str(work / "k.cubin"),
