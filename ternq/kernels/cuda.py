@@ -149,8 +149,8 @@ else:  # pragma: no cover - needs a GPU
 @cuda.jit(device=True, inline=True)
 def _u(i):
     """Index i (never negative here) as unsigned: numba then leaves out the wraparound of negative indices, and a
-    hot loop's addresses become pointer increments (a third of the instructions of the forward pass's inner
-    loop)."""
+    hot loop's addresses become pointer increments (the forward pass's inner loop takes a third of the
+    instructions it takes with signed indices)."""
     return np.uint64(i)
 
 
