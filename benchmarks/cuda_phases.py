@@ -5,8 +5,8 @@
 Each variant is the kernel's source with one phase removed (a text edit, compiled as a module of its own);
 the numbers it trains are then wrong, so only the times mean anything. LABEL=PATH times another version of
 the kernel's source (an older commit's, say) beside this one. Points: teachers (B=10, T=100,
-one input and output) at H=32, one model (latency) and 4096 models (throughput); the median of three
-calls after one that compiles.
+one input and output) at H=32, one model (latency) and 4096 models (throughput), and the factorial's
+teacher batch (10 models, T=50); the median of three calls after one that compiles.
 """
 
 import importlib.util
@@ -33,8 +33,8 @@ VARIANTS = {
     "no_chain": [("            total = _chain(total, sd, 4, cn)", "            total = total")],
     "no_clip": [("            _clip(g, 0, n_theta, clip[m], sd, tid, nt)", "            pass")],
 }
-POINTS = ((32, 1, 100, 100, 1024), (32, 1, 100, 100, 256), (32, 4096, 10, 100, 256), (32, 4096, 10, 100, 192),
-          (32, 4096, 10, 100, 128),
+POINTS = ((32, 1, 100, 100, 1024), (32, 1, 100, 100, 256), (32, 10, 100, 50, 1024),
+          (32, 4096, 10, 100, 256), (32, 4096, 10, 100, 192), (32, 4096, 10, 100, 128),
           (16, 4096, 10, 100, 256), (64, 4096, 4, 100, 256))
 
 
