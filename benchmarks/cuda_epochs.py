@@ -21,6 +21,15 @@ from ternq.bench import _device_problem
 POINTS = ((32, 1, 200), (16, 1, 200), (64, 1, 100), (32, 4096, 10), (16, 4096, 10), (64, 4096, 4))
 
 
+def teach(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, H: int, threads=None) -> None:
+    """Train the teachers theta (M, P) in place for every epoch of X, Y (1, E, B, T, 1), one data set for all:
+    one launch, cosine learning rate, clipping."""
+    M, E = theta.shape[0], X.shape[1]
+    gpu.train_epochs(theta, np.zeros_like(theta), np.zeros_like(theta), X, Y, np.zeros(M, np.int64), 0, E, E, 1, H,
+                     1, 0.1, False, lr=0.01, lr_min=0.0, lr_kind=1, clip=1.0, losses=np.full((M, E), np.nan),
+                     mses=np.full((M, E), np.nan), bad=np.full(M, -1, np.int64), threads=threads)
+
+
 def point(H: int, M: int, E: int, rng, threads=None, T: int | None = None) -> dict:
     """One point: M teachers of width H for E epochs of B sequences of T steps (the reference's 100 unless given)."""
     X, Y, th = _device_problem(M, H, E, rng)
@@ -28,12 +37,8 @@ def point(H: int, M: int, E: int, rng, threads=None, T: int | None = None) -> di
 
     def call():
         t = th.copy()
-        losses, mses = np.full((M, E), np.nan), np.full((M, E), np.nan)
-        bad = np.full(M, -1, np.int64)
         t0 = time.perf_counter()
-        gpu.train_epochs(t, np.zeros_like(t), np.zeros_like(t), X, Y, np.zeros(M, np.int64), 0, E, E, 1, H, 1, 0.1,
-                         False, lr=0.01, lr_min=0.0, lr_kind=1, clip=1.0, losses=losses, mses=mses, bad=bad,
-                         threads=threads)
+        teach(t, X, Y, H, threads)
         return time.perf_counter() - t0
 
     call()

@@ -16,8 +16,6 @@ t0 = time.perf_counter()
 import cuda_epochs  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ternq import gpu  # noqa: E402
-
 t_import = time.perf_counter()
 from numba import cuda  # noqa: E402
 
@@ -30,9 +28,7 @@ def launch(M: int, H: int, E: int) -> float:
     X, Y, th = cuda_epochs._device_problem(M, H, E, np.random.default_rng(0))
     X, Y = np.ascontiguousarray(X[:, :, :, :50]), np.ascontiguousarray(Y[:, :, :, :50])
     t = time.perf_counter()
-    gpu.train_epochs(th, np.zeros_like(th), np.zeros_like(th), X, Y, np.zeros(M, np.int64), 0, E, E, 1, H, 1, 0.1,
-                     False, lr=0.01, lr_min=0.0, lr_kind=1, clip=1.0, losses=np.full((M, E), np.nan),
-                     mses=np.full((M, E), np.nan), bad=np.full(M, -1, np.int64))
+    cuda_epochs.teach(th, X, Y, H)
     return time.perf_counter() - t
 
 

@@ -63,9 +63,7 @@ def launch_types(K, threads: int) -> tuple:
     try:
         M, H, E = 4, 32, 2
         X, Y, th = cuda_epochs._device_problem(M, H, E, np.random.default_rng(0))
-        gpu.train_epochs(th, np.zeros_like(th), np.zeros_like(th), X, Y, np.zeros(M, np.int64), 0, E, E, 1, H, 1,
-                         0.1, False, lr=0.01, lr_min=0.0, lr_kind=1, clip=1.0, losses=np.zeros((M, E)),
-                         mses=np.zeros((M, E)), bad=np.full(M, -1, np.int64), threads=threads)
+        cuda_epochs.teach(th, X, Y, H, threads)
     except StopIteration:
         pass
     finally:
