@@ -576,6 +576,20 @@ def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, capsys):
     assert not out.exists()  # refused before anything was written
 
 
+def test_device_cuda_with_a_width_too_wide_for_a_block_is_one_line_and_exit_2(tmp_path, capsys):
+    from ternq.cli import main
+
+    cfg = tmp_path / "wide.toml"
+    cfg.write_text(QUICK.read_text().replace("widths = [4, 8]", "widths = [4, 400]"))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["factorial", "--config", str(cfg), "--device", "cuda", "--out", str(out), "--quiet", "--no-gradcheck"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "width 400" in err and "shared memory" in err, err
+    assert not out.exists()
+
+
 def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():
     from ternq.experiment.execute import batches
 
@@ -666,6 +680,16 @@ def test_parameters_in_global_memory_and_predictions_on_idle_threads_are_the_sam
     assert not K.shared_bytes(B, H, n_params(N_IN, H, N_OUT))[1]
     g_global, c = _both(True, settings, teacher=teacher, threads=many)
     _same(g_global, c)
+
+
+def test_a_block_whose_work_does_not_fit_its_shared_memory_is_refused_before_anything_reaches_the_gpu():
+    from ternq.kernels import cuda as K
+
+    words = K.SHARED_BYTES // 4
+    hidden = (words - K.F0) // (3 + 4 * B)  # the widest whose work fits
+    assert K.shared_bytes(B, hidden, 1)[0] <= K.SHARED_BYTES
+    with pytest.raises(ValueError, match="shared memory"):
+        K.shared_bytes(B, hidden + 1, 1)
 
 
 def test_gpu_launches_run_beside_the_cpus_trainings(monkeypatch):

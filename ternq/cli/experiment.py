@@ -166,7 +166,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
                                 run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
-    check_device(settings.run.device)
+    check_device(settings.run.device, shapes=[(settings.student.batch, hidden)])
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
     fmt = formats.label(cfg.weight_format, cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out)
@@ -333,7 +333,7 @@ def factorial(seed, seeds, config_path, factors, runs, out_dir, workers, device,
         except SettingsError as exc:
             raise InputError(f"design: {exc}") from None
     forecast_settings(settings, command_task(settings))  # a bad task, file or horizon: one line, before anything
-    check_device(settings.run.device)
+    check_device(settings.run.device, [settings])
     if plot_dir is not None:
         try:
             import matplotlib  # noqa: F401

@@ -166,7 +166,7 @@ def sweep(config_path, out_dir, seeds, scheduler, workers, device, no_gradcheck,
         cells = spec.cells()
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
-    check_device(device or spec.base.run.device)
+    check_device(device or spec.base.run.device, [c.settings for c in cells])
     out = make_out_dir(Path(config_path).stem if out_dir is None else out_dir, "sweep.json")
     resumable(out)
     if not quiet:  # the gradient checks of many cells take a while before any training starts

@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..gpu import available as gpu_available
+from ..gpu import check_shape as gpu_check_shape
 from ..gpu import launches_at_once
 from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
@@ -35,7 +36,7 @@ from .plans import ExperimentSettings, Plan, plan
 from .results import models_of, save_results
 from .store import FolderLock, Store, Warn, claim_out_dir, stderr_warn
 from .summary import forecaster_of, summarize
-from .units import Result, TaskSpec, Unit, run_unit, versions
+from .units import Result, TaskSpec, Unit, batch_key, run_unit, versions
 
 RESULTS_VERSION = 2  # the results document's schema (results.json "version")
 
@@ -142,13 +143,22 @@ def claim_settings(cells: list[Cell]):
     return [{"cell": c.name, "settings": units_of(c.settings)} for c in cells]
 
 
-def check_device(device: str) -> str:
-    """``device``, or :class:`ternq.settings.SettingsError` where it is unknown or "cuda" finds no usable GPU."""
+def check_device(device: str, settings: Sequence[ExperimentSettings] = (),
+                 shapes: Sequence[tuple[int, int]] = ()) -> str:
+    """``device``, or :class:`ternq.settings.SettingsError` where it is unknown, "cuda" finds no usable GPU, or
+    a training of ``settings`` (or of one of the (batch, width) ``shapes``) does not fit the GPU kernels."""
     if device not in ("cpu", "cuda"):
         raise SettingsError("device", f"must be cpu or cuda, not {device!r}")
     if device == "cuda" and not gpu_available():
         raise SettingsError("device", "cuda needs numba-cuda (pip install 'ternq[cuda]') and an NVIDIA GPU; "
                                       "none is usable here")
+    if device == "cuda":
+        units = (u for s in settings for u in plan(s).units if batch_key(u) is not None)
+        for batch, hidden in {*shapes, *((u.config.batch, u.config.hidden) for u in units)}:
+            try:
+                gpu_check_shape(batch, hidden)
+            except ValueError as e:
+                raise SettingsError("device", f"cuda: {e}") from None
     return device
 
 
@@ -184,7 +194,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
 
     t0 = time.perf_counter()
     workers = workers or cells[0].settings.run.workers
-    device = check_device(device or cells[0].settings.run.device)
+    device = check_device(device or cells[0].settings.run.device, [c.settings for c in cells])
     plans = [plan(c.settings) for c in cells]
     forecasts = [forecast_of(c.settings) for c in cells]
     if check_memory and client is None:

@@ -49,9 +49,6 @@ FEW_MODELS = 128
 # registers per thread: the kernel wants ~190, which would leave two blocks per multiprocessor; at 32
 # more blocks fit and, measured on an H200 (H=32, 4096 models), training runs 1.6x faster
 MAX_REGISTERS = 32
-# the most (sequence, unit) pairs one thread carries through BPTT: two for each of its units of ceil(B/2)
-# sequences, 2 * ceil(ceil(B/2) * H / threads) <= UNITS_PER_THREAD
-UNITS_PER_THREAD = 16
 
 _f32 = np.float32
 _LOG2E32, _C132, _C232 = _f32(EXP_LOG2E), _f32(EXP_C1), _f32(EXP_C2)
@@ -373,8 +370,9 @@ def _member(w, v, group):
 #
 # float64 words first: [0] loss, [1] mse, [2] clipping norm, then RED terms of an ordered sum.
 # float32 words from F0: the decay and its derivative (H each), the tau gradient (H), a region that
-# holds the forward's h_t (B*H) or the backward's row of DP (B*2H) and decay terms (B*H), and last,
-# where it fits, the effective parameters p.
+# holds the forward's h_t (B*H) or the backward's row of DP (B*2H) and decay terms (B*H), the backward's
+# dL/dh (B*H, each word one thread's: in registers it would be a local array, whose dynamic index spills
+# it to memory), and last, where it fits, the effective parameters p.
 
 RED = 128  # float64 terms that one thread adds per chunk of an ordered sum
 F0 = 2 * (RED + 4)
@@ -383,12 +381,16 @@ SHARED_BYTES = 48 * 1024  # a block's dynamic shared memory without opting in
 
 def shared_words(B: int, hidden: int) -> int:
     """float32 words of the shared memory before the parameters."""
-    return F0 + 3 * hidden + 3 * B * hidden
+    return F0 + 3 * hidden + 4 * B * hidden
 
 
 def shared_bytes(B: int, hidden: int, n_params: int) -> tuple[int, bool]:
-    """(bytes of dynamic shared memory, whether the parameters are in it) for a block."""
+    """(bytes of dynamic shared memory, whether the parameters are in it) for a block; ValueError where
+    even the work before the parameters does not fit."""
     base = 4 * shared_words(B, hidden)
+    if base > SHARED_BYTES:
+        raise ValueError(f"width {hidden} with batch {B} needs {base:,} bytes of a block's shared memory, more than "
+                         f"the GPU kernels' {SHARED_BYTES:,}: use a narrower width, a smaller batch or the cpu")
     if base + 4 * n_params <= SHARED_BYTES:
         return base + 4 * n_params, True
     return base, False
@@ -693,6 +695,7 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
     o_gtau = F0 + 2 * hidden
     o_dp = F0 + 3 * hidden
     o_tt = o_dp + B * h2
+    o_dh = o_tt + BH
     xo = base * n_in
     yo = base * n_out
     _forward(p, X, xo, T, 0, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh, tid, nt)
@@ -719,16 +722,16 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
         sd[1] = mse
         sd[0] = _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n * hidden)))
     cuda.syncthreads()
-    # BPTT: a thread carries dL/dh of unit i of sequences bb and bb + ceil(B/2) (as the forward) in registers;
-    # this step's row of DP and the decay's gradient terms go to shared memory too, for dL/dh_{t-1} (each weight
+    # BPTT: a thread carries dL/dh of unit i of sequences bb and bb + ceil(B/2) (as the forward) in its words of
+    # sh; this step's row of DP and the decay's gradient terms go to shared memory too, for dL/dh_{t-1} (each weight
     # read once for both sequences) and the tau gradient (summed over steps downwards and sequences upwards, the
     # CPU's order)
     bh = (B + 1) // 2
     nu = bh * hidden
     nq = (nu + nt - 1) // nt
-    dh0 = cuda.local.array(UNITS_PER_THREAD, np.float32)
-    for k in range(2 * nq):
-        dh0[k] = _ZERO
+    for q in range(tid, BH, nt):
+        sh[o_dh + q] = _ZERO
+    cuda.syncthreads()
     for t in range(T - 1, -1, -1):
         for k in range(nq):
             q0 = tid + k * nt
@@ -736,11 +739,11 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 break
             i = q0 % hidden
             bb = q0 // hidden
-            for kk in range(2 * k, 2 * k + 2):  # sequences bb and bb + ceil(B/2)
+            for _ in range(2):  # sequences bb and bb + ceil(B/2)
                 if bb >= B:
                     break
                 q = bb * hidden + i
-                d = dh0[kk]
+                d = sh[_u(o_dh + q)]
                 row = t * B + bb
                 for o in range(n_out):
                     d = _add(d, _mul(DY[_u(row * n_out + o)], p[_u(owo + o * hidden + i)]))
@@ -759,7 +762,7 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 sh[_u(o_dp + bb * h2 + i)] = dg
                 sh[_u(o_dp + bb * h2 + hidden + i)] = dc
                 sh[_u(o_tt + q)] = _mul(_mul(_mul(d, omg), hpi), sh[_u(o_ddec + i)])
-                dh0[kk] = _mul(_mul(d, omg), dec)
+                sh[_u(o_dh + q)] = _mul(_mul(d, omg), dec)
                 bb += bh
         cuda.syncthreads()
         for i in range(tid, hidden, nt):
@@ -769,11 +772,13 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
             if q < nu:
                 bb = q // hidden
                 i = q % hidden
+                q1 = o_dh + bb * hidden + i
                 if bb + bh < B:
-                    dh0[2 * k], dh0[2 * k + 1] = _dot2(dh0[2 * k], dh0[2 * k + 1], sh, o_dp + bb * h2,
-                                                       o_dp + (bb + bh) * h2, p, n_in + i, z, h2)
+                    q2 = q1 + bh * hidden
+                    sh[_u(q1)], sh[_u(q2)] = _dot2(sh[_u(q1)], sh[_u(q2)], sh, o_dp + bb * h2, o_dp + (bb + bh) * h2,
+                                                   p, n_in + i, z, h2)
                 else:
-                    dh0[2 * k] = _dot(dh0[2 * k], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
+                    sh[_u(q1)] = _dot(sh[_u(q1)], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
         cuda.syncthreads()
     # weight gradients, each entry a sum over the B*T steps in the CPU's order, rows (t, bb) upwards, except
     # the input columns (sequences outermost). A thread takes the recurrent columns c and c + hc of the gate's
@@ -887,7 +892,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
     sh = cuda.shared.array(0, types.float32)
     sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
-    o_p = F0 + 3 * hidden + 3 * B * hidden
+    o_p = F0 + 3 * hidden + 4 * B * hidden
     if p_shared:
         p = sh[o_p:o_p + m_eff]
     else:
@@ -1067,7 +1072,7 @@ def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, p_shared, HS
     sh = cuda.shared.array(0, types.float32)
     sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
-    o_p = F0 + 3 * hidden + 3 * B * hidden
+    o_p = F0 + 3 * hidden + 4 * B * hidden
     if p_shared:
         p = sh[o_p:o_p + m_eff]
         pm = P[m]
