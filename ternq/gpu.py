@@ -10,6 +10,7 @@ Needs the optional extra ``cuda`` (numba-cuda) and a GPU, or numba-cuda's simula
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -34,6 +35,23 @@ from .kernels.ternary import MASK_NONE, MASK_REFERENCE, SCALE_ABSMEAN, SCALE_LEA
 # numba-cuda loads a kernel's module on its first launch, and two threads doing so at once collide:
 # launches (quick: they only queue the work on the call's stream) are taken one at a time
 _LAUNCH = threading.Lock()
+_COUNT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _in_flight(cuda):
+    """A launch's lifetime: from its first allocation to its last copy back. numba-cuda frees device arrays in
+    batches (cuMemFree), and a free waits for every kernel on the GPU; freed inside another launch's lifetime,
+    it would serialize launches meant to run beside each other. So nothing is freed while any launch is in
+    flight: the arrays of finished launches are freed once the GPU is idle."""
+    with _COUNT:  # numba-cuda counts the deferrals without a lock
+        defer = cuda.defer_cleanup()
+        defer.__enter__()
+    try:
+        yield
+    finally:
+        with _COUNT:
+            defer.__exit__(None, None, None)
 
 
 class GPUUnavailable(RuntimeError):
@@ -50,6 +68,13 @@ def available() -> bool:
         return bool(cuda.is_available())
     except Exception:  # a broken driver or toolkit counts as no GPU
         return False
+
+
+def check_shape(batch: int, hidden: int) -> None:
+    """ValueError where a model of width ``hidden`` trained on ``batch`` sequences an epoch does not fit one
+    thread block's shared memory (the kernels' work for one model lives there)."""
+    _, K = _kernels()
+    K.shared_bytes(int(batch), int(hidden), 0)
 
 
 def launches_at_once() -> int:
@@ -134,13 +159,11 @@ def _vec(x, M: int, dtype, name: str) -> np.ndarray:
 
 
 def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
-    if threads is None and K.SIMULATED:  # the simulator runs each thread in Python: the fewest that fit
-        threads = -(-((B + 1) // 2 * hidden) // (K.UNITS_PER_THREAD // 2))
+    if threads is None and K.SIMULATED:  # the simulator runs each thread in Python: few, each with 8 units
+        threads = -(-((B + 1) // 2 * hidden) // 8)
     nt = (K.THREADS_FEW if M < K.FEW_MODELS else K.THREADS) if threads is None else int(threads)
     if nt < 1 or nt > 1024:
         raise ValueError("threads must be in 1..1024")
-    if 2 * -(-((B + 1) // 2 * hidden) // nt) > K.UNITS_PER_THREAD:
-        raise ValueError(f"B * hidden = {B * hidden} is more than about {K.UNITS_PER_THREAD} x {nt} threads")
     return nt
 
 
@@ -275,31 +298,33 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
         teacher = np.zeros((M, m_eff), np.float32)
     shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
     f32 = np.float32
-    stream = cuda.stream()  # a launch of its own: launches from other threads run beside it
-    dv = lambda a: cuda.to_device(np.ascontiguousarray(a), stream=stream)  # noqa: E731
-    d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr = (dv(a) for a in (theta, adam_m, adam_v, losses, mses,
-                                                                          bad.astype(np.int64), thresholds))
     BH = B * hidden
+    with _in_flight(cuda):
+        stream = cuda.stream()  # a launch of its own: launches from other threads run beside it
+        dv = lambda a: cuda.to_device(np.ascontiguousarray(a), stream=stream)  # noqa: E731
+        d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr = (dv(a) for a in (theta, adam_m, adam_v, losses, mses,
+                                                                              bad.astype(np.int64), thresholds))
 
-    def work(*shape):
-        return cuda.device_array(shape, f32, stream=stream)
+        def work(*shape):
+            return cuda.device_array(shape, f32, stream=stream)
 
-    if M > 0 and e1 > e0:
-        kernel = K._train_few if nt > K.THREADS else K._train
-        with _LAUNCH:
-            kernel[M, nt, stream, shmem](
-                d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out, B, T,
-                f32(dt), bool(student), dv(traj), dv(mask_kind), dv(qmax_rows), dv(quantized),
-                dv(rank), dv(nq), dv(n_main), d_thr,
-                dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y),
-                dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
-                p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
-                work(M, T * BH), work(M, T * B * n_out), work(M, (T + 1) * BH if traj.any() or share_e.any() else 1),
-                work(M, T * B * 2 * hidden), work(M, T * B * n_out),
-                dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights),
-                dv(scale_mode), group, dv(zero_threshold.astype(f32)), dv(moved))
-    outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
-    stream.synchronize()
+        if M > 0 and e1 > e0:
+            kernel = K._train_few if nt > K.THREADS else K._train
+            args = (d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out,
+                    B, T, f32(dt), bool(student), dv(traj), dv(mask_kind), dv(qmax_rows), dv(quantized),
+                    dv(rank), dv(nq), dv(n_main), d_thr,
+                    dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y),
+                    dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
+                    p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
+                    work(M, T * BH), work(M, T * B * n_out),
+                    work(M, (T + 1) * BH if traj.any() or share_e.any() else 1),
+                    work(M, T * B * 2 * hidden), work(M, T * B * n_out),
+                    dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights),
+                    dv(scale_mode), group, dv(zero_threshold.astype(f32)), dv(moved))
+            with _LAUNCH:
+                kernel[M, nt, stream, shmem](*args)
+        outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
+        stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
         dst[...] = src
 
@@ -334,29 +359,27 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
     f32 = np.float32
     m_eff = p.shape[1]
     shmem, p_shared = K.shared_bytes(B, hidden, m_eff)
-    stream = cuda.stream()
     BH = B * hidden
-    hs = cuda.device_array((M, (T + 1) * BH), f32, stream=stream)
-    ys = cuda.device_array((M, T * B * n_out), f32, stream=stream)
-    sse = cuda.device_array(M, np.float64, stream=stream)
     Yd = np.ascontiguousarray(Y).reshape(-1) if with_mse else np.zeros(0, f32)
-    if M > 0:
-        kernel = K._rollout_few if nt > K.THREADS else K._rollout
-        with _LAUNCH:
-            kernel[M, nt, stream, shmem](
-                cuda.to_device(np.ascontiguousarray(p), stream=stream),
-                cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream), cuda.to_device(data, stream=stream),
-                W, free, n_in, hidden, n_out, B, f32(dt), cuda.to_device(Yd, stream=stream), p_shared, hs,
-                cuda.device_array((M, T * BH), f32, stream=stream), cuda.device_array((M, T * BH), f32, stream=stream),
-                ys, sse)
-    out = (hs.copy_to_host(stream=stream).reshape(M, T + 1, B, hidden),
-           ys.copy_to_host(stream=stream).reshape(M, T, B, n_out))
-    if with_mse:
-        sse_h = sse.copy_to_host(stream=stream)
+    with _in_flight(cuda):
+        stream = cuda.stream()
+        hs = cuda.device_array((M, (T + 1) * BH), f32, stream=stream)
+        ys = cuda.device_array((M, T * B * n_out), f32, stream=stream)
+        sse = cuda.device_array(M, np.float64, stream=stream)
+        if M > 0:
+            kernel = K._rollout_few if nt > K.THREADS else K._rollout
+            args = (cuda.to_device(np.ascontiguousarray(p), stream=stream),
+                    cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream),
+                    cuda.to_device(data, stream=stream), W, free, n_in, hidden, n_out, B, f32(dt),
+                    cuda.to_device(Yd, stream=stream), p_shared, hs, cuda.device_array((M, T * BH), f32, stream=stream),
+                    cuda.device_array((M, T * BH), f32, stream=stream), ys, sse)
+            with _LAUNCH:
+                kernel[M, nt, stream, shmem](*args)
+        out = (hs.copy_to_host(stream=stream).reshape(M, T + 1, B, hidden),
+               ys.copy_to_host(stream=stream).reshape(M, T, B, n_out))
+        sse_h = sse.copy_to_host(stream=stream) if with_mse else None
         stream.synchronize()
-        return (*out, sse_h / (B * W * n_out))
-    stream.synchronize()
-    return out
+    return (*out, sse_h / (B * W * n_out)) if with_mse else out
 
 
 def train_batch(theta: np.ndarray, X: np.ndarray, Y: np.ndarray, data, dims: tuple[int, int, int], lanes, *,
