@@ -19,6 +19,7 @@ import cuda_epochs
 import numpy as np
 
 from ternq import gpu
+from ternq.bench import B_DEFAULT
 
 SOURCE = Path(gpu.__file__).parent / "kernels" / "cuda.py"
 NO_FREEZE = ("if not abs(loss) <= _DBL_MAX:", "if False:")
@@ -52,16 +53,42 @@ def load(path: Path, label: str, edits=()):
     return mod
 
 
+class _Older:
+    """An older source's kernels (one per register cap, taking p_shared as an argument) behind today's
+    ``train_kernel`` and launch arguments."""
+
+    def __init__(self, K):
+        self.K = K
+        code = K._train_py.__code__
+        self.at = code.co_varnames[:code.co_argcount].index("p_shared")
+
+    def __getattr__(self, name):
+        return getattr(self.K, name)
+
+    def train_kernel(self, threads, p_shared):
+        kernel = self.K._train_few if threads > self.K.THREADS else self.K._train
+        at = self.at
+
+        class Launch:
+            def __getitem__(self, cfg):
+                return lambda *args: kernel[cfg](*args[:at], p_shared, *args[at:])
+
+            def __getattr__(self, name):
+                return getattr(kernel, name)
+        return Launch()
+
+
 def variant(name: str):
     label, _, path = name.partition("=")
-    return load(Path(path or SOURCE), label, VARIANTS.get(label, []) + [NO_FREEZE])
+    K = load(Path(path or SOURCE), label, VARIANTS.get(label, []) + [NO_FREEZE])
+    return K if hasattr(K, "train_kernel") else _Older(K)
 
 
 def point(K, H, M, E, T, threads, rng) -> dict:
     """cuda_epochs.point with the kernels of module K, and the kernel's registers and local memory a thread."""
     gpu._kernels = lambda: (__import__("numba").cuda, K)
     r = cuda_epochs.point(H, M, E, rng, threads, T)
-    kernel = K._train_few if threads > K.THREADS else K._train
+    kernel = K.train_kernel(threads, K.shared_bytes(B_DEFAULT, H, gpu.n_params(1, H, 1))[1])
     for name in ("get_regs_per_thread", "get_local_mem_per_thread"):
         try:
             v = getattr(kernel, name)()

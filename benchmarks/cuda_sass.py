@@ -15,6 +15,7 @@ overhead per flop.
 """
 
 import argparse
+import contextlib
 import re
 import subprocess
 import sys
@@ -56,9 +57,11 @@ def launch_types(K, threads: int) -> tuple:
             return call
 
     fake_cuda = pytypes.SimpleNamespace(stream=lambda: None, to_device=lambda a, stream=None: a,
-                                        device_array=lambda shape, dtype, stream=None: np.zeros(shape, dtype))
+                                        device_array=lambda shape, dtype, stream=None: np.zeros(shape, dtype),
+                                        defer_cleanup=contextlib.nullcontext)
     fake = pytypes.SimpleNamespace(**{k: getattr(K, k) for k in dir(K) if not k.startswith("__")})
-    fake._train = fake._train_few = Launch()
+    fake.train_kernel = lambda threads, p_shared: Launch()
+    fake._train = fake._train_few = Launch()  # an older source's kernels
     kernels, gpu._kernels = gpu._kernels, lambda: (fake_cuda, fake)
     try:
         M, H, E = 4, 32, 2
@@ -75,7 +78,8 @@ def sass(path: Path, regs: int, threads: int, work: Path) -> tuple[str, str]:
     """(ptxas' report, the SASS listing) of the training kernel in ``path``."""
     cuda_dispatcher.get_current_device = cuda_api.get_current_device = lambda: SM90  # no GPU needed
     K = load(path, f"sass_{abs(hash(str(path)))}")
-    ptx, _ = cuda.compile_ptx(K._train_py, launch_types(K, threads), cc=(9, 0))
+    f = K.variant(K._train_py, regs, True) if hasattr(K, "variant") else K._train_py  # parameters in shared memory
+    ptx, _ = cuda.compile_ptx(f, launch_types(K, threads), cc=(9, 0))
     (work / "k.ptx").write_text(ptx)
     r = subprocess.run([tool("ptxas"), "-arch=sm_90", "-v", f"--maxrregcount={regs}", "-o", str(work / "k.cubin"),
                         str(work / "k.ptx")], capture_output=True, text=True, check=True)

@@ -309,13 +309,13 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
             return cuda.device_array(shape, f32, stream=stream)
 
         if M > 0 and e1 > e0:
-            kernel = K._train_few if nt > K.THREADS else K._train
+            kernel = K.train_kernel(nt, p_shared)
             args = (d_theta, d_m, d_v, dv(X.reshape(-1)), dv(Y.reshape(-1)), dv(data), E, e0, e1, n_in, hidden, n_out,
                     B, T, f32(dt), bool(student), dv(traj), dv(mask_kind), dv(qmax_rows), dv(quantized),
                     dv(rank), dv(nq), dv(n_main), d_thr,
                     dv(_vec(clip, M, f64, "clip")), dv(adam_a), dv(adam_as), dv(adam_e), dv(cy), dv(ch), dv(w_y),
                     dv(alpha), dv(beta), dv(teacher), d_losses, d_mses, d_bad,
-                    p_shared, work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
+                    work(M, 1 if p_shared else m_eff), work(M, P), work(M, (T + 1) * BH), work(M, T * BH),
                     work(M, T * BH), work(M, T * B * n_out),
                     work(M, (T + 1) * BH if traj.any() or share_e.any() else 1),
                     work(M, T * B * 2 * hidden), work(M, T * B * n_out),
@@ -367,11 +367,11 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
         ys = cuda.device_array((M, T * B * n_out), f32, stream=stream)
         sse = cuda.device_array(M, np.float64, stream=stream)
         if M > 0:
-            kernel = K._rollout_few if nt > K.THREADS else K._rollout
+            kernel = K.rollout_kernel(nt, p_shared)
             args = (cuda.to_device(np.ascontiguousarray(p), stream=stream),
                     cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream),
                     cuda.to_device(data, stream=stream), W, free, n_in, hidden, n_out, B, f32(dt),
-                    cuda.to_device(Yd, stream=stream), p_shared, hs, cuda.device_array((M, T * BH), f32, stream=stream),
+                    cuda.to_device(Yd, stream=stream), hs, cuda.device_array((M, T * BH), f32, stream=stream),
                     cuda.device_array((M, T * BH), f32, stream=stream), ys, sse)
             with _LAUNCH:
                 kernel[M, nt, stream, shmem](*args)

@@ -19,6 +19,8 @@ Layouts, model index first (one block reads one contiguous slice): theta, adam_m
 effective parameters (M, Pe) in the cell's flat layout; per-model work arrays (M, T+1, B, H) etc.
 """
 
+from types import FunctionType
+
 import numpy as np
 from numba import config, cuda, types
 
@@ -40,6 +42,7 @@ from .ternary import (
 )
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
+P_SHARED = False  # the parameters p in shared memory: fixed per compiled variant (:func:`variant`)
 
 # threads per block: a multiple of the warp; B*H work items are strided over them. Few models
 # (fewer blocks than the GPU has room for) get more threads each.
@@ -49,6 +52,7 @@ FEW_MODELS = 128
 # registers per thread: the kernel wants ~190, which would leave two blocks per multiprocessor; at 32
 # more blocks fit and, measured on an H200 (H=32, 4096 models), training runs 1.6x faster
 MAX_REGISTERS = 32
+FEW_REGISTERS = 64  # a block of THREADS_FEW threads may use at most 64 registers a thread
 
 _f32 = np.float32
 _LOG2E32, _C132, _C232 = _f32(EXP_LOG2E), _f32(EXP_C1), _f32(EXP_C2)
@@ -483,37 +487,24 @@ def _sum(s, a, ao, astep, n):
 
 
 @cuda.jit(device=True, inline=True)
-def _outer4(hs, DP, i, c, c2, n, hidden):
-    """The weight gradients of recurrent columns c, c2 of rows i (gate) and H + i (candidate): four sums over the
-    n rows of hs (h_prev) and DP, each in row order; two rows' loads ahead."""
+def _outer4(sh, d, h, dc, n, hidden, s00, s01, s10, s11):
+    """(s00, s01, s10, s11) plus, over n rows, the products of h_prev's columns (sh[h], sh[h + dc]) with DP's gate
+    and candidate entries (sh[d], sh[d + H]); rows are H words apart in h_prev's copy and 2H in DP's. Each
+    sum adds its terms in row order."""
     h2 = 2 * hidden
-    s00 = s01 = s10 = s11 = _ZERO
     k = 0
-    while k + 2 <= n:
-        ka = k * h2
-        ha = k * hidden
-        d0 = DP[_u(ka + i)]
-        d1 = DP[_u(ka + hidden + i)]
-        a0 = hs[_u(ha + c)]
-        a1 = hs[_u(ha + c2)]
-        e0 = DP[_u(ka + h2 + i)]
-        e1 = DP[_u(ka + h2 + hidden + i)]
-        b0 = hs[_u(ha + hidden + c)]
-        b1 = hs[_u(ha + hidden + c2)]
-        s00 = _add(_add(s00, _mul(a0, d0)), _mul(b0, e0))
-        s01 = _add(_add(s01, _mul(a1, d0)), _mul(b1, e0))
-        s10 = _add(_add(s10, _mul(a0, d1)), _mul(b0, e1))
-        s11 = _add(_add(s11, _mul(a1, d1)), _mul(b1, e1))
-        k += 2
-    if k < n:
-        d0 = DP[_u(k * h2 + i)]
-        d1 = DP[_u(k * h2 + hidden + i)]
-        a0 = hs[_u(k * hidden + c)]
-        a1 = hs[_u(k * hidden + c2)]
+    while k < n:
+        d0 = sh[_u(d)]
+        d1 = sh[_u(d + hidden)]
+        a0 = sh[_u(h)]
+        a1 = sh[_u(h + dc)]
         s00 = _add(s00, _mul(a0, d0))
         s01 = _add(s01, _mul(a1, d0))
         s10 = _add(s10, _mul(a0, d1))
         s11 = _add(s11, _mul(a1, d1))
+        d += h2
+        h += hidden
+        k += 1
     return s00, s01, s10, s11
 
 
@@ -528,7 +519,8 @@ def _sq_sum(kind, a, ao, b, bo, n, B, C, T, sd, tid, nt):
     total = 0.0
     for c0 in range(0, n, RED):
         cn = min(RED, n - c0)
-        for k in range(tid, cn, nt):
+        k = tid
+        while k < cn:
             q = c0 + k
             if kind == 0:
                 e = np.float64(a[ao + q])
@@ -544,6 +536,7 @@ def _sq_sum(kind, a, ao, b, bo, n, B, C, T, sd, tid, nt):
                 else:
                     e = _dadd(np.float64(a[ao + q]), -np.float64(b[bo + (bb * T + t) * C + o]))
             sd[4 + k] = _dmul(e, e)
+            k += nt
         cuda.syncthreads()
         if tid == 0:
             total = _chain(total, sd, 4, cn)
@@ -558,10 +551,12 @@ def _traj_sum(hs, ht, o, n, hidden, weights, sd, tid, nt):
     total = 0.0
     for c0 in range(0, n, RED):
         cn = min(RED, n - c0)
-        for k in range(tid, cn, nt):
+        k = tid
+        while k < cn:
             q = c0 + k
             e = np.float64(_sub(hs[o + q], ht[o + q]))
             sd[4 + k] = _dmul(_dmul(e, e), np.float64(weights[q % hidden]))
+            k += nt
         cuda.syncthreads()
         if tid == 0:
             total = _chain(total, sd, 4, cn)
@@ -613,7 +608,8 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
     for t in range(Tx + free):
         cur = o_h + (t % 2) * BH  # h_t; h_{t+1} goes to the other half
         nxt = o_h + ((t + 1) % 2) * BH
-        for q in range(tid, nu, nt):
+        q = tid
+        while q < nu:  # not range(tid, nu, nt), whose trip count costs a 64-bit division every step
             bb = q // hidden
             i = q % hidden
             b2 = bb + bh
@@ -656,9 +652,11 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
                     ac = _add(ac, _mul(hj, p[_u(rc + n_in + j)]))
                     j += 1
             _unit_step(ag, ac, bb * hidden + i, i, t, BH, cur, nxt, o_dec, gs, cs, hs, sh)
+            q += nt
         cuda.syncthreads()
         if qy >= 0:  # h_{t+1}'s half is not written again before the next step's barrier
-            for q in range(qy, B * n_out, nt):
+            q = qy
+            while q < B * n_out:
                 bb = q // n_out
                 o = q % n_out
                 y = p[_u(obo + o)]
@@ -669,6 +667,7 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
                     y = _add(y, _mul(p[_u(wo + i)], sh[_u(hb + i)]))
                     i += 1
                 ys[_u(t * B * n_out + q)] = y
+                q += nt
         if t + 1 >= Tx:  # the next step reads these predictions, or the caller does
             cuda.syncthreads()
     cuda.syncthreads()
@@ -765,8 +764,10 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 sh[_u(o_dh + q)] = _mul(_mul(d, omg), dec)
                 bb += bh
         cuda.syncthreads()
-        for i in range(tid, hidden, nt):
+        i = tid
+        while i < hidden:
             sh[o_gtau + i] = _sum(sh[o_gtau + i], sh, o_tt + i, hidden, B)
+            i += nt
         for k in range(nq):
             q = tid + k * nt
             if q < nu:
@@ -781,25 +782,47 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                     sh[_u(q1)] = _dot(sh[_u(q1)], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
         cuda.syncthreads()
     # weight gradients, each entry a sum over the B*T steps in the CPU's order, rows (t, bb) upwards, except
-    # the input columns (sequences outermost). A thread takes the recurrent columns c and c + hc of the gate's
-    # and the candidate's row of unit i at once: four sums from four loads a step.
+    # the input columns (sequences outermost). The recurrent columns: the block copies a few rows of DP and of
+    # h_prev at a time into shared memory (BPTT's region, free now), and a thread takes the columns c and c + hc
+    # of the gate's and the candidate's row of unit i: four sums from four shared loads a row, each sum adding
+    # its terms in row order through the copies. Where (i, c) outnumber the threads, the block makes passes.
     hc = (hidden + 1) // 2
     nb = hidden * hc
-    nw = nb + h2 * n_in
-    for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):
+    rows = max(1, (4 * BH) // (3 * hidden))  # rows of DP (2H words) and of h_prev (H) that the region holds
+    o_th = o_dp + rows * h2
+    p0 = 0
+    while p0 < nb:
+        e = p0 + tid
+        i = e % hidden
+        c = e // hidden
+        dc = hc if c + hc < hidden else 0  # the middle column of an odd width has no partner
+        s00 = s01 = s10 = s11 = _ZERO
+        k0 = 0
+        while k0 < n:
+            rn = min(rows, n - k0)
+            q = tid
+            while q < rn * h2:
+                sh[_u(o_dp + q)] = DP[_u(k0 * h2 + q)]
+                q += nt
+            q = tid
+            while q < rn * hidden:
+                sh[_u(o_th + q)] = hs[_u(k0 * hidden + q)]
+                q += nt
+            cuda.syncthreads()
+            if e < nb:
+                s00, s01, s10, s11 = _outer4(sh, o_dp + i, o_th + c, dc, rn, hidden, s00, s01, s10, s11)
+            cuda.syncthreads()  # the copy's readers are done before the next copy
+            k0 += rn
         if e < nb:
-            i = e % hidden
-            c = e // hidden
-            if c + hc < hidden:
-                s00, s01, s10, s11 = _outer4(hs, DP, i, c, c + hc, n, hidden)
+            if dc > 0:
                 g[(hidden + i) * z + n_in + c + hc] = s11
-                g[(hidden + i) * z + n_in + c] = s10
                 g[i * z + n_in + c + hc] = s01
-            else:  # the middle column of an odd width
-                s00 = _dot(_ZERO, hs, c, hidden, DP, i, h2, n)
-                g[(hidden + i) * z + n_in + c] = _dot(_ZERO, hs, c, hidden, DP, hidden + i, h2, n)
+            g[(hidden + i) * z + n_in + c] = s10
             g[i * z + n_in + c] = s00
-        elif e < nw:
+        p0 += nt
+    nw = nb + h2 * n_in
+    for e in range(nb + tid, nw + h2 + n_out * hidden + n_out + hidden, nt):
+        if e < nw:
             r = (e - nb) % h2
             j = (e - nb) // h2
             s = _ZERO
@@ -873,7 +896,7 @@ def _recompute_scales(th, thr, m, kind, n_in, hidden, n_out, group, n_s, tid, nt
 
 def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out, B, T, dt, student, traj,
               mask_kind, qmax, live, rank, nq, n_main, thr, clip, adam_a, adam_as, adam_e, cy, ch, w_y, alpha, beta,
-              teacher, losses, mses, bad, p_shared, P, G, HS, GS, CS, YS, HT, DP, DY, restart, e_join, lr_s, c1, sq2,
+              teacher, losses, mses, bad, P, G, HS, GS, CS, YS, HT, DP, DY, restart, e_join, lr_s, c1, sq2,
               eps_s, share, distill_hidden, scale_mode, group, zt, moved):
     """multi.train_epochs for epochs e0..e1-1, model m = blockIdx.x; schedules (E, M) from the host;
     X, Y flat (D*E*B*T*C); traj (E, M) the trajectory term on; qmax (2H+O, M) each row's
@@ -893,7 +916,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
     sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
     o_p = F0 + 3 * hidden + 4 * B * hidden
-    if p_shared:
+    if P_SHARED:
         p = sh[o_p:o_p + m_eff]
     else:
         p = P[m]
@@ -1063,7 +1086,7 @@ def _train_py(theta, adam_m, adam_v, X, Y, data, E, e0, e1, n_in, hidden, n_out,
         cuda.syncthreads()
 
 
-def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, p_shared, HS, GS, CS, YS, sse_out):
+def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, HS, GS, CS, YS, sse_out):
     """cell._forward with ``free`` steps for model m = blockIdx.x on data set data[m] (X flat, D*B*W*I);
     with free == 0 and Y given (its length > 0), sse_out[m] is cell._sse of the predictions."""
     m = cuda.blockIdx.x
@@ -1073,7 +1096,7 @@ def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, p_shared, HS
     sd = cuda.shared.array(0, types.float64)
     m_eff = n_params(n_in, hidden, n_out)
     o_p = F0 + 3 * hidden + 4 * B * hidden
-    if p_shared:
+    if P_SHARED:
         p = sh[o_p:o_p + m_eff]
         pm = P[m]
         for k in range(tid, m_eff, nt):
@@ -1090,16 +1113,39 @@ def _rollout_py(P, X, data, W, free, n_in, hidden, n_out, B, dt, Y, p_shared, HS
             sse_out[m] = sse
 
 
-FEW_REGISTERS = 64  # a block of THREADS_FEW threads may use at most 64 registers a thread
+def variant(f, registers: int, p_shared: bool):
+    """A copy of the kernel function f with P_SHARED fixed: a constant to the compiler, so p's loads are shared
+    memory's (32-bit addresses) rather than generic ones. The copy is named for its register cap and P_SHARED:
+    numba-cuda's on-disk cache keys a kernel by its function's name and argument types, not by the cap, and
+    would otherwise hand one variant's machine code (and occupancy) to another."""
+    g = FunctionType(f.__code__, {**f.__globals__, "P_SHARED": bool(p_shared)},
+                     f"{f.__name__}_r{registers}_{'shared' if p_shared else 'global'}", f.__defaults__, f.__closure__)
+    g.__qualname__ = g.__name__
+    return g
 
 
-def _compile(f, registers):
+def _compile(f, registers, p_shared):
+    g = variant(f, registers, p_shared)
     if SIMULATED:
-        return cuda.jit(f)
-    return cuda.jit(max_registers=registers, cache=True)(f)  # pragma: no cover - needs a GPU
+        return cuda.jit(g)
+    return cuda.jit(max_registers=registers, cache=True)(g)  # pragma: no cover - needs a GPU
 
 
-_train = _compile(_train_py, MAX_REGISTERS)
-_train_few = _compile(_train_py, FEW_REGISTERS)
-_rollout = _compile(_rollout_py, MAX_REGISTERS)
-_rollout_few = _compile(_rollout_py, FEW_REGISTERS)
+# compiled at a kernel's first launch: (register cap, P_SHARED) -> kernel
+_TRAIN = {(r, s): _compile(_train_py, r, s) for r in (MAX_REGISTERS, FEW_REGISTERS) for s in (False, True)}
+_ROLLOUT = {(r, s): _compile(_rollout_py, r, s) for r in (MAX_REGISTERS, FEW_REGISTERS) for s in (False, True)}
+
+
+def registers_for(threads: int) -> int:
+    """The register cap of a block of ``threads``."""
+    return FEW_REGISTERS if threads > THREADS else MAX_REGISTERS
+
+
+def train_kernel(threads: int, p_shared: bool):
+    """The training kernel for blocks of ``threads`` with the parameters in shared memory or not."""
+    return _TRAIN[(registers_for(threads), bool(p_shared))]
+
+
+def rollout_kernel(threads: int, p_shared: bool):
+    """The rollout kernel for blocks of ``threads`` with the parameters in shared memory or not."""
+    return _ROLLOUT[(registers_for(threads), bool(p_shared))]
