@@ -588,6 +588,10 @@ def test_device_cuda_with_a_width_too_wide_for_a_block_is_one_line_and_exit_2(tm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "width 400" in err and "shared memory" in err, err
     assert not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["frontier", "--widths", "ternary=8,400", "--device", "cuda", "--out", str(out), "--quiet"])
+    assert exc.value.code == 2 and "width 400" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_device_is_no_part_of_a_unit_and_the_gpu_takes_whole_batches():

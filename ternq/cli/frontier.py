@@ -68,7 +68,7 @@ def frontier(config_path, grid, seeds, ptq, out_dir, workers, device, scheduler,
     except config.ConfigError as exc:
         raise InputError(str(exc)) from None
     forecast_settings(spec.base, command_task(spec.base))  # a bad task or file: one line, before anything
-    check_device(spec.base.run.device)
+    check_device(spec.base.run.device, [fc.cell.settings for fc in spec.cells()])
     if out_dir is None:
         out_dir = (Path(config_path).stem if config_path is not None
                    else f"frontier-{Path(spec.base.data).stem if spec.base.data else spec.base.task}")
