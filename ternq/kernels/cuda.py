@@ -376,7 +376,8 @@ def _member(w, v, group):
 # float32 words from F0: the decay and its derivative (H each), the tau gradient (H), a region that
 # holds the forward's h_t (B*H) or the backward's row of DP (B*2H) and decay terms (B*H), the backward's
 # dL/dh (B*H, each word one thread's: in registers it would be a local array, whose dynamic index spills
-# it to memory), and last, where it fits, the effective parameters p.
+# it to memory), and last, where it fits, the effective parameters p. After BPTT the weight gradients reuse
+# the region's 4*B*H words for their copies of DP's and h_prev's rows.
 
 RED = 128  # float64 terms that one thread adds per chunk of an ordered sum
 F0 = 2 * (RED + 4)
