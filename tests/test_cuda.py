@@ -576,6 +576,7 @@ def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, capsys):
     assert not out.exists()  # refused before anything was written
 
 
+@needs_device
 def test_device_cuda_with_a_width_too_wide_for_a_block_is_one_line_and_exit_2(tmp_path, capsys):
     from ternq.cli import main
 
