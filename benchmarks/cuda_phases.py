@@ -1,6 +1,6 @@
 """Where the GPU training kernel's time goes: the kernel timed with one phase taken out at a time.
 
-    python benchmarks/cuda_phases.py OUT.json [VARIANT | LABEL=PATH ...]
+    python benchmarks/cuda_phases.py OUT.json [VARIANT | LABEL=PATH ...] [--points H:M:T:THREADS,...]
 
 Each variant is the kernel's source with one phase removed (a text edit, compiled as a module of its own);
 the numbers it trains are then wrong, so only the times mean anything. LABEL=PATH times another version of
@@ -27,6 +27,9 @@ VARIANTS = {
     "base": [],
     "regs64": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 64")],
     "regs128": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 128")],
+    "regs40": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 40")],
+    "regs48": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 48")],
+    "few128": [("FEW_REGISTERS = 64", "FEW_REGISTERS = 128")],  # for blocks of 512 threads or fewer above THREADS
     "no_weight_grads": [("for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):",
                          "for e in range(tid, 0, nt):")],
     "no_bptt": [("    for t in range(T - 1, -1, -1):", "    for t in range(-1, -1, -1):")],
@@ -99,14 +102,21 @@ def point(K, H, M, E, T, threads, rng) -> dict:
 
 
 def main():
-    out = sys.argv[1]
-    names = sys.argv[2:] or list(VARIANTS)
+    args = sys.argv[1:]
+    points = POINTS
+    if "--points" in args:
+        at = args.index("--points")
+        points = [tuple(int(x) for x in p.split(":")) for p in args[at + 1].split(",")]
+        points = [(H, M, 100 if M < 1000 else (4 if H >= 64 else 10), T, nt) for H, M, T, nt in points]
+        del args[at:at + 2]
+    out = args[0]
+    names = args[1:] or list(VARIANTS)
     rng = np.random.default_rng(0)
     rows = []
     for name in names:
         t0 = time.perf_counter()
         K = variant(name)
-        for H, M, E, T, nt in POINTS:
+        for H, M, E, T, nt in points:
             r = dict(variant=name.partition("=")[0], **point(K, H, M, E, T, nt, rng))
             print(json.dumps(r), flush=True)
             rows.append(r)

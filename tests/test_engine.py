@@ -149,18 +149,26 @@ def test_five_factor_fraction_same_locally_and_on_dask():
 
 
 def test_baselines_made_beside_the_trainings_give_the_same_document(monkeypatch):
-    """With cores to spare the baselines are fitted while the models train, otherwise after them: the same
-    document either way."""
+    """With cores to spare the baselines are fitted, and each finished model scored against them, while the
+    models train; otherwise after them: the same document either way."""
     import ternq.experiment.run as run_mod
 
     s = replace(load(QUICK), seeds=(0,))
-    docs = []
+    docs, beside = [], []
+
+    def spy(p, results, *args):
+        beside.append(set(args[-1] or ()))
+        return summarize(p, results, *args)
+
+    summarize = run_mod.summarize
+    monkeypatch.setattr(run_mod, "summarize", spy)
     for cores in (1, 64):
         monkeypatch.setattr(run_mod.os, "cpu_count", lambda cores=cores: cores)
-        doc, _, _ = run_experiment(s, workers=1, check_gradients=False, check_reproducible=False)
+        doc, p, _ = run_experiment(s, workers=1, check_gradients=False, check_reproducible=False)
         text = json.dumps({k: v for k, v in doc.items() if k != "timing"}, sort_keys=True, default=str)
         docs.append(re.sub(r'"seconds": [0-9.e-]+', "", text))
     assert docs[0] == docs[1] and '"vs_naive"' in docs[0]
+    assert beside == [set(), {u.digest for u in p.units}]  # after: scored in the document; beside: all of them
 
 
 def test_general_design_cli_writes_aliases_and_plot(tmp_path, capsys):

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 
 from ..gpu import available as gpu_available
 from ..gpu import check_shape as gpu_check_shape
@@ -123,9 +124,9 @@ def plan_widths(p: Plan) -> list[int]:
 
 def document(p: Plan, results: dict[str, Result], grad_err: float | None = None,
              reproducible: bool | None = None, forecast: ForecastSettings | None = None,
-             forecaster: Forecaster | None = None) -> dict:
+             forecaster: Forecaster | None = None, scored: dict[str, dict] | None = None) -> dict:
     """The results document (without timing): what was run, on what, with which code, and the summary."""
-    doc = summarize(p, results, grad_err, reproducible, p.settings.run.response, forecast, forecaster)
+    doc = summarize(p, results, grad_err, reproducible, p.settings.run.response, forecast, forecaster, scored)
     settings = p.settings.to_dict()
     del settings["run"]["device"]  # the results are the same bits on either; timing.json says where they ran
     return {"ternq": "factorial", "version": RESULTS_VERSION, "task": settings_task(p.settings).describe(),
@@ -206,8 +207,15 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
     timing: dict = {}
 
     checked: set[str] = set()
+    cells_of: dict[str, list[int]] = {}  # each unit's cells (a unit shared by cells runs once)
+    for i, p in enumerate(plans):
+        for d in dict.fromkeys(u.digest for u in p.units):
+            cells_of.setdefault(d, []).append(i)
+    scored: list[dict[str, dict]] = [{} for _ in cells]  # per cell: forecast figures by digest, made beside
+    finished_models: SimpleQueue = SimpleQueue()  # (digest, model) as trainings finish; None after the last
 
     def finished(unit: Unit, fig: dict, model) -> None:
+        finished_models.put((unit.digest, model))
         curve = model.meta.get("curve", {})
         start = quantized_from(unit.config)  # the loss to compare with: the student's own format's first
         first = next((x for e, x in zip(curve.get("epoch", []), curve.get("loss", []), strict=True) if e >= start),
@@ -230,6 +238,17 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
 
     def make_baselines():
         return [forecaster_of(p, fs, p.settings.run.response) for p, fs in zip(plans, forecasts, strict=True)]
+
+    def score_beside():
+        """The baselines, then each finished model's figures against them while the others train (at 100 seeds
+        the figures of 1,400 models take seconds, which would otherwise follow the last training)."""
+        made = make_baselines()
+        while (item := finished_models.get()) is not None and not stop.is_set():
+            digest, model = item
+            for i in cells_of.get(digest, ()):
+                if digest not in scored[i]:
+                    scored[i][digest] = made[i].figures(model)
+        return made
 
     def checks():
         grad = {}
@@ -257,12 +276,12 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
         try:
             with ThreadPoolExecutor(max_workers=2) as side:
                 pending = side.submit(checks)
-                # the baselines need no training: where a core is left free (a cluster trains, or there are more
-                # cores than workers and the checks' thread), their fits and statsmodels' import (seconds) run
-                # beside it; otherwise they would take CPU from the trainings (measured on 2 cores: 12-19% more
-                # wall) and are made after them
-                free = client is not None or (os.cpu_count() or 1) > workers + 1
-                baselines = side.submit(make_baselines) if free else None
+                # the baselines and the models' figures need no training: where a core is left free (a cluster or
+                # the GPU trains, or there are more cores than workers and the checks' thread), their fits,
+                # statsmodels' import (seconds) and the figures run beside it; otherwise they would take CPU from
+                # the trainings (measured on 2 cores: 12-19% more wall) and are made after them
+                free = client is not None or device == "cuda" or (os.cpu_count() or 1) > workers + 1
+                baselines = side.submit(score_beside) if free else None
                 try:
                     results = execute(units, backend, done=done, on_start=on_start, on_done=finished,
                                       device=device)
@@ -270,6 +289,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
                     stop.set()  # the rerun ends at its next progress report
                     raise
                 finally:
+                    finished_models.put(None)
                     try:
                         grad, again = pending.result()  # a failed check wins over any training error
                     except Cancelled:
@@ -282,12 +302,12 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
         timing.setdefault("gradcheck_s", 0.0)
         out_cells = []
         made = baselines.result() if baselines is not None else make_baselines()
-        for c, p, fs, fc in zip(cells, plans, forecasts, made, strict=True):
+        for i, (c, p, fs, fc) in enumerate(zip(cells, plans, forecasts, made, strict=True)):
             u = rerun_unit(p)
             reproducible = (again[u.digest].theta.tobytes() == results[u.digest][1].theta.tobytes()
                             if u.digest in again else None)
             err = grad.get((tuple(plan_widths(p)), c.settings.task, c.settings.data, c.settings.seeds[0]))
-            doc = document(p, results, err, reproducible, fs, fc)
+            doc = document(p, results, err, reproducible, fs, fc, scored[i])
             doc["timing"] = dict(timing)
             if out is not None:
                 save_results(doc, models_of(p, results), out / c.name)

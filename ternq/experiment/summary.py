@@ -143,7 +143,8 @@ def forecaster_of(plan: Plan, forecast: ForecastSettings | None = None, response
 
 def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | None = None,
               reproducible: bool | None = None, response_name: str = "eval_mse",
-              forecast: ForecastSettings | None = None, forecaster: Forecaster | None = None) -> dict:
+              forecast: ForecastSettings | None = None, forecaster: Forecaster | None = None,
+              scored: dict[str, dict] | None = None) -> dict:
     """The results document of a plan's results (by digest).
 
     Rows, teachers and effects are named by the design's :class:`~ternq.experiment.plans.Words`:
@@ -156,12 +157,15 @@ def summarize(plan: Plan, results: dict[str, Result], gradcheck_err: float | Non
     :class:`ternq.experiment.forecasting.Forecaster`; with ``forecast.horizon``
     also on free-running rollouts): its rows get those figures, and the document
     ``naive`` (and ``horizon``) with their summaries over seeds. ``forecaster``: those baselines made
-    already (:func:`forecaster_of` of the same plan, settings and response).
+    already (:func:`forecaster_of` of the same plan, settings and response); ``scored``: units' figures
+    against those baselines made already (``forecaster.figures`` of their models), by digest.
     """
     resp = response(response_name)
     forecaster = forecaster or forecaster_of(plan, forecast, response_name)
     metric = forecaster.settings.metric
-    extra = {u.digest: forecaster.figures(results[u.digest][1]) for u in plan.units}
+    scored = scored or {}
+    extra = {u.digest: scored[u.digest] if u.digest in scored else forecaster.figures(results[u.digest][1])
+             for u in plan.units}
     figs = {d: _metric(results[d][0], fig, metric) for d, fig in extra.items()}  # this plan's units only
     seeds = list(plan.settings.seeds)
     lo = plan.settings.widths[0]
