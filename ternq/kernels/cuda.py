@@ -46,9 +46,9 @@ P_SHARED = False  # the parameters p in shared memory: fixed per compiled varian
 
 # threads per block: a multiple of the warp; B*H work items are strided over them. Few models
 # (fewer blocks than the GPU has room for) get more threads each. A 1024-thread block fills a
-# multiprocessor, so launches run side by side (several at once) can outnumber the multiprocessors
-# well below their 132 (H100): measured there, the 100-seed factorial (four launches of 100 models
-# at once) took 5% less wall with 256-thread blocks than with 1024-thread ones
+# multiprocessor, and launches run side by side (up to four at once), so their blocks outnumber the
+# multiprocessors (132 on an H100) long before one launch's do: measured there, the 100-seed factorial
+# (four launches of 100 models at once) took 5% less wall with 256-thread blocks than with 1024-thread ones
 THREADS = 256
 THREADS_FEW = 1024
 FEW_MODELS = 64
