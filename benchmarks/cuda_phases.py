@@ -7,6 +7,8 @@ the numbers it trains are then wrong, so only the times mean anything. LABEL=PAT
 the kernel's source (an older commit's, say) beside this one. Points: teachers (B=10, T=100,
 one input and output) at H=32, one model (latency) and 4096 models (throughput), and the factorial's
 teacher batch (10 models, T=50); the median of three calls after one that compiles.
+--points replaces those: each H:M:T:THREADS is H units, M models, T steps (the third field is steps,
+not epochs) and THREADS a block; a point runs 100 epochs below 1,000 models, else 10 (4 at H >= 64).
 """
 
 import importlib.util
