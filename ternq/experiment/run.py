@@ -27,6 +27,7 @@ from queue import SimpleQueue
 
 from ..gpu import available as gpu_available
 from ..gpu import check_shape as gpu_check_shape
+from ..gpu import launched as gpu_launched
 from ..gpu import launches_at_once
 from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
@@ -213,9 +214,11 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
             cells_of.setdefault(d, []).append(i)
     scored: list[dict[str, dict]] = [{} for _ in cells]  # per cell: forecast figures by digest, made beside
     finished_models: SimpleQueue = SimpleQueue()  # (digest, model) as trainings finish; None after the last
+    progressed = threading.Event()  # a unit finished, or the trainings ended
 
     def finished(unit: Unit, fig: dict, model) -> None:
         finished_models.put((unit.digest, model))
+        progressed.set()
         curve = model.meta.get("curve", {})
         start = quantized_from(unit.config)  # the loss to compare with: the student's own format's first
         first = next((x for e, x in zip(curve.get("epoch", []), curve.get("loss", []), strict=True) if e >= start),
@@ -241,7 +244,12 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
 
     def score_beside():
         """The baselines, then each finished model's figures against them while the others train (at 100 seeds
-        the figures of 1,400 models take seconds, which would otherwise follow the last training)."""
+        the figures of 1,400 models take seconds, which would otherwise follow the last training). On the GPU,
+        the baselines wait until its first launch is queued (or a unit is done): statsmodels' import and the
+        fits hold the interpreter and Numba's compiler lock, which the first launches need for their data and
+        their functions' first calls."""
+        while device == "cuda" and not (gpu_launched(0.02) or progressed.is_set() or stop.is_set()):
+            pass
         made = make_baselines()
         while (item := finished_models.get()) is not None and not stop.is_set():
             digest, model = item
@@ -289,6 +297,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
                     stop.set()  # the rerun ends at its next progress report
                     raise
                 finally:
+                    progressed.set()
                     finished_models.put(None)
                     try:
                         grad, again = pending.result()  # a failed check wins over any training error
