@@ -31,7 +31,7 @@ VARIANTS = {
     "regs128": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 128")],
     "regs40": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 40")],
     "regs48": [("MAX_REGISTERS = 32", "MAX_REGISTERS = 48")],
-    "few128": [("FEW_REGISTERS = 64", "FEW_REGISTERS = 128")],  # for blocks of 512 threads or fewer above THREADS
+    "mid64": [("MID_REGISTERS = 128", "MID_REGISTERS = 64")],  # blocks of 257..512 threads at 64 registers
     "no_weight_grads": [("for e in range(tid, nw + h2 + n_out * hidden + n_out + hidden, nt):",
                          "for e in range(tid, 0, nt):")],
     "no_bptt": [("    for t in range(T - 1, -1, -1):", "    for t in range(-1, -1, -1):")],

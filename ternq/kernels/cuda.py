@@ -50,12 +50,21 @@ P_SHARED = False  # the parameters p in shared memory: fixed per compiled varian
 # multiprocessors (132 on an H100) long before one launch's do: measured there, the 100-seed factorial
 # (four launches of 100 models at once) took 5% less wall with 256-thread blocks than with 1024-thread ones
 THREADS = 256
-THREADS_FEW = 1024
 FEW_MODELS = 64
 # registers per thread: the kernel wants ~190, which would leave two blocks per multiprocessor; at 32
 # more blocks fit and, measured on an H200 (H=32, 4096 models), training runs 1.6x faster
 MAX_REGISTERS = 32
-FEW_REGISTERS = 64  # a block of THREADS_FEW threads may use at most 64 registers a thread
+MID_REGISTERS = 128  # a block of 512 threads may use 128 registers a thread (the register file holds 64K)
+FEW_REGISTERS = 64  # a block of 1024 threads, 64
+
+
+def few_threads(hidden: int) -> int:
+    """Threads a block for launches of fewer than FEW_MODELS models: 512 where the widest loop, the
+    recurrent weight gradients' H * ceil(H/2) pairs, takes one pass of them, else 1024. Measured on an H100
+    (teachers, B=10): at H=32, 512 threads with 128 registers ran an epoch 5% (one model, T=100) to 9% (10 and
+    40 models, T=50) faster than 1024 with 64, which spill more; at H=64 10% slower (four passes, not two)."""
+    return 512 if hidden * ((hidden + 1) // 2) <= 512 else 1024
+
 
 _f32 = np.float32
 _LOG2E32, _C132, _C232 = _f32(EXP_LOG2E), _f32(EXP_C1), _f32(EXP_C2)
@@ -1138,13 +1147,15 @@ def _compile(f, registers, p_shared):
 
 
 # compiled at a kernel's first launch: (register cap, P_SHARED) -> kernel
-_TRAIN = {(r, s): _compile(_train_py, r, s) for r in (MAX_REGISTERS, FEW_REGISTERS) for s in (False, True)}
-_ROLLOUT = {(r, s): _compile(_rollout_py, r, s) for r in (MAX_REGISTERS, FEW_REGISTERS) for s in (False, True)}
+_TRAIN = {(r, s): _compile(_train_py, r, s) for r in (MAX_REGISTERS, MID_REGISTERS, FEW_REGISTERS)
+          for s in (False, True)}
+_ROLLOUT = {(r, s): _compile(_rollout_py, r, s) for r in (MAX_REGISTERS, MID_REGISTERS, FEW_REGISTERS)
+          for s in (False, True)}
 
 
 def registers_for(threads: int) -> int:
     """The register cap of a block of ``threads``."""
-    return FEW_REGISTERS if threads > THREADS else MAX_REGISTERS
+    return FEW_REGISTERS if threads > 512 else MID_REGISTERS if threads > THREADS else MAX_REGISTERS
 
 
 def train_kernel(threads: int, p_shared: bool):
