@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -235,13 +236,27 @@ def shape(cfg: TeacherConfig | StudentConfig) -> tuple[int, int, int, bool, int,
             getattr(cfg, "scale_group", 0), getattr(cfg, "scale_sign", False))
 
 
+DATA_THREADS = 8  # seeds whose data is built at once (numpy's loops release the interpreter)
+
+
 def _data(task: Task, keys: list[int], name: str, cfg, hidden: int | None):
-    """One data set per distinct seed, stacked (D, E, B, T, .), and each model's index into it."""
+    """One data set per distinct seed, stacked (D, E, B, T, .), and each model's index into it. Each seed's set
+    comes from its own stream, so building them on several threads gives the same bits (measured on 2 cores:
+    100 seeds of a reference teacher, 400 MB each for X and Y, 0.7-1.5 s rather than 3.7-5.2 s one by one)."""
     uniq = sorted(set(keys))
     path = (name, hidden) if hidden is not None else (name,)
-    sets = [task.batches(stream(s, *path), getattr(cfg, "total_epochs", cfg.epochs), cfg.batch) for s in uniq]
-    X = np.stack([x for x, _ in sets])
-    Y = np.stack([y for _, y in sets])
+    epochs = getattr(cfg, "total_epochs", cfg.epochs)
+    x0, y0 = task.batches(stream(uniq[0], *path), epochs, cfg.batch)
+    X = np.empty((len(uniq), *x0.shape), x0.dtype)
+    Y = np.empty((len(uniq), *y0.shape), y0.dtype)
+    X[0], Y[0] = x0, y0
+
+    def fill(k: int) -> None:
+        X[k], Y[k] = task.batches(stream(uniq[k], *path), epochs, cfg.batch)
+
+    if len(uniq) > 1:
+        with ThreadPoolExecutor(min(len(uniq) - 1, DATA_THREADS)) as pool:
+            list(pool.map(fill, range(1, len(uniq))))
     return X, Y, [uniq.index(s) for s in keys]
 
 
