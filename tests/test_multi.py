@@ -223,3 +223,16 @@ def test_threads_give_the_same_bits():
         for f in futs:
             for pair, ref in zip(f.result(), serial, strict=True):
                 same_bits(pair, ref)
+
+
+def test_data_built_on_threads_is_each_seeds_own_stream():
+    """The seeds' data sets, built on several threads, are each the set its own stream gives, in seed order."""
+    cfg = teacher_cfg(4)
+    keys = [5, 2, 9, 2, 11, 3, 7, 13, 1, 4, 6]  # more distinct seeds than threads, one repeated
+    X, Y, data = multi._data(TASK, keys, "teacher-data", cfg, 4)
+    uniq = sorted(set(keys))
+    assert len(uniq) > multi.DATA_THREADS
+    for k, s in enumerate(uniq):
+        x, y = TASK.batches(stream(s, "teacher-data", 4), cfg.epochs, cfg.batch)
+        assert X[k].tobytes() == x.tobytes() and Y[k].tobytes() == y.tobytes()
+    assert [uniq[d] for d in data] == keys
