@@ -7,7 +7,7 @@ the process started of the imports, the run's start and end, every unit's start 
 start and end together), the run's timing, and with --calls every call of ``ternq.gpu.train_batch``,
 ``train_epochs`` and ``rollout``, ``ternq.multi._data`` and ``_results`` and ``ternq.experiment.units.run_batch``
 as (name, thread, models, start, end). --few-models sets ``ternq.kernels.cuda.FEW_MODELS`` (launches of fewer
-models get 1024-thread blocks) for this process only.
+models get ``few_threads(H)``-thread blocks, 512 or 1024, rather than 256) for this process only.
 """
 
 import json

@@ -176,6 +176,22 @@ def test_rollouts_and_held_out_mse_bit_identical_to_the_cpu():
         _same((fhs[k], fys[k], hs[k], ys[k]), (chs, cys, chs[: T + 1], cys[:T]))
 
 
+@needs_device
+def test_a_launch_is_announced_to_the_work_that_waits_for_it(monkeypatch):
+    """The engine's baselines wait for the process's first launch: a launch, and only a launch, announces it."""
+    import threading
+
+    monkeypatch.setattr(gpu, "_LAUNCHED", threading.Event())
+    rng = np.random.default_rng(6)
+    X, _ = _data(rng)
+    p = _theta(rng, False)
+    assert not gpu.launched(0)
+    gpu.rollout(p[:0], X[:, 0], [], N_IN, H, N_OUT, DT, threads=THREADS)  # no models: nothing is launched
+    assert not gpu.launched(0)
+    gpu.rollout(p[:1], X[:, 0], [0], N_IN, H, N_OUT, DT, threads=THREADS)
+    assert gpu.launched(0)
+
+
 def test_no_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(gpu, "available", lambda: False)
     with pytest.raises(gpu.GPUUnavailable, match="no GPU"):
