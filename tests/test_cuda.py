@@ -192,6 +192,52 @@ def test_a_launch_is_announced_to_the_work_that_waits_for_it(monkeypatch):
     assert gpu.launched(0)
 
 
+@needs_device
+def test_a_launch_of_few_models_raises_no_occupancy_warning(monkeypatch):
+    """numba-cuda warns of grids under 128 blocks; one block per model makes small grids by design, and a user's
+    command should not print that warning at every launch."""
+    import warnings
+
+    from ternq.kernels import cuda as K
+
+    real = K.rollout_kernel
+
+    class Warns:  # numba-cuda's launch configuration, which warns as it is built
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, config):
+            warnings.warn(f"Grid size {config[0]} will likely result in GPU under-utilization due to low occupancy.",
+                          RuntimeWarning, stacklevel=2)
+            return self.kernel[config]
+
+    monkeypatch.setattr(K, "rollout_kernel", lambda nt, shared: Warns(real(nt, shared)))
+    rng = np.random.default_rng(7)
+    X, _ = _data(rng)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gpu.rollout(_theta(rng, False)[:1], X[:, 0], [0], N_IN, H, N_OUT, DT, threads=THREADS)
+        warnings.warn("a warning of the caller's own", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["a warning of the caller's own"]
+
+
+@needs_device
+def test_a_command_for_the_gpu_starts_its_context_at_once(monkeypatch):
+    """check_device("cuda") starts creating the CUDA context on a thread of its own, so that the driver's work
+    overlaps the CPU's before the first launch."""
+    import threading
+
+    from numba import cuda
+
+    from ternq.experiment.run import check_device
+
+    made = threading.Event()
+    monkeypatch.setattr(cuda, "current_context", lambda: made.set())
+    assert check_device("cpu") == "cpu" and not made.wait(0.2)
+    assert check_device("cuda") == "cuda"
+    assert made.wait(5)
+
+
 def test_no_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(gpu, "available", lambda: False)
     with pytest.raises(gpu.GPUUnavailable, match="no GPU"):

@@ -29,6 +29,7 @@ from ..gpu import available as gpu_available
 from ..gpu import check_shape as gpu_check_shape
 from ..gpu import launched as gpu_launched
 from ..gpu import launches_at_once
+from ..gpu import prepare as gpu_prepare
 from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
 from ..settings import SettingsError
@@ -148,7 +149,8 @@ def claim_settings(cells: list[Cell]):
 def check_device(device: str, settings: Sequence[ExperimentSettings] = (),
                  shapes: Sequence[tuple[int, int]] = ()) -> str:
     """``device``, or :class:`ternq.settings.SettingsError` where it is unknown, "cuda" finds no usable GPU, or
-    a training of ``settings`` (or of one of the (batch, width) ``shapes``) does not fit the GPU kernels."""
+    a training of ``settings`` (or of one of the (batch, width) ``shapes``) does not fit the GPU kernels. A usable
+    "cuda" starts the GPU's context on a thread of its own (:func:`ternq.gpu.prepare`)."""
     if device not in ("cpu", "cuda"):
         raise SettingsError("device", f"must be cpu or cuda, not {device!r}")
     if device == "cuda" and not gpu_available():
@@ -161,6 +163,7 @@ def check_device(device: str, settings: Sequence[ExperimentSettings] = (),
                 gpu_check_shape(batch, hidden)
             except ValueError as e:
                 raise SettingsError("device", f"cuda: {e}") from None
+        gpu_prepare()
     return device
 
 
