@@ -234,6 +234,7 @@ def test_a_command_for_the_gpu_starts_its_context_at_once(monkeypatch):
     made = threading.Event()
     monkeypatch.setattr(cuda, "current_context", lambda: made.set())
     assert check_device("cpu") == "cpu" and not made.wait(0.2)
+    assert check_device("cuda", launches_here=False) == "cuda" and not made.wait(0.2)  # a Dask cluster's run
     assert check_device("cuda") == "cuda"
     assert made.wait(5)
 

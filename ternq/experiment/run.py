@@ -147,10 +147,11 @@ def claim_settings(cells: list[Cell]):
 
 
 def check_device(device: str, settings: Sequence[ExperimentSettings] = (),
-                 shapes: Sequence[tuple[int, int]] = ()) -> str:
+                 shapes: Sequence[tuple[int, int]] = (), launches_here: bool = True) -> str:
     """``device``, or :class:`ternq.settings.SettingsError` where it is unknown, "cuda" finds no usable GPU, or
     a training of ``settings`` (or of one of the (batch, width) ``shapes``) does not fit the GPU kernels. A usable
-    "cuda" starts the GPU's context on a thread of its own (:func:`ternq.gpu.prepare`)."""
+    "cuda" where this process ``launches_here`` starts the GPU's context on a thread of its own
+    (:func:`ternq.gpu.prepare`)."""
     if device not in ("cpu", "cuda"):
         raise SettingsError("device", f"must be cpu or cuda, not {device!r}")
     if device == "cuda" and not gpu_available():
@@ -163,7 +164,8 @@ def check_device(device: str, settings: Sequence[ExperimentSettings] = (),
                 gpu_check_shape(batch, hidden)
             except ValueError as e:
                 raise SettingsError("device", f"cuda: {e}") from None
-        gpu_prepare()
+        if launches_here:
+            gpu_prepare()
     return device
 
 
@@ -199,7 +201,8 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
 
     t0 = time.perf_counter()
     workers = workers or cells[0].settings.run.workers
-    device = check_device(device or cells[0].settings.run.device, [c.settings for c in cells])
+    device = check_device(device or cells[0].settings.run.device, [c.settings for c in cells],
+                          launches_here=client is None)
     plans = [plan(c.settings) for c in cells]
     forecasts = [forecast_of(c.settings) for c in cells]
     if check_memory and client is None:
