@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 from numba import njit
@@ -21,6 +22,7 @@ from .kernels.cell import n_params
 from .kernels.loop import (
     ALPHA_LINEAR,
     BETA_LINEAR,
+    LR_CONSTANT,
     OUTPUT_1_MINUS_ALPHA,
     OUTPUT_ONE,
     ROUND,
@@ -38,6 +40,12 @@ from .kernels.ternary import MASK_NONE, MASK_REFERENCE, SCALE_ABSMEAN, SCALE_LEA
 _LAUNCH = threading.Lock()
 _COUNT = threading.Lock()
 _LAUNCHED = threading.Event()  # set at this process's first launch
+_USED = threading.Event()  # set once this process starts a CUDA context or launches
+
+
+def used() -> bool:
+    """Whether this process has started the GPU's context (:func:`prepare`) or launched on it."""
+    return _USED.is_set()
 
 
 def launched(timeout: float | None = None) -> bool:
@@ -70,6 +78,7 @@ def _launch(kernel, config: tuple, args: tuple) -> None:
         # one block per model: a grid of few blocks is by design, not the beginner's slip numba-cuda warns of
         warnings.filterwarnings("ignore", r"Grid size \d+ will likely result in GPU under-utilization")
         kernel[config](*args)
+    _USED.set()
     _LAUNCHED.set()
     config[2].synchronize()
 
@@ -90,12 +99,47 @@ def available() -> bool:
         return False
 
 
-def prepare() -> None:
-    """Create this process's CUDA context on a thread of its own, for a command about to launch: the driver's
-    work (0.42-0.46 s measured on an H100) then overlaps the CPU's before the first launch (Numba's first
-    calls, the data), rather than waiting at the launch. The launches' threads share the context once made."""
+def prepare(launches: Iterable[tuple[int, int, int, int, int]] = ()) -> None:
+    """Start, on a thread of its own, what a command about to launch would otherwise wait for at its first
+    launch: this process's CUDA context (0.42-0.46 s measured on an H100), then the training kernel of each of
+    ``launches`` (models, batch, n_in, hidden, n_out), loaded from numba-cuda's disk cache (0.30-0.33 s a
+    kernel; compiled where the cache has none). That work then overlaps the CPU's before the first launch
+    (Numba's first calls, the data). The launches' threads share the context and the loaded kernels; a failure
+    here shows again at the launch, which is left to report it."""
     cuda, _ = _kernels()
-    threading.Thread(target=cuda.current_context, name="cuda-context", daemon=True).start()
+    _USED.set()
+    shapes = list(dict.fromkeys((int(m), int(b), int(i), int(h), int(o)) for m, b, i, h, o in launches))
+
+    def start():
+        try:
+            cuda.current_context()
+            for shape in shapes:
+                _load(*shape)
+        except Exception:  # noqa: BLE001, S110 - the launch meets it again and reports it
+            pass
+
+    threading.Thread(target=start, name="cuda-context", daemon=True).start()
+
+
+def _load(models: int, batch: int, n_in: int, hidden: int, n_out: int) -> None:
+    """Load the training kernel that a launch of ``models`` models of this shape uses, without launching it: one
+    model of the shape through :func:`train_epochs`, so that its arguments have the launch's types."""
+    _, K = _kernels()
+    z = np.zeros((1, n_params(n_in, hidden, n_out)), np.float32)
+    X, Y = np.zeros((1, 1, batch, 1, n_in), np.float32), np.zeros((1, 1, batch, 1, n_out), np.float32)
+    train_epochs(z, z.copy(), z.copy(), X, Y, 0, 0, 1, 1, n_in, hidden, n_out, 0.1, False, lr=0.01, lr_min=0.0,
+                 lr_kind=LR_CONSTANT, clip=1.0, losses=np.zeros((1, 1)), mses=np.zeros((1, 1)),
+                 bad=np.full(1, -1, np.int64), threads=_threads(models, batch, hidden, None, K), _launcher=_bind)
+
+
+def _bind(kernel, config: tuple, args: tuple) -> None:
+    """In place of :func:`_launch`: find ``kernel``'s machine code for ``args``' types (numba-cuda's disk cache,
+    else a compile) and load it into the context, as a first launch would, without launching it."""
+    _, K = _kernels()
+    if K.SIMULATED:  # the simulator's kernels are Python: nothing to load
+        return
+    with _LAUNCH:
+        kernel.compile(tuple(kernel.typeof_pyval(a) for a in args)).bind()
 
 
 def check_shape(batch: int, hidden: int) -> None:
@@ -179,11 +223,20 @@ def _restart_tables(n_epochs, n_rows, share, n_main, rank, restart, e_join, c1, 
                 e_join[r, m] = join_epoch_of(share[m], n_main[m], rank[r, m], n_rows)
 
 
+def _host(a) -> np.ndarray:
+    """``a`` C-contiguous with real strides, for a copy to the GPU. numpy calls a broadcast array of one model
+    (stride 0) contiguous, and keeps its stride; numba-cuda types a device array with a zero stride as layout 'A',
+    so a launch of one model would need a kernel specialization of its own, compiled and loaded apart from every
+    other launch's."""
+    a = np.ascontiguousarray(a)
+    return a.copy() if 0 in a.strides else a
+
+
 def _vec(x, M: int, dtype, name: str) -> np.ndarray:
     a = np.broadcast_to(np.asarray(x, dtype), (M,))
     if dtype is np.float64 and not np.isfinite(a).all():
         raise ValueError(f"{name} must be finite")
-    return np.ascontiguousarray(a)
+    return _host(a)
 
 
 def _threads(M: int, B: int, hidden: int, threads: int | None, K) -> int:
@@ -204,7 +257,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                  thresholds: np.ndarray | None = None,
                  teacher: np.ndarray | None = None, losses: np.ndarray, mses: np.ndarray, bad: np.ndarray,
                  threads: int | None = None, distill_output=None, distill_hidden: np.ndarray | None = None,
-                 scale_mode=SCALE_LEARNED, group: int = 0, zero_threshold=ROUND) -> None:
+                 scale_mode=SCALE_LEARNED, group: int = 0, zero_threshold=ROUND, _launcher=None) -> None:
     """Train M models in place for epochs ``e0 .. e1-1`` of ``n_epochs``: one launch, one block per model.
 
     Per model, the computation of :func:`ternq.kernels.multi.train_epochs` with every setting of the loop's
@@ -225,6 +278,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     per-scale thresholds are ``thresholds``); group the scale layout (``ternary.n_scales``), which makes every
     per-row array above (and the scales in theta) one entry per scale; zero_threshold a ternary weight's zero
     threshold as a share of its scale (``loop.zero_thresholds``; ``loop.ROUND``: the rounding's).
+    _launcher queues the launch [:func:`_launch`; :func:`_load` passes one that only loads the kernel].
     """
     cuda, K = _kernels()
     theta = np.asarray(theta)
@@ -329,7 +383,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
     BH = B * hidden
     with _in_flight(cuda):
         stream = cuda.stream()  # a launch of its own: launches from other threads run beside it
-        dv = lambda a: cuda.to_device(np.ascontiguousarray(a), stream=stream)  # noqa: E731
+        dv = lambda a: cuda.to_device(_host(a), stream=stream)  # noqa: E731
         d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr = (dv(a) for a in (theta, adam_m, adam_v, losses, mses,
                                                                               bad.astype(np.int64), thresholds))
 
@@ -349,7 +403,7 @@ def train_epochs(theta: np.ndarray, adam_m: np.ndarray, adam_v: np.ndarray, X: n
                     work(M, T * B * 2 * hidden), work(M, T * B * n_out),
                     dv(restart), dv(e_join), dv(lr_s), dv(c1), dv(sq2), dv(eps_s), dv(share_e), dv(weights),
                     dv(scale_mode), group, dv(zero_threshold.astype(f32)), dv(moved))
-            _launch(kernel, (M, nt, stream, shmem), args)
+            (_launcher or _launch)(kernel, (M, nt, stream, shmem), args)
         outs = [d.copy_to_host(stream=stream) for d in (d_theta, d_m, d_v, d_losses, d_mses, d_bad, d_thr)]
         stream.synchronize()
     for dst, src in zip((theta, adam_m, adam_v, losses, mses, bad, thresholds), outs, strict=True):
@@ -395,10 +449,10 @@ def rollout(p: np.ndarray, X: np.ndarray, data, n_in: int, hidden: int, n_out: i
         sse = cuda.device_array(M, np.float64, stream=stream)
         if M > 0:
             kernel = K.rollout_kernel(nt, p_shared)
-            args = (cuda.to_device(np.ascontiguousarray(p), stream=stream),
-                    cuda.to_device(np.ascontiguousarray(X).reshape(-1), stream=stream),
+            args = (cuda.to_device(_host(p), stream=stream),
+                    cuda.to_device(_host(X).reshape(-1), stream=stream),
                     cuda.to_device(data, stream=stream), W, free, n_in, hidden, n_out, B, f32(dt),
-                    cuda.to_device(Yd, stream=stream), hs, cuda.device_array((M, T * BH), f32, stream=stream),
+                    cuda.to_device(_host(Yd), stream=stream), hs, cuda.device_array((M, T * BH), f32, stream=stream),
                     cuda.device_array((M, T * BH), f32, stream=stream), ys, sse)
             _launch(kernel, (M, nt, stream, shmem), args)
         out = (hs.copy_to_host(stream=stream).reshape(M, T + 1, B, hidden),

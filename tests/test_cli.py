@@ -138,3 +138,35 @@ def test_written_files_get_the_usual_permissions(tmp_path, teacher_file):
     path = tmp_path / "m.npz"
     Model.load(teacher_file).save(path)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+class _Exited(Exception):
+    pass
+
+
+@pytest.mark.parametrize("argv,code", [(["--version"], 0), (["teacher", "--hidden", "0"], 2)])
+def test_the_program_leaves_at_once_after_using_the_gpu(monkeypatch, capsys, argv, code):
+    """The console entry: in a process that used the GPU, os._exit with main's exit code once the output is
+    flushed (skipping the interpreter's teardown of numba-cuda); otherwise main's SystemExit as it is."""
+    import os
+    import sys
+
+    from ternq import cli, gpu
+
+    left = []
+
+    def leave(status):
+        left.append((status, capsys.readouterr()))
+        raise _Exited
+
+    monkeypatch.setattr(sys, "argv", ["ternq", *argv])
+    monkeypatch.setattr(os, "_exit", leave)
+    with pytest.raises(SystemExit) as exc:
+        cli.console()
+    assert exc.value.code == code and not left
+    capsys.readouterr()
+    monkeypatch.setattr(gpu, "used", lambda: True)
+    with pytest.raises(_Exited):
+        cli.console()
+    (status, out), = left
+    assert status == code and (out.out if code == 0 else out.err).strip()

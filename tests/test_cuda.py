@@ -239,6 +239,68 @@ def test_a_command_for_the_gpu_starts_its_context_at_once(monkeypatch):
     assert made.wait(5)
 
 
+def _types(args):
+    """What numba-cuda types a launch's arguments by: each array's dtype, rank and whether a stride is 0 (layout
+    'A', not 'C'), each scalar's type."""
+    return tuple((str(a.dtype), a.ndim, 0 in a.strides and a.size > 0) if hasattr(a, "strides")
+                 else type(a).__name__ for a in args)
+
+
+@needs_device
+def test_a_launch_of_one_model_has_the_argument_types_of_any_other(monkeypatch):
+    """One model's settings, broadcast from scalars, must reach the kernel as real arrays: a zero stride types as
+    layout 'A', a kernel specialization of its own that a one-model command would compile and load apart."""
+    seen = []
+    monkeypatch.setattr(gpu, "_launch", lambda kernel, config, args: seen.append((kernel, config[1], _types(args))))
+    rng = np.random.default_rng(5)
+    X, Y = _data(rng)
+    theta = _theta(rng, False)
+    for m in (1, 2):
+        gpu.train_batch(theta[:m], X, Y, np.arange(m) % D, (N_IN, H, N_OUT), [Lane()] * m, student=False)
+        gpu.rollout(theta[:m], X[:, 0], np.arange(m) % D, N_IN, H, N_OUT, DT, Y=Y[:, 0])
+    assert not any(flat for _, _, types in seen for t in types if isinstance(t, tuple) for flat in t[2:])
+    assert seen[0] == seen[2] and seen[1] == seen[3]
+
+
+@needs_device
+def test_the_kernel_loaded_ahead_is_the_one_the_launch_uses(monkeypatch):
+    """gpu._load, which prepare runs for the first launches, asks for the launch's own kernel and argument types:
+    otherwise the launch would load (or compile) another."""
+    seen, loaded = [], []
+    monkeypatch.setattr(gpu, "_launch", lambda kernel, config, args: seen.append((kernel, config[1], _types(args))))
+    monkeypatch.setattr(gpu, "_bind", lambda kernel, config, args: loaded.append((kernel, config[1], _types(args))))
+    rng = np.random.default_rng(6)
+    X, Y = _data(rng)
+    theta = _theta(rng, False)
+    for m in (1, M):
+        gpu.train_batch(theta[:m], X, Y, np.arange(m) % D, (N_IN, H, N_OUT), [Lane()] * m, student=False)
+        gpu._load(m, B, N_IN, H, N_OUT)
+    student = _theta(rng, True)
+    lanes = [Lane(distill=True, alpha=(0.3, 0.6), mask="seed", beta=(1.0, 4.0))] * M
+    gpu.train_batch(student, X, Y, np.arange(M) % D, (N_IN, H, N_OUT), lanes, student=True, teacher=theta)
+    assert loaded == seen[:2] and seen[2] == seen[1]
+
+
+@needs_device
+def test_prepare_loads_the_kernel_of_each_first_launch_once(monkeypatch):
+    """check_device("cuda") hands prepare the launches the run starts with (its trainings that need no other's
+    model, one launch of each shape), and prepare loads each distinct one once, on its thread."""
+    import threading
+
+    from ternq.experiment.run import check_device
+
+    asked, loaded, done = [], [], threading.Event()
+    monkeypatch.setattr("ternq.experiment.run.gpu_prepare", lambda launches: asked.append(sorted(launches)))
+    settings = replace(load(None), seeds=(0, 1, 2))
+    check_device("cuda", [settings], launches=[(1, 10, 1, 8, 1)])
+    # per width: three teachers in one launch, three equal-budget floats in another
+    assert asked == [sorted([(1, 10, 1, 8, 1), (3, 10, 1, 16, 1), (3, 10, 1, 16, 1), (3, 10, 1, 32, 1),
+                             (3, 10, 1, 32, 1)])]
+    monkeypatch.setattr(gpu, "_load", lambda *shape: (loaded.append(shape), len(loaded) == 3 and done.set()))
+    gpu.prepare(asked[0])
+    assert done.wait(5) and sorted(loaded) == [(1, 10, 1, 8, 1), (3, 10, 1, 16, 1), (3, 10, 1, 32, 1)]
+
+
 def test_no_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(gpu, "available", lambda: False)
     with pytest.raises(gpu.GPUUnavailable, match="no GPU"):

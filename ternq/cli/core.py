@@ -82,7 +82,7 @@ def teacher(config_path, hidden, seed, epochs, lr, lr_min, schedule, out, task_n
                                 run__warmup=warmup, run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
-    check_device(settings.run.device, shapes=[(settings.teacher.batch, hidden)])
+    check_device(settings.run.device, launches=[(1, settings.teacher.batch, task.n_in, hidden, task.n_out)])
     out = check_writable(f"teacher-h{hidden}-s{seed}.npz" if out is None else out, "model")
     cfg = TeacherConfig(hidden=hidden, **vars(settings.teacher))
     cfg.validate()

@@ -166,7 +166,7 @@ def student(teacher_path, shaped, distill, hidden, mask, beta, alpha, epochs, lr
                                 run__period=period, run__device=device)
     task = command_task(settings)
     fs = forecast_settings(settings, task)
-    check_device(settings.run.device, shapes=[(settings.student.batch, hidden)])
+    check_device(settings.run.device, launches=[(1, settings.student.batch, task.n_in, hidden, task.n_out)])
     cfg = StudentConfig(hidden=hidden, **vars(settings.student))
     tag = f"{'S' if cfg.shaped else 's'}{'D' if cfg.distill else 'd'}"
     fmt = formats.label(cfg.weight_format, cfg.weight_format_gate, cfg.weight_format_cand, cfg.weight_format_out)

@@ -147,25 +147,36 @@ def claim_settings(cells: list[Cell]):
 
 
 def check_device(device: str, settings: Sequence[ExperimentSettings] = (),
-                 shapes: Sequence[tuple[int, int]] = (), launches_here: bool = True) -> str:
+                 launches: Sequence[tuple[int, int, int, int, int]] = (), launches_here: bool = True) -> str:
     """``device``, or :class:`ternq.settings.SettingsError` where it is unknown, "cuda" finds no usable GPU, or
-    a training of ``settings`` (or of one of the (batch, width) ``shapes``) does not fit the GPU kernels. A usable
-    "cuda" where this process ``launches_here`` starts the GPU's context on a thread of its own
-    (:func:`ternq.gpu.prepare`)."""
+    a training of ``settings`` (or of one of the ``launches``: models, batch, n_in, width, n_out) does not fit the
+    GPU kernels. A usable "cuda" where this process ``launches_here`` starts the GPU's context and loads the
+    kernels of the first launches (``launches``, and the trainings of ``settings`` that need no other's model) on
+    a thread of its own (:func:`ternq.gpu.prepare`)."""
     if device not in ("cpu", "cuda"):
         raise SettingsError("device", f"must be cpu or cuda, not {device!r}")
     if device == "cuda" and not gpu_available():
         raise SettingsError("device", "cuda needs numba-cuda (pip install 'ternq[cuda]') and an NVIDIA GPU; "
                                       "none is usable here")
     if device == "cuda":
-        units = (u for s in settings for u in plan(s).units if batch_key(u) is not None)
-        for batch, hidden in {*shapes, *((u.config.batch, u.config.hidden) for u in units)}:
+        units = [u for s in settings for u in plan(s).units if batch_key(u) is not None]
+        for batch, hidden in {*((b, h) for _, b, _, h, _ in launches), *((u.config.batch, u.config.hidden)
+                                                                          for u in units)}:
             try:
                 gpu_check_shape(batch, hidden)
             except ValueError as e:
                 raise SettingsError("device", f"cuda: {e}") from None
         if launches_here:
-            gpu_prepare()
+            first: dict = {}  # the trainings ready at the start, by launch: {digest: unit}
+            for u in units:
+                if not u.deps:
+                    first.setdefault(batch_key(u), {})[u.digest] = u
+            tasks: dict = {}
+            for group in first.values():
+                u = next(iter(group.values()))
+                task = tasks.setdefault(u.task, u.task.make())
+                launches = [*launches, (len(group), u.config.batch, task.n_in, u.config.hidden, task.n_out)]
+            gpu_prepare(launches)
     return device
 
 
