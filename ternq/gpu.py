@@ -41,6 +41,7 @@ _LAUNCH = threading.Lock()
 _COUNT = threading.Lock()
 _LAUNCHED = threading.Event()  # set at this process's first launch
 _USED = threading.Event()  # set once this process starts a CUDA context or launches
+_PREPARED: set = set()  # the launch shapes whose kernels prepare() has loaded or is loading
 
 
 def used() -> bool:
@@ -107,8 +108,14 @@ def prepare(launches: Iterable[tuple[int, int, int, int, int]] = ()) -> None:
     (Numba's first calls, the data). The launches' threads share the context and the loaded kernels; a failure
     here shows again at the launch, which is left to report it."""
     cuda, _ = _kernels()
-    _USED.set()
-    shapes = list(dict.fromkeys((int(m), int(b), int(i), int(h), int(o)) for m, b, i, h, o in launches))
+    with _COUNT:  # a command and its engine both prepare: each kernel is loaded once, the context made once
+        first = not _USED.is_set()
+        _USED.set()
+        shapes = [s for s in dict.fromkeys((int(m), int(b), int(i), int(h), int(o)) for m, b, i, h, o in launches)
+                  if s not in _PREPARED]
+        _PREPARED.update(shapes)
+    if not (first or shapes):
+        return
 
     def start():
         try:

@@ -233,6 +233,7 @@ def test_a_command_for_the_gpu_starts_its_context_at_once(monkeypatch):
 
     made = threading.Event()
     monkeypatch.setattr(cuda, "current_context", lambda: made.set())
+    monkeypatch.setattr(gpu, "_USED", threading.Event())  # as in a process that has not used the GPU yet
     assert check_device("cpu") == "cpu" and not made.wait(0.2)
     assert check_device("cuda", launches_here=False) == "cuda" and not made.wait(0.2)  # a Dask cluster's run
     assert check_device("cuda") == "cuda"
@@ -286,6 +287,7 @@ def test_prepare_loads_the_kernel_of_each_first_launch_once(monkeypatch):
     """check_device("cuda") hands prepare the launches the run starts with (its trainings that need no other's
     model, one launch of each shape), and prepare loads each distinct one once, on its thread."""
     import threading
+    import time
 
     from ternq.experiment.run import check_device
 
@@ -297,8 +299,13 @@ def test_prepare_loads_the_kernel_of_each_first_launch_once(monkeypatch):
     assert asked == [sorted([(1, 10, 1, 8, 1), (3, 10, 1, 16, 1), (3, 10, 1, 16, 1), (3, 10, 1, 32, 1),
                              (3, 10, 1, 32, 1)])]
     monkeypatch.setattr(gpu, "_load", lambda *shape: (loaded.append(shape), len(loaded) == 3 and done.set()))
+    monkeypatch.setattr(gpu, "_PREPARED", set())
     gpu.prepare(asked[0])
     assert done.wait(5) and sorted(loaded) == [(1, 10, 1, 8, 1), (3, 10, 1, 16, 1), (3, 10, 1, 32, 1)]
+    gpu.prepare([(3, 10, 1, 16, 1)])  # the engine's own check after the command's: nothing loaded twice
+    gpu.prepare([(3, 10, 1, 16, 1), (2, 10, 1, 16, 1)])
+    time.sleep(0.5)
+    assert sorted(loaded) == [(1, 10, 1, 8, 1), (2, 10, 1, 16, 1), (3, 10, 1, 16, 1), (3, 10, 1, 32, 1)]
 
 
 def test_no_gpu_is_one_clear_error(monkeypatch):

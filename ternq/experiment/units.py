@@ -20,6 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -236,6 +237,9 @@ def on_gpu_group(units: list[Unit], device: str) -> bool:
     return device == "cuda" and batch_key(units[0]) is not None and len({batch_key(u) for u in units}) == 1
 
 
+FIGURE_THREADS = 8  # a GPU batch's models evaluated at once
+
+
 def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Callable] | None = None,
               device: str = "cpu") -> list[Result]:
     """Train units of one :func:`batch_key` together (one SIMD lane per model, or on ``device`` "cuda" one
@@ -261,15 +265,22 @@ def run_batch(units: list[Unit], deps: dict[str, Model], progress: dict[str, Cal
         pairs = multi.train_students([deps[u.deps[0].digest] for u in units], task, cfgs, seeds,
                                      report if calls else None, device=device)
     share = (time.perf_counter() - t0) / len(units)
-    out = []
-    for u, (model, hist) in zip(units, pairs, strict=True):
+
+    def result(u: Unit, pair) -> Result:
+        model, hist = pair
         t1 = time.perf_counter()
         fig = trained_figures(model, hist, task)
         _keep_curve(model, hist)
         fig["seconds"] = share + time.perf_counter() - t1
         model.meta.update(unit=u.key, figures=dict(fig))
-        out.append((fig, model))
-    return out
+        return fig, model
+
+    if device != "cuda" or len(units) == 1:
+        return [result(u, pair) for u, pair in zip(units, pairs, strict=True)]
+    # the CPU is idle while the GPU trains, and the launches that need these models wait for their figures: the
+    # models' evaluations (compiled, free of the interpreter's lock) run side by side
+    with ThreadPoolExecutor(min(len(units), FIGURE_THREADS)) as pool:
+        return list(pool.map(result, units, pairs))
 
 
 def run_group(units: list[Unit], deps: dict[str, Model],

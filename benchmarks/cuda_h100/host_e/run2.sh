@@ -1,0 +1,33 @@
+#!/bin/bash
+# the second paired run: base (45e4119, unpacked into .probe/base) against new (the code now: the first launches'
+# kernels loaded once at the device check, a GPU batch's figures side by side, the exit without the interpreter's
+# teardown), alternating; then each one's timeline, and the GPU tests at full size
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONUNBUFFERED=1
+NEW=/tmp/site:$PWD; BASE=$PWD/.probe/base
+R=$OUT/g; mkdir -p $R
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv > $R/machine.txt; nproc >> $R/machine.txt
+base() { (cd $BASE && PYTHONPATH=/tmp/site python3 -m ternq "$@"); }  # python -m puts the folder first
+new() { PYTHONPATH=$NEW python3 -m ternq "$@"; }
+export -f base new; export NEW BASE
+T() { /usr/bin/time -f "$1 %e s" -a -o $R/walls.txt bash -c "$2 \"\$@\"" _ "${@:3}"; }
+F="factorial --quiet --device cuda --seeds 0:10"
+S=$(date +%s)
+base $F --out /tmp/c_base > $R/c_base.out 2>&1 &
+new $F --out /tmp/c_new > $R/c_new.out 2>&1 &
+base teacher --hidden 32 --device cuda --quiet --out /tmp/c_t.npz > $R/c_t.out 2>&1 &
+wait; echo "compile $(( $(date +%s) - S )) s" >> $R/walls.txt
+for r in 1 2 3 4; do for v in base new; do T "f10_${v}_$r" $v $F --out /tmp/f_${v}_$r > $R/f_${v}_$r.out 2>&1; done; done
+for r in 1 2 3; do for v in base new; do for d in cuda cpu; do
+  T "t_${v}_${d}_$r" $v teacher --hidden 32 --device $d --json --quiet --out /tmp/t_${v}_${d}_$r.npz > $R/t_${v}_${d}_$r.json 2> $R/t_${v}_${d}_$r.err
+done; done; done
+PYTHONPATH=$NEW python3 benchmarks/factorial_timeline.py $R/timeline_new.json --calls -- $F --out /tmp/p_new > $R/p_new.out 2>&1
+(cd $BASE && PYTHONPATH=/tmp/site:$BASE python3 $OLDPWD/benchmarks/factorial_timeline.py $R/timeline_base.json --calls -- $F --out /tmp/p_base > $R/p_base.out 2>&1)
+md5sum /tmp/f_*/results.json /tmp/c_*/results.json /tmp/p_*/results.json > $R/md5.txt
+for f in $R/t_*.json; do echo "$f $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['seconds'], d['eval_mse'].hex() if isinstance(d['eval_mse'], float) else d['eval_mse'])" $f)"; done > $R/teachers.txt
+tar czf $OUT/g.tgz -C $OUT g
+cat $R/walls.txt $R/md5.txt $R/teachers.txt
+S=$(date +%s)
+PYTHONPATH=$NEW timeout 230 python3 -m pytest -o addopts= -q -p no:cacheprovider tests/test_cuda.py > $R/tests.log 2>&1; echo "pytest rc $? $(( $(date +%s) - S )) s" >> $R/walls.txt
+tar czf $OUT/g.tgz -C $OUT g
+tail -3 $R/walls.txt; tail -5 $R/tests.log
