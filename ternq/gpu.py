@@ -77,7 +77,8 @@ def _launch(kernel, config: tuple, args: tuple) -> None:
     together, ran one after another, and the command took 9.1-9.9 s rather than 6.2-6.5)."""
     with _LAUNCH, warnings.catch_warnings():
         # one block per model: a grid of few blocks is by design, not the beginner's slip numba-cuda warns of
-        warnings.filterwarnings("ignore", r"Grid size \d+ will likely result in GPU under-utilization")
+        # (the message may come wrapped in a terminal's bold, as numba's highlighting writes it)
+        warnings.filterwarnings("ignore", r".{0,8}Grid size \d+ will likely result in GPU under-utilization")
         kernel[config](*args)
     _USED.set()
     _LAUNCHED.set()

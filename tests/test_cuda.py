@@ -207,8 +207,9 @@ def test_a_launch_of_few_models_raises_no_occupancy_warning(monkeypatch):
             self.kernel = kernel
 
         def __getitem__(self, config):
-            warnings.warn(f"Grid size {config[0]} will likely result in GPU under-utilization due to low occupancy.",
-                          RuntimeWarning, stacklevel=2)
+            msg = f"Grid size {config[0]} will likely result in GPU under-utilization due to low occupancy."
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            warnings.warn(f"\x1b[1m{msg}\x1b[0m", RuntimeWarning, stacklevel=2)  # in bold, as numba prints it on a GPU
             return self.kernel[config]
 
     monkeypatch.setattr(K, "rollout_kernel", lambda nt, shared: Warns(real(nt, shared)))
