@@ -42,6 +42,7 @@ _COUNT = threading.Lock()
 _LAUNCHED = threading.Event()  # set at this process's first launch
 _USED = threading.Event()  # set once this process starts a CUDA context or launches
 _PREPARED: set = set()  # the launch shapes whose kernels prepare() has loaded or is loading
+_PREPARE = threading.Lock()
 
 
 def used() -> bool:
@@ -109,7 +110,7 @@ def prepare(launches: Iterable[tuple[int, int, int, int, int]] = ()) -> None:
     (Numba's first calls, the data). The launches' threads share the context and the loaded kernels; a failure
     here shows again at the launch, which is left to report it."""
     cuda, _ = _kernels()
-    with _COUNT:  # a command and its engine both prepare: each kernel is loaded once, the context made once
+    with _PREPARE:  # a command and its engine both prepare: each kernel is loaded once, the context made once
         first = not _USED.is_set()
         _USED.set()
         shapes = [s for s in dict.fromkeys((int(m), int(b), int(i), int(h), int(o)) for m, b, i, h, o in launches)
