@@ -1,7 +1,7 @@
 #!/bin/bash
 # the second paired run: base (45e4119, unpacked into .probe/base) against new (the code now: the first launches'
 # kernels loaded once at the device check, a GPU batch's figures side by side, the exit without the interpreter's
-# teardown), alternating; then each one's timeline, and the GPU tests at full size
+# teardown), alternating; then each one's timeline
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONUNBUFFERED=1
 NEW=/tmp/site:$PWD; BASE=$PWD/.probe/base
@@ -36,7 +36,3 @@ md5sum /tmp/f_*/results.json /tmp/c_*/results.json /tmp/p_*/results.json > $R/md
 for f in $R/t_*.json; do echo "$f $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['seconds'], d['eval_mse'].hex() if isinstance(d['eval_mse'], float) else d['eval_mse'])" $f)"; done > $R/teachers.txt
 tar czf $OUT/g.tgz -C $OUT g
 cat $R/walls.txt $R/md5.txt $R/teachers.txt $R/single.txt
-S=$(date +%s)
-PYTHONPATH=$NEW timeout 230 python3 -m pytest -o addopts= -q -p no:cacheprovider tests/test_cuda.py > $R/tests.log 2>&1; echo "pytest rc $? $(( $(date +%s) - S )) s" >> $R/walls.txt
-tar czf $OUT/g.tgz -C $OUT g
-tail -3 $R/walls.txt; tail -5 $R/tests.log
