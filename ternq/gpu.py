@@ -136,7 +136,7 @@ def _load(models: int, batch: int, n_in: int, hidden: int, n_out: int) -> None:
     _, K = _kernels()
     z = np.zeros((1, n_params(n_in, hidden, n_out)), np.float32)
     X, Y = np.zeros((1, 1, batch, 1, n_in), np.float32), np.zeros((1, 1, batch, 1, n_out), np.float32)
-    train_epochs(z, z.copy(), z.copy(), X, Y, 0, 0, 1, 1, n_in, hidden, n_out, 0.1, False, lr=0.01, lr_min=0.0,
+    train_epochs(z, z.copy(), z.copy(), X, Y, 0, 0, 1, 1, n_in, hidden, n_out, 0.1, False, lr=1.0, lr_min=0.0,
                  lr_kind=LR_CONSTANT, clip=1.0, losses=np.zeros((1, 1)), mses=np.zeros((1, 1)),
                  bad=np.full(1, -1, np.int64), threads=_threads(models, batch, hidden, None, K), _launcher=_bind)
 
