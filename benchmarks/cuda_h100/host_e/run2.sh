@@ -18,9 +18,11 @@ new $F --out /tmp/c_new > $R/c_new.out 2>&1 &
 base teacher --hidden 32 --device cuda --quiet --out /tmp/c_t.npz > $R/c_t.out 2>&1 &
 wait; echo "compile $(( $(date +%s) - S )) s" >> $R/walls.txt
 for r in 1 2 3; do for v in base new; do T "f10_${v}_$r" $v $F --out /tmp/f_${v}_$r > $R/f_${v}_$r.out 2>&1; done; done
+tar czf $OUT/g.tgz -C $OUT g
 for r in 1 2; do for v in base new; do for d in cuda cpu; do
   T "t_${v}_${d}_$r" $v teacher --hidden 32 --device $d --json --quiet --out /tmp/t_${v}_${d}_$r.npz > $R/t_${v}_${d}_$r.json 2> $R/t_${v}_${d}_$r.err
 done; done; done
+tar czf $OUT/g.tgz -C $OUT g
 # one H=32 teacher of 2000 epochs (T=100), as `ternq bench` times it: the GPU's one-model launch, 3 calls after a short
 # one, each version; one CPU core's batched kernel (4 models a call, time / 4)
 SINGLE='import sys, numpy as np; from ternq import bench; rng = np.random.default_rng(0); d, m = sys.argv[1], int(sys.argv[2]); bench._device_call(d, m, 32, 20, rng); print(d, m, [round(bench._device_call(d, m, 32, 2000, rng) / m, 4) for _ in range(3)])'
