@@ -509,7 +509,8 @@ def _device_point(device: str, M: int, H: int, rng, seconds: float, epochs: int 
 
 def device_run(device: str, widths=DEVICE_WIDTHS, models=None, seconds: float = 0.5, progress=None) -> dict:
     """Teacher training throughput of one device: M teachers in one call for each width and M (the CPU: one
-    core, its batched kernel), medians of 3 calls of about ``seconds``; and one teacher of the default epochs."""
+    core, its batched kernel), medians of 3 calls of about ``seconds``; and one teacher of the default epochs (the
+    CPU: a quarter of a call of 4 models, and ``alone``, one model on the single-model path)."""
     if device not in DEVICE_MODELS:
         raise ValueError(f"device must be one of {', '.join(DEVICE_MODELS)}, not {device!r}")
     rng = np.random.default_rng(0)
@@ -526,9 +527,23 @@ def device_run(device: str, widths=DEVICE_WIDTHS, models=None, seconds: float = 
     if progress:
         progress(f"{device}: one teacher of {epochs} epochs")
     single = _device_point(device, 1 if device == "cuda" else 4, 32, rng, seconds, epochs=epochs)
+    out = {"device": device, "batch": B_DEFAULT, "steps": DEVICE_T, "points": points}
     if device == "cpu":  # the batched CPU kernel runs a multiple of 4 models: the time of one of them
-        single = dict(single, models=1, seconds=single["seconds"] / 4, note="4 models in one call, time / 4")
-    return {"device": device, "batch": B_DEFAULT, "steps": DEVICE_T, "points": points, "single": single}
+        out["single"] = dict(single, models=1, seconds=single["seconds"] / 4, note="4 models in one call, time / 4")
+        # and one teacher as a user trains it alone: the single-model path
+        _single_path(32, 2, rng)  # compiles
+        s = statistics.median(_single_path(32, epochs, rng) for _ in range(3))
+        out["alone"] = {"H": 32, "models": 1, "epochs": epochs, "seconds": s, "model_epochs_per_s": epochs / s,
+                        "gflops": flops_epoch(32, T=DEVICE_T) * epochs / s / 1e9, "note": "the single-model path"}
+    else:
+        out["single"] = single
+    return out
+
+
+def _single_path(H: int, E: int, rng: np.random.Generator) -> float:
+    """Seconds of one teacher of E epochs on the CPU's single-model path (this thread), on the devices' problem."""
+    X, Y, th = _device_problem(1, H, E, rng)
+    return time_epochs(th[0].copy(), X[0], Y[0], False, np.empty(0, np.float32), H, E)[0]
 
 
 # ---------------------------------------------------------------- all together

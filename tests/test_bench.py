@@ -158,6 +158,28 @@ def test_device_points_time_the_batched_calls(monkeypatch):
     assert "2.0x" in con.export_text()  # 200 against the core's 100
 
 
+def test_the_cpu_times_one_teacher_batched_and_alone(monkeypatch):
+    """One CPU core's reference for one teacher both ways: a quarter of the batched kernel's call of 4 models,
+    and one model on the single-model path (median of 3 after a compiling call), each in the table."""
+    monkeypatch.setattr(bench, "_device_call", lambda device, M, H, E, rng: 8.0)
+    alone = iter([0.1, 3.0, 1.0, 2.0])
+    monkeypatch.setattr(bench, "_single_path", lambda H, E, rng: next(alone))
+    cpu = bench.device_run("cpu", widths=(16,), models=(4,), seconds=0.5)
+    assert cpu["single"]["seconds"] == 2.0 and cpu["alone"]["seconds"] == 2.0
+    assert cpu["alone"]["model_epochs_per_s"] == cpu["alone"]["epochs"] / 2.0 and cpu["alone"]["models"] == 1
+    from rich.console import Console
+
+    from ternq.cli.bench import device_table
+
+    con = Console(width=200, record=True)
+    con.print(device_table({"cpu": cpu}))
+    assert "one teacher alone" in con.export_text()
+
+
+def test_the_single_path_times_one_real_teacher():
+    assert 0 < bench._single_path(4, 3, np.random.default_rng(0)) < 60
+
+
 def test_device_factorials_time_each_device_side_by_side(monkeypatch):
     """Each seed count runs on each device: one untimed run, then the timed ones; the CPU on every core."""
     cmds = []

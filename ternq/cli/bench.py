@@ -160,9 +160,10 @@ def device_table(doc: dict) -> Table:
             vs = f"{p['model_epochs_per_s'] / best[p['H']]:.1f}x" if name != "cpu" and p["H"] in best else ""
             t.add_row(name, str(p["H"]), str(p["models"]), str(p["epochs"]), f"{p['model_epochs_per_s']:,.0f}",
                       f"{p['gflops']:.1f}", vs)
-        s = d["single"]
-        t.add_row(name, str(s["H"]), "1, one teacher", str(s["epochs"]), f"{s['model_epochs_per_s']:,.0f}",
-                  f"{s['gflops']:.1f}", f"{s['seconds']:.2f} s")
+        for s, what in ((d["single"], "1, one teacher"), (d.get("alone"), "1, one teacher alone")):
+            if s is not None:
+                t.add_row(name, str(s["H"]), what, str(s["epochs"]), f"{s['model_epochs_per_s']:,.0f}",
+                          f"{s['gflops']:.1f}", f"{s['seconds']:.2f} s")
     return t
 
 
