@@ -170,3 +170,28 @@ def test_the_program_leaves_at_once_after_using_the_gpu(monkeypatch, capsys, arg
         cli.console()
     (status, out), = left
     assert status == code and (out.out if code == 0 else out.err).strip()
+
+
+def test_leaving_after_the_gpu_survives_a_closed_output(monkeypatch):
+    """A reader that went away (``ternq ... | head``) leaves stdout unflushable: the exit still happens, with
+    main's code and no traceback."""
+    import io
+    import os
+    import sys
+
+    from ternq import cli, gpu
+
+    class Gone(io.StringIO):
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def main():  # main's own handling of the output is not the point here: it ended with code 0
+        raise SystemExit(0)
+
+    left = []
+    monkeypatch.setattr(cli, "main", main)
+    monkeypatch.setattr(sys, "stdout", Gone())
+    monkeypatch.setattr(gpu, "used", lambda: True)
+    monkeypatch.setattr(os, "_exit", lambda status: left.append(status))
+    cli.console()
+    assert left == [0]

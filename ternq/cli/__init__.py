@@ -88,10 +88,13 @@ def console() -> None:
         if not gpu.used():
             raise
         code = exc.code
-        if isinstance(code, str):
-            print(code, file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if isinstance(code, str) and stream is sys.stderr:
+                    print(code, file=stream)
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+                pass
         os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
