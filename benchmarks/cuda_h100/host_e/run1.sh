@@ -3,6 +3,7 @@
 # the code now, side by side on one machine. base: `python3 -m ternq` of 45e4119; new: `python3 -m ternq` now (the
 # context and the first launches' kernels made at the device check, the exit without the interpreter's teardown);
 # soft: the code now through main() (no such exit). .whl holds a numpy 2.4 wheel.
+# base's folder: mkdir -p .probe/base && git archive 45e4119 ternq | tar -x -C .probe/base (carried with .whl)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONUNBUFFERED=1
 NEW=/tmp/site:$PWD; BASE=$PWD/.probe/base

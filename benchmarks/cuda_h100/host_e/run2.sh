@@ -2,6 +2,7 @@
 # the second paired run: base (45e4119, unpacked into .probe/base) against new (the code now: the first launches'
 # kernels loaded once at the device check, a GPU batch's figures side by side, the exit without the interpreter's
 # teardown), alternating; then each one's timeline
+# base's folder: mkdir -p .probe/base && git archive 45e4119 ternq | tar -x -C .probe/base (carried with .whl)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONUNBUFFERED=1
 NEW=/tmp/site:$PWD; BASE=$PWD/.probe/base
