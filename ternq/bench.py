@@ -88,6 +88,7 @@ import numpy as np
 from numba import njit
 
 from .kernels.cell import matvec_rows2, n_params
+from .settings import local_workers
 
 B_DEFAULT = 10
 T_DEFAULT = 50
@@ -414,7 +415,7 @@ def device_factorials(seeds: tuple[int, ...], devices: tuple[str, ...], runs: in
     :func:`spread` of wall and CPU seconds). The CPU runs train ``workers`` units at once [every core]; the GPU
     runs keep the default workers, which feed its launches."""
     say = progress or (lambda s: None)
-    cpu_workers = workers or os.cpu_count() or 1
+    cpu_workers = local_workers(workers)
     rows = []
     for n in seeds:
         for device in devices:

@@ -44,7 +44,7 @@ from .experiment.run import RESULTS_VERSION, Cell, Outcome, run
 from .experiment.summary import geo
 from .experiment.units import TaskSpec, versions
 from .forecast import baseline_names
-from .settings import MAX_HIDDEN
+from .settings import MAX_HIDDEN, local_workers
 
 FRONTIER_KEYS = {"seeds", "widths", "ptq", "board"}
 BOARDS = ("m4", "m3")
@@ -366,7 +366,7 @@ def run_frontier(spec: Frontier, out_dir: str | Path | None = None, *, counter: 
     client, device, force, progress) and return the frontier document and the run's outcome."""
     cells = spec.cells()
     outcome = run([c.cell for c in cells], out_dir, **kwargs)
-    workers = kwargs.get("workers") or spec.base.run.workers
+    workers = local_workers(kwargs.get("workers") or spec.base.run.workers)
     return frontier_doc(spec, cells, outcome, counter or instruction_counter(spec.board), workers), outcome
 
 

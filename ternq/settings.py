@@ -12,6 +12,7 @@ at most ``lr``). Adding a setting is one :func:`setting` line in its section
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -478,8 +479,9 @@ class RunSettings:
     response: str = setting("eval_mse", "What the effects are computed on: eval_mse (log10 of the one-step eval "
                             "MSE) or rollout:K (of the rollout MSE at horizon K; sets the horizon when not "
                             "given).", flag="--response")
-    workers: int = setting(2, "Trainings at once (threads); results are identical for any value.", lo=1,
-                           hi=MAX_WORKERS, flag="--workers")
+    workers: int | None = setting(None, "Trainings at once (threads); results are identical for any value [one "
+                                  "per CPU this process may use].", kind="int", lo=1, hi=MAX_WORKERS,
+                                  flag="--workers")
     device: str = setting("cpu", "Where teachers and students train (coordinate searches and evaluations stay "
                           "on the CPU): cpu, or cuda (one launch per ready batch; needs "
                           "numba-cuda and an NVIDIA GPU). Results are identical on either.",
@@ -494,6 +496,17 @@ class RunSettings:
             response(self.response)
         except ValueError as exc:
             raise SettingsError("response", str(exc)) from None
+
+
+def local_workers(workers: int | None) -> int:
+    """``workers``, or where it is None (the setting's default) one per CPU this process may use."""
+    if workers is not None:
+        return workers
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_WORKERS))
 
 
 # --- the command line -----------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_baselines_made_beside_the_trainings_give_the_same_document(monkeypatch)
     summarize = run_mod.summarize
     monkeypatch.setattr(run_mod, "summarize", spy)
     for cores in (1, 64):
-        monkeypatch.setattr(run_mod.os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(run_mod, "local_workers", lambda w, cores=cores: cores if w is None else w)
         doc, p, _ = run_experiment(s, workers=1, check_gradients=False, check_reproducible=False)
         text = json.dumps({k: v for k, v in doc.items() if k != "timing"}, sort_keys=True, default=str)
         docs.append(re.sub(r'"seconds": [0-9.e-]+', "", text))

@@ -209,6 +209,21 @@ def test_run_section_reaches_the_factorial(tmp_path, capsys):
     assert doc["forecast"]["baselines"]["horizon"]["horizon"] == 3
 
 
+def test_workers_default_to_one_per_cpu_this_process_may_use(monkeypatch):
+    """Unset, workers is the CPUs this process may run on (its affinity, else the machine's count); a value given
+    is kept."""
+    import os
+
+    assert S.RunSettings().workers is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 5, 7}, raising=False)
+    assert S.local_workers(None) == 4 and S.local_workers(3) == 3
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
+    assert S.local_workers(None) == 12
+    monkeypatch.setattr(os, "cpu_count", lambda: 100_000)
+    assert S.local_workers(None) == S.MAX_WORKERS
+
+
 def test_columns_choose_the_data_files_channels(tmp_path):
     """experiment.columns reaches the task every unit is built from (and needs a data file)."""
     from ternq.experiment.plans import plan

@@ -14,7 +14,6 @@ far worse than it started is returned in :attr:`Outcome.worse`.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from ..gpu import launches_at_once
 from ..gpu import prepare as gpu_prepare
 from ..gradcheck import TOLERANCE, check_all_beside
 from ..memory import check_fits
-from ..settings import SettingsError
+from ..settings import SettingsError, local_workers
 from .execute import Cancelled, OnStart, backend_for, cancellable, execute
 from .forecasting import Forecaster, ForecastSettings
 from .plans import ExperimentSettings, Plan, plan
@@ -211,7 +210,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
     from ..train import quantized_from, worse_than_start
 
     t0 = time.perf_counter()
-    workers = workers or cells[0].settings.run.workers
+    workers = local_workers(workers or cells[0].settings.run.workers)
     device = check_device(device or cells[0].settings.run.device, [c.settings for c in cells],
                           launches_here=client is None)
     plans = [plan(c.settings) for c in cells]
@@ -305,7 +304,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
                 # the GPU trains, or there are more cores than workers and the checks' thread), their fits,
                 # statsmodels' import (seconds) and the figures run beside it; otherwise they would take CPU from
                 # the trainings (measured on 2 cores: 12-19% more wall) and are made after them
-                free = client is not None or device == "cuda" or (os.cpu_count() or 1) > workers + 1
+                free = client is not None or device == "cuda" or local_workers(None) > workers + 1
                 baselines = side.submit(score_beside) if free else None
                 try:
                     results = execute(units, backend, done=done, on_start=on_start, on_done=finished,
