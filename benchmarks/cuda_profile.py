@@ -1,12 +1,12 @@
 """One training launch to profile under Nsight Compute, its machine code tied to the kernel's source lines.
 
-    python benchmarks/cuda_profile.py SRC_OUT.py H M T THREADS [EPOCHS]
+    python benchmarks/cuda_profile.py SRC_OUT.py H:M:T:THREADS:EPOCHS ...
 
 Writes the kernel's source (``ternq/kernels/cuda.py``, compiled with line information and without the disk
 cache) to SRC_OUT.py and compiles that file, so a profiler's per-line figures name its lines (the same
-numbers as the repository's file). Then it trains M teachers (B=10, T steps, one input and output) for
-EPOCHS epochs [20] twice: the first launch compiles, the second is the one to profile
-(``ncu --launch-skip 1 --launch-count 1 -k regex:_train``).
+numbers as the repository's file). Then, for each point, it trains M teachers of width H (B=10, T steps, one
+input and output) for EPOCHS epochs in one launch (``ncu -k regex:_train`` profiles each; a kernel is compiled
+before its first launch, so no launch includes the compile).
 """
 
 import importlib.util
@@ -35,15 +35,15 @@ def load(out: Path):
 
 
 def main():
-    out, H, M, T, threads = Path(sys.argv[1]), *(int(a) for a in sys.argv[2:6])
-    E = int(sys.argv[6]) if len(sys.argv) > 6 else 20
+    out = Path(sys.argv[1])
     K = load(out)
     gpu._kernels = lambda: (__import__("numba").cuda, K)
-    X, Y, th = cuda_epochs._device_problem(M, H, E, np.random.default_rng(0))
-    X, Y = np.ascontiguousarray(X[:, :, :, :T]), np.ascontiguousarray(Y[:, :, :, :T])
-    for _ in range(2):
-        cuda_epochs.teach(th.copy(), X, Y, H, threads)
-    print("done", H, M, T, threads, E, flush=True)
+    for spec in sys.argv[2:]:
+        H, M, T, threads, E = (int(a) for a in spec.split(":"))
+        X, Y, th = cuda_epochs._device_problem(M, H, E, np.random.default_rng(0))
+        X, Y = np.ascontiguousarray(X[:, :, :, :T]), np.ascontiguousarray(Y[:, :, :, :T])
+        cuda_epochs.teach(th, X, Y, H, threads)
+        print("done", spec, flush=True)
 
 
 if __name__ == "__main__":
