@@ -195,3 +195,34 @@ def test_leaving_after_the_gpu_survives_a_closed_output(monkeypatch):
     monkeypatch.setattr(os, "_exit", lambda status: left.append(status))
     cli.console()
     assert left == [0]
+
+
+def test_a_closed_stdout_prints_nothing_and_the_command_still_runs(tmp_path):
+    """Started with stdout closed (``ternq ... >&-``), a command writes its files, says nothing and exits 0."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.npz"
+    proc = subprocess.run([sys.executable, "-c", "from ternq.cli import main; main()", "teacher", "--hidden", "4",
+                           "--epochs", "3", "--out", str(out)], preexec_fn=lambda: os.close(1),
+                          stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and out.stat().st_size > 0
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly(monkeypatch, capsys):
+    """``ternq ... | head``: once the reader is gone, writing the output fails; the command ends with exit 1 and
+    says nothing (no "Internal error", no traceback)."""
+    import io
+    import sys
+
+    class Gone(io.StringIO):
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        flush = write
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    with pytest.raises(SystemExit) as exc:
+        main(["gradcheck", "--hidden", "4", "--json"])
+    assert exc.value.code == 1 and not capsys.readouterr().err

@@ -20,7 +20,9 @@ from ..forecast import baseline_names
 from ..jsonsafe import dumps
 
 # a pipe or a file gets a fixed width wide enough for the factorial matrix, unless COLUMNS says otherwise
-out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+# (a process started with stdout closed has none: it then prints nothing, and its files are still written)
+_tty = sys.stdout is not None and sys.stdout.isatty()
+out = Console(width=None if _tty or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True)
 
 
@@ -53,7 +55,7 @@ def kv_table(title: str, rows: dict) -> Table:
 
 
 def print_json(obj) -> None:
-    sys.stdout.write(dumps(obj, indent=2) + "\n")
+    print(dumps(obj, indent=2))  # nothing where stdout is closed
 
 
 def kernels_compiled() -> bool:

@@ -2,7 +2,7 @@
 # where an epoch goes: a launch of 1 H=32 teacher (T=100, 512 threads) and one of 4096 (256 threads) under Nsight
 # Compute with the kernel's line information (benchmarks/cuda_profile.py); beside it, kernel versions timed at
 # those points (benchmarks/cuda_phases.py): the code now (base), a BPTT that loads both sequences before storing
-# (v1), 40 and 48 registers for 256-thread blocks. Every process compiles at once; the profile and each timing
+# (v1), and v1 with each thread's first unit divided out once, not every step (v2), 40 and 48 registers for 256-thread blocks. Every process compiles at once; the profile and each timing
 # hold one lock in turn, so no two use the GPU together. Everything into $OUT/p.tgz
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PHASES_LOCK=/tmp/gpu.lock
@@ -19,6 +19,7 @@ sleep 1
 P1=32:1:100:512,32:4096:100:256
 timeout 420 python3 cuda_phases.py $R/ph_base.json base --points $P1 > $R/ph_base.log 2>&1 &
 timeout 420 python3 cuda_phases.py $R/ph_v1.json v1=../.probe/k_v1.py --points $P1 > $R/ph_v1.log 2>&1 &
+timeout 420 python3 cuda_phases.py $R/ph_v2.json v2=../.probe/k_v2.py --points $P1 > $R/ph_v2.log 2>&1 &
 timeout 420 python3 cuda_phases.py $R/ph_regs.json regs40 regs48 --points 32:4096:100:256 > $R/ph_regs.log 2>&1 &
 wait
 ncu -i $R/prof.ncu-rep --print-details all > $R/prof_details.txt 2>&1
