@@ -2,8 +2,12 @@
 # where an epoch goes: a launch of 1 H=32 teacher (T=100, 512 threads) and one of 4096 (256 threads) under Nsight
 # Compute with the kernel's line information (benchmarks/cuda_profile.py); beside it, kernel versions timed at
 # those points (benchmarks/cuda_phases.py): the code now (base), a BPTT that loads both sequences before storing
-# (v1), and v1 with each thread's first unit divided out once, not every step (v2), 40 and 48 registers for 256-thread blocks. Every process compiles at once; the profile and each timing
+# (v1), and v1 with each thread's first unit divided out once, not every step (v2), 40 and 48 registers
+# for 256-thread blocks. Every process compiles at once; the profile and each timing
 # hold one lock in turn, so no two use the GPU together. Everything into $OUT/p.tgz
+# v1 and v2 are made here and carried (.probe is ignored by git): mkdir -p .probe && cp ternq/kernels/cuda.py
+# .probe/k_v1.py && patch .probe/k_v1.py < benchmarks/cuda_h100/host_f/v1.patch && cp .probe/k_v1.py .probe/k_v2.py &&
+# patch .probe/k_v2.py < benchmarks/cuda_h100/host_f/v2.patch
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PHASES_LOCK=/tmp/gpu.lock
 R=/tmp/p; mkdir -p $R
