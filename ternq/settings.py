@@ -498,14 +498,25 @@ class RunSettings:
             raise SettingsError("response", str(exc)) from None
 
 
+CPU_QUOTA = "/sys/fs/cgroup/cpu.max"  # a container's CPU limit (cgroup v2): "QUOTA PERIOD", or "max PERIOD"
+
+
 def local_workers(workers: int | None) -> int:
-    """``workers``, or where it is None (the setting's default) one per CPU this process may use."""
+    """``workers``, or where it is None (the setting's default) one per CPU this process may use: its CPU affinity
+    (else the machine's count), and no more than a container's CPU quota allows."""
     if workers is not None:
         return workers
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity on this platform
         n = os.cpu_count() or 1
+    try:
+        with open(CPU_QUOTA) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, ZeroDivisionError):  # no cgroup v2 limit here, or one that cannot be read
+        pass
     return max(1, min(n, MAX_WORKERS))
 
 

@@ -209,12 +209,14 @@ def test_run_section_reaches_the_factorial(tmp_path, capsys):
     assert doc["forecast"]["baselines"]["horizon"]["horizon"] == 3
 
 
-def test_workers_default_to_one_per_cpu_this_process_may_use(monkeypatch):
-    """Unset, workers is the CPUs this process may run on (its affinity, else the machine's count); a value given
-    is kept."""
+def test_workers_default_to_one_per_cpu_this_process_may_use(monkeypatch, tmp_path):
+    """Unset, workers is the CPUs this process may run on (its affinity, else the machine's count, within a
+    container's CPU quota); a value given is kept."""
     import os
 
     assert S.RunSettings().workers is None
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(S, "CPU_QUOTA", str(quota))  # none yet: this machine's own limit is not the test's
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 5, 7}, raising=False)
     assert S.local_workers(None) == 4 and S.local_workers(3) == 3
     monkeypatch.delattr(os, "sched_getaffinity")
@@ -222,6 +224,9 @@ def test_workers_default_to_one_per_cpu_this_process_may_use(monkeypatch):
     assert S.local_workers(None) == 12
     monkeypatch.setattr(os, "cpu_count", lambda: 100_000)
     assert S.local_workers(None) == S.MAX_WORKERS
+    for text, n in (("250000 100000\n", 3), ("max 100000\n", S.MAX_WORKERS), ("garbage\n", S.MAX_WORKERS)):
+        quota.write_text(text)  # a container limited to 2.5 CPUs gets 3 workers; no limit, or an unreadable one, none
+        assert S.local_workers(None) == n
 
 
 def test_columns_choose_the_data_files_channels(tmp_path):
