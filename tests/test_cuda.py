@@ -152,6 +152,19 @@ def test_students_every_mask_and_distillation_bit_identical_to_the_cpu():
 
 
 @needs_device
+@pytest.mark.parametrize("spare", [0, 1])
+def test_one_or_two_sequences_a_thread_are_the_same_bits(spare):
+    """A block with a thread for every (sequence, unit) gives each thread one sequence; one thread fewer, and
+    threads take two: the forward, BPTT and the teacher's forward give the CPU's bits either way."""
+    rng = np.random.default_rng(5)
+    teacher = _theta(rng, False)
+    settings = dict(TEACHERS, mask_kind=MASK_NOTES, distill=True, alpha0=0.3, alpha1=0.8, beta0=1.0, beta1=5.0)
+    g, c = _both(True, settings, teacher=teacher, threads=B * H - spare)
+    _same(g, c)
+    assert np.isfinite(g[3]).all()
+
+
+@needs_device
 def test_a_diverging_model_freezes_where_the_cpu_freezes_it():
     g, c = _both(False, TEACHERS, big_lr=True)
     _same(g, c)

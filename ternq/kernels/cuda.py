@@ -167,6 +167,15 @@ def _u(i):
     return np.uint64(i)
 
 
+@cuda.jit(device=True, inline=True)
+def _split(q, tid, bb0, i0, n):
+    """(q // n, q % n), taken from (bb0, i0) = divmod(tid, n) where q is tid: a thread's first item is the same
+    every step, and the division (a few dozen instructions on the critical path) is then done once."""
+    if q == tid:
+        return bb0, i0
+    return q // n, q % n
+
+
 # ---------------------------------------------------------------- scalar pieces (cell.py's, rounded alike)
 
 @cuda.jit(device=True, inline=True)
@@ -594,12 +603,21 @@ def _unit_step(ag, ac, q, i, t, BH, cur, nxt, o_dec, gs, cs, hs, sh):
     sh[_u(nxt + q)] = hn
 
 
+@cuda.jit(device=True, inline=True)
+def _pair(B, hidden, nt):
+    """The offset from a thread's first sequence to its second: B (none) where the block has a thread for every
+    (sequence, unit), so that few models' steps have the shorter chains; else ceil(B/2), each weight then read once
+    for two sequences, the fewer instructions where many models share the GPU."""
+    return B if nt >= B * hidden else (B + 1) // 2
+
+
 @cuda.jit(device=True)
 def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh, tid, nt):
     """cell._forward for one model by one block: X[xo:] (B, Tx, I); ``free`` steps read the last
     prediction. h_t lives in shared memory as well, where every thread of the next step reads it. A thread
-    takes unit i of two sequences, bb and bb + ceil(B/2), each weight read once for both; the predictions
-    are made by threads that have no unit, where there are enough."""
+    takes unit i of sequence bb and, where the block has fewer threads than (sequence, unit) pairs, of
+    bb + :func:`_pair`'s offset too, each weight read once for both; the predictions are made by threads
+    that have no unit, where there are enough."""
     z = n_in + hidden
     ob = 2 * hidden * z
     otau = ob + 2 * hidden
@@ -613,18 +631,19 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
     for q in range(tid, BH, nt):
         hs[q] = _ZERO
         sh[o_h + q] = _ZERO
-    bh = (B + 1) // 2
+    bh = _pair(B, hidden, nt)
     nu = bh * hidden  # the threads with units
     yoff = nu if nt >= nu + B * n_out else 0
     qy = tid - yoff
+    bb0, i0 = tid // hidden, tid % hidden
+    by0, oy0 = (qy // n_out, qy % n_out) if qy >= 0 else (0, 0)
     cuda.syncthreads()
     for t in range(Tx + free):
         cur = o_h + (t % 2) * BH  # h_t; h_{t+1} goes to the other half
         nxt = o_h + ((t + 1) % 2) * BH
         q = tid
         while q < nu:  # not range(tid, nu, nt), whose trip count costs a 64-bit division every step
-            bb = q // hidden
-            i = q % hidden
+            bb, i = _split(q, tid, bb0, i0, hidden)
             b2 = bb + bh
             two = b2 < B
             rg = i * z
@@ -670,8 +689,7 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
         if qy >= 0:  # h_{t+1}'s half is not written again before the next step's barrier
             q = qy
             while q < B * n_out:
-                bb = q // n_out
-                o = q % n_out
+                bb, o = _split(q, qy, by0, oy0, n_out)
                 y = p[_u(obo + o)]
                 hb = nxt + bb * hidden
                 wo = owo + o * hidden
@@ -684,6 +702,21 @@ def _forward(p, X, xo, Tx, free, n_in, hidden, n_out, B, dt, hs, gs, cs, ys, sh,
         if t + 1 >= Tx:  # the next step reads these predictions, or the caller does
             cuda.syncthreads()
     cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline=True)
+def _unit_back(d, gate, cand, hpi, dec, ddec, i, q, row, bb, hidden, h2, o_dp, o_tt, o_dh, DP, sh):
+    """BPTT for unit q = bb*H + i at row (t*B + bb) from dL/dh_t (d): DP's entries, the decay term, dL/dh_{t-1}'s
+    start (cell._backward's)."""
+    omg = _sub(_ONE, gate)
+    dg = _mul(_mul(_mul(d, _sub(cand, _mul(hpi, dec))), gate), omg)
+    dc = _mul(_mul(d, gate), _sub(_ONE, _mul(cand, cand)))
+    DP[_u(row * h2 + i)] = dg
+    DP[_u(row * h2 + hidden + i)] = dc
+    sh[_u(o_dp + bb * h2 + i)] = dg
+    sh[_u(o_dp + bb * h2 + hidden + i)] = dc
+    sh[_u(o_tt + q)] = _mul(_mul(_mul(d, omg), hpi), ddec)
+    sh[_u(o_dh + q)] = _mul(_mul(d, omg), dec)
 
 
 @cuda.jit(device=True)
@@ -734,50 +767,57 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
         sd[1] = mse
         sd[0] = _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n * hidden)))
     cuda.syncthreads()
-    # BPTT: a thread carries dL/dh of unit i of sequences bb and bb + ceil(B/2) (as the forward) in its words of
+    # BPTT: a thread carries dL/dh of unit i of sequence bb and bb + _pair's offset (as the forward) in its words of
     # sh; this step's row of DP and the decay's gradient terms go to shared memory too, for dL/dh_{t-1} (each weight
     # read once for both sequences) and the tau gradient (summed over steps downwards and sequences upwards, the
     # CPU's order)
-    bh = (B + 1) // 2
+    bh = _pair(B, hidden, nt)
     nu = bh * hidden
     nq = (nu + nt - 1) // nt
     # the tau gradient's sums go to threads that have no unit, where there are enough: off the units' path
     g0 = nt - hidden if nt - hidden >= nu else 0
     for q in range(tid, BH, nt):
         sh[o_dh + q] = _ZERO
+    bb0, i0 = tid // hidden, tid % hidden
     cuda.syncthreads()
     for t in range(T - 1, -1, -1):
         for k in range(nq):
             q0 = tid + k * nt
             if q0 >= nu:
                 break
-            i = q0 % hidden
-            bb = q0 // hidden
-            for _ in range(2):  # sequences bb and bb + ceil(B/2)
-                if bb >= B:
-                    break
-                q = bb * hidden + i
-                d = sh[_u(o_dh + q)]
-                row = t * B + bb
-                for o in range(n_out):
-                    d = _add(d, _mul(DY[_u(row * n_out + o)], p[_u(owo + o * hidden + i)]))
-                if distill:
-                    dev = _sub(hs[_u((row + B) * hidden + i)], ht[_u((row + B) * hidden + i)])
-                    d = _add(d, _mul(_mul(ch, weights[i]), dev))
-                gate = gs[_u(row * hidden + i)]
-                cand = cs[_u(row * hidden + i)]
-                hpi = hs[_u(row * hidden + i)]
-                dec = sh[_u(o_dec + i)]
-                omg = _sub(_ONE, gate)
-                dg = _mul(_mul(_mul(d, _sub(cand, _mul(hpi, dec))), gate), omg)
-                dc = _mul(_mul(d, gate), _sub(_ONE, _mul(cand, cand)))
-                DP[_u(row * h2 + i)] = dg
-                DP[_u(row * h2 + hidden + i)] = dc
-                sh[_u(o_dp + bb * h2 + i)] = dg
-                sh[_u(o_dp + bb * h2 + hidden + i)] = dc
-                sh[_u(o_tt + q)] = _mul(_mul(_mul(d, omg), hpi), sh[_u(o_ddec + i)])
-                sh[_u(o_dh + q)] = _mul(_mul(d, omg), dec)
-                bb += bh
+            bb, i = _split(q0, tid, bb0, i0, hidden)
+            # both sequences' loads before either's stores, which the compiler may not move them past
+            b2 = bb + bh
+            two = b2 < B
+            row = t * B + bb
+            row2 = row + bh
+            q = bb * hidden + i
+            q2 = q + bh * hidden
+            d = sh[_u(o_dh + q)]
+            gate = gs[_u(row * hidden + i)]
+            cand = cs[_u(row * hidden + i)]
+            hpi = hs[_u(row * hidden + i)]
+            d2 = gate2 = cand2 = hpi2 = _ZERO
+            if two:
+                d2 = sh[_u(o_dh + q2)]
+                gate2 = gs[_u(row2 * hidden + i)]
+                cand2 = cs[_u(row2 * hidden + i)]
+                hpi2 = hs[_u(row2 * hidden + i)]
+            for o in range(n_out):
+                w = p[_u(owo + o * hidden + i)]
+                d = _add(d, _mul(DY[_u(row * n_out + o)], w))
+                if two:
+                    d2 = _add(d2, _mul(DY[_u(row2 * n_out + o)], w))
+            if distill:
+                cw = _mul(ch, weights[i])
+                d = _add(d, _mul(cw, _sub(hs[_u((row + B) * hidden + i)], ht[_u((row + B) * hidden + i)])))
+                if two:
+                    d2 = _add(d2, _mul(cw, _sub(hs[_u((row2 + B) * hidden + i)], ht[_u((row2 + B) * hidden + i)])))
+            dec = sh[_u(o_dec + i)]
+            ddec = sh[_u(o_ddec + i)]
+            _unit_back(d, gate, cand, hpi, dec, ddec, i, q, row, bb, hidden, h2, o_dp, o_tt, o_dh, DP, sh)
+            if two:
+                _unit_back(d2, gate2, cand2, hpi2, dec, ddec, i, q2, row2, b2, hidden, h2, o_dp, o_tt, o_dh, DP, sh)
         cuda.syncthreads()
         i = tid - g0
         while i >= 0 and i < hidden:
@@ -786,8 +826,7 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
         for k in range(nq):
             q = tid + k * nt
             if q < nu:
-                bb = q // hidden
-                i = q % hidden
+                bb, i = _split(q, tid, bb0, i0, hidden)
                 q1 = o_dh + bb * hidden + i
                 if bb + bh < B:
                     q2 = q1 + bh * hidden
