@@ -659,15 +659,20 @@ def check_all(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1) -> 
     return [r for h in widths for r in check(h, seed, n_in, n_out)] + check(H, seed, n_in, n_out, B, T)
 
 
-def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1) -> list[BlockResult]:
-    """:func:`check_all`, in a child process while its float64 kernels are not compiled yet.
+def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int = 1,
+                     apart: bool = False) -> list[BlockResult]:
+    """:func:`check_all`, in a child process while its float64 kernels are not compiled yet, or where ``apart``.
 
     On a first run the child compiles the float64 kernels on another core while this
     process compiles the float32 training kernels (Numba's cache is locked for that,
     :mod:`ternq.kernels.cache`); once they are compiled, it runs here, where a child
-    would only add its start-up. The rows are the same either way. The child is a fresh
-    interpreter that imports ternq alone (never the caller's main script). If it cannot
-    start or fails, the check runs here; if a signal ended it, KeyboardInterrupt.
+    would only add its start-up, unless ``apart``: a caller whose other threads keep the
+    interpreter busy and that has a core to spare asks for the child, since each of the
+    check's thousands of short compiled calls gives the interpreter up and then waits for
+    it (on the 2-core machine: 1.2 s alone, 66 s beside one thread of pure Python). The
+    rows are the same either way. The child is a fresh interpreter that imports ternq alone
+    (never the caller's main script). If it cannot start or fails, the check runs here; if
+    a signal ended it, KeyboardInterrupt.
     """
     import json
     import os
@@ -677,7 +682,8 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
     from .kernels.cache import can_share, compiled
 
     args = [[int(w) for w in widths], int(seed), int(n_in), int(n_out)]
-    if compiled(loss_grad_pass, np.float64) or not can_share():
+    ready = compiled(loss_grad_pass, np.float64)
+    if (ready and not apart) or (not ready and not can_share()):
         return check_all(*args)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ternq
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))

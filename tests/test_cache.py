@@ -70,6 +70,20 @@ def test_gradient_check_in_a_child_process_gives_the_same_rows(monkeypatch):
     assert all(r.ok for r in child)
 
 
+def test_gradient_check_apart_runs_in_a_child_though_compiled(monkeypatch):
+    """Asked to run apart (the caller's threads would hold it up), the check starts a child even with its kernels
+    compiled; the same rows."""
+    import subprocess
+
+    here = gradcheck.check_all((4,), 3)
+    monkeypatch.setattr(cache, "compiled", lambda kernel, dtype: True)
+    started = []
+    run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: started.append(cmd) or run(cmd, **kw))
+    assert gradcheck.check_all_beside((4,), 3, apart=True) == here
+    assert len(started) == 1
+
+
 @pytest.mark.parametrize("ok", [True, False])
 def test_gradient_check_runs_here_when_compiled_or_unshared(monkeypatch, ok):
     """Compiled (or no lock to share the cache with): the check runs in this process."""

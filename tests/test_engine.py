@@ -14,6 +14,7 @@ from ternq.config import load
 from ternq.experiment.effects import Design, choose, name, word
 from ternq.experiment.plans import DesignSettings, parse_factor, plan
 from ternq.experiment.run import run_experiment
+from ternq.experiment.units import run_unit
 
 ROOT = Path(__file__).parent.parent
 QUICK = str(ROOT / "configs" / "quick.toml")
@@ -169,6 +170,44 @@ def test_baselines_made_beside_the_trainings_give_the_same_document(monkeypatch)
         docs.append(re.sub(r'"seconds": [0-9.e-]+', "", text))
     assert docs[0] == docs[1] and '"vs_naive"' in docs[0]
     assert beside == [set(), {u.digest for u in p.units}]  # after: scored in the document; beside: all of them
+
+
+def test_gradient_check_apart_where_a_core_is_free_and_the_rerun_beside_it(monkeypatch):
+    """With a core to spare, the gradient check runs in a child process (this process's threads would hold it up);
+    without one, here. Either way the reproducibility rerun runs while the check does. The same document."""
+    import threading
+
+    import ternq.experiment.run as run_mod
+
+    s = replace(load(QUICK), seeds=(0,))
+    gradient_error = run_mod.gradient_error
+    docs = []
+    for cores in (1, 64):
+        apart, overlapped = [], []
+        in_check, rerun_started = threading.Event(), threading.Event()
+
+        def check(settings, widths, apart_=False, apart=apart, overlapped=overlapped, in_check=in_check,
+                  rerun_started=rerun_started):
+            apart.append(apart_)
+            in_check.set()
+            overlapped.append(rerun_started.wait(30))  # False if the rerun waits for this check to return
+            return gradient_error(settings, widths)
+
+        def rerun(u, deps, progress=None, in_check=in_check, rerun_started=rerun_started):
+            in_check.wait(30)
+            rerun_started.set()
+            return run_unit(u, deps, progress)
+
+        monkeypatch.setattr(run_mod, "local_workers", lambda w, cores=cores: cores if w is None else w)
+        monkeypatch.setattr(run_mod, "gradient_error", check)
+        monkeypatch.setattr(run_mod, "run_unit", rerun)
+        doc, _, _ = run_experiment(s, workers=1)
+        assert apart == [cores > 2] and overlapped == [True]
+        checks = {c["item"].split(" (")[0]: c["ok"] for c in doc["checklist"]}
+        assert checks["gradient check passes"] is True and checks["reproducible"] is True
+        docs.append(re.sub(r'"seconds": [0-9.e-]+', "", json.dumps({k: v for k, v in doc.items() if k != "timing"},
+                                                                   sort_keys=True, default=str)))
+    assert docs[0] == docs[1]
 
 
 def test_general_design_cli_writes_aliases_and_plot(tmp_path, capsys):

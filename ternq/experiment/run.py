@@ -91,11 +91,13 @@ def settings_task(settings: ExperimentSettings):
     return TaskSpec.of(settings).make()
 
 
-def gradient_error(settings: ExperimentSettings, widths=None) -> float:
-    """The finite-difference check at the experiment's widths; raise :class:`GradientCheckError` if it fails."""
+def gradient_error(settings: ExperimentSettings, widths=None, apart: bool = False) -> float:
+    """The finite-difference check at the experiment's widths; raise :class:`GradientCheckError` if it fails.
+    ``apart``: in a child process (:func:`ternq.gradcheck.check_all_beside`)."""
     task = settings_task(settings)
     widths = sorted(set(widths or settings.widths))
-    err = max(r.max_rel_err for r in check_all_beside(tuple(widths), settings.seeds[0], task.n_in, task.n_out))
+    err = max(r.max_rel_err for r in check_all_beside(tuple(widths), settings.seeds[0], task.n_in, task.n_out,
+                                                      apart=apart))
     if not err < TOLERANCE:  # the notes: abort before any training result
         raise GradientCheckError(f"gradient check failed: max relative error {err:.2e} > {TOLERANCE:g}; "
                                  "see 'ternq gradcheck'")
@@ -274,19 +276,22 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
                     scored[i][digest] = made[i].figures(model)
         return made
 
-    def checks():
+    def gradients(apart: bool):
         grad = {}
         if check_gradients:
             for key, c in grad_keys.items():
-                grad[key] = gradient_error(c.settings, list(key[0]))
+                grad[key] = gradient_error(c.settings, list(key[0]), apart)
         timing["gradcheck_s"] = time.perf_counter() - t0
+        return grad
+
+    def reproduce():
         again = {}
         if check_reproducible:
             for digest, u in reruns.items():
                 if stop.is_set():
                     break
                 again[digest] = run_unit(u, {}, cancellable(stop))[1]
-        return grad, again
+        return again
 
     with FolderLock(out) if out is not None else nullcontext():
         if out is not None:
@@ -298,13 +303,15 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
             on_resume(resumed, distinct)
         backend = backend_for(workers, client, gpu_slots=launches_at_once() if device == "cuda" else 0)
         try:
-            with ThreadPoolExecutor(max_workers=2) as side:
-                pending = side.submit(checks)
+            with ThreadPoolExecutor(max_workers=3) as side:
                 # the baselines and the models' figures need no training: where a core is left free (a cluster or
                 # the GPU trains, or there are more cores than workers and the checks' thread), their fits,
                 # statsmodels' import (seconds) and the figures run beside it; otherwise they would take CPU from
-                # the trainings (measured on 2 cores: 12-19% more wall) and are made after them
+                # the trainings (measured on 2 cores: 12-19% more wall) and are made after them. There the
+                # gradient check runs in a child process too: this one's threads would hold it up (see apart).
                 free = client is not None or device == "cuda" or local_workers(None) > workers + 1
+                grads = side.submit(gradients, free)
+                again_f = side.submit(reproduce)
                 baselines = side.submit(score_beside) if free else None
                 try:
                     results = execute(units, backend, done=done, on_start=on_start, on_done=finished,
@@ -316,7 +323,12 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
                     progressed.set()
                     finished_models.put(None)
                     try:
-                        grad, again = pending.result()  # a failed check wins over any training error
+                        grad = grads.result()  # a failed check wins over any training error
+                    except BaseException:
+                        stop.set()  # the rerun ends at its next progress report
+                        raise
+                    try:
+                        again = again_f.result()
                     except Cancelled:
                         pass
         finally:
