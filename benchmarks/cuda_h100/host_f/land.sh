@@ -26,12 +26,7 @@ done
 save
 for r in $(seq ${RUNS100:-2}); do T new100_$r $F --seeds 0:100 --out /tmp/new100_$r > $R/new100_$r.out 2>&1; done
 save
-python3 -c '
-import hashlib, json, sys
-for f in sys.argv[1:]:  # the figures without "versions", which name the code by a hash of its source
-    d = json.load(open(f)); d.pop("versions")
-    print(hashlib.md5(json.dumps(d, sort_keys=True).encode()).hexdigest(), f, "without versions")
-' /tmp/c_*/results.json /tmp/new*/results.json /tmp/base*/results.json > $R/md5.txt
+python3 benchmarks/same_results.py /tmp/c_*/results.json /tmp/new*/results.json /tmp/base*/results.json > $R/md5.txt
 save
 for r in $(seq ${TEACHERS:-2}); do  # one teacher as a user trains it (T=50, 2000 epochs): its training seconds are in the JSON
   for d in cuda cpu; do T teacher_${d}_$r python3 -m ternq teacher --hidden 32 --device $d --json --out /tmp/teacher_${d}_$r.npz > $R/teacher_${d}_$r.json 2>&1; done

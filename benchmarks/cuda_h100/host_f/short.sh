@@ -20,12 +20,7 @@ for r in 1 2; do
   T new_$r $F --out /tmp/new_$r > $R/new_$r.out 2>&1
   (cd /tmp/base && PYTHONPATH=/tmp/site:/tmp/base T base_$r $F --out /tmp/base_$r > $R/base_$r.out 2>&1)
 done
-python3 -c '
-import hashlib, json, sys
-for f in sys.argv[1:]:  # the figures without "versions", which name the code by a hash of its source
-    d = json.load(open(f)); d.pop("versions")
-    print(hashlib.md5(json.dumps(d, sort_keys=True).encode()).hexdigest(), f, "without versions")
-' /tmp/c_*/results.json /tmp/new_*/results.json /tmp/base_*/results.json > $R/md5.txt
+python3 benchmarks/same_results.py /tmp/c_*/results.json /tmp/new_*/results.json /tmp/base_*/results.json > $R/md5.txt
 save
 T teacher_cuda python3 -m ternq teacher --hidden 32 --device cuda --json --out /tmp/teacher.npz > $R/teacher_cuda.json 2>&1
 save

@@ -17,12 +17,7 @@ for r in 1 2 3; do
   (cd /tmp/v3 && PYTHONPATH=/tmp/site:/tmp/v3 T v3_$r $F --out /tmp/t_v3_$r > $R/v3_$r.out 2>&1)
 done
 md5sum /tmp/c_*/results.json /tmp/t_*/results.json > $R/md5.txt
-python3 -c '
-import hashlib, json, sys
-for f in sys.argv[1:]:  # the figures without "versions", which name the code by a hash of its source
-    d = json.load(open(f)); d.pop("versions")
-    print(hashlib.md5(json.dumps(d, sort_keys=True).encode()).hexdigest(), f, "without versions")
-' /tmp/c_*/results.json /tmp/t_*/results.json >> $R/md5.txt
+python3 benchmarks/same_results.py /tmp/c_*/results.json /tmp/t_*/results.json >> $R/md5.txt
 (cd /tmp/v3 && PYTHONPATH=/tmp/site:/tmp/v3 python3 -c "import ternq.kernels.cuda as k; print(k.__file__)") >> $R/md5.txt
 tar czf $OUT/t.tgz -C /tmp t
 cat $R/walls.txt $R/md5.txt
