@@ -8,7 +8,14 @@ import hashlib
 import json
 import sys
 
-for f in sys.argv[1:]:
-    doc = json.load(open(f))
-    doc.pop("versions")
-    print(hashlib.md5(json.dumps(doc, sort_keys=True).encode()).hexdigest(), f, "without versions")
+
+def main():
+    for f in sys.argv[1:]:
+        with open(f) as fh:
+            doc = json.load(fh)
+        doc.pop("versions")
+        print(hashlib.md5(json.dumps(doc, sort_keys=True).encode()).hexdigest(), f, "without versions")
+
+
+if __name__ == "__main__":
+    main()
