@@ -669,7 +669,7 @@ def check_all_beside(widths=(16, 32), seed: int = 0, n_in: int = 1, n_out: int =
     would only add its start-up, unless ``apart``: a caller whose other threads keep the
     interpreter busy and that has a core to spare asks for the child, since each of the
     check's thousands of short compiled calls gives the interpreter up and then waits for
-    it (on the 2-core machine: 1.2 s alone, 66 s beside one thread of pure Python). The
+    it (on the 2-core machine: about 1.5 s alone, 6 to 66 s beside one thread of pure Python). The
     rows are the same either way. The child is a fresh interpreter that imports ternq alone
     (never the caller's main script). If it cannot start or fails, the check runs here; if
     a signal ended it, KeyboardInterrupt.

@@ -305,7 +305,7 @@ def run(cells: list[Cell], out_dir: str | Path | None = None, *, workers: int | 
         try:
             with ThreadPoolExecutor(max_workers=3) as side:
                 # the baselines and the models' figures need no training: where a core is left free (a cluster or
-                # the GPU trains, or there are more cores than workers and the checks' thread), their fits,
+                # the GPU trains, or there are more cores than workers and the checks' threads), their fits,
                 # statsmodels' import (seconds) and the figures run beside it; otherwise they would take CPU from
                 # the trainings (measured on 2 cores: 12-19% more wall) and are made after them. There the
                 # gradient check runs in a child process too: this one's threads would hold it up (see apart).
