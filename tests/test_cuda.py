@@ -165,6 +165,60 @@ def test_one_or_two_sequences_a_thread_are_the_same_bits(spare):
 
 
 @needs_device
+def test_the_trajectory_sum_by_a_spare_warp_during_bptt_is_the_same_bits():
+    """Where a block has a warp with no unit in BPTT and no tau sum, that warp adds the trajectory term's squares
+    during BPTT: the loss and every weight are the CPU's bits."""
+    from ternq.kernels import cuda as K
+
+    rng = np.random.default_rng(11)
+    teacher = _theta(rng, False)
+    settings = dict(TEACHERS, mask_kind=MASK_NOTES, distill=[True, False, True, True], alpha0=0.3, alpha1=0.8,
+                    beta0=1.0, beta1=5.0)
+    threads = 96 if SIMULATED else 512  # units on 8 (320) threads, the spare warp at 32 (320), tau sums at 92 (480)
+    assert (-(-B * H // 32) * 32 + 32) <= threads - H
+    g, c = _both(True, settings, teacher=teacher, threads=threads)
+    _same(g, c)
+    assert np.isfinite(g[3]).all()
+    assert K.RED >= 64  # the warp's two buffers of 32 terms
+
+
+@needs_device
+def test_the_warps_trajectory_sum_is_the_blocks_over_several_chunks():
+    """The spare warp's sum of a step's terms, chunk after chunk of 32 (three here, the last short), is the bits
+    of the block's ordered sum, with per-unit weights."""
+    from ternq.kernels import cuda as K
+
+    hidden, n = 5, 85  # 17 rows of 5 units
+    rng = np.random.default_rng(2)
+    hs = rng.normal(0, 1, 2 * n).astype(np.float32)
+    ht = rng.normal(0, 1, 2 * n).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, hidden).astype(np.float32)
+    out = np.zeros(2)
+
+    @cuda.jit
+    def both(hs, ht, w, out):
+        sd = cuda.shared.array(2 * K.RED + 8, np.float64)
+        tid = cuda.threadIdx.x
+        block = K._traj_sum(hs, ht, n, n, hidden, w, sd, tid, cuda.blockDim.x)
+        if tid == 0:
+            out[0] = block
+        cuda.syncthreads()
+        total = 0.0
+        if tid >= 32:
+            total = K._traj_rows(total, hs, ht, n, n, hidden, w, sd, tid - 32)
+        if tid == 32:
+            out[1] = total
+
+    both[1, 64](hs, ht, w, out)
+    d = (hs[n:] - ht[n:]).astype(np.float64)  # the difference in float32, its square in float64
+    e = d * d * np.resize(w, n).astype(np.float64)
+    expect = 0.0
+    for x in e:  # the CPU's order
+        expect += x
+    assert out[0] == expect and out[1] == expect
+
+
+@needs_device
 def test_a_diverging_model_freezes_where_the_cpu_freezes_it():
     g, c = _both(False, TEACHERS, big_lr=True)
     _same(g, c)

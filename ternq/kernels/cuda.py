@@ -104,6 +104,21 @@ if SIMULATED:
         return np.floor(a)
 
     _dmul, _dadd, _ddiv, _dsqrt = _mul, _add, _div, _sqrt
+
+    import threading as _threading
+
+    _WARPS: dict = {}
+    _WARPS_LOCK = _threading.Lock()
+
+    def _syncwarp():
+        # the simulator runs each thread as a Python thread and knows no warps: a barrier of the warp's 32
+        t = _threading.current_thread()
+        key = (tuple(t.blockIdx), t.thread_id // 32)
+        with _WARPS_LOCK:
+            b = _WARPS.get(key)
+            if b is None or b.broken:  # a launch that failed may have left it broken
+                b = _WARPS[key] = _threading.Barrier(32)
+        b.wait()
 else:  # pragma: no cover - needs a GPU
     from numba.cuda import libdevice as _ld
 
@@ -157,6 +172,10 @@ else:  # pragma: no cover - needs a GPU
     @cuda.jit(device=True, inline=True)
     def _dsqrt(a):
         return _ld.dsqrt_rn(a)
+
+    @cuda.jit(device=True, inline=True)
+    def _syncwarp():
+        cuda.syncwarp()
 
 
 @cuda.jit(device=True, inline=True)
@@ -586,6 +605,36 @@ def _traj_sum(hs, ht, o, n, hidden, weights, sd, tid, nt):
     return total
 
 
+@cuda.jit(device=True, inline=True)
+def _traj_rows(total, hs, ht, o, n, hidden, weights, sd, lane):
+    """total plus the trajectory terms of hs[o:o + n] against ht[o:o + n], in :func:`_traj_sum`'s order and
+    rounding (n a multiple of hidden, o's row the first of a step), by one warp: its lanes compute 32 terms
+    into shared memory and load the next 32 while lane 0 adds these (two buffers, sd[4:36] and sd[36:68]).
+    The result is in lane 0."""
+    a = b = _ZERO
+    if lane < n:
+        a = hs[_u(o + lane)]
+        b = ht[_u(o + lane)]
+    buf = 4
+    j = 0
+    while j < n:
+        cn = min(32, n - j)
+        e = np.float64(_sub(a, b))
+        w = np.float64(weights[(j + lane) % hidden])
+        k = j + 32 + lane
+        if k < n:
+            a = hs[_u(o + k)]
+            b = ht[_u(o + k)]
+        if lane < cn:
+            sd[_u(buf + lane)] = _dmul(_dmul(e, e), w)
+        _syncwarp()  # the terms are written; lane 0 adds them, the next chunk goes to the other buffer
+        if lane == 0:
+            total = _chain(total, sd, buf, cn)
+        buf = 40 - buf
+        j += 32
+    return total
+
+
 # ---------------------------------------------------------------- forward and backward of one model
 #
 # Per-model arrays are flat: X, Y (D*E*B*T*C) with the epoch's block at xo; hs (T+1)*B*H, gs and cs T*B*H,
@@ -719,6 +768,12 @@ def _unit_back(d, gate, cand, hpi, dec, ddec, i, q, row, bb, hidden, h2, o_dp, o
     sh[_u(o_dh + q)] = _mul(_mul(d, omg), dec)
 
 
+@cuda.jit(device=True, inline=True)
+def _loss(w_y, alpha, mse, straj, n):
+    """The loss (float64): w_y/2 mse + alpha/2 the mean of the trajectory's n weighted squares (multi._loss_grad's)."""
+    return _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n)))
+
+
 @cuda.jit(device=True)
 def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha, distill, ht, g,
                hs, gs, cs, ys, DP, DY, sh, sd, tid, nt, blend, weights):
@@ -759,28 +814,37 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
         r = q // n_out
         target = DY[q] if blend else Y[yo + ((r % B) * T + r // B) * n_out + o]
         DY[q] = _mul(cy, _sub(ys[q], target))
+    bh = _pair(B, hidden, nt)
+    nu = bh * hidden
+    # the tau gradient's sums go to threads that have no unit in BPTT, where there are enough: off the units' path
+    g0 = nt - hidden if nt - hidden >= nu else 0
+    # the trajectory term's sum (the loss's value alone: its gradient is the units') goes to a warp that has no unit
+    # either, where there is one: a step's terms during each step of BPTT, the sum in order all the same
+    wt = (nu + 31) // 32 * 32
+    beside = distill and wt + 32 <= (g0 if g0 > 0 else nt)
     straj = 0.0
-    if distill:
+    if distill and not beside:
         straj = _traj_sum(hs, ht, BH, n * hidden, hidden, weights, sd, tid, nt)
     if tid == 0:
         mse = _ddiv(sse, np.float64(n * n_out))
         sd[1] = mse
-        sd[0] = _dadd(_dmul(_dmul(w_y, 0.5), mse), _ddiv(_dmul(_dmul(alpha, 0.5), straj), np.float64(n * hidden)))
+        if not beside:
+            sd[0] = _loss(w_y, alpha, mse, straj, n * hidden)
     cuda.syncthreads()
     # BPTT: a thread carries dL/dh of unit i of sequence bb and bb + _pair's offset (as the forward) in its words of
     # sh; this step's row of DP and the decay's gradient terms go to shared memory too, for dL/dh_{t-1} (each weight
     # read once for both sequences) and the tau gradient (summed over steps downwards and sequences upwards, the
     # CPU's order)
-    bh = _pair(B, hidden, nt)
-    nu = bh * hidden
     nq = (nu + nt - 1) // nt
-    # the tau gradient's sums go to threads that have no unit, where there are enough: off the units' path
-    g0 = nt - hidden if nt - hidden >= nu else 0
+    lane = tid - wt
+    traj_warp = beside and lane >= 0 and lane < 32
     for q in range(tid, BH, nt):
         sh[o_dh + q] = _ZERO
     bb0, i0 = tid // hidden, tid % hidden
     cuda.syncthreads()
     for t in range(T - 1, -1, -1):
+        if traj_warp:  # step T - t's terms: the sum runs upwards in steps while BPTT runs down
+            straj = _traj_rows(straj, hs, ht, (T - t) * BH, BH, hidden, weights, sd, lane)
         for k in range(nq):
             q0 = tid + k * nt
             if q0 >= nu:
@@ -835,6 +899,8 @@ def _loss_grad(p, X, Y, base, T, n_in, hidden, n_out, B, dt, cy, ch, w_y, alpha,
                 else:
                     sh[_u(q1)] = _dot(sh[_u(q1)], sh, o_dp + bb * h2, 1, p, n_in + i, z, h2)
         cuda.syncthreads()
+    if traj_warp and lane == 0:  # read after the block's last barrier
+        sd[0] = _loss(w_y, alpha, sd[1], straj, n * hidden)
     # weight gradients, each entry a sum over the B*T steps in the CPU's order, rows (t, bb) upwards, except
     # the input columns (sequences outermost). The recurrent columns: the block copies a few rows of DP and of
     # h_prev at a time into shared memory (BPTT's region, free now), and a thread takes the columns c and c + hc
